@@ -1,0 +1,127 @@
+# maas — build entry point.
+#
+#   make            release build: build/maas
+#   make debug      AddressSanitizer + UBSan build (what the unit tests use)
+#   make test       install missing packages, build, run every test
+#   make run        install missing packages, build, start the demo
+#   make fuzz       build the libFuzzer targets (clang) and replay/fuzz them
+#   make bench      build the benchmarks
+#
+# Layout: one module per folder under src/, layered bottom-up in LAYERS. Each
+# module becomes an archive; a unit test tests/unit/<module>_*.c links its
+# module and every module below it, so a module can be tested before the ones
+# above it exist. Files named *_avx2.c / *_avx512.c are compiled with that
+# instruction set only; everything else stays baseline x86-64 and the right
+# kernel is chosen at run time.
+
+.DEFAULT_GOAL := all
+LAYERS := core gguf kernels tokenizer sample model engine store billing server cli
+
+CC      ?= cc
+CSTD    := -std=gnu11
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wvla -Wno-format-truncation
+INC     := -Isrc
+LIBS    := -lm -lpthread -lpcre2-8
+
+REL_FLAGS := -O2 -g -DNDEBUG
+DBG_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+
+AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2
+
+isa_flags = $(if $(findstring _avx512,$(1)),$(AVX512_FLAGS),$(if $(findstring _avx2,$(1)),$(AVX2_FLAGS),))
+
+mod_srcs = $(wildcard src/$(1)/*.c)
+MODULES  := $(foreach m,$(LAYERS),$(if $(call mod_srcs,$(m)),$(m)))
+# modules strictly below and including $(1), in link order (top first)
+below_incl = $(call reverse,$(wordlist 1,$(call index_of,$(1),$(LAYERS)),$(LAYERS)))
+index_of = $(words $(call upto,$(1),$(2)))
+upto = $(if $(filter $(1),$(firstword $(2))),$(1),$(firstword $(2)) $(call upto,$(1),$(wordlist 2,$(words $(2)),$(2))))
+reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+
+# ---- per-configuration rules -------------------------------------------------
+# $(1) = config name (rel, dbg, fuzz), $(2) = compiler, $(3) = flags
+define CONFIG
+build/$(1)/obj/%.o: %.c
+	@mkdir -p $$(dir $$@)
+	$(2) $(CSTD) $(WARN) $(INC) $(3) $$(call isa_flags,$$<) -MMD -MP -c $$< -o $$@
+endef
+
+# $(1) = config, $(2) = module
+define ARCHIVE
+build/$(1)/lib$(2).a: $(patsubst %.c,build/$(1)/obj/%.o,$(call mod_srcs,$(2)))
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+
+$(eval $(call CONFIG,rel,$(CC),$(REL_FLAGS)))
+$(eval $(call CONFIG,dbg,$(CC),$(DBG_FLAGS)))
+$(eval $(call CONFIG,fuzz,clang,$(FUZZ_FLAGS)))
+$(foreach c,rel dbg fuzz,$(foreach m,$(MODULES),$(eval $(call ARCHIVE,$(c),$(m)))))
+.SECONDEXPANSION:
+
+libs_for = $(foreach m,$(call below_incl,$(2)),$(if $(call mod_srcs,$(m)),build/$(1)/lib$(m).a))
+
+# ---- the program ---------------------------------------------------------------
+ALL_REL_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/rel/lib$(m).a)
+ALL_DBG_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/dbg/lib$(m).a)
+
+.PHONY: all debug test run fuzz bench clean setup unit
+all: build/maas
+
+build/maas: $(ALL_REL_LIBS)
+	$(CC) $(REL_FLAGS) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LIBS)
+
+build/maas-debug: $(ALL_DBG_LIBS)
+	$(CC) $(DBG_FLAGS) -o $@ -Wl,--start-group $^ -Wl,--end-group $(LIBS)
+
+debug: build/maas-debug
+
+# ---- unit tests ------------------------------------------------------------------
+UNIT_SRCS := $(wildcard tests/unit/*_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,build/dbg/tests/%,$(UNIT_SRCS))
+test_module = $(firstword $(subst _, ,$(notdir $(1))))
+
+build/dbg/tests/%: tests/unit/%.c tests/unit/test.h $$(call libs_for,dbg,$$(call test_module,$$*))
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(INC) -Itests/unit $(DBG_FLAGS) -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
+
+unit: $(UNIT_BINS)
+
+# ---- fuzz targets ------------------------------------------------------------------
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+# fuzz_<module>_<what>.c links <module> and below
+fuzz_module = $(word 2,$(subst _, ,$(notdir $(1))))
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(call libs_for,fuzz,$$(call fuzz_module,fuzz_$$*))
+	@mkdir -p $(dir $@)
+	clang $(CSTD) $(WARN) $(INC) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+# ---- benchmarks --------------------------------------------------------------------
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,build/bench/%,$(BENCH_SRCS))
+build/bench/%: bench/%.c $(ALL_REL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(INC) $(REL_FLAGS) -march=native -o $@ $< -Wl,--start-group $(ALL_REL_LIBS) -Wl,--end-group $(LIBS)
+bench: build/maas $(BENCH_BINS)
+
+# ---- one-command entry points ---------------------------------------------------------
+setup:
+	@scripts/setup.sh
+
+test: setup
+	$(MAKE) -j$$(nproc) build/maas unit fuzz
+	scripts/run_tests.sh
+
+run: setup
+	$(MAKE) -j$$(nproc) build/maas
+	scripts/demo.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages maas needs to build and test, only those that
+# are missing. Safe to run again; used by `make test`, `make run` and CI.
+set -euo pipefail
+
+PKGS=(
+  gcc make pkg-config              # build
+  clang libclang-rt-14-dev         # libFuzzer targets
+  python3 python3-numpy            # the independent NumPy reference in tests/
+  libpcre2-dev                     # tokenizer pre-splitting
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

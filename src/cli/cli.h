@@ -1,0 +1,12 @@
+/* cli — the `maas` subcommands. Each cmd_* takes the arguments after its
+ * name (argv[0] is the command name) and returns the process exit code:
+ * 0 success, 1 failure (message already printed), 2 usage error. */
+#ifndef MAAS_CLI_H
+#define MAAS_CLI_H
+
+int cmd_version(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
+
+#endif

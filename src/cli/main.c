@@ -1,0 +1,52 @@
+/* maas — entry point: dispatches to the subcommand named by argv[1]. */
+#include "cli/cli.h"
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"inspect", cmd_inspect, "inspect FILE [--json]            metadata and tensor table of a GGUF file"},
+    {"quantize", cmd_quantize, "quantize IN OUT TYPE             convert a model to another type or mix"},
+    {"mkmodel", cmd_mkmodel, "mkmodel --arch A --vocab V -o OUT  write a model with seeded random weights"},
+    {"version", cmd_version, "version                          version and the kernels this CPU uses"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: maas <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(out, "  %s\n", commands[i].help);
+    fprintf(out, "\n'maas <command> --help' describes a command.\n");
+}
+
+int cmd_version(int argc, char **argv)
+{
+    kernels_init();
+    printf("maas 0.1.0 (kernels: %s)\n", kernels_isa_name(kernels_isa()));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "maas: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

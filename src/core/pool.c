@@ -1,0 +1,140 @@
+/*
+ * Thread pool for kernels. Role of each thread: worker i (1..n-1) runs slice i
+ * of whatever job the owner posts; the owner runs slice 0 itself and then waits
+ * for the others. Jobs are posted by bumping a generation counter; workers spin
+ * on it for a short while (a decode step posts hundreds of small jobs, and a
+ * sleeping thread takes tens of microseconds to wake), then sleep on a
+ * condition variable so that an idle process uses no CPU.
+ *
+ * The sleep/wake handshake relies on sequentially consistent atomics: the
+ * owner increments `gen` then reads `sleepers`; a worker increments `sleepers`
+ * (under the mutex) then reads `gen`. At least one of them sees the other's
+ * write, so a wake-up is never lost.
+ */
+#include "core.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <immintrin.h>
+
+#define SPIN_ITERS (1 << 15)
+
+struct pool {
+    int n;                    /* threads including the owner */
+    pthread_t *threads;       /* n-1 workers, from malloc() */
+    atomic_uint gen;          /* job generation, written by the owner */
+    atomic_int pending;       /* workers still running the current job */
+    atomic_int sleepers;      /* workers waiting on cv */
+    atomic_bool stop;
+    pool_fn fn;               /* current job, valid while gen is current */
+    void *ctx;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+};
+
+struct worker_arg {
+    struct pool *p;
+    int ith;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker_arg wa = *(struct worker_arg *)arg;
+    free(arg);
+    struct pool *p = wa.p;
+    /* gen starts at 0 and no job is posted before pool_new returns, so a
+     * worker that starts late still sees the first job as new. */
+    unsigned seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
+            if (++spins < SPIN_ITERS) {
+                _mm_pause();
+                continue;
+            }
+            pthread_mutex_lock(&p->m);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->cv, &p->m);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->m);
+        }
+        if (atomic_load(&p->stop))
+            return NULL;
+        seen = atomic_load(&p->gen);
+        p->fn(p->ctx, wa.ith, p->n);
+        atomic_fetch_sub(&p->pending, 1);
+    }
+}
+
+struct pool *pool_new(int n_threads)
+{
+    if (n_threads < 1)
+        n_threads = 1;
+    struct pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->n = n_threads;
+    pthread_mutex_init(&p->m, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    if (!p->threads) {
+        free(p);
+        return NULL;
+    }
+    for (int i = 1; i < n_threads; i++) {
+        struct worker_arg *wa = malloc(sizeof *wa);
+        if (wa) {
+            wa->p = p;
+            wa->ith = i;
+        }
+        if (!wa || pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
+            free(wa);
+            p->n = i; /* shut down the ones already started */
+            pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void pool_free(struct pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->m);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->m);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->m);
+    pthread_cond_destroy(&p->cv);
+    free(p->threads);
+    free(p);
+}
+
+int pool_n_threads(const struct pool *p)
+{
+    return p ? p->n : 1;
+}
+
+void pool_run(struct pool *p, pool_fn fn, void *ctx)
+{
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    atomic_store(&p->pending, p->n - 1);
+    atomic_fetch_add(&p->gen, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->m);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->m);
+    }
+    fn(ctx, 0, p->n);
+    while (atomic_load(&p->pending) > 0)
+        _mm_pause();
+}

@@ -1,0 +1,98 @@
+/*
+ * kernels — tensor types and the numeric operations of inference.
+ *
+ * Every operation has a plain-C reference (kernels_ref*.c) that is its
+ * specification; AVX2 (and, where written, AVX-512) versions live in files
+ * named *_avx2.c / *_avx512.c, compiled with those flags only, and are chosen
+ * once at start-up from CPUID into a table of function pointers.
+ * MAAS_KERNELS=ref|avx2|avx512 forces a level (for tests and debugging).
+ *
+ * Weights are rows of a type from gguf.h; activations are f32. A dot product
+ * of a quantized weight row with activations first converts the activations
+ * to the type's "vec_dot type" (q8_0, q8_1 or q8_K), as ggml does, so the
+ * inner loop is integer arithmetic.
+ *
+ * Call kernels_init() once before anything else (it is idempotent).
+ */
+#ifndef MAAS_KERNELS_H
+#define MAAS_KERNELS_H
+
+#include "core/core.h"
+#include "gguf/gguf.h"
+#include "kernels/blocks.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum kern_isa { KERN_REF = 0, KERN_AVX2 = 1, KERN_AVX512 = 2 };
+
+void kernels_init(void);
+enum kern_isa kernels_isa(void);           /* the level in use */
+enum kern_isa kernels_cpu_isa(void);       /* the best level this CPU supports */
+const char *kernels_isa_name(enum kern_isa isa);
+/* Switches the table to a level (tests compare levels). -1 if the CPU lacks it. */
+int kernels_force_isa(enum kern_isa isa);
+
+/* ---- scalar conversions ---- */
+float fp16_to_fp32(uint16_t h);
+uint16_t fp32_to_fp16(float f);            /* round to nearest even */
+float bf16_to_fp32(uint16_t h);
+uint16_t fp32_to_bf16(float f);            /* round to nearest even, NaN kept quiet */
+
+/* ---- per-type operations ---- */
+/* Functions of one type; n is a multiple of the type's block size. */
+typedef void (*kern_to_float_fn)(const void *x, float *y, int64_t n);
+typedef void (*kern_from_float_fn)(const float *x, void *y, int64_t n);
+/* Dot product of n elements: a weight row x (type t) with y (t's vec_dot type). */
+typedef float (*kern_vec_dot_fn)(int64_t n, const void *x, const void *y);
+
+struct kern_type_ops {
+    kern_to_float_fn to_float;        /* dequantize */
+    kern_from_float_fn from_float;    /* quantize (reference algorithm, deterministic) */
+    kern_from_float_fn from_float_act;/* fast quantizer used for activations of this type */
+    kern_vec_dot_fn vec_dot;
+    enum ggml_type vec_dot_type;
+};
+
+/* The current table entry for t; NULL members mean unsupported. */
+const struct kern_type_ops *kern_ops(enum ggml_type t);
+/* True when t can be dequantized and multiplied (the weight types). */
+bool kern_type_supported(enum ggml_type t);
+/* True when t can be produced by kern_quantize. */
+bool kern_type_quantizable(enum ggml_type t);
+
+/* Quantizes nrows rows of n_per_row floats into y (ggml_row_size bytes per
+ * row). Returns the bytes written. Deterministic: the same input gives the
+ * same bytes on every ISA. */
+size_t kern_quantize(enum ggml_type t, const float *x, void *y, int64_t nrows, int64_t n_per_row);
+void kern_dequantize_row(enum ggml_type t, const void *x, float *y, int64_t n);
+
+/* ---- matrix multiplication ----
+ * y[i][r] = sum_k W[r][k] * x[i][k] for r < n_out, i < n_tok.
+ * W: n_out rows of n_in elements of type wt (row stride ggml_row_size(wt, n_in)).
+ * x: n_tok rows of n_in f32 (row stride n_in). y: n_tok rows, row stride ldy >= n_out.
+ * Work is split over the pool's threads. wbuf must hold at least
+ * kern_matmul_wsize(wt, n_in, n_tok) bytes (activations converted to the
+ * vec_dot type); callers allocate it once, up front. */
+size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok);
+void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_out, int64_t n_in, const float *x,
+                 int64_t n_tok, float *y, int64_t ldy, void *wbuf);
+
+/* ---- element-wise and row operations (f32) ---- */
+/* y = x / rms(x) * w (w may be NULL); y may equal x. */
+void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+/* In-place softmax over n values. */
+void kern_softmax(float *x, int64_t n);
+/* out[i] = silu(gate[i]) * up[i]; out may alias gate or up. */
+void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
+float kern_silu(float x);
+/* RoPE on n_head heads of head_dim floats each (contiguous), rotating the
+ * first n_rot dims of each head at position pos. theta_i = pos * freq_scale *
+ * base^(-2i/n_rot). neox: pairs (i, i + n_rot/2); otherwise (2i, 2i+1). */
+void kern_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float base, float freq_scale,
+               bool neox);
+float kern_dot_f32(const float *a, const float *b, int64_t n);
+void kern_axpy(float *y, float a, const float *x, int64_t n); /* y += a*x */
+void kern_add(float *y, const float *x, int64_t n);           /* y += x */
+
+#endif

@@ -1,0 +1,26 @@
+/* Private to kernels/: the dispatch tables that each ISA file fills in. */
+#ifndef MAAS_KERNELS_INT_H
+#define MAAS_KERNELS_INT_H
+
+#include "kernels/kernels.h"
+
+/* f32 row operations that have SIMD versions. */
+struct kern_f32_ops {
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    void (*softmax)(float *x, int64_t n);
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+};
+
+/* Each fills or overrides the entries it implements. The reference ones fill
+ * every supported type; the SIMD ones override only what they speed up. */
+void kern_register_ref_float(struct kern_type_ops *tab);    /* f32, f16, bf16: kernels.c */
+void kern_register_ref_quants(struct kern_type_ops *tab);   /* q4_0 ... q6_k, iq4_nl, q8_*: quant_ref.c */
+void kern_register_avx2(struct kern_type_ops *tab);         /* quant_avx2.c */
+void kern_register_ref_f32ops(struct kern_f32_ops *ops);    /* ops.c */
+void kern_register_avx2_f32ops(struct kern_f32_ops *ops);   /* ops_avx2.c */
+
+extern struct kern_f32_ops kern_f32;                        /* the table in use */
+
+#endif
