@@ -8,6 +8,7 @@ PKGS=(
   clang libclang-rt-14-dev         # libFuzzer targets
   python3 python3-numpy            # the independent NumPy reference in tests/
   libpcre2-dev                     # tokenizer pre-splitting
+  libsqlite3-dev libsodium-dev     # the ledger (SQLite) and API-key hashing
 )
 
 missing=()
