@@ -188,6 +188,10 @@ int gguf_writer_set_u64(struct gguf_writer *w, const char *key, uint64_t v);
 int gguf_writer_set_f32(struct gguf_writer *w, const char *key, float v);
 int gguf_writer_set_bool(struct gguf_writer *w, const char *key, bool v);
 int gguf_writer_set_str(struct gguf_writer *w, const char *key, const char *v);
+/* A string of len bytes (it may hold NUL bytes). */
+int gguf_writer_set_strn(struct gguf_writer *w, const char *key, const char *v, uint64_t len);
+/* A scalar of any numeric or bool type, val pointing at its raw little-endian bytes. */
+int gguf_writer_set_val(struct gguf_writer *w, const char *key, enum gguf_vtype type, const void *val);
 /* Numeric array of n elements of type elem, raw little-endian. */
 int gguf_writer_set_arr(struct gguf_writer *w, const char *key, enum gguf_vtype elem, const void *data, uint64_t n);
 int gguf_writer_set_arr_str(struct gguf_writer *w, const char *key, const struct gguf_str *strs, uint64_t n);

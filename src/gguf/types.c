@@ -68,3 +68,15 @@ int ggml_type_from_name(const char *name)
             return t;
     return -1;
 }
+
+const char *gguf_vtype_name(enum gguf_vtype t)
+{
+    static const char *const names[GGUF_VT_COUNT] = {
+        [GGUF_VT_UINT8] = "uint8",     [GGUF_VT_INT8] = "int8",     [GGUF_VT_UINT16] = "uint16",
+        [GGUF_VT_INT16] = "int16",     [GGUF_VT_UINT32] = "uint32", [GGUF_VT_INT32] = "int32",
+        [GGUF_VT_FLOAT32] = "float32", [GGUF_VT_BOOL] = "bool",     [GGUF_VT_STRING] = "string",
+        [GGUF_VT_ARRAY] = "array",     [GGUF_VT_UINT64] = "uint64", [GGUF_VT_INT64] = "int64",
+        [GGUF_VT_FLOAT64] = "float64",
+    };
+    return (unsigned)t < GGUF_VT_COUNT ? names[t] : "?";
+}
