@@ -1,0 +1,121 @@
+/*
+ * store — the ledger's storage interface: one small SQL-level contract over an
+ * opaque connection, with one file per backend behind it (store_sqlite.c now,
+ * store_postgres.c later), as Redis picks ae_epoll.c or ae_kqueue.c.
+ *
+ * What callers get:
+ *   - store_open(url)      "DIR" or "sqlite:PATH" → SQLite (WAL, busy timeout,
+ *                          foreign keys, synchronous=FULL); DIR means
+ *                          DIR/ledger.db. "postgresql://..." is reserved for the
+ *                          PostgreSQL backend (refused clearly until it exists).
+ *                          Opening applies the ledger's schema migrations.
+ *   - transactions         store_begin(STORE_TX_WRITE) takes the write lock at
+ *                          the start (SQLite BEGIN IMMEDIATE; PostgreSQL BEGIN,
+ *                          and callers lock rows with conditional UPDATEs, which
+ *                          both engines serialise the same way). Savepoints let
+ *                          one failing item of a group roll back alone.
+ *   - statements           SQL with $1, $2 ... placeholders (both engines accept
+ *                          them), parameters as struct store_val, rows through a
+ *                          callback. Write SQL that ports: no engine-specific
+ *                          functions, TEXT and BIGINT columns, "AS alias" on
+ *                          subqueries, conditional updates instead of
+ *                          read-modify-write.
+ *
+ * Errors: functions return 0 on success and -1 with the reason in *e.
+ * Threads: a struct store is one connection; use it from one thread at a time.
+ * Fault injection: store_fail_after(s, n) makes every operation after the next
+ * n fail (as an I/O error would), so tests can check that money still balances.
+ */
+#ifndef MAAS_STORE_H
+#define MAAS_STORE_H
+
+#include "core/core.h"
+
+#include <stdint.h>
+
+struct store;
+struct store_row;
+
+enum store_type { STORE_NULL, STORE_INT, STORE_TEXT };
+
+struct store_val {
+    enum store_type type;
+    int64_t i;
+    const char *s; /* borrowed; must outlive the call */
+};
+
+#define SV_INT(x) ((struct store_val){.type = STORE_INT, .i = (int64_t)(x)})
+#define SV_TEXT(x) ((struct store_val){.type = STORE_TEXT, .s = (x)})
+#define SV_NULL ((struct store_val){.type = STORE_NULL})
+/* text or NULL when x is NULL */
+#define SV_OPT_TEXT(x) ((x) ? SV_TEXT(x) : SV_NULL)
+
+enum store_tx { STORE_TX_READ, STORE_TX_WRITE };
+
+/* Opens a connection to the ledger named by url (see above), creating it and
+ * applying migrations as needed. A database whose schema is newer than this
+ * program knows is refused. */
+int store_open(const char *url, struct store **out, struct err *e);
+void store_close(struct store *s); /* NULL does nothing */
+
+/* "sqlite" (or later "postgresql"). */
+const char *store_backend(const struct store *s);
+
+int store_begin(struct store *s, enum store_tx mode, struct err *e);
+int store_commit(struct store *s, struct err *e);
+/* Never fails from the caller's point of view; safe to call with no
+ * transaction open. */
+void store_rollback(struct store *s);
+int store_savepoint(struct store *s, const char *name, struct err *e);
+int store_release(struct store *s, const char *name, struct err *e);
+int store_rollback_to(struct store *s, const char *name, struct err *e);
+
+/* Runs a statement that returns no rows. *changes (if not NULL) receives the
+ * number of rows inserted, updated or deleted. A UNIQUE or CHECK violation is
+ * an error like any other. */
+int store_exec(struct store *s, const char *sql, const struct store_val *params, int n_params,
+               int64_t *changes, struct err *e);
+
+/* Runs a query and calls fn once per row; fn returns 0 to go on, non-zero to
+ * stop early (not an error). The row is valid only during the call. */
+typedef int (*store_row_fn)(void *ctx, const struct store_row *row);
+int store_query(struct store *s, const char *sql, const struct store_val *params, int n_params,
+                store_row_fn fn, void *ctx, struct err *e);
+
+/* Column access inside a row callback (columns count from 0). Text is valid
+ * only during the callback; NULL reads as 0 / NULL. */
+int store_row_is_null(const struct store_row *r, int col);
+int64_t store_row_int(const struct store_row *r, int col);
+const char *store_row_text(const struct store_row *r, int col);
+
+/* Convenience: the first column of the first row as an integer. *found is set
+ * to 0 when there is no row (or the value is NULL) and *out is then left alone. */
+int store_query_int(struct store *s, const char *sql, const struct store_val *params, int n_params,
+                    int64_t *out, int *found, struct err *e);
+
+/* ---- schema migrations ----
+ * Migration i (1-based version) is applied in its own write transaction
+ * together with its row in schema_version. sqlite/postgres hold the SQL for
+ * each engine; postgres NULL means the same SQL serves both. */
+struct store_migration {
+    int version;
+    const char *sqlite;
+    const char *postgres;
+};
+/* The ledger schema (store/schema.c), applied by store_open. */
+extern const struct store_migration store_ledger_migrations[];
+extern const int store_ledger_n_migrations;
+
+/* Applies the given migrations (sorted by version, 1..n) that the database
+ * lacks. Fails if the database holds a version newer than the last one. */
+int store_migrate(struct store *s, const struct store_migration *m, int n, struct err *e);
+/* The highest applied version (0 for an empty database). */
+int store_schema_version(struct store *s, int *version, struct err *e);
+
+/* ---- fault injection (tests) ----
+ * After n more successful operations (begin, commit, exec, query, savepoint),
+ * every operation fails with "injected failure" until reset with n < 0. A
+ * commit that fails this way rolls the transaction back, as a lost write would. */
+void store_fail_after(struct store *s, long n);
+
+#endif

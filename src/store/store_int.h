@@ -1,0 +1,41 @@
+/* store — private: the backend vtable. Each backend (store_sqlite.c, later
+ * store_postgres.c) defines a struct that begins with struct store and a
+ * struct store_ops; store.c dispatches through it and owns what is common to
+ * all backends (the fault-injection counter, migrations). */
+#ifndef MAAS_STORE_INT_H
+#define MAAS_STORE_INT_H
+
+#include "store/store.h"
+
+struct store_ops {
+    const char *name;
+    void (*close)(struct store *s);
+    int (*begin)(struct store *s, enum store_tx mode, struct err *e);
+    int (*commit)(struct store *s, struct err *e);
+    void (*rollback)(struct store *s);
+    /* One or more statements without parameters or results (DDL, SAVEPOINT). */
+    int (*script)(struct store *s, const char *sql, struct err *e);
+    int (*exec)(struct store *s, const char *sql, const struct store_val *p, int n, int64_t *changes,
+                struct err *e);
+    int (*query)(struct store *s, const char *sql, const struct store_val *p, int n, store_row_fn fn,
+                 void *ctx, struct err *e);
+    int (*row_is_null)(const struct store_row *r, int col);
+    int64_t (*row_int)(const struct store_row *r, int col);
+    const char *(*row_text)(const struct store_row *r, int col);
+};
+
+struct store {
+    const struct store_ops *ops;
+    long fail_after; /* operations left before injected failures; < 0: off */
+    int in_tx;       /* a transaction is open */
+};
+
+struct store_row {
+    const struct store_ops *ops;
+    void *impl; /* borrowed: the backend's current row (sqlite3_stmt *, PGresult row) */
+};
+
+/* Backend constructors: open the connection only (no migrations). */
+int store_sqlite_open(const char *path, struct store **out, struct err *e);
+
+#endif
