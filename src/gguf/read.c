@@ -180,7 +180,8 @@ static int rd_array(struct rd *r, struct gguf_kv *kv)
     kv->arr_type = (enum gguf_vtype)et;
     if (et == GGUF_VT_STRING) {
         if (n > left / 8)
-            return rd_fail(r, at, "array of %" PRIu64 " strings cannot fit in the %zu bytes left", n, left);
+            return rd_fail(r, at, "array of %" PRIu64 " strings (8 bytes each at least) runs past end of file (%zu bytes)",
+                           n, r->size);
         kv->arr_n = n;
         if (n == 0)
             return 0;
