@@ -1,0 +1,457 @@
+/*
+ * Model loading: reads the hyper-parameters from the GGUF metadata
+ * ("<arch>.<key>" as llama.cpp names them), binds every weight as a view into
+ * the mapping after checking its presence, shape and type, and precomputes
+ * the RoPE frequencies (base, linear scaling, llama3-style per-dimension
+ * factors from rope_freqs.weight). Norm and bias vectors that are not f32 in
+ * the file are converted once into owned buffers; matrices are never copied.
+ */
+#include "model/model_int.h"
+
+#include <math.h>
+#include <string.h>
+
+struct loader {
+    struct model *m;
+    const char *fname;
+    const char *arch;
+    struct err *e;
+};
+
+static int meta_int(struct loader *L, const char *key, bool required, int64_t def, int64_t lo, int64_t hi,
+                    int *out)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", L->arch, key);
+    int64_t v;
+    struct err e2;
+    int rc = gguf_get_int(L->m->f, full, &v, &e2);
+    if (rc < 0)
+        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+    if (rc == 1) {
+        if (required)
+            return err_set(L->e, "%s: metadata key '%s' is missing (architecture %s needs it)", L->fname, full,
+                           L->arch);
+        v = def;
+    }
+    if (v < lo || v > hi)
+        return err_set(L->e, "%s: metadata '%s' = %lld is out of range [%lld, %lld]", L->fname, full, (long long)v,
+                       (long long)lo, (long long)hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int meta_float(struct loader *L, const char *key, double def, double lo, double hi, float *out)
+{
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", L->arch, key);
+    double v;
+    struct err e2;
+    int rc = gguf_get_float(L->m->f, full, &v, &e2);
+    if (rc < 0)
+        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+    if (rc == 1)
+        v = def;
+    if (!(v >= lo && v <= hi))
+        return err_set(L->e, "%s: metadata '%s' = %g is out of range [%g, %g]", L->fname, full, v, lo, hi);
+    *out = (float)v;
+    return 0;
+}
+
+static void fmt_shape(char *buf, size_t n, int n_dims, const int64_t *ne)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "[");
+    for (int i = 0; i < n_dims && o < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)ne[i]);
+    if (o < n)
+        snprintf(buf + o, n - o, "]");
+}
+
+/* Finds a tensor and checks its shape (n_dims dims ne[0..n_dims)). NULL
+ * and *bad set when it is absent and optional; -1 on error. */
+static int find_tensor(struct loader *L, const char *name, bool required, int n_dims, const int64_t *ne,
+                       const struct gguf_tensor **out)
+{
+    const struct gguf_tensor *t = gguf_find_tensor(L->m->f, name);
+    *out = NULL;
+    if (!t) {
+        if (!required)
+            return 0;
+        char want[96];
+        fmt_shape(want, sizeof want, n_dims, ne);
+        return err_set(L->e, "%s: tensor '%s' is missing (architecture %s needs it, shape %s)", L->fname, name,
+                       L->arch, want);
+    }
+    bool ok = true;
+    for (int i = 0; i < GGUF_MAX_DIMS; i++)
+        if (t->ne[i] != (i < n_dims ? ne[i] : 1))
+            ok = false;
+    if (!ok) {
+        char want[96], got[96];
+        fmt_shape(want, sizeof want, n_dims, ne);
+        fmt_shape(got, sizeof got, t->n_dims, t->ne);
+        return err_set(L->e, "%s: tensor '%s' has shape %s, expected %s", L->fname, name, got, want);
+    }
+    if (!kern_type_supported(t->type))
+        return err_set(L->e, "%s: tensor '%s' has type %s, which the kernels cannot multiply", L->fname, name,
+                       ggml_type_name(t->type));
+    *out = t;
+    return 0;
+}
+
+static int bind_mat(struct loader *L, const char *name, bool required, int64_t n_in, int64_t n_out,
+                    struct wmat *w)
+{
+    const struct gguf_tensor *t;
+    int64_t ne[2] = {n_in, n_out};
+    memset(w, 0, sizeof *w);
+    if (find_tensor(L, name, required, 2, ne, &t) < 0)
+        return -1;
+    if (!t)
+        return 0;
+    if (n_in % ggml_blck_size(t->type) != 0)
+        return err_set(L->e, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
+                       L->fname, name, (long long)n_in, ggml_type_name(t->type),
+                       (long long)ggml_blck_size(t->type));
+    *w = (struct wmat){t->type, t->data, n_in, n_out};
+    return 0;
+}
+
+/* A vector of n floats: the mapping itself when f32, else a converted copy. */
+static int bind_vec(struct loader *L, const char *name, bool required, int64_t n, const float **out)
+{
+    const struct gguf_tensor *t;
+    *out = NULL;
+    if (find_tensor(L, name, required, 1, &n, &t) < 0)
+        return -1;
+    if (!t)
+        return 0;
+    if (t->type == GGML_TYPE_F32) {
+        *out = t->data;
+        return 0;
+    }
+    if (n % ggml_blck_size(t->type) != 0)
+        return err_set(L->e, "%s: tensor '%s': %lld elements is not a multiple of %s's block", L->fname, name,
+                       (long long)n, ggml_type_name(t->type));
+    struct model *m = L->m;
+    float **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
+    if (!grown)
+        return err_set(L->e, "%s: out of memory", L->fname);
+    m->owned = grown;
+    float *buf = malloc((size_t)n * sizeof *buf);
+    if (!buf)
+        return err_set(L->e, "%s: out of memory", L->fname);
+    m->owned[m->n_owned++] = buf;
+    kern_dequantize_row(t->type, t->data, buf, n);
+    *out = buf;
+    return 0;
+}
+
+static int load_hparams(struct loader *L)
+{
+    struct model *m = L->m;
+    struct model_hparams *hp = &m->hp;
+    const int64_t BIG = 1 << 24;
+    if (meta_int(L, "embedding_length", true, 0, 1, BIG, &hp->n_embd) < 0 ||
+        meta_int(L, "block_count", true, 0, 1, 4096, &hp->n_layer) < 0 ||
+        meta_int(L, "feed_forward_length", true, 0, 1, BIG, &hp->n_ff) < 0 ||
+        meta_int(L, "attention.head_count", true, 0, 1, 4096, &hp->n_head) < 0 ||
+        meta_int(L, "attention.head_count_kv", false, hp->n_head, 1, hp->n_head, &hp->n_head_kv) < 0 ||
+        meta_int(L, "context_length", false, 4096, 1, 1 << 30, &hp->n_ctx_train) < 0 ||
+        meta_int(L, "expert_count", false, 0, 0, 4096, &hp->n_expert) < 0 ||
+        meta_int(L, "expert_used_count", false, 0, 0, 4096, &hp->n_expert_used) < 0)
+        return -1;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return err_set(L->e, "%s: %d attention heads are not a multiple of %d KV heads", L->fname, hp->n_head,
+                       hp->n_head_kv);
+    int def_hd = hp->n_embd / hp->n_head;
+    if (hp->arch != MODEL_ARCH_QWEN3 && hp->n_embd % hp->n_head != 0)
+        return err_set(L->e, "%s: embedding size %d is not a multiple of %d heads", L->fname, hp->n_embd,
+                       hp->n_head);
+    int vlen;
+    if (meta_int(L, "attention.key_length", false, def_hd, 1, 65536, &hp->head_dim) < 0 ||
+        meta_int(L, "attention.value_length", false, hp->head_dim, 1, 65536, &vlen) < 0)
+        return -1;
+    if (hp->head_dim < 1)
+        return err_set(L->e, "%s: head size is 0 (embedding %d, %d heads)", L->fname, hp->n_embd, hp->n_head);
+    if (vlen != hp->head_dim)
+        return err_set(L->e, "%s: attention.value_length %d differs from key_length %d (not supported)", L->fname,
+                       vlen, hp->head_dim);
+    if (hp->arch == MODEL_ARCH_QWEN2 && hp->head_dim != def_hd)
+        return err_set(L->e, "%s: qwen2 needs head size n_embd / n_head = %d, file declares %d", L->fname, def_hd,
+                       hp->head_dim);
+    if (meta_int(L, "rope.dimension_count", false, hp->head_dim, 2, hp->head_dim, &hp->n_rot) < 0)
+        return -1;
+    if (hp->n_rot % 2)
+        return err_set(L->e, "%s: rope.dimension_count %d is odd", L->fname, hp->n_rot);
+    if (meta_float(L, "attention.layer_norm_rms_epsilon", 1e-5, 0, 1, &hp->rms_eps) < 0 ||
+        meta_float(L, "rope.freq_base", 10000.0, 1e-3, 1e12, &hp->rope_base) < 0)
+        return -1;
+
+    /* RoPE scaling: rope.scaling.type none|linear (factor), or the older
+     * rope.scale_linear; YaRN and others are refused rather than ignored. */
+    hp->rope_freq_scale = 1.0f;
+    char key[256];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", L->arch);
+    struct gguf_str st;
+    struct err e2;
+    int rc = gguf_get_str(m->f, key, &st, &e2);
+    if (rc < 0)
+        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+    float factor = 1.0f;
+    if (rc == 0 && gguf_str_eq(st, "linear")) {
+        if (meta_float(L, "rope.scaling.factor", 1.0, 1e-6, 1e6, &factor) < 0)
+            return -1;
+    } else if (rc == 0 && !gguf_str_eq(st, "none")) {
+        return err_set(L->e, "%s: rope.scaling.type '%.*s' is not supported (only none and linear)", L->fname,
+                       (int)(st.len > 64 ? 64 : st.len), st.ptr);
+    } else if (rc == 1) {
+        if (meta_float(L, "rope.scale_linear", 1.0, 1e-6, 1e6, &factor) < 0)
+            return -1;
+    }
+    hp->rope_freq_scale = 1.0f / factor;
+    hp->rope_neox = hp->arch != MODEL_ARCH_LLAMA;
+    return 0;
+}
+
+static int load_tensors(struct loader *L)
+{
+    struct model *m = L->m;
+    struct model_hparams *hp = &m->hp;
+    const struct gguf_tensor *te = gguf_find_tensor(m->f, "token_embd.weight");
+    if (!te)
+        return err_set(L->e, "%s: tensor 'token_embd.weight' is missing (architecture %s needs it, shape [%d, n_vocab])",
+                       L->fname, L->arch, hp->n_embd);
+    if (te->n_dims != 2 || te->ne[0] != hp->n_embd || te->ne[1] < 1 || te->ne[1] > INT32_MAX) {
+        char got[96];
+        fmt_shape(got, sizeof got, te->n_dims, te->ne);
+        return err_set(L->e, "%s: tensor 'token_embd.weight' has shape %s, expected [%d, n_vocab]", L->fname, got,
+                       hp->n_embd);
+    }
+    hp->n_vocab = (int)te->ne[1];
+    int64_t E = hp->n_embd, V = hp->n_vocab, HD = hp->head_dim;
+    int64_t QD = (int64_t)hp->n_head * HD, KD = (int64_t)hp->n_head_kv * HD, F = hp->n_ff;
+    if (bind_mat(L, "token_embd.weight", true, E, V, &m->tok_embd) < 0 ||
+        bind_vec(L, "output_norm.weight", true, E, &m->output_norm) < 0 ||
+        bind_mat(L, "output.weight", false, E, V, &m->output) < 0)
+        return -1;
+    hp->tied_output = m->output.data == NULL;
+    if (hp->tied_output)
+        m->output = m->tok_embd;
+
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers)
+        return err_set(L->e, "%s: out of memory", L->fname);
+    bool qwen2 = hp->arch == MODEL_ARCH_QWEN2, qwen3 = hp->arch == MODEL_ARCH_QWEN3;
+    for (int il = 0; il < hp->n_layer; il++) {
+        struct layer *ly = &m->layers[il];
+        char n[128];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, il), n)
+        if (bind_vec(L, NAME("attn_norm.weight"), true, E, &ly->attn_norm) < 0 ||
+            bind_mat(L, NAME("attn_q.weight"), true, E, QD, &ly->wq) < 0 ||
+            bind_mat(L, NAME("attn_k.weight"), true, E, KD, &ly->wk) < 0 ||
+            bind_mat(L, NAME("attn_v.weight"), true, E, KD, &ly->wv) < 0 ||
+            bind_mat(L, NAME("attn_output.weight"), true, QD, E, &ly->wo) < 0 ||
+            bind_vec(L, NAME("attn_q.bias"), qwen2, QD, &ly->bq) < 0 ||
+            bind_vec(L, NAME("attn_k.bias"), qwen2, KD, &ly->bk) < 0 ||
+            bind_vec(L, NAME("attn_v.bias"), qwen2, KD, &ly->bv) < 0 ||
+            bind_vec(L, NAME("attn_q_norm.weight"), qwen3, HD, &ly->q_norm) < 0 ||
+            bind_vec(L, NAME("attn_k_norm.weight"), qwen3, HD, &ly->k_norm) < 0 ||
+            bind_vec(L, NAME("ffn_norm.weight"), true, E, &ly->ffn_norm) < 0)
+            return -1;
+        if (gguf_find_tensor(m->f, NAME("ffn_gate_inp.weight")) || hp->n_expert > 0)
+            return err_set(L->e, "%s: layer %d is a mixture-of-experts layer (%s), which this build does not run yet",
+                           L->fname, il, n);
+        if (bind_mat(L, NAME("ffn_gate.weight"), true, E, F, &ly->gate) < 0 ||
+            bind_mat(L, NAME("ffn_up.weight"), true, E, F, &ly->up) < 0 ||
+            bind_mat(L, NAME("ffn_down.weight"), true, F, E, &ly->down) < 0)
+            return -1;
+        /* q/k norm (qwen3) needs both or neither */
+        if (!ly->q_norm != !ly->k_norm)
+            return err_set(L->e, "%s: layer %d has only one of attn_q_norm / attn_k_norm", L->fname, il);
+#undef NAME
+    }
+
+    /* RoPE frequencies: theta_i = pos * freq_scale * base^(-2i/n_rot) / factor_i */
+    int half = hp->n_rot / 2;
+    m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
+    if (!m->inv_freq)
+        return err_set(L->e, "%s: out of memory", L->fname);
+    const float *ff = NULL;
+    int64_t nh = half;
+    if (bind_vec(L, "rope_freqs.weight", false, nh, &ff) < 0)
+        return -1;
+    hp->rope_freq_factors = ff != NULL;
+    for (int i = 0; i < half; i++) {
+        double f = hp->rope_freq_scale * pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
+        if (ff) {
+            if (!(ff[i] > 0))
+                return err_set(L->e, "%s: rope_freqs.weight[%d] = %g is not positive", L->fname, i, ff[i]);
+            f /= ff[i];
+        }
+        m->inv_freq[i] = f;
+    }
+    return 0;
+}
+
+struct model *model_load_gguf(struct gguf_file *f, struct err *e)
+{
+    struct model *m = calloc(1, sizeof *m);
+    if (!m) {
+        gguf_close(f);
+        err_set(e, "out of memory");
+        return NULL;
+    }
+    m->f = f;
+    kernels_init();
+    struct loader L = {m, gguf_name(f), NULL, e};
+    struct gguf_str arch;
+    struct err e2;
+    int rc = gguf_get_str(f, "general.architecture", &arch, &e2);
+    if (rc != 0) {
+        err_set(e, "%s: %s", L.fname, rc < 0 ? e2.msg : "metadata key 'general.architecture' is missing");
+        goto fail;
+    }
+    if (gguf_str_eq(arch, "llama")) {
+        m->hp.arch = MODEL_ARCH_LLAMA;
+        m->hp.arch_name = "llama";
+    } else if (gguf_str_eq(arch, "qwen2")) {
+        m->hp.arch = MODEL_ARCH_QWEN2;
+        m->hp.arch_name = "qwen2";
+    } else if (gguf_str_eq(arch, "qwen3")) {
+        m->hp.arch = MODEL_ARCH_QWEN3;
+        m->hp.arch_name = "qwen3";
+    } else {
+        err_set(e, "%s: architecture '%.*s' is not supported (llama, qwen2, qwen3)", L.fname,
+                (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+        goto fail;
+    }
+    L.arch = m->hp.arch_name;
+    if (load_hparams(&L) < 0 || load_tensors(&L) < 0)
+        goto fail;
+    return m;
+fail:
+    model_free(m);
+    return NULL;
+}
+
+struct model *model_load(const char *path, struct err *e)
+{
+    struct gguf_file *f = gguf_open(path, e);
+    if (!f)
+        return NULL;
+    return model_load_gguf(f, e);
+}
+
+static void free_scratch(struct model *m)
+{
+    maas_free_aligned(m->x);
+    maas_free_aligned(m->xn);
+    maas_free_aligned(m->q);
+    maas_free_aligned(m->k);
+    maas_free_aligned(m->v);
+    maas_free_aligned(m->att);
+    maas_free_aligned(m->ff_a);
+    maas_free_aligned(m->ff_b);
+    maas_free_aligned(m->rope_cos);
+    maas_free_aligned(m->rope_sin);
+    maas_free_aligned(m->wbuf);
+    m->x = m->xn = m->q = m->k = m->v = m->att = m->ff_a = m->ff_b = m->rope_cos = m->rope_sin = NULL;
+    m->wbuf = NULL;
+    m->wbuf_size = 0;
+    m->max_batch = 0;
+}
+
+void model_free(struct model *m)
+{
+    if (!m)
+        return;
+    free_scratch(m);
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    free(m->inv_freq);
+    gguf_close(m->f);
+    free(m);
+}
+
+const struct model_hparams *model_hparams(const struct model *m)
+{
+    return &m->hp;
+}
+
+const struct gguf_file *model_gguf(const struct model *m)
+{
+    return m->f;
+}
+
+static uint64_t mat_bytes(const struct wmat *w)
+{
+    return w->data ? (uint64_t)ggml_row_size(w->type, w->n_in) * (uint64_t)w->n_out : 0;
+}
+
+uint64_t model_weight_bytes_per_token(const struct model *m)
+{
+    uint64_t b = ggml_row_size(m->tok_embd.type, m->tok_embd.n_in) + mat_bytes(&m->output);
+    for (int i = 0; i < m->hp.n_layer; i++) {
+        const struct layer *l = &m->layers[i];
+        b += mat_bytes(&l->wq) + mat_bytes(&l->wk) + mat_bytes(&l->wv) + mat_bytes(&l->wo) + mat_bytes(&l->gate) +
+             mat_bytes(&l->up) + mat_bytes(&l->down);
+        b += 2 * (uint64_t)m->hp.n_embd * sizeof(float);
+    }
+    return b;
+}
+
+uint64_t model_n_params(const struct model *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < gguf_n_tensors(m->f); i++)
+        n += (uint64_t)gguf_tensor_nelements(gguf_tensor_at(m->f, i));
+    return n;
+}
+
+int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err *e)
+{
+    const struct model_hparams *hp = &m->hp;
+    if (max_batch < 1 || max_batch > (1 << 20))
+        return err_set(e, "model: batch size %d is out of range [1, %d]", max_batch, 1 << 20);
+    free_scratch(m);
+    m->pool = pool;
+    size_t B = (size_t)max_batch, QD = (size_t)hp->n_head * hp->head_dim, KD = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t fl = sizeof(float);
+    m->x = maas_alloc_aligned(B * hp->n_embd * fl);
+    m->xn = maas_alloc_aligned(B * hp->n_embd * fl);
+    m->q = maas_alloc_aligned(B * QD * fl);
+    m->k = maas_alloc_aligned(B * KD * fl);
+    m->v = maas_alloc_aligned(B * KD * fl);
+    m->att = maas_alloc_aligned(B * QD * fl);
+    m->ff_a = maas_alloc_aligned(B * hp->n_ff * fl);
+    m->ff_b = maas_alloc_aligned(B * hp->n_ff * fl);
+    m->rope_cos = maas_alloc_aligned(B * (size_t)(hp->n_rot / 2) * fl);
+    m->rope_sin = maas_alloc_aligned(B * (size_t)(hp->n_rot / 2) * fl);
+    size_t ws = kern_matmul_wsize(m->output.type, m->output.n_in, max_batch);
+    for (int i = 0; i < hp->n_layer; i++) {
+        const struct wmat *ws_of[] = {&m->layers[i].wq, &m->layers[i].wk,   &m->layers[i].wv,  &m->layers[i].wo,
+                                      &m->layers[i].gate, &m->layers[i].up, &m->layers[i].down};
+        for (size_t j = 0; j < sizeof ws_of / sizeof *ws_of; j++) {
+            size_t s = kern_matmul_wsize(ws_of[j]->type, ws_of[j]->n_in, max_batch);
+            ws = s > ws ? s : ws;
+        }
+    }
+    m->wbuf = maas_alloc_aligned(ws);
+    m->wbuf_size = ws;
+    if (!m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->ff_a || !m->ff_b || !m->rope_cos ||
+        !m->rope_sin || !m->wbuf) {
+        free_scratch(m);
+        return err_set(e, "model: out of memory for the scratch of a %d-token batch", max_batch);
+    }
+    m->max_batch = max_batch;
+    return 0;
+}
+
+int model_max_batch(const struct model *m)
+{
+    return m->max_batch;
+}

@@ -1,0 +1,98 @@
+/* Private to model/: the model, its layers and the KV cache layout, shared by
+ * load.c, kv.c, forward.c and the attention kernels (attn.c, attn_avx2.c). */
+#ifndef MAAS_MODEL_INT_H
+#define MAAS_MODEL_INT_H
+
+#include "kernels/kernels.h"
+#include "model/model.h"
+
+/* A weight matrix: n_out rows of n_in elements of type `type`, a view into
+ * the mapping. */
+struct wmat {
+    enum ggml_type type;
+    const void *data;         /* borrowed: the mapping */
+    int64_t n_in, n_out;
+};
+
+struct layer {
+    const float *attn_norm;   /* (n_embd) */
+    struct wmat wq;           /* (n_embd -> n_head * head_dim) */
+    struct wmat wk, wv;       /* (n_embd -> n_head_kv * head_dim) */
+    struct wmat wo;           /* (n_head * head_dim -> n_embd) */
+    const float *bq, *bk, *bv;/* biases or NULL: (n_head * head_dim), (n_head_kv * head_dim) x2 */
+    const float *q_norm, *k_norm; /* per-head RMS norm weights or NULL: (head_dim) */
+    const float *ffn_norm;    /* (n_embd) */
+    /* Dense feed-forward. A MoE layer (issue 5) adds its router
+     * (ffn_gate_inp: n_embd -> n_expert) and 3-D expert slabs here, and
+     * forward.c's ffn step dispatches on it. */
+    struct wmat gate, up;     /* (n_embd -> n_ff) */
+    struct wmat down;         /* (n_ff -> n_embd) */
+};
+
+struct model {
+    struct gguf_file *f;      /* owned */
+    struct model_hparams hp;
+    struct wmat tok_embd;     /* (n_embd -> n_vocab) as rows: one row per token */
+    struct wmat output;       /* (n_embd -> n_vocab); == tok_embd when tied */
+    const float *output_norm; /* (n_embd) */
+    struct layer *layers;     /* n_layer, from malloc */
+    double *inv_freq;         /* n_rot/2 RoPE frequencies incl. scaling, from malloc */
+    float **owned;            /* converted (non-f32) norm and bias vectors, from malloc */
+    int n_owned;
+
+    /* scratch for up to max_batch tokens, all from maas_alloc_aligned */
+    int max_batch;
+    struct pool *pool;        /* borrowed; NULL = single-threaded */
+    float *x;                 /* (max_batch, n_embd) residual stream */
+    float *xn;                /* (max_batch, n_embd) normed input / matmul output */
+    float *q;                 /* (max_batch, n_head * head_dim) */
+    float *k, *v;             /* (max_batch, n_head_kv * head_dim) */
+    float *att;               /* (max_batch, n_head * head_dim) attention output */
+    float *ff_a, *ff_b;       /* (max_batch, n_ff) */
+    float *rope_cos, *rope_sin; /* (max_batch, n_rot / 2) */
+    void *wbuf;               /* kern_matmul work buffer */
+    size_t wbuf_size;
+};
+
+/* KV layout: for each layer, K (and V) is n_blocks blocks; a block is
+ * n_head_kv heads of block_size slots of head_dim elements, so one head's
+ * keys in one block are contiguous. Element (layer, block, head, slot) is at
+ * (((layer * n_blocks + block) * n_head_kv + head) * block_size + slot) * head_dim. */
+struct kv_cache {
+    int n_layer, n_head_kv, head_dim;
+    int n_blocks, block_size;
+    enum ggml_type type;      /* GGML_TYPE_F16 or GGML_TYPE_F32 */
+    size_t elt;               /* bytes per element */
+    void *k, *v;              /* from maas_alloc_aligned */
+    int32_t *refs;            /* n_blocks reference counts, from malloc */
+    int32_t *free_list;       /* stack of free block ids, from malloc */
+    int n_free;
+};
+
+static inline size_t kv_offset(const struct kv_cache *kv, int layer, int block, int head, int slot)
+{
+    return ((((size_t)layer * kv->n_blocks + block) * kv->n_head_kv + head) * kv->block_size + slot) *
+           kv->head_dim;
+}
+
+/* One query head attending over its sequence: n_pos positions (0..pos)
+ * reached through the block table. k and v point at (layer, block 0, head
+ * kvh, slot 0); block b's slots start at + blocks[b] * block_stride
+ * elements. Writes head_dim floats to out. */
+struct attn_args {
+    const float *q;           /* (head_dim) */
+    float *out;               /* (head_dim) */
+    const void *k, *v;
+    size_t block_stride;      /* elements between consecutive blocks */
+    const int32_t *blocks;
+    int n_pos, block_size, head_dim;
+    float scale;
+};
+void attn_head_f32_ref(const struct attn_args *a);
+void attn_head_f16_ref(const struct attn_args *a);
+void attn_head_f32_avx2(const struct attn_args *a);
+void attn_head_f16_avx2(const struct attn_args *a);
+void store_f16_ref(uint16_t *dst, const float *src, int n);
+void store_f16_avx2(uint16_t *dst, const float *src, int n);
+
+#endif
