@@ -1,0 +1,176 @@
+/*
+ * spm.c — SentencePiece-style BPE (tokenizer.ggml.model = "llama").
+ *
+ * The text (with a leading space when asked, every space written as U+2581
+ * "▁") starts as one symbol per UTF-8 character. Every adjacent pair whose
+ * concatenation is a token is a candidate; the candidate of highest token
+ * score (leftmost on ties) is merged, and the new neighbours become
+ * candidates, until none is left — llama.cpp's SPM tokenizer, which matches
+ * SentencePiece's BPE mode. Symbols that are not tokens at the end fall back
+ * to their bytes (<0xNN>), or to the unknown token when the vocabulary has no
+ * byte tokens.
+ */
+#include "tokenizer/tok_int.h"
+
+#include <string.h>
+
+struct ssym {
+    uint32_t off, n; /* bytes of the escaped text; n = 0 once merged away */
+    int32_t prev, next;
+};
+
+struct scand {
+    float score;
+    int32_t left, right;
+    uint32_t size;
+};
+
+struct spm_ctx {
+    struct ssym *s;
+    struct scand *heap;
+    size_t heap_n, heap_cap;
+};
+
+static bool scand_before(const struct scand *x, const struct scand *y)
+{
+    return x->score > y->score || (x->score == y->score && x->left < y->left);
+}
+
+static int heap_push(struct spm_ctx *c, struct scand v)
+{
+    if (c->heap_n == c->heap_cap) {
+        size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;
+        struct scand *p = realloc(c->heap, cap * sizeof *p);
+        if (!p)
+            return -1;
+        c->heap = p;
+        c->heap_cap = cap;
+    }
+    size_t i = c->heap_n++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!scand_before(&v, &c->heap[parent]))
+            break;
+        c->heap[i] = c->heap[parent];
+        i = parent;
+    }
+    c->heap[i] = v;
+    return 0;
+}
+
+static struct scand heap_pop(struct spm_ctx *c)
+{
+    struct scand top = c->heap[0], last = c->heap[--c->heap_n];
+    size_t i = 0, n = c->heap_n;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const struct scand *best = &last;
+        if (l < n && scand_before(&c->heap[l], best))
+            m = l, best = &c->heap[l];
+        if (r < n && scand_before(&c->heap[r], best))
+            m = r;
+        if (m == i)
+            break;
+        c->heap[i] = c->heap[m];
+        i = m;
+    }
+    if (n)
+        c->heap[i] = last;
+    return top;
+}
+
+static int try_pair(const struct tokenizer *t, struct spm_ctx *c, const char *text, int32_t left, int32_t right)
+{
+    if (left < 0 || right < 0)
+        return 0;
+    uint32_t size = c->s[left].n + c->s[right].n;
+    int32_t id = tok_lookup(t, text + c->s[left].off, size);
+    if (id < 0)
+        return 0;
+    return heap_push(c, (struct scand){t->scores[id], left, right, size});
+}
+
+int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool add_prefix, struct tok_ids *out,
+                   struct err *e)
+{
+    int rc = -1;
+    struct tok_bytes esc = {0};
+    struct spm_ctx c = {0};
+    if (len == 0)
+        return 0; /* the prefix space is only ever put before some text */
+    if (tok_bytes_reserve(&esc, len + 4) || (add_prefix && tok_bytes_put(&esc, "\xE2\x96\x81", 3)))
+        goto oom;
+    for (size_t i = 0; i < len;) {
+        const char *sp = memchr(text + i, ' ', len - i);
+        size_t run = sp ? (size_t)(sp - (text + i)) : len - i;
+        if (tok_bytes_put(&esc, text + i, run))
+            goto oom;
+        i += run;
+        if (sp) {
+            if (tok_bytes_put(&esc, "\xE2\x96\x81", 3))
+                goto oom;
+            i++;
+        }
+    }
+    if (esc.len > INT32_MAX)
+        goto oom;
+
+    /* one symbol per character */
+    size_t nsym = 0;
+    c.s = malloc(esc.len * sizeof *c.s);
+    if (!c.s)
+        goto oom;
+    for (size_t off = 0; off < esc.len;) {
+        size_t l = tok_utf8_len((uint8_t)esc.p[off]);
+        if (l > esc.len - off)
+            l = esc.len - off;
+        c.s[nsym] = (struct ssym){(uint32_t)off, (uint32_t)l, (int32_t)nsym - 1, -1};
+        if (nsym)
+            c.s[nsym - 1].next = (int32_t)nsym;
+        nsym++;
+        off += l;
+    }
+    for (size_t i = 1; i < nsym; i++)
+        if (try_pair(t, &c, esc.p, (int32_t)i - 1, (int32_t)i))
+            goto oom;
+    while (c.heap_n) {
+        struct scand b = heap_pop(&c);
+        struct ssym *L = &c.s[b.left], *R = &c.s[b.right];
+        if (!L->n || !R->n || L->n + R->n != b.size)
+            continue; /* one side was merged since this candidate was made */
+        L->n += R->n;
+        R->n = 0;
+        L->next = R->next;
+        if (R->next >= 0)
+            c.s[R->next].prev = b.left;
+        if (try_pair(t, &c, esc.p, L->prev, b.left) || try_pair(t, &c, esc.p, b.left, L->next))
+            goto oom;
+    }
+    for (int32_t i = 0; i >= 0; i = c.s[i].next) {
+        const struct ssym *s = &c.s[i];
+        int32_t id = tok_lookup(t, esc.p + s->off, s->n);
+        if (id >= 0) {
+            if (tok_ids_push(out, id, e))
+                goto out;
+            continue;
+        }
+        for (uint32_t j = 0; j < s->n; j++) {
+            int32_t b = t->byte_tok[(uint8_t)esc.p[s->off + j]];
+            if (b < 0)
+                b = t->unk;
+            if (b >= 0 && tok_ids_push(out, b, e))
+                goto out;
+            if (t->byte_tok[(uint8_t)esc.p[s->off + j]] < 0)
+                break; /* no byte tokens: one unknown token stands for the character */
+        }
+    }
+    rc = 0;
+    goto out;
+oom:
+    err_set(e, "out of memory encoding %zu bytes", len);
+out:
+    tok_bytes_release(&esc);
+    free(c.s);
+    free(c.heap);
+    return rc;
+}

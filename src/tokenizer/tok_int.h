@@ -1,0 +1,109 @@
+/* tokenizer internals shared by the files of src/tokenizer/ (not a public
+ * contract). vocab.c builds struct tokenizer; spm.c and bpe.c encode one
+ * fragment of raw text; encode.c splits out special tokens and dispatches;
+ * decode.c and stream.c turn ids back into bytes; chat.c renders templates. */
+#ifndef MAAS_TOK_INT_H
+#define MAAS_TOK_INT_H
+
+#include "tokenizer/tokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#define TOK_MAX_RE 8
+
+struct tokenizer {
+    enum tok_model model;
+    char pre[64];               /* tokenizer.ggml.pre ("" for SPM) */
+    int32_t n_vocab;
+
+    char *text;                 /* from malloc: all token strings, concatenated */
+    uint32_t *text_off;         /* from malloc: n_vocab offsets into text */
+    uint32_t *text_len;         /* from malloc: n_vocab lengths */
+    float *scores;              /* from malloc: n_vocab (0 when the file has none) */
+    uint8_t *types;             /* from malloc: n_vocab enum tok_type */
+    uint8_t *eog;               /* from malloc: n_vocab flags */
+
+    char *piece;                /* from malloc: decoded bytes of every token, concatenated */
+    uint32_t *piece_off;        /* from malloc: n_vocab */
+    uint32_t *piece_len;        /* from malloc: n_vocab */
+
+    int32_t *hash;              /* from malloc: open addressing, token string -> id, -1 empty */
+    size_t hash_mask;
+
+    /* BPE merges: key (left id << 32 | right id) -> (rank << 32 | result id). */
+    uint64_t *merge_key;        /* from malloc; UINT64_MAX empty */
+    uint64_t *merge_val;        /* from malloc */
+    size_t merge_mask;
+
+    int32_t byte_tok[256];      /* SPM: id of <0xNN> (or the byte itself); BPE: id of the mapped character; -1 */
+
+    int32_t *special;           /* from malloc: control / user-defined / unknown ids, longest text first */
+    size_t n_special;
+    uint32_t *special_rank;     /* from malloc: n_vocab; position of the id in special[] */
+
+    /* Byte trie of the special texts: root_child[b] is the node after byte b
+     * (or -1); deeper edges are in a hash (node << 8 | byte) -> node. */
+    int32_t root_child[256];
+    uint64_t *trie_key;         /* from malloc; UINT64_MAX empty */
+    int32_t *trie_val;          /* from malloc */
+    size_t trie_mask;
+    int32_t *trie_tok;          /* from malloc: per node, the special id ending there or -1 */
+    int32_t n_nodes;
+
+    pcre2_code *re[TOK_MAX_RE]; /* owned: pre-tokenizer expressions, applied in order */
+    int n_re;
+
+    int32_t bos, eos, eot, eom, unk, pad;
+    bool add_bos, add_eos;
+    bool add_space_prefix;      /* SPM */
+    bool ignore_merges;         /* BPE llama3: a word that is a whole token is taken as is */
+
+    char *chat_template;        /* from malloc, NUL-terminated; NULL when the model has none */
+};
+
+static inline const char *tok_text_at(const struct tokenizer *t, int32_t id)
+{
+    return t->text + t->text_off[id];
+}
+
+/* Hash lookup of a token string: id or -1. */
+int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n);
+
+/* Growable byte buffer used inside the module. */
+struct tok_bytes {
+    char *p;
+    size_t len, cap;
+};
+int tok_bytes_reserve(struct tok_bytes *b, size_t extra); /* 0 or -1 */
+int tok_bytes_put(struct tok_bytes *b, const void *s, size_t n);
+void tok_bytes_release(struct tok_bytes *b);
+
+/* Encodes raw text (no special tokens inside) and appends ids. */
+/* SPM: add_prefix puts a space before the text; spaces become U+2581. */
+int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool add_prefix, struct tok_ids *out,
+                   struct err *e);
+int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out, struct err *e);
+
+/* Builds the trie of special texts (after special[] is sorted). */
+int tok_build_special_trie(struct tokenizer *t, struct err *e);
+
+/* BPE set-up: compiles the expressions of t->pre. -1 with a reason for an
+ * unknown name. */
+int tok_bpe_init_pre(struct tokenizer *t, struct err *e);
+
+/* GPT-2 byte <-> unicode mapping: the code point that stands for byte b, and
+ * the byte for code point cp (-1 when cp stands for no byte). */
+uint32_t tok_byte_to_cp(uint8_t b);
+int tok_cp_to_byte(uint32_t cp);
+
+/* UTF-8 helpers. Length of a sequence from its lead byte (1 for stray
+ * continuation bytes, as llama.cpp's unicode_len_utf8). */
+static inline size_t tok_utf8_len(uint8_t c)
+{
+    static const uint8_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    return lookup[c >> 4];
+}
+size_t tok_utf8_put(char *out, uint32_t cp); /* writes 1..4 bytes */
+
+#endif
