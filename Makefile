@@ -25,7 +25,7 @@ LIBS    := -lm -lpthread -lpcre2-8 -lsqlite3 -lsodium
 
 REL_FLAGS := -O2 -g -DNDEBUG
 DBG_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -Wno-unknown-warning-option
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2
@@ -97,7 +97,7 @@ fuzz_module = $(word 2,$(subst _, ,$(notdir $(1))))
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(call libs_for,fuzz,$$(call fuzz_module,fuzz_$$*))
 	@mkdir -p $(dir $@)
-	clang $(CSTD) $(WARN) $(INC) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
+	clang $(CSTD) $(WARN) -Wno-unknown-warning-option $(INC) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
 
 fuzz: $(FUZZ_BINS)
 
