@@ -23,8 +23,7 @@
 #define BUSY_TIMEOUT_MS 10000
 
 struct stmt_slot {
-    const char *sql_ptr; /* borrowed: the caller's SQL text (usually a literal) */
-    char *sql;           /* owned copy, compared when the pointer differs */
+    char *sql;           /* owned copy of the SQL text, the cache key */
     sqlite3_stmt *stmt;  /* owned */
 };
 
@@ -85,7 +84,8 @@ static void sq_rollback(struct store *s)
 static int prepare(struct sq *q, const char *sql, sqlite3_stmt **out, struct err *e)
 {
     for (int i = 0; i < q->n_cache; i++) {
-        if (q->cache[i].sql_ptr == sql || !strcmp(q->cache[i].sql, sql)) {
+        /* The text decides: a caller's buffer may be reused for other SQL. */
+        if (!strcmp(q->cache[i].sql, sql)) {
             *out = q->cache[i].stmt;
             return 0;
         }
@@ -107,7 +107,7 @@ static int prepare(struct sq *q, const char *sql, sqlite3_stmt **out, struct err
         sqlite3_finalize(q->cache[slot].stmt);
         free(q->cache[slot].sql);
     }
-    q->cache[slot] = (struct stmt_slot){.sql_ptr = sql, .sql = copy, .stmt = st};
+    q->cache[slot] = (struct stmt_slot){.sql = copy, .stmt = st};
     *out = st;
     return 0;
 }

@@ -1,0 +1,449 @@
+/*
+ * Admission (holds), settlement and recovery: the money path.
+ *
+ * billing_admit runs every check and places the hold in one write
+ * transaction. It first touches the key's row (UPDATE last_used_at): under
+ * SQLite BEGIN IMMEDIATE already serialises writers, and under PostgreSQL the
+ * same statement takes the key's row lock, so the rate-limit and budget counts
+ * that follow cannot race with another node's admission on the same key. The
+ * balance check and the hold are a single conditional UPDATE
+ * (held = held + w WHERE balance - held >= w), which both engines apply
+ * atomically; zero changed rows means 402.
+ *
+ * billing_settle_in_tx is the body of one settlement inside a transaction
+ * opened by the writer thread (or the synchronous path): usage record, balance
+ * update, ledger row, hold release. The usage table's primary key is the
+ * request id, so a settlement can be written once only; a repeated settlement
+ * finds the first record and returns it.
+ */
+#include "billing/billing_int.h"
+
+#include <string.h>
+
+static void refuse(struct billing_admission *a, enum billing_status st, int http, const char *code,
+                   int64_t retry_after, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void refuse(struct billing_admission *a, enum billing_status st, int http, const char *code,
+                   int64_t retry_after, const char *fmt, ...)
+{
+    a->status = st;
+    a->http_status = http;
+    a->code = code;
+    a->retry_after = retry_after;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->message, sizeof a->message, fmt, ap);
+    va_end(ap);
+}
+
+static int model_allowed(const char *models, const char *model)
+{
+    if (!models[0])
+        return 1;
+    size_t n = strlen(model);
+    for (const char *p = models; *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == n && !strncmp(p, model, n))
+            return 1;
+        if (!c)
+            break;
+        p = c + 1;
+    }
+    return 0;
+}
+
+static int check_request_id(const char *id, struct err *e)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n >= BILLING_ID_MAX)
+        return err_set(e, "request id must be 1 to %d characters", BILLING_ID_MAX - 1);
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return err_set(e, "request id '%s': only letters, digits, '-' and '_' allowed", id);
+    }
+    return 0;
+}
+
+struct window {
+    int64_t count, oldest, tokens;
+};
+
+static int window_row(void *ctx, const struct store_row *r)
+{
+    struct window *w = ctx;
+    w->count = store_row_int(r, 0);
+    w->oldest = store_row_int(r, 1);
+    w->tokens = store_row_int(r, 2);
+    return 1;
+}
+
+int billing_admit(struct billing *b, const struct billing_request *r, struct billing_admission *out,
+                  struct err *e)
+{
+    struct billing_admission a;
+    memset(&a, 0, sizeof a);
+    a.http_status = 200;
+    if (!r->model || !*r->model || strlen(r->model) >= BILLING_MODEL_MAX)
+        return err_set(e, "admission: model name must be 1 to %d characters", BILLING_MODEL_MAX - 1);
+    if (r->prompt_tokens < 0 || r->max_tokens < 0 || r->prompt_tokens > (INT64_C(1) << 40) ||
+        r->max_tokens > (INT64_C(1) << 40))
+        return err_set(e, "admission: token counts must be between 0 and 2^40");
+    if (r->request_id) {
+        if (check_request_id(r->request_id, e))
+            return -1;
+        snprintf(a.request_id, sizeof a.request_id, "%s", r->request_id);
+    } else {
+        memcpy(a.request_id, "req_", 4);
+        billing_random_hex(a.request_id + 4, 12);
+    }
+    int64_t now = billing_now(b);
+    a.admitted_at = now;
+
+    struct store *s = billing_conn_get(b);
+    int rc = -1;
+    struct billing_key k;
+    /* The key is checked twice: first outside any transaction, so that
+     * unauthenticated traffic never takes the write lock, then inside it, so
+     * that a key revoked in between is seen. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && store_begin(s, STORE_TX_WRITE, e))
+            goto out;
+        int db_error = 0;
+        struct err why;
+        if (billing_key_check(b, s, r->key, now, &k, &db_error, &why)) {
+            if (db_error) {
+                *e = why;
+                goto out;
+            }
+            refuse(&a, BILLING_UNAUTHORIZED, 401, "invalid_api_key", 0, "%s", why.msg);
+            rc = 0;
+            goto out;
+        }
+    }
+    if (store_exec(s, "UPDATE api_keys SET last_used_at = $1 WHERE id = $2",
+                   (struct store_val[]){SV_INT(now), SV_TEXT(k.id)}, 2, NULL, e))
+        goto out;
+    snprintf(a.key_id, sizeof a.key_id, "%s", k.id);
+    snprintf(a.account_id, sizeof a.account_id, "%s", k.account_id);
+
+    if (!model_allowed(k.models, r->model)) {
+        refuse(&a, BILLING_FORBIDDEN, 403, "model_not_allowed", 0, "this API key may not use model '%s'", r->model);
+        rc = 0;
+        goto out;
+    }
+    struct billing_price price;
+    int found = 0;
+    if (billing_price_lookup(s, r->model, now, &price, &found, e))
+        goto out;
+    if (!found) {
+        refuse(&a, BILLING_FORBIDDEN, 403, "model_not_priced", 0, "model '%s' has no price in force", r->model);
+        rc = 0;
+        goto out;
+    }
+    a.price_input = price.input;
+    a.price_cached = price.cached_input;
+    a.price_output = price.output;
+    int64_t worst = billing_worst_cost(r->prompt_tokens, r->max_tokens, price.input, price.cached_input, price.output);
+    a.hold = worst;
+
+    /* Rate limits over the last 60 s: open holds and settled records. */
+    if (k.rpm > 0 || k.tpm > 0) {
+        struct window w = {0, 0, 0};
+        struct store_val p[2] = {SV_TEXT(k.id), SV_INT(now - 60)};
+        if (store_query(s,
+                        "SELECT COUNT(*), COALESCE(MIN(t), 0), COALESCE(SUM(n), 0) FROM ("
+                        " SELECT admitted_at AS t, prompt_tokens + max_tokens AS n FROM holds"
+                        "  WHERE key_id = $1 AND admitted_at > $2"
+                        " UNION ALL"
+                        " SELECT admitted_at AS t, prompt_tokens + completion_tokens AS n FROM usage"
+                        "  WHERE key_id = $1 AND admitted_at > $2) AS w",
+                        p, 2, window_row, &w, e))
+            goto out;
+        int64_t retry = w.count ? w.oldest + 60 - now : 60;
+        if (retry < 1)
+            retry = 1;
+        if (k.rpm > 0 && w.count + 1 > k.rpm) {
+            refuse(&a, BILLING_RATE_LIMITED, 429, "rate_limit_exceeded", retry,
+                   "rate limit of %lld requests per minute reached; retry in %lld s", (long long)k.rpm,
+                   (long long)retry);
+            rc = 0;
+            goto out;
+        }
+        int64_t need = r->prompt_tokens + r->max_tokens;
+        if (k.tpm > 0 && w.tokens + need > k.tpm) {
+            if (need > k.tpm)
+                refuse(&a, BILLING_RATE_LIMITED, 429, "rate_limit_exceeded", 0,
+                       "request needs %lld tokens, more than the key's limit of %lld tokens per minute",
+                       (long long)need, (long long)k.tpm);
+            else
+                refuse(&a, BILLING_RATE_LIMITED, 429, "rate_limit_exceeded", retry,
+                       "rate limit of %lld tokens per minute reached; retry in %lld s", (long long)k.tpm,
+                       (long long)retry);
+            rc = 0;
+            goto out;
+        }
+    }
+    /* Budget: settled costs in the period plus open holds. */
+    if (k.budget > 0 && k.budget_period != BILLING_PERIOD_NONE) {
+        int64_t start = billing_period_start(k.budget_period, now);
+        int64_t spent = 0, held = 0;
+        if (store_query_int(s, "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE key_id = $1 AND admitted_at >= $2",
+                            (struct store_val[]){SV_TEXT(k.id), SV_INT(start)}, 2, &spent, NULL, e) ||
+            store_query_int(s, "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = $1",
+                            (struct store_val[]){SV_TEXT(k.id)}, 1, &held, NULL, e))
+            goto out;
+        if (spent + held + worst > k.budget) {
+            int64_t retry = k.budget_period == BILLING_PERIOD_TOTAL ? 0 : billing_period_end(k.budget_period, now) - now;
+            char bud[32];
+            refuse(&a, BILLING_BUDGET_EXCEEDED, 429, "budget_exceeded", retry,
+                   "the key's %s budget of %s would be exceeded", billing_period_name(k.budget_period),
+                   amount_format(k.budget, bud, sizeof bud));
+            rc = 0;
+            goto out;
+        }
+    }
+    /* The balance check and the hold, as one conditional update. */
+    int64_t changed = 0;
+    if (store_exec(s, "UPDATE accounts SET held = held + $1 WHERE id = $2 AND balance - held >= $1",
+                   (struct store_val[]){SV_INT(worst), SV_TEXT(k.account_id)}, 2, &changed, e))
+        goto out;
+    if (changed != 1) {
+        char w[32];
+        refuse(&a, BILLING_INSUFFICIENT, 402, "insufficient_quota", 0,
+               "insufficient balance: this request may cost up to %s", amount_format(worst, w, sizeof w));
+        rc = 0;
+        goto out;
+    }
+    struct store_val hp[13] = {SV_TEXT(a.request_id), SV_TEXT(k.account_id), SV_TEXT(k.id),
+                               SV_TEXT(r->model),     SV_INT(r->prompt_tokens), SV_INT(r->max_tokens),
+                               SV_INT(price.input),   SV_INT(price.cached_input), SV_INT(price.output),
+                               SV_INT(worst),         SV_INT(now),          SV_TEXT(b->node),
+                               SV_TEXT(b->boot)};
+    if (store_exec(s,
+                   "INSERT INTO holds (request_id, account_id, key_id, model, prompt_tokens, max_tokens,"
+                   " price_input, price_cached, price_output, amount, admitted_at, node, boot)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                   hp, 13, NULL, e)) {
+        err_prefix(e, "request %s", a.request_id);
+        goto out;
+    }
+    /* Refusals roll back (nothing to keep); success commits. */
+    if (store_commit(s, e))
+        goto out;
+    a.status = BILLING_OK;
+    billing_conn_put(b, s);
+    *out = a;
+    return 0;
+out:
+    store_rollback(s);
+    billing_conn_put(b, s);
+    if (rc == 0)
+        *out = a;
+    return rc;
+}
+
+/* ---- settlement ---- */
+
+int billing_settle_check(const char *request_id, int64_t prompt, int64_t cached, int64_t completion,
+                         const char *finish_reason, struct err *e)
+{
+    if (check_request_id(request_id, e))
+        return -1;
+    if (prompt < 0 || cached < 0 || completion < 0 || prompt > (INT64_C(1) << 40) ||
+        completion > (INT64_C(1) << 40))
+        return err_set(e, "request %s: token counts must be between 0 and 2^40", request_id);
+    if (cached > prompt)
+        return err_set(e, "request %s: cached tokens (%lld) exceed prompt tokens (%lld)", request_id,
+                       (long long)cached, (long long)prompt);
+    size_t n = finish_reason ? strlen(finish_reason) : 0;
+    if (n == 0 || n > 31)
+        return err_set(e, "request %s: finish reason must be 1 to 31 characters", request_id);
+    for (size_t i = 0; i < n; i++)
+        if (!((finish_reason[i] >= 'a' && finish_reason[i] <= 'z') || finish_reason[i] == '_'))
+            return err_set(e, "request %s: finish reason '%s': only a-z and '_' allowed", request_id, finish_reason);
+    return 0;
+}
+
+#define USAGE_COLS \
+    "request_id, account_id, key_id, model, prompt_tokens, cached_tokens, completion_tokens," \
+    " price_input, price_cached, price_output, cost, admitted_at, ended_at, finish_reason"
+
+static int usage_row(void *ctx, const struct store_row *r)
+{
+    struct billing_usage *u = ctx;
+    snprintf(u->request_id, sizeof u->request_id, "%s", store_row_text(r, 0));
+    snprintf(u->account_id, sizeof u->account_id, "%s", store_row_text(r, 1));
+    snprintf(u->key_id, sizeof u->key_id, "%s", store_row_text(r, 2));
+    snprintf(u->model, sizeof u->model, "%s", store_row_text(r, 3));
+    u->prompt_tokens = store_row_int(r, 4);
+    u->cached_tokens = store_row_int(r, 5);
+    u->completion_tokens = store_row_int(r, 6);
+    u->price_input = store_row_int(r, 7);
+    u->price_cached = store_row_int(r, 8);
+    u->price_output = store_row_int(r, 9);
+    u->cost = store_row_int(r, 10);
+    u->admitted_at = store_row_int(r, 11);
+    u->ended_at = store_row_int(r, 12);
+    snprintf(u->finish_reason, sizeof u->finish_reason, "%s", store_row_text(r, 13));
+    return 1;
+}
+
+struct hold {
+    char account_id[BILLING_ID_MAX], key_id[BILLING_ID_MAX], model[BILLING_MODEL_MAX];
+    int64_t prompt, max_tokens, p_in, p_cached, p_out, amount, admitted_at;
+    int found;
+};
+
+static int hold_row(void *ctx, const struct store_row *r)
+{
+    struct hold *h = ctx;
+    snprintf(h->account_id, sizeof h->account_id, "%s", store_row_text(r, 0));
+    snprintf(h->key_id, sizeof h->key_id, "%s", store_row_text(r, 1));
+    snprintf(h->model, sizeof h->model, "%s", store_row_text(r, 2));
+    h->prompt = store_row_int(r, 3);
+    h->max_tokens = store_row_int(r, 4);
+    h->p_in = store_row_int(r, 5);
+    h->p_cached = store_row_int(r, 6);
+    h->p_out = store_row_int(r, 7);
+    h->amount = store_row_int(r, 8);
+    h->admitted_at = store_row_int(r, 9);
+    h->found = 1;
+    return 1;
+}
+
+int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle_job *j, struct billing_usage *out,
+                         struct err *e)
+{
+    struct billing_usage u;
+    memset(&u, 0, sizeof u);
+    struct store_val rid[1] = {SV_TEXT(j->request_id)};
+    if (store_query(s, "SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", rid, 1, usage_row, &u, e))
+        return -1;
+    if (u.request_id[0]) { /* already settled: the first record stands */
+        *out = u;
+        return 0;
+    }
+    struct hold h;
+    memset(&h, 0, sizeof h);
+    if (store_query(s,
+                    "SELECT account_id, key_id, model, prompt_tokens, max_tokens, price_input, price_cached,"
+                    " price_output, amount, admitted_at FROM holds WHERE request_id = $1",
+                    rid, 1, hold_row, &h, e))
+        return -1;
+    if (!h.found)
+        return err_set(e, "request %s: no such admitted request", j->request_id);
+    int64_t cost = billing_cost(j->prompt, j->cached, j->completion, h.p_in, h.p_cached, h.p_out);
+    if (cost > h.amount) {
+        log_warn("request %s: usage (%lld prompt, %lld completion tokens) exceeds what was admitted (%lld, %lld);"
+                 " charging the hold", j->request_id, (long long)j->prompt, (long long)j->completion,
+                 (long long)h.prompt, (long long)h.max_tokens);
+        cost = h.amount;
+    }
+    int64_t now = billing_now(b);
+    char day[24];
+    time_format_day(h.admitted_at, day, sizeof day);
+    struct store_val up[15] = {SV_TEXT(j->request_id), SV_TEXT(h.account_id), SV_TEXT(h.key_id), SV_TEXT(h.model),
+                               SV_INT(j->prompt),      SV_INT(j->cached),     SV_INT(j->completion),
+                               SV_INT(h.p_in),         SV_INT(h.p_cached),    SV_INT(h.p_out),
+                               SV_INT(cost),           SV_INT(h.admitted_at), SV_INT(now),
+                               SV_TEXT(day),           SV_TEXT(j->finish_reason)};
+    if (store_exec(s,
+                   "INSERT INTO usage (request_id, account_id, key_id, model, prompt_tokens, cached_tokens,"
+                   " completion_tokens, price_input, price_cached, price_output, cost, admitted_at, ended_at, day,"
+                   " finish_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                   up, 15, NULL, e))
+        return -1;
+    int64_t balance = 0;
+    int found = 0;
+    if (store_query_int(s,
+                        "UPDATE accounts SET balance = balance - $1, held = held - $2"
+                        " WHERE id = $3 AND held >= $2 RETURNING balance",
+                        (struct store_val[]){SV_INT(cost), SV_INT(h.amount), SV_TEXT(h.account_id)}, 3, &balance,
+                        &found, e))
+        return -1;
+    if (!found)
+        return err_set(e, "request %s: account %s holds less than the request's hold", j->request_id, h.account_id);
+    if (billing_ledger_row(s, h.account_id, "usage", -cost, balance, j->request_id, now, e))
+        return -1;
+    int64_t deleted = 0;
+    if (store_exec(s, "DELETE FROM holds WHERE request_id = $1", rid, 1, &deleted, e))
+        return -1;
+    MAAS_ASSERT(deleted == 1);
+    memset(out, 0, sizeof *out);
+    snprintf(out->request_id, sizeof out->request_id, "%s", j->request_id);
+    snprintf(out->account_id, sizeof out->account_id, "%s", h.account_id);
+    snprintf(out->key_id, sizeof out->key_id, "%s", h.key_id);
+    snprintf(out->model, sizeof out->model, "%s", h.model);
+    out->prompt_tokens = j->prompt;
+    out->cached_tokens = j->cached;
+    out->completion_tokens = j->completion;
+    out->price_input = h.p_in;
+    out->price_cached = h.p_cached;
+    out->price_output = h.p_out;
+    out->cost = cost;
+    out->admitted_at = h.admitted_at;
+    out->ended_at = now;
+    snprintf(out->finish_reason, sizeof out->finish_reason, "%s", j->finish_reason);
+    return 0;
+}
+
+/* ---- recovery ---- */
+
+struct stale_list {
+    char (*ids)[BILLING_ID_MAX];
+    int n, cap;
+};
+
+static int stale_row(void *ctx, const struct store_row *r)
+{
+    struct stale_list *l = ctx;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->ids, (size_t)cap * sizeof *l->ids);
+        if (!p)
+            return 1;
+        l->ids = p;
+        l->cap = cap;
+    }
+    snprintf(l->ids[l->n++], BILLING_ID_MAX, "%s", store_row_text(r, 0));
+    return 0;
+}
+
+int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
+{
+    struct stale_list l = {NULL, 0, 0};
+    int64_t now = billing_now(b);
+    int64_t cutoff = stale_after > 0 ? now - stale_after : INT64_MIN;
+    struct store *s = billing_conn_get(b);
+    int rc = -1;
+    int64_t released = 0;
+    if (store_begin(s, STORE_TX_WRITE, e))
+        goto out;
+    if (store_query(s,
+                    "SELECT request_id FROM holds WHERE (node = $1 AND boot <> $2) OR admitted_at < $3"
+                    " ORDER BY request_id",
+                    (struct store_val[]){SV_TEXT(b->node), SV_TEXT(b->boot), SV_INT(cutoff)}, 3, stale_row, &l, e))
+        goto out;
+    for (int i = 0; i < l.n; i++) {
+        struct settle_job j = {.request_id = l.ids[i], .finish_reason = "abandoned"};
+        struct billing_usage u;
+        if (billing_settle_in_tx(b, s, &j, &u, e))
+            goto out;
+        released++;
+    }
+    if (store_commit(s, e))
+        goto out;
+    if (released)
+        log_info("ledger: released %lld hold(s) left by a process that stopped", (long long)released);
+    if (n_released)
+        *n_released = released;
+    rc = 0;
+out:
+    if (rc)
+        store_rollback(s);
+    billing_conn_put(b, s);
+    free(l.ids);
+    return rc;
+}

@@ -1,0 +1,303 @@
+/*
+ * billing — accounts, API keys, prices, holds and settlement, budgets, rate
+ * limits and usage reports, on top of the store/ ledger.
+ *
+ * The billing model
+ *   Money is int64 micro-units of currency (1 unit = 1,000,000 micro-units),
+ *   never floating point. An account has a prepaid balance; `held` is the sum
+ *   of its open holds and `credited` the sum of its credits. Always
+ *   0 <= held <= balance, and balance == credited - sum(settled costs).
+ *
+ *   Prices are per model, in micro-units per million tokens, for input, cached
+ *   input and output, each with an effective_from time. A request is billed at
+ *   the prices in force when it was admitted (they are copied into its hold).
+ *
+ *   Cost of a request (one rule, everywhere):
+ *       micro = (prompt - cached) * input + cached * cached_input + completion * output
+ *       cost  = floor((micro + 500000) / 1000000)      -- round half up, per request
+ *   computed in 128-bit integers. The hold (worst case) is the same formula
+ *   with prompt tokens at max(input, cached_input), no cached tokens and
+ *   max_tokens completion tokens, so the settled cost never exceeds the hold
+ *   (it is capped at the hold if a caller reports more tokens than admitted).
+ *
+ * The life of a request
+ *   billing_admit()  in ONE write transaction: the key (401), its model
+ *                    allow-list and a price in force (403), rate limits rpm/tpm
+ *                    and budget day/month/total (429 + retry-after seconds),
+ *                    and balance - held >= worst case (402) by a conditional
+ *                    UPDATE; then the hold is placed. Concurrent admissions
+ *                    can never overdraw an account.
+ *   billing_settle() hands the usage to the ledger writer thread, which commits
+ *                    settlements in groups (one transaction, one fsync, a
+ *                    savepoint per item) and returns once the caller's record
+ *                    is durable. Exactly one usage record per request id: a
+ *                    second settle returns the first record and changes nothing.
+ *                    The usage record, the ledger row and the balance update
+ *                    are in the same transaction as the release of the hold.
+ *   billing_recover() at start: holds of this node's earlier (dead) processes,
+ *                    and of any node older than a timeout, are released with a
+ *                    zero-cost "abandoned" usage record.
+ *
+ * Rate limits count the key's requests admitted in the last 60 s (rpm) and
+ * their tokens (tpm: prompt + max_tokens while open, prompt + completion once
+ * settled). Budgets count the key's settled costs in the period (UTC day,
+ * UTC month, or all time) plus its open holds.
+ *
+ * Errors: functions return 0 on success and -1 with the reason in *e (a store
+ * failure, bad input). A refused admission is not an error: billing_admit
+ * returns 0 with a non-OK status.
+ * Threads: every function may be called from any thread; a struct billing
+ * holds a small pool of store connections and one writer thread.
+ */
+#ifndef MAAS_BILLING_H
+#define MAAS_BILLING_H
+
+#include "core/core.h"
+
+#include <stdint.h>
+
+#define BILLING_MICRO 1000000LL
+#define BILLING_ID_MAX 64
+#define BILLING_MODEL_MAX 128
+
+/* ---- amounts ---- */
+
+/* Parses a decimal amount in currency units ("10", "0.25", "0.000001") into
+ * micro-units exactly. Rejects empty strings, exponents, more than 6 decimals,
+ * a leading '+', a '-' unless allow_negative, "1." and ".5", and overflow. */
+int amount_parse(const char *s, int allow_negative, int64_t *out, struct err *e);
+/* Formats micro-units as the shortest exact decimal ("10", "0.25", "-0.000001").
+ * buf needs at least 24 bytes; returns buf. */
+char *amount_format(int64_t micro, char *buf, size_t n);
+
+/* The cost rule above. Returns the cost in micro-units; prices are micro-units
+ * per million tokens. Token counts must be >= 0 and cached <= prompt. */
+int64_t billing_cost(int64_t prompt, int64_t cached, int64_t completion, int64_t price_input,
+                     int64_t price_cached, int64_t price_output);
+/* The worst case for an admission: see above. */
+int64_t billing_worst_cost(int64_t prompt, int64_t max_tokens, int64_t price_input, int64_t price_cached,
+                           int64_t price_output);
+
+/* Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS][Z]" (or with a space), or a
+ * plain number of Unix seconds, all UTC, into Unix seconds. */
+int time_parse(const char *s, int64_t *out, struct err *e);
+/* "YYYY-MM-DD" / "YYYY-MM-DDTHH:MM:SSZ" of Unix seconds (UTC). buf >= 24. */
+char *time_format_day(int64_t t, char *buf, size_t n);
+char *time_format(int64_t t, char *buf, size_t n);
+
+/* ---- opening ---- */
+
+struct billing;
+
+struct billing_options {
+    const char *db;          /* data directory or store URL (see store_open); required */
+    const char *secret_file; /* the key-hashing pepper; default <db dir>/secret.key */
+    const char *node;        /* this node's name for holds; default the host name */
+    int n_conn;              /* connections for admissions and reads; default 4 */
+    int writer;              /* 1: start the group-commit writer thread for settlements */
+    int group_max;           /* settlements per group commit; default 256 */
+    int queue_cap;           /* bounded settlement queue; default 4096 */
+    /* Clock override for tests (Unix seconds); NULL = time(NULL). */
+    int64_t (*now)(void *ctx);
+    void *now_ctx;
+};
+
+/* Opens the ledger (creating it, its schema and the pepper file, mode 0600, as
+ * needed). Does not release stale holds: the server calls billing_recover. */
+int billing_open(const struct billing_options *o, struct billing **out, struct err *e);
+/* Stops the writer after it has committed everything queued. NULL does nothing. */
+void billing_close(struct billing *b);
+
+int64_t billing_now(struct billing *b);
+/* This process's hold tag: node name and boot id ("<pid>-<start time>-<random>"). */
+const char *billing_node(const struct billing *b);
+const char *billing_boot(const struct billing *b);
+
+/* Fault injection for tests: every store connection of b fails after n more
+ * operations (n < 0 turns it off). */
+void billing_fail_after(struct billing *b, long n);
+
+/* ---- accounts ---- */
+
+struct billing_account {
+    char id[BILLING_ID_MAX];
+    char name[256];
+    int64_t balance, held, credited; /* micro-units */
+    int64_t created_at;
+    int64_t n_keys;
+};
+
+/* Creates an account (with an optional first credit, >= 0) and writes its id
+ * ("acct_" + 16 hex) into id_out (BILLING_ID_MAX bytes). */
+int billing_account_create(struct billing *b, const char *name, int64_t credit, char *id_out, struct err *e);
+/* Adds amount (> 0) to the balance and credited total, with a ledger row. */
+int billing_account_credit(struct billing *b, const char *id, int64_t amount, const char *note,
+                           struct billing_account *after, struct err *e);
+int billing_account_get(struct billing *b, const char *id, struct billing_account *out, struct err *e);
+typedef int (*billing_account_fn)(void *ctx, const struct billing_account *a);
+int billing_account_list(struct billing *b, billing_account_fn fn, void *ctx, struct err *e);
+
+/* ---- API keys ----
+ * A key is "sk-maas-" + 12 hex (the visible prefix, which is also the key id)
+ * + "_" + 43 characters of base64url (32 random bytes). Only the keyed BLAKE2b
+ * hash of the whole key is stored. */
+#define BILLING_KEY_PREFIX "sk-maas-"
+#define BILLING_KEY_ID_LEN 12
+#define BILLING_KEY_LEN (8 + 12 + 1 + 43)
+
+enum billing_period { BILLING_PERIOD_NONE, BILLING_PERIOD_DAY, BILLING_PERIOD_MONTH, BILLING_PERIOD_TOTAL };
+
+struct billing_key_spec {
+    const char *models;  /* comma list of allowed models; NULL = all */
+    int64_t rpm, tpm;    /* 0 = unlimited */
+    int64_t budget;      /* micro-units; 0 = none */
+    enum billing_period budget_period;
+    int64_t expires_at;  /* Unix seconds; 0 = never */
+};
+
+struct billing_key {
+    char id[BILLING_ID_MAX];
+    char account_id[BILLING_ID_MAX];
+    char models[1024]; /* "" = all */
+    int64_t rpm, tpm, budget;
+    enum billing_period budget_period;
+    int64_t expires_at, revoked_at, created_at, last_used_at; /* 0 = none */
+};
+
+const char *billing_period_name(enum billing_period p);
+int billing_period_parse(const char *s, enum billing_period *out, struct err *e);
+
+/* Creates a key for an account; the whole key (BILLING_KEY_LEN + 1 bytes) is
+ * written to key_out — the only time it exists outside the caller. */
+int billing_key_create(struct billing *b, const char *account_id, const struct billing_key_spec *spec,
+                       char *key_out, struct billing_key *info, struct err *e);
+/* key_id may be the id or the whole key. Revoking twice is not an error. */
+int billing_key_revoke(struct billing *b, const char *key_id, struct err *e);
+typedef int (*billing_key_fn)(void *ctx, const struct billing_key *k);
+/* account_id NULL lists all keys. */
+int billing_key_list(struct billing *b, const char *account_id, billing_key_fn fn, void *ctx, struct err *e);
+
+/* Checks a presented key (constant-time hash compare) without placing a hold:
+ * for routes that need only the identity (GET /v1/usage, /v1/models).
+ * Returns 0 and fills *out for a valid, unrevoked, unexpired key; -1 with the
+ * reason otherwise (which the server reports as a 401, without the key). */
+int billing_authenticate(struct billing *b, const char *key, struct billing_key *out, struct err *e);
+
+/* ---- admin keys (for /admin/... HTTP routes) ---- */
+/* Creates a new admin key "sk-maas-admin-" + 43 base64url and stores its hash. */
+int billing_admin_key_create(struct billing *b, char *key_out, size_t n, struct err *e);
+/* 1 if no admin key exists yet (the server creates and prints one at first start). */
+int billing_admin_key_missing(struct billing *b, int *missing, struct err *e);
+/* 0 if key is a valid, unrevoked admin key; -1 otherwise. */
+int billing_admin_key_verify(struct billing *b, const char *key, struct err *e);
+
+/* ---- prices ---- */
+struct billing_price {
+    char model[BILLING_MODEL_MAX];
+    int64_t input, cached_input, output; /* micro-units per million tokens */
+    int64_t effective_from;
+};
+/* Sets a price from effective_from (Unix seconds) on; a second price for the
+ * same model and time replaces the first. Amounts must be >= 0. */
+int billing_price_set(struct billing *b, const struct billing_price *p, struct err *e);
+typedef int (*billing_price_fn)(void *ctx, const struct billing_price *p);
+/* Every price row, by model then time. */
+int billing_price_list(struct billing *b, billing_price_fn fn, void *ctx, struct err *e);
+/* The price in force for model at time t; *found = 0 if none. */
+int billing_price_at(struct billing *b, const char *model, int64_t t, struct billing_price *out, int *found,
+                     struct err *e);
+
+/* ---- admission and settlement ---- */
+enum billing_status {
+    BILLING_OK = 0,
+    BILLING_UNAUTHORIZED,   /* 401 invalid_api_key: unknown, malformed, revoked, expired */
+    BILLING_FORBIDDEN,      /* 403 model_not_allowed / model_not_priced */
+    BILLING_RATE_LIMITED,   /* 429 rate_limit_exceeded (rpm, tpm) */
+    BILLING_BUDGET_EXCEEDED,/* 429 budget_exceeded */
+    BILLING_INSUFFICIENT,   /* 402 insufficient_quota */
+};
+
+struct billing_request {
+    const char *key;        /* the presented bearer key */
+    const char *model;
+    int64_t prompt_tokens;  /* >= 0 */
+    int64_t max_tokens;     /* >= 0: the most completion tokens that may be generated */
+    const char *request_id; /* optional; NULL generates "req_" + 24 hex */
+};
+
+struct billing_admission {
+    enum billing_status status;
+    int http_status;         /* 200, 401, 402, 403, 429 */
+    const char *code;        /* OpenAI-style error code, NULL when OK (static string) */
+    char message[256];       /* human-readable reason; never contains the key */
+    int64_t retry_after;     /* seconds, for 429 (0 = retrying will not help) */
+    char request_id[BILLING_ID_MAX];
+    char account_id[BILLING_ID_MAX];
+    char key_id[BILLING_ID_MAX];
+    int64_t hold;            /* micro-units reserved */
+    int64_t price_input, price_cached, price_output;
+    int64_t admitted_at;
+};
+
+/* See the top of this file. Returns 0 with out->status set (OK or a refusal),
+ * or -1 when the ledger could not be consulted (the server answers 503). */
+int billing_admit(struct billing *b, const struct billing_request *r, struct billing_admission *out,
+                  struct err *e);
+
+struct billing_usage {
+    char request_id[BILLING_ID_MAX];
+    char account_id[BILLING_ID_MAX];
+    char key_id[BILLING_ID_MAX];
+    char model[BILLING_MODEL_MAX];
+    int64_t prompt_tokens, cached_tokens, completion_tokens;
+    int64_t price_input, price_cached, price_output;
+    int64_t cost;
+    int64_t admitted_at, ended_at;
+    char finish_reason[32]; /* stop, length, cancelled, disconnected, error, abandoned ... */
+};
+
+/* Settles an admitted request: writes its usage record and ledger row,
+ * charges the cost and releases the hold, and returns once committed. A second
+ * call for the same request returns the first record (out) and changes
+ * nothing. Fails for an unknown request id, cached > prompt, negative counts or
+ * a finish reason that is not [a-z_]{1,31}. */
+int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tokens, int64_t cached_tokens,
+                   int64_t completion_tokens, const char *finish_reason, struct billing_usage *out,
+                   struct err *e);
+
+/* Releases stale holds with a zero-cost "abandoned" usage record: those of
+ * this node made by another boot, and (stale_after > 0) those of any node
+ * admitted more than stale_after seconds ago. *n_released may be NULL. */
+int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e);
+
+/* ---- usage reports ---- */
+enum billing_group { BILLING_BY_DAY, BILLING_BY_ACCOUNT, BILLING_BY_KEY, BILLING_BY_MODEL, BILLING_BY_REQUEST };
+
+struct billing_usage_filter {
+    int64_t from, to;       /* admitted_at in [from, to); 0 = unbounded */
+    const char *account_id; /* NULL = all */
+    const char *key_id;     /* NULL = all */
+};
+
+struct billing_usage_row {
+    char group[BILLING_MODEL_MAX]; /* the day, account id, key id, model or request id */
+    int64_t requests, prompt_tokens, cached_tokens, completion_tokens, cost;
+};
+
+const char *billing_group_name(enum billing_group g);
+int billing_group_parse(const char *s, enum billing_group *out, struct err *e);
+
+typedef int (*billing_usage_fn)(void *ctx, const struct billing_usage_row *row);
+/* Calls fn for each group in order, then fills *total from the same
+ * transaction (so the rows always add up to the total). */
+int billing_usage_report(struct billing *b, const struct billing_usage_filter *f, enum billing_group by,
+                         billing_usage_fn fn, void *ctx, struct billing_usage_row *total, struct err *e);
+
+/* ---- audit ---- */
+/* Checks every account's invariants: balance == sum of its ledger rows,
+ * credited == sum of its credits, held == sum of its open holds, 0 <= held <=
+ * balance, and each usage record has its ledger row. Returns 0 if all hold,
+ * -1 with the first violation in *e. */
+int billing_audit(struct billing *b, struct err *e);
+
+#endif

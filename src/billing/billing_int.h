@@ -1,0 +1,83 @@
+/* billing — private: the handle, its connection pool and the settlement core
+ * shared by the writer thread and the synchronous path. */
+#ifndef MAAS_BILLING_INT_H
+#define MAAS_BILLING_INT_H
+
+#include "billing/billing.h"
+#include "store/store.h"
+
+#include <pthread.h>
+
+struct settle_job {
+    const char *request_id;       /* borrowed from the waiting caller */
+    int64_t prompt, cached, completion;
+    const char *finish_reason;    /* borrowed */
+    struct billing_usage *out;    /* borrowed; written by the writer */
+    struct err err;               /* the writer's message when rc != 0 */
+    int rc;
+    int done;                     /* guarded by billing.q_mu */
+    struct settle_job *next;      /* queue link, guarded by billing.q_mu */
+};
+
+struct billing {
+    char data_dir[1024];
+    unsigned char pepper[32];     /* key-hashing secret, from secret_file */
+    char node[128];
+    char boot[96];
+    int64_t (*now)(void *ctx);
+    void *now_ctx;
+
+    /* Connection pool for admissions and reads: conns[i] is in use while
+     * busy[i]; both guarded by pool_mu. */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    struct store **conns;         /* owned */
+    int *busy;                    /* owned */
+    int n_conn;
+
+    /* The ledger writer: one thread that owns wconn and drains the queue. */
+    struct store *wconn;          /* owned; used only by the writer thread */
+    pthread_t writer;
+    int has_writer;
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cv;          /* writer waits for work */
+    pthread_cond_t q_space_cv;    /* producers wait for room */
+    pthread_cond_t q_done_cv;     /* producers wait for their job */
+    struct settle_job *q_head, *q_tail; /* guarded by q_mu */
+    int q_len, q_cap, group_max;
+    int stopping;                 /* guarded by q_mu */
+};
+
+struct store *billing_conn_get(struct billing *b);
+void billing_conn_put(struct billing *b, struct store *s);
+
+/* n random bytes as 2n lowercase hex characters into out (2n + 1 bytes). */
+void billing_random_hex(char *out, size_t n_bytes);
+
+/* Settles one request inside the caller's open write transaction. */
+int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle_job *j, struct billing_usage *out,
+                         struct err *e);
+int billing_settle_check(const char *request_id, int64_t prompt, int64_t cached, int64_t completion,
+                         const char *finish_reason, struct err *e);
+
+int billing_writer_start(struct billing *b, struct err *e);
+void billing_writer_stop(struct billing *b);
+
+/* A ledger row inside the caller's transaction. */
+int billing_ledger_row(struct store *s, const char *account_id, const char *kind, int64_t amount,
+                       int64_t balance_after, const char *request_id, int64_t now, struct err *e);
+/* The price in force for model at t, on the caller's connection. */
+int billing_price_lookup(struct store *s, const char *model, int64_t t, struct billing_price *out, int *found,
+                         struct err *e);
+/* Key checks shared by admission and authentication: parses the key, reads
+ * its row on s and compares the keyed hash in constant time. Returns 0 and
+ * fills *out, or -1 with a reason safe to show (never the key). *db_error is
+ * set when the failure was the store's, not the key's. */
+int billing_key_check(struct billing *b, struct store *s, const char *key, int64_t now, struct billing_key *out,
+                      int *db_error, struct err *e);
+
+/* Period boundaries in UTC for budgets. */
+int64_t billing_period_start(enum billing_period p, int64_t t);
+int64_t billing_period_end(enum billing_period p, int64_t t);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * The ledger writer: one thread, one role — it drains the bounded settlement
+ * queue and commits settlements in groups (Redis's bio.c pattern).
+ *
+ * A caller of billing_settle queues a job and sleeps until the writer marks it
+ * done; by then its usage record is committed (durable, synchronous=FULL), so
+ * the server can send the last byte of the response knowing the bill is
+ * written. The writer takes up to group_max jobs at once, opens one write
+ * transaction, runs each job inside its own savepoint (a failing job rolls
+ * back alone and reports its error), and commits once: one fsync for the
+ * whole group. If the commit fails, every job of the group fails; their holds
+ * stay in place and are released by recovery (never charged twice).
+ *
+ * Shared state (queue, done flags, stopping) is guarded by billing.q_mu.
+ */
+#include "billing/billing_int.h"
+
+#include <string.h>
+
+static void run_group(struct billing *b, struct settle_job **jobs, int n)
+{
+    struct store *s = b->wconn;
+    struct err e;
+    if (store_begin(s, STORE_TX_WRITE, &e)) {
+        for (int i = 0; i < n; i++) {
+            jobs[i]->rc = -1;
+            jobs[i]->err = e;
+        }
+        return;
+    }
+    int n_ok = 0;
+    for (int i = 0; i < n; i++) {
+        struct settle_job *j = jobs[i];
+        struct billing_usage u;
+        if (store_savepoint(s, "settle", &j->err)) {
+            j->rc = -1;
+            continue;
+        }
+        if (billing_settle_in_tx(b, s, j, &u, &j->err) || store_release(s, "settle", &j->err)) {
+            struct err ignored;
+            j->rc = -1;
+            if (store_rollback_to(s, "settle", &ignored) == 0)
+                store_release(s, "settle", &ignored);
+            continue;
+        }
+        *j->out = u;
+        j->rc = 0;
+        n_ok++;
+    }
+    if (store_commit(s, &e)) {
+        for (int i = 0; i < n; i++) {
+            if (jobs[i]->rc == 0) {
+                jobs[i]->rc = -1;
+                jobs[i]->err = e;
+            }
+        }
+    }
+    (void)n_ok;
+}
+
+static void *writer_main(void *arg)
+{
+    struct billing *b = arg;
+    struct settle_job **group = calloc((size_t)b->group_max, sizeof *group);
+    MAAS_ASSERT(group != NULL);
+    pthread_mutex_lock(&b->q_mu);
+    for (;;) {
+        while (!b->q_head && !b->stopping)
+            pthread_cond_wait(&b->q_cv, &b->q_mu);
+        if (!b->q_head && b->stopping)
+            break;
+        int n = 0;
+        while (b->q_head && n < b->group_max) {
+            group[n++] = b->q_head;
+            b->q_head = b->q_head->next;
+            b->q_len--;
+        }
+        if (!b->q_head)
+            b->q_tail = NULL;
+        pthread_cond_broadcast(&b->q_space_cv);
+        pthread_mutex_unlock(&b->q_mu);
+
+        run_group(b, group, n);
+
+        pthread_mutex_lock(&b->q_mu);
+        for (int i = 0; i < n; i++)
+            group[i]->done = 1;
+        pthread_cond_broadcast(&b->q_done_cv);
+    }
+    pthread_mutex_unlock(&b->q_mu);
+    free(group);
+    return NULL;
+}
+
+int billing_writer_start(struct billing *b, struct err *e)
+{
+    if (pthread_create(&b->writer, NULL, writer_main, b) != 0)
+        return err_set(e, "ledger writer: cannot start thread");
+    b->has_writer = 1;
+    return 0;
+}
+
+void billing_writer_stop(struct billing *b)
+{
+    if (!b->has_writer)
+        return;
+    pthread_mutex_lock(&b->q_mu);
+    b->stopping = 1;
+    pthread_cond_broadcast(&b->q_cv);
+    pthread_mutex_unlock(&b->q_mu);
+    pthread_join(b->writer, NULL);
+    b->has_writer = 0;
+}
+
+static int settle_sync(struct billing *b, struct settle_job *j, struct billing_usage *out, struct err *e)
+{
+    struct store *s = billing_conn_get(b);
+    int rc = -1;
+    if (store_begin(s, STORE_TX_WRITE, e))
+        goto out;
+    if (billing_settle_in_tx(b, s, j, out, e) || store_commit(s, e))
+        goto out;
+    rc = 0;
+out:
+    if (rc)
+        store_rollback(s);
+    billing_conn_put(b, s);
+    return rc;
+}
+
+int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tokens, int64_t cached_tokens,
+                   int64_t completion_tokens, const char *finish_reason, struct billing_usage *out,
+                   struct err *e)
+{
+    if (billing_settle_check(request_id, prompt_tokens, cached_tokens, completion_tokens, finish_reason, e))
+        return -1;
+    struct billing_usage u;
+    struct settle_job j;
+    memset(&j, 0, sizeof j);
+    j.request_id = request_id;
+    j.prompt = prompt_tokens;
+    j.cached = cached_tokens;
+    j.completion = completion_tokens;
+    j.finish_reason = finish_reason;
+    j.out = &u;
+    if (!b->has_writer) {
+        if (settle_sync(b, &j, &u, e))
+            return -1;
+        if (out)
+            *out = u;
+        return 0;
+    }
+    pthread_mutex_lock(&b->q_mu);
+    while (b->q_len >= b->q_cap && !b->stopping)
+        pthread_cond_wait(&b->q_space_cv, &b->q_mu);
+    if (b->stopping) {
+        pthread_mutex_unlock(&b->q_mu);
+        return err_set(e, "request %s: the ledger is shutting down", request_id);
+    }
+    if (b->q_tail)
+        b->q_tail->next = &j;
+    else
+        b->q_head = &j;
+    b->q_tail = &j;
+    b->q_len++;
+    pthread_cond_signal(&b->q_cv);
+    while (!j.done)
+        pthread_cond_wait(&b->q_done_cv, &b->q_mu);
+    pthread_mutex_unlock(&b->q_mu);
+    if (j.rc) {
+        *e = j.err;
+        return -1;
+    }
+    if (out)
+        *out = u;
+    return 0;
+}
