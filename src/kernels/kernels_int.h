@@ -23,4 +23,17 @@ void kern_register_avx2_f32ops(struct kern_f32_ops *ops);   /* ops_avx2.c */
 
 extern struct kern_f32_ops kern_f32;                        /* the table in use */
 
+/* Tiled matrix kernels (gemm_avx2.c) for kern_matmul: y[c * ldy + r] =
+ * dot(weight row r, activation row c) for r < nr <= mr and c < nc <= nc_max,
+ * where w holds weight rows ldw bytes apart and a holds activation rows
+ * (already in the vec_dot type) lda bytes apart; n is the row length. Each
+ * weight block is loaded once for all nc activation rows. */
+typedef void (*kern_tile_fn)(int64_t n, const void *w, size_t ldw, int nr, const void *a, size_t lda, int nc,
+                             float *y, int64_t ldy);
+struct kern_tile {
+    kern_tile_fn fn; /* NULL when the type has no tiled kernel */
+    int mr, nc_max;  /* largest tile: weight rows x activation rows */
+};
+struct kern_tile kern_avx2_tile(enum ggml_type t); /* gemm_avx2.c */
+
 #endif

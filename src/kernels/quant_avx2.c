@@ -1,7 +1,558 @@
-/* AVX2 quantized dot products (being written): registers nothing yet. */
-#include "kernels/kernels_int.h"
+/*
+ * AVX2 dot products of every weight type with its activation type, and the
+ * activation quantizers (f32 -> q8_0 / q8_1 / q8_K) that feed them.
+ *
+ * Integer formats use the ggml technique: bytes are multiplied with
+ * maddubs (unsigned x signed -> int16 pairs) and widened with madd; a signed
+ * weight is made unsigned with sign_epi8 (|w| times sign(w)*a). K-quants
+ * unpack their nibbles, high bits and 6-bit scales in registers, accumulate
+ * one int32 vector per super-block and apply the float scales once per
+ * super-block; the minimum / offset terms use the activation block sums.
+ *
+ * The activation quantizers produce exactly the bytes of the reference ones
+ * in quant_ref.c (the unit test compares them): the same float operations in
+ * the same order, roundf() emulated exactly (ties away from zero) for q8_0 and
+ * q8_1, and round-to-nearest-even for q8_K, whose reference uses the
+ * nearest_int() trick.
+ *
+ * Rows are always whole blocks; loops that process two blocks per step finish
+ * with a one-block loop for an odd count.
+ */
+#include "kernels/avx2_int.h"
+
+#include <math.h>
+
+/* ---- activation quantizers ---- */
+
+/* roundf() of each lane (halfway cases away from zero), exact. */
+static inline __m256 round_away(__m256 v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t)); /* exact */
+    __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+    __m256 up = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one);
+    return _mm256_add_ps(t, up);
+}
+
+/* Four vectors of 8 int32 (elements 0..31 in order) -> 32 int8 in order. */
+static inline __m256i pack32_i8(__m256i i0, __m256i i1, __m256i i2, __m256i i3)
+{
+    __m256i a = _mm256_packs_epi32(i0, i1), b = _mm256_packs_epi32(i2, i3);
+    __m256i p = _mm256_packs_epi16(a, b);
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float hmax_ps(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline float hmin_ps(__m256 v)
+{
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* One block of 32: d = amax/127, q = roundf(x * (1/d)). Returns sum(q). */
+static inline int quant_block32(const float *x, int8_t *qs, float *d_out)
+{
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+           v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, abs_mask), _mm256_and_ps(v1, abs_mask)),
+                             _mm256_max_ps(_mm256_and_ps(v2, abs_mask), _mm256_and_ps(v3, abs_mask)));
+    float amax = hmax_ps(m);
+    float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i i0 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v0, vid)));
+    __m256i i1 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v1, vid)));
+    __m256i i2 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v2, vid)));
+    __m256i i3 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v3, vid)));
+    _mm256_storeu_si256((__m256i *)qs, pack32_i8(i0, i1, i2, i3));
+    *d_out = d;
+    return avx2_hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+}
+
+static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n)
+{
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        float d;
+        quant_block32(x + i * QK8_0, y[i].qs, &d);
+        y[i].d = fp32_to_fp16(d);
+    }
+}
+
+static void quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n)
+{
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / QK8_1; i++) {
+        float d;
+        int sum = quant_block32(x + i * QK8_1, y[i].qs, &d);
+        y[i].d = fp32_to_fp16(d);
+        y[i].s = fp32_to_fp16((float)sum * d);
+    }
+}
+
+static void quantize_row_q8_K_avx2(const float *x, void *vy, int64_t n)
+{
+    block_q8_K *y = vy;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m256 vmax = _mm256_loadu_ps(x), vmin = vmax;
+        for (int j = 8; j < QK_K; j += 8) {
+            __m256 v = _mm256_loadu_ps(x + j);
+            vmax = _mm256_max_ps(vmax, v);
+            vmin = _mm256_min_ps(vmin, v);
+        }
+        float mx = hmax_ps(vmax), mn = -hmin_ps(vmin);
+        float amax = mx > mn ? mx : mn;
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        /* The reference keeps the first element of largest magnitude, with
+         * its sign; only a tie between +amax and -amax needs the scan. */
+        float max;
+        if (mx > mn) {
+            max = mx;
+        } else if (mn > mx) {
+            max = -mn;
+        } else {
+            int j = 0;
+            while (fabsf(x[j]) != amax)
+                j++;
+            max = x[j];
+        }
+        const float iscale = -127.0f / max;
+        const __m256 vs = _mm256_set1_ps(iscale);
+        const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+        int32_t s4[8][8];
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), vs),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
+            }
+            __m256i b = pack32_i8(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), b);
+            /* lanes 0-3: sums of 4 of the first 16 bytes, lanes 4-7: the next 16 */
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, b), ones16);
+            _mm256_storeu_si256((__m256i *)s4[j / 32], s);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            const int32_t *s = &s4[g / 2][(g % 2) * 4];
+            y[i].bsums[g] = (int16_t)(s[0] + s[1] + s[2] + s[3]);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+/* ---- q8_0-activation formats ---- */
+
+#define DOT_Q8_0_FAMILY(name, btype, BYTES)                                                                  \
+    static float name(int64_t n, const void *vx, const void *vy)                                             \
+    {                                                                                                        \
+        const btype *x = vx;                                                                                 \
+        const block_q8_0 *y = vy;                                                                            \
+        const int64_t nb = n / QK8_0;                                                                        \
+        const __m256i table = avx2_iq4nl_table();                                                            \
+        (void)table;                                                                                         \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                       \
+        int64_t i = 0;                                                                                       \
+        for (; i + 2 <= nb; i += 2) {                                                                        \
+            __m256 d0 = _mm256_set1_ps(avx2_h2f(x[i].d) * avx2_h2f(y[i].d));                                 \
+            __m256 d1 = _mm256_set1_ps(avx2_h2f(x[i + 1].d) * avx2_h2f(y[i + 1].d));                         \
+            __m256i b0 = BYTES(&x[i]), b1 = BYTES(&x[i + 1]);                                                \
+            __m256 p0 = avx2_mul_sum_i8_ps(b0, _mm256_loadu_si256((const __m256i *)y[i].qs));                \
+            __m256 p1 = avx2_mul_sum_i8_ps(b1, _mm256_loadu_si256((const __m256i *)y[i + 1].qs));            \
+            acc0 = _mm256_fmadd_ps(d0, p0, acc0);                                                            \
+            acc1 = _mm256_fmadd_ps(d1, p1, acc1);                                                            \
+        }                                                                                                    \
+        for (; i < nb; i++) {                                                                                \
+            __m256 d0 = _mm256_set1_ps(avx2_h2f(x[i].d) * avx2_h2f(y[i].d));                                 \
+            __m256 p0 = avx2_mul_sum_i8_ps(BYTES(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));      \
+            acc0 = _mm256_fmadd_ps(d0, p0, acc0);                                                            \
+        }                                                                                                    \
+        return avx2_hsum_ps(_mm256_add_ps(acc0, acc1));                                                      \
+    }
+
+#define IQ4_BYTES(b) avx2_iq4_nl_bytes(b, table)
+DOT_Q8_0_FAMILY(vec_dot_q8_0_q8_0, block_q8_0, avx2_q8_0_bytes)
+DOT_Q8_0_FAMILY(vec_dot_q4_0_q8_0, block_q4_0, avx2_q4_0_bytes)
+DOT_Q8_0_FAMILY(vec_dot_q5_0_q8_0, block_q5_0, avx2_q5_0_bytes)
+DOT_Q8_0_FAMILY(vec_dot_iq4_nl_q8_0, block_iq4_nl, IQ4_BYTES)
+
+/* ---- q8_1-activation formats: w = d*q + m, so dot = dx*dy*sum(q*a) + m*s ---- */
+
+static inline __m256i q4_1_bytes(const block_q4_1 *b)
+{
+    return avx2_nibbles32(b->qs);
+}
+static inline __m256i q5_1_bytes(const block_q5_1 *b)
+{
+    return _mm256_or_si256(avx2_nibbles32(b->qs), _mm256_and_si256(avx2_bits32(b->qh), _mm256_set1_epi8(0x10)));
+}
+
+#define DOT_Q8_1_FAMILY(name, btype, BYTES)                                                                  \
+    static float name(int64_t n, const void *vx, const void *vy)                                             \
+    {                                                                                                        \
+        const btype *x = vx;                                                                                 \
+        const block_q8_1 *y = vy;                                                                            \
+        const int64_t nb = n / QK8_1;                                                                        \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                                       \
+        float summs = 0;                                                                                     \
+        int64_t i = 0;                                                                                       \
+        for (; i + 2 <= nb; i += 2) {                                                                        \
+            __m256 d0 = _mm256_set1_ps(avx2_h2f(x[i].d) * avx2_h2f(y[i].d));                                 \
+            __m256 d1 = _mm256_set1_ps(avx2_h2f(x[i + 1].d) * avx2_h2f(y[i + 1].d));                         \
+            summs += avx2_h2f(x[i].m) * avx2_h2f(y[i].s) + avx2_h2f(x[i + 1].m) * avx2_h2f(y[i + 1].s);     \
+            __m256 p0 = avx2_mul_sum_us8_ps(BYTES(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));    \
+            __m256 p1 = avx2_mul_sum_us8_ps(BYTES(&x[i + 1]), _mm256_loadu_si256((const __m256i *)y[i + 1].qs)); \
+            acc0 = _mm256_fmadd_ps(d0, p0, acc0);                                                            \
+            acc1 = _mm256_fmadd_ps(d1, p1, acc1);                                                            \
+        }                                                                                                    \
+        for (; i < nb; i++) {                                                                                \
+            __m256 d0 = _mm256_set1_ps(avx2_h2f(x[i].d) * avx2_h2f(y[i].d));                                 \
+            summs += avx2_h2f(x[i].m) * avx2_h2f(y[i].s);                                                    \
+            __m256 p0 = avx2_mul_sum_us8_ps(BYTES(&x[i]), _mm256_loadu_si256((const __m256i *)y[i].qs));    \
+            acc0 = _mm256_fmadd_ps(d0, p0, acc0);                                                            \
+        }                                                                                                    \
+        return avx2_hsum_ps(_mm256_add_ps(acc0, acc1)) + summs;                                              \
+    }
+
+DOT_Q8_1_FAMILY(vec_dot_q4_1_q8_1, block_q4_1, q4_1_bytes)
+DOT_Q8_1_FAMILY(vec_dot_q5_1_q8_1, block_q5_1, q5_1_bytes)
+
+/* ---- k-quants (q8_K activations) ---- */
+
+/* 16 int16 lanes: the first 8 = s[a], the last 8 = s[b], from 16 int8 s. */
+static inline __m256i scale_pair(__m128i s8, int a, int b)
+{
+    __m128i ctl = _mm_setr_epi8((char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)b,
+                                (char)b, (char)b, (char)b, (char)b, (char)b, (char)b, (char)b);
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, ctl));
+}
+
+/* The 8 6-bit scales and 8 6-bit mins of q4_K/q5_K as 16 bytes: scales in
+ * bytes 0-7, mins in bytes 8-15. */
+static inline __m128i unpack_scales_k4(const uint8_t *q)
+{
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    uint32_t mins_lo = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = mins_lo;
+    u[0] &= km1;
+    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+}
+
+/* The shared body of q4_K and q5_K: HB adds the fifth bits (or nothing). */
+#define DOT_Q45_K(name, btype, HIGHBITS)                                                                       \
+    static float name(int64_t n, const void *vx, const void *vy)                                               \
+    {                                                                                                          \
+        const btype *x = vx;                                                                                   \
+        const block_q8_K *y = vy;                                                                              \
+        const int64_t nb = n / QK_K;                                                                           \
+        const __m256i m4 = _mm256_set1_epi8(0x0f);                                                             \
+        __m256 acc = _mm256_setzero_ps();                                                                      \
+        __m128 accm = _mm_setzero_ps();                                                                        \
+        for (int64_t i = 0; i < nb; i++) {                                                                     \
+            const float d = y[i].d * avx2_h2f(x[i].d);                                                         \
+            const float dmin = -y[i].d * avx2_h2f(x[i].dmin);                                                  \
+            __m128i sm8 = unpack_scales_k4(x[i].scales);                                                       \
+            __m256i sm16 = _mm256_cvtepu8_epi16(sm8);                                                          \
+            __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[i].bsums),                         \
+                                        _mm_loadu_si128((const __m128i *)(y[i].bsums + 8)));                   \
+            __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(sm16, 1), bs);                                \
+            accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pm), accm);                                 \
+            const __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm16));                  \
+            const uint8_t *q = x[i].qs;                                                                        \
+            const int8_t *a = y[i].qs;                                                                         \
+            __m256i sumi = _mm256_setzero_si256();                                                             \
+            HIGHBITS##_LOAD                                                                                    \
+            for (int j = 0; j < 4; j++) {                                                                      \
+                __m256i sl = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)((4 * j + 1) << 8 | 4 * j)));  \
+                __m256i sh = _mm256_shuffle_epi8(scales, _mm256_set1_epi16((short)((4 * j + 3) << 8 | (4 * j + 2)))); \
+                __m256i qb = _mm256_loadu_si256((const __m256i *)(q + 32 * j));                                \
+                __m256i lo = _mm256_and_si256(qb, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);    \
+                HIGHBITS##_APPLY                                                                               \
+                __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a + 64 * j)));      \
+                __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 64 * j + 32))); \
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_madd_epi16(pl, sl), _mm256_madd_epi16(ph, sh))); \
+            }                                                                                                  \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);                           \
+        }                                                                                                      \
+        __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));                                                \
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));                                                                 \
+        return avx2_hsum_ps(acc) + _mm_cvtss_f32(m);                                                           \
+    }
+
+#define Q4K_LOAD
+#define Q4K_APPLY
+#define Q5K_LOAD const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh), one = _mm256_set1_epi8(1);
+#define Q5K_APPLY                                                                                              \
+    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4));       \
+    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one), 4));
+
+DOT_Q45_K(vec_dot_q4_K_q8_K, block_q4_K, Q4K)
+DOT_Q45_K(vec_dot_q5_K_q8_K, block_q5_K, Q5K)
+
+/* q6_K: 6-bit values (0..63) with an offset of 32 and 16 int8 scales. */
+static float vec_dot_q6_K_q8_K(int64_t n, const void *vx, const void *vy)
+{
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * avx2_h2f(x[i].d);
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), _mm256_cvtepi8_epi16(sc8));
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+            const int8_t *a = y[i].qs + 128 * h;
+            __m256i qa = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i qb = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(qb, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            for (int k = 0; k < 4; k++) {
+                int g = 4 * h + k;
+                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc8, 2 * g, 2 * g + 1)));
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return avx2_hsum_ps(acc);
+}
+
+/* q2_K: 2-bit values with a 4-bit scale and a 4-bit min per 16. */
+static float vec_dot_q2_K_q8_K(int64_t n, const void *vx, const void *vy)
+{
+    const block_q2_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m256i m3 = _mm256_set1_epi8(0x03);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * avx2_h2f(x[i].d);
+        const float dmin = -y[i].d * avx2_h2f(x[i].dmin);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m128i sc8 = _mm_and_si128(raw, m4);
+        __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        __m256i pm = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(pm), accm);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const int8_t *a = y[i].qs + 128 * h;
+            for (int k = 0; k < 4; k++) {
+                int g = 4 * h + k;
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * k), m3);
+                __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc8, 2 * g, 2 * g + 1)));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return avx2_hsum_ps(_mm256_add_ps(acc, accm));
+}
+
+/* q3_K: 2 low bits + 1 high bit (value - 4), 16 6-bit scales (value - 32). */
+static float vec_dot_q3_K_q8_K(int64_t n, const void *vx, const void *vy)
+{
+    const block_q3_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const uint32_t km1 = 0x03030303, km2 = 0x0f0f0f0f;
+    const __m256i m3 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * avx2_h2f(x[i].d);
+        uint32_t u[4];
+        memcpy(u, x[i].scales, 12);
+        uint32_t t = u[2];
+        u[2] = ((u[0] >> 4) & km2) | (((t >> 4) & km1) << 4);
+        u[3] = ((u[1] >> 4) & km2) | (((t >> 6) & km1) << 4);
+        u[0] = (u[0] & km2) | (((t >> 0) & km1) << 4);
+        u[1] = (u[1] & km2) | (((t >> 2) & km1) << 4);
+        const __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]), _mm_set1_epi8(32));
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), _mm256_cvtepi8_epi16(sc8));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const int8_t *a = y[i].qs + 128 * h;
+            for (int k = 0; k < 4; k++) {
+                int g = 4 * h + k;
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * k), m3);
+                __m256i hbit = _mm256_and_si256(_mm256_srli_epi16(hm, g), one);
+                q = _mm256_or_si256(q, _mm256_slli_epi16(hbit, 2));
+                __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc8, 2 * g, 2 * g + 1)));
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 2));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return avx2_hsum_ps(acc);
+}
+
+/* ---- f16 and bf16 weights with f32 activations ---- */
+
+static inline __m256 load_f16(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline __m256 load_bf16(const uint16_t *p)
+{
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+#define DOT_HALF(name, LOAD, SCALAR)                                                                          \
+    static float name(int64_t n, const void *vx, const void *vy)                                              \
+    {                                                                                                         \
+        const uint16_t *x = vx;                                                                               \
+        const float *y = vy;                                                                                  \
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),                  \
+               s3 = _mm256_setzero_ps();                                                                      \
+        int64_t i = 0;                                                                                        \
+        for (; i + 32 <= n; i += 32) {                                                                        \
+            s0 = _mm256_fmadd_ps(LOAD(x + i), _mm256_loadu_ps(y + i), s0);                                    \
+            s1 = _mm256_fmadd_ps(LOAD(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);                            \
+            s2 = _mm256_fmadd_ps(LOAD(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);                          \
+            s3 = _mm256_fmadd_ps(LOAD(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);                          \
+        }                                                                                                     \
+        for (; i + 8 <= n; i += 8)                                                                            \
+            s0 = _mm256_fmadd_ps(LOAD(x + i), _mm256_loadu_ps(y + i), s0);                                    \
+        float s = avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));                  \
+        for (; i < n; i++)                                                                                    \
+            s += SCALAR(x[i]) * y[i];                                                                         \
+        return s;                                                                                             \
+    }
+
+DOT_HALF(vec_dot_f16_f32, load_f16, fp16_to_fp32)
+DOT_HALF(vec_dot_bf16_f32, load_bf16, bf16_to_fp32)
+
+/* ---- dequantization of the most common types ---- */
+
+static void f16_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, load_f16(x + i));
+    for (; i < n; i++)
+        y[i] = fp16_to_fp32(x[i]);
+}
+
+static void bf16_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, load_bf16(x + i));
+    for (; i < n; i++)
+        y[i] = bf16_to_fp32(x[i]);
+}
+
+/* 32 signed bytes times a scale -> 32 floats. */
+static inline void store_scaled32(float *y, __m256i b, float d)
+{
+    __m256 vd = _mm256_set1_ps(d);
+    __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
+    _mm256_storeu_ps(y, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(vd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+#define TO_FLOAT_Q8_0_FAMILY(name, btype, BYTES)                                                              \
+    static void name(const void *vx, float *y, int64_t n)                                                     \
+    {                                                                                                         \
+        const btype *x = vx;                                                                                  \
+        const __m256i table = avx2_iq4nl_table();                                                             \
+        (void)table;                                                                                          \
+        for (int64_t i = 0; i < n / 32; i++)                                                                  \
+            store_scaled32(y + 32 * i, BYTES(&x[i]), avx2_h2f(x[i].d));                                       \
+    }
+
+TO_FLOAT_Q8_0_FAMILY(q8_0_to_float_avx2, block_q8_0, avx2_q8_0_bytes)
+TO_FLOAT_Q8_0_FAMILY(q4_0_to_float_avx2, block_q4_0, avx2_q4_0_bytes)
+TO_FLOAT_Q8_0_FAMILY(q5_0_to_float_avx2, block_q5_0, avx2_q5_0_bytes)
+TO_FLOAT_Q8_0_FAMILY(iq4_nl_to_float_avx2, block_iq4_nl, IQ4_BYTES)
 
 void kern_register_avx2(struct kern_type_ops *tab)
 {
-    (void)tab;
+    static const struct {
+        enum ggml_type t;
+        kern_vec_dot_fn dot;
+    } dots[] = {
+        {GGML_TYPE_Q4_0, vec_dot_q4_0_q8_0}, {GGML_TYPE_Q4_1, vec_dot_q4_1_q8_1}, {GGML_TYPE_Q5_0, vec_dot_q5_0_q8_0},
+        {GGML_TYPE_Q5_1, vec_dot_q5_1_q8_1}, {GGML_TYPE_Q8_0, vec_dot_q8_0_q8_0}, {GGML_TYPE_Q2_K, vec_dot_q2_K_q8_K},
+        {GGML_TYPE_Q3_K, vec_dot_q3_K_q8_K}, {GGML_TYPE_Q4_K, vec_dot_q4_K_q8_K}, {GGML_TYPE_Q5_K, vec_dot_q5_K_q8_K},
+        {GGML_TYPE_Q6_K, vec_dot_q6_K_q8_K}, {GGML_TYPE_IQ4_NL, vec_dot_iq4_nl_q8_0},
+        {GGML_TYPE_F16, vec_dot_f16_f32},    {GGML_TYPE_BF16, vec_dot_bf16_f32},
+    };
+    for (size_t k = 0; k < sizeof dots / sizeof *dots; k++) {
+        struct kern_type_ops *o = &tab[dots[k].t];
+        /* Only types the reference supports: the vec_dot_type (and so the
+         * activation layout) is the reference's. */
+        if (!o->vec_dot)
+            continue;
+        o->vec_dot = dots[k].dot;
+        switch (o->vec_dot_type) {
+        case GGML_TYPE_Q8_0:
+            o->from_float_act = quantize_row_q8_0_avx2;
+            break;
+        case GGML_TYPE_Q8_1:
+            o->from_float_act = quantize_row_q8_1_avx2;
+            break;
+        case GGML_TYPE_Q8_K:
+            o->from_float_act = quantize_row_q8_K_avx2;
+            break;
+        default:
+            break;
+        }
+    }
+    if (tab[GGML_TYPE_Q8_0].from_float_act)
+        tab[GGML_TYPE_Q8_0].from_float_act = quantize_row_q8_0_avx2;
+    if (tab[GGML_TYPE_Q8_1].from_float_act)
+        tab[GGML_TYPE_Q8_1].from_float_act = quantize_row_q8_1_avx2;
+    if (tab[GGML_TYPE_Q8_K].from_float_act)
+        tab[GGML_TYPE_Q8_K].from_float_act = quantize_row_q8_K_avx2;
+    if (tab[GGML_TYPE_F16].to_float)
+        tab[GGML_TYPE_F16].to_float = f16_to_float_avx2;
+    if (tab[GGML_TYPE_BF16].to_float)
+        tab[GGML_TYPE_BF16].to_float = bf16_to_float_avx2;
+    if (tab[GGML_TYPE_Q8_0].to_float)
+        tab[GGML_TYPE_Q8_0].to_float = q8_0_to_float_avx2;
+    if (tab[GGML_TYPE_Q4_0].to_float)
+        tab[GGML_TYPE_Q4_0].to_float = q4_0_to_float_avx2;
+    if (tab[GGML_TYPE_Q5_0].to_float)
+        tab[GGML_TYPE_Q5_0].to_float = q5_0_to_float_avx2;
+    if (tab[GGML_TYPE_IQ4_NL].to_float)
+        tab[GGML_TYPE_IQ4_NL].to_float = iq4_nl_to_float_avx2;
 }

@@ -1,0 +1,103 @@
+/*
+ * Private to kernels/, included only by *_avx2.c files (compiled with -mavx2
+ * -mfma -mf16c): small inline helpers shared by the AVX2 dot products
+ * (quant_avx2.c) and the tiled matrix kernels (gemm_avx2.c).
+ */
+#ifndef MAAS_KERNELS_AVX2_INT_H
+#define MAAS_KERNELS_AVX2_INT_H
+
+#include "kernels/kernels_int.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline float avx2_h2f(ggml_half h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline float avx2_hsum_ps(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+static inline int avx2_hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Sum of adjacent int16 pairs as 8 floats. */
+static inline __m256 avx2_sum_i16_pairs_ps(__m256i x)
+{
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(x, _mm256_set1_epi16(1)));
+}
+
+/* Dot of unsigned bytes ax with signed bytes sy, as 8 partial float sums.
+ * ax <= 128 and |sy| <= 127 keep the int16 pair sums from saturating. */
+static inline __m256 avx2_mul_sum_us8_ps(__m256i ax, __m256i sy)
+{
+    return avx2_sum_i16_pairs_ps(_mm256_maddubs_epi16(ax, sy));
+}
+
+/* Dot of two vectors of signed bytes (x may be -128, y within +-127). */
+static inline __m256 avx2_mul_sum_i8_ps(__m256i x, __m256i y)
+{
+    return avx2_mul_sum_us8_ps(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: element j (< 16) is the low nibble of
+ * p[j], element j + 16 the high nibble (the q4_0/q4_1/q5/iq4_nl order). */
+static inline __m256i avx2_nibbles32(const uint8_t *p)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)p);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+/* 32 bits (little-endian in 4 bytes) -> 32 bytes, 0xff where the bit is set. */
+static inline __m256i avx2_bits32(const uint8_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    const __m256i ctl = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                         3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), ctl);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+/* The 16 values of the iq4_nl non-linear grid, in both lanes. */
+static inline __m256i avx2_iq4nl_table(void)
+{
+    const __m128i t = _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    return _mm256_set_m128i(t, t);
+}
+
+/* A q8_0-family weight block (q4_0, q5_0, q8_0, iq4_nl) as 32 signed bytes
+ * (each in -128..127) and its scale. */
+static inline __m256i avx2_q4_0_bytes(const block_q4_0 *b)
+{
+    return _mm256_sub_epi8(avx2_nibbles32(b->qs), _mm256_set1_epi8(8));
+}
+static inline __m256i avx2_q5_0_bytes(const block_q5_0 *b)
+{
+    __m256i hi = _mm256_andnot_si256(avx2_bits32(b->qh), _mm256_set1_epi8((char)0xf0));
+    return _mm256_or_si256(avx2_nibbles32(b->qs), hi);
+}
+static inline __m256i avx2_q8_0_bytes(const block_q8_0 *b)
+{
+    return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+static inline __m256i avx2_iq4_nl_bytes(const block_iq4_nl *b, __m256i table)
+{
+    return _mm256_shuffle_epi8(table, avx2_nibbles32(b->qs));
+}
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * kern_matmul against a naive loop: every weight row dequantized, every
+ * activation row quantized to the vec_dot type with the reference quantizer
+ * (byte-identical to the fast one) and dequantized, and the dot taken in
+ * double. That isolates the matmul's own arithmetic, so the tolerance is
+ * tight: 1e-4 of sum |w_i * a_i|. Shapes cover odd n_out (1, 7, 33, 65),
+ * n_tok 1..9 and 64 (tile edges in both directions), pools of 1, 2 and 3
+ * threads, and ldy > n_out, with y pre-filled with NaN so that a missed
+ * output shows and a write into the padding columns is caught. Both the
+ * reference table and (when the CPU has it) the AVX2 table are exercised.
+ */
+#include "kernels/kernels.h"
+#include "test.h"
+
+static const enum ggml_type types[] = {
+    GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
+    GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL,
+};
+#define N_TYPES (sizeof types / sizeof *types)
+
+static const int64_t n_outs[] = {1, 7, 33, 65};
+static const int64_t n_toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 64};
+
+/* Checks one (type, n_out, n_in) weight against all n_tok and pools. */
+static void check_shape(enum ggml_type t, int64_t n_out, int64_t n_in, struct pool **pools, int n_pools,
+                        struct rng *r, const char *isa)
+{
+    const struct kern_type_ops *o = kern_ops(t);
+    const enum ggml_type at = o->vec_dot_type;
+    const int64_t max_tok = 64, ldy = n_out + 3;
+    size_t wrow = ggml_row_size(t, n_in);
+    float *w = malloc((size_t)(n_out * n_in) * sizeof *w);
+    float *x = malloc((size_t)(max_tok * n_in) * sizeof *x);
+    float *wd = malloc((size_t)(n_out * n_in) * sizeof *wd);
+    float *xd = malloc((size_t)(max_tok * n_in) * sizeof *xd);
+    char *wq = malloc(wrow * (size_t)n_out);
+    double *want = malloc((size_t)(max_tok * n_out) * sizeof *want), *tol = malloc((size_t)(max_tok * n_out) * sizeof *tol);
+    float *y = malloc((size_t)(max_tok * ldy) * sizeof *y);
+    size_t ws = kern_matmul_wsize(t, n_in, max_tok);
+    void *wbuf = ws ? malloc(ws) : NULL;
+    MAAS_ASSERT(w && x && wd && xd && wq && want && tol && y && (wbuf || !ws));
+
+    for (int64_t i = 0; i < n_out * n_in; i++)
+        w[i] = (float)rng_normal(r) * 0.5f;
+    for (int64_t i = 0; i < max_tok * n_in; i++)
+        x[i] = (float)rng_normal(r);
+    kern_quantize(t, w, wq, n_out, n_in);
+    for (int64_t o_ = 0; o_ < n_out; o_++)
+        o->to_float(wq + (size_t)o_ * wrow, wd + o_ * n_in, n_in);
+    if (at == GGML_TYPE_F32) {
+        memcpy(xd, x, (size_t)(max_tok * n_in) * sizeof *x);
+    } else {
+        size_t arow = ggml_row_size(at, n_in);
+        void *aq = malloc(arow);
+        MAAS_ASSERT(aq);
+        for (int64_t i = 0; i < max_tok; i++) {
+            o->from_float_act(x + i * n_in, aq, n_in);
+            kern_ops(at)->to_float(aq, xd + i * n_in, n_in);
+        }
+        free(aq);
+    }
+    for (int64_t i = 0; i < max_tok; i++)
+        for (int64_t o_ = 0; o_ < n_out; o_++) {
+            double s = 0, sa = 0;
+            for (int64_t k = 0; k < n_in; k++) {
+                double p = (double)wd[o_ * n_in + k] * xd[i * n_in + k];
+                s += p;
+                sa += fabs(p);
+            }
+            want[i * n_out + o_] = s;
+            /* q8_1 carries d * sum(q) rounded to fp16 (relative error up
+             * to 2^-11), which the dequantized activations do not see */
+            tol[i * n_out + o_] = (at == GGML_TYPE_Q8_1 ? 2e-3 : 1e-4) * sa + 1e-6;
+        }
+
+    for (int p = 0; p < n_pools; p++)
+        for (size_t ti = 0; ti < sizeof n_toks / sizeof *n_toks; ti++) {
+            const int64_t n_tok = n_toks[ti];
+            for (int64_t i = 0; i < max_tok * ldy; i++)
+                y[i] = NAN;
+            kern_matmul(pools[p], t, wq, n_out, n_in, x, n_tok, y, ldy, wbuf);
+            int bad = 0, untouched = 0;
+            for (int64_t i = 0; i < max_tok; i++)
+                for (int64_t c = 0; c < ldy; c++) {
+                    float v = y[i * ldy + c];
+                    if (i >= n_tok || c >= n_out)
+                        untouched += !isnan(v);
+                    else if (!(fabs(v - want[i * n_out + c]) <= tol[i * n_out + c]))
+                        bad++;
+                }
+            CHECKF(bad == 0 && untouched == 0,
+                   "%s %s: n_out %lld n_in %lld n_tok %lld threads %d: %d wrong, %d writes outside", isa,
+                   ggml_type_name(t), (long long)n_out, (long long)n_in, (long long)n_tok,
+                   pool_n_threads(pools[p]), bad, untouched);
+        }
+    free(w);
+    free(x);
+    free(wd);
+    free(xd);
+    free(wq);
+    free(want);
+    free(tol);
+    free(y);
+    free(wbuf);
+}
+
+static void check_all(struct pool **pools, int n_pools, const char *isa)
+{
+    struct rng r;
+    rng_seed(&r, 4242);
+    for (size_t k = 0; k < N_TYPES; k++) {
+        enum ggml_type t = types[k];
+        CHECKF(kern_type_supported(t) && kern_type_quantizable(t), "%s: not supported", ggml_type_name(t));
+        if (!kern_type_supported(t) || !kern_type_quantizable(t))
+            continue;
+        int64_t bs = ggml_blck_size(t);
+        /* one block, and an odd number of them (for f32/f16/bf16 odd lengths) */
+        int64_t n_ins[2] = {bs == 1 ? 37 : bs, bs == 1 ? 333 : 3 * bs};
+        for (int ni = 0; ni < 2; ni++)
+            for (size_t oi = 0; oi < sizeof n_outs / sizeof *n_outs; oi++)
+                check_shape(t, n_outs[oi], n_ins[ni], pools, n_pools, &r, isa);
+    }
+}
+
+TEST(test_matmul)
+{
+    struct pool *pools[4] = {NULL, pool_new(1), pool_new(2), pool_new(3)};
+    MAAS_ASSERT(pools[1] && pools[2] && pools[3]);
+    MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+    check_all(pools, 4, "ref");
+    if (kernels_cpu_isa() >= KERN_AVX2) {
+        MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
+        check_all(pools, 4, "avx2");
+    }
+    kernels_force_isa(kernels_cpu_isa());
+    for (int i = 1; i < 4; i++)
+        pool_free(pools[i]);
+}
+
+/* A larger prefill shape, where the work is split in both directions and the
+ * tiles run over many blocks: AVX2 against the reference table's result. */
+TEST(test_matmul_large_vs_ref)
+{
+    if (kernels_cpu_isa() < KERN_AVX2)
+        SKIP("CPU has no AVX2");
+    static const enum ggml_type big[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL,
+                                         GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_F16};
+    const int64_t n_out = 131, n_in = 1024, n_tok = 77;
+    struct pool *pool = pool_new(2);
+    MAAS_ASSERT(pool);
+    struct rng r;
+    rng_seed(&r, 99);
+    float *w = malloc((size_t)(n_out * n_in) * sizeof *w), *x = malloc((size_t)(n_tok * n_in) * sizeof *x);
+    float *y0 = malloc((size_t)(n_tok * n_out) * sizeof *y0), *y1 = malloc((size_t)(n_tok * n_out) * sizeof *y1);
+    MAAS_ASSERT(w && x && y0 && y1);
+    for (int64_t i = 0; i < n_out * n_in; i++)
+        w[i] = (float)rng_normal(&r);
+    for (int64_t i = 0; i < n_tok * n_in; i++)
+        x[i] = (float)rng_normal(&r);
+    for (size_t k = 0; k < sizeof big / sizeof *big; k++) {
+        enum ggml_type t = big[k];
+        if (!kern_type_quantizable(t))
+            continue;
+        void *wq = malloc(ggml_row_size(t, n_in) * n_out);
+        MAAS_ASSERT(wq);
+        kern_quantize(t, w, wq, n_out, n_in);
+        MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+        void *wb = malloc(kern_matmul_wsize(t, n_in, n_tok) + 1);
+        MAAS_ASSERT(wb);
+        kern_matmul(NULL, t, wq, n_out, n_in, x, n_tok, y0, n_out, wb);
+        MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
+        kern_matmul(pool, t, wq, n_out, n_in, x, n_tok, y1, n_out, wb);
+        int bad = 0;
+        for (int64_t i = 0; i < n_tok * n_out; i++)
+            bad += !(fabsf(y0[i] - y1[i]) <= 1e-3f * (fabsf(y0[i]) + 1.0f));
+        CHECKF(bad == 0, "%s: %d of %lld outputs differ from the reference", ggml_type_name(t), bad,
+               (long long)(n_tok * n_out));
+        free(wq);
+        free(wb);
+    }
+    kernels_force_isa(kernels_cpu_isa());
+    free(w);
+    free(x);
+    free(y0);
+    free(y1);
+    pool_free(pool);
+}
+
+int main(void)
+{
+    kernels_init();
+    RUN(test_matmul);
+    RUN(test_matmul_large_vs_ref);
+    TEST_END();
+}
