@@ -1,10 +1,729 @@
-/* maas mkmodel (being written). */
+/*
+ * maas mkmodel — write a model with seeded random weights that llama.cpp
+ * would load: the metadata keys its converter writes for the architecture,
+ * the tokenizer copied from a vocabulary GGUF (or learned from a text), and
+ * every tensor with llama.cpp's name and shape (ggml order, ne[0] = row).
+ *
+ * Weights. Each row of each tensor has its own generator, seeded from
+ * (--seed, tensor name, row), so rows can be made on any thread and the file
+ * is byte-for-byte the same for any --threads. Values are approximately
+ * normal (Irwin–Hall: the sum of four 16-bit uniforms, rescaled), which is
+ * several times cheaper than Box–Muller and plenty for random weights.
+ * Scales keep activations realistic through many layers:
+ *   q, k, v, gate, up, router:   std 1/sqrt(fan_in)
+ *   attn_output, ffn_down:       std 1/sqrt(fan_in) / sqrt(2 n_layer)
+ *   norms (and q/k norms):       1 + 0.02 N(0,1)
+ *   biases:                      0.02 N(0,1)
+ *   token_embd, output:          --embd-std (default MKMODEL_EMBD_STD = 0.15),
+ *     so that the best next-token logits stand clearly apart (see NOTES.md).
+ * With --type the weights are written directly in that type or mix, with the
+ * same per-tensor choice as `maas quantize` (quantmix.c).
+ */
 #include "cli/cli.h"
+#include "cli/tools.h"
+#include "kernels/kernels.h"
 
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MKMODEL_EMBD_STD 0.15
+#define MKMODEL_NORM_NOISE 0.02
+#define MKMODEL_BIAS_STD 0.02
+#define MKMODEL_MAX_DIM (1 << 20)
+
+enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_QWEN2MOE, ARCH_QWEN3MOE };
+static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe"};
+
+struct opts {
+    enum arch arch;
+    const char *vocab, *train_vocab, *out, *name;
+    int64_t n_vocab_train;
+    int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, n_expert, n_expert_used, n_ff_exp, n_ff_shexp,
+        head_dim;
+    double rope_theta, embd_std;
+    uint64_t seed;
+    int tie; /* -1: the architecture's default */
+    int n_threads;
+    struct qmix type;
+};
+
+enum init { INIT_NORMAL, INIT_NORM, INIT_BIAS };
+
+struct tspec {
+    char name[64];
+    int n_dims;
+    int64_t ne[GGUF_MAX_DIMS];
+    enum init init;
+    double std;
+    enum ggml_type type;
+    void *data; /* from maas_alloc_aligned */
+    size_t nbytes;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: maas mkmodel --arch ARCH (--vocab VOCAB.gguf | --train-vocab TEXT [--vocab-size N]) -o OUT\n"
+            "                    [options]\n"
+            "\n"
+            "Writes a GGUF model with seeded random weights (it knows nothing) for tests and demos.\n"
+            "  --arch A            llama, qwen2, qwen3, qwen2moe, qwen3moe (llama with --n-expert is Mixtral)\n"
+            "  --vocab FILE        copy the tokenizer.* metadata from this GGUF (e.g. a vocabulary-only file)\n"
+            "  --train-vocab TEXT  learn a GPT-2-style byte-level BPE vocabulary from a text file instead\n"
+            "  --vocab-size N      tokens of the learned vocabulary (default 4096)\n"
+            "  -o, --output OUT    the file to write\n"
+            "  --n-embd N (256)  --n-layer N (2)  --n-head N (4)  --n-head-kv N (2)  --n-ff N (768)\n"
+            "  --n-ctx N (4096)  --head-dim N (n_embd/n_head; qwen3, qwen3moe, llama)\n"
+            "  --rope-theta X      (llama 10000, qwen 1000000)\n"
+            "  --n-expert N --n-expert-used N (2) --n-ff-exp N (256) --n-ff-shexp N (512, qwen2moe)\n"
+            "  --tie | --no-tie    share token_embd as the output matrix (default: tied for qwen2 and qwen3)\n"
+            "  --seed S (1)  --type TYPE (f32; any type or mix of maas quantize)  --name NAME\n"
+            "  --embd-std X        std of token_embd and output (default %.2f)\n"
+            "  --threads N         worker threads (default: all cores)\n",
+            MKMODEL_EMBD_STD);
+}
+
+static int parse_int(const char *opt, const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "maas mkmodel: %s '%s': expected an integer from %lld to %lld\n", opt, s, (long long)min,
+                (long long)max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *opt, const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max)) {
+        fprintf(stderr, "maas mkmodel: %s '%s': expected a number from %g to %g\n", opt, s, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses argv into o. 0, or the exit code (2) after printing why. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof *o);
+    const char *arch = NULL, *type = "f32";
+    o->n_vocab_train = 4096;
+    o->n_embd = 256, o->n_layer = 2, o->n_head = 4, o->n_head_kv = -1, o->n_ff = 768, o->n_ctx = 4096;
+    o->n_expert = -1, o->n_expert_used = 2, o->n_ff_exp = -1, o->n_ff_shexp = 512, o->head_dim = -1;
+    o->rope_theta = -1, o->embd_std = MKMODEL_EMBD_STD, o->seed = 1, o->tie = -1, o->n_threads = cpu_count();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return -1;
+        }
+        if (!strcmp(a, "--tie") || !strcmp(a, "--no-tie")) {
+            o->tie = !strcmp(a, "--tie");
+            continue;
+        }
+        if (a[0] != '-') {
+            fprintf(stderr, "maas mkmodel: unexpected argument '%s' (see maas mkmodel --help)\n", a);
+            return 2;
+        }
+        static const char *const with_value[] = {
+            "--arch", "--vocab", "--train-vocab", "--vocab-size", "-o", "--output", "--n-embd", "--n-layer",
+            "--n-head", "--n-head-kv", "--n-ff", "--n-ctx", "--rope-theta", "--seed", "--type", "--n-expert",
+            "--n-expert-used", "--n-ff-exp", "--n-ff-shexp", "--head-dim", "--name", "--threads", "--embd-std"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+            known = known || !strcmp(a, with_value[k]);
+        if (!known) {
+            fprintf(stderr, "maas mkmodel: unknown option '%s' (see maas mkmodel --help)\n", a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "maas mkmodel: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        int64_t x;
+        int rc = 0;
+        if (!strcmp(a, "--arch"))
+            arch = v;
+        else if (!strcmp(a, "--vocab"))
+            o->vocab = v;
+        else if (!strcmp(a, "--train-vocab"))
+            o->train_vocab = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+            o->out = v;
+        else if (!strcmp(a, "--type"))
+            type = v;
+        else if (!strcmp(a, "--name"))
+            o->name = v;
+        else if (!strcmp(a, "--vocab-size"))
+            rc = parse_int(a, v, 259, 1 << 20, &o->n_vocab_train);
+        else if (!strcmp(a, "--n-embd"))
+            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_embd);
+        else if (!strcmp(a, "--n-layer"))
+            rc = parse_int(a, v, 1, 4096, &o->n_layer);
+        else if (!strcmp(a, "--n-head"))
+            rc = parse_int(a, v, 1, 65536, &o->n_head);
+        else if (!strcmp(a, "--n-head-kv"))
+            rc = parse_int(a, v, 1, 65536, &o->n_head_kv);
+        else if (!strcmp(a, "--n-ff"))
+            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff);
+        else if (!strcmp(a, "--n-ctx"))
+            rc = parse_int(a, v, 1, 1 << 24, &o->n_ctx);
+        else if (!strcmp(a, "--n-expert"))
+            rc = parse_int(a, v, 0, 4096, &o->n_expert);
+        else if (!strcmp(a, "--n-expert-used"))
+            rc = parse_int(a, v, 1, 4096, &o->n_expert_used);
+        else if (!strcmp(a, "--n-ff-exp"))
+            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff_exp);
+        else if (!strcmp(a, "--n-ff-shexp"))
+            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff_shexp);
+        else if (!strcmp(a, "--head-dim"))
+            rc = parse_int(a, v, 1, 65536, &o->head_dim);
+        else if (!strcmp(a, "--threads")) {
+            rc = parse_int(a, v, 1, 1024, &x);
+            if (rc == 0)
+                o->n_threads = (int)x;
+        }
+        else if (!strcmp(a, "--rope-theta"))
+            rc = parse_double(a, v, 1e-3, 1e12, &o->rope_theta);
+        else if (!strcmp(a, "--embd-std"))
+            rc = parse_double(a, v, 0, 100, &o->embd_std);
+        else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 0);
+            if (errno || end == v || *end || v[0] == '-') {
+                fprintf(stderr, "maas mkmodel: --seed '%s': expected a non-negative integer\n", v);
+                return 2;
+            }
+            o->seed = s;
+        }
+        if (rc != 0)
+            return 2;
+    }
+
+    if (!arch) {
+        fprintf(stderr, "maas mkmodel: --arch is required (llama, qwen2, qwen3, qwen2moe, qwen3moe)\n");
+        return 2;
+    }
+    bool found = false;
+    for (int k = 0; k < 5; k++)
+        if (!strcmp(arch, arch_names[k]))
+            o->arch = (enum arch)k, found = true;
+    if (!found) {
+        fprintf(stderr, "maas mkmodel: unknown --arch '%s' (one of: llama, qwen2, qwen3, qwen2moe, qwen3moe)\n", arch);
+        return 2;
+    }
+    if (!o->vocab == !o->train_vocab) {
+        fprintf(stderr, "maas mkmodel: give exactly one of --vocab VOCAB.gguf or --train-vocab TEXT\n");
+        return 2;
+    }
+    if (!o->out) {
+        fprintf(stderr, "maas mkmodel: -o OUT is required\n");
+        return 2;
+    }
+    if (qmix_parse(type, &o->type) != 0) {
+        fprintf(stderr, "maas mkmodel: unknown --type '%s' (one of: %s)\n", type, qmix_names());
+        return 2;
+    }
+
+    /* Architecture defaults and consistency. */
+    bool moe_arch = o->arch == ARCH_QWEN2MOE || o->arch == ARCH_QWEN3MOE;
+    if (o->n_expert < 0)
+        o->n_expert = moe_arch ? 8 : 0;
+    if (moe_arch && o->n_expert == 0) {
+        fprintf(stderr, "maas mkmodel: --arch %s needs --n-expert > 0\n", arch);
+        return 2;
+    }
+    if ((o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN3) && o->n_expert > 0) {
+        fprintf(stderr, "maas mkmodel: --arch %s is dense; use %smoe for experts\n", arch, arch);
+        return 2;
+    }
+    if (o->n_expert > 0 && o->n_expert_used > o->n_expert) {
+        fprintf(stderr, "maas mkmodel: --n-expert-used %lld is more than --n-expert %lld\n",
+                (long long)o->n_expert_used, (long long)o->n_expert);
+        return 2;
+    }
+    if (o->n_ff_exp < 0)
+        o->n_ff_exp = o->arch == ARCH_LLAMA ? o->n_ff : 256;
+    if (o->n_head_kv < 0)
+        o->n_head_kv = o->n_head >= 2 ? o->n_head / 2 : 1;
+    if (o->n_head % o->n_head_kv != 0) {
+        fprintf(stderr, "maas mkmodel: --n-head %lld is not a multiple of --n-head-kv %lld\n", (long long)o->n_head,
+                (long long)o->n_head_kv);
+        return 2;
+    }
+    bool free_head_dim = o->arch == ARCH_LLAMA || o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE;
+    if (o->head_dim < 0) {
+        if (o->n_embd % o->n_head != 0) {
+            fprintf(stderr, "maas mkmodel: --n-embd %lld is not a multiple of --n-head %lld%s\n", (long long)o->n_embd,
+                    (long long)o->n_head, free_head_dim ? " (or give --head-dim)" : "");
+            return 2;
+        }
+        o->head_dim = o->n_embd / o->n_head;
+    } else if (!free_head_dim && o->head_dim * o->n_head != o->n_embd) {
+        fprintf(stderr, "maas mkmodel: --arch %s needs --head-dim = n_embd / n_head (%lld)\n", arch,
+                (long long)(o->n_embd / o->n_head));
+        return 2;
+    }
+    if (o->head_dim % 2 != 0) {
+        fprintf(stderr, "maas mkmodel: the head size %lld must be even (RoPE rotates pairs)\n", (long long)o->head_dim);
+        return 2;
+    }
+    if (o->head_dim * o->n_head > MKMODEL_MAX_DIM) {
+        fprintf(stderr, "maas mkmodel: n_head * head_dim is too large\n");
+        return 2;
+    }
+    if (o->tie < 0)
+        o->tie = o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN3;
+    if (o->tie && o->arch == ARCH_QWEN2MOE) {
+        fprintf(stderr, "maas mkmodel: qwen2moe always has a separate output.weight (llama.cpp requires it); "
+                        "drop --tie\n");
+        return 2;
+    }
+    if (o->rope_theta < 0)
+        o->rope_theta = o->arch == ARCH_LLAMA ? 10000.0 : 1000000.0;
+    return 0;
+}
+
+/* ---- the tensor list ---- */
+struct tlist {
+    struct tspec *t; /* from malloc */
+    size_t n, cap;
+};
+
+static int add(struct tlist *l, enum init init, double std, const char *fmt, int il, int n_dims, int64_t ne0,
+               int64_t ne1, int64_t ne2)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct tspec *t = realloc(l->t, cap * sizeof *t);
+        if (!t)
+            return -1;
+        l->t = t;
+        l->cap = cap;
+    }
+    struct tspec *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, fmt, il);
+    t->n_dims = n_dims;
+    t->ne[0] = ne0, t->ne[1] = ne1, t->ne[2] = ne2, t->ne[3] = 1;
+    t->init = init;
+    t->std = std;
+    return 0;
+}
+
+static int build_tensors(const struct opts *o, int64_t n_vocab, struct tlist *l)
+{
+    int64_t E = o->n_embd, hd = o->head_dim, q_dim = o->n_head * hd, kv_dim = o->n_head_kv * hd;
+    double depth = 1.0 / sqrt(2.0 * (double)o->n_layer);
+    bool qwen2ish = o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN2MOE;
+    bool qwen3ish = o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE;
+    int rc = 0;
+#define IN(n) (1.0 / sqrt((double)(n)))
+    rc |= add(l, INIT_NORMAL, o->embd_std, "token_embd.weight", 0, 2, E, n_vocab, 1);
+    for (int il = 0; il < o->n_layer; il++) {
+        rc |= add(l, INIT_NORM, 0, "blk.%d.attn_norm.weight", il, 1, E, 1, 1);
+        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_q.weight", il, 2, E, q_dim, 1);
+        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_k.weight", il, 2, E, kv_dim, 1);
+        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_v.weight", il, 2, E, kv_dim, 1);
+        if (qwen2ish) {
+            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_q.bias", il, 1, q_dim, 1, 1);
+            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_k.bias", il, 1, kv_dim, 1, 1);
+            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_v.bias", il, 1, kv_dim, 1, 1);
+        }
+        if (qwen3ish) {
+            rc |= add(l, INIT_NORM, 0, "blk.%d.attn_q_norm.weight", il, 1, hd, 1, 1);
+            rc |= add(l, INIT_NORM, 0, "blk.%d.attn_k_norm.weight", il, 1, hd, 1, 1);
+        }
+        rc |= add(l, INIT_NORMAL, IN(q_dim) * depth, "blk.%d.attn_output.weight", il, 2, q_dim, E, 1);
+        rc |= add(l, INIT_NORM, 0, "blk.%d.ffn_norm.weight", il, 1, E, 1, 1);
+        if (o->n_expert == 0) {
+            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate.weight", il, 2, E, o->n_ff, 1);
+            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up.weight", il, 2, E, o->n_ff, 1);
+            rc |= add(l, INIT_NORMAL, IN(o->n_ff) * depth, "blk.%d.ffn_down.weight", il, 2, o->n_ff, E, 1);
+            continue;
+        }
+        int64_t X = o->n_expert, F = o->n_ff_exp;
+        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_inp.weight", il, 2, E, X, 1);
+        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_exps.weight", il, 3, E, F, X);
+        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up_exps.weight", il, 3, E, F, X);
+        rc |= add(l, INIT_NORMAL, IN(F) * depth, "blk.%d.ffn_down_exps.weight", il, 3, F, E, X);
+        if (o->arch == ARCH_QWEN2MOE) {
+            int64_t S = o->n_ff_shexp;
+            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_inp_shexp.weight", il, 1, E, 1, 1);
+            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_shexp.weight", il, 2, E, S, 1);
+            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up_shexp.weight", il, 2, E, S, 1);
+            rc |= add(l, INIT_NORMAL, IN(S) * depth, "blk.%d.ffn_down_shexp.weight", il, 2, S, E, 1);
+        }
+    }
+    rc |= add(l, INIT_NORM, 0, "output_norm.weight", 0, 1, E, 1, 1);
+    if (!o->tie)
+        rc |= add(l, INIT_NORMAL, o->embd_std, "output.weight", 0, 2, E, n_vocab, 1);
+#undef IN
+    return rc ? -1 : 0;
+}
+
+/* ---- generation ---- */
+static uint64_t hash_name(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Approximately N(0, 1): four 16-bit uniforms from one draw (Irwin–Hall). */
+static inline float fast_normal(struct rng *r)
+{
+    uint64_t u = rng_u64(r);
+    uint32_t s = (uint32_t)(u & 0xffff) + (uint32_t)((u >> 16) & 0xffff) + (uint32_t)((u >> 32) & 0xffff) +
+                 (uint32_t)(u >> 48);
+    /* sum/65536 has mean 2 (less half a step) and variance 1/3. */
+    return ((float)s * (1.0f / 65536.0f) - (2.0f - 2.0f / 65536.0f)) * 1.7320508f;
+}
+
+struct gen_job {
+    const struct tspec *t;
+    uint64_t seed;
+    float *scratch; /* borrowed: ne[0] floats per thread */
+};
+
+static void gen_rows(void *ctx, int ith, int nth)
+{
+    const struct gen_job *j = ctx;
+    const struct tspec *t = j->t;
+    int64_t n = t->ne[0], nrows = t->ne[1] * t->ne[2] * t->ne[3];
+    int64_t lo, hi;
+    split_range(nrows, ith, nth, &lo, &hi);
+    size_t rs = ggml_row_size(t->type, n);
+    uint64_t th = hash_name(t->name);
+    float *row = j->scratch + (size_t)ith * (size_t)n;
+    for (int64_t r = lo; r < hi; r++) {
+        struct rng g;
+        rng_seed(&g, j->seed ^ th ^ ((uint64_t)r * 0xd1b54a32d192ed03ull));
+        float *dst = t->type == GGML_TYPE_F32 ? (float *)((char *)t->data + (size_t)r * rs) : row;
+        switch (t->init) {
+        case INIT_NORMAL:
+            for (int64_t i = 0; i < n; i++)
+                dst[i] = (float)t->std * fast_normal(&g);
+            break;
+        case INIT_NORM:
+            for (int64_t i = 0; i < n; i++)
+                dst[i] = 1.0f + (float)MKMODEL_NORM_NOISE * fast_normal(&g);
+            break;
+        case INIT_BIAS:
+            for (int64_t i = 0; i < n; i++)
+                dst[i] = (float)t->std * fast_normal(&g);
+            break;
+        }
+        if (t->type != GGML_TYPE_F32)
+            qrow_from_f32(t->type, row, (char *)t->data + (size_t)r * rs, n);
+    }
+}
+
+/* ---- metadata ---- */
+static int set_arch_u32(struct gguf_writer *w, const char *arch, const char *key, int64_t v)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    return gguf_writer_set_u32(w, k, (uint32_t)v);
+}
+
+static int set_arch_f32(struct gguf_writer *w, const char *arch, const char *key, double v)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    return gguf_writer_set_f32(w, k, (float)v);
+}
+
+static int write_hparams(struct gguf_writer *w, const struct opts *o, int64_t n_vocab)
+{
+    const char *a = arch_names[o->arch];
+    char name[256];
+    if (o->name)
+        snprintf(name, sizeof name, "%s", o->name);
+    else
+        snprintf(name, sizeof name, "maas-random-%s-%lldx%lld%s", a, (long long)o->n_embd, (long long)o->n_layer,
+                 o->n_expert > 0 ? "-moe" : "");
+    int rc = 0;
+    rc |= gguf_writer_set_str(w, "general.architecture", a);
+    rc |= gguf_writer_set_str(w, "general.type", "model");
+    rc |= gguf_writer_set_str(w, "general.name", name);
+    if (o->arch == ARCH_LLAMA) /* the llama converter writes it; the qwen ones do not */
+        rc |= set_arch_u32(w, a, "vocab_size", n_vocab);
+    rc |= set_arch_u32(w, a, "context_length", o->n_ctx);
+    rc |= set_arch_u32(w, a, "embedding_length", o->n_embd);
+    rc |= set_arch_u32(w, a, "block_count", o->n_layer);
+    /* For Mixtral-style llama the converter writes the expert width here. */
+    rc |= set_arch_u32(w, a, "feed_forward_length",
+                       o->arch == ARCH_LLAMA && o->n_expert > 0 ? o->n_ff_exp : o->n_ff);
+    rc |= set_arch_u32(w, a, "attention.head_count", o->n_head);
+    rc |= set_arch_u32(w, a, "attention.head_count_kv", o->n_head_kv);
+    rc |= set_arch_f32(w, a, "rope.freq_base", o->rope_theta);
+    rc |= set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", o->arch == ARCH_LLAMA ? 1e-5 : 1e-6);
+    if (o->arch == ARCH_LLAMA)
+        rc |= set_arch_u32(w, a, "rope.dimension_count", o->head_dim);
+    if (o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE || o->head_dim * o->n_head != o->n_embd) {
+        rc |= set_arch_u32(w, a, "attention.key_length", o->head_dim);
+        rc |= set_arch_u32(w, a, "attention.value_length", o->head_dim);
+    }
+    if (o->n_expert > 0) {
+        rc |= set_arch_u32(w, a, "expert_count", o->n_expert);
+        rc |= set_arch_u32(w, a, "expert_used_count", o->n_expert_used);
+        if (o->arch != ARCH_LLAMA)
+            rc |= set_arch_u32(w, a, "expert_feed_forward_length", o->n_ff_exp);
+        if (o->arch == ARCH_QWEN2MOE)
+            rc |= set_arch_u32(w, a, "expert_shared_feed_forward_length", o->n_ff_shexp);
+        /* Qwen3-MoE renormalises its top-k weights (norm_topk_prob); Mixtral
+         * does too but llama.cpp keys that on the architecture; Qwen2-MoE does not. */
+        if (o->arch == ARCH_QWEN3MOE) {
+            char k[128];
+            snprintf(k, sizeof k, "%s.expert_weights_norm", a);
+            rc |= gguf_writer_set_bool(w, k, true);
+        }
+    }
+    rc |= gguf_writer_set_u32(w, "general.file_type", (uint32_t)o->type.ftype);
+    rc |= gguf_writer_set_u32(w, "general.quantization_version", 2);
+    return rc ? -1 : 0;
+}
+
+static int write_trained_vocab(struct gguf_writer *w, const struct vocab *v)
+{
+    int rc = 0;
+    rc |= gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+    rc |= gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt-2");
+    rc |= gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", v->tokens, v->n_tokens);
+    rc |= gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, v->token_type, v->n_tokens);
+    rc |= gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", v->merges, v->n_merges);
+    rc |= gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", v->bos_id);
+    rc |= gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", v->eos_id);
+    rc |= gguf_writer_set_u32(w, "tokenizer.ggml.padding_token_id", v->pad_id);
+    rc |= gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
+    rc |= gguf_writer_set_str(w, "tokenizer.chat_template", vocab_chatml_template);
+    return rc ? -1 : 0;
+}
+
+static int read_text(const char *path, char **out, size_t *len, struct err *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return err_set(e, "%s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1 << 16;
+            if (cap > (size_t)1 << 30) {
+                rc = err_set(e, "%s: the training text is larger than 1 GiB", path);
+                break;
+            }
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = err_set(e, "%s: out of memory", path);
+                break;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f))
+                rc = err_set(e, "%s: read error", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (rc == 0 && n == 0)
+        rc = err_set(e, "%s: the training text is empty", path);
+    if (rc) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int check_out_dir(const char *out, struct err *e)
+{
+    char *copy = strdup(out);
+    if (!copy)
+        return err_set(e, "out of memory");
+    const char *dir = dirname(copy);
+    struct stat st;
+    int rc = 0;
+    if (stat(dir, &st) != 0)
+        rc = err_set(e, "%s: cannot write here: directory '%s': %s", out, dir, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        rc = err_set(e, "%s: cannot write here: '%s' is not a directory", out, dir);
+    free(copy);
+    return rc;
+}
 
 int cmd_mkmodel(int argc, char **argv)
 {
-    fprintf(stderr, "maas mkmodel: not built yet\n");
-    return 1;
+    struct opts o;
+    int prc = parse_args(argc, argv, &o);
+    if (prc < 0)
+        return 0; /* --help */
+    if (prc > 0)
+        return prc;
+
+    kernels_init();
+    uint64_t t0 = now_ns();
+    struct err e = {{0}};
+    int ret = 1;
+    struct gguf_file *vf = NULL;
+    struct gguf_writer *w = NULL;
+    struct pool *pool = NULL;
+    struct tlist l = {0};
+    struct vocab v = {0};
+    char *text = NULL;
+    float *scratch = NULL;
+    int64_t n_vocab = 0;
+
+    if (check_out_dir(o.out, &e) != 0)
+        goto fail;
+    if (!(w = gguf_writer_new())) {
+        err_set(&e, "out of memory");
+        goto fail;
+    }
+    /* The vocabulary decides n_vocab, so it comes first. */
+    if (o.vocab) {
+        if (!(vf = gguf_open(o.vocab, &e)))
+            goto fail;
+        const struct gguf_kv *toks;
+        int rc = gguf_get_arr(vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, &e);
+        if (rc != 0) {
+            if (rc > 0)
+                err_set(&e, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o.vocab);
+            goto fail;
+        }
+        if (toks->arr_n == 0 || toks->arr_n > (1u << 24)) {
+            err_set(&e, "%s: tokenizer.ggml.tokens has %llu entries", o.vocab, (unsigned long long)toks->arr_n);
+            goto fail;
+        }
+        n_vocab = (int64_t)toks->arr_n;
+    } else {
+        size_t len = 0;
+        if (read_text(o.train_vocab, &text, &len, &e) != 0)
+            goto fail;
+        uint64_t tv = now_ns();
+        if (vocab_train(text, len, (uint32_t)o.n_vocab_train, &v, &e) != 0) {
+            err_prefix(&e, "%s", o.train_vocab);
+            goto fail;
+        }
+        n_vocab = (int64_t)v.n_tokens;
+        printf("vocabulary: %lld tokens (%llu merges) learned from %s in %.2f s%s\n", (long long)n_vocab,
+               (unsigned long long)v.n_merges, o.train_vocab, (double)(now_ns() - tv) * 1e-9,
+               n_vocab < o.n_vocab_train ? " (the text has no more pairs to merge)" : "");
+    }
+
+    if (write_hparams(w, &o, n_vocab) != 0) {
+        err_set(&e, "out of memory");
+        goto fail;
+    }
+    if (vf) {
+        for (size_t i = 0; i < gguf_n_kv(vf); i++) {
+            const struct gguf_kv *kv = gguf_kv_at(vf, i);
+            if (!strncmp(kv->key, "tokenizer.", 10) && gguf_writer_copy_kv(w, kv) != 0) {
+                err_set(&e, "out of memory");
+                goto fail;
+            }
+        }
+    } else if (write_trained_vocab(w, &v) != 0) {
+        err_set(&e, "out of memory");
+        goto fail;
+    }
+
+    if (build_tensors(&o, n_vocab, &l) != 0) {
+        err_set(&e, "out of memory");
+        goto fail;
+    }
+    struct qmix_model qm = {(int)o.n_layer, (int)o.n_head, (int)o.n_head_kv, (int)o.n_expert, (int)o.n_layer,
+                            !o.tie};
+    int64_t max_row = 0;
+    uint64_t n_params = 0, total = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        struct tspec *t = &l.t[i];
+        t->type = qmix_tensor_type(&o.type, &qm, t->name, t->n_dims, t->ne, NULL);
+        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16 &&
+            !kern_type_quantizable(t->type)) {
+            err_set(&e, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
+                    ggml_type_name(t->type));
+            goto fail;
+        }
+        int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
+        t->nbytes = ggml_row_size(t->type, t->ne[0]) * (size_t)nrows;
+        if (t->ne[0] > max_row)
+            max_row = t->ne[0];
+        n_params += (uint64_t)(t->ne[0] * nrows);
+        total += t->nbytes;
+    }
+    if (!(pool = pool_new(o.n_threads))) {
+        err_set(&e, "cannot start %d threads", o.n_threads);
+        goto fail;
+    }
+    if (!(scratch = malloc((size_t)pool_n_threads(pool) * (size_t)max_row * sizeof(float)))) {
+        err_set(&e, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        struct tspec *t = &l.t[i];
+        if (!(t->data = maas_alloc_aligned(t->nbytes))) {
+            err_set(&e, "out of memory for tensor '%s' (%zu bytes; %.1f MiB in all)", t->name, t->nbytes,
+                    (double)total / 1048576.0);
+            goto fail;
+        }
+        struct gen_job j = {t, o.seed, scratch};
+        if (t->ne[1] * t->ne[2] < pool_n_threads(pool))
+            gen_rows(&j, 0, 1);
+        else
+            pool_run(pool, gen_rows, &j);
+        if (gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, &e) != 0)
+            goto fail;
+    }
+    if (gguf_writer_write(w, o.out, &e) != 0)
+        goto fail;
+    printf("%s: %s, %lld layers, n_embd %lld, %lld heads (%lld kv, head size %lld), n_ff %lld",
+           o.out, arch_names[o.arch], (long long)o.n_layer, (long long)o.n_embd, (long long)o.n_head,
+           (long long)o.n_head_kv, (long long)o.head_dim, (long long)o.n_ff);
+    if (o.n_expert > 0)
+        printf(", %lld experts (%lld used, width %lld)", (long long)o.n_expert, (long long)o.n_expert_used,
+               (long long)o.n_ff_exp);
+    printf(", vocab %lld, %s output\n", (long long)n_vocab, o.tie ? "tied" : "separate");
+    printf("%zu tensors, %.1fM parameters, %.2f MiB (%s), seed %llu, random weights, in %.2f s with %d threads\n",
+           l.n, (double)n_params * 1e-6, (double)total / 1048576.0, o.type.name, (unsigned long long)o.seed,
+           (double)(now_ns() - t0) * 1e-9, pool_n_threads(pool));
+    ret = 0;
+    goto out;
+
+fail:
+    fprintf(stderr, "maas mkmodel: %s\n", e.msg);
+out:
+    for (size_t i = 0; i < l.n; i++)
+        maas_free_aligned(l.t[i].data);
+    free(l.t);
+    free(scratch);
+    pool_free(pool);
+    vocab_release(&v);
+    free(text);
+    gguf_writer_free(w);
+    gguf_close(vf);
+    return ret;
 }
