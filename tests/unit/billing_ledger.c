@@ -1,0 +1,565 @@
+/* billing: keys, admission refusals (401/402/403/429), 64 concurrent
+ * admissions against a small balance, idempotent settlement, prices changing
+ * mid-stream, budgets and rate limits, recovery of stale holds, and fault
+ * injection (the ledger balances whatever operation fails). */
+#include "billing/billing.h"
+#include "store/store.h"
+#include "test.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+static int64_t fake_now = 1700000000; /* 2023-11-14T22:13:20Z */
+static int64_t clock_fn(void *ctx)
+{
+    (void)ctx;
+    return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST);
+}
+
+static char dir[256];
+
+static struct billing *open_b(const char *node, int writer, int fresh)
+{
+    struct err e = {{0}};
+    snprintf(dir, sizeof dir, "/tmp/maas-billing-test-%d", (int)getpid());
+    if (fresh) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        CHECK(system(cmd) == 0);
+    }
+    struct billing_options o = {.db = dir, .node = node, .writer = writer, .n_conn = 8, .now = clock_fn};
+    struct billing *b = NULL;
+    CHECKF(billing_open(&o, &b, &e) == 0, "%s", e.msg);
+    return b;
+}
+
+static void must(int rc, const struct err *e)
+{
+    CHECKF(rc == 0, "%s", e->msg);
+}
+
+static void setup_acct(struct billing *b, const char *credit, char *acct, char *key, const struct billing_key_spec *spec)
+{
+    struct err e = {{0}};
+    int64_t c = 0;
+    must(amount_parse(credit, 0, &c, &e), &e);
+    must(billing_account_create(b, "test", c, acct, &e), &e);
+    must(billing_key_create(b, acct, spec, key, NULL, &e), &e);
+}
+
+static void set_price(struct billing *b, const char *model, int64_t in, int64_t cached, int64_t out, int64_t from)
+{
+    struct err e = {{0}};
+    struct billing_price p = {.input = in, .cached_input = cached, .output = out, .effective_from = from};
+    snprintf(p.model, sizeof p.model, "%s", model);
+    must(billing_price_set(b, &p, &e), &e);
+}
+
+static struct billing_admission admit(struct billing *b, const char *key, const char *model, int64_t prompt,
+                                      int64_t max_tokens)
+{
+    struct err e = {{0}};
+    struct billing_admission a;
+    memset(&a, 0, sizeof a);
+    struct billing_request r = {.key = key, .model = model, .prompt_tokens = prompt, .max_tokens = max_tokens};
+    must(billing_admit(b, &r, &a, &e), &e);
+    return a;
+}
+
+static struct billing_account acct_get(struct billing *b, const char *id)
+{
+    struct err e = {{0}};
+    struct billing_account a;
+    memset(&a, 0, sizeof a);
+    must(billing_account_get(b, id, &a, &e), &e);
+    return a;
+}
+
+static void audit_ok(struct billing *b)
+{
+    struct err e = {{0}};
+    CHECKF(billing_audit(b, &e) == 0, "%s", e.msg);
+}
+
+TEST(keys_verify)
+{
+    struct billing *b = open_b("n1", 0, 1);
+    struct err e = {{0}};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    setup_acct(b, "5", acct, key, NULL);
+    CHECK(strlen(key) == BILLING_KEY_LEN && !strncmp(key, "sk-maas-", 8));
+    struct billing_key k;
+    must(billing_authenticate(b, key, &k, &e), &e);
+    CHECK(!strcmp(k.account_id, acct));
+    CHECK(!strncmp(k.id, key + 8, 12));
+
+    char bad[BILLING_KEY_LEN + 1];
+    memcpy(bad, key, sizeof bad);
+    bad[BILLING_KEY_LEN - 1] = bad[BILLING_KEY_LEN - 1] == 'A' ? 'B' : 'A'; /* wrong secret */
+    CHECK(billing_authenticate(b, bad, &k, &e) == -1);
+    CHECKF(!strstr(e.msg, bad + 20), "message leaks the key: %s", e.msg);
+    memcpy(bad, key, sizeof bad);
+    bad[8] = bad[8] == 'a' ? 'b' : 'a'; /* tampered prefix */
+    CHECK(billing_authenticate(b, bad, &k, &e) == -1);
+    CHECK(billing_authenticate(b, "sk-maas-short", &k, &e) == -1);
+    CHECK(billing_authenticate(b, "", &k, &e) == -1);
+    CHECK(billing_authenticate(b, NULL, &k, &e) == -1);
+
+    /* another account's valid key with this key's prefix does not pass */
+    char acct2[BILLING_ID_MAX], key2[BILLING_KEY_LEN + 1];
+    setup_acct(b, "1", acct2, key2, NULL);
+    memcpy(bad, key, sizeof bad);
+    memcpy(bad + 20, key2 + 20, BILLING_KEY_LEN - 20);
+    CHECK(billing_authenticate(b, bad, &k, &e) == -1);
+
+    /* expiry */
+    char key3[BILLING_KEY_LEN + 1];
+    struct billing_key_spec sp = {.expires_at = fake_now + 100};
+    must(billing_key_create(b, acct, &sp, key3, NULL, &e), &e);
+    must(billing_authenticate(b, key3, &k, &e), &e);
+    fake_now += 100;
+    CHECK(billing_authenticate(b, key3, &k, &e) == -1);
+    CHECKF(strstr(e.msg, "expired"), "%s", e.msg);
+    fake_now -= 100;
+
+    /* revocation, by id or whole key; unknown ids */
+    must(billing_key_revoke(b, key, &e), &e);
+    CHECK(billing_authenticate(b, key, &k, &e) == -1);
+    CHECKF(strstr(e.msg, "revoked"), "%s", e.msg);
+    must(billing_key_revoke(b, k.id[0] ? k.id : key + 8, &e), &e); /* twice is fine */
+    CHECK(billing_key_revoke(b, "000000000000", &e) == -1);
+    CHECK(billing_key_revoke(b, "zz", &e) == -1);
+
+    /* the database holds no key material */
+    struct billing_admission a = admit(b, key, "m", 1, 1);
+    CHECK(a.status == BILLING_UNAUTHORIZED && a.http_status == 401);
+    CHECK(!strstr(a.message, key + 20));
+
+    /* keys for unknown accounts; budget without period */
+    CHECK(billing_key_create(b, "acct_nope", NULL, key3, NULL, &e) == -1);
+    struct billing_key_spec sp2 = {.budget = 5};
+    CHECK(billing_key_create(b, acct, &sp2, key3, NULL, &e) == -1);
+
+    /* admin keys */
+    int missing = 0;
+    must(billing_admin_key_missing(b, &missing, &e), &e);
+    CHECK(missing == 1);
+    char ak[128];
+    must(billing_admin_key_create(b, ak, sizeof ak, &e), &e);
+    must(billing_admin_key_verify(b, ak, &e), &e);
+    CHECK(billing_admin_key_verify(b, key2, &e) == -1); /* a tenant key is not an admin key */
+    ak[strlen(ak) - 1] ^= 1;
+    CHECK(billing_admin_key_verify(b, ak, &e) == -1);
+    billing_close(b);
+}
+
+TEST(refusals)
+{
+    struct billing *b = open_b("n1", 0, 1);
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    struct billing_key_spec sp = {.models = "m1,m2"};
+    setup_acct(b, "1", acct, key, &sp);
+    set_price(b, "m1", 1000000, 500000, 2000000, 0);
+    set_price(b, "m2", 1000000, 500000, 2000000, fake_now + 10); /* not yet in force */
+    struct billing_admission a = admit(b, key, "m3", 10, 10);
+    CHECK(a.status == BILLING_FORBIDDEN && a.http_status == 403 && !strcmp(a.code, "model_not_allowed"));
+    a = admit(b, key, "m2", 10, 10);
+    CHECK(a.status == BILLING_FORBIDDEN && !strcmp(a.code, "model_not_priced"));
+    a = admit(b, "sk-maas-000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "m1", 10, 10);
+    CHECK(a.status == BILLING_UNAUTHORIZED && !strcmp(a.code, "invalid_api_key"));
+    /* 1 unit covers 1e6 micro; 1 prompt token + 1e6 output tokens at 2/Mtok = 2 units */
+    a = admit(b, key, "m1", 1, 1000000);
+    CHECK(a.status == BILLING_INSUFFICIENT && a.http_status == 402 && !strcmp(a.code, "insufficient_quota"));
+    a = admit(b, key, "m1", 100, 100);
+    CHECK(a.status == BILLING_OK && a.http_status == 200 && a.hold == 300);
+    struct billing_account ac = acct_get(b, acct);
+    CHECK(ac.held == 300 && ac.balance == 1000000);
+    struct err e;
+    struct billing_request bad = {.key = key, .model = "m1", .prompt_tokens = -1, .max_tokens = 1};
+    CHECK(billing_admit(b, &bad, &a, &e) == -1);
+    audit_ok(b);
+    billing_close(b);
+}
+
+struct race {
+    struct billing *b;
+    const char *key;
+    int ok, insufficient, other;
+    char ids[64][BILLING_ID_MAX];
+    pthread_mutex_t mu;
+    int go;
+};
+
+static void *race_thread(void *arg)
+{
+    struct race *r = arg;
+    while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE))
+        ;
+    struct err e = {{0}};
+    struct billing_admission a;
+    struct billing_request req = {.key = r->key, .model = "m", .prompt_tokens = 1000, .max_tokens = 1000};
+    int rc = billing_admit(r->b, &req, &a, &e);
+    pthread_mutex_lock(&r->mu);
+    if (rc != 0) {
+        fprintf(stderr, "  admit failed: %s\n", e.msg);
+        r->other++;
+    } else if (a.status == BILLING_OK) {
+        snprintf(r->ids[r->ok++], BILLING_ID_MAX, "%s", a.request_id);
+    } else if (a.status == BILLING_INSUFFICIENT && a.http_status == 402) {
+        r->insufficient++;
+    } else {
+        r->other++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+struct settle_arg {
+    struct billing *b;
+    const char *id;
+    int rc;
+};
+
+static void *settle_thread(void *arg)
+{
+    struct settle_arg *s = arg;
+    struct err e = {{0}};
+    struct billing_usage u;
+    s->rc = billing_settle(s->b, s->id, 1000, 100, 500, "stop", &u, &e);
+    if (s->rc)
+        fprintf(stderr, "  settle failed: %s\n", e.msg);
+    return NULL;
+}
+
+TEST(concurrent_64_no_overdraw)
+{
+    struct billing *b = open_b("n1", 1, 1);
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    /* worst case per request: 1000 * 100 + 1000 * 200 = 300000 micro*tok/1e6... use prices that make it 0.3 */
+    set_price(b, "m", 100000000, 50000000, 200000000, 0); /* 100 / 50 / 200 units per Mtok */
+    setup_acct(b, "10", acct, key, NULL);
+    /* worst = (1000*1e8 + 1000*2e8)/1e6 = 300000 micro = 0.3; floor(10 / 0.3) = 33 */
+    struct race r;
+    memset(&r, 0, sizeof r);
+    r.b = b;
+    r.key = key;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_t th[64];
+    for (int i = 0; i < 64; i++)
+        pthread_create(&th[i], NULL, race_thread, &r);
+    __atomic_store_n(&r.go, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 64; i++)
+        pthread_join(th[i], NULL);
+    CHECKF(r.ok == 33 && r.insufficient == 31 && r.other == 0, "ok %d, 402 %d, other %d", r.ok, r.insufficient,
+           r.other);
+    struct billing_account a = acct_get(b, acct);
+    CHECK(a.held == 33 * 300000 && a.balance == 10000000 && a.balance - a.held >= 0);
+    audit_ok(b);
+    /* settle them concurrently through the writer: actual 900 + 100 cached + 500 out
+     * = (900*1e8 + 100*5e7 + 500*2e8)/1e6 = 90000 + 5000 + 100000 = 195000 */
+    struct settle_arg sa[64];
+    for (int i = 0; i < r.ok; i++) {
+        sa[i] = (struct settle_arg){b, r.ids[i], -1};
+        pthread_create(&th[i], NULL, settle_thread, &sa[i]);
+    }
+    for (int i = 0; i < r.ok; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(sa[i].rc == 0);
+    }
+    a = acct_get(b, acct);
+    CHECKF(a.held == 0 && a.balance == 10000000 - 33 * 195000, "held %lld balance %lld", (long long)a.held,
+           (long long)a.balance);
+    audit_ok(b);
+    pthread_mutex_destroy(&r.mu);
+    billing_close(b);
+}
+
+static int count_row(void *ctx, const struct billing_usage_row *r)
+{
+    (*(int *)ctx)++;
+    return 0;
+}
+
+TEST(settle_idempotent)
+{
+    struct billing *b = open_b("n1", 1, 1);
+    struct err e = {{0}};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    set_price(b, "m", 1000000, 100000, 3000000, 0);
+    setup_acct(b, "1", acct, key, NULL);
+    struct billing_admission a = admit(b, key, "m", 100, 200);
+    CHECK(a.status == BILLING_OK);
+    CHECK(a.hold == 700); /* 100*1 + 200*3 */
+    struct billing_usage u1, u2;
+    must(billing_settle(b, a.request_id, 100, 40, 50, "stop", &u1, &e), &e);
+    /* (60*1e6 + 40*1e5 + 50*3e6)/1e6 = 60 + 4 + 150 = 214 */
+    CHECK(u1.cost == 214 && u1.cached_tokens == 40 && !strcmp(u1.finish_reason, "stop"));
+    must(billing_settle(b, a.request_id, 100, 0, 200, "length", &u2, &e), &e);
+    CHECK(u2.cost == 214 && u2.completion_tokens == 50 && !strcmp(u2.finish_reason, "stop"));
+    struct billing_account ac = acct_get(b, acct);
+    CHECK(ac.balance == 1000000 - 214 && ac.held == 0);
+    struct billing_usage_row tot;
+    struct billing_usage_filter f = {.account_id = acct};
+    int n = 0;
+    must(billing_usage_report(b, &f, BILLING_BY_REQUEST, count_row, &n, &tot, &e), &e);
+    CHECK(n == 1 && tot.requests == 1 && tot.cost == 214);
+    audit_ok(b); /* exactly one ledger row per usage record */
+    billing_close(b);
+}
+
+TEST(settle_errors_and_report)
+{
+    struct billing *b = open_b("n1", 0, 1);
+    struct err e = {{0}};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    set_price(b, "m", 1000000, 100000, 3000000, 0);
+    setup_acct(b, "1", acct, key, NULL);
+    struct billing_usage u;
+    CHECK(billing_settle(b, "req_unknown", 1, 0, 1, "stop", &u, &e) == -1);
+    CHECKF(strstr(e.msg, "no such"), "%s", e.msg);
+    struct billing_admission a = admit(b, key, "m", 100, 200);
+    CHECK(billing_settle(b, a.request_id, 10, 11, 1, "stop", &u, &e) == -1); /* cached > prompt */
+    CHECK(billing_settle(b, a.request_id, 10, 1, -1, "stop", &u, &e) == -1);
+    CHECK(billing_settle(b, a.request_id, 10, 1, 1, "Stop!", &u, &e) == -1);
+    CHECK(billing_settle(b, "bad id", 10, 1, 1, "stop", &u, &e) == -1);
+    /* more tokens than admitted: charged at most the hold */
+    must(billing_settle(b, a.request_id, 1000, 0, 1000, "length", &u, &e), &e);
+    CHECK(u.cost == a.hold);
+    struct billing_admission a2 = admit(b, key, "m", 10, 10);
+    must(billing_settle(b, a2.request_id, 10, 5, 10, "cancelled", &u, &e), &e);
+    int n = 0;
+    struct billing_usage_row tot;
+    struct billing_usage_filter f = {.account_id = acct};
+    must(billing_usage_report(b, &f, BILLING_BY_REQUEST, count_row, &n, &tot, &e), &e);
+    CHECK(n == 2 && tot.requests == 2 && tot.cost == a.hold + u.cost && tot.prompt_tokens == 1010 &&
+          tot.cached_tokens == 5 && tot.completion_tokens == 1010);
+    struct billing_usage_filter f2 = {.account_id = "acct_missing"};
+    CHECK(billing_usage_report(b, &f2, BILLING_BY_DAY, count_row, &n, &tot, &e) == -1);
+    audit_ok(b);
+    billing_close(b);
+}
+
+TEST(price_change_mid_stream)
+{
+    struct billing *b = open_b("n1", 1, 1);
+    struct err e = {{0}};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    setup_acct(b, "100", acct, key, NULL);
+    int64_t t0 = fake_now;
+    set_price(b, "m", 1000000, 1000000, 1000000, t0 - 10);
+    struct billing_admission before = admit(b, key, "m", 1000, 1000); /* admitted at old price */
+    set_price(b, "m", 5000000, 5000000, 5000000, t0 + 60);           /* takes effect in a minute */
+    struct billing_admission still_old = admit(b, key, "m", 1000, 1000);
+    fake_now = t0 + 60;
+    struct billing_admission after = admit(b, key, "m", 1000, 1000);
+    CHECK(before.status == BILLING_OK && still_old.status == BILLING_OK && after.status == BILLING_OK);
+    struct billing_usage u1, u2, u3;
+    /* settle all after the change: the first two still pay the old price */
+    must(billing_settle(b, before.request_id, 1000, 0, 1000, "stop", &u1, &e), &e);
+    must(billing_settle(b, still_old.request_id, 1000, 0, 1000, "stop", &u2, &e), &e);
+    must(billing_settle(b, after.request_id, 1000, 0, 1000, "stop", &u3, &e), &e);
+    CHECK(u1.cost == 2000 && u1.price_input == 1000000);
+    CHECK(u2.cost == 2000);
+    CHECK(u3.cost == 10000 && u3.price_output == 5000000);
+    audit_ok(b);
+    fake_now = t0;
+    billing_close(b);
+}
+
+TEST(budgets)
+{
+    struct billing *b = open_b("n1", 0, 1);
+    struct err e = {{0}};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    set_price(b, "m", 1000000, 1000000, 1000000, 0);
+    struct billing_key_spec sp = {.budget = 1000, .budget_period = BILLING_PERIOD_DAY};
+    setup_acct(b, "100", acct, key, &sp);
+    int64_t t0 = fake_now;
+    struct billing_admission a1 = admit(b, key, "m", 200, 200); /* hold 400 */
+    struct billing_admission a2 = admit(b, key, "m", 200, 200); /* 800 */
+    struct billing_admission a3 = admit(b, key, "m", 200, 200); /* would be 1200 */
+    CHECK(a1.status == BILLING_OK && a2.status == BILLING_OK);
+    CHECK(a3.status == BILLING_BUDGET_EXCEEDED && a3.http_status == 429 && !strcmp(a3.code, "budget_exceeded"));
+    /* retry after: seconds until the next UTC midnight */
+    CHECKF(a3.retry_after == 86400 - t0 % 86400, "%lld", (long long)a3.retry_after);
+    struct billing_usage u;
+    must(billing_settle(b, a1.request_id, 100, 0, 0, "stop", &u, &e), &e); /* spent 100, hold 400 left */
+    struct billing_admission a4 = admit(b, key, "m", 200, 200);           /* 100 + 400 + 400 = 900 */
+    CHECK(a4.status == BILLING_OK);
+    fake_now = t0 + a3.retry_after; /* next day: only holds count */
+    must(billing_settle(b, a2.request_id, 100, 0, 0, "stop", &u, &e), &e);
+    must(billing_settle(b, a4.request_id, 100, 0, 0, "stop", &u, &e), &e);
+    struct billing_admission a5 = admit(b, key, "m", 400, 500);
+    CHECK(a5.status == BILLING_OK);
+    /* total budget: retry will not help */
+    char key2[BILLING_KEY_LEN + 1];
+    struct billing_key_spec sp2 = {.budget = 500, .budget_period = BILLING_PERIOD_TOTAL};
+    must(billing_key_create(b, acct, &sp2, key2, NULL, &e), &e);
+    struct billing_admission t1 = admit(b, key2, "m", 300, 300);
+    CHECK(t1.status == BILLING_BUDGET_EXCEEDED && t1.retry_after == 0);
+    /* month */
+    char key3[BILLING_KEY_LEN + 1];
+    struct billing_key_spec sp3 = {.budget = 500, .budget_period = BILLING_PERIOD_MONTH};
+    must(billing_key_create(b, acct, &sp3, key3, NULL, &e), &e);
+    struct billing_admission m1 = admit(b, key3, "m", 300, 300);
+    CHECK(m1.status == BILLING_BUDGET_EXCEEDED && m1.retry_after > 0 && m1.retry_after <= 31 * 86400);
+    audit_ok(b);
+    fake_now = t0;
+    billing_close(b);
+}
+
+TEST(rate_limits)
+{
+    struct billing *b = open_b("n1", 0, 1);
+    struct err e = {{0}};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    set_price(b, "m", 1, 1, 1, 0);
+    struct billing_key_spec sp = {.rpm = 3};
+    setup_acct(b, "100", acct, key, &sp);
+    int64_t t0 = fake_now;
+    struct billing_admission a = admit(b, key, "m", 1, 1);
+    struct billing_usage u;
+    must(billing_settle(b, a.request_id, 1, 0, 1, "stop", &u, &e), &e); /* settled ones count too */
+    fake_now = t0 + 10;
+    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
+    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
+    fake_now = t0 + 20;
+    a = admit(b, key, "m", 1, 1);
+    CHECK(a.status == BILLING_RATE_LIMITED && a.http_status == 429 && !strcmp(a.code, "rate_limit_exceeded"));
+    CHECKF(a.retry_after == 40, "%lld", (long long)a.retry_after);
+    fake_now = t0 + 61;
+    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
+
+    char key2[BILLING_KEY_LEN + 1];
+    struct billing_key_spec sp2 = {.tpm = 1000};
+    must(billing_key_create(b, acct, &sp2, key2, NULL, &e), &e);
+    CHECK(admit(b, key2, "m", 200, 200).status == BILLING_OK);
+    fake_now = t0 + 70;
+    a = admit(b, key2, "m", 300, 300); /* 400 + 600 = 1000: fits */
+    CHECK(a.status == BILLING_OK);
+    a = admit(b, key2, "m", 1, 0);
+    CHECK(a.status == BILLING_RATE_LIMITED && a.retry_after == 51);
+    a = admit(b, key2, "m", 1000, 1000); /* can never fit */
+    CHECK(a.status == BILLING_RATE_LIMITED && a.retry_after == 0);
+    audit_ok(b);
+    fake_now = t0;
+    billing_close(b);
+}
+
+TEST(recovery)
+{
+    struct err e = {{0}};
+    struct billing *b = open_b("n1", 1, 1);
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    set_price(b, "m", 1000000, 1000000, 1000000, 0);
+    setup_acct(b, "1", acct, key, NULL);
+    char done_id[BILLING_ID_MAX];
+    struct billing_admission a = admit(b, key, "m", 10, 10);
+    snprintf(done_id, sizeof done_id, "%s", a.request_id);
+    struct billing_usage u;
+    must(billing_settle(b, done_id, 10, 0, 5, "stop", &u, &e), &e);
+    for (int i = 0; i < 3; i++)
+        CHECK(admit(b, key, "m", 100, 100).status == BILLING_OK);
+    billing_close(b); /* "dies" with 3 open holds */
+
+    struct billing *other = open_b("n2", 0, 0); /* another node's hold stays */
+    CHECK(admit(other, key, "m", 100, 100).status == BILLING_OK);
+    billing_close(other);
+
+    b = open_b("n1", 1, 0);
+    CHECK(acct_get(b, acct).held == 800);
+    int64_t n = -1;
+    must(billing_recover(b, 0, &n, &e), &e);
+    CHECK(n == 3);
+    CHECK(acct_get(b, acct).held == 200);
+    CHECK(acct_get(b, acct).balance == 1000000 - 15);
+    /* a hold of this boot is never touched */
+    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
+    must(billing_recover(b, 0, &n, &e), &e);
+    CHECK(n == 0);
+    /* the other node's hold, once older than the timeout */
+    fake_now += 3600;
+    must(billing_recover(b, 600, &n, &e), &e);
+    CHECK(n == 2);
+    CHECK(acct_get(b, acct).held == 0);
+    /* the settled request is not re-settled */
+    must(billing_settle(b, done_id, 10, 0, 10, "stop", &u, &e), &e);
+    CHECK(u.cost == 15);
+    audit_ok(b);
+    fake_now -= 3600;
+    billing_close(b);
+}
+
+/* A scripted workload that tolerates failures, for fault injection. */
+static int workload(struct billing *b, const char *acct, const char *key, int *n_fail)
+{
+    struct err e;
+    char ids[8][BILLING_ID_MAX];
+    int n = 0;
+    if (billing_account_credit(b, acct, 1000, "top-up", NULL, &e))
+        (*n_fail)++;
+    for (int i = 0; i < 8; i++) {
+        struct billing_admission a;
+        struct billing_request r = {.key = key, .model = "m", .prompt_tokens = 100, .max_tokens = 100};
+        if (billing_admit(b, &r, &a, &e))
+            (*n_fail)++;
+        else if (a.status == BILLING_OK)
+            snprintf(ids[n++], BILLING_ID_MAX, "%s", a.request_id);
+    }
+    for (int i = 0; i < n; i++) {
+        struct billing_usage u;
+        if (billing_settle(b, ids[i], 100, 30, 50 + i, "stop", &u, &e))
+            (*n_fail)++;
+        if (i % 3 == 0 && billing_settle(b, ids[i], 100, 30, 50 + i, "stop", &u, &e)) /* retries */
+            (*n_fail)++;
+    }
+    return n;
+}
+
+TEST(fault_injection_ledger_balances)
+{
+    struct err e = {{0}};
+    struct billing *b = open_b("n1", 1, 1);
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    set_price(b, "m", 3000000, 1000000, 7000000, 0);
+    setup_acct(b, "0.01", acct, key, NULL);
+    billing_close(b);
+    int total_failures = 0;
+    for (long n = 0; n < 160; n += 3) {
+        b = open_b("n1", (n / 3) % 2, 0); /* alternate writer thread and synchronous settles */
+        billing_fail_after(b, n);
+        int n_fail = 0;
+        workload(b, acct, key, &n_fail);
+        total_failures += n_fail;
+        billing_fail_after(b, -1);
+        audit_ok(b); /* balances even with holds still open */
+        billing_close(b);
+        b = open_b("n1", 0, 0); /* restart: release what the failed run left */
+        must(billing_recover(b, 0, NULL, &e), &e);
+        struct billing_account a = acct_get(b, acct);
+        CHECKF(a.held == 0 && a.balance >= 0, "n=%ld held %lld balance %lld", n, (long long)a.held,
+               (long long)a.balance);
+        audit_ok(b);
+        billing_close(b);
+    }
+    CHECK(total_failures > 50); /* the injection really hit */
+}
+
+int main(void)
+{
+    RUN(keys_verify);
+    RUN(refusals);
+    RUN(concurrent_64_no_overdraw);
+    RUN(settle_idempotent);
+    RUN(settle_errors_and_report);
+    RUN(price_change_mid_stream);
+    RUN(budgets);
+    RUN(rate_limits);
+    RUN(recovery);
+    RUN(fault_injection_ledger_balances);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    TEST_END();
+}
