@@ -97,6 +97,8 @@ enum gguf_vtype {
     GGUF_VT_COUNT = 13,
 };
 const char *gguf_vtype_name(enum gguf_vtype t);
+/* Bytes of one value of a numeric or bool type; 0 for string and array. */
+size_t gguf_vtype_size(enum gguf_vtype t);
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_DIMS 4

@@ -43,7 +43,4 @@ int64_t nidx_find(const struct nidx *x, const char *s, size_t len, nidx_eq_fn eq
 /* Adds entry idx (not present; room reserved). */
 void nidx_insert(struct nidx *x, uint32_t hash, uint32_t idx);
 
-/* Bytes of one scalar value of a numeric or bool type; 0 for string/array. */
-size_t gguf_vtype_size(enum gguf_vtype t);
-
 #endif
