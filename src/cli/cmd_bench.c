@@ -1,0 +1,245 @@
+/*
+ * maas bench — prompt-processing and generation speed of a model, and how
+ * close generation comes to the machine's memory-bandwidth roofline:
+ *
+ *   pp   one sequence's prompt of -p random tokens, prefilled in batches of
+ *        --batch (default: the whole prompt up to 512) — tokens/s
+ *   tg   -n greedy decode steps after that prompt — tokens/s
+ *   bw   read bandwidth measured here (bench_probe: all threads, vectorised,
+ *        a buffer far larger than the caches, best of several passes), before
+ *        and after the timed runs; the larger is the roofline's denominator
+ *   roofline = bw / (weight bytes read per generated token); generation's
+ *        fraction of it = tg tokens/s x bytes per token / bw
+ *   rss  resident memory before and after the decode steps: it must not grow
+ *        per token (KV and scratch are allocated up front).
+ * Timings of -r repetitions are reported as the best (least disturbed) run.
+ */
+#include "cli/bench_probe.h"
+#include "cli/cli.h"
+#include "cli/gen.h"
+#include "kernels/kernels.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#define PROBE_BYTES ((size_t)512 << 20)
+#define PROBE_REPS 10
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: maas bench --model FILE [-p 512] [-n 128] [-r 1] [--threads T] [--batch B] [--kv-type f32|f16] [--json]\n"
+                 "  -p N        prompt tokens (prompt-processing test; 0 skips it)\n"
+                 "  -n N        generated tokens (generation test; 0 skips it)\n"
+                 "  -r N        repetitions; the best run is reported\n"
+                 "  --batch B   tokens per forward pass during the prompt (default min(p, 512))\n");
+}
+
+static double rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &size, &res) != 2)
+        res = -1;
+    fclose(f);
+    return res < 0 ? -1 : (double)res * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
+/* Plain C probe for CPUs without AVX2 (eight independent chains). */
+struct probe_c {
+    const uint64_t *buf;
+    size_t n;
+    uint64_t sink[64];
+};
+
+static void probe_c_slice(void *ctx, int ith, int nth)
+{
+    struct probe_c *p = ctx;
+    int64_t lo, hi;
+    split_range((int64_t)(p->n / 8), ith, nth, &lo, &hi);
+    uint64_t s[8] = {0};
+    for (int64_t i = lo * 8; i < hi * 8; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += p->buf[i + j];
+    if (ith < 64)
+        p->sink[ith] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+static double read_bandwidth(struct pool *pool, struct err *e)
+{
+    if (kernels_cpu_isa() >= KERN_AVX2)
+        return bench_read_bandwidth_avx2(pool, PROBE_BYTES, PROBE_REPS, e);
+    struct probe_c p = {0};
+    uint64_t *buf = maas_alloc_aligned(PROBE_BYTES);
+    if (!buf)
+        return err_set(e, "bandwidth probe: out of memory");
+    memset(buf, 1, PROBE_BYTES);
+    p.buf = buf;
+    p.n = PROBE_BYTES / 8;
+    double best = 0;
+    for (int r = 0; r < PROBE_REPS; r++) {
+        uint64_t t0 = now_ns();
+        pool_run(pool, probe_c_slice, &p);
+        double gbs = PROBE_BYTES / ((now_ns() - t0) / 1e9) / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    maas_free_aligned(buf);
+    return best;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *model = NULL;
+    int n_p = 512, n_g = 128, reps = 1, json = 0, batch = 0;
+    struct gen_opts go = {.kv_type = GGML_TYPE_F32, .need_tokenizer = false, .n_ctx = -1};
+    struct err e;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0, used = 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1, used = 0;
+        } else if (!v) {
+            fprintf(stderr, "maas bench: %s needs a value (or is unknown)\n", a);
+            return 2;
+        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
+            model = v;
+        } else if (!strcmp(a, "-p")) {
+            rc = parse_int_arg(a, v, 0, 1 << 20, &n_p, &e);
+        } else if (!strcmp(a, "-n")) {
+            rc = parse_int_arg(a, v, 0, 1 << 20, &n_g, &e);
+        } else if (!strcmp(a, "-r")) {
+            rc = parse_int_arg(a, v, 1, 1000, &reps, &e);
+        } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
+            rc = parse_int_arg(a, v, 1, 1 << 16, &batch, &e);
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            rc = parse_int_arg(a, v, 1, 1024, &go.n_threads, &e);
+        } else if (!strcmp(a, "--kv-type")) {
+            if (!strcmp(v, "f32"))
+                go.kv_type = GGML_TYPE_F32;
+            else if (!strcmp(v, "f16"))
+                go.kv_type = GGML_TYPE_F16;
+            else
+                rc = err_set(&e, "--kv-type: '%s' is not f32 or f16", v);
+        } else {
+            fprintf(stderr, "maas bench: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (rc < 0) {
+            fprintf(stderr, "maas bench: %s\n", e.msg);
+            return 2;
+        }
+        i += used;
+    }
+    if (!model) {
+        fprintf(stderr, "maas bench: --model is required\n");
+        usage(stderr);
+        return 2;
+    }
+    go.model_path = model;
+    go.max_batch = batch > 0 ? batch : (n_p > 0 && n_p < 512 ? n_p : 512);
+    struct gen g;
+    if (gen_open(&g, &go, &e) < 0) {
+        fprintf(stderr, "maas bench: %s\n", e.msg);
+        return 1;
+    }
+    int rc = 1;
+    int32_t *toks = NULL;
+    if (gen_set_ctx(&g, n_p + n_g + 16, &e) < 0)
+        goto out;
+    int n_tok = n_p > 16 ? n_p : 16;
+    toks = malloc((size_t)n_tok * sizeof *toks);
+    if (!toks) {
+        err_set(&e, "out of memory");
+        goto out;
+    }
+    struct rng rng;
+    rng_seed(&rng, 1234);
+    for (int i = 0; i < n_tok; i++)
+        toks[i] = (int32_t)(rng_u64(&rng) % (uint64_t)g.n_vocab_sample);
+    struct sample_params sp = sample_params_default();
+    sp.temperature = 0;
+
+    /* warm-up: fault in every weight page and wake the threads */
+    if (gen_feed(&g, toks, 16, &e) < 0)
+        goto out;
+    double bw1 = read_bandwidth(g.pool, &e);
+    if (bw1 < 0)
+        goto out;
+
+    double pp_best = 0, tg_best = 0, rss0 = 0, rss1 = 0;
+    for (int r = 0; r < reps; r++) {
+        gen_truncate(&g, 0);
+        if (n_p > 0) {
+            uint64_t t0 = now_ns();
+            if (gen_feed(&g, toks, n_p, &e) < 0)
+                goto out;
+            double tps = n_p / ((now_ns() - t0) / 1e9);
+            pp_best = tps > pp_best ? tps : pp_best;
+        } else if (gen_feed(&g, toks, 1, &e) < 0) {
+            goto out;
+        }
+        if (n_g > 0) {
+            rss0 = rss_mib();
+            uint64_t t0 = now_ns();
+            for (int i = 0; i < n_g; i++) {
+                struct sample_result res;
+                sampler_sample(g.smp, g.logits, &sp, g.hist, g.n_hist, &rng, &res);
+                if (gen_feed(&g, &res.token, 1, &e) < 0)
+                    goto out;
+            }
+            double tps = n_g / ((now_ns() - t0) / 1e9);
+            rss1 = rss_mib();
+            tg_best = tps > tg_best ? tps : tg_best;
+        }
+    }
+    double bw2 = read_bandwidth(g.pool, &e);
+    if (bw2 < 0)
+        goto out;
+    double bw = bw1 > bw2 ? bw1 : bw2;
+    double bpt = (double)model_weight_bytes_per_token(g.m);
+    double roof = bw * 1e9 / bpt, frac = tg_best / roof;
+    const struct model_hparams *hp = g.hp;
+    int nth = pool_n_threads(g.pool);
+    if (json) {
+        printf("{\"model\":\"");
+        json_write_str(stdout, model, strlen(model));
+        printf("\",\"arch\":\"%s\",\"n_params\":%llu,\"n_layer\":%d,\"n_embd\":%d,\"threads\":%d,\"kernels\":\"%s\","
+               "\"kv_type\":\"%s\",\"pp_tokens\":%d,\"pp_tokens_per_s\":%.2f,\"tg_tokens\":%d,\"tg_tokens_per_s\":%.2f,"
+               "\"bandwidth_gb_s\":%.2f,\"bandwidth_before_gb_s\":%.2f,\"bandwidth_after_gb_s\":%.2f,"
+               "\"bytes_per_token\":%.0f,\"roofline_tokens_per_s\":%.2f,\"roofline_fraction\":%.4f,"
+               "\"rss_before_tg_mib\":%.1f,\"rss_after_tg_mib\":%.1f}\n",
+               hp->arch_name, (unsigned long long)model_n_params(g.m), hp->n_layer, hp->n_embd, nth,
+               kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type), n_p, pp_best, n_g, tg_best, bw, bw1, bw2,
+               bpt, roof, frac, rss0, rss1);
+    } else {
+        printf("model:             %s (%s, %.1fM params, %d layers, n_embd %d), %d threads, kernels %s, kv %s\n",
+               model, hp->arch_name, model_n_params(g.m) / 1e6, hp->n_layer, hp->n_embd, nth,
+               kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type));
+        if (n_p > 0)
+            printf("prompt processing: %d tokens, %.1f tokens/s (batches of %d, best of %d)\n", n_p, pp_best,
+                   g.max_batch, reps);
+        if (n_g > 0)
+            printf("generation:        %d tokens, %.2f tokens/s (best of %d)\n", n_g, tg_best, reps);
+        printf("memory bandwidth:  %.1f GB/s (read probe, %zu MiB, best of %d passes; %.1f before, %.1f after)\n", bw,
+               PROBE_BYTES >> 20, PROBE_REPS, bw1, bw2);
+        printf("weights per token: %.1f MB -> roofline %.1f tokens/s", bpt / 1e6, roof);
+        if (n_g > 0)
+            printf("; generation reached %.2f of it", frac);
+        printf("\n");
+        if (n_g > 0)
+            printf("memory:            RSS %.1f MiB before generation, %.1f MiB after %d tokens (%+.1f MiB)\n", rss0,
+                   rss1, n_g, rss1 - rss0);
+    }
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "maas bench: %s\n", e.msg);
+    free(toks);
+    gen_close(&g);
+    return rc;
+}

@@ -1,0 +1,216 @@
+/*
+ * maas run — generates a continuation of a prompt: the prompt is encoded as
+ * llama.cpp does for a raw completion (BOS when the vocabulary asks for it,
+ * special-token text not parsed), prefilled in one batched pass, then decoded
+ * token by token until -n tokens or an end-of-generation token. Text output
+ * streams through the tokenizer's detokenizer, which never splits a UTF-8
+ * character; --json prints one object per generated token instead.
+ */
+#include "cli/cli.h"
+#include "cli/gen.h"
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: maas run --model FILE --prompt TEXT [options]\n"
+            "  -n N                  tokens to generate (default 128)\n"
+            "  --temp T              temperature, 0 = greedy (default 0.8)\n"
+            "  --top-k K             keep the K most probable (default 40, 0 = off)\n"
+            "  --top-p P             nucleus sampling (default 0.95, 1 = off)\n"
+            "  --min-p P             drop tokens below P x the best (default 0.05, 0 = off)\n"
+            "  --repeat-penalty R    CTRL repetition penalty over the last 64 tokens (default 1 = off)\n"
+            "  --presence-penalty P  OpenAI presence penalty (default 0)\n"
+            "  --frequency-penalty F OpenAI frequency penalty (default 0)\n"
+            "  --seed S              random seed (default: from the clock)\n"
+            "  --top-logprobs K      report the K most probable alternatives (0..%d, with --json)\n"
+            "  --threads T           worker threads (default: all CPUs)\n"
+            "  --ctx N               context size (default: prompt + N)\n"
+            "  --kv-type f32|f16     KV cache element type (default f32)\n"
+            "  --json                one JSON object per generated token per line:\n"
+            "                        {\"id\":ID,\"text\":\"...\",\"logprob\":X,\"top_logprobs\":[{\"id\":ID,\"logprob\":X},...]}\n",
+            SAMPLE_MAX_TOP);
+}
+
+/* JSON has no infinities: an impossible token is reported at -1e30. */
+static double json_num(float x)
+{
+    return isfinite(x) ? (double)x : -1e30;
+}
+
+static void print_json_token(const struct gen *g, const struct sample_result *r)
+{
+    size_t len = 0;
+    const char *piece = g->tok ? tok_piece(g->tok, r->token, false, &len) : NULL;
+    printf("{\"id\":%d,\"text\":\"", (int)r->token);
+    if (piece)
+        json_write_str(stdout, piece, len);
+    printf("\",\"logprob\":%.9g,\"top_logprobs\":[", json_num(r->logprob));
+    for (int i = 0; i < r->n_top; i++)
+        printf("%s{\"id\":%d,\"logprob\":%.9g}", i ? "," : "", (int)r->top[i].id, json_num(r->top[i].logprob));
+    printf("]}\n");
+    fflush(stdout);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *model = NULL, *prompt = NULL;
+    int n_gen = 128, n_ctx = 0, json = 0, seed_set = 0, seed = 0;
+    struct sample_params sp = sample_params_default();
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    sp.top_p = 0.95f;
+    sp.min_p = 0.05f;
+    struct gen_opts go = {.kv_type = GGML_TYPE_F32, .need_tokenizer = true};
+    struct err e;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0, used = 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1, used = 0;
+        } else if (!v) {
+            fprintf(stderr, "maas run: %s needs a value (or is unknown)\n", a);
+            return 2;
+        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
+            model = v;
+        } else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) {
+            prompt = v;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
+            rc = parse_int_arg(a, v, 0, 1 << 24, &n_gen, &e);
+        } else if (!strcmp(a, "--temp")) {
+            rc = parse_float_arg(a, v, 0, 100, &sp.temperature, &e);
+        } else if (!strcmp(a, "--top-k")) {
+            rc = parse_int_arg(a, v, 0, 1 << 30, &sp.top_k, &e);
+        } else if (!strcmp(a, "--top-p")) {
+            rc = parse_float_arg(a, v, 1e-9, 1, &sp.top_p, &e);
+        } else if (!strcmp(a, "--min-p")) {
+            rc = parse_float_arg(a, v, 0, 1, &sp.min_p, &e);
+        } else if (!strcmp(a, "--repeat-penalty")) {
+            rc = parse_float_arg(a, v, 1e-3, 1e3, &sp.repeat_penalty, &e);
+        } else if (!strcmp(a, "--presence-penalty")) {
+            rc = parse_float_arg(a, v, -100, 100, &sp.presence_penalty, &e);
+        } else if (!strcmp(a, "--frequency-penalty")) {
+            rc = parse_float_arg(a, v, -100, 100, &sp.frequency_penalty, &e);
+        } else if (!strcmp(a, "--seed")) {
+            rc = parse_int_arg(a, v, 0, 0x7fffffff, &seed, &e);
+            seed_set = 1;
+        } else if (!strcmp(a, "--top-logprobs")) {
+            rc = parse_int_arg(a, v, 0, SAMPLE_MAX_TOP, &sp.n_top_logprobs, &e);
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            rc = parse_int_arg(a, v, 1, 1024, &go.n_threads, &e);
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+            rc = parse_int_arg(a, v, 1, 1 << 24, &n_ctx, &e);
+        } else if (!strcmp(a, "--kv-type")) {
+            if (!strcmp(v, "f32"))
+                go.kv_type = GGML_TYPE_F32;
+            else if (!strcmp(v, "f16"))
+                go.kv_type = GGML_TYPE_F16;
+            else
+                rc = err_set(&e, "--kv-type: '%s' is not f32 or f16", v);
+        } else {
+            fprintf(stderr, "maas run: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (rc < 0) {
+            fprintf(stderr, "maas run: %s\n", e.msg);
+            return 2;
+        }
+        i += used;
+    }
+    if (!model || !prompt) {
+        fprintf(stderr, "maas run: --model and --prompt are required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (sample_params_check(&sp, &e) < 0) {
+        fprintf(stderr, "maas run: %s\n", e.msg);
+        return 2;
+    }
+
+    int rc = 1;
+    struct gen g;
+    struct tok_ids ids;
+    struct tok_stream *ts = NULL;
+    tok_ids_init(&ids);
+    go.model_path = model;
+    go.max_batch = 512;
+    go.n_ctx = -1; /* sized once the prompt's length is known */
+    if (gen_open(&g, &go, &e) < 0) {
+        fprintf(stderr, "maas run: %s\n", e.msg);
+        return 1;
+    }
+    if (tok_encode(g.tok, prompt, strlen(prompt), true, false, &ids, &e) < 0)
+        goto out;
+    if (ids.n == 0) {
+        err_set(&e, "the prompt encodes to no tokens (empty, and the vocabulary adds no BOS)");
+        goto out;
+    }
+    if (n_ctx == 0)
+        n_ctx = (int)ids.n + (n_gen > 0 ? n_gen : 1);
+    if ((int64_t)ids.n + n_gen > n_ctx) {
+        err_set(&e, "prompt of %zu tokens + %d to generate exceed --ctx %d", ids.n, n_gen, n_ctx);
+        goto out;
+    }
+    if (gen_set_ctx(&g, n_ctx, &e) < 0)
+        goto out;
+    if (!json && !(ts = tok_stream_new(g.tok, NULL, 0, false, &e)))
+        goto out;
+    struct rng rng;
+    rng_seed(&rng, seed_set ? (uint64_t)seed : now_ns());
+
+    uint64_t t0 = now_ns();
+    if (gen_feed(&g, ids.ids, (int)ids.n, &e) < 0)
+        goto out;
+    uint64_t t1 = now_ns();
+    int produced = 0;
+    for (; produced < n_gen; produced++) {
+        struct sample_result r;
+        sampler_sample(g.smp, g.logits, &sp, g.hist, g.n_hist, &rng, &r);
+        bool eog = tok_is_eog(g.tok, r.token);
+        if (json) {
+            print_json_token(&g, &r);
+        } else if (!eog) {
+            const char *out;
+            size_t len;
+            if (tok_stream_feed(ts, r.token, &out, &len, &e) < 0)
+                goto out;
+            fwrite(out, 1, len, stdout);
+            fflush(stdout);
+        }
+        if (eog) {
+            produced++;
+            break;
+        }
+        if (produced + 1 < n_gen && gen_feed(&g, &r.token, 1, &e) < 0)
+            goto out;
+    }
+    uint64_t t2 = now_ns();
+    if (ts) {
+        const char *out;
+        size_t len;
+        if (tok_stream_finish(ts, &out, &len, &e) < 0)
+            goto out;
+        fwrite(out, 1, len, stdout);
+        if (isatty(STDOUT_FILENO))
+            fputc('\n', stdout);
+        fflush(stdout);
+    }
+    fprintf(stderr, "maas run: prompt %zu tokens in %.3f s (%.1f tokens/s), generated %d tokens in %.3f s (%.1f tokens/s)\n",
+            ids.n, (t1 - t0) / 1e9, ids.n / ((t1 - t0) / 1e9 + 1e-12), produced, (t2 - t1) / 1e9,
+            produced > 1 ? (produced - 1) / ((t2 - t1) / 1e9 + 1e-12) : 0.0);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "maas run: %s\n", e.msg);
+    tok_stream_free(ts);
+    gen_close(&g);
+    tok_ids_release(&ids);
+    return rc;
+}

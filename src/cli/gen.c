@@ -1,0 +1,194 @@
+/* One generating sequence for the CLI commands (see gen.h). */
+#include "cli/gen.h"
+#include "kernels/kernels.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#define BLOCK_SIZE 16
+
+int gen_open(struct gen *g, const struct gen_opts *o, struct err *e)
+{
+    memset(g, 0, sizeof *g);
+    kernels_init();
+    g->m = model_load(o->model_path, e);
+    if (!g->m)
+        return -1;
+    g->hp = model_hparams(g->m);
+    const struct gguf_file *f = model_gguf(g->m);
+    if (o->need_tokenizer || gguf_find_kv(f, "tokenizer.ggml.model")) {
+        g->tok = tok_load(f, e);
+        if (!g->tok) {
+            err_prefix(e, "%s", o->model_path);
+            goto fail;
+        }
+    }
+    g->n_vocab_sample = g->hp->n_vocab;
+    if (g->tok && tok_n_vocab(g->tok) < g->n_vocab_sample)
+        g->n_vocab_sample = tok_n_vocab(g->tok);
+    int n_threads = o->n_threads > 0 ? o->n_threads : cpu_count();
+    g->pool = pool_new(n_threads);
+    if (!g->pool) {
+        err_set(e, "cannot start %d threads", n_threads);
+        goto fail;
+    }
+    g->kv_type = o->kv_type;
+    g->max_batch = o->max_batch > 0 ? o->max_batch : 512;
+    if (o->n_ctx >= 0 && gen_set_ctx(g, o->n_ctx, e) < 0)
+        goto fail;
+    return 0;
+fail:
+    gen_close(g);
+    return -1;
+}
+
+int gen_set_ctx(struct gen *g, int n_ctx, struct err *e)
+{
+    g->n_ctx = n_ctx > 0 ? n_ctx : (g->hp->n_ctx_train < 4096 ? g->hp->n_ctx_train : 4096);
+    g->block_size = BLOCK_SIZE;
+    g->n_blocks = (g->n_ctx + BLOCK_SIZE - 1) / BLOCK_SIZE;
+    if (model_reserve(g->m, g->max_batch, g->pool, e) < 0)
+        return -1;
+    g->kv = kv_new_typed(g->m, g->n_blocks, BLOCK_SIZE, g->kv_type, e);
+    if (!g->kv)
+        return -1;
+    g->smp = sampler_new(g->n_vocab_sample, e);
+    if (!g->smp)
+        return -1;
+    g->blocks = malloc((size_t)g->n_blocks * sizeof *g->blocks);
+    g->hist = malloc((size_t)g->n_ctx * sizeof *g->hist);
+    g->logits = malloc((size_t)g->hp->n_vocab * sizeof *g->logits);
+    g->bt = malloc((size_t)g->max_batch * sizeof *g->bt);
+    if (!g->blocks || !g->hist || !g->logits || !g->bt)
+        return err_set(e, "out of memory for a context of %d tokens", g->n_ctx);
+    for (int i = 0; i < g->n_blocks; i++)
+        g->blocks[i] = i;
+    g->n_hist = 0;
+    return 0;
+}
+
+void gen_close(struct gen *g)
+{
+    free(g->bt);
+    free(g->logits);
+    free(g->hist);
+    free(g->blocks);
+    sampler_free(g->smp);
+    kv_free(g->kv);
+    model_free(g->m);
+    pool_free(g->pool);
+    tok_free(g->tok);
+    memset(g, 0, sizeof *g);
+}
+
+int gen_feed(struct gen *g, const int32_t *toks, int n, struct err *e)
+{
+    if (n <= 0)
+        return 0;
+    if (n > g->n_ctx - g->n_hist)
+        return err_set(e, "context full: %d tokens held, %d more do not fit in --ctx %d", g->n_hist, n, g->n_ctx);
+    struct batch_seq s = {g->blocks, g->n_blocks};
+    for (int done = 0; done < n;) {
+        int c = n - done < g->max_batch ? n - done : g->max_batch;
+        for (int i = 0; i < c; i++)
+            g->bt[i] = (struct batch_token){toks[done + i], g->n_hist + i, 0, done + i == n - 1};
+        struct batch b = {c, g->bt, 1, &s};
+        if (model_forward(g->m, g->kv, &b, g->logits, e) < 0)
+            return -1;
+        memcpy(g->hist + g->n_hist, toks + done, (size_t)c * sizeof *toks);
+        g->n_hist += c;
+        done += c;
+    }
+    return 0;
+}
+
+void gen_truncate(struct gen *g, int n)
+{
+    if (n < g->n_hist)
+        g->n_hist = n < 0 ? 0 : n;
+}
+
+int parse_int_arg(const char *opt, const char *s, long lo, long hi, int *out, struct err *e)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < lo || v > hi)
+        return err_set(e, "%s: '%s' is not an integer in [%ld, %ld]", opt, s ? s : "", lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+int parse_float_arg(const char *opt, const char *s, double lo, double hi, float *out, struct err *e)
+{
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
+        return err_set(e, "%s: '%s' is not a number in [%g, %g]", opt, s ? s : "", lo, hi);
+    *out = (float)v;
+    return 0;
+}
+
+/* Length of the valid UTF-8 character at s[0..n), or 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    unsigned cp = c & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void json_write_str(FILE *out, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c == '"' || c == '\\') {
+            fprintf(out, "\\%c", c);
+            i++;
+        } else if (c == '\n') {
+            fputs("\\n", out);
+            i++;
+        } else if (c == '\r') {
+            fputs("\\r", out);
+            i++;
+        } else if (c == '\t') {
+            fputs("\\t", out);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(out, "\\u%04x", c);
+            i++;
+        } else {
+            size_t l = utf8_len(s + i, n - i);
+            if (l == 0) {
+                fputs("\\ufffd", out);
+                i++;
+            } else {
+                fwrite(s + i, 1, l, out);
+                i += l;
+            }
+        }
+    }
+}
