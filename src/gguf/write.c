@@ -88,9 +88,13 @@ static struct wkv *find_wkv(struct gguf_writer *w, const char *key)
 }
 
 /* Installs a prepared value (its key field unset) under key: replaces the
- * value of an existing key in place, else appends. On failure v is released. */
+ * value of an existing key in place, else appends. On failure (out of memory,
+ * or a key that is empty or longer than 65535 bytes) v is released. */
 static int put(struct gguf_writer *w, const char *key, struct wkv *v)
 {
+    size_t klen = strlen(key);
+    if (klen == 0 || klen > 65535) /* what the reader (and the spec) accepts */
+        goto fail;
     struct wkv *old = find_wkv(w, key);
     if (old) {
         v->key = old->key;

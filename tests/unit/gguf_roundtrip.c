@@ -246,6 +246,7 @@ TEST(set_replaces_in_place)
     CHECK(gguf_writer_set_arr(w, "b", GGUF_VT_UINT32, arr, 2) == 0);
     CHECK(gguf_writer_set_str(w, "a", "now a string") == 0);
     CHECK(gguf_writer_remove(w, "zzz") == 0);
+    CHECK(gguf_writer_set_u32(w, "", 9) == -1); /* the reader refuses empty keys */
     CHECK(gguf_writer_set_u32(w, "d", 4) == 0);
     CHECK(gguf_writer_remove(w, "c") == 0);
     struct gguf_file *f = write_and_open(w, "replace.gguf");
