@@ -17,6 +17,7 @@ static const struct command commands[] = {
     {"mkmodel", cmd_mkmodel, "mkmodel --arch A --vocab V -o OUT  write a model with seeded random weights"},
     {"tokenize", cmd_tokenize, "tokenize --model FILE [--bos] [--special] (--file F | TEXT)  token ids of a text"},
     {"detokenize", cmd_detokenize, "detokenize --model FILE [--special] ID...  text of token ids"},
+    {"admin", cmd_admin, "admin [--data DIR] account|key|price|usage ...  accounts, API keys, prices, bills"},
     {"version", cmd_version, "version                          version and the kernels this CPU uses"},
 };
 

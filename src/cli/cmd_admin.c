@@ -1,0 +1,747 @@
+/*
+ * maas admin — account, key, price and usage administration, working directly
+ * on the ledger (--data DIR, default ./maas-data; later --db URL).
+ *
+ *   maas admin [--data DIR] account create NAME [--credit AMOUNT]
+ *   maas admin [--data DIR] account list | show ID | credit ID AMOUNT
+ *   maas admin [--data DIR] key create ACCOUNT [--models M1,M2] [--rpm N] [--tpm N]
+ *                               [--budget AMOUNT --budget-period day|month|total] [--expires YYYY-MM-DD]
+ *   maas admin [--data DIR] key list [ACCOUNT] | revoke KEY_ID
+ *   maas admin [--data DIR] price set MODEL --input A --cached-input A --output A [--from TIMESTAMP]
+ *   maas admin [--data DIR] price list
+ *   maas admin [--data DIR] usage [--from DATE] [--to DATE] [--account ID] [--key KEY_ID]
+ *                               [--by day|account|key|model|request] [--format table|json|csv]
+ *   maas admin [--data DIR] admin-key create
+ *
+ * Options may come before or after the subcommand; every subcommand takes
+ * --format json. Scripts can rely on: `account create` printing the new id
+ * alone on its last line, `key create` and `admin-key create` the key alone on
+ * the last line (the only time a key is shown). Amounts are decimals in
+ * currency units, exact to 0.000001; anything else is refused with one line.
+ */
+#include "billing/billing.h"
+#include "cli/cli.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV };
+
+enum opt_id {
+    O_DATA, O_DB, O_FORMAT, O_SECRET, O_CREDIT, O_MODELS, O_RPM, O_TPM, O_BUDGET, O_PERIOD, O_EXPIRES, O_INPUT,
+    O_CACHED, O_OUTPUT, O_FROM, O_TO, O_ACCOUNT, O_KEY, O_BY, O_COUNT
+};
+
+static const char *opt_names[O_COUNT] = {
+    "data", "db", "format", "secret-file", "credit", "models", "rpm", "tpm", "budget", "budget-period",
+    "expires", "input", "cached-input", "output", "from", "to", "account", "key", "by",
+};
+
+#define GLOBAL_OPTS ((1u << O_DATA) | (1u << O_DB) | (1u << O_FORMAT) | (1u << O_SECRET))
+#define MAX_POS 8
+
+struct args {
+    const char *opt[O_COUNT];
+    const char *pos[MAX_POS];
+    int n_pos;
+    enum fmt fmt;
+};
+
+static const char usage_text[] =
+    "usage: maas admin [--data DIR | --db URL] [--format table|json] <subcommand>\n"
+    "  account create NAME [--credit AMOUNT]      prints the new account id on its last line\n"
+    "  account list\n"
+    "  account show ID\n"
+    "  account credit ID AMOUNT\n"
+    "  key create ACCOUNT [--models M1,M2] [--rpm N] [--tpm N] [--budget AMOUNT --budget-period day|month|total]\n"
+    "                     [--expires YYYY-MM-DD]   prints the key on its last line (shown only once)\n"
+    "  key list [ACCOUNT]\n"
+    "  key revoke KEY_ID\n"
+    "  price set MODEL --input AMOUNT --cached-input AMOUNT --output AMOUNT [--from TIMESTAMP]\n"
+    "                                             amounts per million tokens\n"
+    "  price list\n"
+    "  usage [--from DATE] [--to DATE] [--account ID] [--key KEY_ID] [--by day|account|key|model|request]\n"
+    "        [--format table|json|csv]\n"
+    "  admin-key create                           a key for the /admin HTTP routes (last line)\n"
+    "AMOUNT is a decimal in currency units (10, 0.25, 0.000001). DIR defaults to ./maas-data.\n";
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "maas admin: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(usage_text, stdout);
+            return 1;
+        }
+        if (!strncmp(s, "--", 2)) {
+            const char *name = s + 2, *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            int id = -1;
+            for (int k = 0; k < O_COUNT; k++)
+                if (strlen(opt_names[k]) == len && !strncmp(opt_names[k], name, len))
+                    id = k;
+            if (id < 0) {
+                fprintf(stderr, "maas admin: unknown option '%s'\n", s);
+                return 2;
+            }
+            const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!val) {
+                fprintf(stderr, "maas admin: option --%s needs a value\n", opt_names[id]);
+                return 2;
+            }
+            if (a->opt[id]) {
+                fprintf(stderr, "maas admin: option --%s given twice\n", opt_names[id]);
+                return 2;
+            }
+            a->opt[id] = val;
+            continue;
+        }
+        if (a->n_pos == MAX_POS) {
+            fprintf(stderr, "maas admin: too many arguments\n");
+            return 2;
+        }
+        a->pos[a->n_pos++] = s;
+    }
+    const char *f = a->opt[O_FORMAT];
+    if (!f || !strcmp(f, "table"))
+        a->fmt = FMT_TABLE;
+    else if (!strcmp(f, "json"))
+        a->fmt = FMT_JSON;
+    else if (!strcmp(f, "csv"))
+        a->fmt = FMT_CSV;
+    else {
+        fprintf(stderr, "maas admin: --format '%s': expected table, json or csv\n", f);
+        return 2;
+    }
+    return 0;
+}
+
+/* Refuses options that the subcommand does not take. */
+static int only(const struct args *a, unsigned allowed, const char *what)
+{
+    allowed |= GLOBAL_OPTS;
+    for (int k = 0; k < O_COUNT; k++)
+        if (a->opt[k] && !(allowed & (1u << k))) {
+            fprintf(stderr, "maas admin: %s does not take --%s\n", what, opt_names[k]);
+            return 2;
+        }
+    return 0;
+}
+
+static int npos(const struct args *a, int lo, int hi, const char *syntax)
+{
+    int n = a->n_pos - 2; /* after "<noun> <verb>" */
+    if (n < lo || n > hi) {
+        fprintf(stderr, "maas admin: usage: maas admin %s\n", syntax);
+        return 2;
+    }
+    return 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_str(FILE *f, const char *s)
+{
+    if (!strpbrk(s, ",\"\n\r")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int parse_count(const char *name, const char *s, int64_t *out)
+{
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 12) {
+        fprintf(stderr, "maas admin: --%s '%s': expected a whole number from 0 to 999999999999\n", name, s);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i])) {
+            fprintf(stderr, "maas admin: --%s '%s': expected a whole number from 0 to 999999999999\n", name, s);
+            return -1;
+        }
+    *out = strtoll(s, NULL, 10);
+    return 0;
+}
+
+static int parse_amount(const char *what, const char *s, int64_t *out)
+{
+    struct err e;
+    if (amount_parse(s, 0, out, &e)) {
+        fprintf(stderr, "maas admin: %s: %s\n", what, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static char *amt(int64_t v, char *buf)
+{
+    return amount_format(v, buf, 32);
+}
+
+static char *when(int64_t t, char *buf)
+{
+    if (!t)
+        return strcpy(buf, "-");
+    return time_format(t, buf, 32);
+}
+
+/* ---- accounts ---- */
+
+static void print_account_json(const struct billing_account *a)
+{
+    char b1[32], b2[32], b3[32], b4[32], t[32];
+    printf("{\"id\":");
+    json_str(stdout, a->id);
+    printf(",\"name\":");
+    json_str(stdout, a->name);
+    printf(",\"balance\":\"%s\",\"held\":\"%s\",\"available\":\"%s\",\"credited\":\"%s\",\"keys\":%lld,"
+           "\"created_at\":\"%s\"}",
+           amt(a->balance, b1), amt(a->held, b2), amt(a->balance - a->held, b3), amt(a->credited, b4),
+           (long long)a->n_keys, when(a->created_at, t));
+}
+
+static void print_account_table(const struct billing_account *a)
+{
+    char b1[32], b2[32], b3[32], b4[32], t[32];
+    printf("id:         %s\nname:       %s\nbalance:    %s\nheld:       %s\navailable:  %s\ncredited:   %s\n"
+           "keys:       %lld\ncreated:    %s\n",
+           a->id, a->name, amt(a->balance, b1), amt(a->held, b2), amt(a->balance - a->held, b3),
+           amt(a->credited, b4), (long long)a->n_keys, when(a->created_at, t));
+}
+
+struct list_state {
+    enum fmt fmt;
+    int n;
+};
+
+static int account_list_row(void *ctx, const struct billing_account *a)
+{
+    struct list_state *st = ctx;
+    if (st->fmt == FMT_JSON) {
+        printf("%s", st->n ? "," : "");
+        print_account_json(a);
+    } else {
+        char b1[32], b2[32], b3[32], t[32];
+        if (st->n == 0)
+            printf("%-22s %-20s %16s %14s %16s %5s  %s\n", "ID", "NAME", "BALANCE", "HELD", "CREDITED", "KEYS",
+                   "CREATED");
+        printf("%-22s %-20s %16s %14s %16s %5lld  %s\n", a->id, a->name, amt(a->balance, b1), amt(a->held, b2),
+               amt(a->credited, b3), (long long)a->n_keys, when(a->created_at, t));
+    }
+    st->n++;
+    return 0;
+}
+
+static int do_account(struct billing *b, const struct args *a)
+{
+    struct err e = {{0}};
+    const char *verb = a->n_pos > 1 ? a->pos[1] : "";
+    if (!strcmp(verb, "create")) {
+        if (only(a, 1u << O_CREDIT, "account create") || npos(a, 1, 1, "account create NAME [--credit AMOUNT]"))
+            return 2;
+        int64_t credit = 0;
+        if (a->opt[O_CREDIT] && parse_amount("--credit", a->opt[O_CREDIT], &credit))
+            return 2;
+        char id[BILLING_ID_MAX];
+        struct billing_account acc;
+        if (billing_account_create(b, a->pos[2], credit, id, &e) || billing_account_get(b, id, &acc, &e))
+            return fail("%s", e.msg);
+        if (a->fmt == FMT_JSON) {
+            print_account_json(&acc);
+            printf("\n");
+        } else {
+            char b1[32];
+            printf("created account '%s' with balance %s\n%s\n", acc.name, amt(acc.balance, b1), id);
+        }
+        return 0;
+    }
+    if (!strcmp(verb, "list")) {
+        if (only(a, 0, "account list") || npos(a, 0, 0, "account list"))
+            return 2;
+        struct list_state st = {a->fmt, 0};
+        if (a->fmt == FMT_JSON)
+            printf("{\"accounts\":[");
+        if (billing_account_list(b, account_list_row, &st, &e)) {
+            if (a->fmt == FMT_JSON)
+                printf("]}\n");
+            return fail("%s", e.msg);
+        }
+        if (a->fmt == FMT_JSON)
+            printf("]}\n");
+        else if (st.n == 0)
+            printf("no accounts\n");
+        return 0;
+    }
+    if (!strcmp(verb, "show") || !strcmp(verb, "credit")) {
+        int credit = !strcmp(verb, "credit");
+        if (only(a, 0, credit ? "account credit" : "account show") ||
+            npos(a, 1 + credit, 1 + credit, credit ? "account credit ID AMOUNT" : "account show ID"))
+            return 2;
+        struct billing_account acc;
+        if (credit) {
+            int64_t v;
+            if (parse_amount("credit", a->pos[3], &v))
+                return 2;
+            if (v == 0)
+                return fail("credit: amount must be greater than 0"), 2;
+            if (billing_account_credit(b, a->pos[2], v, "admin credit", &acc, &e))
+                return fail("%s", e.msg);
+        } else if (billing_account_get(b, a->pos[2], &acc, &e)) {
+            return fail("%s", e.msg);
+        }
+        if (a->fmt == FMT_JSON) {
+            print_account_json(&acc);
+            printf("\n");
+        } else {
+            print_account_table(&acc);
+        }
+        return 0;
+    }
+    fprintf(stderr, "maas admin: account: expected create, list, show or credit\n");
+    return 2;
+}
+
+/* ---- keys ---- */
+
+static void print_key_json(const struct billing_key *k, const char *whole)
+{
+    char b1[32], t1[32], t2[32], t3[32], t4[32];
+    printf("{\"id\":");
+    json_str(stdout, k->id);
+    printf(",\"account\":");
+    json_str(stdout, k->account_id);
+    printf(",\"models\":");
+    if (k->models[0]) {
+        printf("[");
+        char m[1024];
+        snprintf(m, sizeof m, "%s", k->models);
+        int first = 1;
+        for (char *save = NULL, *tok = strtok_r(m, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            printf("%s", first ? "" : ",");
+            json_str(stdout, tok);
+            first = 0;
+        }
+        printf("]");
+    } else {
+        printf("null");
+    }
+    printf(",\"rpm\":%lld,\"tpm\":%lld,\"budget\":", (long long)k->rpm, (long long)k->tpm);
+    if (k->budget)
+        printf("\"%s\",\"budget_period\":\"%s\"", amt(k->budget, b1), billing_period_name(k->budget_period));
+    else
+        printf("null,\"budget_period\":null");
+    printf(",\"expires_at\":");
+    if (k->expires_at)
+        printf("\"%s\"", when(k->expires_at, t1));
+    else
+        printf("null");
+    printf(",\"revoked\":%s,\"revoked_at\":", k->revoked_at ? "true" : "false");
+    if (k->revoked_at)
+        printf("\"%s\"", when(k->revoked_at, t2));
+    else
+        printf("null");
+    printf(",\"created_at\":\"%s\",\"last_used_at\":", when(k->created_at, t3));
+    if (k->last_used_at)
+        printf("\"%s\"", when(k->last_used_at, t4));
+    else
+        printf("null");
+    if (whole) {
+        printf(",\"key\":");
+        json_str(stdout, whole);
+    }
+    printf("}");
+}
+
+static int key_list_row(void *ctx, const struct billing_key *k)
+{
+    struct list_state *st = ctx;
+    if (st->fmt == FMT_JSON) {
+        printf("%s", st->n ? "," : "");
+        print_key_json(k, NULL);
+    } else {
+        char b1[32], t1[32], lim[64], bud[64];
+        if (st->n == 0)
+            printf("%-12s %-22s %-8s %-20s %-24s %-20s %s\n", "KEY_ID", "ACCOUNT", "STATUS", "MODELS", "LIMITS",
+                   "BUDGET", "EXPIRES");
+        snprintf(lim, sizeof lim, "rpm %lld tpm %lld", (long long)k->rpm, (long long)k->tpm);
+        if (k->budget)
+            snprintf(bud, sizeof bud, "%s/%s", amt(k->budget, b1), billing_period_name(k->budget_period));
+        else
+            snprintf(bud, sizeof bud, "-");
+        printf("%-12s %-22s %-8s %-20s %-24s %-20s %s\n", k->id, k->account_id, k->revoked_at ? "revoked" : "active",
+               k->models[0] ? k->models : "*", lim, bud, when(k->expires_at, t1));
+    }
+    st->n++;
+    return 0;
+}
+
+static int do_key(struct billing *b, const struct args *a)
+{
+    struct err e = {{0}};
+    const char *verb = a->n_pos > 1 ? a->pos[1] : "";
+    if (!strcmp(verb, "create")) {
+        unsigned allowed = (1u << O_MODELS) | (1u << O_RPM) | (1u << O_TPM) | (1u << O_BUDGET) | (1u << O_PERIOD) |
+                           (1u << O_EXPIRES);
+        if (only(a, allowed, "key create") ||
+            npos(a, 1, 1, "key create ACCOUNT [--models M1,M2] [--rpm N] [--tpm N] [--budget AMOUNT "
+                          "--budget-period day|month|total] [--expires YYYY-MM-DD]"))
+            return 2;
+        struct billing_key_spec sp = {.models = a->opt[O_MODELS]};
+        if (parse_count("rpm", a->opt[O_RPM], &sp.rpm) || parse_count("tpm", a->opt[O_TPM], &sp.tpm))
+            return 2;
+        if (a->opt[O_BUDGET] || a->opt[O_PERIOD]) {
+            if (!a->opt[O_BUDGET] || !a->opt[O_PERIOD]) {
+                fprintf(stderr, "maas admin: --budget and --budget-period go together\n");
+                return 2;
+            }
+            if (parse_amount("--budget", a->opt[O_BUDGET], &sp.budget))
+                return 2;
+            if (sp.budget == 0) {
+                fprintf(stderr, "maas admin: --budget must be greater than 0\n");
+                return 2;
+            }
+            if (billing_period_parse(a->opt[O_PERIOD], &sp.budget_period, &e)) {
+                fprintf(stderr, "maas admin: %s\n", e.msg);
+                return 2;
+            }
+        }
+        if (a->opt[O_EXPIRES]) {
+            if (time_parse(a->opt[O_EXPIRES], &sp.expires_at, &e)) {
+                fprintf(stderr, "maas admin: --expires: %s\n", e.msg);
+                return 2;
+            }
+            if (sp.expires_at <= billing_now(b)) {
+                fprintf(stderr, "maas admin: --expires '%s' is in the past\n", a->opt[O_EXPIRES]);
+                return 2;
+            }
+        }
+        char key[BILLING_KEY_LEN + 1];
+        struct billing_key info;
+        if (billing_key_create(b, a->pos[2], &sp, key, &info, &e))
+            return fail("%s", e.msg);
+        if (a->fmt == FMT_JSON) {
+            print_key_json(&info, key);
+            printf("\n");
+        } else {
+            printf("created key %s for account %s; it is shown only this once:\n%s\n", info.id, info.account_id, key);
+        }
+        return 0;
+    }
+    if (!strcmp(verb, "list")) {
+        if (only(a, 0, "key list") || npos(a, 0, 1, "key list [ACCOUNT]"))
+            return 2;
+        struct list_state st = {a->fmt, 0};
+        if (a->fmt == FMT_JSON)
+            printf("{\"keys\":[");
+        int rc = billing_key_list(b, a->n_pos > 2 ? a->pos[2] : NULL, key_list_row, &st, &e);
+        if (a->fmt == FMT_JSON)
+            printf("]}\n");
+        else if (rc == 0 && st.n == 0)
+            printf("no keys\n");
+        return rc ? fail("%s", e.msg) : 0;
+    }
+    if (!strcmp(verb, "revoke")) {
+        if (only(a, 0, "key revoke") || npos(a, 1, 1, "key revoke KEY_ID"))
+            return 2;
+        if (billing_key_revoke(b, a->pos[2], &e))
+            return fail("%s", e.msg);
+        if (a->fmt == FMT_JSON) {
+            printf("{\"revoked\":");
+            json_str(stdout, a->pos[2]);
+            printf("}\n");
+        } else {
+            printf("revoked\n");
+        }
+        return 0;
+    }
+    fprintf(stderr, "maas admin: key: expected create, list or revoke\n");
+    return 2;
+}
+
+/* ---- prices ---- */
+
+struct price_state {
+    enum fmt fmt;
+    int n;
+    int64_t now;
+    char model[BILLING_MODEL_MAX];
+    int64_t in_force_from; /* of the current model */
+};
+
+static int price_row(void *ctx, const struct billing_price *p)
+{
+    struct price_state *st = ctx;
+    char b1[32], b2[32], b3[32], t[32];
+    if (st->fmt == FMT_JSON) {
+        printf("%s{\"model\":", st->n ? "," : "");
+        json_str(stdout, p->model);
+        printf(",\"input\":\"%s\",\"cached_input\":\"%s\",\"output\":\"%s\",\"from\":\"%s\",\"per\":\"1M tokens\"}",
+               amt(p->input, b1), amt(p->cached_input, b2), amt(p->output, b3), when(p->effective_from, t));
+    } else {
+        if (st->n == 0)
+            printf("%-24s %14s %14s %14s  %-20s %s\n", "MODEL", "INPUT/1M", "CACHED/1M", "OUTPUT/1M", "FROM", "");
+        printf("%-24s %14s %14s %14s  %-20s %s\n", p->model, amt(p->input, b1), amt(p->cached_input, b2),
+               amt(p->output, b3), p->effective_from ? when(p->effective_from, t) : "always",
+               p->effective_from > st->now ? "(future)" : "");
+    }
+    st->n++;
+    return 0;
+}
+
+static int do_price(struct billing *b, const struct args *a)
+{
+    struct err e = {{0}};
+    const char *verb = a->n_pos > 1 ? a->pos[1] : "";
+    if (!strcmp(verb, "set")) {
+        unsigned allowed = (1u << O_INPUT) | (1u << O_CACHED) | (1u << O_OUTPUT) | (1u << O_FROM);
+        const char *syn = "price set MODEL --input AMOUNT --cached-input AMOUNT --output AMOUNT [--from TIMESTAMP]";
+        if (only(a, allowed, "price set") || npos(a, 1, 1, syn))
+            return 2;
+        if (!a->opt[O_INPUT] || !a->opt[O_CACHED] || !a->opt[O_OUTPUT]) {
+            fprintf(stderr, "maas admin: usage: maas admin %s\n", syn);
+            return 2;
+        }
+        struct billing_price p;
+        memset(&p, 0, sizeof p);
+        if (strlen(a->pos[2]) >= sizeof p.model)
+            return fail("model name too long"), 2;
+        snprintf(p.model, sizeof p.model, "%s", a->pos[2]);
+        if (parse_amount("--input", a->opt[O_INPUT], &p.input) ||
+            parse_amount("--cached-input", a->opt[O_CACHED], &p.cached_input) ||
+            parse_amount("--output", a->opt[O_OUTPUT], &p.output))
+            return 2;
+        p.effective_from = billing_now(b);
+        if (a->opt[O_FROM] && strcmp(a->opt[O_FROM], "now") && time_parse(a->opt[O_FROM], &p.effective_from, &e)) {
+            fprintf(stderr, "maas admin: --from: %s\n", e.msg);
+            return 2;
+        }
+        if (billing_price_set(b, &p, &e))
+            return fail("%s", e.msg);
+        struct price_state st = {a->fmt, 0, billing_now(b), "", 0};
+        if (a->fmt == FMT_JSON) {
+            price_row(&st, &p);
+            printf("\n");
+        } else {
+            char t[32];
+            printf("price of %s set from %s\n", p.model, when(p.effective_from, t));
+        }
+        return 0;
+    }
+    if (!strcmp(verb, "list")) {
+        if (only(a, 0, "price list") || npos(a, 0, 0, "price list"))
+            return 2;
+        struct price_state st = {a->fmt, 0, billing_now(b), "", 0};
+        if (a->fmt == FMT_JSON)
+            printf("{\"prices\":[");
+        int rc = billing_price_list(b, price_row, &st, &e);
+        if (a->fmt == FMT_JSON)
+            printf("]}\n");
+        else if (rc == 0 && st.n == 0)
+            printf("no prices\n");
+        return rc ? fail("%s", e.msg) : 0;
+    }
+    fprintf(stderr, "maas admin: price: expected set or list\n");
+    return 2;
+}
+
+/* ---- usage ---- */
+
+struct usage_state {
+    enum fmt fmt;
+    const char *group;
+    int n;
+};
+
+static void usage_counters_json(const struct billing_usage_row *r)
+{
+    char c[32];
+    printf("\"requests\":%lld,\"prompt_tokens\":%lld,\"cached_tokens\":%lld,\"completion_tokens\":%lld,"
+           "\"cost\":\"%s\"",
+           (long long)r->requests, (long long)r->prompt_tokens, (long long)r->cached_tokens,
+           (long long)r->completion_tokens, amt(r->cost, c));
+}
+
+static int usage_row(void *ctx, const struct billing_usage_row *r)
+{
+    struct usage_state *st = ctx;
+    char c[32];
+    if (st->fmt == FMT_JSON) {
+        printf("%s{", st->n ? "," : "");
+        json_str(stdout, st->group);
+        printf(":");
+        json_str(stdout, r->group);
+        printf(",");
+        usage_counters_json(r);
+        printf("}");
+    } else if (st->fmt == FMT_CSV) {
+        csv_str(stdout, r->group);
+        printf(",%lld,%lld,%lld,%lld,%s\n", (long long)r->requests, (long long)r->prompt_tokens,
+               (long long)r->cached_tokens, (long long)r->completion_tokens, amt(r->cost, c));
+    } else {
+        printf("%-28s %9lld %14lld %14lld %14lld %16s\n", r->group, (long long)r->requests,
+               (long long)r->prompt_tokens, (long long)r->cached_tokens, (long long)r->completion_tokens,
+               amt(r->cost, c));
+    }
+    st->n++;
+    return 0;
+}
+
+static int do_usage(struct billing *b, const struct args *a)
+{
+    struct err e = {{0}};
+    unsigned allowed = (1u << O_FROM) | (1u << O_TO) | (1u << O_ACCOUNT) | (1u << O_KEY) | (1u << O_BY);
+    if (only(a, allowed, "usage"))
+        return 2;
+    if (a->n_pos != 1) {
+        fprintf(stderr, "maas admin: usage takes no arguments besides its options\n");
+        return 2;
+    }
+    struct billing_usage_filter f = {.account_id = a->opt[O_ACCOUNT], .key_id = a->opt[O_KEY]};
+    if (a->opt[O_FROM] && time_parse(a->opt[O_FROM], &f.from, &e)) {
+        fprintf(stderr, "maas admin: --from: %s\n", e.msg);
+        return 2;
+    }
+    if (a->opt[O_TO]) {
+        if (time_parse(a->opt[O_TO], &f.to, &e)) {
+            fprintf(stderr, "maas admin: --to: %s\n", e.msg);
+            return 2;
+        }
+        if (strlen(a->opt[O_TO]) == 10 && a->opt[O_TO][4] == '-') /* a date: include that whole day */
+            f.to += 86400;
+        if (f.from && f.to <= f.from) {
+            fprintf(stderr, "maas admin: --to must be after --from\n");
+            return 2;
+        }
+    }
+    enum billing_group by = BILLING_BY_DAY;
+    if (a->opt[O_BY] && billing_group_parse(a->opt[O_BY], &by, &e)) {
+        fprintf(stderr, "maas admin: %s\n", e.msg);
+        return 2;
+    }
+    struct usage_state st = {a->fmt, billing_group_name(by), 0};
+    if (a->fmt == FMT_JSON)
+        printf("{\"rows\":[");
+    else if (a->fmt == FMT_CSV)
+        printf("%s,requests,prompt_tokens,cached_tokens,completion_tokens,cost\n", st.group);
+    else
+        printf("%-28s %9s %14s %14s %14s %16s\n", st.group, "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST");
+    struct billing_usage_row total;
+    if (billing_usage_report(b, &f, by, usage_row, &st, &total, &e)) {
+        if (a->fmt == FMT_JSON)
+            printf("]}\n");
+        return fail("%s", e.msg);
+    }
+    if (a->fmt == FMT_JSON) {
+        printf("],\"total\":{");
+        usage_counters_json(&total);
+        printf("}}\n");
+    } else if (a->fmt == FMT_TABLE) {
+        snprintf(total.group, sizeof total.group, "TOTAL");
+        usage_row(&st, &total);
+    }
+    return 0;
+}
+
+static int do_admin_key(struct billing *b, const struct args *a)
+{
+    struct err e = {{0}};
+    if (a->n_pos != 2 || strcmp(a->pos[1], "create")) {
+        fprintf(stderr, "maas admin: usage: maas admin admin-key create\n");
+        return 2;
+    }
+    if (only(a, 0, "admin-key create"))
+        return 2;
+    char key[128];
+    if (billing_admin_key_create(b, key, sizeof key, &e))
+        return fail("%s", e.msg);
+    if (a->fmt == FMT_JSON) {
+        printf("{\"admin_key\":");
+        json_str(stdout, key);
+        printf("}\n");
+    } else {
+        printf("admin key created; it is shown only this once:\n%s\n", key);
+    }
+    return 0;
+}
+
+int cmd_admin(int argc, char **argv)
+{
+    struct args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    if (a.n_pos == 0) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    const char *noun = a.pos[0];
+    if (strcmp(noun, "account") && strcmp(noun, "key") && strcmp(noun, "price") && strcmp(noun, "usage") &&
+        strcmp(noun, "admin-key")) {
+        fprintf(stderr, "maas admin: unknown subcommand '%s' (account, key, price, usage, admin-key)\n", noun);
+        return 2;
+    }
+    if (a.fmt == FMT_CSV && strcmp(noun, "usage")) {
+        fprintf(stderr, "maas admin: --format csv is for usage only (use table or json)\n");
+        return 2;
+    }
+    if (a.opt[O_DATA] && a.opt[O_DB]) {
+        fprintf(stderr, "maas admin: give --data DIR or --db URL, not both\n");
+        return 2;
+    }
+    struct billing_options o = {.db = a.opt[O_DB] ? a.opt[O_DB] : a.opt[O_DATA] ? a.opt[O_DATA] : "./maas-data",
+                                .secret_file = a.opt[O_SECRET],
+                                .n_conn = 1};
+    struct billing *b = NULL;
+    struct err e = {{0}};
+    if (billing_open(&o, &b, &e))
+        return fail("%s", e.msg);
+    if (!strcmp(noun, "account"))
+        rc = do_account(b, &a);
+    else if (!strcmp(noun, "key"))
+        rc = do_key(b, &a);
+    else if (!strcmp(noun, "price"))
+        rc = do_price(b, &a);
+    else if (!strcmp(noun, "usage"))
+        rc = do_usage(b, &a);
+    else
+        rc = do_admin_key(b, &a);
+    billing_close(b);
+    fflush(stdout);
+    return rc;
+}
