@@ -355,9 +355,8 @@ static int rd_tensor_infos(struct rd *r, struct gguf_file *f, struct gguf_str *n
         if (t->ne[0] % blck)
             return rd_fail(r, at, "row length ne[0] = %" PRId64 " is not a multiple of the %s block size %" PRId64,
                            t->ne[0], ggml_type_name(t->type), blck);
-        uint64_t rows = nel / (uint64_t)t->ne[0];
-        uint64_t row_bytes = (uint64_t)(t->ne[0] / blck) * ggml_type_size(t->type); /* ne0 < 2^63, size <= 292: fits */
-        if ((uint64_t)(t->ne[0] / blck) > UINT64_MAX / ggml_type_size(t->type) ||
+        uint64_t rows = nel / (uint64_t)t->ne[0], row_bytes;
+        if (__builtin_mul_overflow((uint64_t)(t->ne[0] / blck), (uint64_t)ggml_type_size(t->type), &row_bytes) ||
             __builtin_mul_overflow(row_bytes, rows, &t->nbytes) || t->nbytes > (uint64_t)INT64_MAX)
             return rd_fail(r, at, "byte size of %" PRIu64 " elements of %s overflows", nel, ggml_type_name(t->type));
         if (rd_u64(r, &t->offset, "data offset"))
@@ -374,16 +373,21 @@ static int place_tensors(struct rd *r, struct gguf_file *f, const struct gguf_st
         char q[400];
         quote_bytes(q, sizeof q, name_spans[i].ptr, name_spans[i].len);
         snprintf(r->ctx, sizeof r->ctx, "tensor '%s'", q);
+        /* where the tensor info's offset field sits: the end of the info */
+        size_t info_end = (size_t)((const uint8_t *)name_spans[i].ptr - r->p) + name_spans[i].len + 4 +
+                          8 * (size_t)t->n_dims + 4 + 8;
         if (t->offset % f->alignment)
-            return rd_fail(r, f->data_offset, "data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
+            return rd_fail(r, info_end - 8, "data offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
                            t->offset, f->alignment);
         uint64_t start;
-        if (__builtin_add_overflow(f->data_offset, t->offset, &start) || start > r->size ||
-            t->nbytes > r->size - start) {
+        if (__builtin_add_overflow(f->data_offset, t->offset, &start))
+            return rd_fail(r, info_end - 8, "data offset %" PRIu64 " + data section start %" PRIu64 " overflows",
+                           t->offset, f->data_offset);
+        if (start > r->size || t->nbytes > r->size - start) {
             /* The example of STYLE.md, word for word. */
             return err_set(r->e, "%s: %s: data at offset %" PRIu64 " + %" PRIu64
                                  " bytes runs past end of file (%zu bytes)",
-                           r->file, r->ctx, f->data_offset + t->offset, t->nbytes, r->size);
+                           r->file, r->ctx, start, t->nbytes, r->size);
         }
         t->data = r->p + start;
     }

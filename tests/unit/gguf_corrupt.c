@@ -392,13 +392,17 @@ TEST(tensor_data_errors)
     hdr(&b, 3, 1, 0);
     tinfo(&b, "w", 1, (uint64_t[]){8}, GGML_TYPE_F32, UINT64_MAX - 31);
     pad(&b, 32);
-    EXPECT_FAIL(&b, "tensor 'w'", "runs past end of file");
+    EXPECT_FAIL(&b, "tensor 'w'", "data offset 18446744073709551584 + data section start 64 overflows", "offset 49");
+    hdr(&b, 3, 1, 0);
+    tinfo(&b, "w", 1, (uint64_t[]){8}, GGML_TYPE_F32, 1ull << 40);
+    pad(&b, 32);
+    EXPECT_FAIL(&b, "tensor 'w': data at offset 1099511627840 + 32 bytes runs past end of file (64 bytes)");
     hdr(&b, 3, 1, 0);
     tinfo(&b, "w", 1, (uint64_t[]){8}, GGML_TYPE_F32, 4);
     pad(&b, 32);
     for (int i = 0; i < 64; i++)
         u8(&b, 0);
-    EXPECT_FAIL(&b, "tensor 'w'", "data offset 4 is not a multiple of the alignment 32");
+    EXPECT_FAIL(&b, "tensor 'w'", "data offset 4 is not a multiple of the alignment 32", "(at offset 49)");
 }
 
 /* ---- a small valid file written by the writer, then damaged ---- */
