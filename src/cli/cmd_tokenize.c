@@ -171,6 +171,9 @@ int cmd_detokenize(int argc, char **argv)
             model = argv[++i];
         } else if (!strcmp(a, "--special")) {
             special = true;
+        } else if (!strcmp(a, "--")) {
+            first_id = i + 1;
+            break;
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "maas detokenize: unknown option '%s' (or missing value)\n", a);
             detokenize_usage(stderr);
