@@ -12,6 +12,7 @@
  *   maas admin [--data DIR] usage [--from DATE] [--to DATE] [--account ID] [--key KEY_ID]
  *                               [--by day|account|key|model|request] [--format table|json|csv]
  *   maas admin [--data DIR] admin-key create
+ *   maas admin [--data DIR] audit            checks that the ledger balances
  *
  * Options may come before or after the subcommand; every subcommand takes
  * --format json. Scripts can rely on: `account create` printing the new id
@@ -64,6 +65,7 @@ static const char usage_text[] =
     "  usage [--from DATE] [--to DATE] [--account ID] [--key KEY_ID] [--by day|account|key|model|request]\n"
     "        [--format table|json|csv]\n"
     "  admin-key create                           a key for the /admin HTTP routes (last line)\n"
+    "  audit                                      check balances against credits, costs and holds\n"
     "AMOUNT is a decimal in currency units (10, 0.25, 0.000001). DIR defaults to ./maas-data.\n";
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -700,6 +702,28 @@ static int do_admin_key(struct billing *b, const struct args *a)
     return 0;
 }
 
+static int do_audit(struct billing *b, const struct args *a)
+{
+    struct err e = {{0}};
+    if (a->n_pos != 1 || only(a, 0, "audit")) {
+        fprintf(stderr, "maas admin: usage: maas admin audit\n");
+        return 2;
+    }
+    if (billing_audit(b, &e)) {
+        if (a->fmt == FMT_JSON) {
+            printf("{\"ok\":false,\"error\":");
+            json_str(stdout, e.msg);
+            printf("}\n");
+        }
+        return fail("%s", e.msg);
+    }
+    if (a->fmt == FMT_JSON)
+        printf("{\"ok\":true}\n");
+    else
+        printf("ledger balances: every balance equals its credits minus its settled costs, and holds add up\n");
+    return 0;
+}
+
 int cmd_admin(int argc, char **argv)
 {
     struct args a;
@@ -712,8 +736,8 @@ int cmd_admin(int argc, char **argv)
     }
     const char *noun = a.pos[0];
     if (strcmp(noun, "account") && strcmp(noun, "key") && strcmp(noun, "price") && strcmp(noun, "usage") &&
-        strcmp(noun, "admin-key")) {
-        fprintf(stderr, "maas admin: unknown subcommand '%s' (account, key, price, usage, admin-key)\n", noun);
+        strcmp(noun, "admin-key") && strcmp(noun, "audit")) {
+        fprintf(stderr, "maas admin: unknown subcommand '%s' (account, key, price, usage, admin-key, audit)\n", noun);
         return 2;
     }
     if (a.fmt == FMT_CSV && strcmp(noun, "usage")) {
@@ -739,6 +763,8 @@ int cmd_admin(int argc, char **argv)
         rc = do_price(b, &a);
     else if (!strcmp(noun, "usage"))
         rc = do_usage(b, &a);
+    else if (!strcmp(noun, "audit"))
+        rc = do_audit(b, &a);
     else
         rc = do_admin_key(b, &a);
     billing_close(b);
