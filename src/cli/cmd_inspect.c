@@ -104,6 +104,33 @@ static void print_shortest(double d, bool f32)
     fputs(buf, stdout);
 }
 
+/* Copies a key or tensor name into buf for the human form: printable ASCII and
+ * valid UTF-8 as they are, other bytes as \xNN, cut at about 120 bytes. */
+static const char *esc_name(const char *s, char *buf, size_t cap)
+{
+    size_t o = 0, len = strlen(s);
+    for (size_t i = 0; i < len && o + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c >= 0x80 ? utf8_seq((const unsigned char *)s + i, len - i) : 0;
+        if (c >= 0x20 && c < 0x7f) {
+            buf[o++] = (char)c;
+        } else if (k && !(c == 0xc2 && (unsigned char)s[i + 1] < 0xa0) && o + k + 8 < cap) {
+            memcpy(buf + o, s + i, k);
+            o += k;
+            i += k - 1;
+        } else {
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+        }
+        if (o >= 120 && i + 1 < len) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 /* ---- human form ---- */
 
 /* Prints up to max bytes of s in double quotes, escaping everything that is
@@ -165,7 +192,8 @@ static void human_number(enum gguf_vtype t, const void *p)
 
 static void human_kv(const struct gguf_kv *kv)
 {
-    printf("  %-44s ", kv->key);
+    char kb[160];
+    printf("  %-44s ", esc_name(kv->key, kb, sizeof kb));
     if (kv->type == GGUF_VT_STRING) {
         printf("%-10s ", "string");
         human_str(kv->str.ptr, kv->str.len, HUMAN_STR_MAX);
@@ -240,7 +268,9 @@ static void print_human(const struct gguf_file *f)
         const struct gguf_tensor *t = gguf_tensor_at(f, i);
         char shape[128];
         shape_str(t, shape, sizeof shape);
-        printf("  %-*s %-8s %-28s %14" PRIu64 "\n", wname, t->name, ggml_type_name(t->type), shape, t->nbytes);
+        char nb[160];
+        printf("  %-*s %-8s %-28s %14" PRIu64 "\n", wname, esc_name(t->name, nb, sizeof nb), ggml_type_name(t->type),
+               shape, t->nbytes);
         params += (uint64_t)gguf_tensor_nelements(t);
         bytes += t->nbytes;
     }

@@ -144,5 +144,50 @@ check "no file: usage error 2" test $? -eq 2
 "$MAAS_BIN" inspect "$work/m.gguf" --frobnicate >/dev/null 2>&1
 check "unknown option: usage error 2" test $? -eq 2
 
+# ---- files from our writer, read by the independent NumPy reader --------------
+# (tests/ref/gguf_ref.py): same keys, tensors, shapes and offsets, and --dump
+# agrees with its dequantization.
+if "$PY" -c "import numpy" 2>/dev/null; then
+  for seed in tensors_mixed model_like vocab_small kv_all_types align64; do
+    f=tests/fuzz/corpus/gguf_read/$seed.gguf
+    "$MAAS_BIN" inspect --json "$f" >"$work/s.json" 2>"$work/err.txt"
+    check "$seed: inspect --json" test $? -eq 0
+    check "$seed: agrees with tests/ref/gguf_ref.py" "$PY" - "$f" "$work/s.json" "$MAAS_BIN" <<'EOF2'
+import json, subprocess, sys
+sys.path.insert(0, 'tests/ref')
+import numpy as np
+import gguf_ref
+path, js, maas = sys.argv[1], sys.argv[2], sys.argv[3]
+g = gguf_ref.GGUFFile(path)
+d = json.load(open(js))
+assert list(d['metadata']) == list(g.kv), (list(d['metadata']), list(g.kv))
+for k, v in g.kv.items():
+    m = d['metadata'][k]
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, str):
+        v = v.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
+    if isinstance(v, list) and v and isinstance(v[0], str):
+        v = [x.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace') for x in v]
+    if isinstance(m, float) or (isinstance(m, list) and m and isinstance(m[0], float)):
+        assert np.allclose(np.array(m, dtype=float), np.array(v, dtype=float), rtol=1e-7, atol=0), (k, m, v)
+    else:
+        assert m == v, (k, m, v)
+assert [t['name'] for t in d['tensors']] == list(g.tensors)
+for t in d['tensors']:
+    r = g.tensors[t['name']]
+    assert tuple(t['shape']) == r.ne and t['offset'] == r.offset and t['bytes'] == r.nbytes, (t, r.ne)
+    assert t['type'] == r.type_name.lower(), (t['type'], r.type_name)
+    want = gguf_ref.dequantize(r.type, g.raw(t['name']), r.n_elements)
+    got = np.frombuffer(subprocess.run([maas, 'inspect', path, '--dump', t['name']], check=True,
+                                       stdout=subprocess.PIPE).stdout, dtype='<f4').astype(np.float64)
+    assert got.shape == want.shape and np.array_equal(got, want), (t['name'], got[:4], want[:4])
+assert d['data_offset'] == g.data_offset and d['alignment'] == g.alignment
+EOF2
+  done
+else
+  echo "note: numpy not available; the cross-check with tests/ref/gguf_ref.py was not run"
+fi
+
 [ $fail -eq 0 ] && echo "gguf_inspect: all checks passed"
 exit $fail
