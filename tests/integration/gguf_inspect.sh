@@ -144,6 +144,36 @@ check "no file: usage error 2" test $? -eq 2
 "$MAAS_BIN" inspect "$work/m.gguf" --frobnicate >/dev/null 2>&1
 check "unknown option: usage error 2" test $? -eq 2
 
+# ---- damaged seeds: exit 0 with valid JSON, or exit 1 with one line --------------
+check "300 damaged seeds: valid JSON or one clean error line" "$PY" - "$MAAS_BIN" "$work" <<'EOF2'
+import glob, json, random, subprocess, sys
+maas, work = sys.argv[1], sys.argv[2]
+rng = random.Random(7)
+seeds = [open(p, 'rb').read() for p in sorted(glob.glob('tests/fuzz/corpus/gguf_read/*.gguf'))]
+opened = refused = 0
+for i in range(300):
+    b = bytearray(rng.choice(seeds))
+    for _ in range(rng.randint(1, 6)):
+        b[rng.randrange(len(b))] = rng.randrange(256)
+    path = '%s/mut.gguf' % work
+    open(path, 'wb').write(b)
+    for args in (['--json'], []):
+        p = subprocess.run([maas, 'inspect', path] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if p.returncode == 0:
+            opened += 1
+            text = p.stdout.decode('utf-8')          # strict: must be valid UTF-8
+            if args:
+                json.loads(text)
+        elif p.returncode == 1:
+            refused += 1
+            err = p.stderr.decode('utf-8', 'replace')
+            assert err.count('\n') == 1 and 'mut.gguf: ' in err, err
+        else:
+            raise SystemExit('exit %d on a damaged file: %s' % (p.returncode, p.stderr[-300:]))
+print('damaged seeds: %d runs opened, %d refused' % (opened, refused))
+assert opened > 50 and refused > 50
+EOF2
+
 # ---- files from our writer, read by the independent NumPy reader --------------
 # (tests/ref/gguf_ref.py): same keys, tensors, shapes and offsets, and --dump
 # agrees with its dequantization.
