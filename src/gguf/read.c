@@ -464,6 +464,10 @@ static int parse(struct gguf_file *f, struct err *e)
                 n_kv, n_tensors, left, (left - (size_t)n_tensors * MIN_TINFO_BYTES) / MIN_KV_BYTES);
         goto out;
     }
+    if (n_kv >= UINT32_MAX || n_tensors >= UINT32_MAX) { /* the indexes hold 32-bit positions */
+        rd_fail(&r, 8, "%" PRIu64 " tensors and %" PRIu64 " keys: more than 2^32-2 are not supported", n_tensors, n_kv);
+        goto out;
+    }
     f->n_kv = (size_t)n_kv;
     f->n_tensors = (size_t)n_tensors;
 

@@ -287,6 +287,8 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_ty
                        nbytes, ggml_type_name(type), want);
     if (!data)
         return err_set(e, "gguf writer: tensor '%s': no data", name);
+    if (w->n_ts >= UINT32_MAX - 1)
+        return err_set(e, "gguf writer: tensor '%s': too many tensors", name);
     if (w->n_ts == w->cap_ts) {
         size_t cap = w->cap_ts ? w->cap_ts * 2 : 64;
         struct wtensor *ts = realloc(w->ts, cap * sizeof *ts);
