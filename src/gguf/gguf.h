@@ -8,7 +8,11 @@
  * power of two), data offsets (aligned) and that every tensor's bytes lie
  * inside the file. A bad file yields NULL and one line in err naming the file,
  * what is wrong and the byte offset where it was found. After a successful
- * open nothing else ever reads outside the mapping.
+ * open nothing else ever reads outside the mapping. Also refused: arrays of
+ * arrays (legal in the spec, written by no tool we know), bool values other
+ * than 0 and 1, empty keys or names, keys or names holding a NUL byte, keys
+ * longer than 65535 bytes and tensor names longer than 65536. Lookups by key
+ * and by tensor name go through hash indexes (O(1)).
  *
  * Strings in the file are not NUL-terminated; struct gguf_str points into the
  * mapping. Keys and tensor names are copied into NUL-terminated strings.
