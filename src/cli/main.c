@@ -17,6 +17,9 @@ static const struct command commands[] = {
     {"mkmodel", cmd_mkmodel, "mkmodel --arch A --vocab V -o OUT  write a model with seeded random weights"},
     {"tokenize", cmd_tokenize, "tokenize --model FILE [--bos] [--special] (--file F | TEXT)  token ids of a text"},
     {"detokenize", cmd_detokenize, "detokenize --model FILE [--special] ID...  text of token ids"},
+    {"run", cmd_run, "run --model FILE --prompt TEXT [-n N] [--json]  generate a continuation"},
+    {"chat", cmd_chat, "chat --model FILE                 interactive multi-turn chat (stdin lines)"},
+    {"bench", cmd_bench, "bench --model FILE [-p 512] [-n 128]  prompt/generation speed and bandwidth roofline"},
     {"admin", cmd_admin, "admin [--data DIR] account|key|price|usage ...  accounts, API keys, prices, bills"},
     {"version", cmd_version, "version                          version and the kernels this CPU uses"},
 };
