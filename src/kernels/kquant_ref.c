@@ -188,7 +188,14 @@ static void make_qkx2_quants(int nsub, int n, int nmax, const float *x, const fl
 }
 
 /* Fit x[i] ~ scale * (L[i] - nmax), L[i] in 0..2*nmax-1, weights x^2 (ggml's
- * make_qx_quants with rmse_type 1 and no importance weights). */
+ * make_qx_quants with rmse_type 1 and no importance weights): the rounding
+ * at -nmax / max, then 18 trial scales -(nmax + 0.1 is) / max, is = -9..9,
+ * keeping the best least-squares fit. The 19 candidates' sums do not depend
+ * on each other, so they run side by side in vector lanes (each lane doing
+ * ggml's scalar operations in ggml's order); the choice keeps ggml's order. */
+#define QX_CAND 19
+#define QX_GROUPS 5 /* 20 lanes, the last one unused */
+
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
 {
     float max = 0, amax = 0;
@@ -203,39 +210,40 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
         memset(L, 0, (size_t)n);
         return 0.f;
     }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
+    float cand[4 * QX_GROUPS];
+    cand[0] = -nmax / max;
+    for (int t = 1; t < QX_CAND; t++) {
+        int is = t <= 9 ? t - 10 : t - 9; /* -9..-1, 1..9 */
+        cand[t] = -(nmax + 0.1f * is) / max;
+    }
+    cand[QX_CAND] = cand[0];
+    v4f iscale[QX_GROUPS], sumlx[QX_GROUPS], suml2[QX_GROUPS];
+    for (int g = 0; g < QX_GROUPS; g++) {
+        iscale[g] = (v4f){cand[4 * g], cand[4 * g + 1], cand[4 * g + 2], cand[4 * g + 3]};
+        sumlx[g] = suml2[g] = v4f_set1(0);
+    }
     for (int i = 0; i < n; i++) {
-        int l = kern_nearest_int(iscale * x[i]);
-        l = imax(-nmax, imin(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0)
-            continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = kern_nearest_int(iscale * x[i]);
-            l = imax(-nmax, imin(nmax - 1, l));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                int l = kern_nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, l)));
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+        const float w = x[i] * x[i];
+        const v4f xi = v4f_set1(x[i]), wv = v4f_set1(w), wx = v4f_set1(w * x[i]);
+        for (int g = 0; g < QX_GROUPS; g++) {
+            v4f l = __builtin_convertvector(v4_nearest_clamp(iscale[g] * xi, -nmax, nmax - 1), v4f);
+            sumlx[g] += wx * l;
+            suml2[g] += wv * l * l;
         }
     }
+    int win = 0;
+    float scale = suml2[0][0] ? sumlx[0][0] / suml2[0][0] : 0.0f;
+    float best = scale * sumlx[0][0];
+    for (int t = 1; t < QX_CAND; t++) {
+        float slx = sumlx[t / 4][t % 4], sl2 = suml2[t / 4][t % 4];
+        if (sl2 > 0 && slx * slx > best * sl2) {
+            win = t;
+            scale = slx / sl2;
+            best = scale * slx;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, kern_nearest_int(cand[win] * x[i]))));
     return scale;
 }
 

@@ -35,17 +35,20 @@ static inline int trunc_clamp(float v, int lo, int hi)
     return (int)v;
 }
 
-/* roundf (half away from zero) into [-127, 127]; NaN maps to 0. */
+/* roundf (half away from zero) into [-128, 127]; NaN maps to 0. Done
+ * inline (truncate, then step by the exact fractional part) because the
+ * libm call dominated q8_0's cost; identical to roundf on this range. */
 static inline int8_t round_i8(float v)
 {
     if (!(v == v))
         return 0;
-    float r = roundf(v);
-    if (r > 127.f)
-        r = 127.f;
-    if (r < -128.f)
-        r = -128.f;
-    return (int8_t)r;
+    if (v > 127.f)
+        v = 127.f;
+    if (v < -128.f)
+        v = -128.f;
+    int t = (int)v;
+    float f = v - (float)t; /* exact for |v| < 2^23 */
+    return (int8_t)(t + (f >= 0.5f) - (f <= -0.5f));
 }
 
 /* The element of largest magnitude, sign included (first one on ties). */
@@ -293,6 +296,11 @@ static inline int iq4nl_index(float v)
 
 #define IQ4NL_NTRY 7
 
+/* Four-lane vectors (GCC/Clang extensions, SSE2 on x86-64); each lane does
+ * exactly the scalar operation. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
 static void quantize_block_iq4_nl(const float *x, block_iq4_nl *y)
 {
     const int8_t *values = kern_kvalues_iq4nl;
@@ -310,24 +318,39 @@ static void quantize_block_iq4_nl(const float *x, block_iq4_nl *y)
     }
     float d = 0.f;
     if (amax >= 1e-15f) {
-        d = -max / values[0];
-        float id = 1 / d;
-        float sumqx = 0, sumq2 = 0;
-        for (int j = 0; j < QK4_NL; j++) {
-            float q = values[iq4nl_index(id * x[j])];
-            sumqx += weight[j] * q * x[j];
-            sumq2 += weight[j] * q * q;
+        /* The 16 candidate inverse scales, one per lane: the first from the
+         * max (d = -max / -127), then (itry - 127) / max for itry = -7..7.
+         * Their least-squares sums are independent, so they are computed
+         * side by side; the choice among them keeps ggml's order. */
+        float cand[16];
+        cand[0] = 1 / (-max / values[0]);
+        for (int t = 1; t < 16; t++)
+            cand[t] = (t - 1 - IQ4NL_NTRY + values[0]) / max;
+        v4f id[4], sqx[4], sq2[4];
+        for (int g = 0; g < 4; g++) {
+            id[g] = (v4f){cand[4 * g], cand[4 * g + 1], cand[4 * g + 2], cand[4 * g + 3]};
+            sqx[g] = sq2[g] = (v4f){0, 0, 0, 0};
         }
-        d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-        float best = d * sumqx;
-        for (int itry = -IQ4NL_NTRY; itry <= IQ4NL_NTRY; itry++) {
-            id = (itry + values[0]) / max;
-            sumqx = sumq2 = 0;
-            for (int j = 0; j < QK4_NL; j++) {
-                float q = values[iq4nl_index(id * x[j])];
-                sumqx += weight[j] * q * x[j];
-                sumq2 += weight[j] * q * q;
+        for (int j = 0; j < QK4_NL; j++) {
+            const v4f xj = {x[j], x[j], x[j], x[j]}, wj = {weight[j], weight[j], weight[j], weight[j]};
+            for (int g = 0; g < 4; g++) {
+                v4f al = id[g] * xj, a2 = al + al;
+                /* the nearest level (ties up) is values[0] plus every step
+                 * whose midpoint lies at or below al; the sum is exact */
+                v4f q = {values[0], values[0], values[0], values[0]};
+                for (int k = 1; k < 16; k++) {
+                    const float mid2 = (float)(values[k - 1] + values[k]), step = (float)(values[k] - values[k - 1]);
+                    v4i ge = a2 >= (v4f){mid2, mid2, mid2, mid2};
+                    q += (v4f)(ge & (v4i)(v4f){step, step, step, step});
+                }
+                sqx[g] += wj * q * xj;
+                sq2[g] += wj * q * q;
             }
+        }
+        d = sq2[0][0] > 0 ? sqx[0][0] / sq2[0][0] : 0.f;
+        float best = d * sqx[0][0];
+        for (int t = 1; t < 16; t++) {
+            float sumqx = sqx[t / 4][t % 4], sumq2 = sq2[t / 4][t % 4];
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
                 d = sumqx / sumq2;
                 best = d * sumqx;
