@@ -1,8 +1,8 @@
 /*
  * maas chat — an interactive multi-turn chat in the terminal (or over a pipe:
  * one user message per stdin line). Each turn renders the whole conversation
- * in the ChatML format (the tokenizer's template renderer takes over once it
- * lands), encodes it, and feeds only what follows the longest common prefix
+ * with the model's chat template (tokenizer.chat_template as the tokenizer
+ * recognises it; ChatML when the model has none), encodes it, and feeds only what follows the longest common prefix
  * with the tokens already in the KV cache — so earlier turns are not
  * recomputed, and a reply that re-tokenises differently costs only the
  * tokens that differ. Lines "/reset" (forget the conversation) and "/exit"
@@ -18,6 +18,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: maas chat --model FILE [options]\n"
                  "  --system TEXT          system message\n"
+                 "  --chat-template NAME   chatml, llama3, llama2, mistral-nemo, deepseek, phi3, gemma, glm4\n"
                  "  -n N                   most tokens per reply (default 512)\n"
                  "  --temp T, --top-k K, --top-p P, --min-p P, --seed S, --repeat-penalty R\n"
                  "  --threads T, --ctx N (default min(trained context, 4096)), --kv-type f32|f16\n"
@@ -77,22 +78,9 @@ static int buf_add(struct buf *b, const char *s, size_t n)
     return 0;
 }
 
-/* <|im_start|>role\ncontent<|im_end|>\n per message, then the opening of
- * the assistant's turn. */
-static int render_chatml(struct buf *out, const struct msgs *m)
-{
-    for (size_t i = 0; i < m->n; i++) {
-        const char *r = m->v[i].role, *c = m->v[i].content;
-        if (buf_add(out, "<|im_start|>", 12) < 0 || buf_add(out, r, strlen(r)) < 0 || buf_add(out, "\n", 1) < 0 ||
-            buf_add(out, c, strlen(c)) < 0 || buf_add(out, "<|im_end|>\n", 11) < 0)
-            return -1;
-    }
-    return buf_add(out, "<|im_start|>assistant\n", 22);
-}
-
 int cmd_chat(int argc, char **argv)
 {
-    const char *model = NULL, *system = NULL;
+    const char *model = NULL, *system = NULL, *tmpl = NULL;
     int n_reply = 512, n_ctx = 0, seed_set = 0, seed = 0, verbose = 0;
     struct sample_params sp = sample_params_default();
     sp.temperature = 0.8f;
@@ -116,6 +104,8 @@ int cmd_chat(int argc, char **argv)
             model = v;
         } else if (!strcmp(a, "--system")) {
             system = v;
+        } else if (!strcmp(a, "--chat-template")) {
+            tmpl = v;
         } else if (!strcmp(a, "-n")) {
             rc = parse_int_arg(a, v, 1, 1 << 24, &n_reply, &e);
         } else if (!strcmp(a, "--temp")) {
@@ -169,12 +159,19 @@ int cmd_chat(int argc, char **argv)
     struct buf reply = {0};
     struct tok_ids ids;
     struct tok_stream *ts = NULL;
-    char *line = NULL;
-    struct buf rendered = {0};
+    char *line = NULL, *rendered = NULL;
     size_t line_cap = 0;
     tok_ids_init(&ids);
     if (gen_set_ctx(&g, n_ctx, &e) < 0)
         goto out;
+    enum tok_chat_family fam;
+    int sel = tok_chat_select(g.tok, tmpl, &fam, &e);
+    if (sel < 0 && tmpl)
+        goto out;
+    if (sel != 0) {
+        fprintf(stderr, "maas chat: %s; using chatml\n", sel > 0 ? "the model has no chat template" : e.msg);
+        fam = TOK_CHAT_CHATML;
+    }
     if (system && msgs_push(&msgs, "system", system, strlen(system)) < 0) {
         err_set(&e, "out of memory");
         goto out;
@@ -207,13 +204,17 @@ int cmd_chat(int argc, char **argv)
             err_set(&e, "out of memory");
             goto out;
         }
-        rendered.n = 0;
-        if (render_chatml(&rendered, &msgs) < 0) {
-            err_set(&e, "out of memory");
-            goto out;
+        free(rendered);
+        size_t rlen;
+        rendered = tok_chat_render(g.tok, fam, msgs.v, msgs.n, true, &rlen, &e);
+        if (!rendered) {
+            /* a role order the template rejects: drop the message, go on */
+            fprintf(stderr, "maas chat: %s\n", e.msg);
+            msgs_clear(&msgs, msgs.n - 1);
+            continue;
         }
         ids.n = 0;
-        if (tok_encode(g.tok, rendered.p, rendered.n, false, true, &ids, &e) < 0)
+        if (tok_encode(g.tok, rendered, rlen, false, true, &ids, &e) < 0)
             goto out;
         /* reuse the KV of the longest common prefix */
         int common = 0;
@@ -286,7 +287,7 @@ out:
     if (rc)
         fprintf(stderr, "maas chat: %s\n", e.msg);
     tok_stream_free(ts);
-    free(rendered.p);
+    free(rendered);
     free(line);
     free(reply.p);
     msgs_clear(&msgs, 0);
