@@ -42,6 +42,9 @@ static struct gguf_file *write_and_open(struct gguf_writer *w, const char *name)
     CHECKF(rc == 0, "%s", e.msg);
     if (rc)
         return NULL;
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", tmp_path(name));
+    CHECKF(access(tmp, F_OK) != 0, "%s left behind", tmp);
     struct gguf_file *f = gguf_open(tmp_path(name), &e);
     CHECKF(f != NULL, "%s", e.msg);
     return f;
@@ -392,6 +395,36 @@ TEST(custom_alignment_64)
     gguf_writer_free(w);
 }
 
+TEST(large_tensor_round_trip)
+{
+    /* bigger than the writer's buffer, so its data goes straight to write(2) */
+    enum { N = 600001 };
+    float *big = malloc(N * sizeof *big);
+    if (!big) {
+        CHECK(!"out of memory");
+        return;
+    }
+    for (int i = 0; i < N; i++)
+        big[i] = (float)i * 0.25f;
+    float small[3] = {7, 8, 9};
+    struct gguf_writer *w = gguf_writer_new();
+    struct err e = {{0}};
+    CHECK(gguf_writer_add_tensor(w, "s0", GGML_TYPE_F32, 1, (int64_t[]){3}, small, sizeof small, &e) == 0);
+    CHECK(gguf_writer_add_tensor(w, "big", GGML_TYPE_F32, 2, (int64_t[]){N, 1}, big, N * sizeof *big, &e) == 0);
+    CHECK(gguf_writer_add_tensor(w, "s1", GGML_TYPE_F32, 1, (int64_t[]){3}, small, sizeof small, &e) == 0);
+    struct gguf_file *f = write_and_open(w, "big.gguf");
+    gguf_writer_free(w);
+    if (f) {
+        const struct gguf_tensor *t = gguf_find_tensor(f, "big");
+        CHECK(t && t->offset == 32 && t->nbytes == N * sizeof *big && !memcmp(t->data, big, N * sizeof *big));
+        t = gguf_find_tensor(f, "s1");
+        CHECK(t && t->offset == 32 + (N * 4 + 31) / 32 * 32 && !memcmp(t->data, small, sizeof small));
+        CHECK(gguf_size(f) == gguf_data_offset(f) + t->offset + 32);
+        gguf_close(f);
+    }
+    free(big);
+}
+
 TEST(write_errors_name_the_path)
 {
     struct gguf_writer *w = gguf_writer_new();
@@ -554,6 +587,7 @@ int main(void)
     RUN(copy_kv_round_trip);
     RUN(tensors_round_trip_and_layout);
     RUN(custom_alignment_64);
+    RUN(large_tensor_round_trip);
     RUN(write_errors_name_the_path);
     RUN(open_errors);
     RUN(many_tensors_lookup);
