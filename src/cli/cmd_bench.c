@@ -27,7 +27,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: maas bench --model FILE [-p 512] [-n 128] [-r 1] [--threads T] [--batch B] [--kv-type f32|f16] [--json]\n"
+    fprintf(out, "usage: maas bench --model FILE [-p 512] [-n 128] [-r 1] [--threads T] [--batch B] [--kv-type f16|f32] [--json]\n"
                  "  -p N        prompt tokens (prompt-processing test; 0 skips it)\n"
                  "  -n N        generated tokens (generation test; 0 skips it)\n"
                  "  -r N        repetitions; the best run is reported\n"
@@ -92,7 +92,7 @@ int cmd_bench(int argc, char **argv)
 {
     const char *model = NULL;
     int n_p = 512, n_g = 128, reps = 1, json = 0, batch = 0;
-    struct gen_opts go = {.kv_type = GGML_TYPE_F32, .need_tokenizer = false, .n_ctx = -1};
+    struct gen_opts go = {.kv_type = GGML_TYPE_F16, .need_tokenizer = false, .n_ctx = -1};
     struct err e;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

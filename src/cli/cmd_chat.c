@@ -21,7 +21,7 @@ static void usage(FILE *out)
                  "  --chat-template NAME   chatml, llama3, llama2, mistral-nemo, deepseek, phi3, gemma, glm4\n"
                  "  -n N                   most tokens per reply (default 512)\n"
                  "  --temp T, --top-k K, --top-p P, --min-p P, --seed S, --repeat-penalty R\n"
-                 "  --threads T, --ctx N (default min(trained context, 4096)), --kv-type f32|f16\n"
+                 "  --threads T, --ctx N (default min(trained context, 4096)), --kv-type f16|f32 (default f16)\n"
                  "  --verbose              per-turn statistics on stderr\n"
                  "Reads one user message per line of stdin; /reset forgets the conversation, /exit ends.\n");
 }
@@ -87,7 +87,7 @@ int cmd_chat(int argc, char **argv)
     sp.top_k = 40;
     sp.top_p = 0.95f;
     sp.min_p = 0.05f;
-    struct gen_opts go = {.kv_type = GGML_TYPE_F32, .need_tokenizer = true, .n_ctx = -1};
+    struct gen_opts go = {.kv_type = GGML_TYPE_F16, .need_tokenizer = true, .n_ctx = -1};
     struct err e;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
