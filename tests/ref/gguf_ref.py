@@ -76,62 +76,69 @@ def _f16(cols):
 def _deq_q4_0(b):
     d = _f16(b[:, 0:2])
     qs = b[:, 2:18]
-    q = np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.float64) - 8.0
+    q = np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.int8) - 8
     return d * q
 
 
 def _deq_q4_1(b):
     d, m = _f16(b[:, 0:2]), _f16(b[:, 2:4])
     qs = b[:, 4:20]
-    q = np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.float64)
+    q = np.concatenate([qs & 15, qs >> 4], axis=1)
     return d * q + m
 
 
 def _q5_bits(qh_bytes):
     """(nb, 4) bytes of a little-endian u32 -> (nb, 32) bits, bit j for element j."""
-    qh = np.ascontiguousarray(qh_bytes).view("<u4").astype(np.uint32)  # (nb, 1)
-    return ((qh >> np.arange(32, dtype=np.uint32)) & 1).astype(np.int64)
+    return np.unpackbits(np.ascontiguousarray(qh_bytes), axis=1, bitorder="little")
 
 
 def _deq_q5_0(b):
     d = _f16(b[:, 0:2])
     h = _q5_bits(b[:, 2:6])
     qs = b[:, 6:22]
-    nib = np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.int64)
-    return d * ((nib | (h << 4)) - 16).astype(np.float64)
+    nib = np.concatenate([qs & 15, qs >> 4], axis=1)
+    return d * ((nib | (h << 4)).astype(np.int8) - 16)
 
 
 def _deq_q5_1(b):
     d, m = _f16(b[:, 0:2]), _f16(b[:, 2:4])
     h = _q5_bits(b[:, 4:8])
     qs = b[:, 8:24]
-    nib = np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.int64)
-    return d * (nib | (h << 4)).astype(np.float64) + m
+    nib = np.concatenate([qs & 15, qs >> 4], axis=1)
+    return d * (nib | (h << 4)) + m
 
 
 def _deq_q8_0(b):
     d = _f16(b[:, 0:2])
-    return d * np.ascontiguousarray(b[:, 2:34]).view(np.int8).astype(np.float64)
+    return d * np.ascontiguousarray(b[:, 2:34]).view(np.int8)
 
 
-# Index helpers for the super-blocks: element e of 256 decomposes as
-# e = n*128 + j*32 + l  (n: half, j: 2-bit plane or 32-group inside the half, l: 0..31)
-_E = np.arange(QK_K)
-_N, _J, _L = _E // 128, (_E // 32) % 4, _E % 32
+# Super-blocks of 256. Element e decomposes as e = n*128 + j*32 + l (n: half,
+# j: which 2-bit plane / 32-group, l: 0..31) for Q2_K, Q3_K and Q6_K, and as
+# e = 32*s + l with sub-block s for Q4_K and Q5_K. The code below builds the
+# quants in that element order with reshapes and bit planes (no gathers).
+def _planes(x, shifts, mask, axis):
+    """Stack (x >> s) & mask for each shift along a new axis."""
+    return np.stack([(x >> s) & mask for s in shifts], axis=axis)
 
 
 def _deq_q2_k(b):
-    scales = b[:, 0:16].astype(np.int64)
-    qs = b[:, 16:80].astype(np.int64)
+    nb = b.shape[0]
+    scales = b[:, 0:16]
+    qs = b[:, 16:80].reshape(nb, 2, 32)           # byte n*32 + l
     d, dmin = _f16(b[:, 80:82]), _f16(b[:, 82:84])
-    q = (qs[:, _N * 32 + _L] >> (2 * _J)) & 3
-    sc = scales[:, _N * 8 + 2 * _J + _L // 16]
-    return d * (sc & 15) * q - dmin * (sc >> 4)
+    q = _planes(qs, (0, 2, 4, 6), 3, 2)           # (nb, n, j, l): bits 2j
+    q = q.reshape(nb, 16, 16)                     # 16 groups of 16 = scale index e // 16
+    dl = d * (scales & 15)                        # (nb, 16)
+    ml = dmin * (scales >> 4)
+    return (dl[:, :, None] * q - ml[:, :, None]).reshape(nb, QK_K)
 
 
 def _q3_k_scales(s):
-    """(nb, 12) packed bytes -> (nb, 16) signed scales (6-bit value - 32)."""
-    s = s.astype(np.int64)
+    """(nb, 12) packed bytes -> (nb, 16) signed scales (6-bit value - 32):
+    scale i has its low 4 bits in byte i (i < 8, low nibble) or byte i-8 (high
+    nibble), and its high 2 bits at bit 2*(i//4) of byte 8 + i%4."""
+    s = s.astype(np.int16)
     i = np.arange(16)
     low = np.where(i < 8, s[:, i % 8] & 15, s[:, i % 8] >> 4)
     high = (s[:, 8 + i % 4] >> (2 * (i // 4))) & 3
@@ -139,21 +146,25 @@ def _q3_k_scales(s):
 
 
 def _deq_q3_k(b):
-    hmask = b[:, 0:32].astype(np.int64)
-    qs = b[:, 32:96].astype(np.int64)
+    nb = b.shape[0]
+    hmask = b[:, 0:32]                            # bit n*4 + j of byte l
+    qs = b[:, 32:96].reshape(nb, 2, 32)
     sc = _q3_k_scales(b[:, 96:108])
     d = _f16(b[:, 108:110])
-    low = (qs[:, _N * 32 + _L] >> (2 * _J)) & 3
-    hbit = (hmask[:, _L] >> (4 * _N + _J)) & 1
-    q = low - 4 * (1 - hbit)
-    return d * sc[:, _N * 8 + 2 * _J + _L // 16] * q
+    low = _planes(qs, (0, 2, 4, 6), 3, 2).astype(np.int16)          # (nb, n, j, l)
+    hbit = _planes(hmask, range(8), 1, 1).reshape(nb, 2, 4, 32)     # (nb, n, j, l)
+    q = (low - 4 * (1 - hbit.astype(np.int16))).reshape(nb, 16, 16)
+    return ((d * sc)[:, :, None] * q).reshape(nb, QK_K)
 
 
 def _k4_scale_min(s):
-    """(nb, 12) packed bytes -> ((nb, 8) scales, (nb, 8) mins), 6 bits each."""
-    s = s.astype(np.int64)
-    sc = np.empty((s.shape[0], 8), np.int64)
-    mn = np.empty((s.shape[0], 8), np.int64)
+    """(nb, 12) packed bytes -> ((nb, 8) scales, (nb, 8) mins), 6 bits each:
+    sub-blocks 0..3 in the low 6 bits of bytes 0..3 (scales) and 4..7 (mins);
+    sub-blocks 4..7 have their low 4 bits in the nibbles of bytes 8..11 and
+    their high 2 bits in the top bits of bytes 0..3 (scales) and 4..7 (mins)."""
+    s = s.astype(np.int16)
+    sc = np.empty((s.shape[0], 8), np.int16)
+    mn = np.empty((s.shape[0], 8), np.int16)
     sc[:, 0:4] = s[:, 0:4] & 63
     mn[:, 0:4] = s[:, 4:8] & 63
     sc[:, 4:8] = (s[:, 8:12] & 15) | ((s[:, 0:4] >> 6) << 4)
@@ -161,39 +172,40 @@ def _k4_scale_min(s):
     return sc, mn
 
 
-# For Q4_K/Q5_K: element e = c*64 + hi*32 + l, sub-block s = 2c + hi, byte c*32 + l.
-_C64, _HI, _L32 = _E // 64, (_E // 32) % 2, _E % 32
-_SUB = 2 * _C64 + _HI
+def _k4_nibbles(qs):
+    """(nb, 128) bytes -> (nb, 8, 32): sub-block 2c takes the low nibbles of
+    bytes 32c..32c+31, sub-block 2c+1 their high nibbles."""
+    nb = qs.shape[0]
+    return _planes(qs.reshape(nb, 4, 32), (0, 4), 15, 2).reshape(nb, 8, 32)
 
 
 def _deq_q4_k(b):
+    nb = b.shape[0]
     d, dmin = _f16(b[:, 0:2]), _f16(b[:, 2:4])
     sc, mn = _k4_scale_min(b[:, 4:16])
-    qs = b[:, 16:144].astype(np.int64)
-    q = (qs[:, _C64 * 32 + _L32] >> (4 * _HI)) & 15
-    return d * sc[:, _SUB] * q - dmin * mn[:, _SUB]
+    q = _k4_nibbles(b[:, 16:144])
+    return ((d * sc)[:, :, None] * q - (dmin * mn)[:, :, None]).reshape(nb, QK_K)
 
 
 def _deq_q5_k(b):
+    nb = b.shape[0]
     d, dmin = _f16(b[:, 0:2]), _f16(b[:, 2:4])
     sc, mn = _k4_scale_min(b[:, 4:16])
-    qh = b[:, 16:48].astype(np.int64)
-    qs = b[:, 48:176].astype(np.int64)
-    q = ((qs[:, _C64 * 32 + _L32] >> (4 * _HI)) & 15) | (((qh[:, _L32] >> _SUB) & 1) << 4)
-    return d * sc[:, _SUB] * q - dmin * mn[:, _SUB]
+    hbit = _planes(b[:, 16:48], range(8), 1, 1)   # (nb, s, l): bit s of byte l
+    q = _k4_nibbles(b[:, 48:176]) | (hbit << 4)
+    return ((d * sc)[:, :, None] * q - (dmin * mn)[:, :, None]).reshape(nb, QK_K)
 
 
 def _deq_q6_k(b):
-    ql = b[:, 0:128].astype(np.int64)
-    qh = b[:, 128:192].astype(np.int64)
-    sc = np.ascontiguousarray(b[:, 192:208]).view(np.int8).astype(np.int64)
+    nb = b.shape[0]
+    ql = b[:, 0:128].reshape(nb, 2, 2, 32)        # byte n*64 + 32*(k%2) + l
+    qh = b[:, 128:192].reshape(nb, 2, 32)         # byte n*32 + l, bits 2k
+    sc = np.ascontiguousarray(b[:, 192:208]).view(np.int8).astype(np.float64)
     d = _f16(b[:, 208:210])
-    # e = n*128 + k*32 + l: low nibble (k < 2) or high nibble (k >= 2) of
-    # ql[n*64 + 32*(k%2) + l]; two high bits at 2k of qh[n*32 + l]; scale n*8 + 2k + l//16
-    low = (ql[:, _N * 64 + 32 * (_J % 2) + _L] >> (4 * (_J // 2))) & 15
-    high = (qh[:, _N * 32 + _L] >> (2 * _J)) & 3
-    q = (low | (high << 4)) - 32
-    return d * sc[:, _N * 8 + 2 * _J + _L // 16] * q
+    low = _planes(ql, (0, 4), 15, 2).reshape(nb, 2, 4, 32)  # k = 2*(k//2) + k%2: nibble k//2 of byte k%2
+    high = _planes(qh, (0, 2, 4, 6), 3, 2)                  # (nb, n, k, l)
+    q = (low | (high << 4)).astype(np.int16) - 32
+    return ((d * sc)[:, :, None] * q.reshape(nb, 16, 16)).reshape(nb, QK_K)
 
 
 def _deq_iq4_nl(b):
@@ -560,9 +572,10 @@ class Model:
                 "v": [np.zeros((0, self.n_head_kv, self.head_dim_v)) for _ in range(self.n_layer)],
                 "n": 0}
 
-    def forward(self, tokens, cache=None):
+    def forward(self, tokens, cache=None, n_out=None):
         """Appends tokens to the sequence held in cache (a new one when None);
-        returns (logits (T, n_vocab), cache)."""
+        returns (logits (T, n_vocab), cache), or only the logits of the last
+        n_out tokens when n_out is given (the output matrix is the costly part)."""
         if cache is None:
             cache = self.new_cache()
         tokens = np.asarray(tokens, dtype=np.int64)
@@ -600,13 +613,27 @@ class Model:
             else:
                 x = x + self._ffn_dense(il, h)
         cache["n"] = p0 + T
+        if n_out is not None:
+            x = x[T - n_out:]
         h = rms_norm(x, self.w("output_norm.weight"), self.eps)
         return self.matmul(self.out_name, h), cache
 
 
 def logits_for_prompt(model, token_ids, all_positions=False):
-    logits, _ = model.forward(token_ids)
+    """Logits after the last token of the prompt ((n_vocab,)), or after every
+    token ((T, n_vocab)) with all_positions."""
+    logits, _ = model.forward(token_ids, n_out=None if all_positions else 1)
     return logits if all_positions else logits[-1]
+
+
+def logits_along(model, prompt_ids, generated):
+    """The logits from which each generated token was chosen, given the prompt
+    and the tokens generated so far (teacher forcing): row i is the
+    distribution for generated[i]. One batched pass (causal attention makes it
+    equal to step-by-step decoding; the self-test checks that)."""
+    seq = list(prompt_ids) + list(generated[:-1])
+    logits, _ = model.forward(seq, n_out=len(generated))
+    return logits
 
 
 def top2_margin(logits):
@@ -629,3 +656,62 @@ def greedy(model, token_ids, n, stop_ids=()):
         lg, cache = model.forward([tok], cache)
         cur = lg[-1]
     return steps
+
+
+# ---------------------------------------------------------------------------
+# Helpers shared by the tests that drive the C program
+# ---------------------------------------------------------------------------
+import os as _os
+import subprocess as _sp
+import sys as _sys
+
+REPO_ROOT = _os.path.abspath(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "..", ".."))
+
+
+def skip(reason):
+    """Exit 77 (skipped) with the reason as the last line."""
+    print("skip: " + reason)
+    _sys.stdout.flush()
+    _sys.exit(77)
+
+
+def maas_bin():
+    """Path of the maas program (env MAAS_BIN, default build/maas in the repo);
+    skips the test when it is missing."""
+    path = _os.environ.get("MAAS_BIN") or _os.path.join(REPO_ROOT, "build", "maas")
+    if not _os.path.isabs(path):
+        path = _os.path.join(REPO_ROOT, path)
+    if not _os.access(path, _os.X_OK):
+        skip("no maas program at %s (build it with make)" % path)
+    return path
+
+
+def run_maas(args, timeout=300, binary=False):
+    """Runs maas with args; returns (returncode, stdout, stderr)."""
+    p = _sp.run([maas_bin()] + [str(a) for a in args], stdout=_sp.PIPE, stderr=_sp.PIPE, timeout=timeout)
+    out = p.stdout if binary else p.stdout.decode("utf-8", errors="replace")
+    return p.returncode, out, p.stderr.decode("utf-8", errors="replace")
+
+
+def require_subcommand(name, probe_args):
+    """Skips unless `maas <name> <probe_args>` looks implemented: a missing
+    command or one that says it is not built yet means skip."""
+    rc, out, err = run_maas([name] + list(probe_args), timeout=60)
+    text = (out + err).lower()
+    if "not built yet" in text or "unknown command" in text or "not implemented" in text:
+        skip("maas %s is not available yet (%s)" % (name, (err or out).strip().splitlines()[-1] if (err or out).strip() else "rc %d" % rc))
+    return rc, out, err
+
+
+def vocab_args(tmpdir):
+    """mkmodel arguments for a vocabulary: ../shared/testdata/tokenizer/gpt-2.gguf
+    when present, else a built-in vocabulary trained on a small text."""
+    for cand in (_os.environ.get("MAAS_REF_VOCAB"),
+                 _os.path.join(REPO_ROOT, "..", "shared", "testdata", "tokenizer", "gpt-2.gguf")):
+        if cand and _os.path.exists(cand):
+            return ["--vocab", _os.path.abspath(cand)]
+    text = _os.path.join(tmpdir, "train.txt")
+    with open(text, "w") as f:
+        for i in range(200):
+            f.write("The quick brown fox %d jumps over the lazy dog; a model serves tokens to users. " % i)
+    return ["--train-vocab", text, "--vocab-size", "400"]

@@ -484,6 +484,11 @@ def test_forward(tmp):
         scale = float(np.max(np.abs(nv)))
         check(d_nv < 1e-10 * max(1.0, scale), "%s: matches the naive scalar implementation (max diff %.1e, |logits| %.2f)"
               % (tag, d_nv, scale))
+        # teacher forcing in one pass = the logits greedy decoding saw
+        st = R.greedy(m, toks[:2], 5)
+        tf = R.logits_along(m, toks[:2], [x["token"] for x in st])
+        d_tf = float(np.max(np.abs(tf - np.array([x["logits"] for x in st]))))
+        check(d_tf < 1e-12, "%s: logits_along = step-by-step greedy logits (max diff %.1e)" % (tag, d_tf))
         # greedy is consistent with argmax of the full forward of the extended sequence
         steps = R.greedy(m, toks[:3], 4)
         seq = toks[:3] + [s["token"] for s in steps]
