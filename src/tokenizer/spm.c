@@ -2,7 +2,8 @@
  * spm.c — SentencePiece-style BPE (tokenizer.ggml.model = "llama").
  *
  * The text (with a leading space when asked, every space written as U+2581
- * "▁") starts as one symbol per UTF-8 character. Every adjacent pair whose
+ * "▁") starts as one symbol per UTF-8 character (a byte that does not begin
+ * a complete sequence is a symbol of its own). Every adjacent pair whose
  * concatenation is a token is a candidate; the candidate of highest token
  * score (leftmost on ties) is merged, and the new neighbours become
  * candidates, until none is left — llama.cpp's SPM tokenizer, which matches
@@ -124,6 +125,14 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
         size_t l = tok_utf8_len((uint8_t)esc.p[off]);
         if (l > esc.len - off)
             l = esc.len - off;
+        /* A lead byte not followed by its continuation bytes stands alone, so
+         * that invalid UTF-8 never swallows the next character (llama.cpp
+         * would take the following bytes with it and lose a space). */
+        for (size_t k = 1; k < l; k++)
+            if (((uint8_t)esc.p[off + k] & 0xC0) != 0x80) {
+                l = 1;
+                break;
+            }
         c.s[nsym] = (struct ssym){(uint32_t)off, (uint32_t)l, (int32_t)nsym - 1, -1};
         if (nsym)
             c.s[nsym - 1].next = (int32_t)nsym;

@@ -436,7 +436,7 @@ static int32_t find_text(const struct tokenizer *t, const char *s)
 /* End-of-turn texts of known chat formats, in order of preference for eot. */
 static const char *const eot_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>",
-    "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek <｜end▁of▁sentence｜> */
+    "<\xEF\xBD\234end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek <｜end▁of▁sentence｜> */
     "<|eom_id|>", "<|end_of_text|>", "<|user|>", "<|observation|>",
 };
 
