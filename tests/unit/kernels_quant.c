@@ -112,10 +112,11 @@ static float gold_normal(struct rng *r)
 }
 
 #define GOLD_N 512
-#define GOLD_ROWS 8
+#define GOLD_ROWS 9
 
-/* Eight kinds of row: gaussian, small, all positive, sparse, two outliers,
- * half zero, heavy-tailed, and values on a grid (rounding ties). */
+/* Nine kinds of row: gaussian, small, all positive, sparse, two outliers,
+ * half zero, heavy-tailed, values on a grid (rounding ties), and groups of
+ * 16 that are constant (negative or zero) between gaussian ones. */
 static void gold_rows(float *x)
 {
     struct rng r;
@@ -133,6 +134,7 @@ static void gold_rows(float *x)
             case 5: y[i] = i < GOLD_N / 2 ? 0.0f : g; break;
             case 6: y[i] = g * g * g; break;
             case 7: y[i] = (float)((int)(rng_u64(&r) % 17) - 8) * 0.25f; break;
+            case 8: y[i] = (i / 16) % 3 == 0 ? -0.5f - (float)((i / 16) % 7) : (i / 16) % 3 == 1 ? 0.0f : g; break;
             }
         }
         if (row == 4) {
@@ -154,18 +156,19 @@ static uint64_t fnv1a(const void *p, size_t n)
 }
 
 /* FNV-1a of the quantized rows of gold_rows(), computed with ggml's
- * quantize_<type>(src, dst, 8, 512, NULL) and quantize_row_q8_*_ref. */
+ * quantize_<type>(src, dst, 9, 512, NULL) and quantize_row_q8_*_ref (the
+ * ggml of llama.cpp early 2026, as built into a released binding). */
 static const struct {
     enum ggml_type type;
     uint64_t hash;
 } golden[] = {
-    {GGML_TYPE_Q4_0, 0x3b0c0fcbc40cc2a9ull},   {GGML_TYPE_Q4_1, 0xc8406a7493a3069full},
-    {GGML_TYPE_Q5_0, 0x87b394503b2d3441ull},   {GGML_TYPE_Q5_1, 0xd4b35224ccba6c0dull},
-    {GGML_TYPE_Q8_0, 0x509aae522dceb310ull},   {GGML_TYPE_IQ4_NL, 0x1233564403c85546ull},
-    {GGML_TYPE_Q2_K, 0x7ae7294452e3dc59ull},   {GGML_TYPE_Q3_K, 0x67550818146ecb4cull},
-    {GGML_TYPE_Q4_K, 0xd34b8d5985214815ull},   {GGML_TYPE_Q5_K, 0xa7297ed0baebb5daull},
-    {GGML_TYPE_Q6_K, 0x3127beaac65c279cull},   {GGML_TYPE_Q8_1, 0x90170a26dfb09b88ull},
-    {GGML_TYPE_Q8_K, 0x89cae7e986602866ull},
+    {GGML_TYPE_Q4_0, 0xa20e6d523c54e3c9ull},   {GGML_TYPE_Q4_1, 0x87af896cb4e7d5b5ull},
+    {GGML_TYPE_Q5_0, 0x12f1ff2aaca25268ull},   {GGML_TYPE_Q5_1, 0x8f966a371eb937a7ull},
+    {GGML_TYPE_Q8_0, 0x5bce8ce7e6934baaull},   {GGML_TYPE_IQ4_NL, 0xf219b6b55f2bf82aull},
+    {GGML_TYPE_Q2_K, 0x71e3049fadbc9f80ull},   {GGML_TYPE_Q3_K, 0x6bec976f379899c3ull},
+    {GGML_TYPE_Q4_K, 0xc934da3a4f710c0eull},   {GGML_TYPE_Q5_K, 0xc8296b82e4f68a22ull},
+    {GGML_TYPE_Q6_K, 0xd508e7999d980013ull},   {GGML_TYPE_Q8_1, 0x6be0cfe790e70cc1ull},
+    {GGML_TYPE_Q8_K, 0xdc61c082d98c46c6ull},
 };
 
 TEST(test_golden_ggml_bytes)
