@@ -59,27 +59,39 @@ static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, con
     const size_t bs = fam_block_size(f);
     const __m256i table = avx2_iq4nl_table(), ones = _mm256_set1_epi16(1);
     __m256 acc[MR][NR];
+#pragma GCC unroll 4
     for (int r = 0; r < RM; r++)
+#pragma GCC unroll 4
         for (int c = 0; c < RN; c++)
             acc[r][c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        float da[NR];
+        /* The activation scales of this block as floats, then per weight row
+         * the RN products dw * da stored, so that each FMA takes its scale
+         * with a broadcast load rather than a shuffle. */
+        uint16_t dah[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
         for (int c = 0; c < RN; c++)
-            da[c] = avx2_h2f(((const block_q8_0 *)(a + c * lda))[b].d);
+            dah[c] = ((const block_q8_0 *)(a + c * lda))[b].d;
+        const __m128 da = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)dah));
+#pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
             const char *blk = w + r * ldw + b * bs;
             const __m256i wb = fam_bytes(f, blk, table);
             const __m256i wabs = _mm256_sign_epi8(wb, wb);
-            const float dw = avx2_h2f(*(const ggml_half *)blk);
+            float sc[4] __attribute__((aligned(16)));
+            _mm_store_ps(sc, _mm_mul_ps(_mm_set1_ps(avx2_h2f(*(const ggml_half *)blk)), da));
+#pragma GCC unroll 4
             for (int c = 0; c < RN; c++) {
                 const block_q8_0 *ab = (const block_q8_0 *)(a + c * lda) + b;
                 __m256i s = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)ab->qs), wb);
                 __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(wabs, s), ones));
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[c]), p, acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[c]), p, acc[r][c]);
             }
         }
     }
+#pragma GCC unroll 4
     for (int c = 0; c < RN; c++)
+#pragma GCC unroll 4
         for (int r = 0; r < RM; r++)
             y[c * ldy + r] = avx2_hsum_ps(acc[r][c]);
 }
