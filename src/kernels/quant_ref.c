@@ -13,6 +13,7 @@
  * Where ggml converts a float to a small integer with a C cast, we clamp in
  * float first and then convert: identical for every input on which ggml's
  * cast is defined, and free of undefined behaviour on the others (NaN).
+ * (q5_1 casts without a clamp in ggml; the value cannot reach 32 there.)
  *
  * Dot products work as ggml's generic vec_dot_*: an exact integer sum per
  * block, scaled by the product of the two block scales.
