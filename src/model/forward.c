@@ -11,7 +11,9 @@
  *   K/V of each token stored at its position through its block table
  *   att = softmax(q k^T / sqrt(hd)) v over positions 0..pos of its sequence
  *   x += att Wo;  xn = rmsnorm(x) * ffn_norm
- *   x += (silu(xn Wg) * (xn Wu)) Wd
+ *   x += (silu(xn Wg) * (xn Wu)) Wd        (dense), or for a MoE layer:
+ *   x += sum over the token's top-k experts e of w_e * FFN_e(xn)
+ *        (+ sigmoid(g . xn) * FFN_shared(xn) for qwen2moe)
  * then logits = rmsnorm(x) * output_norm Wout for the flagged tokens only.
  */
 #include "model/model_int.h"
@@ -148,19 +150,131 @@ static void step_attn(void *ctx, int ith, int nth)
     }
 }
 
+/* a = silu(a) * b over n_rows rows of width cols (the fields below). */
+struct swiglu_job {
+    float *a;
+    const float *b;
+    int64_t n_rows, cols;
+};
+
 static void step_swiglu(void *ctx, int ith, int nth)
 {
-    struct fwd *f = ctx;
-    struct model *m = f->m;
-    int64_t F = m->hp.n_ff, lo, hi;
-    split_range(f->b->n_tokens, ith, nth, &lo, &hi);
+    struct swiglu_job *j = ctx;
+    int64_t lo, hi;
+    split_range(j->n_rows, ith, nth, &lo, &hi);
     for (int64_t i = lo; i < hi; i++)
-        kern_swiglu(m->ff_a + i * F, m->ff_a + i * F, m->ff_b + i * F, F);
+        kern_swiglu(j->a + i * j->cols, j->a + i * j->cols, j->b + i * j->cols, j->cols);
+}
+
+static void swiglu_rows(struct model *m, float *a, const float *b, int64_t n_rows, int64_t cols)
+{
+    struct swiglu_job j = {a, b, n_rows, cols};
+    if (!m->pool || n_rows < 2)
+        step_swiglu(&j, 0, 1);
+    else
+        pool_run(m->pool, step_swiglu, &j);
 }
 
 static void matmul(struct model *m, const struct wmat *w, const float *x, int64_t n_tok, float *y, int64_t ldy)
 {
     kern_matmul(m->pool, w->type, w->data, w->n_out, w->n_in, x, n_tok, y, ldy, m->wbuf);
+}
+
+/* The expert matrix e of a slab. */
+static inline struct wmat expert(const struct wmat *w, size_t stride, int e)
+{
+    struct wmat x = *w;
+    x.data = (const char *)w->data + (size_t)e * stride;
+    return x;
+}
+
+/* A MoE feed-forward over the n rows of m->xn; the result replaces xn.
+ * Routing: softmax of the router logits, the n_expert_used largest (lower
+ * expert index first on ties), renormalised when the model says so. The
+ * rows are then grouped by expert, so every chosen expert runs one matmul
+ * per matrix over all of its tokens, and experts nobody chose are not read.
+ * Each token's outputs are summed in expert order, whatever the batch. */
+static void ffn_moe(struct model *m, const struct layer *ly, int n)
+{
+    const struct model_hparams *hp = &m->hp;
+    int ne = hp->n_expert, k = hp->n_expert_used;
+    int64_t E = hp->n_embd, FE = hp->n_ff_exp;
+    matmul(m, &ly->gate_inp, m->xn, n, m->router, ne);
+    int32_t *count = m->moe_count;
+    memset(count, 0, (size_t)(ne + 1) * sizeof *count);
+    for (int i = 0; i < n; i++) {
+        const float *r = m->router + (int64_t)i * ne;
+        float mx = r[0];
+        for (int e = 1; e < ne; e++)
+            mx = r[e] > mx ? r[e] : mx;
+        double z = 0;
+        for (int e = 0; e < ne; e++)
+            z += exp((double)r[e] - mx);
+        int32_t *sel = m->moe_sel + (int64_t)i * k;
+        float *w = m->moe_selw + (int64_t)i * k;
+        double wsum = 0;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int e = 0; e < ne; e++) {
+                bool taken = false;
+                for (int q = 0; q < j; q++)
+                    taken |= sel[q] == e;
+                if (!taken && (best < 0 || r[e] > r[best]))
+                    best = e;
+            }
+            sel[j] = best;
+            w[j] = (float)(exp((double)r[best] - mx) / z);
+            wsum += w[j];
+            count[best + 1]++;
+        }
+        if (hp->expert_weights_norm && wsum > 0)
+            for (int j = 0; j < k; j++)
+                w[j] = (float)(w[j] / wsum);
+    }
+    /* count[e] becomes the first row of expert e; fill rows in token order */
+    for (int e = 0; e < ne; e++)
+        count[e + 1] += count[e];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++) {
+            int e = m->moe_sel[(int64_t)i * k + j];
+            int32_t row = count[e]++;
+            m->moe_tok[row] = i;
+            m->moe_w[row] = m->moe_selw[(int64_t)i * k + j];
+            memcpy(m->moe_x + (int64_t)row * E, m->xn + (int64_t)i * E, (size_t)E * sizeof(float));
+        }
+    /* count[e] is now the end of expert e's rows (and the start of e + 1's) */
+    int64_t n_rows = (int64_t)n * k;
+    for (int e = 0; e < ne; e++) {
+        int32_t start = e ? count[e - 1] : 0, cnt = count[e] - start;
+        if (cnt == 0)
+            continue;
+        struct wmat g = expert(&ly->gate_exps, ly->gate_stride, e), u = expert(&ly->up_exps, ly->up_stride, e);
+        matmul(m, &g, m->moe_x + (int64_t)start * E, cnt, m->moe_a + (int64_t)start * FE, FE);
+        matmul(m, &u, m->moe_x + (int64_t)start * E, cnt, m->moe_b + (int64_t)start * FE, FE);
+    }
+    swiglu_rows(m, m->moe_a, m->moe_b, n_rows, FE);
+    for (int e = 0; e < ne; e++) {
+        int32_t start = e ? count[e - 1] : 0, cnt = count[e] - start;
+        if (cnt == 0)
+            continue;
+        struct wmat d = expert(&ly->down_exps, ly->down_stride, e);
+        matmul(m, &d, m->moe_a + (int64_t)start * FE, cnt, m->moe_x + (int64_t)start * E, E);
+    }
+    memset(m->moe_out, 0, (size_t)n * E * sizeof(float));
+    for (int64_t r = 0; r < n_rows; r++)
+        kern_axpy(m->moe_out + (int64_t)m->moe_tok[r] * E, m->moe_w[r], m->moe_x + r * E, E);
+    if (ly->shexp_gate) {
+        int64_t FS = hp->n_ff_shexp;
+        matmul(m, &ly->gate_sh, m->xn, n, m->moe_a, FS);
+        matmul(m, &ly->up_sh, m->xn, n, m->moe_b, FS);
+        swiglu_rows(m, m->moe_a, m->moe_b, n, FS);
+        matmul(m, &ly->down_sh, m->moe_a, n, m->moe_x, E);
+        for (int i = 0; i < n; i++) {
+            double g = kern_dot_f32(ly->shexp_gate, m->xn + (int64_t)i * E, E);
+            kern_axpy(m->moe_out + (int64_t)i * E, (float)(1.0 / (1.0 + exp(-g))), m->moe_x + (int64_t)i * E, E);
+        }
+    }
+    memcpy(m->xn, m->moe_out, (size_t)n * E * sizeof(float));
 }
 
 static int check_batch(const struct model *m, const struct kv_cache *kv, const struct batch *b, struct err *e)
@@ -238,10 +352,14 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
         f.norm_w = ly->ffn_norm;
         f.add = true;
         run(m, step_norm, &f, n);
-        matmul(m, &ly->gate, m->xn, n, m->ff_a, F);
-        matmul(m, &ly->up, m->xn, n, m->ff_b, F);
-        run(m, step_swiglu, &f, n);
-        matmul(m, &ly->down, m->ff_a, n, m->xn, E);
+        if (ly->gate_inp.data) {
+            ffn_moe(m, ly, n);
+        } else {
+            matmul(m, &ly->gate, m->xn, n, m->ff_a, F);
+            matmul(m, &ly->up, m->xn, n, m->ff_b, F);
+            swiglu_rows(m, m->ff_a, m->ff_b, n, F);
+            matmul(m, &ly->down, m->ff_a, n, m->xn, E);
+        }
     }
 
     /* final norm of the flagged tokens only, gathered to the front of xn */

@@ -148,6 +148,49 @@ static int bind_vec(struct loader *L, const char *name, bool required, int64_t n
     return 0;
 }
 
+static bool moe_arch(enum model_arch a)
+{
+    return a == MODEL_ARCH_QWEN2MOE || a == MODEL_ARCH_QWEN3MOE;
+}
+
+/* Expert counts and widths: llama with experts (Mixtral) uses
+ * feed_forward_length as the expert width and renormalises the top-k
+ * weights; qwen2moe has its own widths and does not renormalise; qwen3moe
+ * renormalises unless expert_weights_norm says otherwise. */
+static int load_moe_hparams(struct loader *L)
+{
+    struct model_hparams *hp = &L->m->hp;
+    if (meta_int(L, "expert_count", moe_arch(hp->arch), 0, 0, 4096, &hp->n_expert) < 0 ||
+        meta_int(L, "expert_used_count", hp->n_expert > 0, 0, 0, hp->n_expert, &hp->n_expert_used) < 0)
+        return -1;
+    if (hp->n_expert == 0)
+        return 0;
+    if (hp->n_expert_used < 1)
+        return err_set(L->e, "%s: %s.expert_used_count is 0 with %d experts", L->fname, L->arch, hp->n_expert);
+    hp->expert_weights_norm = hp->arch != MODEL_ARCH_QWEN2MOE;
+    if (!moe_arch(hp->arch)) {
+        if (hp->n_ff < 1)
+            return err_set(L->e, "%s: %s.feed_forward_length (the expert width) is 0", L->fname, L->arch);
+        hp->n_ff_exp = hp->n_ff;
+        hp->n_ff = 0;
+        return 0;
+    }
+    if (meta_int(L, "expert_feed_forward_length", true, 0, 1, 1 << 24, &hp->n_ff_exp) < 0 ||
+        meta_int(L, "expert_shared_feed_forward_length", false, 0, 0, 1 << 24, &hp->n_ff_shexp) < 0)
+        return -1;
+    char key[256];
+    snprintf(key, sizeof key, "%s.expert_weights_norm", L->arch);
+    bool norm;
+    struct err e2;
+    int rc = gguf_get_bool(L->m->f, key, &norm, &e2);
+    if (rc < 0)
+        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+    if (rc == 0)
+        hp->expert_weights_norm = norm;
+    hp->n_ff = 0;
+    return 0;
+}
+
 static int load_hparams(struct loader *L)
 {
     struct model *m = L->m;
@@ -155,18 +198,22 @@ static int load_hparams(struct loader *L)
     const int64_t BIG = 1 << 24;
     if (meta_int(L, "embedding_length", true, 0, 1, BIG, &hp->n_embd) < 0 ||
         meta_int(L, "block_count", true, 0, 1, 4096, &hp->n_layer) < 0 ||
-        meta_int(L, "feed_forward_length", true, 0, 1, BIG, &hp->n_ff) < 0 ||
+        meta_int(L, "feed_forward_length", !moe_arch(hp->arch), 0, 0, BIG, &hp->n_ff) < 0 ||
         meta_int(L, "attention.head_count", true, 0, 1, 4096, &hp->n_head) < 0 ||
         meta_int(L, "attention.head_count_kv", false, hp->n_head, 1, hp->n_head, &hp->n_head_kv) < 0 ||
-        meta_int(L, "context_length", false, 4096, 1, 1 << 30, &hp->n_ctx_train) < 0 ||
-        meta_int(L, "expert_count", false, 0, 0, 4096, &hp->n_expert) < 0 ||
-        meta_int(L, "expert_used_count", false, 0, 0, 4096, &hp->n_expert_used) < 0)
+        meta_int(L, "context_length", false, 4096, 1, 1 << 30, &hp->n_ctx_train) < 0)
         return -1;
+    if (load_moe_hparams(L) < 0)
+        return -1;
+    if (hp->n_expert == 0 && hp->n_ff < 1)
+        return err_set(L->e, "%s: %s.feed_forward_length is 0", L->fname, L->arch);
     if (hp->n_head % hp->n_head_kv != 0)
         return err_set(L->e, "%s: %d attention heads are not a multiple of %d KV heads", L->fname, hp->n_head,
                        hp->n_head_kv);
     int def_hd = hp->n_embd / hp->n_head;
-    if (hp->arch != MODEL_ARCH_QWEN3 && hp->n_embd % hp->n_head != 0)
+    bool qwen3_like = hp->arch == MODEL_ARCH_QWEN3 || hp->arch == MODEL_ARCH_QWEN3MOE;
+    bool qwen2_like = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
+    if (!qwen3_like && hp->n_embd % hp->n_head != 0)
         return err_set(L->e, "%s: embedding size %d is not a multiple of %d heads", L->fname, hp->n_embd,
                        hp->n_head);
     int vlen;
@@ -178,8 +225,8 @@ static int load_hparams(struct loader *L)
     if (vlen != hp->head_dim)
         return err_set(L->e, "%s: attention.value_length %d differs from key_length %d (not supported)", L->fname,
                        vlen, hp->head_dim);
-    if (hp->arch == MODEL_ARCH_QWEN2 && hp->head_dim != def_hd)
-        return err_set(L->e, "%s: qwen2 needs head size n_embd / n_head = %d, file declares %d", L->fname, def_hd,
+    if (qwen2_like && hp->head_dim != def_hd)
+        return err_set(L->e, "%s: %s needs head size n_embd / n_head = %d, file declares %d", L->fname, L->arch, def_hd,
                        hp->head_dim);
     if (meta_int(L, "rope.dimension_count", false, hp->head_dim, 2, hp->head_dim, &hp->n_rot) < 0)
         return -1;
@@ -215,6 +262,49 @@ static int load_hparams(struct loader *L)
     return 0;
 }
 
+/* One expert slab tensor (n_in, n_out, n_expert): w describes expert 0. */
+static int bind_exps(struct loader *L, const char *name, int64_t n_in, int64_t n_out, struct wmat *w, size_t *stride)
+{
+    const struct gguf_tensor *t;
+    int64_t ne[3] = {n_in, n_out, L->m->hp.n_expert};
+    if (find_tensor(L, name, true, 3, ne, &t) < 0)
+        return -1;
+    if (n_in % ggml_blck_size(t->type) != 0)
+        return err_set(L->e, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
+                       L->fname, name, (long long)n_in, ggml_type_name(t->type), (long long)ggml_blck_size(t->type));
+    *w = (struct wmat){t->type, t->data, n_in, n_out};
+    *stride = ggml_row_size(t->type, n_in) * (size_t)n_out;
+    return 0;
+}
+
+static int load_moe_layer(struct loader *L, int il)
+{
+    struct model *m = L->m;
+    const struct model_hparams *hp = &m->hp;
+    struct layer *ly = &m->layers[il];
+    int64_t E = hp->n_embd, FE = hp->n_ff_exp, FS = hp->n_ff_shexp;
+    char n[128];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, il), n)
+    if (bind_mat(L, NAME("ffn_gate_inp.weight"), true, E, hp->n_expert, &ly->gate_inp) < 0 ||
+        bind_exps(L, NAME("ffn_gate_exps.weight"), E, FE, &ly->gate_exps, &ly->gate_stride) < 0 ||
+        bind_exps(L, NAME("ffn_up_exps.weight"), E, FE, &ly->up_exps, &ly->up_stride) < 0 ||
+        bind_exps(L, NAME("ffn_down_exps.weight"), FE, E, &ly->down_exps, &ly->down_stride) < 0)
+        return -1;
+    bool shared = gguf_find_tensor(m->f, NAME("ffn_gate_inp_shexp.weight")) != NULL;
+    if (!shared)
+        return 0;
+    if (FS < 1)
+        return err_set(L->e, "%s: layer %d has a shared expert but %s.expert_shared_feed_forward_length is missing",
+                       L->fname, il, L->arch);
+    if (bind_vec(L, NAME("ffn_gate_inp_shexp.weight"), true, E, &ly->shexp_gate) < 0 ||
+        bind_mat(L, NAME("ffn_gate_shexp.weight"), true, E, FS, &ly->gate_sh) < 0 ||
+        bind_mat(L, NAME("ffn_up_shexp.weight"), true, E, FS, &ly->up_sh) < 0 ||
+        bind_mat(L, NAME("ffn_down_shexp.weight"), true, FS, E, &ly->down_sh) < 0)
+        return -1;
+#undef NAME
+    return 0;
+}
+
 static int load_tensors(struct loader *L)
 {
     struct model *m = L->m;
@@ -243,7 +333,8 @@ static int load_tensors(struct loader *L)
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers)
         return err_set(L->e, "%s: out of memory", L->fname);
-    bool qwen2 = hp->arch == MODEL_ARCH_QWEN2, qwen3 = hp->arch == MODEL_ARCH_QWEN3;
+    bool qwen2 = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
+    bool qwen3 = hp->arch == MODEL_ARCH_QWEN3 || hp->arch == MODEL_ARCH_QWEN3MOE;
     for (int il = 0; il < hp->n_layer; il++) {
         struct layer *ly = &m->layers[il];
         char n[128];
@@ -260,13 +351,17 @@ static int load_tensors(struct loader *L)
             bind_vec(L, NAME("attn_k_norm.weight"), qwen3, HD, &ly->k_norm) < 0 ||
             bind_vec(L, NAME("ffn_norm.weight"), true, E, &ly->ffn_norm) < 0)
             return -1;
-        if (gguf_find_tensor(m->f, NAME("ffn_gate_inp.weight")) || hp->n_expert > 0)
-            return err_set(L->e, "%s: layer %d is a mixture-of-experts layer (%s), which this build does not run yet",
-                           L->fname, il, n);
-        if (bind_mat(L, NAME("ffn_gate.weight"), true, E, F, &ly->gate) < 0 ||
-            bind_mat(L, NAME("ffn_up.weight"), true, E, F, &ly->up) < 0 ||
-            bind_mat(L, NAME("ffn_down.weight"), true, F, E, &ly->down) < 0)
+        if (hp->n_expert > 0) {
+            if (load_moe_layer(L, il) < 0)
+                return -1;
+        } else if (gguf_find_tensor(m->f, NAME("ffn_gate_inp.weight"))) {
+            return err_set(L->e, "%s: tensor '%s' (an expert router) in a model whose %s.expert_count is 0",
+                           L->fname, n, L->arch);
+        } else if (bind_mat(L, NAME("ffn_gate.weight"), true, E, F, &ly->gate) < 0 ||
+                   bind_mat(L, NAME("ffn_up.weight"), true, E, F, &ly->up) < 0 ||
+                   bind_mat(L, NAME("ffn_down.weight"), true, F, E, &ly->down) < 0) {
             return -1;
+        }
         /* q/k norm (qwen3) needs both or neither */
         if (!ly->q_norm != !ly->k_norm)
             return err_set(L->e, "%s: layer %d has only one of attn_q_norm / attn_k_norm", L->fname, il);
@@ -322,8 +417,14 @@ struct model *model_load_gguf(struct gguf_file *f, struct err *e)
     } else if (gguf_str_eq(arch, "qwen3")) {
         m->hp.arch = MODEL_ARCH_QWEN3;
         m->hp.arch_name = "qwen3";
+    } else if (gguf_str_eq(arch, "qwen2moe")) {
+        m->hp.arch = MODEL_ARCH_QWEN2MOE;
+        m->hp.arch_name = "qwen2moe";
+    } else if (gguf_str_eq(arch, "qwen3moe")) {
+        m->hp.arch = MODEL_ARCH_QWEN3MOE;
+        m->hp.arch_name = "qwen3moe";
     } else {
-        err_set(e, "%s: architecture '%.*s' is not supported (llama, qwen2, qwen3)", L.fname,
+        err_set(e, "%s: architecture '%.*s' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe)", L.fname,
                 (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
         goto fail;
     }
@@ -357,6 +458,18 @@ static void free_scratch(struct model *m)
     maas_free_aligned(m->rope_cos);
     maas_free_aligned(m->rope_sin);
     maas_free_aligned(m->wbuf);
+    maas_free_aligned(m->router);
+    maas_free_aligned(m->moe_x);
+    maas_free_aligned(m->moe_a);
+    maas_free_aligned(m->moe_b);
+    maas_free_aligned(m->moe_out);
+    maas_free_aligned(m->moe_tok);
+    maas_free_aligned(m->moe_w);
+    maas_free_aligned(m->moe_count);
+    maas_free_aligned(m->moe_sel);
+    maas_free_aligned(m->moe_selw);
+    m->router = m->moe_x = m->moe_a = m->moe_b = m->moe_out = m->moe_w = m->moe_selw = NULL;
+    m->moe_tok = m->moe_count = m->moe_sel = NULL;
     m->x = m->xn = m->q = m->k = m->v = m->att = m->ff_a = m->ff_b = m->rope_cos = m->rope_sin = NULL;
     m->wbuf = NULL;
     m->wbuf_size = 0;
@@ -399,6 +512,9 @@ uint64_t model_weight_bytes_per_token(const struct model *m)
         const struct layer *l = &m->layers[i];
         b += mat_bytes(&l->wq) + mat_bytes(&l->wk) + mat_bytes(&l->wv) + mat_bytes(&l->wo) + mat_bytes(&l->gate) +
              mat_bytes(&l->up) + mat_bytes(&l->down);
+        if (l->gate_inp.data)
+            b += mat_bytes(&l->gate_inp) + mat_bytes(&l->gate_sh) + mat_bytes(&l->up_sh) + mat_bytes(&l->down_sh) +
+                 (uint64_t)m->hp.n_expert_used * (l->gate_stride + l->up_stride + l->down_stride);
         b += 2 * (uint64_t)m->hp.n_embd * sizeof(float);
     }
     return b;
@@ -409,6 +525,19 @@ uint64_t model_n_params(const struct model *m)
     uint64_t n = 0;
     for (size_t i = 0; i < gguf_n_tensors(m->f); i++)
         n += (uint64_t)gguf_tensor_nelements(gguf_tensor_at(m->f, i));
+    return n;
+}
+
+uint64_t model_n_active_params(const struct model *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < gguf_n_tensors(m->f); i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(m->f, i);
+        uint64_t ne = (uint64_t)gguf_tensor_nelements(t);
+        if (m->hp.n_expert > 0 && strstr(t->name, "_exps."))
+            ne = ne / (uint64_t)m->hp.n_expert * (uint64_t)m->hp.n_expert_used;
+        n += ne;
+    }
     return n;
 }
 
@@ -433,16 +562,37 @@ int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err 
     m->rope_sin = maas_alloc_aligned(B * (size_t)(hp->n_rot / 2) * fl);
     size_t ws = kern_matmul_wsize(m->output.type, m->output.n_in, max_batch);
     for (int i = 0; i < hp->n_layer; i++) {
-        const struct wmat *ws_of[] = {&m->layers[i].wq, &m->layers[i].wk,   &m->layers[i].wv,  &m->layers[i].wo,
-                                      &m->layers[i].gate, &m->layers[i].up, &m->layers[i].down};
+        const struct layer *l = &m->layers[i];
+        const struct wmat *ws_of[] = {&l->wq,       &l->wk,      &l->wv,        &l->wo,        &l->gate,
+                                      &l->up,       &l->down,    &l->gate_inp,  &l->gate_exps, &l->up_exps,
+                                      &l->down_exps, &l->gate_sh, &l->up_sh,    &l->down_sh};
         for (size_t j = 0; j < sizeof ws_of / sizeof *ws_of; j++) {
+            if (!ws_of[j]->data)
+                continue;
             size_t s = kern_matmul_wsize(ws_of[j]->type, ws_of[j]->n_in, max_batch);
             ws = s > ws ? s : ws;
         }
     }
     m->wbuf = maas_alloc_aligned(ws);
     m->wbuf_size = ws;
-    if (!m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->ff_a || !m->ff_b || !m->rope_cos ||
+    bool moe_ok = true;
+    if (hp->n_expert > 0) {
+        size_t R = B * (size_t)hp->n_expert_used;
+        size_t FW = (size_t)(hp->n_ff_exp > hp->n_ff_shexp ? hp->n_ff_exp : hp->n_ff_shexp);
+        m->router = maas_alloc_aligned(B * hp->n_expert * fl);
+        m->moe_x = maas_alloc_aligned(R * hp->n_embd * fl);
+        m->moe_a = maas_alloc_aligned(R * FW * fl);
+        m->moe_b = maas_alloc_aligned(R * FW * fl);
+        m->moe_out = maas_alloc_aligned(B * hp->n_embd * fl);
+        m->moe_tok = maas_alloc_aligned(R * sizeof(int32_t));
+        m->moe_w = maas_alloc_aligned(R * fl);
+        m->moe_count = maas_alloc_aligned((size_t)(hp->n_expert + 1) * sizeof(int32_t));
+        m->moe_sel = maas_alloc_aligned(R * sizeof(int32_t));
+        m->moe_selw = maas_alloc_aligned(R * fl);
+        moe_ok = m->router && m->moe_x && m->moe_a && m->moe_b && m->moe_out && m->moe_tok && m->moe_w &&
+                 m->moe_count && m->moe_sel && m->moe_selw;
+    }
+    if (!moe_ok || !m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->ff_a || !m->ff_b || !m->rope_cos ||
         !m->rope_sin || !m->wbuf) {
         free_scratch(m);
         return err_set(e, "model: out of memory for the scratch of a %d-token batch", max_batch);

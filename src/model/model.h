@@ -3,9 +3,14 @@
  * batched forward pass, and the paged KV cache it reads and writes.
  *
  * Architectures: `llama` (Llama 2/3, Mistral, Yi, DeepSeek-LLM and other
- * llama-shaped models; RoPE on adjacent pairs), `qwen2` (biases on q, k, v;
- * NeoX RoPE), `qwen3` (RMS norm on each head of q and k before RoPE; NeoX
- * RoPE; head size from attention.key_length). Hyper-parameters come from the
+ * llama-shaped models; RoPE on adjacent pairs; with experts, Mixtral),
+ * `qwen2` (biases on q, k, v; NeoX RoPE), `qwen3` (RMS norm on each head of
+ * q and k before RoPE; NeoX RoPE; head size from attention.key_length), and
+ * the mixture-of-experts `qwen2moe` (routed experts plus a shared expert
+ * behind a sigmoid gate) and `qwen3moe`. In a MoE layer the batch's tokens
+ * are grouped by the experts they chose, and each chosen expert's weights
+ * are multiplied once against all of its tokens; unchosen experts are not
+ * read. Hyper-parameters come from the
  * GGUF metadata; weights stay in the mapping (any type kern_type_supported
  * accepts, mixed per tensor).
  *
@@ -37,18 +42,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3 };
+enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_QWEN2MOE, MODEL_ARCH_QWEN3MOE };
 
 struct model_hparams {
     enum model_arch arch;
-    const char *arch_name;    /* "llama", "qwen2", "qwen3" */
+    const char *arch_name;    /* "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe" */
     int n_vocab;
     int n_embd;
     int n_layer;
     int n_head;
     int n_head_kv;
     int head_dim;             /* key_length (= value_length) */
-    int n_ff;
+    int n_ff;                 /* dense FFN width (0 in MoE-only models) */
     int n_ctx_train;
     int n_rot;                /* rotated dims per head (rope.dimension_count) */
     float rms_eps;
@@ -57,8 +62,11 @@ struct model_hparams {
     bool rope_neox;           /* rotate (i, i + n_rot/2) instead of (2i, 2i+1) */
     bool rope_freq_factors;   /* llama3-style per-dimension factors (rope_freqs.weight) */
     bool tied_output;         /* output matrix is token_embd */
-    int n_expert;             /* 0 for dense models (MoE: see issue 5) */
-    int n_expert_used;
+    int n_expert;             /* 0 for dense models */
+    int n_expert_used;        /* experts each token goes through */
+    int n_ff_exp;             /* width of one expert */
+    int n_ff_shexp;           /* width of the shared expert (qwen2moe), else 0 */
+    bool expert_weights_norm; /* renormalise the chosen experts' weights to sum 1 */
 };
 
 struct model;
@@ -75,10 +83,13 @@ void model_free(struct model *m); /* NULL does nothing */
 
 const struct model_hparams *model_hparams(const struct model *m);
 const struct gguf_file *model_gguf(const struct model *m); /* borrowed: for the tokenizer and metadata */
-/* Bytes of weights read for one token of decode (every matrix once, plus one
- * embedding row), and the number of parameters. */
+/* Bytes of weights read for one token of decode (every matrix once, the
+ * n_expert_used chosen experts of a MoE layer, plus one embedding row), the
+ * number of parameters, and the number used per token (MoE: shared weights
+ * plus the chosen experts; dense: all). */
 uint64_t model_weight_bytes_per_token(const struct model *m);
 uint64_t model_n_params(const struct model *m);
+uint64_t model_n_active_params(const struct model *m);
 
 /* Allocates the scratch for batches of up to max_batch tokens (replacing any
  * earlier reservation) and sets the pool the forward pass runs on (borrowed;

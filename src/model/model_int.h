@@ -22,11 +22,20 @@ struct layer {
     const float *bq, *bk, *bv;/* biases or NULL: (n_head * head_dim), (n_head_kv * head_dim) x2 */
     const float *q_norm, *k_norm; /* per-head RMS norm weights or NULL: (head_dim) */
     const float *ffn_norm;    /* (n_embd) */
-    /* Dense feed-forward. A MoE layer (issue 5) adds its router
-     * (ffn_gate_inp: n_embd -> n_expert) and 3-D expert slabs here, and
-     * forward.c's ffn step dispatches on it. */
+    /* Dense feed-forward (when gate_inp.data is NULL). */
     struct wmat gate, up;     /* (n_embd -> n_ff) */
     struct wmat down;         /* (n_ff -> n_embd) */
+    /* Mixture of experts: the router and one slab per expert; expert e's
+     * matrix is the wmat at data + e * expert_stride bytes. */
+    struct wmat gate_inp;     /* (n_embd -> n_expert) */
+    struct wmat gate_exps, up_exps; /* per expert (n_embd -> n_ff_exp) */
+    struct wmat down_exps;    /* per expert (n_ff_exp -> n_embd) */
+    size_t gate_stride, up_stride, down_stride;
+    /* qwen2moe's shared expert, applied to every token, scaled by
+     * sigmoid(shexp_gate . x); NULL / zero when absent. */
+    const float *shexp_gate;  /* (n_embd) */
+    struct wmat gate_sh, up_sh; /* (n_embd -> n_ff_shexp) */
+    struct wmat down_sh;      /* (n_ff_shexp -> n_embd) */
 };
 
 struct model {
@@ -50,6 +59,16 @@ struct model {
     float *att;               /* (max_batch, n_head * head_dim) attention output */
     float *ff_a, *ff_b;       /* (max_batch, n_ff) */
     float *rope_cos, *rope_sin; /* (max_batch, n_rot / 2) */
+    /* MoE scratch (NULL for dense models) */
+    float *router;            /* (max_batch, n_expert) router logits */
+    float *moe_x;             /* (max_batch * n_expert_used, n_embd) token rows grouped by expert */
+    float *moe_a, *moe_b;     /* (max_batch * n_expert_used, max(n_ff_exp, n_ff_shexp)) */
+    float *moe_out;           /* (max_batch, n_embd) accumulated expert outputs */
+    int32_t *moe_tok;         /* (max_batch * n_expert_used) token of each grouped row */
+    float *moe_w;             /* (max_batch * n_expert_used) its routing weight */
+    int32_t *moe_count;       /* (n_expert + 1) rows per expert, then prefix sums */
+    int32_t *moe_sel;         /* (max_batch * n_expert_used) chosen experts per token */
+    float *moe_selw;          /* (max_batch * n_expert_used) their weights */
     void *wbuf;               /* kern_matmul work buffer */
     size_t wbuf_size;
 };

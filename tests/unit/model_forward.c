@@ -33,6 +33,20 @@ static struct tiny_cfg cfg_of(const char *arch)
     return c;
 }
 
+/* MoE configurations: "mixtral" (llama with experts), "qwen2moe", "qwen3moe". */
+static struct tiny_cfg moe_cfg_of(const char *which)
+{
+    struct tiny_cfg c = cfg_of(!strcmp(which, "mixtral") ? "llama" : which);
+    c.n_expert = 6;
+    c.n_expert_used = 2;
+    c.n_ff_exp = 32;
+    if (!strcmp(which, "mixtral"))
+        c.n_ff = 32; /* the expert width */
+    if (!strcmp(which, "qwen2moe"))
+        c.n_ff_shexp = 64;
+    return c;
+}
+
 static struct model *load_tiny(const struct tiny_cfg *c, int max_batch)
 {
     char path[128];
@@ -455,6 +469,58 @@ TEST(test_load_errors)
     CHECK(strstr(e.msg, "/nonexistent/model.gguf") != NULL);
 }
 
+/* MoE: prefill == single steps == two sequences in one batch (the
+ * grouping by expert differs in each), for the three layouts. */
+TEST(test_moe_batch_invariance)
+{
+    const char *which[] = {"mixtral", "qwen2moe", "qwen3moe"};
+    for (int w = 0; w < 3; w++) {
+        struct tiny_cfg c = moe_cfg_of(which[w]);
+        struct model *m = load_tiny(&c, 32);
+        CHECKF(m != NULL, "%s", which[w]);
+        if (!m)
+            continue;
+        CHECK(model_hparams(m)->n_expert == 6 && model_hparams(m)->n_expert_used == 2);
+        CHECK(model_n_active_params(m) < model_n_params(m));
+        struct err e;
+        struct kv_cache *kv = kv_new_typed(m, 32, BS, GGML_TYPE_F32, &e);
+        int32_t t1[] = {0, 1, 2, 3}, t2[] = {4, 5, 6, 7}, t3[] = {8, 9, 10, 11};
+        float a[64], b[64], two[128];
+        CHECK(prefill(m, kv, t1, 4, prompt, NP, 0, a) == 0);
+        for (int i = 0; i < NP; i++)
+            CHECK(prefill(m, kv, t2, 4, prompt + i, 1, i, b) == 0);
+        CHECKF(max_diff(a, b, 64) < 1e-4, "%s: prefill vs decode %g", which[w], max_diff(a, b, 64));
+        /* a second sequence with other tokens, then one step of both together */
+        int32_t other[NP];
+        for (int i = 0; i < NP; i++)
+            other[i] = (prompt[i] * 5 + 3) % 64;
+        float o1[64];
+        CHECK(prefill(m, kv, t3, 4, other, NP - 1, 0, o1) == 0);
+        CHECK(prefill(m, kv, t3, 4, other + NP - 1, 1, NP - 1, o1) == 0);
+        struct batch_token bt[2] = {{prompt[NP - 1], NP - 1, 0, true}, {other[NP - 1], NP - 1, 1, true}};
+        struct batch_seq ss[2] = {{t1, 4}, {t3, 4}};
+        struct batch bb = {2, bt, 2, ss};
+        CHECK(model_forward(m, kv, &bb, two, &e) == 0);
+        CHECKF(max_diff(a, two, 64) < 1e-4, "%s: batched seq 0 %g", which[w], max_diff(a, two, 64));
+        CHECKF(max_diff(o1, two + 64, 64) < 1e-4, "%s: batched seq 1 %g", which[w], max_diff(o1, two + 64, 64));
+        kv_free(kv);
+        model_free(m);
+    }
+}
+
+TEST(test_moe_load_errors)
+{
+    struct tiny_cfg c = moe_cfg_of("qwen3moe");
+    c.omit = "blk.1.ffn_up_exps.weight";
+    expect_load_error(c, "'blk.1.ffn_up_exps.weight' is missing", "[64, 32, 6]");
+    c = moe_cfg_of("qwen2moe");
+    c.misshape = "blk.0.ffn_down_exps.weight";
+    expect_load_error(c, "'blk.0.ffn_down_exps.weight' has shape [64, 64, 6], expected [32, 64, 6]", NULL);
+    c = moe_cfg_of("qwen2moe");
+    c.omit = "blk.0.ffn_down_shexp.weight";
+    expect_load_error(c, "'blk.0.ffn_down_shexp.weight' is missing", NULL);
+}
+
 TEST(test_forward_errors)
 {
     struct tiny_cfg c = cfg_of("llama");
@@ -511,5 +577,7 @@ int main(void)
     RUN(test_quantized_weights_close);
     RUN(test_load_errors);
     RUN(test_forward_errors);
+    RUN(test_moe_batch_invariance);
+    RUN(test_moe_load_errors);
     TEST_END();
 }

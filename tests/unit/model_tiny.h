@@ -13,6 +13,7 @@
 struct tiny_cfg {
     const char *arch;
     int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    int n_expert, n_expert_used, n_ff_exp, n_ff_shexp; /* MoE: llama (Mixtral), qwen2moe, qwen3moe */
     enum ggml_type wtype;        /* type of the 2-D matrices */
     bool tied;
     const char *omit;            /* tensor name to leave out, or NULL */
@@ -31,18 +32,19 @@ struct tiny_writer {
     int failed;
 };
 
-static void tiny_tensor(struct tiny_writer *tw, const char *name, int64_t ne0, int64_t ne1, double std, double mean)
+static void tiny_tensor3(struct tiny_writer *tw, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, double std,
+                         double mean)
 {
     const struct tiny_cfg *c = tw->c;
     if (c->omit && !strcmp(name, c->omit))
         return;
     if (c->misshape && !strcmp(name, c->misshape))
         ne0 += 32;
-    int n_dims = ne1 > 1 ? 2 : 1;
+    int n_dims = ne2 > 1 ? 3 : ne1 > 1 ? 2 : 1;
     enum ggml_type t = n_dims == 2 ? c->wtype : GGML_TYPE_F32;
     if (c->misstype && !strcmp(name, c->misstype))
         t = c->misstype_type;
-    int64_t n = ne0 * ne1;
+    int64_t n = ne0 * ne1 * ne2;
     float *f = malloc((size_t)n * sizeof *f);
     for (int64_t i = 0; i < n; i++)
         f[i] = (float)(mean + std * rng_normal(&tw->r));
@@ -52,22 +54,27 @@ static void tiny_tensor(struct tiny_writer *tw, const char *name, int64_t ne0, i
         data = f;
         bytes = (size_t)n * 4;
     } else if (kern_type_quantizable(t)) {
-        bytes = ggml_row_size(t, ne0) * (size_t)ne1;
+        bytes = ggml_row_size(t, ne0) * (size_t)(ne1 * ne2);
         data = malloc(bytes);
-        kern_quantize(t, f, data, ne1, ne0);
+        kern_quantize(t, f, data, ne1 * ne2, ne0);
         free(f);
     } else { /* a type the kernels cannot use: raw bytes of the right size */
-        bytes = ggml_row_size(t, ne0) * (size_t)ne1;
+        bytes = ggml_row_size(t, ne0) * (size_t)(ne1 * ne2);
         data = calloc(1, bytes);
         free(f);
     }
     tw->bufs[tw->n_bufs++] = data;
-    int64_t ne[2] = {ne0, ne1};
+    int64_t ne[3] = {ne0, ne1, ne2};
     struct err e;
     if (gguf_writer_add_tensor(tw->w, name, t, n_dims, ne, data, bytes, &e) < 0) {
         fprintf(stderr, "tiny model: %s\n", e.msg);
         tw->failed = 1;
     }
+}
+
+static void tiny_tensor(struct tiny_writer *tw, const char *name, int64_t ne0, int64_t ne1, double std, double mean)
+{
+    tiny_tensor3(tw, name, ne0, ne1, 1, std, mean);
 }
 
 /* Writes the model to path; 0 or -1. */
@@ -84,6 +91,14 @@ static int tiny_write(const struct tiny_cfg *c, const char *path)
     gguf_writer_set_u32(tw.w, KEY("embedding_length"), (uint32_t)c->n_embd);
     gguf_writer_set_u32(tw.w, KEY("block_count"), (uint32_t)c->n_layer);
     gguf_writer_set_u32(tw.w, KEY("feed_forward_length"), (uint32_t)c->n_ff);
+    if (c->n_expert) {
+        gguf_writer_set_u32(tw.w, KEY("expert_count"), (uint32_t)c->n_expert);
+        gguf_writer_set_u32(tw.w, KEY("expert_used_count"), (uint32_t)c->n_expert_used);
+        if (strstr(c->arch, "moe"))
+            gguf_writer_set_u32(tw.w, KEY("expert_feed_forward_length"), (uint32_t)c->n_ff_exp);
+        if (c->n_ff_shexp)
+            gguf_writer_set_u32(tw.w, KEY("expert_shared_feed_forward_length"), (uint32_t)c->n_ff_shexp);
+    }
     gguf_writer_set_u32(tw.w, KEY("attention.head_count"), (uint32_t)c->n_head);
     gguf_writer_set_u32(tw.w, KEY("attention.head_count_kv"), (uint32_t)c->n_head_kv);
     gguf_writer_set_f32(tw.w, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
@@ -94,7 +109,8 @@ static int tiny_write(const struct tiny_cfg *c, const char *path)
     }
 #undef KEY
     int E = c->n_embd, QD = c->n_head * c->head_dim, KD = c->n_head_kv * c->head_dim;
-    bool qwen2 = !strcmp(c->arch, "qwen2"), qwen3 = !strcmp(c->arch, "qwen3");
+    bool qwen2 = !strncmp(c->arch, "qwen2", 5), qwen3 = !strncmp(c->arch, "qwen3", 5);
+    int FE = strstr(c->arch, "moe") ? c->n_ff_exp : c->n_ff;
     tiny_tensor(&tw, "token_embd.weight", E, c->n_vocab, 0.5, 0);
     tiny_tensor(&tw, "output_norm.weight", E, 1, 0.1, 1.0);
     if (!c->tied)
@@ -117,9 +133,24 @@ static int tiny_write(const struct tiny_cfg *c, const char *path)
             T("attn_k_norm.weight", c->head_dim, 1, 0.1, 1.0);
         }
         T("ffn_norm.weight", E, 1, 0.1, 1.0);
-        T("ffn_gate.weight", E, c->n_ff, 0.15, 0);
-        T("ffn_up.weight", E, c->n_ff, 0.15, 0);
-        T("ffn_down.weight", c->n_ff, E, 0.15, 0);
+        if (!c->n_expert) {
+            T("ffn_gate.weight", E, c->n_ff, 0.15, 0);
+            T("ffn_up.weight", E, c->n_ff, 0.15, 0);
+            T("ffn_down.weight", c->n_ff, E, 0.15, 0);
+        } else {
+#define T3(s, a, b) (snprintf(n, sizeof n, "blk.%d." s, l), tiny_tensor3(&tw, n, a, b, c->n_expert, 0.15, 0))
+            T("ffn_gate_inp.weight", E, c->n_expert, 0.5, 0);
+            T3("ffn_gate_exps.weight", E, FE);
+            T3("ffn_up_exps.weight", E, FE);
+            T3("ffn_down_exps.weight", FE, E);
+#undef T3
+            if (c->n_ff_shexp) {
+                T("ffn_gate_inp_shexp.weight", E, 1, 0.2, 0);
+                T("ffn_gate_shexp.weight", E, c->n_ff_shexp, 0.15, 0);
+                T("ffn_up_shexp.weight", E, c->n_ff_shexp, 0.15, 0);
+                T("ffn_down_shexp.weight", c->n_ff_shexp, E, 0.15, 0);
+            }
+        }
 #undef T
     }
     struct err e;
