@@ -10,6 +10,10 @@
  * (held = held + w WHERE balance - held >= w), which both engines apply
  * atomically; zero changed rows means 402.
  *
+ * The admission transaction is "lazy" (no fsync of its own): a hold lost with
+ * the machine belonged to a process that died with it, and recovery would
+ * release it anyway; the next durable commit (a settlement) makes it durable.
+ *
  * billing_settle_in_tx is the body of one settlement inside a transaction
  * opened by the writer thread (or the synchronous path): usage record, balance
  * update, ledger row, hold release. The usage table's primary key is the
@@ -108,7 +112,7 @@ int billing_admit(struct billing *b, const struct billing_request *r, struct bil
      * unauthenticated traffic never takes the write lock, then inside it, so
      * that a key revoked in between is seen. */
     for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1 && store_begin(s, STORE_TX_WRITE, e))
+        if (pass == 1 && store_begin(s, STORE_TX_WRITE_LAZY, e))
             goto out;
         int db_error = 0;
         struct err why;

@@ -106,7 +106,6 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     pthread_mutex_init(&b->q_mu, NULL);
     pthread_cond_init(&b->q_cv, NULL);
     pthread_cond_init(&b->q_space_cv, NULL);
-    pthread_cond_init(&b->q_done_cv, NULL);
     b->now = o->now;
     b->now_ctx = o->now_ctx;
     b->q_cap = o->queue_cap > 0 ? o->queue_cap : 4096;
@@ -187,7 +186,6 @@ void billing_close(struct billing *b)
     pthread_mutex_destroy(&b->q_mu);
     pthread_cond_destroy(&b->q_cv);
     pthread_cond_destroy(&b->q_space_cv);
-    pthread_cond_destroy(&b->q_done_cv);
     free(b);
 }
 

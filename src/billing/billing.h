@@ -293,6 +293,15 @@ typedef int (*billing_usage_fn)(void *ctx, const struct billing_usage_row *row);
 int billing_usage_report(struct billing *b, const struct billing_usage_filter *f, enum billing_group by,
                          billing_usage_fn fn, void *ctx, struct billing_usage_row *total, struct err *e);
 
+/* ---- writer statistics (for /metrics and benchmarks) ---- */
+struct billing_writer_stats {
+    int64_t groups;      /* group commits done */
+    int64_t settlements; /* settlements processed by the writer */
+    int64_t failed;      /* of which failed */
+    int64_t queue_len;   /* waiting now */
+};
+void billing_writer_stats(struct billing *b, struct billing_writer_stats *out);
+
 /* ---- audit ---- */
 /* Checks every account's invariants: balance == sum of its ledger rows,
  * credited == sum of its credits, held == sum of its open holds, 0 <= held <=

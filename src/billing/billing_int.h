@@ -16,6 +16,7 @@ struct settle_job {
     struct err err;               /* the writer's message when rc != 0 */
     int rc;
     int done;                     /* guarded by billing.q_mu */
+    pthread_cond_t done_cv;       /* the waiting caller's own wake-up */
     struct settle_job *next;      /* queue link, guarded by billing.q_mu */
 };
 
@@ -42,10 +43,10 @@ struct billing {
     pthread_mutex_t q_mu;
     pthread_cond_t q_cv;          /* writer waits for work */
     pthread_cond_t q_space_cv;    /* producers wait for room */
-    pthread_cond_t q_done_cv;     /* producers wait for their job */
     struct settle_job *q_head, *q_tail; /* guarded by q_mu */
     int q_len, q_cap, group_max;
     int stopping;                 /* guarded by q_mu */
+    struct billing_writer_stats stats; /* guarded by q_mu */
 };
 
 struct store *billing_conn_get(struct billing *b);

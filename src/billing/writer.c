@@ -29,6 +29,17 @@ static void run_group(struct billing *b, struct settle_job **jobs, int n)
         return;
     }
     int n_ok = 0;
+    if (n == 1) { /* alone: the transaction itself is the savepoint */
+        struct billing_usage u;
+        jobs[0]->rc = billing_settle_in_tx(b, s, jobs[0], &u, &jobs[0]->err);
+        if (jobs[0]->rc) {
+            store_rollback(s);
+            return;
+        }
+        *jobs[0]->out = u;
+        n_ok = 1;
+        goto commit;
+    }
     for (int i = 0; i < n; i++) {
         struct settle_job *j = jobs[i];
         struct billing_usage u;
@@ -47,6 +58,7 @@ static void run_group(struct billing *b, struct settle_job **jobs, int n)
         j->rc = 0;
         n_ok++;
     }
+commit:
     if (store_commit(s, &e)) {
         for (int i = 0; i < n; i++) {
             if (jobs[i]->rc == 0) {
@@ -83,9 +95,14 @@ static void *writer_main(void *arg)
         run_group(b, group, n);
 
         pthread_mutex_lock(&b->q_mu);
-        for (int i = 0; i < n; i++)
+        b->stats.groups++;
+        b->stats.settlements += n;
+        for (int i = 0; i < n; i++) {
+            b->stats.failed += group[i]->rc != 0;
             group[i]->done = 1;
-        pthread_cond_broadcast(&b->q_done_cv);
+            /* Each caller has its own condition: no thundering herd. */
+            pthread_cond_signal(&group[i]->done_cv);
+        }
     }
     pthread_mutex_unlock(&b->q_mu);
     free(group);
@@ -150,11 +167,13 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
             *out = u;
         return 0;
     }
+    pthread_cond_init(&j.done_cv, NULL);
     pthread_mutex_lock(&b->q_mu);
     while (b->q_len >= b->q_cap && !b->stopping)
         pthread_cond_wait(&b->q_space_cv, &b->q_mu);
     if (b->stopping) {
         pthread_mutex_unlock(&b->q_mu);
+        pthread_cond_destroy(&j.done_cv);
         return err_set(e, "request %s: the ledger is shutting down", request_id);
     }
     if (b->q_tail)
@@ -165,8 +184,9 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
     b->q_len++;
     pthread_cond_signal(&b->q_cv);
     while (!j.done)
-        pthread_cond_wait(&b->q_done_cv, &b->q_mu);
+        pthread_cond_wait(&j.done_cv, &b->q_mu);
     pthread_mutex_unlock(&b->q_mu);
+    pthread_cond_destroy(&j.done_cv);
     if (j.rc) {
         *e = j.err;
         return -1;
@@ -174,4 +194,12 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
     if (out)
         *out = u;
     return 0;
+}
+
+void billing_writer_stats(struct billing *b, struct billing_writer_stats *out)
+{
+    pthread_mutex_lock(&b->q_mu);
+    *out = b->stats;
+    out->queue_len = b->q_len;
+    pthread_mutex_unlock(&b->q_mu);
 }

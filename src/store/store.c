@@ -138,7 +138,8 @@ static int savepoint_cmd(struct store *s, const char *verb, const char *name, st
     snprintf(sql, sizeof sql, "%s %s", verb, name);
     if (tick(s, e))
         return -1;
-    return s->ops->script(s, sql, e);
+    /* through exec, so the backend can keep the statement prepared */
+    return s->ops->exec(s, sql, NULL, 0, NULL, e);
 }
 
 int store_savepoint(struct store *s, const char *name, struct err *e)
@@ -157,7 +158,7 @@ int store_rollback_to(struct store *s, const char *name, struct err *e)
      * group could not recover from one failing item. */
     char sql[128];
     snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT %s", name);
-    return s->ops->script(s, sql, e);
+    return s->ops->exec(s, sql, NULL, 0, NULL, e);
 }
 
 int store_exec(struct store *s, const char *sql, const struct store_val *params, int n_params,

@@ -23,6 +23,12 @@
  *
  * Errors: functions return 0 on success and -1 with the reason in *e.
  * Threads: a struct store is one connection; use it from one thread at a time.
+ * SQLite allows one writer per database: the SQLite backend serialises the
+ * write transactions of all connections of the process with one mutex (taken
+ * by store_begin(WRITE), released by commit/rollback), so that threads queue
+ * fairly instead of polling the file lock; the busy timeout then only covers
+ * other processes. Do not open a second write transaction on another
+ * connection from a thread that holds one.
  * Fault injection: store_fail_after(s, n) makes every operation after the next
  * n fail (as an I/O error would), so tests can check that money still balances.
  */
@@ -50,7 +56,14 @@ struct store_val {
 /* text or NULL when x is NULL */
 #define SV_OPT_TEXT(x) ((x) ? SV_TEXT(x) : SV_NULL)
 
-enum store_tx { STORE_TX_READ, STORE_TX_WRITE };
+/* STORE_TX_WRITE commits durably (fsync; survives power loss).
+ * STORE_TX_WRITE_LAZY commits atomically and survives a crash of the process,
+ * but the last such commits may be lost with the machine (no fsync of their
+ * own; the next durable commit makes them durable too, as the log is
+ * sequential). Use it only for state that recovery rebuilds anyway — holds,
+ * which a dead process's restart releases. (SQLite: synchronous=NORMAL for
+ * that transaction; PostgreSQL: SET LOCAL synchronous_commit = off.) */
+enum store_tx { STORE_TX_READ, STORE_TX_WRITE, STORE_TX_WRITE_LAZY };
 
 /* Opens a connection to the ledger named by url (see above), creating it and
  * applying migrations as needed. A database whose schema is newer than this

@@ -15,6 +15,7 @@
  */
 #include "store/store_int.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ struct sq {
     struct stmt_slot cache[STMT_CACHE];
     int n_cache;
     int next_evict;
+    int writing; /* holds write_mu */
+    int lazy;    /* synchronous=NORMAL for the open transaction */
 };
 
 static int sq_err(struct sq *q, struct err *e, const char *what)
@@ -64,14 +67,51 @@ static void sq_close(struct store *s)
     free(q);
 }
 
+/* One writer at a time per process (see store.h). */
+static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void end_tx(struct sq *q)
+{
+    if (q->lazy) {
+        sqlite3_exec(q->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+        q->lazy = 0;
+    }
+    if (q->writing) {
+        q->writing = 0;
+        pthread_mutex_unlock(&write_mu);
+    }
+}
+
 static int sq_begin(struct store *s, enum store_tx mode, struct err *e)
 {
-    return sq_script(s, mode == STORE_TX_WRITE ? "BEGIN IMMEDIATE" : "BEGIN", e);
+    struct sq *q = (struct sq *)s;
+    if (mode == STORE_TX_READ)
+        return sq_script(s, "BEGIN", e);
+    pthread_mutex_lock(&write_mu);
+    q->writing = 1;
+    if (mode == STORE_TX_WRITE_LAZY) {
+        q->lazy = 1;
+        if (sq_script(s, "PRAGMA synchronous=NORMAL", e)) {
+            end_tx(q);
+            return -1;
+        }
+    }
+    if (sq_script(s, "BEGIN IMMEDIATE", e)) {
+        end_tx(q);
+        return -1;
+    }
+    return 0;
 }
 
 static int sq_commit(struct store *s, struct err *e)
 {
-    return sq_script(s, "COMMIT", e);
+    struct sq *q = (struct sq *)s;
+    int rc = sq_script(s, "COMMIT", e);
+    /* A failed COMMIT leaves the transaction open: the caller rolls back,
+     * which ends it. */
+    if (rc == 0)
+        end_tx(q);
+    return rc;
 }
 
 static void sq_rollback(struct store *s)
@@ -79,6 +119,7 @@ static void sq_rollback(struct store *s)
     struct sq *q = (struct sq *)s;
     if (!sqlite3_get_autocommit(q->db))
         sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    end_tx(q);
 }
 
 static int prepare(struct sq *q, const char *sql, sqlite3_stmt **out, struct err *e)
