@@ -313,7 +313,7 @@ static int split_words(struct trainer *tr, const char *text, size_t len, const u
     int errc;
     PCRE2_SIZE erroff;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)gpt2_split, PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &errc, &erroff, NULL);
+                                   PCRE2_UTF | PCRE2_UCP, &errc, &erroff, NULL);
     if (!re)
         return err_set(e, "cannot compile the GPT-2 split expression (PCRE2 error %d)", errc);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
@@ -322,21 +322,28 @@ static int split_words(struct trainer *tr, const char *text, size_t len, const u
         rc = err_set(e, "out of memory");
         goto out;
     }
+    /* The first match checks that the whole text is UTF-8; later ones skip
+     * that check (it would make the split quadratic in the text length). */
     size_t off = 0;
+    uint32_t flags = 0;
     while (off < len) {
-        int m = pcre2_match(re, (PCRE2_SPTR)text, len, off, 0, md, NULL);
+        int m = pcre2_match(re, (PCRE2_SPTR)text, len, off, flags, md, NULL);
+        flags = PCRE2_NO_UTF_CHECK;
         size_t s = len, t = len;
         if (m >= 0) {
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             s = ov[0];
             t = ov[1];
+        } else if (m <= PCRE2_ERROR_UTF8_ERR1 && m >= PCRE2_ERROR_UTF8_ERR21) {
+            rc = err_set(e, "the text is not valid UTF-8 at byte %zu", (size_t)pcre2_get_ovector_pointer(md)[0]);
+            goto out;
         } else if (m != PCRE2_ERROR_NOMATCH) {
             rc = err_set(e, "splitting the text failed at byte %zu (PCRE2 error %d)", off, m);
             goto out;
         }
         if (t == s && s < len)
             t = s + 1; /* the expression never matches empty; be safe anyway */
-        /* Bytes the expression skipped (invalid UTF-8) form a word of their own. */
+        /* Text the expression does not cover (none for valid UTF-8) is a word of its own. */
         if ((s > off && add_word(tr, (const unsigned char *)text + off, s - off, byte_tok) != 0) ||
             (t > s && add_word(tr, (const unsigned char *)text + s, t - s, byte_tok) != 0)) {
             rc = err_set(e, "out of memory");
