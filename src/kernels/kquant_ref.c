@@ -49,38 +49,6 @@ static inline int imax(int a, int b)
 
 /* ---- scale searches ---- */
 
-/* ---- four-lane vectors (GCC/Clang vector extensions; SSE2 on x86-64) ----
- * Every operation below acts on each lane exactly as the scalar C operation
- * would (IEEE single precision, no fusion), so code written on lanes gives
- * the same bits as the scalar algorithm, sub-block by sub-block. */
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-static inline v4f v4f_set1(float a)
-{
-    return (v4f){a, a, a, a};
-}
-static inline v4f v4f_select(v4i mask, v4f a, v4f b) /* mask ? a : b, per lane */
-{
-    return (v4f)(((v4i)a & mask) | ((v4i)b & ~mask));
-}
-static inline v4i v4i_select(v4i mask, v4i a, v4i b)
-{
-    return (a & mask) | (b & ~mask);
-}
-static inline v4f v4f_abs(v4f a)
-{
-    return (v4f)((v4i)a & 0x7fffffff);
-}
-/* kern_nearest_int on each lane, clamped to lo..hi */
-static inline v4i v4_nearest_clamp(v4f v, int lo, int hi)
-{
-    v4i i = (v4i)(v + v4f_set1(12582912.f));
-    i = (i & 0x007fffff) - 0x00400000;
-    i = v4i_select(i < lo, (v4i){lo, lo, lo, lo}, i);
-    return v4i_select(i > hi, (v4i){hi, hi, hi, hi}, i);
-}
-
 /* Weighted fit of x[i] ~ scale * L[i] + min with L[i] in 0..nmax and min <= 0
  * (ggml's make_qkx2_quants), for nsub independent sub-blocks of n values at
  * once: x, weights and L hold sub-block s at s * n. Returns scale[s] and

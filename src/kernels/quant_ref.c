@@ -297,11 +297,6 @@ static inline int iq4nl_index(float v)
 
 #define IQ4NL_NTRY 7
 
-/* Four-lane vectors (GCC/Clang extensions, SSE2 on x86-64); each lane does
- * exactly the scalar operation. */
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
 static void quantize_block_iq4_nl(const float *x, block_iq4_nl *y)
 {
     const int8_t *values = kern_kvalues_iq4nl;

@@ -37,6 +37,39 @@ static inline int kern_nearest_int(float v)
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* ---- four-lane vectors for the scale searches ----
+ * GCC/Clang vector extensions: plain SSE2 on x86-64, scalar code elsewhere.
+ * Every operation below acts on each lane exactly as the scalar C operation
+ * would (IEEE single precision, no fusion), so code written on lanes gives
+ * the same bits as the scalar algorithm, sub-block by sub-block. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f v4f_set1(float a)
+{
+    return (v4f){a, a, a, a};
+}
+static inline v4f v4f_select(v4i mask, v4f a, v4f b) /* mask ? a : b, per lane */
+{
+    return (v4f)(((v4i)a & mask) | ((v4i)b & ~mask));
+}
+static inline v4i v4i_select(v4i mask, v4i a, v4i b)
+{
+    return (a & mask) | (b & ~mask);
+}
+static inline v4f v4f_abs(v4f a)
+{
+    return (v4f)((v4i)a & 0x7fffffff);
+}
+/* kern_nearest_int on each lane, clamped to lo..hi */
+static inline v4i v4_nearest_clamp(v4f v, int lo, int hi)
+{
+    v4i i = (v4i)(v + v4f_set1(12582912.f));
+    i = (i & 0x007fffff) - 0x00400000;
+    i = v4i_select(i < lo, (v4i){lo, lo, lo, lo}, i);
+    return v4i_select(i > hi, (v4i){hi, hi, hi, hi}, i);
+}
+
 /* The 16 levels of iq4_nl (and iq4_xs), sorted. */
 extern const int8_t kern_kvalues_iq4nl[16];
 
