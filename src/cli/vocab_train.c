@@ -335,7 +335,7 @@ static int split_words(struct trainer *tr, const char *text, size_t len, const u
             s = ov[0];
             t = ov[1];
         } else if (m <= PCRE2_ERROR_UTF8_ERR1 && m >= PCRE2_ERROR_UTF8_ERR21) {
-            rc = err_set(e, "the text is not valid UTF-8 at byte %zu", (size_t)pcre2_get_ovector_pointer(md)[0]);
+            rc = err_set(e, "the text is not valid UTF-8 at byte %zu", (size_t)pcre2_get_startchar(md));
             goto out;
         } else if (m != PCRE2_ERROR_NOMATCH) {
             rc = err_set(e, "splitting the text failed at byte %zu (PCRE2 error %d)", off, m);
