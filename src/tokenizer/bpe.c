@@ -265,27 +265,72 @@ static struct cand heap_pop(struct bpe_ctx *c)
     return top;
 }
 
-static bool merge_find(const struct tokenizer *t, int32_t l, int32_t r, uint32_t *rank, int32_t *res)
+static inline bool merge_find(const struct tokenizer *t, int32_t l, int32_t r, uint32_t *rank, int32_t *res)
 {
     uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
-    uint64_t x = key;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    size_t i = (size_t)x & t->merge_mask;
+    size_t i = (size_t)tok_mix64(key) & t->merge_mask;
     for (;;) {
-        uint64_t k = t->merge_key[i];
-        if (k == key) {
-            *rank = (uint32_t)(t->merge_val[i] >> 32);
-            *res = (int32_t)(uint32_t)t->merge_val[i];
+        const struct tok_merge *m = &t->merge[i];
+        if (m->key == key) {
+            *rank = m->rank;
+            *res = m->res;
             return true;
         }
-        if (k == UINT64_MAX)
+        if (m->key == UINT64_MAX)
             return false;
         i = (i + 1) & t->merge_mask;
     }
+}
+
+/* Rank of merging a and b (UINT32_MAX: no merge). */
+static inline uint32_t pair_rank(const struct tokenizer *t, int32_t a, int32_t b, int32_t *res)
+{
+    uint32_t rank;
+    if (a < 0 || b < 0 || !merge_find(t, a, b, &rank, res))
+        return UINT32_MAX;
+    return rank;
+}
+
+/* Words of up to SMALL_WORD bytes: an array of symbols and the rank of each
+ * adjacent pair; each step merges the pair of lowest rank (leftmost on ties,
+ * the same choice as the heap) and looks up only the two new pairs. */
+#define SMALL_WORD 64
+
+static int encode_small(const struct tokenizer *t, const char *w, size_t n, struct tok_ids *out, struct err *e)
+{
+    int32_t ids[SMALL_WORD], res[SMALL_WORD];
+    uint32_t rank[SMALL_WORD];
+    size_t m = n;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = t->byte_tok[(uint8_t)w[i]];
+    for (size_t i = 0; i + 1 < n; i++)
+        rank[i] = pair_rank(t, ids[i], ids[i + 1], &res[i]);
+    while (m > 1) {
+        size_t best = 0;
+        for (size_t i = 1; i + 1 < m; i++)
+            if (rank[i] < rank[best])
+                best = i;
+        if (rank[best] == UINT32_MAX)
+            break;
+        ids[best] = res[best];
+        /* drop symbol best+1 and the pair (best+1, best+2) */
+        for (size_t i = best + 1; i + 1 < m; i++) {
+            ids[i] = ids[i + 1];
+            if (i + 1 < m - 1) {
+                rank[i] = rank[i + 1];
+                res[i] = res[i + 1];
+            }
+        }
+        m--;
+        if (best > 0)
+            rank[best - 1] = pair_rank(t, ids[best - 1], ids[best], &res[best - 1]);
+        if (best + 1 < m)
+            rank[best] = pair_rank(t, ids[best], ids[best + 1], &res[best]);
+    }
+    for (size_t i = 0; i < m; i++)
+        if (ids[i] >= 0 && tok_ids_push(out, ids[i], e)) /* a byte whose character is not a token is dropped, as in llama.cpp */
+            return -1;
+    return 0;
 }
 
 static int try_pair(struct bpe_ctx *c, int32_t left, int32_t right)
@@ -318,6 +363,8 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
         if (id >= 0)
             return tok_ids_push(out, id, e);
     }
+    if (n <= SMALL_WORD)
+        return encode_small(t, w, n, out, e);
     if (n > c->syms_cap) {
         size_t cap = c->syms_cap ? c->syms_cap : 64;
         while (cap < n)

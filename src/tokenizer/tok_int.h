@@ -31,9 +31,12 @@ struct tokenizer {
     int32_t *hash;              /* from malloc: open addressing, token string -> id, -1 empty */
     size_t hash_mask;
 
-    /* BPE merges: key (left id << 32 | right id) -> (rank << 32 | result id). */
-    uint64_t *merge_key;        /* from malloc; UINT64_MAX empty */
-    uint64_t *merge_val;        /* from malloc */
+    /* BPE merges: open addressing on key (left id << 32 | right id). */
+    struct tok_merge {
+        uint64_t key;           /* UINT64_MAX: empty slot */
+        uint32_t rank;
+        int32_t res;            /* id of the merged token */
+    } *merge;                   /* from malloc */
     size_t merge_mask;
 
     int32_t byte_tok[256];      /* SPM: id of <0xNN> (or the byte itself); BPE: id of the mapped character; -1 */
@@ -65,6 +68,16 @@ struct tokenizer {
 static inline const char *tok_text_at(const struct tokenizer *t, int32_t id)
 {
     return t->text + t->text_off[id];
+}
+
+static inline uint64_t tok_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
 }
 
 /* Hash lookup of a token string: id or -1. */

@@ -220,27 +220,16 @@ static void hash_insert(struct tokenizer *t, int32_t id)
     }
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 /* First occurrence of a pair keeps its rank. */
-static void merge_insert(struct tokenizer *t, uint64_t key, uint64_t val)
+static void merge_insert(struct tokenizer *t, uint64_t key, uint32_t rank, int32_t res)
 {
-    size_t i = (size_t)mix64(key) & t->merge_mask;
-    while (t->merge_key[i] != UINT64_MAX) {
-        if (t->merge_key[i] == key)
+    size_t i = (size_t)tok_mix64(key) & t->merge_mask;
+    while (t->merge[i].key != UINT64_MAX) {
+        if (t->merge[i].key == key)
             return;
         i = (i + 1) & t->merge_mask;
     }
-    t->merge_key[i] = key;
-    t->merge_val[i] = val;
+    t->merge[i] = (struct tok_merge){key, rank, res};
 }
 
 /* ---- accessors ---- */
@@ -309,8 +298,7 @@ void tok_free(struct tokenizer *t)
     free(t->piece_off);
     free(t->piece_len);
     free(t->hash);
-    free(t->merge_key);
-    free(t->merge_val);
+    free(t->merge);
     free(t->special);
     free(t->special_rank);
     free(t->trie_key);
@@ -660,11 +648,11 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         if (nm > INT32_MAX)
             return err_set(e, "tokenizer.ggml.merges: %llu merges is too many", (unsigned long long)nm);
         t->merge_mask = pow2_at_least(2 * (size_t)nm) - 1;
-        t->merge_key = malloc((t->merge_mask + 1) * sizeof *t->merge_key);
-        t->merge_val = malloc((t->merge_mask + 1) * sizeof *t->merge_val);
-        if (!t->merge_key || !t->merge_val)
+        t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
+        if (!t->merge)
             return err_set(e, "out of memory loading %llu merges", (unsigned long long)nm);
-        memset(t->merge_key, 0xFF, (t->merge_mask + 1) * sizeof *t->merge_key);
+        for (size_t i = 0; i <= t->merge_mask; i++)
+            t->merge[i].key = UINT64_MAX;
         struct tok_bytes cat = {0};
         uint64_t skipped = 0;
         for (uint64_t i = 0; i < nm; i++) {
@@ -688,7 +676,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
                 skipped++; /* can never apply: its parts or result are not tokens */
                 continue;
             }
-            merge_insert(t, (uint64_t)(uint32_t)l << 32 | (uint32_t)r, (uint64_t)i << 32 | (uint32_t)res);
+            merge_insert(t, (uint64_t)(uint32_t)l << 32 | (uint32_t)r, (uint32_t)i, res);
         }
         tok_bytes_release(&cat);
         if (skipped)

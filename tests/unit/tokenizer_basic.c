@@ -123,6 +123,18 @@ TEST(bpe_merges_by_rank)
     p = tok_piece(t, 9, false, &len);
     CHECK(p && len == 3 && !memcmp(p, " ab", 3));
     CHECK(tok_piece(t, 99, false, &len) == NULL);
+    /* words longer than the small-word path (64 bytes) take the heap path: same rules */
+    for (int reps = 10; reps <= 40; reps += 30) {
+        char word[128];
+        for (int i = 0; i < reps; i++)
+            memcpy(word + 3 * i, "abc", 3);
+        v.n = 0;
+        CHECK(tok_encode(t, word, (size_t)reps * 3, false, false, &v, &e) == 0);
+        bool ok = v.n == (size_t)reps * 2;
+        for (size_t i = 0; ok && i < v.n; i++)
+            ok = v.ids[i] == (i % 2 ? 10 : 0);
+        CHECKF(ok, "'abc' x %d", reps);
+    }
     CHECK(tok_n_vocab(t) == (int32_t)(sizeof bpe_toks / sizeof *bpe_toks));
     CHECK(tok_model(t) == TOK_MODEL_BPE);
     CHECK(!tok_add_bos(t));
