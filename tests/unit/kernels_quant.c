@@ -13,7 +13,8 @@
  *     (which also catches bytes left unwritten);
  *   - dot products: vec_dot equals the double-precision dot of the two
  *     dequantized rows, and is near the f32 dot within the quantization error;
- *   - edge rows: all zero, constant, one huge outlier: finite results.
+ *   - edge rows: all zero, constant, one huge outlier: finite results;
+ *     NaN / infinity spoil only their own block, without undefined behaviour.
  */
 #include "kernels/kernels.h"
 #include "test.h"
@@ -157,7 +158,9 @@ static uint64_t fnv1a(const void *p, size_t n)
 
 /* FNV-1a of the quantized rows of gold_rows(), computed with ggml's
  * quantize_<type>(src, dst, 9, 512, NULL) and quantize_row_q8_*_ref (the
- * ggml of llama.cpp early 2026, as built into a released binding). */
+ * ggml of llama.cpp as built into the Node binding @fugood/llama.node
+ * 1.7.15). The same comparison on 9 kinds of row x 300 rows x 1024 values
+ * found every byte equal for every type. */
 static const struct {
     enum ggml_type type;
     uint64_t hash;
@@ -703,6 +706,37 @@ TEST(test_edge_rows)
     free(x);
 }
 
+/* NaN, infinity or a value whose scale overflows fp16 spoils only its own
+ * block (as in ggml), without undefined behaviour: the blocks around it come
+ * out exactly as from a clean row. */
+TEST(test_nonfinite_input)
+{
+    static const float bad[] = {NAN, INFINITY, -INFINITY, 1e30f};
+    const int64_t n = 3 * 256;
+    float *x = xmalloc(n * sizeof(float));
+    struct rng r;
+    rng_seed(&r, 3);
+    for (int k = 0; k < N_QTYPES; k++) {
+        enum ggml_type t = qtypes[k].type;
+        const size_t rs = ggml_row_size(t, n), bs = ggml_row_size(t, 256);
+        uint8_t *clean = xmalloc(rs), *dirty = xmalloc(rs);
+        fill_normal(&r, x, n, 1.0);
+        kern_ops(t)->from_float(x, clean, n);
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            float keep = x[300];
+            x[300] = bad[b];
+            kern_ops(t)->from_float(x, dirty, n);
+            x[300] = keep;
+            /* the first and last 256 values lie in other blocks for every type */
+            CHECKF(memcmp(clean, dirty, bs) == 0 && memcmp(clean + 2 * bs, dirty + 2 * bs, bs) == 0, "%s %g",
+                   ggml_type_name(t), bad[b]);
+        }
+        free(clean);
+        free(dirty);
+    }
+    free(x);
+}
+
 int main(void)
 {
     kernels_init();
@@ -721,5 +755,6 @@ int main(void)
     RUN(test_deterministic);
     RUN(test_vec_dot);
     RUN(test_edge_rows);
+    RUN(test_nonfinite_input);
     TEST_END();
 }
