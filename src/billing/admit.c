@@ -208,6 +208,18 @@ int billing_admit(struct billing *b, const struct billing_request *r, struct bil
             goto out;
         }
     }
+    if (r->request_id) {
+        int64_t used = 0;
+        if (store_query_int(s,
+                            "SELECT (SELECT COUNT(*) FROM holds WHERE request_id = $1) +"
+                            " (SELECT COUNT(*) FROM usage WHERE request_id = $1)",
+                            (struct store_val[]){SV_TEXT(a.request_id)}, 1, &used, NULL, e))
+            goto out;
+        if (used) {
+            err_set(e, "request id '%s' is already in the ledger", a.request_id);
+            goto out;
+        }
+    }
     /* The balance check and the hold, as one conditional update. */
     int64_t changed = 0;
     if (store_exec(s, "UPDATE accounts SET held = held + $1 WHERE id = $2 AND balance - held >= $1",
@@ -329,15 +341,25 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
         *out = u;
         return 0;
     }
+    /* Taking the hold is the claim: with several nodes on one database, a
+     * second settler of the same request blocks on this row until the first
+     * commits, then finds it gone and returns the first one's record. */
     struct hold h;
     memset(&h, 0, sizeof h);
     if (store_query(s,
-                    "SELECT account_id, key_id, model, prompt_tokens, max_tokens, price_input, price_cached,"
-                    " price_output, amount, admitted_at FROM holds WHERE request_id = $1",
+                    "DELETE FROM holds WHERE request_id = $1 RETURNING account_id, key_id, model, prompt_tokens,"
+                    " max_tokens, price_input, price_cached, price_output, amount, admitted_at",
                     rid, 1, hold_row, &h, e))
         return -1;
-    if (!h.found)
+    if (!h.found) {
+        if (store_query(s, "SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", rid, 1, usage_row, &u, e))
+            return -1;
+        if (u.request_id[0]) {
+            *out = u;
+            return 0;
+        }
         return err_set(e, "request %s: no such admitted request", j->request_id);
+    }
     int64_t cost = billing_cost(j->prompt, j->cached, j->completion, h.p_in, h.p_cached, h.p_out);
     if (cost > h.amount) {
         log_warn("request %s: usage (%lld prompt, %lld completion tokens) exceeds what was admitted (%lld, %lld);"
@@ -371,10 +393,6 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
         return err_set(e, "request %s: account %s holds less than the request's hold", j->request_id, h.account_id);
     if (billing_ledger_row(s, h.account_id, "usage", -cost, balance, j->request_id, now, e))
         return -1;
-    int64_t deleted = 0;
-    if (store_exec(s, "DELETE FROM holds WHERE request_id = $1", rid, 1, &deleted, e))
-        return -1;
-    MAAS_ASSERT(deleted == 1);
     memset(out, 0, sizeof *out);
     snprintf(out->request_id, sizeof out->request_id, "%s", j->request_id);
     snprintf(out->account_id, sizeof out->account_id, "%s", h.account_id);

@@ -174,9 +174,18 @@ TEST(refusals)
     CHECK(a.status == BILLING_OK && a.http_status == 200 && a.hold == 300);
     struct billing_account ac = acct_get(b, acct);
     CHECK(ac.held == 300 && ac.balance == 1000000);
+    CHECK(a.price_input == 1000000 && a.price_output == 2000000 && a.request_id[0] && !strcmp(a.account_id, acct));
     struct err e;
     struct billing_request bad = {.key = key, .model = "m1", .prompt_tokens = -1, .max_tokens = 1};
     CHECK(billing_admit(b, &bad, &a, &e) == -1);
+    /* a caller-chosen request id is used once only */
+    struct billing_request named = {.key = key, .model = "m1", .prompt_tokens = 1, .max_tokens = 1,
+                                    .request_id = "chatcmpl-abc123"};
+    CHECK(billing_admit(b, &named, &a, &e) == 0 && a.status == BILLING_OK && !strcmp(a.request_id, "chatcmpl-abc123"));
+    CHECK(billing_admit(b, &named, &a, &e) == -1);
+    CHECKF(strstr(e.msg, "already"), "%s", e.msg);
+    named.request_id = "bad id!";
+    CHECK(billing_admit(b, &named, &a, &e) == -1);
     audit_ok(b);
     billing_close(b);
 }
