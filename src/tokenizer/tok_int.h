@@ -28,7 +28,10 @@ struct tokenizer {
     uint32_t *piece_off;        /* from malloc: n_vocab */
     uint32_t *piece_len;        /* from malloc: n_vocab */
 
-    int32_t *hash;              /* from malloc: open addressing, token string -> id, -1 empty */
+    struct tok_slot {
+        int32_t id;             /* -1: empty */
+        uint32_t fp;            /* upper half of the string's hash, checked before the string */
+    } *hash;                    /* from malloc: open addressing, token string -> id */
     size_t hash_mask;
 
     /* BPE merges: open addressing on key (left id << 32 | right id). */

@@ -17,10 +17,13 @@
  *     tok_ids_release(&ids);
  *     tok_free(t);
  *
- * Special (control, type 3) and user-defined (type 4) tokens are recognised in
- * text only when the caller passes parse_special = true — as for a rendered
- * chat template. Raw user text is encoded with parse_special = false, so a
- * user who writes "<|im_end|>" gets the ordinary tokens of those characters.
+ * Control tokens (type 3, and unknown, type 2) are recognised in text only
+ * when the caller passes parse_special = true — as for a rendered chat
+ * template. Raw user text is encoded with parse_special = false, so a user
+ * who writes "<|im_end|>" gets the ordinary tokens of those characters.
+ * User-defined tokens (type 4) are ordinary text stored whole (DeepSeek's
+ * "ø", Phi-3's "</s>"): like llama.cpp and HF added tokens they are matched
+ * in any text, which the reference ids of those vocabularies require.
  *
  * Output: decoding is by pieces — the bytes a token stands for. A piece need
  * not be valid UTF-8 on its own (byte tokens, a character split by BPE); the
@@ -84,7 +87,8 @@ bool tok_add_eos(const struct tokenizer *t);
 
 /* End of generation: eos, eot and the end-of-turn tokens of known chat
  * formats present in the vocabulary (<|im_end|>, <|endoftext|>, <|eot_id|>,
- * <|eom_id|>, <end_of_turn>, <|end|>, </s>, <｜end▁of▁sentence｜>, ...).
+ * <|eom_id|>, <end_of_turn>, <|end|>, <EOT>, <|end_of_text|>,
+ * <｜end▁of▁sentence｜>; GLM-4 also <|user|>, <|observation|>).
  * False for ids out of range. */
 bool tok_is_eog(const struct tokenizer *t, int32_t id);
 
@@ -121,7 +125,9 @@ int tok_ids_push(struct tok_ids *v, int32_t id, struct err *e); /* 0 or -1 (out 
 /* Encodes text[0..len) (any bytes; invalid UTF-8 is encoded byte by byte)
  * and APPENDS the ids to out. add_special: put BOS/EOS around the text as
  * tok_add_bos/tok_add_eos say. parse_special: recognise the text of control
- * and user-defined tokens in text as those tokens. Returns 0, or -1 with the
+ * tokens in text as those tokens (user-defined tokens always are). For SPM
+ * with add_space_prefix, a space is put before the text and after every
+ * special token found in it, as llama.cpp does. Returns 0, or -1 with the
  * reason in e (out of memory, or a text longer than INT32_MAX bytes); on
  * failure out keeps its earlier ids and length. */
 int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,

@@ -189,13 +189,15 @@ static size_t pow2_at_least(size_t n)
 
 int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n)
 {
-    size_t i = (size_t)fnv1a(s, n) & t->hash_mask;
+    uint64_t h = fnv1a(s, n);
+    uint32_t fp = (uint32_t)(h >> 32);
+    size_t i = (size_t)h & t->hash_mask;
     for (;;) {
-        int32_t id = t->hash[i];
-        if (id < 0)
+        const struct tok_slot *sl = &t->hash[i];
+        if (sl->id < 0)
             return -1;
-        if (t->text_len[id] == n && !memcmp(tok_text_at(t, id), s, n))
-            return id;
+        if (sl->fp == fp && t->text_len[sl->id] == n && !memcmp(tok_text_at(t, sl->id), s, n))
+            return sl->id;
         i = (i + 1) & t->hash_mask;
     }
 }
@@ -205,15 +207,13 @@ static void hash_insert(struct tokenizer *t, int32_t id)
 {
     const char *s = tok_text_at(t, id);
     size_t n = t->text_len[id];
-    size_t i = (size_t)fnv1a(s, n) & t->hash_mask;
+    uint64_t h = fnv1a(s, n);
+    uint32_t fp = (uint32_t)(h >> 32);
+    size_t i = (size_t)h & t->hash_mask;
     for (;;) {
-        int32_t o = t->hash[i];
-        if (o < 0) {
-            t->hash[i] = id;
-            return;
-        }
-        if (t->text_len[o] == n && !memcmp(tok_text_at(t, o), s, n)) {
-            t->hash[i] = id;
+        struct tok_slot *sl = &t->hash[i];
+        if (sl->id < 0 || (sl->fp == fp && t->text_len[sl->id] == n && !memcmp(tok_text_at(t, sl->id), s, n))) {
+            *sl = (struct tok_slot){id, fp};
             return;
         }
         i = (i + 1) & t->hash_mask;
@@ -513,7 +513,8 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         }
     }
 
-    memset(t->hash, 0xFF, (t->hash_mask + 1) * sizeof *t->hash);
+    for (size_t i = 0; i <= t->hash_mask; i++)
+        t->hash[i] = (struct tok_slot){-1, 0};
     for (int32_t i = 0; i < n; i++)
         if (t->text_len[i])
             hash_insert(t, i);
