@@ -208,18 +208,22 @@ int cmd_bench(int argc, char **argv)
     if (json) {
         printf("{\"model\":\"");
         json_write_str(stdout, model, strlen(model));
-        printf("\",\"arch\":\"%s\",\"n_params\":%llu,\"n_layer\":%d,\"n_embd\":%d,\"threads\":%d,\"kernels\":\"%s\","
+        printf("\",\"arch\":\"%s\",\"n_params\":%llu,\"n_active_params\":%llu,\"n_expert\":%d,\"n_expert_used\":%d,\"n_layer\":%d,\"n_embd\":%d,\"threads\":%d,\"kernels\":\"%s\","
                "\"kv_type\":\"%s\",\"pp_tokens\":%d,\"pp_tokens_per_s\":%.2f,\"tg_tokens\":%d,\"tg_tokens_per_s\":%.2f,"
                "\"bandwidth_gb_s\":%.2f,\"bandwidth_before_gb_s\":%.2f,\"bandwidth_after_gb_s\":%.2f,"
                "\"bytes_per_token\":%.0f,\"roofline_tokens_per_s\":%.2f,\"roofline_fraction\":%.4f,"
                "\"rss_before_tg_mib\":%.1f,\"rss_after_tg_mib\":%.1f}\n",
-               hp->arch_name, (unsigned long long)model_n_params(g.m), hp->n_layer, hp->n_embd, nth,
+               hp->arch_name, (unsigned long long)model_n_params(g.m), (unsigned long long)model_n_active_params(g.m),
+               hp->n_expert, hp->n_expert_used, hp->n_layer, hp->n_embd, nth,
                kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type), n_p, pp_best, n_g, tg_best, bw, bw1, bw2,
                bpt, roof, frac, rss0, rss1);
     } else {
         printf("model:             %s (%s, %.1fM params, %d layers, n_embd %d), %d threads, kernels %s, kv %s\n",
                model, hp->arch_name, model_n_params(g.m) / 1e6, hp->n_layer, hp->n_embd, nth,
                kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type));
+        if (hp->n_expert > 0)
+            printf("experts:           %d, %d used per token: %.1fM active params of %.1fM\n", hp->n_expert,
+                   hp->n_expert_used, model_n_active_params(g.m) / 1e6, model_n_params(g.m) / 1e6);
         if (n_p > 0)
             printf("prompt processing: %d tokens, %.1f tokens/s (batches of %d, best of %d)\n", n_p, pp_best,
                    g.max_batch, reps);

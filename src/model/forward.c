@@ -27,6 +27,7 @@ struct fwd {
     const struct batch *b;
     const struct layer *ly;
     int layer;
+    int n_rows;               /* rows of x / xn the rows steps cover */
     const float *norm_w;      /* norm weight of the current rows step */
     bool add;                 /* rows step: x += xn first */
     void (*attn)(const struct attn_args *);
@@ -49,7 +50,7 @@ static void step_norm(void *ctx, int ith, int nth)
     struct fwd *f = ctx;
     struct model *m = f->m;
     int64_t E = m->hp.n_embd, lo, hi;
-    split_range(f->b->n_tokens, ith, nth, &lo, &hi);
+    split_range(f->n_rows, ith, nth, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
         float *x = m->x + i * E, *xn = m->xn + i * E;
         if (f->add)
@@ -315,7 +316,7 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
     int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = (int64_t)hp->n_head_kv * hp->head_dim;
     int64_t F = hp->n_ff;
     bool avx2 = kernels_isa() >= KERN_AVX2;
-    struct fwd f = {.m = m, .kv = kv, .b = b};
+    struct fwd f = {.m = m, .kv = kv, .b = b, .n_rows = n};
     if (kv->type == GGML_TYPE_F16)
         f.attn = avx2 ? attn_head_f16_avx2 : attn_head_f16_ref;
     else
@@ -348,6 +349,23 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
         matmul(m, &ly->wv, m->xn, n, m->v, KD);
         run(m, step_qkv, &f, n);
         run(m, step_attn, &f, (int64_t)n * hp->n_head);
+        if (il == hp->n_layer - 1) {
+            /* Past the last attention only the rows whose logits are
+             * wanted matter: move them to the front and drop the rest. */
+            int j = 0;
+            for (int i = 0; i < n; i++) {
+                if (!b->tokens[i].logits)
+                    continue;
+                if (j != i) {
+                    memcpy(m->att + (int64_t)j * QD, m->att + (int64_t)i * QD, (size_t)QD * sizeof(float));
+                    memcpy(m->x + (int64_t)j * E, m->x + (int64_t)i * E, (size_t)E * sizeof(float));
+                }
+                j++;
+            }
+            n = f.n_rows = j;
+            if (n == 0)
+                return 0;
+        }
         matmul(m, &ly->wo, m->att, n, m->xn, E);
         f.norm_w = ly->ffn_norm;
         f.add = true;
@@ -362,17 +380,10 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
         }
     }
 
-    /* final norm of the flagged tokens only, gathered to the front of xn */
-    int n_out = 0;
-    for (int i = 0; i < n; i++) {
-        if (!b->tokens[i].logits)
-            continue;
-        float *x = m->x + (int64_t)i * E;
-        kern_add(x, m->xn + (int64_t)i * E, E);
-        kern_rmsnorm(m->xn + (int64_t)n_out * E, x, m->output_norm, E, hp->rms_eps);
-        n_out++;
-    }
-    if (n_out > 0)
-        matmul(m, &m->output, m->xn, n_out, logits_out, hp->n_vocab);
+    /* the n rows left are the flagged tokens, in batch order */
+    f.norm_w = m->output_norm;
+    f.add = true;
+    run(m, step_norm, &f, n);
+    matmul(m, &m->output, m->xn, n, logits_out, hp->n_vocab);
     return 0;
 }

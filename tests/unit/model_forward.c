@@ -309,6 +309,52 @@ TEST(test_batch_invariance_f16_kv)
     check_invariance("qwen3", GGML_TYPE_F16);
 }
 
+/* Logits of several tokens of one batch (every third, and the last) are
+ * the logits of single steps at those positions, row for row. */
+TEST(test_logits_rows_in_batch_order)
+{
+    struct tiny_cfg c = cfg_of("qwen3");
+    struct model *m = load_tiny(&c, 32);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    struct err e;
+    struct kv_cache *kv = kv_new_typed(m, 16, BS, GGML_TYPE_F32, &e);
+    int32_t t1[] = {0, 1, 2, 3}, t2[] = {4, 5, 6, 7};
+    float single[NP][64], rows[NP * 64];
+    for (int i = 0; i < NP; i++)
+        CHECK(prefill(m, kv, t1, 4, prompt + i, 1, i, single[i]) == 0);
+    struct batch_token bt[NP];
+    int n_flag = 0;
+    for (int i = 0; i < NP; i++) {
+        bt[i] = (struct batch_token){prompt[i], i, 0, i % 3 == 1 || i == NP - 1};
+        n_flag += bt[i].logits;
+    }
+    struct batch_seq sq = {t2, 4};
+    struct batch b = {NP, bt, 1, &sq};
+    CHECK(model_forward(m, kv, &b, rows, &e) == 0);
+    for (int i = 0, r = 0; i < NP; i++)
+        if (bt[i].logits) {
+            CHECKF(max_diff(single[i], rows + r * 64, 64) < 1e-4, "row %d (token %d): %g", r, i,
+                   max_diff(single[i], rows + r * 64, 64));
+            r++;
+        }
+    /* no logits wanted: the KV is still written (the next step sees it) */
+    for (int i = 0; i < NP; i++)
+        bt[i].logits = false;
+    int32_t t3[] = {8, 9, 10, 11};
+    sq.blocks = t3;
+    CHECK(model_forward(m, kv, &b, rows, &e) == 0);
+    float after[64];
+    int32_t next = 7;
+    CHECK(prefill(m, kv, t3, 4, &next, 1, NP, after) == 0);
+    float want[64];
+    CHECK(prefill(m, kv, t1, 4, &next, 1, NP, want) == 0);
+    CHECKF(max_diff(after, want, 64) < 1e-4, "%g", max_diff(after, want, 64));
+    kv_free(kv);
+    model_free(m);
+}
+
 /* Two sequences, then decode steps of both in one batch == each alone; one
  * sequence shares the other's first block (prefix reuse). */
 TEST(test_two_sequences_one_batch)
@@ -572,6 +618,7 @@ int main(void)
     RUN(test_batch_invariance_f32_kv);
     RUN(test_batch_invariance_f16_kv);
     RUN(test_two_sequences_one_batch);
+    RUN(test_logits_rows_in_batch_order);
     RUN(test_ref_and_avx2_attention_agree);
     RUN(test_multithreaded_same_as_single);
     RUN(test_quantized_weights_close);
