@@ -10,7 +10,8 @@
  * user turn only; DeepSeek-R1 dropping the reasoning before </think>).
  * Variants inside a family are read from the same template text: Qwen's
  * default system message, Llama-3.1's date header, Llama-2's <<SYS>> versus
- * Mistral's plain [INST], Phi-3 versus Phi-3.5, DeepSeek-R1's <think>.
+ * Mistral's plain [INST], Phi-3 versus Phi-3.5, DeepSeek V2's "User:" turns
+ * versus V3/R1's <｜User｜> and R1's <think>.
  * Tool calls are not rendered: a role other than system/user/assistant is an
  * error naming the message.
  */
@@ -30,11 +31,24 @@ const char *tok_chat_family_name(enum tok_chat_family f)
     return (unsigned)f < TOK_CHAT_COUNT ? family_names[f] : "?";
 }
 
+/* Other names users know (several from llama.cpp's --chat-template). */
+static const struct {
+    const char *name;
+    enum tok_chat_family fam;
+} aliases[] = {
+    {"qwen", TOK_CHAT_CHATML},           {"qwen2", TOK_CHAT_CHATML},     {"mistral", TOK_CHAT_LLAMA2},
+    {"mistral-v3-tekken", TOK_CHAT_MISTRAL_NEMO}, {"deepseek3", TOK_CHAT_DEEPSEEK}, {"deepseek-r1", TOK_CHAT_DEEPSEEK},
+    {"chatglm4", TOK_CHAT_GLM4},         {"phi-3", TOK_CHAT_PHI3},       {"llama-3", TOK_CHAT_LLAMA3},
+};
+
 int tok_chat_family_from_name(const char *name)
 {
     for (int i = 0; i < TOK_CHAT_COUNT; i++)
         if (!strcmp(name, family_names[i]))
             return i;
+    for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
+        if (!strcmp(name, aliases[i].name))
+            return (int)aliases[i].fam;
     return -1;
 }
 
@@ -47,6 +61,7 @@ enum {
     V_DEEPSEEK_THINK = 1 << 4,      /* generation prompt opens <think> */
     V_DEEPSEEK_SPLIT = 1 << 5,      /* assistant content keeps only what follows </think> */
     V_PHI35 = 1 << 6,               /* Phi-3.5: system turns, eos when no generation prompt */
+    V_DEEPSEEK_V2 = 1 << 7,         /* DeepSeek-V2: "User: ...\n\nAssistant: ..." */
 };
 
 static bool has(const char *s, const char *needle)
@@ -82,6 +97,9 @@ static int detect(const char *tmpl, enum tok_chat_family *fam, unsigned *var)
             v |= V_DEEPSEEK_THINK;
         if (has(tmpl, "split('</think>')"))
             v |= V_DEEPSEEK_SPLIT;
+    } else if (has(tmpl, "'User: ' + message['content']") && has(tmpl, "'Assistant: ' + message['content']")) {
+        *fam = TOK_CHAT_DEEPSEEK;
+        v |= V_DEEPSEEK_V2;
     } else if (has(tmpl, "<|user|>") && has(tmpl, "<|end|>")) {
         *fam = TOK_CHAT_PHI3;
         if (has(tmpl, "<|system|>"))
@@ -418,8 +436,29 @@ static int render_mistral_nemo(struct render *r, const struct tok_chat_msg *m, s
 }
 
 static int render_deepseek(struct render *r, const struct tok_chat_msg *m, size_t n, bool gen, unsigned v,
-                           const char *bos)
+                           const char *bos, const char *eos)
 {
+    if (v & V_DEEPSEEK_V2) {
+        put(r, bos);
+        for (size_t i = 0; i < n; i++) {
+            const char *c = content_of(&m[i]);
+            if (role_is(&m[i], "user")) {
+                put(r, "User: ");
+                put(r, c);
+                put(r, "\n\n");
+            } else if (role_is(&m[i], "assistant")) {
+                put(r, "Assistant: ");
+                put(r, c);
+                put(r, eos);
+            } else {
+                put(r, c);
+                put(r, "\n\n");
+            }
+        }
+        if (gen)
+            put(r, "Assistant:");
+        return 0;
+    }
     const char *sys = "";
     for (size_t i = 0; i < n; i++)
         if (role_is(&m[i], "system"))
@@ -552,7 +591,7 @@ char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const
         rc = render_mistral_nemo(&r, msgs, n_msgs, bos, eos, e);
         break;
     case TOK_CHAT_DEEPSEEK:
-        rc = render_deepseek(&r, msgs, n_msgs, add_generation_prompt, v, bos);
+        rc = render_deepseek(&r, msgs, n_msgs, add_generation_prompt, v, bos, eos);
         break;
     case TOK_CHAT_PHI3:
         rc = render_phi3(&r, msgs, n_msgs, add_generation_prompt, v, bos, eos);

@@ -307,6 +307,24 @@ TEST(select_and_errors)
     free(s);
     tok_free(t);
 
+    CHECK(tok_chat_family_from_name("mistral-v3-tekken") == TOK_CHAT_MISTRAL_NEMO);
+    CHECK(tok_chat_family_from_name("chatglm4") == TOK_CHAT_GLM4);
+
+    /* DeepSeek-V2's template (as published with DeepSeek-V2-Chat) */
+    t = vocab_with("{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif "
+                   "%}{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ 'User: ' + "
+                   "message['content'] + '\n\n' }}{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + "
+                   "message['content'] + eos_token }}{% elif message['role'] == 'system' %}{{ message['content'] + "
+                   "'\n\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}",
+                   DS_BOS, DS_EOS, &e);
+    CHECKF(t, "%s", e.msg);
+    if (!t)
+        return;
+    expect(t, TOK_CHAT_DEEPSEEK, conv, NCONV, true,
+           DS_BOS "You are terse.\n\nUser: Hi  \n\nAssistant:  Hello!\n" DS_EOS "User: How are you?\n\nAssistant:",
+           NULL);
+    tok_free(t);
+
     /* a template of no known family is an error that names --chat-template */
     t = vocab_with("{% for m in messages %}### {{ m.role }}: {{ m.content }}\n{% endfor %}", "<s>", "</s>", &e);
     CHECKF(t, "%s", e.msg);
