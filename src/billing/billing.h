@@ -188,6 +188,10 @@ int billing_authenticate(struct billing *b, const char *key, struct billing_key 
 int billing_admin_key_create(struct billing *b, char *key_out, size_t n, struct err *e);
 /* 1 if no admin key exists yet (the server creates and prints one at first start). */
 int billing_admin_key_missing(struct billing *b, int *missing, struct err *e);
+/* Registers an admin key chosen by the operator (maas serve --admin-key-file):
+ * 24 to 256 printable characters without spaces. Registering the same key
+ * again does nothing. */
+int billing_admin_key_import(struct billing *b, const char *key, struct err *e);
 /* 0 if key is a valid, unrevoked admin key; -1 otherwise. */
 int billing_admin_key_verify(struct billing *b, const char *key, struct err *e);
 

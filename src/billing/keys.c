@@ -345,10 +345,38 @@ static int admin_row(void *ctx, const struct store_row *r)
     return 0;
 }
 
+static int admin_key_shape(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n < 24 || n > 256)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)key[i] <= ' ' || (unsigned char)key[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+int billing_admin_key_import(struct billing *b, const char *key, struct err *e)
+{
+    if (!admin_key_shape(key))
+        return err_set(e, "admin key must be 24 to 256 printable characters without spaces");
+    char hash[65], id[24] = "adm_";
+    key_hash_hex(b, key, hash);
+    billing_random_hex(id + 4, 8);
+    struct store *s = billing_conn_get(b);
+    int64_t n = 0;
+    int rc = store_query_int(s, "SELECT COUNT(*) FROM admin_keys WHERE hash = $1 AND revoked_at IS NULL",
+                             (struct store_val[]){SV_TEXT(hash)}, 1, &n, NULL, e);
+    if (rc == 0 && n == 0)
+        rc = store_exec(s, "INSERT INTO admin_keys (id, hash, created_at) VALUES ($1, $2, $3)",
+                        (struct store_val[]){SV_TEXT(id), SV_TEXT(hash), SV_INT(billing_now(b))}, 3, NULL, e);
+    billing_conn_put(b, s);
+    return rc;
+}
+
 int billing_admin_key_verify(struct billing *b, const char *key, struct err *e)
 {
-    if (!key || strncmp(key, ADMIN_PREFIX, strlen(ADMIN_PREFIX)) != 0 ||
-        strlen(key) != strlen(ADMIN_PREFIX) + SECRET_B64_LEN)
+    if (!admin_key_shape(key))
         return err_set(e, "invalid admin key");
     struct admin_match m = {b, key, 0};
     struct store *s = billing_conn_get(b);

@@ -150,6 +150,12 @@ TEST(keys_verify)
     CHECK(billing_admin_key_verify(b, key2, &e) == -1); /* a tenant key is not an admin key */
     ak[strlen(ak) - 1] ^= 1;
     CHECK(billing_admin_key_verify(b, ak, &e) == -1);
+    must(billing_admin_key_import(b, "operator-chosen-admin-secret-0123", &e), &e);
+    must(billing_admin_key_import(b, "operator-chosen-admin-secret-0123", &e), &e);
+    must(billing_admin_key_verify(b, "operator-chosen-admin-secret-0123", &e), &e);
+    CHECK(billing_admin_key_verify(b, "operator-chosen-admin-secret-0124", &e) == -1);
+    CHECK(billing_admin_key_import(b, "short", &e) == -1);
+    CHECK(billing_admin_key_import(b, "has a space in the middle of it ok", &e) == -1);
     billing_close(b);
 }
 
