@@ -24,12 +24,10 @@
 #include "kernels/kernels.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MKMODEL_EMBD_STD 0.15
 #define MKMODEL_NORM_NOISE 0.02
@@ -517,64 +515,6 @@ static int write_trained_vocab(struct gguf_writer *w, const struct vocab *v)
     return rc ? -1 : 0;
 }
 
-static int read_text(const char *path, char **out, size_t *len, struct err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return err_set(e, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            if (cap > (size_t)1 << 30) {
-                rc = err_set(e, "%s: the training text is larger than 1 GiB", path);
-                break;
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = err_set(e, "%s: out of memory", path);
-                break;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                rc = err_set(e, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (rc == 0 && n == 0)
-        rc = err_set(e, "%s: the training text is empty", path);
-    if (rc) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
-static int check_out_dir(const char *out, struct err *e)
-{
-    char *copy = strdup(out);
-    if (!copy)
-        return err_set(e, "out of memory");
-    const char *dir = dirname(copy);
-    struct stat st;
-    int rc = 0;
-    if (stat(dir, &st) != 0)
-        rc = err_set(e, "%s: cannot write here: directory '%s': %s", out, dir, strerror(errno));
-    else if (!S_ISDIR(st.st_mode))
-        rc = err_set(e, "%s: cannot write here: '%s' is not a directory", out, dir);
-    free(copy);
-    return rc;
-}
-
 int cmd_mkmodel(int argc, char **argv)
 {
     struct opts o;
@@ -597,7 +537,7 @@ int cmd_mkmodel(int argc, char **argv)
     float *scratch = NULL;
     int64_t n_vocab = 0;
 
-    if (check_out_dir(o.out, &e) != 0)
+    if (tool_check_out_path(o.out, &e) != 0)
         goto fail;
     if (!(w = gguf_writer_new())) {
         err_set(&e, "out of memory");
@@ -621,7 +561,7 @@ int cmd_mkmodel(int argc, char **argv)
         n_vocab = (int64_t)toks->arr_n;
     } else {
         size_t len = 0;
-        if (read_text(o.train_vocab, &text, &len, &e) != 0)
+        if (tool_read_text(o.train_vocab, &text, &len, &e) != 0)
             goto fail;
         uint64_t tv = now_ns();
         if (vocab_train(text, len, (uint32_t)o.n_vocab_train, &v, &e) != 0) {

@@ -14,11 +14,9 @@
 #include "kernels/kernels.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static void usage(FILE *out)
 {
@@ -44,23 +42,6 @@ static int parse_count(const char *s, long max)
     if (errno || end == s || *end || v < 1 || v > max)
         return -1;
     return (int)v;
-}
-
-/* Checks that the directory OUT will be written in exists, before any work. */
-static int check_out_dir(const char *out, struct err *e)
-{
-    char *copy = strdup(out);
-    if (!copy)
-        return err_set(e, "out of memory");
-    const char *dir = dirname(copy);
-    struct stat st;
-    int rc = 0;
-    if (stat(dir, &st) != 0)
-        rc = err_set(e, "%s: cannot write here: directory '%s': %s", out, dir, strerror(errno));
-    else if (!S_ISDIR(st.st_mode))
-        rc = err_set(e, "%s: cannot write here: '%s' is not a directory", out, dir);
-    free(copy);
-    return rc;
 }
 
 static int get_arch_int(const struct gguf_file *f, const char *arch, const char *suffix, int64_t *out, struct err *e)
@@ -176,7 +157,7 @@ int cmd_quantize(int argc, char **argv)
     size_t n_t = 0;
     uint64_t t0 = now_ns();
 
-    if (check_out_dir(out, &e) != 0)
+    if (tool_check_out_path(out, &e) != 0)
         goto fail;
     if (!(f = gguf_open(in, &e)))
         goto fail;

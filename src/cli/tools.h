@@ -8,6 +8,7 @@
  *            the same bytes for any number of threads (quantmix.c).
  *   vocab    learning a GPT-2-style byte-level BPE vocabulary from a text
  *            (vocab_train.c).
+ *   files    checking an output path early, reading a text (tools_io.c).
  */
 #ifndef MAAS_CLI_TOOLS_H
 #define MAAS_CLI_TOOLS_H
@@ -86,6 +87,13 @@ int qrows_convert(struct pool *pool, enum ggml_type src, const void *x, enum ggm
 /* Converts one row of n f32 values to dst (f32, f16, bf16 or a type
  * kern_type_quantizable accepts); n is a multiple of dst's block size. */
 void qrow_from_f32(enum ggml_type dst, const float *x, void *y, int64_t n);
+
+/* ---- files (tools_io.c) ---- */
+/* Checks, before any work, that OUT can be created: its directory exists and
+ * OUT is not itself a directory. 0, or -1 with the reason in e. */
+int tool_check_out_path(const char *out, struct err *e);
+/* Reads a whole (non-empty, at most 1 GiB) file into a malloc'd buffer. */
+int tool_read_text(const char *path, char **out, size_t *len, struct err *e);
 
 /* ---- byte-level BPE vocabulary training ---- */
 struct vocab {
