@@ -9,11 +9,9 @@
 #include "store/store_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 static int starts_with(const char *s, const char *p)
 {
@@ -58,12 +56,7 @@ int store_open(const char *url, struct store **out, struct err *e)
             return -1;
         if ((size_t)snprintf(path, sizeof path, "%s/ledger.db", url) >= sizeof path)
             return err_set(e, "data directory '%s': path too long", url);
-        /* Create the file ourselves so that it (and the -wal and -shm files,
-         * which SQLite gives the same mode) is readable by the owner only. */
-        int fd = open(path, O_RDWR | O_CREAT, 0600);
-        if (fd < 0)
-            return err_set(e, "%s: cannot open: %s", path, strerror(errno));
-        close(fd);
+
     }
     if (store_sqlite_open(path, &s, e))
         return -1;

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define STMT_CACHE 64
 #define BUSY_TIMEOUT_MS 10000
@@ -275,6 +276,15 @@ int store_sqlite_open(const char *path, struct store **out, struct err *e)
         err_set(e, "%s: cannot open: %s", path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
         goto fail;
     }
+    /* Owner-only, before the -wal and -shm files exist (SQLite gives them
+     * the database's mode). Never open()/close() the file ourselves: closing
+     * any descriptor of it would drop every POSIX lock this process holds on
+     * it, and another process could then checkpoint and reset the WAL under
+     * our feet (a lost-commit bug the crash test caught). chmod touches no
+     * lock. */
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & 077))
+        chmod(path, st.st_mode & 0700);
     sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(q->db, 1);
     /* journal_mode returns a row; sqlite3_exec ignores it. */
