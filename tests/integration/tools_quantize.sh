@@ -26,12 +26,12 @@ MIXES="q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m"
 "$M" mkmodel --arch llama "${V[@]}" --n-embd 256 --n-layer 2 --n-head 4 --n-head-kv 2 --n-ff 256 \
   --n-expert 8 --n-expert-used 2 --seed 12 -o "$T/moe.gguf" >/dev/null
 
-# check.py SRC OUT TYPE: per-tensor types, file type, metadata and shapes.
+# check.py TOOLS_GGUF SRC OUT:TYPE...: per-tensor types, file type, metadata and shapes.
 cat >"$T/check.py" <<'EOF'
 import importlib.util, sys
-spec = importlib.util.spec_from_file_location("g", sys.argv[4]); g = importlib.util.module_from_spec(spec)
+spec = importlib.util.spec_from_file_location("g", sys.argv[1]); g = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(g)
-src, out, mix = g.read(sys.argv[1]), g.read(sys.argv[2]), sys.argv[3]
+src = g.read(sys.argv[2])
 FT = {"f32": 0, "f16": 1, "bf16": 32, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9, "q8_0": 7, "iq4_nl": 25,
       "q2_k": 10, "q6_k": 18, "q3_k": 11, "q4_k": 14, "q5_k": 16, "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13,
       "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17}
@@ -52,7 +52,7 @@ n_attn_v = sum("attn_v.weight" in n for n in names)
 def more_bits(i, n):
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
-def expected(name, ne):
+def expected(name, ne, mix):
     if len(ne) < 2 or not name.endswith("weight") or "_norm.weight" in name or "ffn_gate_inp.weight" in name:
         return "f32"
     base = BASE.get(mix, mix)
@@ -87,29 +87,39 @@ def expected(name, ne):
         if ne[0] % 32: t = "f16"
     return t
 
-errors = []
-for s, o in zip(src["tensors"], out["tensors"]):
-    if (s["name"], s["ne"]) != (o["name"], o["ne"]):
-        errors.append("tensor %s %r became %s %r" % (s["name"], s["ne"], o["name"], o["ne"]))
-    e = expected(s["name"], s["ne"])
-    if o["type"] != e:
-        errors.append("%s: %s, expected %s" % (s["name"], o["type"], e))
-if len(src["tensors"]) != len(out["tensors"]):
-    errors.append("tensor count")
-okv = dict(out["kv"])
-if okv.pop("general.file_type", None) != FT[mix]:
-    errors.append("general.file_type %r, expected %d" % (out["kv"].get("general.file_type"), FT[mix]))
-if okv.pop("general.quantization_version", None) != 2:
-    errors.append("general.quantization_version")
-skv = dict(kv); skv.pop("general.file_type", None); skv.pop("general.quantization_version", None)
-if okv != skv:
-    errors.append("metadata not carried over: %r" % sorted(set(okv.items()) ^ set(skv.items()), key=str)[:4])
-if errors:
-    print(mix + ":\n  " + "\n  ".join(errors))
-    sys.exit(1)
-print(" ".join(sorted({"%s" % o["type"] for o in out["tensors"]})))
+def check(out, mix):
+    errors = []
+    for s, o in zip(src["tensors"], out["tensors"]):
+        if (s["name"], s["ne"]) != (o["name"], o["ne"]):
+            errors.append("tensor %s %r became %s %r" % (s["name"], s["ne"], o["name"], o["ne"]))
+        e = expected(s["name"], s["ne"], mix)
+        if o["type"] != e:
+            errors.append("%s: %s, expected %s" % (s["name"], o["type"], e))
+    if len(src["tensors"]) != len(out["tensors"]):
+        errors.append("tensor count")
+    okv = dict(out["kv"])
+    if okv.pop("general.file_type", None) != FT[mix]:
+        errors.append("general.file_type %r, expected %d" % (out["kv"].get("general.file_type"), FT[mix]))
+    if okv.pop("general.quantization_version", None) != 2:
+        errors.append("general.quantization_version")
+    skv = dict(kv); skv.pop("general.file_type", None); skv.pop("general.quantization_version", None)
+    if okv != skv:
+        errors.append("metadata not carried over: %r" % sorted(set(okv.items()) ^ set(skv.items()), key=str)[:4])
+    return errors
+
+bad = False
+for arg in sys.argv[3:]:
+    path, mix = arg.rsplit(":", 1)
+    out = g.read(path)
+    errors = check(out, mix)
+    if errors:
+        bad = True
+        print("%s %s:\n  %s" % (path, mix, "\n  ".join(errors)))
+    else:
+        print("ok: %-7s %s" % (mix, " ".join(sorted({o["type"] for o in out["tensors"]}))))
+sys.exit(1 if bad else 0)
 EOF
-check() { "$PY" "$T/check.py" "$1" "$2" "$3" "$HERE/tools_gguf.py"; }
+check() { "$PY" "$T/check.py" "$HERE/tools_gguf.py" "$@"; }
 types_of() { # file, tensor names... -> their types
   "$PY" - "$HERE/tools_gguf.py" "$@" <<'EOF'
 import importlib.util, sys
@@ -120,15 +130,18 @@ print(" ".join(t.get(n, "-") for n in sys.argv[3:]))
 EOF
 }
 
+dense_outs=() moe_outs=()
 for ty in $SINGLE $MIXES; do
-  models="dense"
-  case " q8_0 q4_0 q2_k q6_k $MIXES " in *" $ty "*) models="dense moe" ;; esac
-  for model in $models; do
-    "$M" quantize "$T/$model.gguf" "$T/$model-$ty.gguf" "$ty" >"$T/log" || fail "quantize $model $ty: $(tail -n 3 "$T/log")"
-    got=$(check "$T/$model.gguf" "$T/$model-$ty.gguf" "$ty") || fail "$got"
-  done
-  echo "ok: $ty ($models; types in the last file: $got)"
+  "$M" quantize "$T/dense.gguf" "$T/dense-$ty.gguf" "$ty" >"$T/log" || fail "quantize dense $ty: $(tail -n 3 "$T/log")"
+  dense_outs+=("$T/dense-$ty.gguf:$ty")
+  case " q8_0 q4_0 q2_k q6_k $MIXES " in
+    *" $ty "*)
+      "$M" quantize "$T/moe.gguf" "$T/moe-$ty.gguf" "$ty" >"$T/log" || fail "quantize moe $ty: $(tail -n 3 "$T/log")"
+      moe_outs+=("$T/moe-$ty.gguf:$ty") ;;
+  esac
 done
+check "$T/dense.gguf" "${dense_outs[@]}" || fail "dense model: wrong types or metadata"
+check "$T/moe.gguf" "${moe_outs[@]}" || fail "8-expert model: wrong types or metadata"
 
 # Hand-worked llama.cpp expectations (8 layers: use_more_bits picks 0, 3, 6, 7).
 AV="blk.0.attn_v.weight blk.1.attn_v.weight blk.3.attn_v.weight blk.6.attn_v.weight blk.7.attn_v.weight"
@@ -170,17 +183,19 @@ echo "ok: the same bytes for --threads 1, 2, 3 and run after run"
 # f16 and bf16 input (1-D tensors come out f32).
 for src in f16 bf16; do
   "$M" quantize "$T/dense-$src.gguf" "$T/from-$src.gguf" q4_k_m >/dev/null || fail "quantize from $src"
-  "$PY" "$T/check.py" "$T/dense.gguf" "$T/from-$src.gguf" q4_k_m "$HERE/tools_gguf.py" >/dev/null || fail "types from $src input"
+  check "$T/dense.gguf" "$T/from-$src.gguf:q4_k_m" >/dev/null || fail "types from $src input"
 done
 echo "ok: f16 and bf16 input"
 
 # The real GPT-2 vocabulary, n_embd 320: every k-quant falls back.
 if [ -f "$GPT2" ]; then
   "$M" mkmodel --arch qwen2 --vocab "$GPT2" --n-embd 320 --n-layer 2 --n-head 5 --n-head-kv 1 --n-ff 512 -o "$T/g.gguf" >/dev/null
+  outs=()
   for ty in q4_k_m q2_k q6_k q5_k; do
     "$M" quantize "$T/g.gguf" "$T/g-$ty.gguf" $ty >/dev/null || fail "quantize gpt-2 model $ty"
-    got=$(check "$T/g.gguf" "$T/g-$ty.gguf" $ty) || fail "$got"
+    outs+=("$T/g-$ty.gguf:$ty")
   done
+  check "$T/g.gguf" "${outs[@]}" >/dev/null || fail "gpt-2 model: wrong types"
   [ "$(types_of "$T/g-q4_k_m.gguf" token_embd.weight blk.0.attn_q.weight blk.0.attn_v.weight blk.1.ffn_down.weight)" = "q8_0 q5_0 q5_0 q6_k" ] ||
     fail "gpt-2 q4_k_m: $(types_of "$T/g-q4_k_m.gguf" token_embd.weight blk.0.attn_q.weight blk.0.attn_v.weight blk.1.ffn_down.weight)"
   [ "$(types_of "$T/g-q4_k_m.gguf" blk.1.attn_v.weight)" = "q8_0" ] || fail "gpt-2 q4_k_m: blk.1.attn_v must be q6_k -> q8_0"
