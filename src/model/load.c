@@ -68,8 +68,9 @@ static void fmt_shape(char *buf, size_t n, int n_dims, const int64_t *ne)
         snprintf(buf + o, n - o, "]");
 }
 
-/* Finds a tensor and checks its shape (n_dims dims ne[0..n_dims)). NULL
- * and *bad set when it is absent and optional; -1 on error. */
+/* Finds a tensor and checks its shape (n_dims dims ne[0..n_dims)) and that
+ * the kernels support its type. 0 with *out = NULL when it is absent and
+ * optional; -1 with the reason on error. */
 static int find_tensor(struct loader *L, const char *name, bool required, int n_dims, const int64_t *ne,
                        const struct gguf_tensor **out)
 {
