@@ -26,6 +26,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV };
 
@@ -747,6 +748,20 @@ int cmd_admin(int argc, char **argv)
     if (a.opt[O_DATA] && a.opt[O_DB]) {
         fprintf(stderr, "maas admin: give --data DIR or --db URL, not both\n");
         return 2;
+    }
+    /* Only commands that create something may create the ledger: a mistyped
+     * --data must not quietly show an empty, new one. */
+    int creates = (!strcmp(noun, "account") && a.n_pos > 1 && !strcmp(a.pos[1], "create")) ||
+                  (!strcmp(noun, "price") && a.n_pos > 1 && !strcmp(a.pos[1], "set")) || !strcmp(noun, "admin-key");
+    if (!a.opt[O_DB] && !creates) {
+        char path[4200];
+        const char *dir = a.opt[O_DATA] ? a.opt[O_DATA] : "./maas-data";
+        snprintf(path, sizeof path, "%s/ledger.db", dir);
+        if (access(path, F_OK) != 0) {
+            fprintf(stderr, "maas admin: no ledger in '%s' (create one with: maas admin --data %s account create NAME)\n",
+                    dir, dir);
+            return 1;
+        }
     }
     struct billing_options o = {.db = a.opt[O_DB] ? a.opt[O_DB] : a.opt[O_DATA] ? a.opt[O_DATA] : "./maas-data",
                                 .secret_file = a.opt[O_SECRET],

@@ -213,6 +213,10 @@ cp -r "$D/data" "$D/newer"
 "$MAAS" admin --data "$D/newer" account list >/dev/null 2>"$D/err"; rc=$?
 [ $rc -eq 1 ] && grep -q "newer" "$D/err" || fail "newer schema not refused (exit $rc: $(cat "$D/err"))"
 
+# ---- a missing ledger is not created by commands that only read ----
+expect_rc 1 "account list on a missing data dir" "$MAAS" admin --data "$D/nowhere" account list
+[ ! -e "$D/nowhere" ] || fail "a read-only command created the data directory"
+
 # ---- the default data directory is ./maas-data ----
 (cd "$D" && "$MAAS" admin account create here >/dev/null) && [ -f "$D/maas-data/ledger.db" ] || fail "default ./maas-data"
 
