@@ -19,9 +19,11 @@
 #include "model/model_int.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 struct fwd {
+    atomic_int next_item;     /* step_attn's work counter */
     struct model *m;
     struct kv_cache *kv;
     const struct batch *b;
@@ -117,37 +119,41 @@ static void step_qkv(void *ctx, int ith, int nth)
     }
 }
 
-/* Attention, one (token, query head) pair per item; a thread's items are
- * contiguous, so the query heads that share a KV head run back to back and
- * find its keys in cache. */
+/* Attention. An item is one (token, KV head): the query heads that share
+ * that KV head run back to back and find its keys in cache. Items are taken
+ * from a shared counter, since in a prefill the later tokens attend to more
+ * positions than the earlier ones and a static split would leave one
+ * thread with most of the work. */
 static void step_attn(void *ctx, int ith, int nth)
 {
     struct fwd *f = ctx;
     struct model *m = f->m;
     const struct model_hparams *hp = &m->hp;
     struct kv_cache *kv = f->kv;
-    int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
-    int64_t QD = (int64_t)nh * hd, lo, hi;
-    split_range((int64_t)f->b->n_tokens * nh, ith, nth, &lo, &hi);
+    int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
+    int64_t QD = (int64_t)nh * hd, n_items = (int64_t)f->b->n_tokens * nkv;
     size_t stride = (size_t)kv->n_head_kv * kv->block_size * kv->head_dim;
-    for (int64_t it = lo; it < hi; it++) {
-        int64_t i = it / nh;
-        int h = (int)(it % nh), hk = h / group;
+    for (int64_t item = ith; item < n_items;
+         item = nth + atomic_fetch_add_explicit(&f->next_item, 1, memory_order_relaxed)) {
+        int64_t i = item / nkv;
+        int hk = (int)(item % nkv);
         const struct batch_token *t = &f->b->tokens[i];
         size_t base = kv_offset(kv, f->layer, 0, hk, 0) * kv->elt;
-        struct attn_args a = {
-            .q = m->q + i * QD + (int64_t)h * hd,
-            .out = m->att + i * QD + (int64_t)h * hd,
-            .k = (const char *)kv->k + base,
-            .v = (const char *)kv->v + base,
-            .block_stride = stride,
-            .blocks = f->b->seqs[t->seq].blocks,
-            .n_pos = t->pos + 1,
-            .block_size = kv->block_size,
-            .head_dim = hd,
-            .scale = 1.0f / sqrtf((float)hd),
-        };
-        f->attn(&a);
+        for (int h = hk * group; h < (hk + 1) * group; h++) {
+            struct attn_args a = {
+                .q = m->q + i * QD + (int64_t)h * hd,
+                .out = m->att + i * QD + (int64_t)h * hd,
+                .k = (const char *)kv->k + base,
+                .v = (const char *)kv->v + base,
+                .block_stride = stride,
+                .blocks = f->b->seqs[t->seq].blocks,
+                .n_pos = t->pos + 1,
+                .block_size = kv->block_size,
+                .head_dim = hd,
+                .scale = 1.0f / sqrtf((float)hd),
+            };
+            f->attn(&a);
+        }
     }
 }
 
@@ -348,7 +354,8 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
         matmul(m, &ly->wk, m->xn, n, m->k, KD);
         matmul(m, &ly->wv, m->xn, n, m->v, KD);
         run(m, step_qkv, &f, n);
-        run(m, step_attn, &f, (int64_t)n * hp->n_head);
+        atomic_store_explicit(&f.next_item, 0, memory_order_relaxed);
+        run(m, step_attn, &f, (int64_t)n * hp->n_head_kv);
         if (il == hp->n_layer - 1) {
             /* Past the last attention only the rows whose logits are
              * wanted matter: move them to the front and drop the rest. */
