@@ -118,27 +118,28 @@ static bool byte_is_self(unsigned b)
     return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
 }
 
+/* The 68 other bytes are 0x00..0x20 (33), 0x7F..0xA0 (34) and 0xAD. */
 uint32_t tok_byte_to_cp(uint8_t b)
 {
     if (byte_is_self(b))
         return b;
-    uint32_t n = 0;
-    for (unsigned c = 0; c < b; c++)
-        n += !byte_is_self(c);
-    return 256 + n;
+    if (b <= 0x20)
+        return 256u + b;
+    if (b >= 0x7F && b <= 0xA0)
+        return 256u + 33 + (b - 0x7Fu);
+    return 256u + 67; /* 0xAD */
 }
 
 int tok_cp_to_byte(uint32_t cp)
 {
     if (cp < 256)
         return byte_is_self(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
     uint32_t n = cp - 256;
-    for (unsigned c = 0; c < 256; c++)
-        if (!byte_is_self(c) && n-- == 0)
-            return (int)c;
-    return -1;
+    if (n <= 32)
+        return (int)n;
+    if (n <= 66)
+        return (int)(0x7F + n - 33);
+    return n == 67 ? 0xAD : -1;
 }
 
 /* Decodes one UTF-8 character at s[0..n); returns its length and the code
