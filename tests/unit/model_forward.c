@@ -402,23 +402,29 @@ TEST(test_ref_and_avx2_attention_agree)
 {
     if (kernels_cpu_isa() < KERN_AVX2)
         SKIP("no AVX2 on this CPU");
-    struct tiny_cfg c = cfg_of("qwen3");
-    struct model *m = load_tiny(&c, 32);
-    CHECK(m != NULL);
-    if (!m)
-        return;
-    struct err e;
-    struct kv_cache *kv = kv_new(m, 8, BS, &e);
-    int32_t blocks[] = {3, 1, 2, 0};
-    float a[64], b[64];
-    kernels_force_isa(KERN_AVX2);
-    CHECK(prefill(m, kv, blocks, 4, prompt, NP, 0, a) == 0);
-    kernels_force_isa(KERN_REF);
-    CHECK(prefill(m, kv, blocks, 4, prompt, NP, 0, b) == 0);
-    kernels_force_isa(kernels_cpu_isa());
-    CHECKF(max_diff(a, b, 64) < 1e-3, "%g", max_diff(a, b, 64));
-    kv_free(kv);
-    model_free(m);
+    /* head sizes with and without a tail past the 8- and 16-wide loops */
+    const int head_dims[] = {32, 20, 10};
+    for (int hi = 0; hi < 3; hi++)
+        for (int f16 = 0; f16 < 2; f16++) {
+            struct tiny_cfg c = cfg_of("qwen3");
+            c.head_dim = head_dims[hi];
+            struct model *m = load_tiny(&c, 32);
+            CHECK(m != NULL);
+            if (!m)
+                return;
+            struct err e;
+            struct kv_cache *kv = kv_new_typed(m, 8, BS, f16 ? GGML_TYPE_F16 : GGML_TYPE_F32, &e);
+            int32_t blocks[] = {3, 1, 2, 0};
+            float a[64], b[64];
+            kernels_force_isa(KERN_AVX2);
+            CHECK(prefill(m, kv, blocks, 4, prompt, NP, 0, a) == 0);
+            kernels_force_isa(KERN_REF);
+            CHECK(prefill(m, kv, blocks, 4, prompt, NP, 0, b) == 0);
+            kernels_force_isa(kernels_cpu_isa());
+            CHECKF(max_diff(a, b, 64) < 1e-3, "head_dim %d f16 %d: %g", head_dims[hi], f16, max_diff(a, b, 64));
+            kv_free(kv);
+            model_free(m);
+        }
 }
 
 TEST(test_multithreaded_same_as_single)
