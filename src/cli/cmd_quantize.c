@@ -27,7 +27,9 @@ static void usage(FILE *out)
             "  %s\n"
             "Mixes follow llama.cpp (q4_k_m: q6_k output and part of attn_v/ffn_down,\n"
             "q4_k elsewhere); k-quant rows that are not a multiple of 256 fall back\n"
-            "(q4_k->q5_0, q5_k->q5_1, q6_k->q8_0, q2_k/q3_k->iq4_nl).\n"
+            "(q4_k->q5_0, q5_k->q5_1, q6_k->q8_0, q2_k/q3_k->iq4_nl). q2_k and q6_k are\n"
+            "llama.cpp's mixes of those names; q3_k, q4_k and q5_k (which llama.cpp has no\n"
+            "file type for) put every weight in that type. Norms, biases and MoE routers stay f32.\n"
             "  --threads N   worker threads (default: all cores)\n"
             "  --pure        every weight in TYPE's base type, no mix rules\n",
             qmix_names());
