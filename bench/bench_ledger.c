@@ -162,17 +162,21 @@ int main(int argc, char **argv)
     printf("settlements_per_s_one_tx_each %.0f\n", sync_rate);
     printf("group_commit_speedup %.2f\n", group_rate / sync_rate);
     printf("settlements_per_group_commit %.1f\n", (double)ws.settlements / (double)(ws.groups ? ws.groups : 1));
+    double w_cpu_us = (double)ws.cpu_ns / 1e3 / (double)(ws.settlements ? ws.settlements : 1);
+    double w_busy_ms = (double)ws.busy_ns / 1e6 / (double)(ws.groups ? ws.groups : 1);
+    printf("writer_cpu_us_per_settlement %.1f\n", w_cpu_us);
+    printf("writer_ms_per_group_commit %.2f\n", w_busy_ms);
     printf("admit_cpu_us %.1f\n", cpu_admit / n * 1e6);
     printf("settle_cpu_us %.1f\n", cpu_group / n * 1e6);
     printf("admit_latency_us %.1f\n", admit_us);
     printf("settle_latency_us %.1f\n", settle_us);
     printf("{\"bench\":\"ledger\",\"requests\":%d,\"admissions_per_s\":%.0f,\"settlements_per_s_group_commit\":%.0f,"
            "\"settlements_per_s_one_tx_each\":%.0f,\"group_commit_speedup\":%.2f,\"settlements_per_group\":%.1f,"
-           "\"admit_cpu_us\":%.1f,\"settle_cpu_us\":%.1f,\"admit_latency_us\":%.1f,\"settle_latency_us\":%.1f,"
-           "\"audit\":\"ok\"}\n",
+           "\"writer_cpu_us_per_settlement\":%.1f,\"writer_ms_per_group_commit\":%.2f,\"admit_cpu_us\":%.1f,"
+           "\"settle_cpu_us\":%.1f,\"admit_latency_us\":%.1f,\"settle_latency_us\":%.1f,\"audit\":\"ok\"}\n",
            n, admit_rate, group_rate, sync_rate, group_rate / sync_rate,
-           (double)ws.settlements / (double)(ws.groups ? ws.groups : 1), cpu_admit / n * 1e6, cpu_group / n * 1e6,
-           admit_us, settle_us);
+           (double)ws.settlements / (double)(ws.groups ? ws.groups : 1), w_cpu_us, w_busy_ms, cpu_admit / n * 1e6,
+           cpu_group / n * 1e6, admit_us, settle_us);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     free(ids);
     return system(cmd) != 0;

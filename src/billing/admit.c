@@ -335,15 +335,11 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
     struct billing_usage u;
     memset(&u, 0, sizeof u);
     struct store_val rid[1] = {SV_TEXT(j->request_id)};
-    if (store_query(s, "SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", rid, 1, usage_row, &u, e))
-        return -1;
-    if (u.request_id[0]) { /* already settled: the first record stands */
-        *out = u;
-        return 0;
-    }
-    /* Taking the hold is the claim: with several nodes on one database, a
-     * second settler of the same request blocks on this row until the first
-     * commits, then finds it gone and returns the first one's record. */
+    /* Taking the hold is the claim. A hold and its usage record never exist
+     * together (both change in one transaction), so no hold means either
+     * already settled — the first record stands — or unknown. With several
+     * nodes on one database, a second settler of the same request blocks on
+     * this row until the first commits, then finds it gone and the record. */
     struct hold h;
     memset(&h, 0, sizeof h);
     if (store_query(s,
@@ -354,7 +350,7 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
     if (!h.found) {
         if (store_query(s, "SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", rid, 1, usage_row, &u, e))
             return -1;
-        if (u.request_id[0]) {
+        if (u.request_id[0]) { /* already settled */
             *out = u;
             return 0;
         }

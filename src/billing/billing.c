@@ -285,9 +285,15 @@ static int write_ledger(struct store *s, const char *account_id, const char *kin
                         int64_t balance_after, const char *request_id, const char *note, int64_t now,
                         struct err *e)
 {
-    char id[40];
-    memcpy(id, "led_", 4);
-    billing_random_hex(id + 4, 12);
+    /* A settlement's row is named after its request (unique anyway); a
+     * credit gets a random name. */
+    char id[BILLING_ID_MAX + 8];
+    if (request_id) {
+        snprintf(id, sizeof id, "use_%s", request_id);
+    } else {
+        memcpy(id, "led_", 4);
+        billing_random_hex(id + 4, 12);
+    }
     struct store_val p[8] = {SV_TEXT(id),         SV_TEXT(account_id), SV_TEXT(kind),   SV_INT(amount),
                              SV_INT(balance_after), SV_OPT_TEXT(request_id), SV_OPT_TEXT(note), SV_INT(now)};
     return store_exec(s,

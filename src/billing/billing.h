@@ -302,6 +302,8 @@ struct billing_writer_stats {
     int64_t groups;      /* group commits done */
     int64_t settlements; /* settlements processed by the writer */
     int64_t failed;      /* of which failed */
+    int64_t cpu_ns;      /* CPU time of the writer thread in groups */
+    int64_t busy_ns;     /* wall time of the writer in groups (work + fsync) */
     int64_t queue_len;   /* waiting now */
 };
 void billing_writer_stats(struct billing *b, struct billing_writer_stats *out);

@@ -16,6 +16,7 @@
 #include "billing/billing_int.h"
 
 #include <string.h>
+#include <time.h>
 
 static void run_group(struct billing *b, struct settle_job **jobs, int n)
 {
@@ -92,9 +93,16 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&b->q_space_cv);
         pthread_mutex_unlock(&b->q_mu);
 
+        struct timespec c0, c1;
+        uint64_t w0 = now_ns();
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
         run_group(b, group, n);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+        int64_t busy = (int64_t)(now_ns() - w0);
 
         pthread_mutex_lock(&b->q_mu);
+        b->stats.cpu_ns += (int64_t)(c1.tv_sec - c0.tv_sec) * 1000000000 + (c1.tv_nsec - c0.tv_nsec);
+        b->stats.busy_ns += busy;
         b->stats.groups++;
         b->stats.settlements += n;
         for (int i = 0; i < n; i++) {
