@@ -171,21 +171,37 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
 
 /* ---- rendering helpers ---- */
 
+/* The rendering, and beside it one byte per byte of text: 1 where the text
+ * comes from a message's content (raw: no control tokens may be read
+ * there), 0 where it is the template's own. */
 struct render {
     struct tok_bytes b;
+    struct tok_bytes mask;
     bool oom;
 };
 
-static void put(struct render *r, const char *s)
+static void put_span(struct render *r, const char *s, size_t n, bool content)
 {
-    if (!r->oom && tok_bytes_put(&r->b, s, strlen(s)))
+    if (r->oom)
+        return;
+    if (tok_bytes_put(&r->b, s, n) || tok_bytes_reserve(&r->mask, n + 1)) {
         r->oom = true;
+        return;
+    }
+    memset(r->mask.p + r->mask.len, content ? 1 : 0, n);
+    r->mask.len += n;
 }
 
-static void put_n(struct render *r, const char *s, size_t n)
+/* template text */
+static void put(struct render *r, const char *s)
 {
-    if (!r->oom && tok_bytes_put(&r->b, s, n))
-        r->oom = true;
+    put_span(r, s, strlen(s), false);
+}
+
+/* message content */
+static void put_c(struct render *r, const char *s)
+{
+    put_span(r, s, strlen(s), true);
 }
 
 /* Length of the Python-whitespace character at s (0 if none): str.isspace. */
@@ -207,8 +223,8 @@ static size_t space_at(const char *s, size_t n)
     return 0;
 }
 
-/* Jinja's trim: strips Python whitespace at both ends. */
-static void put_trim(struct render *r, const char *s)
+/* Jinja's trim of message content: strips Python whitespace at both ends. */
+static void put_trim_c(struct render *r, const char *s)
 {
     size_t n = strlen(s), a = 0, l;
     while (a < n && (l = space_at(s + a, n - a)))
@@ -223,7 +239,7 @@ static void put_trim(struct render *r, const char *s)
             break;
         z = k;
     }
-    put_n(r, s + a, z - a);
+    put_span(r, s + a, z - a, true);
 }
 
 static const char *token_str(const struct tokenizer *t, int32_t id, char *buf, size_t cap)
@@ -262,7 +278,7 @@ static int render_chatml(struct render *r, const struct tok_chat_msg *m, size_t 
     size_t i = 0;
     if (n && role_is(&m[0], "system")) {
         put(r, "<|im_start|>system\n");
-        put(r, content_of(&m[0]));
+        put_c(r, content_of(&m[0]));
         put(r, "<|im_end|>\n");
         i = 1;
     } else if (v & V_QWEN_DEFAULT_SYSTEM) {
@@ -272,7 +288,7 @@ static int render_chatml(struct render *r, const struct tok_chat_msg *m, size_t 
         put(r, "<|im_start|>");
         put(r, m[i].role);
         put(r, "\n");
-        put(r, content_of(&m[i]));
+        put_c(r, content_of(&m[i]));
         put(r, "<|im_end|>\n");
     }
     if (gen)
@@ -307,7 +323,7 @@ static int render_llama3(struct render *r, const struct tokenizer *t, const stru
         put(r, date);
         put(r, "\n\n");
         if (n && role_is(&m[0], "system")) {
-            put_trim(r, content_of(&m[0]));
+            put_trim_c(r, content_of(&m[0]));
             i = 1;
         }
         put(r, "<|eot_id|>");
@@ -315,7 +331,7 @@ static int render_llama3(struct render *r, const struct tokenizer *t, const stru
             put(r, "<|start_header_id|>");
             put(r, m[i].role);
             put(r, "<|end_header_id|>\n\n");
-            put_trim(r, content_of(&m[i]));
+            put_trim_c(r, content_of(&m[i]));
             put(r, "<|eot_id|>");
         }
     } else {
@@ -326,7 +342,7 @@ static int render_llama3(struct render *r, const struct tokenizer *t, const stru
             put(r, "<|start_header_id|>");
             put(r, m[i].role);
             put(r, "<|end_header_id|>\n\n");
-            put_trim(r, content_of(&m[i]));
+            put_trim_c(r, content_of(&m[i]));
             put(r, "<|eot_id|>");
         }
     }
@@ -354,7 +370,7 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
         for (size_t i = i0; i < n; i++) {
             if (role_is(&m[i], "user") != ((i - i0) % 2 == 0))
                 return alternation_error(e, i, "conversation roles must alternate user/assistant/user/assistant/...");
-            struct render c = {{0}, false};
+            struct render c = {{0}, {0}, false};
             if (i == i0 && sys) {
                 put(&c, "<<SYS>>\n");
                 put(&c, sys);
@@ -363,6 +379,7 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
             put(&c, content_of(&m[i]));
             if (c.oom) {
                 tok_bytes_release(&c.b);
+                tok_bytes_release(&c.mask);
                 r->oom = true;
                 return 0;
             }
@@ -370,15 +387,16 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
             if (role_is(&m[i], "user")) {
                 put(r, bos);
                 put(r, "[INST] ");
-                put_trim(r, content);
+                put_trim_c(r, content);
                 put(r, " [/INST]");
             } else if (role_is(&m[i], "assistant")) {
                 put(r, " ");
-                put_trim(r, content);
+                put_trim_c(r, content);
                 put(r, " ");
                 put(r, eos);
             }
             tok_bytes_release(&c.b);
+            tok_bytes_release(&c.mask);
         }
         return 0;
     }
@@ -389,10 +407,10 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
             return alternation_error(e, i, "conversation roles must alternate user/assistant/user/assistant/...");
         if (role_is(&m[i], "user")) {
             put(r, "[INST] ");
-            put(r, content_of(&m[i]));
+            put_c(r, content_of(&m[i]));
             put(r, " [/INST]");
         } else if (role_is(&m[i], "assistant")) {
-            put(r, content_of(&m[i]));
+            put_c(r, content_of(&m[i]));
             put(r, eos);
         } else {
             return alternation_error(e, i, "only user and assistant roles are supported by this template");
@@ -419,13 +437,13 @@ static int render_mistral_nemo(struct render *r, const struct tok_chat_msg *m, s
         if (role_is(&m[i], "user")) {
             put(r, "[INST]");
             if (i == n - 1 && sys) {
-                put(r, sys);
+                put_c(r, sys);
                 put(r, "\n\n");
             }
-            put(r, content_of(&m[i]));
+            put_c(r, content_of(&m[i]));
             put(r, "[/INST]");
         } else if (role_is(&m[i], "assistant")) {
-            put(r, content_of(&m[i]));
+            put_c(r, content_of(&m[i]));
             put(r, eos);
         } else {
             return alternation_error(e, i, "only user and assistant roles are supported, with the exception of an "
@@ -444,14 +462,14 @@ static int render_deepseek(struct render *r, const struct tok_chat_msg *m, size_
             const char *c = content_of(&m[i]);
             if (role_is(&m[i], "user")) {
                 put(r, "User: ");
-                put(r, c);
+                put_c(r, c);
                 put(r, "\n\n");
             } else if (role_is(&m[i], "assistant")) {
                 put(r, "Assistant: ");
-                put(r, c);
+                put_c(r, c);
                 put(r, eos);
             } else {
-                put(r, c);
+                put_c(r, c);
                 put(r, "\n\n");
             }
         }
@@ -464,12 +482,12 @@ static int render_deepseek(struct render *r, const struct tok_chat_msg *m, size_
         if (role_is(&m[i], "system"))
             sys = content_of(&m[i]); /* the last one wins, as in the template */
     put(r, bos);
-    put(r, sys);
+    put_c(r, sys);
     for (size_t i = 0; i < n; i++) {
         const char *c = content_of(&m[i]);
         if (role_is(&m[i], "user")) {
             put(r, DS_USER);
-            put(r, c);
+            put_c(r, c);
         } else if (role_is(&m[i], "assistant")) {
             if (v & V_DEEPSEEK_SPLIT) {
                 const char *p;
@@ -477,7 +495,7 @@ static int render_deepseek(struct render *r, const struct tok_chat_msg *m, size_
                     c = p + strlen("</think>");
             }
             put(r, DS_ASSISTANT);
-            put(r, c);
+            put_c(r, c);
             put(r, DS_EOS);
         }
     }
@@ -501,7 +519,7 @@ static int render_phi3(struct render *r, const struct tok_chat_msg *m, size_t n,
             } else {
                 continue;
             }
-            put(r, c);
+            put_c(r, c);
             put(r, "<|end|>\n");
         }
         put(r, gen ? "<|assistant|>\n" : eos);
@@ -512,10 +530,10 @@ static int render_phi3(struct render *r, const struct tok_chat_msg *m, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (role_is(&m[i], "user")) {
             put(r, "<|user|>\n");
-            put(r, content_of(&m[i]));
+            put_c(r, content_of(&m[i]));
             put(r, "<|end|>\n<|assistant|>\n");
         } else if (role_is(&m[i], "assistant")) {
-            put(r, content_of(&m[i]));
+            put_c(r, content_of(&m[i]));
             put(r, "<|end|>\n");
         }
     }
@@ -534,7 +552,7 @@ static int render_gemma(struct render *r, const struct tok_chat_msg *m, size_t n
         put(r, "<start_of_turn>");
         put(r, role_is(&m[i], "assistant") ? "model" : m[i].role);
         put(r, "\n");
-        put_trim(r, content_of(&m[i]));
+        put_trim_c(r, content_of(&m[i]));
         put(r, "<end_of_turn>\n");
     }
     if (gen)
@@ -549,22 +567,20 @@ static int render_glm4(struct render *r, const struct tok_chat_msg *m, size_t n,
         put(r, "<|");
         put(r, m[i].role);
         put(r, "|>\n");
-        put(r, content_of(&m[i]));
+        put_c(r, content_of(&m[i]));
     }
     if (gen)
         put(r, "<|assistant|>");
     return 0;
 }
 
-char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
-                      size_t n_msgs, bool add_generation_prompt, size_t *len, struct err *e)
+static int render_all(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
+                      size_t n_msgs, bool add_generation_prompt, struct render *r, struct err *e)
 {
-    if ((unsigned)fam >= TOK_CHAT_COUNT) {
-        err_set(e, "chat format %d does not exist", (int)fam);
-        return NULL;
-    }
+    if ((unsigned)fam >= TOK_CHAT_COUNT)
+        return err_set(e, "chat format %d does not exist", (int)fam);
     if (check_roles(msgs, n_msgs, fam, e))
-        return NULL;
+        return -1;
     /* Variants come from the model's own template when it is of this family. */
     unsigned v = default_variant(fam);
     enum tok_chat_family mf;
@@ -574,39 +590,47 @@ char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const
     char bos_buf[256], eos_buf[256];
     const char *bos = token_str(t, t->bos, bos_buf, sizeof bos_buf);
     const char *eos = token_str(t, t->eos, eos_buf, sizeof eos_buf);
-    struct render r = {{0}, false};
-    put(&r, "");
+    put(r, "");
     int rc = 0;
     switch (fam) {
     case TOK_CHAT_CHATML:
-        rc = render_chatml(&r, msgs, n_msgs, add_generation_prompt, v);
+        rc = render_chatml(r, msgs, n_msgs, add_generation_prompt, v);
         break;
     case TOK_CHAT_LLAMA3:
-        rc = render_llama3(&r, t, msgs, n_msgs, add_generation_prompt, v, bos);
+        rc = render_llama3(r, t, msgs, n_msgs, add_generation_prompt, v, bos);
         break;
     case TOK_CHAT_LLAMA2:
-        rc = render_llama2(&r, msgs, n_msgs, v, bos, eos, e);
+        rc = render_llama2(r, msgs, n_msgs, v, bos, eos, e);
         break;
     case TOK_CHAT_MISTRAL_NEMO:
-        rc = render_mistral_nemo(&r, msgs, n_msgs, bos, eos, e);
+        rc = render_mistral_nemo(r, msgs, n_msgs, bos, eos, e);
         break;
     case TOK_CHAT_DEEPSEEK:
-        rc = render_deepseek(&r, msgs, n_msgs, add_generation_prompt, v, bos, eos);
+        rc = render_deepseek(r, msgs, n_msgs, add_generation_prompt, v, bos, eos);
         break;
     case TOK_CHAT_PHI3:
-        rc = render_phi3(&r, msgs, n_msgs, add_generation_prompt, v, bos, eos);
+        rc = render_phi3(r, msgs, n_msgs, add_generation_prompt, v, bos, eos);
         break;
     case TOK_CHAT_GEMMA:
-        rc = render_gemma(&r, msgs, n_msgs, add_generation_prompt, bos, e);
+        rc = render_gemma(r, msgs, n_msgs, add_generation_prompt, bos, e);
         break;
     case TOK_CHAT_GLM4:
-        rc = render_glm4(&r, msgs, n_msgs, add_generation_prompt);
+        rc = render_glm4(r, msgs, n_msgs, add_generation_prompt);
         break;
     default:
         break;
     }
-    if (rc == 0 && r.oom)
+    if (rc == 0 && r->oom)
         rc = err_set(e, "out of memory rendering %zu chat messages", n_msgs);
+    return rc;
+}
+
+char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
+                      size_t n_msgs, bool add_generation_prompt, size_t *len, struct err *e)
+{
+    struct render r = {{0}, {0}, false};
+    int rc = render_all(t, fam, msgs, n_msgs, add_generation_prompt, &r, e);
+    tok_bytes_release(&r.mask);
     if (rc) {
         tok_bytes_release(&r.b);
         return NULL;
@@ -614,4 +638,16 @@ char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const
     if (len)
         *len = r.b.len;
     return r.b.p;
+}
+
+int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
+                    size_t n_msgs, bool add_generation_prompt, struct tok_ids *out, struct err *e)
+{
+    struct render r = {{0}, {0}, false};
+    int rc = render_all(t, fam, msgs, n_msgs, add_generation_prompt, &r, e);
+    if (rc == 0)
+        rc = tok_encode_masked(t, r.b.p, r.b.len, false, true, (const uint8_t *)r.mask.p, out, e);
+    tok_bytes_release(&r.b);
+    tok_bytes_release(&r.mask);
+    return rc;
 }

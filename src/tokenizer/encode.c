@@ -127,7 +127,7 @@ static bool claimable(const struct tokenizer *t, int32_t id, bool parse_special)
 /* Finds the special tokens of text; *frags receives the claimed ones in
  * text order (from malloc, *n_frags entries). */
 static int find_specials(const struct tokenizer *t, const char *text, size_t len, bool parse_special,
-                         struct frag **frags, size_t *n_frags, struct err *e)
+                         const uint8_t *raw_mask, struct frag **frags, size_t *n_frags, struct err *e)
 {
     struct occ *occ = NULL;
     size_t n_occ = 0, cap = 0;
@@ -139,7 +139,12 @@ static int find_specials(const struct tokenizer *t, const char *text, size_t len
         int32_t node = t->root_child[u[i]];
         for (size_t j = i + 1; node > 0; j++) {
             int32_t id = t->trie_tok[node];
-            if (id >= 0 && claimable(t, id, parse_special)) {
+            /* a control token may not take a byte the caller marked as raw text */
+            bool masked = false;
+            if (id >= 0 && raw_mask && t->types[id] != TOK_TYPE_USER_DEFINED)
+                for (size_t k = i; k < j && !masked; k++)
+                    masked = raw_mask[k] != 0;
+            if (id >= 0 && !masked && claimable(t, id, parse_special)) {
                 if (n_occ == cap) {
                     cap = cap ? cap * 2 : 64;
                     struct occ *p = realloc(occ, cap * sizeof *p);
@@ -210,6 +215,12 @@ static int encode_raw(const struct tokenizer *t, const char *text, size_t len, b
 int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add_special, bool parse_special,
                struct tok_ids *out, struct err *e)
 {
+    return tok_encode_masked(t, text, len, add_special, parse_special, NULL, out, e);
+}
+
+int tok_encode_masked(const struct tokenizer *t, const char *text, size_t len, bool add_special,
+                      bool parse_special, const uint8_t *raw_mask, struct tok_ids *out, struct err *e)
+{
     size_t n0 = out->n;
     struct frag *frags = NULL;
     size_t n_frags = 0;
@@ -217,7 +228,7 @@ int tok_encode(const struct tokenizer *t, const char *text, size_t len, bool add
         return err_set(e, "text of %zu bytes is too long to encode (at most %d)", len, INT32_MAX);
     if (add_special && tok_add_bos(t) && tok_ids_push(out, t->bos, e))
         goto fail;
-    if (t->n_special && find_specials(t, text, len, parse_special, &frags, &n_frags, e))
+    if (t->n_special && find_specials(t, text, len, parse_special, raw_mask, &frags, &n_frags, e))
         goto fail;
     bool prev_special = true; /* SPM: a space goes before text that starts the input or follows a special token */
     size_t pos = 0;

@@ -101,6 +101,12 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
                    struct err *e);
 int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out, struct err *e);
 
+/* tok_encode with a mask: where raw_mask[i] != 0 (one byte per byte of
+ * text; NULL for none) no control token may be recognised, whatever
+ * parse_special says — how chat rendering keeps message contents raw. */
+int tok_encode_masked(const struct tokenizer *t, const char *text, size_t len, bool add_special,
+                      bool parse_special, const uint8_t *raw_mask, struct tok_ids *out, struct err *e);
+
 /* Builds the trie of special texts (after special[] is sorted). */
 int tok_build_special_trie(struct tokenizer *t, struct err *e);
 

@@ -215,12 +215,23 @@ struct tok_chat_msg {
 
 /* Renders the conversation as the family's Jinja template would, including
  * the BOS text where the template writes bos_token, and the opening of the
- * assistant's turn when add_generation_prompt. Encode the result with
- * add_special = false and parse_special = true. Returns a NUL-terminated
+ * assistant's turn when add_generation_prompt. To turn a conversation into
+ * tokens use tok_chat_encode, not tok_encode on this string: encoding the
+ * string with parse_special would let "<|im_end|>" typed in a message become
+ * the control token. Returns a NUL-terminated
  * string from malloc (length in *len, which may be NULL), or NULL with the
  * reason in e (a role the format does not accept, or an order of roles the
  * template itself rejects — the message names the index — or out of memory). */
 char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
                       size_t n_msgs, bool add_generation_prompt, size_t *len, struct err *e);
+
+/* Renders (as tok_chat_render) and APPENDS the tokens of the rendering to
+ * out: the template's own text is encoded with its control tokens (BOS,
+ * <|im_start|>, ...), while the text of every message content is raw — a
+ * control token's text inside a message stays ordinary text. No BOS/EOS is
+ * added beyond what the template writes. 0, or -1 with the reason in e (as
+ * tok_chat_render); out keeps its earlier ids on failure. */
+int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
+                    size_t n_msgs, bool add_generation_prompt, struct tok_ids *out, struct err *e);
 
 #endif
