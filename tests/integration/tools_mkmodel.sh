@@ -156,10 +156,21 @@ for v in "${VOCABS[@]}"; do
       fail "mkmodel --arch $a ($v): $(cat "$T/out.txt")"
     # shellcheck disable=SC2086
     check_model "$T/m.gguf" "$v" $a || fail "mkmodel --arch $a ($v vocabulary): wrong model"
+    "$M" inspect --json "$T/m.gguf" >"$T/m.inspect.json" || fail "maas inspect --json on the $a model"
+    "$PY" - "$T/j.json" "$T/m.inspect.json" <<'EOF' || fail "maas inspect disagrees with the $a model"
+import json, sys
+ours, ins = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+a = [(t["name"], t["type"], t["ne"], t["nbytes"]) for t in ours["tensors"]]
+b = [(t["name"], t["type"], t["shape"], t["bytes"]) for t in ins["tensors"]]
+assert a == b, [x for x, y in zip(a, b) if x != y][:3]
+for k, v in ours["kv"].items():
+    if not isinstance(v, (list, dict)) and not isinstance(v, float):
+        assert ins["metadata"].get(k) == v, (k, v, ins["metadata"].get(k))
+EOF
     n=$((n + 1))
   done
 done
-echo "ok: $n models have llama.cpp's names, shapes and keys"
+echo "ok: $n models have llama.cpp's names, shapes and keys (and maas inspect --json agrees)"
 
 # Determinism: the same seed gives the same bytes for any thread count; another seed differs.
 V1=$(vocab_args trained)

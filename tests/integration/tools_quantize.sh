@@ -143,6 +143,26 @@ done
 check "$T/dense.gguf" "${dense_outs[@]}" || fail "dense model: wrong types or metadata"
 check "$T/moe.gguf" "${moe_outs[@]}" || fail "8-expert model: wrong types or metadata"
 
+# maas inspect --json reports the same types, shapes, sizes and file type as the independent reader.
+inspect_args=()
+for pair in "${dense_outs[@]}" "${moe_outs[@]}"; do
+  f=${pair%:*}
+  "$M" inspect --json "$f" >"$f.json" || fail "maas inspect --json $f"
+  inspect_args+=("$f")
+done
+"$PY" - "$HERE/tools_gguf.py" "${inspect_args[@]}" <<'EOF' || fail "maas inspect disagrees with the file"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("g", sys.argv[1]); g = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(g)
+for f in sys.argv[2:]:
+    ours, ins = g.read(f), json.load(open(f + ".json"))
+    a = [(t["name"], t["type"], t["ne"], t["nbytes"]) for t in ours["tensors"]]
+    b = [(t["name"], t["type"], t["shape"], t["bytes"]) for t in ins["tensors"]]
+    assert a == b, "%s: tensors differ: %s" % (f, [x for x, y in zip(a, b) if x != y][:3])
+    assert ins["metadata"]["general.file_type"] == ours["kv"]["general.file_type"], f
+EOF
+echo "ok: maas inspect --json agrees on every output file"
+
 # Hand-worked llama.cpp expectations (8 layers: use_more_bits picks 0, 3, 6, 7).
 AV="blk.0.attn_v.weight blk.1.attn_v.weight blk.3.attn_v.weight blk.6.attn_v.weight blk.7.attn_v.weight"
 FD="blk.0.ffn_down.weight blk.1.ffn_down.weight blk.3.ffn_down.weight blk.4.ffn_down.weight blk.7.ffn_down.weight"
