@@ -75,8 +75,9 @@ static void usage(FILE *out)
             "  --train-vocab TEXT  learn a GPT-2-style byte-level BPE vocabulary from a text file instead\n"
             "  --vocab-size N      tokens of the learned vocabulary (default 4096)\n"
             "  -o, --output OUT    the file to write\n"
-            "  --n-embd N (256)  --n-layer N (2)  --n-head N (4)  --n-head-kv N (n_head/2)  --n-ff N (768)\n"
+            "  --n-embd N (256)  --n-layer N (2)  --n-head N (4)  --n-head-kv N (n_head/2*)  --n-ff N (768)\n"
             "  --n-ctx N (4096)  --head-dim N (n_embd/n_head; qwen3, qwen3moe, llama)\n"
+            "      * or the largest divisor of n_head below that\n"
             "  --rope-theta X      (llama 10000, qwen 1000000)\n"
             "  --n-expert N (8 for qwen2moe/qwen3moe, 0 for llama) --n-expert-used N (2)\n"
             "  --n-ff-exp N        expert width (256; llama: n_ff)   --n-ff-shexp N (512, qwen2moe)\n"
@@ -258,8 +259,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     if (o->n_ff_exp < 0)
         o->n_ff_exp = o->arch == ARCH_LLAMA ? o->n_ff : 256;
-    if (o->n_head_kv < 0)
+    if (o->n_head_kv < 0) { /* grouped-query attention: the largest divisor of n_head up to n_head/2 */
         o->n_head_kv = o->n_head >= 2 ? o->n_head / 2 : 1;
+        while (o->n_head % o->n_head_kv != 0)
+            o->n_head_kv--;
+    }
     if (o->n_head % o->n_head_kv != 0) {
         fprintf(stderr, "maas mkmodel: --n-head %lld is not a multiple of --n-head-kv %lld\n", (long long)o->n_head,
                 (long long)o->n_head_kv);
