@@ -410,8 +410,11 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
 /* ---- recovery ---- */
 
 struct stale_list {
-    char (*ids)[BILLING_ID_MAX];
+    char (*ids)[BILLING_ID_MAX];  /* owned */
+    char (*boots)[96];            /* owned */
+    int *old;                     /* owned: older than the timeout */
     int n, cap;
+    int oom;
 };
 
 static int stale_row(void *ctx, const struct store_row *r)
@@ -419,19 +422,31 @@ static int stale_row(void *ctx, const struct store_row *r)
     struct stale_list *l = ctx;
     if (l->n == l->cap) {
         int cap = l->cap ? l->cap * 2 : 64;
-        void *p = realloc(l->ids, (size_t)cap * sizeof *l->ids);
-        if (!p)
+        void *p1 = realloc(l->ids, (size_t)cap * sizeof *l->ids);
+        if (p1)
+            l->ids = p1;
+        void *p2 = realloc(l->boots, (size_t)cap * sizeof *l->boots);
+        if (p2)
+            l->boots = p2;
+        void *p3 = realloc(l->old, (size_t)cap * sizeof *l->old);
+        if (p3)
+            l->old = p3;
+        if (!p1 || !p2 || !p3) {
+            l->oom = 1;
             return 1;
-        l->ids = p;
+        }
         l->cap = cap;
     }
-    snprintf(l->ids[l->n++], BILLING_ID_MAX, "%s", store_row_text(r, 0));
+    snprintf(l->ids[l->n], BILLING_ID_MAX, "%s", store_row_text(r, 0));
+    snprintf(l->boots[l->n], sizeof l->boots[l->n], "%s", store_row_text(r, 1));
+    l->old[l->n] = (int)store_row_int(r, 2);
+    l->n++;
     return 0;
 }
 
 int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
 {
-    struct stale_list l = {NULL, 0, 0};
+    struct stale_list l = {NULL, NULL, NULL, 0, 0, 0};
     int64_t now = billing_now(b);
     int64_t cutoff = stale_after > 0 ? now - stale_after : INT64_MIN;
     struct store *s = billing_conn_get(b);
@@ -440,11 +455,18 @@ int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released,
     if (store_begin(s, STORE_TX_WRITE, e))
         goto out;
     if (store_query(s,
-                    "SELECT request_id FROM holds WHERE (node = $1 AND boot <> $2) OR admitted_at < $3"
-                    " ORDER BY request_id",
+                    "SELECT request_id, boot, CASE WHEN admitted_at < $3 THEN 1 ELSE 0 END FROM holds"
+                    " WHERE (node = $1 AND boot <> $2) OR admitted_at < $3 ORDER BY request_id",
                     (struct store_val[]){SV_TEXT(b->node), SV_TEXT(b->boot), SV_INT(cutoff)}, 3, stale_row, &l, e))
         goto out;
+    if (l.oom) {
+        err_set(e, "ledger recovery: out of memory");
+        goto out;
+    }
     for (int i = 0; i < l.n; i++) {
+        /* Same node, another process: release only if that process is gone. */
+        if (!l.old[i] && !billing_boot_dead(b, l.boots[i]))
+            continue;
         struct settle_job j = {.request_id = l.ids[i], .finish_reason = "abandoned"};
         struct billing_usage u;
         if (billing_settle_in_tx(b, s, &j, &u, e))
@@ -455,6 +477,7 @@ int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released,
         goto out;
     if (released)
         log_info("ledger: released %lld hold(s) left by a process that stopped", (long long)released);
+    billing_boot_sweep(b);
     if (n_released)
         *n_released = released;
     rc = 0;
@@ -463,5 +486,7 @@ out:
         store_rollback(s);
     billing_conn_put(b, s);
     free(l.ids);
+    free(l.boots);
+    free(l.old);
     return rc;
 }

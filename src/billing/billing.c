@@ -9,10 +9,12 @@
  */
 #include "billing/billing_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +94,65 @@ static int load_pepper(const char *path, unsigned char *pepper, struct err *e)
     return 0;
 }
 
+/* Liveness of the processes sharing this data directory: each holds an
+ * exclusive flock on boots/<boot>.lock for as long as it lives (the kernel
+ * drops it when the process dies, however it dies), so recovery can tell a
+ * dead process's holds from those of a live neighbour on the same node. */
+static int boot_lock(struct billing *b, struct err *e)
+{
+    snprintf(b->boots_dir, sizeof b->boots_dir, "%s/boots", b->data_dir);
+    if (mkdir(b->boots_dir, 0700) != 0 && errno != EEXIST)
+        return err_set(e, "%s: cannot create: %s", b->boots_dir, strerror(errno));
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s.lock", b->boots_dir, b->boot);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return err_set(e, "%s: cannot create: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return err_set(e, "%s: cannot lock: %s", path, strerror(errno));
+    }
+    b->boot_fd = fd;
+    return 0;
+}
+
+int billing_boot_dead(struct billing *b, const char *boot)
+{
+    if (!strcmp(boot, b->boot))
+        return 0;
+    for (const char *p = boot; *p; p++) /* boots are "<pid>-<time>-<hex>" */
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || *p == '-'))
+            return 1;
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s.lock", b->boots_dir, boot);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT;
+    int dead = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    if (dead)
+        unlink(path);
+    close(fd);
+    return dead;
+}
+
+void billing_boot_sweep(struct billing *b)
+{
+    DIR *d = opendir(b->boots_dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || n >= 96 + 5 || strcmp(de->d_name + n - 5, ".lock"))
+            continue;
+        char boot[96];
+        memcpy(boot, de->d_name, n - 5);
+        boot[n - 5] = '\0';
+        billing_boot_dead(b, boot);
+    }
+    closedir(d);
+}
+
 int billing_open(const struct billing_options *o, struct billing **out, struct err *e)
 {
     if (sodium_init() < 0)
@@ -133,6 +194,7 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     char rnd[17];
     billing_random_hex(rnd, 8);
     snprintf(b->boot, sizeof b->boot, "%d-%lld-%s", (int)getpid(), (long long)time(NULL), rnd);
+    b->boot_fd = -1;
 
     b->n_conn = o->n_conn > 0 ? o->n_conn : 4;
     b->conns = calloc((size_t)b->n_conn, sizeof *b->conns);
@@ -156,6 +218,8 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
         snprintf(pepper_path, sizeof pepper_path, "%s/secret.key", b->data_dir);
     if (load_pepper(pepper_path, b->pepper, e))
         goto fail;
+    if (boot_lock(b, e))
+        goto fail;
 
     if (o->writer) {
         if (store_open(o->db, &b->wconn, e))
@@ -175,6 +239,12 @@ void billing_close(struct billing *b)
     if (!b)
         return;
     billing_writer_stop(b);
+    if (b->boot_fd >= 0) {
+        char path[1300];
+        snprintf(path, sizeof path, "%s/%s.lock", b->boots_dir, b->boot);
+        unlink(path);
+        close(b->boot_fd);
+    }
     store_close(b->wconn);
     for (int i = 0; b->conns && i < b->n_conn; i++)
         store_close(b->conns[i]);

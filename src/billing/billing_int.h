@@ -25,6 +25,8 @@ struct billing {
     unsigned char pepper[32];     /* key-hashing secret, from secret_file */
     char node[128];
     char boot[96];
+    char boots_dir[1100];         /* <data dir>/boots: one locked file per live process */
+    int boot_fd;                  /* owned: flock'ed <boots_dir>/<boot>.lock, -1 if none */
     int64_t (*now)(void *ctx);
     void *now_ctx;
 
@@ -76,6 +78,12 @@ int billing_price_lookup(struct store *s, const char *model, int64_t t, struct b
  * set when the failure was the store's, not the key's. */
 int billing_key_check(struct billing *b, struct store *s, const char *key, int64_t now, struct billing_key *out,
                       int *db_error, struct err *e);
+
+/* 1 if the process that made holds tagged `boot` on this node is certainly
+ * gone (its lock file is missing or no longer locked), 0 if it may be alive. */
+int billing_boot_dead(struct billing *b, const char *boot);
+/* Removes the lock files of dead processes. */
+void billing_boot_sweep(struct billing *b);
 
 /* Period boundaries in UTC for budgets. */
 int64_t billing_period_start(enum billing_period p, int64_t t);

@@ -481,11 +481,19 @@ TEST(recovery)
     CHECK(admit(other, key, "m", 100, 100).status == BILLING_OK);
     billing_close(other);
 
+    /* a live process of the same node keeps its holds */
+    struct billing *alive = open_b("n1", 0, 0);
+    CHECK(admit(alive, key, "m", 50, 50).status == BILLING_OK);
+
     b = open_b("n1", 1, 0);
-    CHECK(acct_get(b, acct).held == 800);
+    CHECK(acct_get(b, acct).held == 900);
     int64_t n = -1;
     must(billing_recover(b, 0, &n, &e), &e);
     CHECK(n == 3);
+    CHECK(acct_get(b, acct).held == 300);
+    billing_close(alive); /* now it is gone (its hold with it) */
+    must(billing_recover(b, 0, &n, &e), &e);
+    CHECK(n == 1);
     CHECK(acct_get(b, acct).held == 200);
     CHECK(acct_get(b, acct).balance == 1000000 - 15);
     /* a hold of this boot is never touched */
