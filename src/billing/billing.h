@@ -26,7 +26,9 @@
  *                    and budget day/month/total (429 + retry-after seconds),
  *                    and balance - held >= worst case (402) by a conditional
  *                    UPDATE; then the hold is placed. Concurrent admissions
- *                    can never overdraw an account.
+ *                    can never overdraw an account. The commit does not fsync
+ *                    (a hold lost with the machine belonged to a dead process
+ *                    and would be released anyway); settlements do.
  *   billing_settle() hands the usage to the ledger writer thread, which commits
  *                    settlements in groups (one transaction, one fsync, a
  *                    savepoint per item) and returns once the caller's record
@@ -34,9 +36,11 @@
  *                    second settle returns the first record and changes nothing.
  *                    The usage record, the ledger row and the balance update
  *                    are in the same transaction as the release of the hold.
- *   billing_recover() at start: holds of this node's earlier (dead) processes,
- *                    and of any node older than a timeout, are released with a
- *                    zero-cost "abandoned" usage record.
+ *   billing_recover() at start: holds of this node's dead processes, and of
+ *                    any node older than a timeout, are released with a
+ *                    zero-cost "abandoned" usage record. Every process holds a
+ *                    flock on <data dir>/boots/<boot>.lock while it lives, so a
+ *                    live neighbour on the same node keeps its holds.
  *
  * Rate limits count the key's requests admitted in the last 60 s (rpm) and
  * their tokens (tpm: prompt + max_tokens while open, prompt + completion once
@@ -270,8 +274,10 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
                    struct err *e);
 
 /* Releases stale holds with a zero-cost "abandoned" usage record: those of
- * this node made by another boot, and (stale_after > 0) those of any node
- * admitted more than stale_after seconds ago. *n_released may be NULL. */
+ * this node made by a process that is gone, and (stale_after > 0) those of any
+ * node admitted more than stale_after seconds ago — so stale_after must exceed
+ * the longest request. A request released this way that is settled later gets
+ * the abandoned record back (never a second charge). *n_released may be NULL. */
 int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e);
 
 /* ---- usage reports ---- */
