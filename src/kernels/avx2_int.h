@@ -73,6 +73,22 @@ static inline __m256i avx2_bits32(const uint8_t *p)
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
 }
 
+/* The fp16 scales of 8 consecutive blocks (the first at p, stride bytes
+ * apart) as 8 floats: gathered with integer loads and shifts, converted with
+ * one vcvtph2ps. */
+static inline __m256 avx2_scales8(const char *p, size_t stride)
+{
+    uint64_t lo = 0, hi = 0;
+    for (int k = 0; k < 4; k++) {
+        uint16_t a, b;
+        memcpy(&a, p + k * stride, 2);
+        memcpy(&b, p + (k + 4) * stride, 2);
+        lo |= (uint64_t)a << (16 * k);
+        hi |= (uint64_t)b << (16 * k);
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
+}
+
 /* The 16 values of the iq4_nl non-linear grid, in both lanes. */
 static inline __m256i avx2_iq4nl_table(void)
 {

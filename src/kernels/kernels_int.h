@@ -36,4 +36,16 @@ struct kern_tile {
 };
 struct kern_tile kern_avx2_tile(enum ggml_type t); /* gemm_avx2.c */
 
+/* Matrix-vector kernels for decode (gemv_avx2.c), for weight types whose
+ * activations are q8_0: prepare() expands one q8_0 activation row of n
+ * elements into KERN_GEMV_ACT_SIZE(n) bytes (scales as floats, values and
+ * their magnitudes, block sums) that fn() then reads for every weight row:
+ * y[r] = dot(weight row r, activation) for r < nr, rows ldw bytes apart. */
+#define KERN_GEMV_ACT_SIZE(n) ((size_t)((n) / 32) * 72 + 64) /* includes 32 bytes to align it */
+struct kern_gemv {
+    void (*prepare)(const void *q8_0_row, void *act, int64_t n); /* NULL when the type has none */
+    void (*fn)(int64_t n, const void *w, size_t ldw, int64_t nr, const void *act, float *y);
+};
+struct kern_gemv kern_avx2_gemv(enum ggml_type t); /* gemv_avx2.c */
+
 #endif

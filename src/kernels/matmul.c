@@ -11,7 +11,9 @@
  *    slowed by another process does not hold the others up and every shape
  *    (one token, few outputs and many tokens, ...) keeps all threads busy.
  *    - n_tok == 1 (decode): a unit is a run of consecutive rows streamed
- *      through the type's vec_dot; the cost is reading the weights once.
+ *      through the type's vec_dot, or through a matrix-vector kernel
+ *      (kern_avx2_gemv) that first expands the activation once; the cost
+ *      should be reading the weights once.
  *    - n_tok > 1 (prefill): a unit's weight rows are reused for every token of
  *      its token chunk. Types with a tiled kernel (kern_avx2_tile) compute
  *      MR rows x NR tokens per tile in registers; the others dot one weight
@@ -31,6 +33,8 @@
 struct mm_job {
     const struct kern_type_ops *o;
     struct kern_tile tile;
+    struct kern_gemv gemv;  /* decode kernel, used when n_tok == 1 */
+    const void *gact;       /* its prepared activation (in wbuf) */
     const char *W;          /* borrowed: n_out rows of ldw bytes */
     size_t ldw;
     int64_t n_out, n_in;
@@ -56,7 +60,12 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
     MAAS_ASSERT(o && o->vec_dot);
     if (o->vec_dot_type == GGML_TYPE_F32)
         return 0;
-    return act_row_size(o, n_in) * (size_t)n_tok;
+    size_t s = act_row_size(o, n_in) * (size_t)n_tok;
+    /* Room for the decode kernels' prepared activation, whatever the ISA
+     * in use, so that a buffer stays valid when the table changes. */
+    if (o->vec_dot_type == GGML_TYPE_Q8_0)
+        s += KERN_GEMV_ACT_SIZE(n_in);
+    return s;
 }
 
 static void convert_job(void *ctx, int ith, int nth)
@@ -78,6 +87,10 @@ static void run_unit(struct mm_job *j, int64_t u)
     if (t1 > j->n_tok)
         t1 = j->n_tok;
     const kern_vec_dot_fn dot = j->o->vec_dot;
+    if (j->gemv.fn) {
+        j->gemv.fn(j->n_in, j->W + (size_t)r0 * j->ldw, j->ldw, r1 - r0, j->gact, j->y + r0);
+        return;
+    }
     if (j->tile.fn && t1 - t0 > 1) {
         const int mr = j->tile.mr, nc = j->tile.nc_max;
         for (int64_t r = r0; r < r1; r += mr) {
@@ -127,8 +140,11 @@ void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_
         .ldy = ldy,
     };
     j.tile = (struct kern_tile){NULL, 1, 1};
+    j.gemv = (struct kern_gemv){NULL, NULL};
     if (n_tok > 1 && kernels_isa() >= KERN_AVX2)
         j.tile = kern_avx2_tile(wt);
+    if (n_tok == 1 && kernels_isa() >= KERN_AVX2)
+        j.gemv = kern_avx2_gemv(wt);
 
     if (o->vec_dot_type == GGML_TYPE_F32) {
         j.act = (char *)x;
@@ -141,6 +157,12 @@ void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_
             convert_job(&j, 0, 1);
         else
             pool_run(pool, convert_job, &j);
+        if (j.gemv.fn) {
+            /* 32-byte aligned; KERN_GEMV_ACT_SIZE has the slack */
+            uintptr_t p = (uintptr_t)(j.act + j.lda * (size_t)n_tok);
+            j.gact = (const void *)((p + 31) & ~(uintptr_t)31);
+            j.gemv.prepare(j.act, (void *)j.gact, n_in);
+        }
     }
 
     /* Work units. Rows per unit: a multiple of the tile height, enough units
