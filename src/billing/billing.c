@@ -667,7 +667,7 @@ int billing_audit(struct billing *b, struct err *e)
     int64_t orphans = 0;
     if (store_query_int(s,
                         "SELECT COUNT(*) FROM usage u WHERE NOT EXISTS"
-                        " (SELECT 1 FROM ledger l WHERE l.request_id = u.request_id AND l.amount = -u.cost)",
+                        " (SELECT 1 FROM ledger l WHERE l.id = 'use_' || u.request_id AND l.amount = -u.cost)",
                         NULL, 0, &orphans, NULL, e))
         goto out;
     if (orphans) {

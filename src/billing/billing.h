@@ -230,7 +230,7 @@ struct billing_request {
     const char *model;
     int64_t prompt_tokens;  /* >= 0 */
     int64_t max_tokens;     /* >= 0: the most completion tokens that may be generated */
-    const char *request_id; /* optional; NULL generates "req_" + 24 hex */
+    const char *request_id; /* optional; NULL generates "req_" + 12 hex of Unix ms + 12 random hex */
 };
 
 struct billing_admission {

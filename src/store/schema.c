@@ -17,7 +17,9 @@
  *   holds       one open reservation per admitted, unsettled request, tagged
  *               with the node and boot that made it.
  *   usage       one append-only record per request (UNIQUE request_id).
- *   ledger      every balance change (credit, usage) with the balance after it.
+ *   ledger      every balance change (credit, usage) with the balance after it;
+ *               a settlement's row is named 'use_' || request_id (so it is
+ *               unique per request without another index).
  *   admin_keys  hashes of admin keys for the /admin HTTP routes.
  */
 #include "store/store.h"
@@ -95,7 +97,7 @@ static const char v1[] =
     " kind TEXT NOT NULL,"
     " amount BIGINT NOT NULL,"
     " balance_after BIGINT NOT NULL,"
-    " request_id TEXT UNIQUE,"
+    " request_id TEXT,"
     " note TEXT,"
     " created_at BIGINT NOT NULL);"
     "CREATE INDEX ledger_account ON ledger(account_id, created_at);"
