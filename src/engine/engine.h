@@ -1,0 +1,109 @@
+/*
+ * engine — many sequences on one model: a request queue and a
+ * continuous-batching scheduler over a paged KV cache with prefix reuse.
+ *
+ * Threads: one engine thread per model owns the model, the KV cache and the
+ * scheduler. Any other thread (the HTTP layer) talks to it only through
+ * this API: engine_submit() enqueues a request and returns a handle;
+ * engine_next() blocks on the handle's bounded event queue; engine_cancel()
+ * flags the sequence, which the engine thread finishes within one step.
+ *
+ * Each scheduler step builds one batch: one decode token for every running
+ * sequence plus chunks of prefill for waiting ones, within a per-step token
+ * budget, and runs it through model_forward() once. Admission waits while
+ * KV blocks are short; a running sequence may be preempted (its blocks
+ * freed) and resumed later by recomputation, giving the same output.
+ *
+ * Prefix cache: every full KV block is indexed by a hash of the whole token
+ * prefix up to its end; such blocks survive their request (LRU eviction when
+ * blocks run out), and a new request whose prompt starts with cached blocks
+ * reuses them: those tokens are neither recomputed nor billed at the full
+ * input price (they are reported as n_cached).
+ */
+#ifndef MAAS_ENGINE_H
+#define MAAS_ENGINE_H
+
+#include "core/core.h"
+#include "model/model.h"
+#include "sample/sample.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct engine_opts {
+    int n_threads;        /* kernel threads (0 = all cores) */
+    int n_ctx;            /* most positions one sequence may have (prompt + output) */
+    int kv_blocks;        /* KV blocks in the cache (0 = enough for n_ctx * 4 positions) */
+    int block_size;       /* positions per block (0 = 16) */
+    int step_tokens;      /* token budget of one scheduler step (0 = 512) */
+    int max_running;      /* most sequences decoding at once (0 = 64) */
+    int max_queue;        /* most requests waiting; engine_submit refuses beyond (0 = 256) */
+};
+
+struct engine;
+
+/* Starts the engine thread on a loaded model (borrowed: must outlive the
+ * engine) and its tokenizer (borrowed; used for end-of-generation tokens).
+ * NULL with a reason. */
+struct engine *engine_new(struct model *m, const struct tokenizer *tok, const struct engine_opts *o, struct err *e);
+/* Cancels everything, stops the thread, frees the cache. NULL does nothing.
+ * Handles not yet released stay valid for engine_next/engine_release. */
+void engine_free(struct engine *eng);
+
+struct engine_request {
+    const int32_t *prompt;        /* copied by engine_submit */
+    int n_prompt;                 /* >= 1 */
+    struct sample_params sample;  /* the bias array is copied */
+    uint64_t seed;
+    int max_tokens;               /* most tokens to generate (>= 1) */
+    bool ignore_eog;              /* keep going past end-of-generation tokens */
+};
+
+enum engine_finish {
+    ENGINE_FINISH_STOP = 0,       /* an end-of-generation token (not emitted as text) */
+    ENGINE_FINISH_LENGTH,         /* max_tokens or n_ctx reached */
+    ENGINE_FINISH_CANCELLED,      /* engine_cancel or engine_free */
+    ENGINE_FINISH_ERROR,
+};
+const char *engine_finish_name(enum engine_finish f); /* "stop", "length", "cancelled", "error" */
+
+enum engine_event_kind { ENGINE_EV_TOKEN = 0, ENGINE_EV_DONE };
+
+struct engine_event {
+    enum engine_event_kind kind;
+    struct sample_result tok;     /* ENGINE_EV_TOKEN: the token, its logprob and alternatives */
+    /* ENGINE_EV_DONE: */
+    enum engine_finish finish;
+    int n_prompt;                 /* prompt tokens */
+    int n_cached;                 /* of which served from the prefix cache */
+    int n_completion;             /* tokens generated (the EOG token not counted) */
+    char error[256];              /* ENGINE_FINISH_ERROR: why */
+};
+
+struct engine_seq;
+
+/* Enqueues a request. NULL with a reason when the queue is full (the
+ * message says so: callers answer 429/503), the prompt plus max_tokens
+ * exceeds n_ctx, or the parameters are invalid. */
+struct engine_seq *engine_submit(struct engine *eng, const struct engine_request *r, struct err *e);
+/* Waits up to timeout_ms (-1 = forever) for the next event. 0 with *ev
+ * written; 1 on timeout. After ENGINE_EV_DONE no more events come. */
+int engine_next(struct engine_seq *s, struct engine_event *ev, int timeout_ms);
+/* Asks the engine to stop this sequence (client gone, stop string seen);
+ * safe from any thread, any number of times. A DONE event follows. */
+void engine_cancel(struct engine_seq *s);
+/* Frees the handle (cancelling the sequence first if it is still running).
+ * NULL does nothing. */
+void engine_release(struct engine_seq *s);
+
+struct engine_stats {
+    int queued;                   /* waiting for admission */
+    int running;                  /* admitted and not finished */
+    int kv_blocks_total, kv_blocks_used, kv_blocks_free, kv_blocks_cached; /* cached: held only by the prefix cache */
+    uint64_t steps, tokens_prefilled, tokens_decoded, tokens_cached;
+    uint64_t preemptions;
+};
+void engine_get_stats(struct engine *eng, struct engine_stats *out);
+
+#endif
