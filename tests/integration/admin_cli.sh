@@ -125,7 +125,7 @@ for i in range(60):
     c.execute("INSERT INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
               (rid, acct, key, model, p, cached, comp, pin, pc, pout, cost, t, t + 5, day, 'stop'))
     bal = c.execute("UPDATE accounts SET balance = balance - ? WHERE id = ? RETURNING balance", (cost, acct)).fetchone()[0]
-    c.execute("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?)", ('led_' + rid, acct, 'usage', -cost, bal, rid, None, t + 5))
+    c.execute("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?)", ('use_' + rid, acct, 'usage', -cost, bal, rid, None, t + 5))
 c.commit()
 PYEOF
 
