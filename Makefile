@@ -21,7 +21,7 @@ CC      ?= cc
 CSTD    := -std=gnu11
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wvla -Wno-format-truncation
 INC     := -Isrc
-LIBS    := -lm -lpthread -lpcre2-8 -lsqlite3 -lsodium
+LIBS    := -lm -lpthread -lpcre2-8 -lsqlite3 -lsodium -lmicrohttpd -ljansson
 
 REL_FLAGS := -O2 -g -DNDEBUG
 DBG_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

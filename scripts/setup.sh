@@ -9,6 +9,7 @@ PKGS=(
   python3 python3-numpy            # the independent NumPy reference in tests/
   libpcre2-dev                     # tokenizer pre-splitting
   libsqlite3-dev libsodium-dev     # the ledger (SQLite) and API-key hashing
+  libmicrohttpd-dev libjansson-dev # HTTP server and JSON
 )
 
 missing=()
