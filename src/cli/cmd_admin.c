@@ -636,6 +636,12 @@ static int do_usage(struct billing *b, const struct args *a)
         return 2;
     }
     struct billing_usage_filter f = {.account_id = a->opt[O_ACCOUNT], .key_id = a->opt[O_KEY]};
+    char key_id[BILLING_ID_MAX];
+    if (f.key_id && !strncmp(f.key_id, BILLING_KEY_PREFIX, strlen(BILLING_KEY_PREFIX)) &&
+        strlen(f.key_id) > strlen(BILLING_KEY_PREFIX) + BILLING_KEY_ID_LEN) { /* a whole key: use its id */
+        snprintf(key_id, sizeof key_id, "%.*s", BILLING_KEY_ID_LEN, f.key_id + strlen(BILLING_KEY_PREFIX));
+        f.key_id = key_id;
+    }
     if (a->opt[O_FROM] && time_parse(a->opt[O_FROM], &f.from, &e)) {
         fprintf(stderr, "maas admin: --from: %s\n", e.msg);
         return 2;

@@ -188,6 +188,8 @@ assert [r['model'] for r in rows] == ['m1', 'm2'], rows
 assert sum(int(r['requests']) for r in rows) == 60
 PYEOF
 adm usage --by account | grep -qE '^TOTAL +60 ' || fail "usage table total line"
+adm usage --key "$KID" --format json | json "assert d['total']['requests']==20" || fail "usage --key by id"
+adm usage --key "$K" --format json | json "assert d['total']['requests']==20" || fail "usage --key by whole key"
 expect_rc 2 "usage bad date" adm usage --from 2024-13-01
 expect_rc 2 "usage bad by" adm usage --by week
 expect_rc 2 "usage to before from" adm usage --from 2024-06-02 --to 2024-06-01
