@@ -267,19 +267,12 @@ static struct cand heap_pop(struct bpe_ctx *c)
 
 static inline bool merge_find(const struct tokenizer *t, int32_t l, int32_t r, uint32_t *rank, int32_t *res)
 {
-    uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
-    size_t i = (size_t)tok_mix64(key) & t->merge_mask;
-    for (;;) {
-        const struct tok_merge *m = &t->merge[i];
-        if (m->key == key) {
-            *rank = m->rank;
-            *res = m->res;
-            return true;
-        }
-        if (m->key == UINT64_MAX)
-            return false;
-        i = (i + 1) & t->merge_mask;
-    }
+    const struct tok_merge *m = tok_merge_find(t, l, r);
+    if (!m)
+        return false;
+    *rank = m->rank;
+    *res = m->res;
+    return true;
 }
 
 /* Rank of merging a and b (UINT32_MAX: no merge). */

@@ -18,12 +18,14 @@
 struct ssym {
     uint32_t off, n; /* bytes of the escaped text; n = 0 once merged away */
     int32_t prev, next;
+    int32_t id;      /* token of the text, -1 if it is none */
 };
 
 struct scand {
     float score;
     int32_t left, right;
     uint32_t size;
+    int32_t id;      /* token of the merged text */
 };
 
 struct spm_ctx {
@@ -85,10 +87,22 @@ static int try_pair(const struct tokenizer *t, struct spm_ctx *c, const char *te
     if (left < 0 || right < 0)
         return 0;
     uint32_t size = c->s[left].n + c->s[right].n;
-    int32_t id = tok_lookup(t, text + c->s[left].off, size);
+    int32_t id;
+    if (c->s[left].id >= 0 && c->s[right].id >= 0) {
+        /* both are tokens: the pair table has every token made of two */
+        const struct tok_merge *m = tok_merge_find(t, c->s[left].id, c->s[right].id);
+        id = m ? m->res : -1;
+    } else {
+        id = tok_lookup(t, text + c->s[left].off, size);
+    }
     if (id < 0)
         return 0;
-    return heap_push(c, (struct scand){t->scores[id], left, right, size});
+    return heap_push(c, (struct scand){t->scores[id], left, right, size, id});
+}
+
+static bool is_space_sym(const struct spm_ctx *c, const char *text, size_t i)
+{
+    return c->s[i].n == 3 && !memcmp(text + c->s[i].off, "\xE2\x96\x81", 3);
 }
 
 int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool add_prefix, struct tok_ids *out,
@@ -133,45 +147,59 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
                 l = 1;
                 break;
             }
-        c.s[nsym] = (struct ssym){(uint32_t)off, (uint32_t)l, (int32_t)nsym - 1, -1};
-        if (nsym)
-            c.s[nsym - 1].next = (int32_t)nsym;
-        nsym++;
+        c.s[nsym++] = (struct ssym){(uint32_t)off, (uint32_t)l, -1, -1, tok_lookup(t, esc.p + off, l)};
         off += l;
     }
-    for (size_t i = 1; i < nsym; i++)
-        if (try_pair(t, &c, esc.p, (int32_t)i - 1, (int32_t)i))
-            goto oom;
-    while (c.heap_n) {
-        struct scand b = heap_pop(&c);
-        struct ssym *L = &c.s[b.left], *R = &c.s[b.right];
-        if (!L->n || !R->n || L->n + R->n != b.size)
-            continue; /* one side was merged since this candidate was made */
-        L->n += R->n;
-        R->n = 0;
-        L->next = R->next;
-        if (R->next >= 0)
-            c.s[R->next].prev = b.left;
-        if (try_pair(t, &c, esc.p, L->prev, b.left) || try_pair(t, &c, esc.p, b.left, L->next))
-            goto oom;
-    }
-    for (int32_t i = 0; i >= 0; i = c.s[i].next) {
-        const struct ssym *s = &c.s[i];
-        int32_t id = tok_lookup(t, esc.p + s->off, s->n);
-        if (id >= 0) {
-            if (tok_ids_push(out, id, e))
-                goto out;
-            continue;
+    /* Segments: when no token has "▁" after another character, no merge can
+     * cross the start of a "▁" run, so each word is merged on its own — the
+     * same result as one queue over the whole text, with a small heap. */
+    for (size_t a = 0; a < nsym;) {
+        size_t b = a + 1;
+        if (t->spm_split_words)
+            while (b < nsym && !(is_space_sym(&c, esc.p, b) && !is_space_sym(&c, esc.p, b - 1)))
+                b++;
+        else
+            b = nsym;
+        for (size_t i = a; i < b; i++) {
+            c.s[i].prev = i > a ? (int32_t)i - 1 : -1;
+            c.s[i].next = i + 1 < b ? (int32_t)i + 1 : -1;
         }
-        for (uint32_t j = 0; j < s->n; j++) {
-            int32_t b = t->byte_tok[(uint8_t)esc.p[s->off + j]];
-            if (b < 0)
-                b = t->unk;
-            if (b >= 0 && tok_ids_push(out, b, e))
-                goto out;
-            if (t->byte_tok[(uint8_t)esc.p[s->off + j]] < 0)
-                break; /* no byte tokens: one unknown token stands for the character */
+        c.heap_n = 0;
+        for (size_t i = a + 1; i < b; i++)
+            if (try_pair(t, &c, esc.p, (int32_t)i - 1, (int32_t)i))
+                goto oom;
+        while (c.heap_n) {
+            struct scand bg = heap_pop(&c);
+            struct ssym *L = &c.s[bg.left], *R = &c.s[bg.right];
+            if (!L->n || !R->n || L->n + R->n != bg.size)
+                continue; /* one side was merged since this candidate was made */
+            L->n += R->n;
+            L->id = bg.id;
+            R->n = 0;
+            L->next = R->next;
+            if (R->next >= 0)
+                c.s[R->next].prev = bg.left;
+            if (try_pair(t, &c, esc.p, L->prev, bg.left) || try_pair(t, &c, esc.p, bg.left, L->next))
+                goto oom;
         }
+        for (int32_t i = (int32_t)a; i >= 0; i = c.s[i].next) {
+            const struct ssym *sy = &c.s[i];
+            if (sy->id >= 0) {
+                if (tok_ids_push(out, sy->id, e))
+                    goto out;
+                continue;
+            }
+            for (uint32_t j = 0; j < sy->n; j++) {
+                int32_t bt = t->byte_tok[(uint8_t)esc.p[sy->off + j]];
+                if (bt < 0)
+                    bt = t->unk;
+                if (bt >= 0 && tok_ids_push(out, bt, e))
+                    goto out;
+                if (t->byte_tok[(uint8_t)esc.p[sy->off + j]] < 0)
+                    break; /* no byte tokens: one unknown token stands for the character */
+            }
+        }
+        a = b;
     }
     rc = 0;
     goto out;

@@ -34,7 +34,8 @@ struct tokenizer {
     } *hash;                    /* from malloc: open addressing, token string -> id */
     size_t hash_mask;
 
-    /* BPE merges: open addressing on key (left id << 32 | right id). */
+    /* Pairs, open addressing on key (left id << 32 | right id). BPE: the
+     * merges with their ranks. SPM: every split of a token into two tokens. */
     struct tok_merge {
         uint64_t key;           /* UINT64_MAX: empty slot */
         uint32_t rank;
@@ -63,6 +64,7 @@ struct tokenizer {
     int32_t bos, eos, eot, eom, unk, pad;
     bool add_bos, add_eos;
     bool add_space_prefix;      /* SPM */
+    bool spm_split_words;       /* SPM: no token has U+2581 after another character */
     bool ignore_merges;         /* BPE llama3: a word that is a whole token is taken as is */
 
     char *chat_template;        /* from malloc, NUL-terminated; NULL when the model has none */
@@ -81,6 +83,22 @@ static inline uint64_t tok_mix64(uint64_t x)
     x *= 0xc4ceb9fe1a85ec53ull;
     x ^= x >> 33;
     return x;
+}
+
+/* The merge table entry for the pair (l, r), or NULL. BPE: rank and
+ * result of the merge; SPM: the token whose text is text(l) + text(r). */
+static inline const struct tok_merge *tok_merge_find(const struct tokenizer *t, int32_t l, int32_t r)
+{
+    uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
+    size_t i = (size_t)tok_mix64(key) & t->merge_mask;
+    for (;;) {
+        const struct tok_merge *m = &t->merge[i];
+        if (m->key == key)
+            return m;
+        if (m->key == UINT64_MAX)
+            return NULL;
+        i = (i + 1) & t->merge_mask;
+    }
 }
 
 /* Hash lookup of a token string: id or -1. */

@@ -686,6 +686,60 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
                      (unsigned long long)skipped, (unsigned long long)nm);
     }
 
+    /* SPM: every way a token splits into two tokens, so that the encoder
+     * finds a pair's token by ids instead of hashing strings. */
+    if (t->model == TOK_MODEL_SPM) {
+        t->spm_split_words = true;
+        for (int32_t id = 0; id < n && t->spm_split_words; id++) {
+            const char *s = tok_text_at(t, id);
+            uint32_t len = t->text_len[id], lead = 0;
+            while (lead + 3 <= len && !memcmp(s + lead, "\xE2\x96\x81", 3))
+                lead += 3;
+            for (uint32_t k = lead + 1; k + 3 <= len; k++)
+                if (!memcmp(s + k, "\xE2\x96\x81", 3)) {
+                    t->spm_split_words = false;
+                    break;
+                }
+        }
+        struct tok_merge *pairs = NULL;
+        size_t np = 0, cap = 0;
+        for (int32_t id = 0; id < n; id++) {
+            const char *s = tok_text_at(t, id);
+            uint32_t len = t->text_len[id];
+            if (len < 2 || tok_lookup(t, s, len) != id)
+                continue; /* a duplicate text: the table names the id the lookup gives */
+            for (uint32_t k = 1; k < len; k++) {
+                int32_t l = tok_lookup(t, s, k);
+                if (l < 0)
+                    continue;
+                int32_t r = tok_lookup(t, s + k, len - k);
+                if (r < 0)
+                    continue;
+                if (np == cap) {
+                    cap = cap ? cap * 2 : 4096;
+                    struct tok_merge *p = realloc(pairs, cap * sizeof *p);
+                    if (!p) {
+                        free(pairs);
+                        return err_set(e, "out of memory building the SPM pair table");
+                    }
+                    pairs = p;
+                }
+                pairs[np++] = (struct tok_merge){(uint64_t)(uint32_t)l << 32 | (uint32_t)r, 0, id};
+            }
+        }
+        t->merge_mask = pow2_at_least(2 * np) - 1;
+        t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
+        if (!t->merge) {
+            free(pairs);
+            return err_set(e, "out of memory building the SPM pair table");
+        }
+        for (size_t i = 0; i <= t->merge_mask; i++)
+            t->merge[i].key = UINT64_MAX;
+        for (size_t i = 0; i < np; i++)
+            merge_insert(t, pairs[i].key, 0, pairs[i].res);
+        free(pairs);
+    }
+
     struct gguf_str tmpl;
     rc = gguf_get_str(f, "tokenizer.chat_template", &tmpl, e);
     if (rc < 0)

@@ -297,6 +297,43 @@ TEST(spm_scores_and_byte_fallback)
     tok_free(t);
 }
 
+TEST(spm_merge_across_words_when_vocab_has_it)
+{
+    /* "a▁" has U+2581 after another character, so words are not merged on
+     * their own: "a b" must become ▁ + a▁ + b (a▁ outscores ▁b). */
+    enum { N = 3 + 256 + 5 };
+    static char names[256][8];
+    const char *toks[N];
+    float scores[N] = {0};
+    int32_t types[N];
+    toks[0] = "<unk>", types[0] = 2;
+    toks[1] = "<s>", types[1] = 3;
+    toks[2] = "</s>", types[2] = 3;
+    for (int b = 0; b < 256; b++) {
+        snprintf(names[b], sizeof names[b], "<0x%02X>", b);
+        toks[3 + b] = names[b];
+        types[3 + b] = 6;
+    }
+    static const char *const pieces[] = {"\xE2\x96\x81", "a", "b", "a\xE2\x96\x81", "\xE2\x96\x81" "b"};
+    static const float ps[] = {-5, -5, -5, -1, -2};
+    for (int i = 0; i < 5; i++)
+        toks[259 + i] = pieces[i], types[259 + i] = 1, scores[259 + i] = ps[i];
+    struct err e = {{0}};
+    struct tokenizer *t = make_vocab("llama", NULL, toks, N, scores, types, NULL, 0, &e);
+    CHECKF(t, "%s", e.msg);
+    if (!t)
+        return;
+    struct tok_ids v;
+    tok_ids_init(&v);
+    CHECK(tok_encode(t, "a b", 3, false, false, &v, &e) == 0);
+    static const int32_t want[] = {259, 262, 261};
+    CHECK(ids_eq(&v, want, 3));
+    if (!ids_eq(&v, want, 3))
+        print_ids("a b", &v);
+    tok_ids_release(&v);
+    tok_free(t);
+}
+
 /* Feeds ids, collecting the released text; returns the last feed's code. */
 static int stream_run(struct tok_stream *s, const int32_t *ids, size_t n, char *acc, size_t cap, size_t *per_feed)
 {
@@ -399,6 +436,7 @@ int main(void)
     RUN(bpe_invalid_utf8_is_kept);
     RUN(unknown_pre_is_an_error);
     RUN(spm_scores_and_byte_fallback);
+    RUN(spm_merge_across_words_when_vocab_has_it);
     RUN(stream_holds_split_characters);
     RUN(stream_stop_string_across_tokens);
     TEST_END();
