@@ -169,8 +169,79 @@ TEST(sigkill_rounds)
         CHECK(system(cmd) == 0);
 }
 
+/* 4 processes x 16 admissions against one balance that covers 25 of them:
+ * exactly 25 admitted across the processes, the rest refused with 402. */
+TEST(processes_race)
+{
+    struct err e = {{0}};
+    snprintf(dir, sizeof dir, "/tmp/maas-crash-test-%d", (int)getpid());
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    struct billing_options o = {.db = dir, .node = "race"};
+    struct billing *b = NULL;
+    CHECKF(billing_open(&o, &b, &e) == 0, "%s", e.msg);
+    if (!b)
+        return;
+    char acct[BILLING_ID_MAX];
+    struct billing_price p = {.model = "m", .input = 1000000, .cached_input = 1000000, .output = 1000000};
+    CHECK(billing_price_set(b, &p, &e) == 0);
+    CHECK(billing_account_create(b, "race", 25 * 2000, acct, &e) == 0); /* each hold: 2000 micro */
+    CHECK(billing_key_create(b, acct, NULL, key, NULL, &e) == 0);
+    billing_close(b);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    fflush(NULL);
+    pid_t pids[4];
+    for (int c = 0; c < 4; c++) {
+        pids[c] = fork();
+        if (pids[c] == 0) {
+            close(fds[0]);
+            struct billing *cb2 = NULL;
+            if (billing_open(&o, &cb2, &e))
+                _exit(2);
+            char out[17];
+            int n = 0;
+            for (int i = 0; i < 16; i++) {
+                struct billing_admission a;
+                struct billing_request r = {.key = key, .model = "m", .prompt_tokens = 1000, .max_tokens = 1000};
+                if (billing_admit(cb2, &r, &a, &e))
+                    _exit(3);
+                out[n++] = a.status == BILLING_OK ? 'A' : a.status == BILLING_INSUFFICIENT ? 'R' : 'X';
+            }
+            if (write(fds[1], out, (size_t)n) != n)
+                _exit(4);
+            billing_close(cb2);
+            _exit(0);
+        }
+    }
+    close(fds[1]);
+    char buf[128];
+    int got = 0, admitted = 0, refused = 0;
+    ssize_t k;
+    while ((k = read(fds[0], buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < k; i++, got++)
+            admitted += buf[i] == 'A', refused += buf[i] == 'R';
+    close(fds[0]);
+    for (int c = 0; c < 4; c++) {
+        int st = 0;
+        waitpid(pids[c], &st, 0);
+        CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d status %d", c, st);
+    }
+    CHECKF(got == 64 && admitted == 25 && refused == 39, "%d answers: %d admitted, %d refused", got, admitted, refused);
+    b = NULL;
+    CHECK(billing_open(&o, &b, &e) == 0);
+    struct billing_account a;
+    CHECK(billing_account_get(b, acct, &a, &e) == 0);
+    CHECK(a.held == 25 * 2000 && a.balance == 25 * 2000);
+    CHECKF(billing_audit(b, &e) == 0, "%s", e.msg);
+    billing_close(b);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     RUN(sigkill_rounds);
+    RUN(processes_race);
     TEST_END();
 }
