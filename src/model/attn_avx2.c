@@ -1,9 +1,11 @@
 /*
  * AVX2 + FMA + F16C attention of one query head over a paged sequence (same
  * contract as attn.c). Scores are computed for up to CHUNK positions of a
- * block at a time, exponentiated together with a vectorised exp, and the
- * values accumulated with FMAs; the online-softmax rescale happens once per
- * chunk instead of once per position.
+ * block at a time — eight keys at once into eight accumulators reduced by
+ * one transpose-add, so no horizontal sum per key — exponentiated together
+ * with a vectorised exp, and the values accumulated into registers that
+ * stay live across the chunk's positions; the online-softmax rescale
+ * happens once per chunk instead of once per position.
  */
 #include "model/model_int.h"
 
@@ -70,14 +72,57 @@ static inline float dot(const float *q, const void *k, size_t off, int hd, bool 
     return s;
 }
 
-static inline void axpy(float *out, float w, const void *v, size_t off, int hd, bool f16)
+/* The dot products of q with 8 keys at k + off[j], as one vector (hd a
+ * multiple of 8). */
+static inline __m256 dot8(const float *q, const void *k, const size_t *off, int hd, bool f16)
 {
-    __m256 vw = _mm256_set1_ps(w);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int i = 0; i < hd; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        a0 = _mm256_fmadd_ps(qv, load8(k, off[0] + i, f16), a0);
+        a1 = _mm256_fmadd_ps(qv, load8(k, off[1] + i, f16), a1);
+        a2 = _mm256_fmadd_ps(qv, load8(k, off[2] + i, f16), a2);
+        a3 = _mm256_fmadd_ps(qv, load8(k, off[3] + i, f16), a3);
+        a4 = _mm256_fmadd_ps(qv, load8(k, off[4] + i, f16), a4);
+        a5 = _mm256_fmadd_ps(qv, load8(k, off[5] + i, f16), a5);
+        a6 = _mm256_fmadd_ps(qv, load8(k, off[6] + i, f16), a6);
+        a7 = _mm256_fmadd_ps(qv, load8(k, off[7] + i, f16), a7);
+    }
+    /* within each 128-bit lane: u0 = partial sums of a0..a3, u1 of a4..a7 */
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* out[0..hd) += sum over j < n of w[j] * v[off[j] ..], the accumulators held
+ * in registers across the positions. */
+static inline void accum(float *out, const float *w, const void *v, const size_t *off, int n, int hd, bool f16)
+{
     int i = 0;
-    for (; i + 8 <= hd; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(vw, load8(v, off + i, f16), _mm256_loadu_ps(out + i)));
+    for (; i + 32 <= hd; i += 32) {
+        __m256 c0 = _mm256_loadu_ps(out + i), c1 = _mm256_loadu_ps(out + i + 8);
+        __m256 c2 = _mm256_loadu_ps(out + i + 16), c3 = _mm256_loadu_ps(out + i + 24);
+        for (int j = 0; j < n; j++) {
+            __m256 wj = _mm256_set1_ps(w[j]);
+            c0 = _mm256_fmadd_ps(wj, load8(v, off[j] + i, f16), c0);
+            c1 = _mm256_fmadd_ps(wj, load8(v, off[j] + i + 8, f16), c1);
+            c2 = _mm256_fmadd_ps(wj, load8(v, off[j] + i + 16, f16), c2);
+            c3 = _mm256_fmadd_ps(wj, load8(v, off[j] + i + 24, f16), c3);
+        }
+        _mm256_storeu_ps(out + i, c0);
+        _mm256_storeu_ps(out + i + 8, c1);
+        _mm256_storeu_ps(out + i + 16, c2);
+        _mm256_storeu_ps(out + i + 24, c3);
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m256 c0 = _mm256_loadu_ps(out + i);
+        for (int j = 0; j < n; j++)
+            c0 = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), load8(v, off[j] + i, f16), c0);
+        _mm256_storeu_ps(out + i, c0);
+    }
     for (; i < hd; i++)
-        out[i] += w * load1(v, off + i, f16);
+        for (int j = 0; j < n; j++)
+            out[i] += w[j] * load1(v, off[j] + i, f16);
 }
 
 static inline void attn_head(const struct attn_args *a, bool f16)
@@ -85,6 +130,8 @@ static inline void attn_head(const struct attn_args *a, bool f16)
     int hd = a->head_dim, bs = a->block_size;
     float m = -INFINITY, l = 0;
     float sc[CHUNK];
+    size_t off[CHUNK];
+    bool vec8 = hd % 8 == 0;
     float *out = a->out;
     memset(out, 0, (size_t)hd * sizeof(float));
     for (int p0 = 0, b = 0; p0 < a->n_pos; p0 += bs, b++) {
@@ -93,10 +140,17 @@ static inline void attn_head(const struct attn_args *a, bool f16)
         for (int j0 = 0; j0 < nb; j0 += CHUNK) {
             int nc = nb - j0 < CHUNK ? nb - j0 : CHUNK;
             float cmax = -INFINITY;
-            for (int j = 0; j < nc; j++) {
-                sc[j] = dot(a->q, a->k, base + (size_t)(j0 + j) * hd, hd, f16) * a->scale;
+            for (int j = 0; j < nc; j++)
+                off[j] = base + (size_t)(j0 + j) * hd;
+            int j8 = 0;
+            if (vec8)
+                for (; j8 + 8 <= nc; j8 += 8)
+                    _mm256_storeu_ps(sc + j8, _mm256_mul_ps(dot8(a->q, a->k, off + j8, hd, f16),
+                                                            _mm256_set1_ps(a->scale)));
+            for (int j = j8; j < nc; j++)
+                sc[j] = dot(a->q, a->k, off[j], hd, f16) * a->scale;
+            for (int j = 0; j < nc; j++)
                 cmax = sc[j] > cmax ? sc[j] : cmax;
-            }
             if (cmax > m) {
                 float corr = expf(m - cmax);
                 l *= corr;
@@ -120,8 +174,7 @@ static inline void attn_head(const struct attn_args *a, bool f16)
                 sc[j] = expf(sc[j] - m);
                 l += sc[j];
             }
-            for (j = 0; j < nc; j++)
-                axpy(out, sc[j], a->v, base + (size_t)(j0 + j) * hd, hd, f16);
+            accum(out, sc, a->v, off, nc, hd, f16);
         }
     }
     float inv = l > 0 ? 1.0f / l : 0.0f;
