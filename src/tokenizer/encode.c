@@ -14,6 +14,8 @@
  * ordinary text that the vocabulary stores whole (DeepSeek's "ø", "ö", ...)
  * — the reference tokenizers (HF added tokens, llama.cpp) match them in raw
  * text too, and the expected ids of the test vocabularies depend on it.
+ * tok_encode_masked additionally forbids control tokens over bytes the
+ * caller marks as raw (chat message contents, see tok_chat_encode).
  */
 #include "tokenizer/tok_int.h"
 
