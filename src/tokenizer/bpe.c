@@ -66,7 +66,14 @@ static const struct pre_def pre_defs[] = {
      false, false, {RE_GPT2}},
     {"llama3 llama-v3 llama-bpe falcon3", true, true, {RE_LLAMA3}},
     {"dbrx smaug-bpe chatglm-bpe", false, false, {RE_LLAMA3}},
-    {"qwen2 stablelm2 megrez", false, false, {RE_QWEN2}},
+    {"qwen2 stablelm2 megrez deepseek-r1-qwen kormo f2llmv2 hunyuan grok-2", false, false, {RE_QWEN2}},
+    {"gpt-4o minimax-m2", false, false,
+     {"[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'"
+      "ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'"
+      "ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+    {"seed-coder", false, false,
+     {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| "
+      "?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
     {"deepseek-llm", false, false,
      {"[\r\n]", RE_DEEPSEEK_LETTERS,
       "\\s?[!-/:-~\xEF\xBC\x81-\xEF\xBC\x8F\xEF\xBC\x9A-\xEF\xBD\x9E\xE2\x80\x98-\xE2\x80\x9F\xE3\x80\x80-\xE3\x80\x82]+",
@@ -111,7 +118,7 @@ int tok_bpe_init_pre(struct tokenizer *t, struct err *e)
     if (!d)
         return err_set(e, "unknown pre-tokenizer '%s' (tokenizer.ggml.pre); supported: default, gpt-2, llama3 "
                           "(llama-bpe), qwen2, deepseek-llm, deepseek-coder, deepseek-v3, falcon, starcoder, refact, "
-                          "mpt, command-r, chatglm-bpe, smollm, dbrx, olmo, tekken, bloom and aliases",
+                          "mpt, command-r, chatglm-bpe, smollm, dbrx, olmo, tekken, gpt-4o, seed-coder, bloom and aliases",
                        t->pre);
     t->ignore_merges = d->ignore_merges;
     if (d->add_bos)

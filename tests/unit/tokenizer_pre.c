@@ -15,7 +15,7 @@
 static const char *const pres[] = {
     "default", "gpt-2", "llama3", "llama-bpe", "qwen2", "deepseek-llm", "deepseek-coder", "deepseek-v3", "falcon",
     "starcoder", "refact", "mpt", "command-r", "chatglm-bpe", "smollm", "dbrx", "olmo", "tekken", "bloom", "viking",
-    "stablelm2", "phi-2",
+    "stablelm2", "phi-2", "deepseek-r1-qwen", "gpt-4o", "seed-coder", "hunyuan", "falcon3", "exaone",
 };
 
 static struct tokenizer *with_pre(const struct gguf_file *src, const char *pre, struct err *e)
