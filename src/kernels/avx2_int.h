@@ -89,6 +89,29 @@ static inline __m256 avx2_scales8(const char *p, size_t stride)
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
 }
 
+/* 16 int16 lanes: the first 8 = s[a], the last 8 = s[b], from 16 int8 s. */
+static inline __m256i avx2_scale_pair(__m128i s8, int a, int b)
+{
+    __m128i ctl = _mm_setr_epi8((char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)b,
+                                (char)b, (char)b, (char)b, (char)b, (char)b, (char)b, (char)b);
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, ctl));
+}
+
+/* The 8 6-bit scales and 8 6-bit mins of q4_K/q5_K as 16 bytes: scales in
+ * bytes 0-7, mins in bytes 8-15. */
+static inline __m128i avx2_unpack_scales_k4(const uint8_t *q)
+{
+    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
+    uint32_t mins_lo = u[1] & km1;
+    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
+    u[2] = mins_lo;
+    u[0] &= km1;
+    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+}
+
 /* The 16 values of the iq4_nl non-linear grid, in both lanes. */
 static inline __m256i avx2_iq4nl_table(void)
 {

@@ -233,29 +233,6 @@ DOT_Q8_1_FAMILY(vec_dot_q5_1_q8_1, block_q5_1, q5_1_bytes)
 
 /* ---- k-quants (q8_K activations) ---- */
 
-/* 16 int16 lanes: the first 8 = s[a], the last 8 = s[b], from 16 int8 s. */
-static inline __m256i scale_pair(__m128i s8, int a, int b)
-{
-    __m128i ctl = _mm_setr_epi8((char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)a, (char)b,
-                                (char)b, (char)b, (char)b, (char)b, (char)b, (char)b, (char)b);
-    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, ctl));
-}
-
-/* The 8 6-bit scales and 8 6-bit mins of q4_K/q5_K as 16 bytes: scales in
- * bytes 0-7, mins in bytes 8-15. */
-static inline __m128i unpack_scales_k4(const uint8_t *q)
-{
-    const uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    uint32_t u[4];
-    memcpy(u, q, 12);
-    u[3] = ((u[2] >> 4) & km2) | (((u[1] >> 6) & km3) << 4);
-    uint32_t mins_lo = u[1] & km1;
-    u[1] = (u[2] & km2) | (((u[0] >> 6) & km3) << 4);
-    u[2] = mins_lo;
-    u[0] &= km1;
-    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
-}
-
 /* The shared body of q4_K and q5_K: HB adds the fifth bits (or nothing). */
 #define DOT_Q45_K(name, btype, HIGHBITS)                                                                       \
     static float name(int64_t n, const void *vx, const void *vy)                                               \
@@ -269,7 +246,7 @@ static inline __m128i unpack_scales_k4(const uint8_t *q)
         for (int64_t i = 0; i < nb; i++) {                                                                     \
             const float d = y[i].d * avx2_h2f(x[i].d);                                                         \
             const float dmin = -y[i].d * avx2_h2f(x[i].dmin);                                                  \
-            __m128i sm8 = unpack_scales_k4(x[i].scales);                                                       \
+            __m128i sm8 = avx2_unpack_scales_k4(x[i].scales);                                                       \
             __m256i sm16 = _mm256_cvtepu8_epi16(sm8);                                                          \
             __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[i].bsums),                         \
                                         _mm_loadu_si128((const __m128i *)(y[i].bsums + 8)));                   \
@@ -337,7 +314,7 @@ static float vec_dot_q6_K_q8_K(int64_t n, const void *vx, const void *vy)
             for (int k = 0; k < 4; k++) {
                 int g = 4 * h + k;
                 __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc8, 2 * g, 2 * g + 1)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, avx2_scale_pair(sc8, 2 * g, 2 * g + 1)));
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
@@ -371,7 +348,7 @@ static float vec_dot_q2_K_q8_K(int64_t n, const void *vx, const void *vy)
                 int g = 4 * h + k;
                 __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * k), m3);
                 __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc8, 2 * g, 2 * g + 1)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, avx2_scale_pair(sc8, 2 * g, 2 * g + 1)));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -410,7 +387,7 @@ static float vec_dot_q3_K_q8_K(int64_t n, const void *vx, const void *vy)
                 __m256i hbit = _mm256_and_si256(_mm256_srli_epi16(hm, g), one);
                 q = _mm256_or_si256(q, _mm256_slli_epi16(hbit, 2));
                 __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc8, 2 * g, 2 * g + 1)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, avx2_scale_pair(sc8, 2 * g, 2 * g + 1)));
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 2));
