@@ -10,8 +10,9 @@
  *        and after the timed runs; the larger is the roofline's denominator
  *   roofline = bw / (weight bytes read per generated token); generation's
  *        fraction of it = tg tokens/s x bytes per token / bw
- *   rss  resident memory after the first decode step and after the last: it
- *        must not grow per token (KV and scratch are allocated up front).
+ *   rss  allocated (anonymous) resident memory after the first decode step
+ *        and after the last: it must not grow per token (KV and scratch are
+ *        allocated up front). Mapped weight pages are reported apart.
  * Timings of -r repetitions are reported as the best (least disturbed) run.
  */
 #include "cli/bench_probe.h"
@@ -34,16 +35,22 @@ static void usage(FILE *out)
                  "  --batch B   tokens per forward pass during the prompt (default min(p, 512))\n");
 }
 
-static double rss_mib(void)
+/* Resident memory in MiB: anonymous (what the process allocated) and
+ * file-backed (pages of the mapped weights, which grow as a MoE model's
+ * experts are first chosen, and are the page cache, not allocations). */
+static void rss_mib(double *anon, double *file)
 {
     FILE *f = fopen("/proc/self/statm", "r");
-    long size = 0, res = 0;
+    long size = 0, res = 0, shared = 0;
+    *anon = *file = -1;
     if (!f)
-        return -1;
-    if (fscanf(f, "%ld %ld", &size, &res) != 2)
-        res = -1;
+        return;
+    if (fscanf(f, "%ld %ld %ld", &size, &res, &shared) == 3) {
+        double page = (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+        *anon = (double)(res - shared) * page;
+        *file = (double)shared * page;
+    }
     fclose(f);
-    return res < 0 ? -1 : (double)res * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
 }
 
 /* Plain C probe for CPUs without AVX2 (eight independent chains). */
@@ -171,7 +178,7 @@ int cmd_bench(int argc, char **argv)
     if (bw1 < 0)
         goto out;
 
-    double pp_best = 0, tg_best = 0, rss0 = 0, rss1 = 0;
+    double pp_best = 0, tg_best = 0, rss0 = 0, rss1 = 0, file0 = 0, file1 = 0;
     for (int r = 0; r < reps; r++) {
         gen_truncate(&g, 0);
         if (n_p > 0) {
@@ -191,10 +198,10 @@ int cmd_bench(int argc, char **argv)
                 if (gen_feed(&g, &res.token, 1, &e) < 0)
                     goto out;
                 if (i == 0) /* after the first step has touched every buffer once */
-                    rss0 = rss_mib();
+                    rss_mib(&rss0, &file0);
             }
             double tps = n_g / ((now_ns() - t0) / 1e9);
-            rss1 = rss_mib();
+            rss_mib(&rss1, &file1);
             tg_best = tps > tg_best ? tps : tg_best;
         }
     }
@@ -213,11 +220,12 @@ int cmd_bench(int argc, char **argv)
                "\"kv_type\":\"%s\",\"pp_tokens\":%d,\"pp_tokens_per_s\":%.2f,\"tg_tokens\":%d,\"tg_tokens_per_s\":%.2f,"
                "\"bandwidth_gb_s\":%.2f,\"bandwidth_before_gb_s\":%.2f,\"bandwidth_after_gb_s\":%.2f,"
                "\"bytes_per_token\":%.0f,\"roofline_tokens_per_s\":%.2f,\"roofline_fraction\":%.4f,"
-               "\"rss_before_tg_mib\":%.1f,\"rss_after_tg_mib\":%.1f}\n",
+               "\"rss_before_tg_mib\":%.1f,\"rss_after_tg_mib\":%.1f,\"mapped_before_tg_mib\":%.1f,"
+               "\"mapped_after_tg_mib\":%.1f}\n",
                hp->arch_name, (unsigned long long)model_n_params(g.m), (unsigned long long)model_n_active_params(g.m),
                hp->n_expert, hp->n_expert_used, hp->n_layer, hp->n_embd, nth,
                kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type), n_p, pp_best, n_g, tg_best, bw, bw1, bw2,
-               bpt, roof, frac, rss0, rss1);
+               bpt, roof, frac, rss0, rss1, file0, file1);
     } else {
         printf("model:             %s (%s, %.1fM params, %d layers, n_embd %d), %d threads, kernels %s, kv %s\n",
                model, hp->arch_name, model_n_params(g.m) / 1e6, hp->n_layer, hp->n_embd, nth,
@@ -237,8 +245,9 @@ int cmd_bench(int argc, char **argv)
             printf("; generation reached %.2f of it", frac);
         printf("\n");
         if (n_g > 0)
-            printf("memory:            RSS %.1f MiB after the first generated token, %.1f MiB after %d (%+.1f MiB)\n",
-                   rss0, rss1, n_g, rss1 - rss0);
+            printf("memory:            allocated (anonymous RSS) %.1f MiB after the first generated token, %.1f MiB "
+                   "after %d (%+.1f MiB); mapped weight pages %.1f -> %.1f MiB\n",
+                   rss0, rss1, n_g, rss1 - rss0, file0, file1);
     }
     rc = 0;
 out:
