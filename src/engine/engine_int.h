@@ -1,0 +1,62 @@
+/*
+ * engine internals shared between engine.c (API, thread, scheduler) and
+ * prefix.c (the prefix cache). Everything here belongs to the engine thread.
+ */
+#ifndef MAAS_ENGINE_INT_H
+#define MAAS_ENGINE_INT_H
+
+#include "engine/engine.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * The prefix cache indexes full KV blocks by a hash chain: the hash of block
+ * i is H(hash of block i-1, tokens of block i), so it stands for the whole
+ * token prefix up to the block's end. Each registered block also records
+ * the tokens it holds, a unique id (never reused) and the id of the entry it
+ * follows; a lookup checks hash, tokens and parent id, so a match is exact
+ * by induction (a hash collision can only cost a miss, never a wrong hit).
+ *
+ * References: the cache holds one reference on every registered block, and
+ * sequences take theirs through pcache_ref / pcache_unref. A registered block
+ * that only the cache holds is evictable and sits in an LRU list; pcache_alloc
+ * evicts the least recently released one when the free list is empty.
+ * Entry arrays are indexed by block id (a block is registered at most once),
+ * all allocated by pcache_init.
+ */
+struct pcache {
+    struct kv_cache *kv;          /* borrowed */
+    int n_blocks, block_size;
+    uint64_t next_uid;            /* ids start at 1; 0 is the root (no parent) */
+    bool *reg;                    /* from malloc: registered */
+    uint64_t *hash, *uid, *parent_uid; /* from malloc, per block */
+    int32_t *toks;                /* from malloc: (n_blocks, block_size) tokens of each registered block */
+    int *chain;                   /* from malloc: next block in the same hash bucket, -1 ends */
+    int *bucket;                  /* from malloc: first block of each bucket, -1 if none */
+    uint64_t mask;                /* buckets - 1 (a power of two) */
+    int *lru_prev, *lru_next;     /* from malloc: LRU list links, -1 ends */
+    bool *in_lru;                 /* from malloc */
+    int lru_head, lru_tail;       /* head: least recent */
+    int n_lru;                    /* evictable blocks */
+    uint64_t n_evicted;
+};
+
+#define PCACHE_ROOT_HASH 0x6a09e667f3bcc908ull
+
+int pcache_init(struct pcache *c, struct kv_cache *kv, struct err *e);
+void pcache_release(struct pcache *c);
+uint64_t pcache_hash(uint64_t prev, const int32_t *toks, int n);
+/* The registered block following parent_uid whose tokens are toks (hash
+ * being pcache_hash(parent's hash, toks)), or -1. */
+int pcache_find(const struct pcache *c, uint64_t hash, uint64_t parent_uid, const int32_t *toks);
+/* Registers block b (held by the caller, full, not registered) with its
+ * tokens; the cache takes a reference. Returns the entry's id. */
+uint64_t pcache_insert(struct pcache *c, int b, uint64_t hash, uint64_t parent_uid, const int32_t *toks);
+void pcache_ref(struct pcache *c, int b);   /* a sequence takes block b */
+void pcache_unref(struct pcache *c, int b); /* a sequence drops block b */
+/* A free block with one reference (the caller's), evicting the least
+ * recently used cached block if needed; -1 when none can be had. */
+int pcache_alloc(struct pcache *c);
+
+#endif

@@ -1,0 +1,471 @@
+/* engine: outputs in a crowd equal outputs alone and a plain one-sequence
+ * reference loop (greedy and seeded sampling), prefix reuse (n_cached and
+ * same output), multi-turn reuse of a reply's blocks, cancellation of
+ * running and queued sequences (blocks freed), a full queue, a KV cache
+ * too small for everyone (waiting and preemption, same outputs), and
+ * engine_free with live sequences. A tiny random qwen2 model is written
+ * with gguf_writer; no tokenizer (so no end-of-generation token). */
+#include "engine/engine.h"
+#include "kernels/kernels.h"
+#include "model_tiny.h"
+#include "test.h"
+
+#define NV 256
+#define MAXT 64
+
+static char model_path[128];
+static struct model *m_ref;
+
+static struct tiny_cfg cfg(void)
+{
+    struct tiny_cfg c = {0};
+    c.arch = "qwen2";
+    c.n_vocab = NV;
+    c.n_embd = 64;
+    c.n_layer = 2;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.head_dim = 16;
+    c.n_ff = 128;
+    c.wtype = GGML_TYPE_F32;
+    c.seed = 11;
+    return c;
+}
+
+static void make_prompt(int32_t *p, int n, uint64_t seed)
+{
+    struct rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < n; i++)
+        p[i] = (int32_t)(rng_u64(&r) % NV);
+}
+
+/* The reference: one sequence, whole prompt at once, then one token per
+ * forward pass, contiguous blocks, same sampler and rng use. */
+static int ref_gen(const int32_t *prompt, int np, const struct sample_params *sp, uint64_t seed, int max_tokens,
+                   int32_t *out)
+{
+    struct err e;
+    struct kv_cache *kv = kv_new(m_ref, 64, 4, &e);
+    struct sampler *smp = sampler_new(NV, &e);
+    int32_t blocks[64], hist[256];
+    for (int i = 0; i < 64; i++)
+        blocks[i] = i;
+    struct batch_seq bs = {blocks, 64};
+    struct batch_token bt[128];
+    float logits[NV];
+    struct rng rng;
+    rng_seed(&rng, seed);
+    memcpy(hist, prompt, (size_t)np * sizeof *hist);
+    int n_hist = np, n = 0, fed = 0;
+    while (n < max_tokens) {
+        int c = n_hist - fed;
+        for (int i = 0; i < c; i++)
+            bt[i] = (struct batch_token){hist[fed + i], fed + i, 0, i == c - 1};
+        struct batch b = {c, bt, 1, &bs};
+        if (model_forward(m_ref, kv, &b, logits, &e) < 0) {
+            fprintf(stderr, "ref forward: %s\n", e.msg);
+            break;
+        }
+        fed = n_hist;
+        struct sample_result r;
+        sampler_sample(smp, logits, sp, hist, n_hist, &rng, &r);
+        out[n++] = r.token;
+        hist[n_hist++] = r.token;
+    }
+    sampler_free(smp);
+    kv_free(kv);
+    return n;
+}
+
+static struct engine *new_engine(struct model **mp, struct engine_opts o)
+{
+    struct err e;
+    *mp = model_load(model_path, &e);
+    CHECK(*mp != NULL);
+    if (!*mp)
+        return NULL;
+    struct engine *eng = engine_new(*mp, NULL, &o, &e);
+    CHECKF(eng != NULL, "%s", e.msg);
+    return eng;
+}
+
+static void close_engine(struct engine *eng, struct model *m)
+{
+    engine_free(eng);
+    model_free(m);
+}
+
+static struct engine_request req_of(const int32_t *p, int np, int max_tokens, float temp, uint64_t seed)
+{
+    struct engine_request r = {0};
+    r.prompt = p;
+    r.n_prompt = np;
+    r.sample = sample_params_default();
+    r.sample.temperature = temp;
+    r.seed = seed;
+    r.max_tokens = max_tokens;
+    return r;
+}
+
+/* Reads a sequence to its end: the tokens into out, the DONE event into done. */
+static int drain(struct engine_seq *s, int32_t *out, struct engine_event *done)
+{
+    int n = 0;
+    struct engine_event ev;
+    for (;;) {
+        int rc = engine_next(s, &ev, 20000);
+        CHECK(rc == 0);
+        if (rc != 0)
+            return -1;
+        if (ev.kind == ENGINE_EV_DONE)
+            break;
+        if (n < MAXT)
+            out[n] = ev.tok.token;
+        n++;
+    }
+    *done = ev;
+    return n;
+}
+
+static int same(const int32_t *a, int na, const int32_t *b, int nb)
+{
+    return na == nb && !memcmp(a, b, (size_t)na * sizeof *a);
+}
+
+#define NSEQ 12
+
+struct crowd {
+    int32_t prompt[NSEQ][48];
+    int np[NSEQ];
+    float temp[NSEQ];
+    int32_t want[NSEQ][MAXT];
+    int n_want[NSEQ];
+};
+
+static void crowd_init(struct crowd *c, int max_tokens, bool sampled)
+{
+    for (int i = 0; i < NSEQ; i++) {
+        c->np[i] = 3 + (i * 7) % 41;
+        make_prompt(c->prompt[i], c->np[i], 100 + (uint64_t)i);
+        c->temp[i] = sampled && i % 3 == 1 ? 0.9f : 0.0f;
+        struct sample_params sp = sample_params_default();
+        sp.temperature = c->temp[i];
+        c->n_want[i] = ref_gen(c->prompt[i], c->np[i], &sp, 1000 + (uint64_t)i, max_tokens, c->want[i]);
+    }
+}
+
+/* Runs the crowd on eng, all submitted at once, and compares. */
+static void crowd_check(struct engine *eng, struct crowd *c, int max_tokens, const char *what)
+{
+    struct engine_seq *s[NSEQ];
+    struct err e;
+    for (int i = 0; i < NSEQ; i++) {
+        struct engine_request r = req_of(c->prompt[i], c->np[i], max_tokens, c->temp[i], 1000 + (uint64_t)i);
+        s[i] = engine_submit(eng, &r, &e);
+        CHECKF(s[i] != NULL, "%s", e.msg);
+    }
+    for (int i = 0; i < NSEQ; i++) {
+        if (!s[i])
+            continue;
+        int32_t got[MAXT];
+        struct engine_event d;
+        int n = drain(s[i], got, &d);
+        CHECKF(same(got, n, c->want[i], c->n_want[i]), "%s: sequence %d (temp %g) differs", what, i,
+               (double)c->temp[i]);
+        CHECK(d.finish == ENGINE_FINISH_LENGTH);
+        CHECK(d.n_completion == max_tokens);
+        CHECK(d.n_prompt == c->np[i]);
+        engine_release(s[i]);
+    }
+}
+
+TEST(test_crowd_equals_alone)
+{
+    static struct crowd c;
+    crowd_init(&c, 24, true);
+    struct model *m;
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 4});
+    if (!eng)
+        return;
+    /* alone: one at a time */
+    for (int i = 0; i < NSEQ; i++) {
+        struct err e;
+        struct engine_request r = req_of(c.prompt[i], c.np[i], 24, c.temp[i], 1000 + (uint64_t)i);
+        struct engine_seq *s = engine_submit(eng, &r, &e);
+        CHECK(s != NULL);
+        if (!s)
+            continue;
+        int32_t got[MAXT];
+        struct engine_event d;
+        int n = drain(s, got, &d);
+        CHECKF(same(got, n, c.want[i], c.n_want[i]), "alone: sequence %d differs from the reference", i);
+        engine_release(s);
+    }
+    /* all at once: same tokens (the prompts now partly hit the prefix cache, too) */
+    crowd_check(eng, &c, 24, "crowd");
+    struct engine_stats st;
+    engine_get_stats(eng, &st);
+    CHECK(st.running == 0 && st.queued == 0);
+    CHECK(st.kv_blocks_used == 0);
+    CHECK(st.kv_blocks_free + st.kv_blocks_cached == st.kv_blocks_total);
+    CHECK(st.tokens_decoded > 0 && st.tokens_prefilled > 0 && st.steps > 0);
+    close_engine(eng, m);
+}
+
+/* A small step budget: prompts are prefilled in chunks across steps. */
+TEST(test_chunked_prefill)
+{
+    static struct crowd c;
+    crowd_init(&c, 10, false);
+    struct model *m;
+    struct engine *eng =
+        new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 8, .step_tokens = 16,
+                                            .max_running = 8});
+    if (!eng)
+        return;
+    crowd_check(eng, &c, 10, "chunked");
+    close_engine(eng, m);
+}
+
+TEST(test_prefix_reuse)
+{
+    struct model *m;
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 8});
+    if (!eng)
+        return;
+    int lens[] = {37, 32, 8, 5};
+    for (int k = 0; k < 4; k++) {
+        int np = lens[k];
+        int32_t p[64], want[MAXT], got[MAXT];
+        make_prompt(p, np, 500 + (uint64_t)k);
+        struct sample_params sp = sample_params_default();
+        sp.temperature = 0;
+        int nw = ref_gen(p, np, &sp, 1, 12, want);
+        for (int round = 0; round < 2; round++) {
+            struct err e;
+            struct engine_request r = req_of(p, np, 12, 0, 1);
+            struct engine_seq *s = engine_submit(eng, &r, &e);
+            CHECK(s != NULL);
+            if (!s)
+                continue;
+            struct engine_event d;
+            int n = drain(s, got, &d);
+            CHECKF(same(got, n, want, nw), "prompt %d round %d differs", np, round);
+            int expect = round == 0 ? 0 : (np - 1) / 8 * 8;
+            CHECKF(d.n_cached == expect, "prompt %d round %d: n_cached %d, expected %d", np, round, d.n_cached,
+                   expect);
+            CHECK(d.n_prompt == np && d.n_completion == 12);
+            engine_release(s);
+        }
+    }
+    struct engine_stats st;
+    engine_get_stats(eng, &st);
+    CHECK(st.kv_blocks_cached > 0);
+    CHECK(st.tokens_cached == (uint64_t)(32 + 24 + 0 + 0));
+    close_engine(eng, m);
+}
+
+/* Turn 2 = turn 1's prompt + its reply + more: the reply's full blocks are
+ * reused too. */
+TEST(test_multi_turn)
+{
+    struct model *m;
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 8});
+    if (!eng)
+        return;
+    int32_t conv[128];
+    int n_conv = 20;
+    make_prompt(conv, n_conv, 77);
+    for (int turn = 0; turn < 3; turn++) {
+        struct sample_params sp = sample_params_default();
+        sp.temperature = 0;
+        int32_t want[MAXT], got[MAXT];
+        int nw = ref_gen(conv, n_conv, &sp, 5, 15, want);
+        struct err e;
+        struct engine_request r = req_of(conv, n_conv, 15, 0, 5);
+        struct engine_seq *s = engine_submit(eng, &r, &e);
+        CHECK(s != NULL);
+        if (!s)
+            break;
+        struct engine_event d;
+        int n = drain(s, got, &d);
+        engine_release(s);
+        CHECKF(same(got, n, want, nw), "turn %d differs", turn);
+        /* KV exists for the prompt and all of the reply but its last token */
+        int expect = turn == 0 ? 0 : 0;
+        if (turn > 0) {
+            int prev_computed = n_conv - 5 - 1; /* previous prompt + reply - last reply token */
+            int full = prev_computed / 8 * 8;
+            int cap = (n_conv - 1) / 8 * 8;
+            expect = full < cap ? full : cap;
+        }
+        CHECKF(d.n_cached == expect, "turn %d: n_cached %d, expected %d", turn, d.n_cached, expect);
+        if (turn > 0)
+            CHECK(d.n_cached > (turn == 1 ? 16 : 40));
+        memcpy(conv + n_conv, got, (size_t)n * sizeof *got);
+        n_conv += n;
+        make_prompt(conv + n_conv, 5, 900 + (uint64_t)turn);
+        n_conv += 5;
+    }
+    close_engine(eng, m);
+}
+
+TEST(test_cancel)
+{
+    struct model *m;
+    struct engine *eng = new_engine(
+        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 4, .max_running = 1});
+    if (!eng)
+        return;
+    int32_t p[16];
+    make_prompt(p, 16, 3);
+    struct err e;
+    struct engine_request r = req_of(p, 16, 100, 0, 1);
+    r.ignore_eog = true;
+    struct engine_seq *a = engine_submit(eng, &r, &e);
+    struct engine_seq *b = engine_submit(eng, &r, &e); /* waits: one running at most */
+    CHECK(a && b);
+    if (!a || !b)
+        return;
+    struct engine_event ev;
+    CHECK(engine_next(a, &ev, 20000) == 0 && ev.kind == ENGINE_EV_TOKEN);
+    /* cancel the queued one first */
+    engine_cancel(b);
+    engine_cancel(b);
+    CHECK(engine_next(b, &ev, 20000) == 0);
+    CHECK(ev.kind == ENGINE_EV_DONE && ev.finish == ENGINE_FINISH_CANCELLED && ev.n_completion == 0);
+    CHECK(engine_next(b, &ev, 0) == 1); /* nothing after DONE */
+    engine_release(b);
+    /* then the running one */
+    engine_cancel(a);
+    int32_t got[MAXT];
+    int n = drain(a, got, &ev);
+    CHECK(ev.finish == ENGINE_FINISH_CANCELLED);
+    CHECKF(ev.n_completion < 100 && ev.n_completion == n + 1, "n_completion %d, tokens after the first %d",
+           ev.n_completion, n);
+    CHECK(engine_next(a, &ev, 50) == 1);
+    struct engine_stats st;
+    engine_get_stats(eng, &st);
+    CHECK(st.running == 0 && st.queued == 0);
+    CHECKF(st.kv_blocks_used == 0, "%d blocks still used", st.kv_blocks_used);
+    CHECK(st.kv_blocks_free + st.kv_blocks_cached == st.kv_blocks_total);
+    engine_release(a);
+    /* release without reading (the engine cancels it) */
+    struct engine_seq *c = engine_submit(eng, &r, &e);
+    CHECK(c != NULL);
+    engine_release(c);
+    close_engine(eng, m);
+}
+
+TEST(test_queue_full_and_bad_requests)
+{
+    struct model *m;
+    struct engine *eng = new_engine(
+        &m, (struct engine_opts){.n_threads = 1, .n_ctx = 128, .block_size = 4, .max_running = 1, .max_queue = 2});
+    if (!eng)
+        return;
+    int32_t p[16];
+    make_prompt(p, 16, 4);
+    struct err e;
+    struct engine_request r = req_of(p, 16, 100, 0, 1);
+    struct engine_seq *s[6];
+    int refused = 0;
+    for (int i = 0; i < 6; i++) {
+        e.msg[0] = 0;
+        s[i] = engine_submit(eng, &r, &e);
+        if (!s[i]) {
+            refused++;
+            CHECKF(strstr(e.msg, "queue full") != NULL, "%s", e.msg);
+        }
+    }
+    CHECKF(refused >= 3, "%d of 6 refused", refused);
+    for (int i = 0; i < 6; i++)
+        engine_release(s[i]);
+    /* invalid requests */
+    struct engine_request bad = req_of(p, 16, 113, 0, 1); /* 16 + 113 > 128 */
+    CHECK(engine_submit(eng, &bad, &e) == NULL && strstr(e.msg, "context"));
+    bad = req_of(p, 16, 0, 0, 1);
+    CHECK(engine_submit(eng, &bad, &e) == NULL);
+    int32_t oov = NV;
+    bad = req_of(&oov, 1, 4, 0, 1);
+    CHECK(engine_submit(eng, &bad, &e) == NULL && strstr(e.msg, "vocabulary"));
+    bad = req_of(p, 16, 4, -1, 1);
+    CHECK(engine_submit(eng, &bad, &e) == NULL);
+    close_engine(eng, m);
+}
+
+/* KV for one context only (32 blocks of 4 = 128 positions) and a crowd that
+ * needs far more: sequences wait, get preempted and resume, and still give
+ * the reference outputs. */
+TEST(test_small_kv_preemption)
+{
+    static struct crowd c;
+    crowd_init(&c, 40, true);
+    struct model *m;
+    struct engine *eng = new_engine(
+        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 96, .block_size = 4, .kv_blocks = 24});
+    if (!eng)
+        return;
+    crowd_check(eng, &c, 40, "small kv");
+    struct engine_stats st;
+    engine_get_stats(eng, &st);
+    CHECKF(st.preemptions > 0, "no preemption happened");
+    CHECK(st.kv_blocks_used == 0);
+    close_engine(eng, m);
+}
+
+TEST(test_free_with_live_sequences)
+{
+    struct model *m;
+    struct engine *eng = new_engine(
+        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 4, .max_running = 2});
+    if (!eng)
+        return;
+    int32_t p[20];
+    make_prompt(p, 20, 9);
+    struct err e;
+    struct engine_seq *s[5];
+    for (int i = 0; i < 5; i++) {
+        struct engine_request r = req_of(p, 20, 100, 0.5f, (uint64_t)i);
+        s[i] = engine_submit(eng, &r, &e);
+        CHECK(s[i] != NULL);
+    }
+    struct engine_event ev;
+    CHECK(engine_next(s[0], &ev, 20000) == 0);
+    engine_release(s[4]); /* one handle gone before engine_free */
+    engine_free(eng);
+    for (int i = 0; i < 4; i++) {
+        int32_t got[MAXT];
+        drain(s[i], got, &ev);
+        CHECK(ev.kind == ENGINE_EV_DONE && ev.finish == ENGINE_FINISH_CANCELLED);
+        engine_release(s[i]);
+    }
+    model_free(m);
+}
+
+int main(void)
+{
+    kernels_init();
+    tiny_path(model_path, sizeof model_path, "engine");
+    struct tiny_cfg c = cfg();
+    if (tiny_write(&c, model_path) < 0)
+        return 1;
+    struct err e;
+    m_ref = model_load(model_path, &e);
+    if (!m_ref || model_reserve(m_ref, 128, NULL, &e) < 0) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    RUN(test_crowd_equals_alone);
+    RUN(test_chunked_prefill);
+    RUN(test_prefix_reuse);
+    RUN(test_multi_turn);
+    RUN(test_cancel);
+    RUN(test_queue_full_and_bad_requests);
+    RUN(test_small_kv_preemption);
+    RUN(test_free_with_live_sequences);
+    model_free(m_ref);
+    unlink(model_path);
+    TEST_END();
+}
