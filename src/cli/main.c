@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"detokenize", cmd_detokenize, "detokenize --model FILE [--special] ID...  text of token ids"},
     {"run", cmd_run, "run --model FILE --prompt TEXT [-n N] [--json]  generate a continuation"},
     {"chat", cmd_chat, "chat --model FILE                 interactive multi-turn chat (stdin lines)"},
+    {"serve", cmd_serve, "serve --model FILE [--port 8080]   OpenAI-compatible HTTP API (chat, completions, /metrics)"},
     {"bench", cmd_bench, "bench --model FILE [-p 512] [-n 128]  prompt/generation speed and bandwidth roofline"},
     {"admin", cmd_admin, "admin [--data DIR] account|key|price|usage ...  accounts, API keys, prices, bills"},
     {"version", cmd_version, "version                          version and the kernels this CPU uses"},

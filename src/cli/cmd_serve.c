@@ -1,0 +1,198 @@
+/*
+ * maas serve — the OpenAI-compatible HTTP server: loads every --model,
+ * starts one engine per model and the HTTP daemon, then waits for SIGINT or
+ * SIGTERM and shuts down in order (HTTP first, so that open streams end and
+ * their sequences are cancelled; then the engines; then the models).
+ */
+#include "cli/cli.h"
+#include "cli/gen.h"
+#include "engine/engine.h"
+#include "server/server.h"
+
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_MODELS 16
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: maas serve --model [NAME=]FILE [--model [NAME=]FILE ...] [options]\n"
+            "  --model [NAME=]FILE   a model to serve; clients name it NAME, else its general.name,\n"
+            "                        else its file name (repeatable, up to %d)\n"
+            "  --host H              address to listen on (default 127.0.0.1)\n"
+            "  --port P              port (default 8080; 0 = any free port, printed at start)\n"
+            "  --threads T           kernel threads per model (default: all CPUs)\n"
+            "  --ctx N               most positions of one request, prompt + output (default min(train, 4096))\n"
+            "  --kv-blocks N         KV cache blocks of 16 positions per model (default: 4 contexts)\n"
+            "  --max-queue N         requests waiting per model before 429 (default 256)\n"
+            "  --max-running N       sequences decoding at once per model (default 64)\n"
+            "  --max-body BYTES      largest request body, else 413 (default 1048576)\n"
+            "  --timeout S           close a connection idle or stalled for S seconds (default 30)\n"
+            "  --chat-template NAME  force a chat format (chatml, llama3, llama2, mistral-nemo, deepseek,\n"
+            "                        phi3, gemma, glm4) instead of recognising the model's\n",
+            MAX_MODELS);
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+struct served {
+    char *name;                /* from malloc */
+    const char *path;          /* borrowed: argv */
+    struct model *m;           /* owned */
+    struct tokenizer *tok;     /* owned */
+    struct engine *eng;        /* owned */
+};
+
+/* general.name, else the file name without directory and .gguf. */
+static char *default_name(const struct model *m, const char *path)
+{
+    struct gguf_str s;
+    struct err e;
+    if (gguf_get_str(model_gguf(m), "general.name", &s, &e) == 0 && s.len > 0 && s.len < 256 &&
+        !memchr(s.ptr, 0, s.len))
+        return strndup(s.ptr, s.len);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".gguf"))
+        n -= 5;
+    return strndup(base, n);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    const char *specs[MAX_MODELS];
+    int n_specs = 0, max_body = 1 << 20;
+    const char *chat_template = NULL;
+    struct server_opts so = server_opts_default();
+    struct engine_opts eo = {0};
+    struct err e;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!v) {
+            fprintf(stderr, "maas serve: %s needs a value (or is unknown)\n", a);
+            return 2;
+        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
+            if (n_specs == MAX_MODELS) {
+                fprintf(stderr, "maas serve: at most %d models\n", MAX_MODELS);
+                return 2;
+            }
+            specs[n_specs++] = v;
+        } else if (!strcmp(a, "--host")) {
+            so.host = v;
+        } else if (!strcmp(a, "--port")) {
+            rc = parse_int_arg(a, v, 0, 65535, &so.port, &e);
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            rc = parse_int_arg(a, v, 1, 1024, &eo.n_threads, &e);
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+            rc = parse_int_arg(a, v, 2, 1 << 22, &eo.n_ctx, &e);
+        } else if (!strcmp(a, "--kv-blocks")) {
+            rc = parse_int_arg(a, v, 1, 1 << 24, &eo.kv_blocks, &e);
+        } else if (!strcmp(a, "--max-queue")) {
+            rc = parse_int_arg(a, v, 1, 1 << 20, &eo.max_queue, &e);
+        } else if (!strcmp(a, "--max-running")) {
+            rc = parse_int_arg(a, v, 1, 4096, &eo.max_running, &e);
+        } else if (!strcmp(a, "--max-body")) {
+            rc = parse_int_arg(a, v, 16, 1 << 30, &max_body, &e);
+        } else if (!strcmp(a, "--timeout")) {
+            rc = parse_int_arg(a, v, 1, 86400, &so.timeout_s, &e);
+        } else if (!strcmp(a, "--chat-template")) {
+            chat_template = v;
+        } else {
+            fprintf(stderr, "maas serve: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (rc < 0) {
+            fprintf(stderr, "maas serve: %s\n", e.msg);
+            return 2;
+        }
+        i++;
+    }
+    if (n_specs == 0) {
+        fprintf(stderr, "maas serve: --model is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (chat_template && tok_chat_family_from_name(chat_template) < 0) {
+        fprintf(stderr, "maas serve: --chat-template: unknown format '%s'\n", chat_template);
+        return 2;
+    }
+    so.max_body = (size_t)max_body;
+
+    int rc = 1;
+    struct served sv[MAX_MODELS];
+    struct server_model sm[MAX_MODELS];
+    struct server *srv = NULL;
+    memset(sv, 0, sizeof sv);
+    for (int i = 0; i < n_specs; i++) {
+        const char *spec = specs[i], *eq = strchr(spec, '=');
+        sv[i].path = eq ? eq + 1 : spec;
+        if (eq && eq == spec) {
+            fprintf(stderr, "maas serve: --model '%s': empty name before '='\n", spec);
+            goto out;
+        }
+        if (!(sv[i].m = model_load(sv[i].path, &e)) || !(sv[i].tok = tok_load(model_gguf(sv[i].m), &e))) {
+            fprintf(stderr, "maas serve: %s: %s\n", sv[i].path, e.msg);
+            goto out;
+        }
+        sv[i].name = eq ? strndup(spec, (size_t)(eq - spec)) : default_name(sv[i].m, sv[i].path);
+        if (!sv[i].name) {
+            fprintf(stderr, "maas serve: out of memory\n");
+            goto out;
+        }
+        const struct model_hparams *hp = model_hparams(sv[i].m);
+        struct engine_opts o = eo;
+        if (!o.n_ctx) /* the engine's own default, made explicit so the server knows it */
+            o.n_ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+        if (!(sv[i].eng = engine_new(sv[i].m, sv[i].tok, &o, &e))) {
+            fprintf(stderr, "maas serve: %s: %s\n", sv[i].path, e.msg);
+            goto out;
+        }
+        sm[i] = (struct server_model){.name = sv[i].name, .m = sv[i].m, .tok = sv[i].tok, .eng = sv[i].eng,
+                                      .n_ctx = o.n_ctx, .chat_template = chat_template};
+        log_info("model '%s' from %s: %s, %d layers, context %d", sv[i].name, sv[i].path, hp->arch_name,
+                 hp->n_layer, o.n_ctx);
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!(srv = server_new(sm, n_specs, &so, &e))) {
+        fprintf(stderr, "maas serve: %s\n", e.msg);
+        goto out;
+    }
+    fprintf(stderr, "maas serve: listening on http://%s:%d\n", so.host, server_port(srv));
+    fflush(stderr);
+    while (!stop_signal) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "maas serve: signal %d, shutting down\n", (int)stop_signal);
+    rc = 0;
+out:
+    server_free(srv);
+    for (int i = 0; i < n_specs; i++) {
+        engine_free(sv[i].eng);
+        tok_free(sv[i].tok);
+        model_free(sv[i].m);
+        free(sv[i].name);
+    }
+    return rc;
+}

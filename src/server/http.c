@@ -1,0 +1,399 @@
+/*
+ * http.c — the libmicrohttpd daemon: routing, request bodies, and
+ * answering (JSON, SSE, Prometheus text, errors).
+ *
+ * Threads: MHD_USE_THREAD_PER_CONNECTION with an internal listening thread.
+ * A connection's thread may block as long as its request generates (in
+ * job_run_to_end, or in the streaming content reader), which is what makes
+ * the code straight-line; the engine thread is never blocked by it.
+ *
+ * Bodies: the access handler is called first with the headers only: an
+ * unknown route (404), a wrong method (405) or a Content-Length over
+ * --max-body (413) is answered right there, before a byte of the body is
+ * read. Otherwise the body is collected up to max_body; a chunked body that
+ * grows past it is answered 413 as soon as it does (or, where MHD refuses a
+ * response mid-upload, the connection is closed).
+ */
+#include "server/server_int.h"
+
+#include <microhttpd.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+struct req {
+    enum route route;
+    char *body;                    /* from malloc */
+    size_t len, cap;
+    bool answered;                 /* a response has been queued early */
+};
+
+struct server_opts server_opts_default(void)
+{
+    struct server_opts o = {.host = "127.0.0.1", .port = 8080, .max_body = 1 << 20, .timeout_s = 30,
+                            .max_connections = 256};
+    return o;
+}
+
+int server_port(const struct server *s)
+{
+    return s->port;
+}
+
+/* ---- answering ---- */
+
+static enum MHD_Result respond(struct server *srv, struct MHD_Connection *c, enum route r, int status,
+                               const char *ctype, char *body, size_t len, bool free_body)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body, free_body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        if (free_body)
+            free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (status == 429 || status == 503)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == 405) {
+        const char *allow = (r == ROUTE_CHAT || r == ROUTE_COMPLETIONS) ? "POST" : "GET, HEAD";
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    if (rc == MHD_YES)
+        metrics_request(&srv->mt, r, status);
+    return rc;
+}
+
+static enum MHD_Result respond_error(struct server *srv, struct MHD_Connection *c, enum route r,
+                                     const struct oai_error *e)
+{
+    char *body = oai_build_error(e);
+    if (!body)
+        return MHD_NO;
+    return respond(srv, c, r, e->status, "application/json", body, strlen(body), true);
+}
+
+static enum MHD_Result respond_json(struct server *srv, struct MHD_Connection *c, enum route r, char *body)
+{
+    if (!body) {
+        struct oai_error e;
+        oai_err(&e, 500, "server_error", NULL, NULL, "Out of memory.");
+        return respond_error(srv, c, r, &e);
+    }
+    return respond(srv, c, r, 200, "application/json", body, strlen(body), true);
+}
+
+/* ---- routes ---- */
+
+static enum route route_of(const char *url)
+{
+    if (!strcmp(url, "/v1/chat/completions"))
+        return ROUTE_CHAT;
+    if (!strcmp(url, "/v1/completions"))
+        return ROUTE_COMPLETIONS;
+    if (!strcmp(url, "/v1/models"))
+        return ROUTE_MODELS;
+    if (!strncmp(url, "/v1/models/", 11) && url[11])
+        return ROUTE_MODEL;
+    if (!strcmp(url, "/health"))
+        return ROUTE_HEALTH;
+    if (!strcmp(url, "/metrics"))
+        return ROUTE_METRICS;
+    return ROUTE_OTHER;
+}
+
+static struct smodel *find_model(struct server *srv, const char *name)
+{
+    for (int i = 0; i < srv->n_models; i++)
+        if (!strcmp(srv->models[i].cfg.name, name))
+            return &srv->models[i];
+    return NULL;
+}
+
+static enum MHD_Result get_route(struct server *srv, struct MHD_Connection *c, enum route r, const char *url)
+{
+    switch (r) {
+    case ROUTE_HEALTH:
+        return respond(srv, c, r, 200, "application/json", (char *)"{\"status\":\"ok\"}", 15, false);
+    case ROUTE_MODELS: {
+        const char **names = calloc((size_t)srv->n_models, sizeof *names);
+        if (!names)
+            return respond_json(srv, c, r, NULL);
+        for (int i = 0; i < srv->n_models; i++)
+            names[i] = srv->models[i].cfg.name;
+        char *body = oai_build_models(names, srv->n_models, srv->started);
+        free(names);
+        return respond_json(srv, c, r, body);
+    }
+    case ROUTE_MODEL: {
+        const char *name = url + 11;
+        if (!find_model(srv, name)) {
+            struct oai_error e;
+            oai_err(&e, 404, "invalid_request_error", "model", "model_not_found",
+                    "The model '%.200s' does not exist.", name);
+            return respond_error(srv, c, r, &e);
+        }
+        return respond_json(srv, c, r, oai_build_model(name, srv->started));
+    }
+    case ROUTE_METRICS: {
+        size_t len = 0;
+        char *text = metrics_render(&srv->mt, srv, &len);
+        if (!text)
+            return respond_json(srv, c, r, NULL);
+        return respond(srv, c, r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, true);
+    }
+    default:
+        return MHD_NO;
+    }
+}
+
+static int client_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? (int)ci->connect_fd : -1;
+}
+
+static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, enum route r, struct req *q)
+{
+    enum oai_kind kind = r == ROUTE_CHAT ? OAI_CHAT : OAI_COMPLETION;
+    struct oai_request oreq;
+    struct oai_error e;
+    if (oai_parse_request(kind, q->body, q->len, &oreq, &e) < 0)
+        return respond_error(srv, c, r, &e);
+    struct smodel *sm = find_model(srv, oreq.model);
+    if (!sm) {
+        oai_err(&e, 404, "invalid_request_error", "model", "model_not_found",
+                "The model '%.200s' does not exist or you do not have access to it.", oreq.model);
+        oai_request_release(&oreq);
+        return respond_error(srv, c, r, &e);
+    }
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    struct job *j;
+    if (job_start(srv, sm, &oreq, auth, client_fd(c), &j, &e) < 0) {
+        oai_request_release(&oreq);
+        return respond_error(srv, c, r, &e);
+    }
+    if (!job_is_stream(j)) {
+        int status;
+        char *body = job_run_to_end(j, &status, &e);
+        job_free(j);
+        if (!body)
+            return status ? respond_error(srv, c, r, &e) : MHD_NO; /* 0: the client is gone */
+        return respond(srv, c, r, 200, "application/json", body, strlen(body), true);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, job_stream_read, j,
+                                                                  job_free);
+    if (!resp) {
+        job_free(j);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp); /* job_free runs when MHD is done with it */
+    if (rc == MHD_YES)
+        metrics_request(&srv->mt, r, 200);
+    return rc;
+}
+
+static bool is_post_route(enum route r)
+{
+    return r == ROUTE_CHAT || r == ROUTE_COMPLETIONS;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
+{
+    struct server *srv = cls;
+    struct req *q = *req_cls;
+    struct oai_error e;
+    if (!q) { /* headers only */
+        if (!(q = calloc(1, sizeof *q)))
+            return MHD_NO;
+        *req_cls = q;
+        q->route = route_of(url);
+        bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
+        bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+        if (q->route == ROUTE_OTHER) {
+            q->answered = true;
+            oai_err(&e, 404, "invalid_request_error", NULL, "unknown_url", "Unknown request URL: %s %.200s.", method,
+                    url);
+            return respond_error(srv, c, q->route, &e);
+        }
+        if (is_post_route(q->route) ? !post : !get) {
+            q->answered = true;
+            oai_err(&e, 405, "invalid_request_error", NULL, "method_not_allowed",
+                    "Method %s is not allowed for %.200s; use %s.", method, url,
+                    is_post_route(q->route) ? "POST" : "GET");
+            return respond_error(srv, c, q->route, &e);
+        }
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (n > srv->o.max_body) {
+                q->answered = true;
+                oai_err(&e, 413, "invalid_request_error", NULL, "request_too_large",
+                        "The request body of %llu bytes exceeds the limit of %zu bytes.", n, srv->o.max_body);
+                return respond_error(srv, c, q->route, &e);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (q->answered)
+            return MHD_YES; /* discard what follows an early answer */
+        if (q->len + n > srv->o.max_body) {
+            free(q->body);
+            q->body = NULL;
+            q->len = q->cap = 0;
+            q->answered = true;
+            oai_err(&e, 413, "invalid_request_error", NULL, "request_too_large",
+                    "The request body exceeds the limit of %zu bytes.", srv->o.max_body);
+            return respond_error(srv, c, q->route, &e); /* MHD_NO (close) where a response cannot go now */
+        }
+        if (q->len + n + 1 > q->cap) {
+            size_t cap = q->cap ? q->cap : 4096;
+            while (cap < q->len + n + 1)
+                cap *= 2;
+            char *b = realloc(q->body, cap);
+            if (!b)
+                return MHD_NO;
+            q->body = b, q->cap = cap;
+        }
+        memcpy(q->body + q->len, upload_data, n);
+        q->len += n;
+        return MHD_YES;
+    }
+    if (q->answered)
+        return MHD_YES;
+    q->answered = true;
+    if (is_post_route(q->route))
+        return generate(srv, c, q->route, q);
+    return get_route(srv, c, q->route, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct req *q = *req_cls;
+    if (q) {
+        free(q->body);
+        free(q);
+        *req_cls = NULL;
+    }
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && buf[n - 1] == '\n')
+        buf[--n] = 0;
+    log_warn("http: %s", buf);
+}
+
+/* ---- lifecycle ---- */
+
+struct server *server_new(const struct server_model *models, int n_models, const struct server_opts *o,
+                          struct err *e)
+{
+    struct server *s = calloc(1, sizeof *s);
+    struct addrinfo *ai = NULL;
+    if (!s)
+        return err_set(e, "server: out of memory"), NULL;
+    s->o = *o;
+    if (!s->o.host)
+        s->o.host = "127.0.0.1";
+    if (s->o.timeout_s <= 0)
+        s->o.timeout_s = 30;
+    if (s->o.max_connections <= 0)
+        s->o.max_connections = 256;
+    if (o->hooks)
+        s->hooks = *o->hooks;
+    s->started = (int64_t)time(NULL);
+    if (n_models < 1) {
+        err_set(e, "server: no models to serve");
+        goto fail;
+    }
+    if (!(s->models = calloc((size_t)n_models, sizeof *s->models)) || metrics_init(&s->mt, n_models) < 0) {
+        err_set(e, "server: out of memory");
+        goto fail;
+    }
+    s->n_models = n_models;
+    for (int i = 0; i < n_models; i++) {
+        struct smodel *sm = &s->models[i];
+        sm->cfg = models[i];
+        sm->index = i;
+        for (int k = 0; k < i; k++)
+            if (!strcmp(models[k].name, models[i].name)) {
+                err_set(e, "server: two models are named '%s' (use --model NAME=FILE)", models[i].name);
+                goto fail;
+            }
+        int nv = model_hparams(sm->cfg.m)->n_vocab, tv = tok_n_vocab(sm->cfg.tok);
+        sm->n_vocab = nv < tv ? nv : tv;
+        struct err ce;
+        int rc = tok_chat_select(sm->cfg.tok, sm->cfg.chat_template, &sm->fam, &ce);
+        if (rc < 0 && sm->cfg.chat_template) {
+            err_set(e, "server: model '%s': %s", models[i].name, ce.msg);
+            goto fail;
+        }
+        if (rc < 0) {
+            log_warn("model '%s': %s; using chatml", models[i].name, ce.msg);
+            sm->fam = TOK_CHAT_CHATML;
+        } else if (rc == 1) {
+            log_warn("model '%s' has no chat template; using chatml", models[i].name);
+        }
+    }
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    char port[16];
+    snprintf(port, sizeof port, "%d", o->port);
+    int grc = getaddrinfo(s->o.host, port, &hints, &ai);
+    if (grc) {
+        err_set(e, "server: cannot resolve --host '%s': %s", s->o.host, gai_strerror(grc));
+        goto fail;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s,
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        err_set(e, "server: cannot listen on %s port %d (address in use, or not permitted)", s->o.host, o->port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di && di->port ? di->port : o->port;
+    freeaddrinfo(ai);
+    return s;
+fail:
+    if (ai)
+        freeaddrinfo(ai);
+    server_free(s);
+    return NULL;
+}
+
+void server_free(struct server *s)
+{
+    if (!s)
+        return;
+    if (s->d)
+        MHD_stop_daemon(s->d);
+    metrics_release(&s->mt);
+    free(s->models);
+    free(s);
+}

@@ -1,0 +1,479 @@
+/*
+ * job.c — one generation request from submission to the last byte: the
+ * prompt built from the request (chat template or raw prompt), the engine
+ * sequence, the streaming detokenizer with the request's stop strings, and
+ * the output, either collected for one JSON response or cut into SSE chunks.
+ *
+ * Thread: a job belongs to its connection thread; only engine_next /
+ * engine_cancel cross to the engine thread. While waiting for an event the
+ * job polls the client's socket every WAIT_SLICE_MS, so a client that hangs
+ * up while queued or mid-stream is noticed at once and its sequence is
+ * cancelled (the engine finishes it within one step and frees its blocks).
+ */
+#define _GNU_SOURCE /* POLLRDHUP */
+#include "server/server_int.h"
+
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define WAIT_SLICE_MS 50
+#define KEEPALIVE_MS 10000   /* an SSE comment after this long without output */
+#define DRAIN_MS 5000        /* longest wait for DONE after a cancel */
+
+enum phase { PH_ROLE, PH_GEN, PH_END };
+
+struct job {
+    struct server *srv;            /* borrowed */
+    struct smodel *sm;             /* borrowed */
+    struct oai_request req;        /* owned */
+    char id[48];
+    struct oai_meta meta;          /* points into id, req.model */
+    struct engine_seq *seq;        /* owned; NULL once released */
+    struct tok_stream *ts;         /* owned */
+    struct oai_logprobs *lp;       /* owned; NULL without logprobs */
+    int fd;                        /* client socket (borrowed), -1 = not polled */
+    void *hook_ctx;
+    bool admitted, settled, done, stop_hit, gone, error;
+    char error_msg[256];
+    const char *finish;            /* static string once done */
+    struct oai_usage usage;
+    int n_tok;                     /* token events seen */
+    uint64_t t_submit, t_last;
+    size_t text_total;             /* bytes of text produced (for text_offset) */
+    char *text;                    /* non-streaming: the whole text, from malloc */
+    size_t text_len, text_cap;
+    char *out;                     /* streaming: bytes to hand to MHD, from malloc */
+    size_t out_len, out_pos, out_cap;
+    enum phase phase;
+};
+
+static int buf_append(char **b, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (*len + n + 1 > c)
+            c *= 2;
+        char *nb = realloc(*b, c);
+        if (!nb)
+            return -1;
+        *b = nb, *cap = c;
+    }
+    memcpy(*b + *len, s, n);
+    *len += n;
+    (*b)[*len] = 0;
+    return 0;
+}
+
+/* Appends "data: <payload>\n\n" to the stream output and frees payload. */
+static int sse(struct job *j, char *payload)
+{
+    if (!payload)
+        return -1;
+    int rc = buf_append(&j->out, &j->out_len, &j->out_cap, "data: ", 6);
+    rc |= buf_append(&j->out, &j->out_len, &j->out_cap, payload, strlen(payload));
+    rc |= buf_append(&j->out, &j->out_len, &j->out_cap, "\n\n", 2);
+    free(payload);
+    return rc ? -1 : 0;
+}
+
+static bool client_gone(int fd)
+{
+    if (fd < 0)
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+static void settle(struct job *j, const char *finish)
+{
+    if (!j->admitted || j->settled)
+        return;
+    j->settled = true;
+    if (j->srv->hooks.settle) {
+        struct server_settle_info s = {j->req.model, j->usage.prompt_tokens, j->usage.cached_tokens,
+                                       j->usage.completion_tokens, finish};
+        j->srv->hooks.settle(j->srv->hooks.ctx, j->hook_ctx, &s);
+    }
+}
+
+/* ---- start ---- */
+
+static atomic_uint_fast64_t job_counter;
+
+int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, const char *authorization, int fd,
+              struct job **out, struct oai_error *err)
+{
+    const struct tokenizer *tok = sm->cfg.tok;
+    const char *pparam = req->kind == OAI_CHAT ? "messages" : "prompt";
+    struct tok_ids ids;
+    struct err e;
+    struct tok_chat_msg *msgs = NULL;
+    struct job *j = NULL;
+    int rc = -1;
+    tok_ids_init(&ids);
+
+    for (int i = 0; i < req->n_bias; i++)
+        if (req->bias[i].token >= sm->n_vocab) {
+            oai_err(err, 400, "invalid_request_error", "logit_bias", NULL,
+                    "Invalid key in 'logit_bias': token id %d is outside the vocabulary of %d tokens.",
+                    (int)req->bias[i].token, sm->n_vocab);
+            goto out;
+        }
+
+    if (req->kind == OAI_CHAT) {
+        if (!(msgs = calloc((size_t)req->n_msgs, sizeof *msgs))) {
+            oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+            goto out;
+        }
+        for (int i = 0; i < req->n_msgs; i++)
+            msgs[i].role = req->msgs[i].role, msgs[i].content = req->msgs[i].content;
+        if (tok_chat_encode(tok, sm->fam, msgs, (size_t)req->n_msgs, true, &ids, &e) < 0) {
+            oai_err(err, 400, "invalid_request_error", "messages", NULL, "Invalid 'messages': %s", e.msg);
+            goto out;
+        }
+    } else if (tok_encode(tok, req->prompt, strlen(req->prompt), true, false, &ids, &e) < 0) {
+        oai_err(err, 400, "invalid_request_error", "prompt", NULL, "Invalid 'prompt': %s", e.msg);
+        goto out;
+    }
+    if (ids.n == 0) {
+        oai_err(err, 400, "invalid_request_error", pparam, NULL,
+                "Invalid '%s': it encodes to no tokens (empty text, and the model adds no BOS token).", pparam);
+        goto out;
+    }
+    int n_ctx = sm->cfg.n_ctx;
+    int max_tokens = req->max_tokens;
+    if ((int64_t)ids.n >= n_ctx || (max_tokens > 0 && (int64_t)ids.n + max_tokens > n_ctx)) {
+        oai_err(err, 400, "invalid_request_error", pparam, "context_length_exceeded",
+                "This model's maximum context length is %d tokens. However, you requested %lld tokens (%zu in the "
+                "%s, %d in the completion). Please reduce the length of the %s or the completion.",
+                n_ctx, (long long)ids.n + (max_tokens > 0 ? max_tokens : 0), ids.n, pparam,
+                max_tokens > 0 ? max_tokens : 0, pparam);
+        goto out;
+    }
+    if (max_tokens <= 0)
+        max_tokens = n_ctx - (int)ids.n;
+
+    if (!(j = calloc(1, sizeof *j))) {
+        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+        goto out;
+    }
+    j->srv = srv, j->sm = sm, j->fd = fd;
+    uint64_t n = atomic_fetch_add(&job_counter, 1) + 1;
+    snprintf(j->id, sizeof j->id, "%s-%012llx%08llx", req->kind == OAI_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)(now_ns() & 0xffffffffffffULL), (unsigned long long)(n & 0xffffffffULL));
+    if (!(j->ts = tok_stream_new(tok, (const char *const *)req->stop, (size_t)req->n_stop, false, &e))) {
+        oai_err(err, 500, "server_error", NULL, NULL, "%s", e.msg);
+        goto out;
+    }
+    if (req->logprobs && !(j->lp = oai_logprobs_new(req->kind))) {
+        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+        goto out;
+    }
+
+    struct sample_params sp = sample_params_default();
+    sp.temperature = req->temperature;
+    sp.top_p = req->top_p;
+    sp.presence_penalty = req->presence_penalty;
+    sp.frequency_penalty = req->frequency_penalty;
+    sp.penalty_last_n = -1;
+    sp.bias = req->bias;
+    sp.n_bias = req->n_bias;
+    sp.n_top_logprobs = req->logprobs ? req->top_logprobs : 0;
+    if (sample_params_check(&sp, &e) < 0) { /* ranges were checked by the parser: a mismatch is a bug, reported */
+        oai_err(err, 400, "invalid_request_error", NULL, NULL, "%s", e.msg);
+        goto out;
+    }
+    struct engine_request er = {
+        .prompt = ids.ids,
+        .n_prompt = (int)ids.n,
+        .sample = sp,
+        .seed = req->has_seed ? req->seed : now_ns() ^ (n * 0x9E3779B97F4A7C15ULL),
+        .max_tokens = max_tokens,
+    };
+
+    if (srv->hooks.admit) {
+        struct server_admit_info a = {authorization, req->model, req->user, req->kind, (int)ids.n, max_tokens};
+        if (srv->hooks.admit(srv->hooks.ctx, &a, &j->hook_ctx, err) < 0)
+            goto out;
+    }
+    j->admitted = true;
+    j->usage.prompt_tokens = (int)ids.n;
+    j->t_submit = now_ns();
+    if (!(j->seq = engine_submit(sm->cfg.eng, &er, &e))) {
+        if (strstr(e.msg, "queue full"))
+            oai_err(err, 429, "rate_limit_exceeded", NULL, "queue_full", "The server is busy: %s", e.msg);
+        else
+            oai_err(err, 503, "server_error", NULL, "unavailable", "The model cannot take the request: %s", e.msg);
+        j->usage.prompt_tokens = 0;
+        settle(j, "error");
+        goto out;
+    }
+    /* the job owns the request from here */
+    j->req = *req;
+    memset(req, 0, sizeof *req);
+    j->meta.kind = j->req.kind;
+    j->meta.id = j->id;
+    j->meta.created = (int64_t)time(NULL);
+    j->meta.model = j->req.model;
+    j->phase = j->req.kind == OAI_CHAT ? PH_ROLE : PH_GEN;
+    *out = j;
+    j = NULL;
+    rc = 0;
+out:
+    if (j) {
+        tok_stream_free(j->ts);
+        oai_logprobs_free(j->lp);
+        free(j);
+    }
+    free(msgs);
+    tok_ids_release(&ids);
+    return rc;
+}
+
+bool job_is_stream(const struct job *j)
+{
+    return j->req.stream;
+}
+
+/* ---- events ---- */
+
+/* 0 with *ev, 1 after idle_ms without an event, -1 when the client is gone
+ * (the sequence has been cancelled). */
+static int wait_event(struct job *j, struct engine_event *ev, int idle_ms)
+{
+    int waited = 0;
+    for (;;) {
+        int rc = engine_next(j->seq, ev, WAIT_SLICE_MS);
+        if (rc == 0)
+            return 0;
+        if (client_gone(j->fd)) {
+            j->gone = true;
+            engine_cancel(j->seq);
+            return -1;
+        }
+        waited += WAIT_SLICE_MS;
+        if (idle_ms >= 0 && waited >= idle_ms)
+            return 1;
+    }
+}
+
+/* Text released by the detokenizer: collected or sent as a chunk. */
+static int emit_text(struct job *j, const char *s, size_t n)
+{
+    j->text_total += n;
+    if (!j->req.stream)
+        return n ? buf_append(&j->text, &j->text_len, &j->text_cap, s, n) : 0;
+    if (n == 0)
+        return 0;
+    int rc = sse(j, oai_build_chunk(&j->meta, false, s, n, NULL, j->lp));
+    if (j->lp)
+        oai_logprobs_clear(j->lp);
+    return rc;
+}
+
+static int on_token(struct job *j, const struct sample_result *t)
+{
+    uint64_t now = now_ns();
+    struct metrics *mt = &j->srv->mt;
+    if (j->n_tok == 0)
+        metrics_ttft(mt, j->sm->index, (double)(now - j->t_submit) * 1e-9);
+    else
+        metrics_itl(mt, j->sm->index, (double)(now - j->t_last) * 1e-9);
+    j->t_last = now;
+    j->n_tok++;
+    if (j->stop_hit || tok_is_eog(j->sm->cfg.tok, t->token))
+        return 0;
+    const struct tokenizer *tok = j->sm->cfg.tok;
+    if (j->lp) {
+        struct oai_token_lp tl;
+        memset(&tl, 0, sizeof tl);
+        tl.bytes = tok_piece(tok, t->token, false, &tl.n_bytes);
+        tl.logprob = t->logprob;
+        tl.n_top = t->n_top < SAMPLE_MAX_TOP ? t->n_top : SAMPLE_MAX_TOP;
+        for (int i = 0; i < tl.n_top; i++) {
+            tl.top[i].bytes = tok_piece(tok, t->top[i].id, false, &tl.top[i].n_bytes);
+            tl.top[i].logprob = t->top[i].logprob;
+            if (!tl.top[i].bytes)
+                tl.top[i].bytes = "", tl.top[i].n_bytes = 0;
+        }
+        if (!tl.bytes)
+            tl.bytes = "", tl.n_bytes = 0;
+        if (oai_logprobs_add(j->lp, &tl, j->text_total) < 0)
+            return -1;
+    }
+    const char *s;
+    size_t n;
+    struct err e;
+    int rc = tok_stream_feed(j->ts, t->token, &s, &n, &e);
+    if (rc < 0) {
+        snprintf(j->error_msg, sizeof j->error_msg, "%s", e.msg);
+        return -1;
+    }
+    if (rc == 1) {
+        j->stop_hit = true;
+        engine_cancel(j->seq);
+    }
+    return emit_text(j, s, n);
+}
+
+static void on_done(struct job *j, const struct engine_event *ev)
+{
+    j->done = true;
+    j->usage.prompt_tokens = ev->n_prompt;
+    j->usage.cached_tokens = ev->n_cached;
+    j->usage.completion_tokens = ev->n_completion;
+    if (ev->finish == ENGINE_FINISH_ERROR) {
+        j->error = true;
+        snprintf(j->error_msg, sizeof j->error_msg, "%s", ev->error);
+    }
+    if (!j->stop_hit && !j->error) {
+        const char *s;
+        size_t n;
+        struct err e;
+        if (tok_stream_finish(j->ts, &s, &n, &e) < 0 || emit_text(j, s, n) < 0) {
+            j->error = true;
+            snprintf(j->error_msg, sizeof j->error_msg, "out of memory");
+        }
+    }
+    j->finish = j->error ? "error"
+                : j->stop_hit ? "stop"
+                : ev->finish == ENGINE_FINISH_LENGTH ? "length"
+                : ev->finish == ENGINE_FINISH_CANCELLED ? "cancelled"
+                                                        : "stop";
+    metrics_usage(&j->srv->mt, j->sm->index, j->usage.prompt_tokens, j->usage.cached_tokens,
+                  j->usage.completion_tokens);
+    settle(j, j->gone ? "cancelled" : j->finish);
+}
+
+/* The finish_reason clients see: OpenAI knows only stop and length here. */
+static const char *client_finish(const struct job *j)
+{
+    return !strcmp(j->finish, "length") ? "length" : "stop";
+}
+
+/* ---- non-streaming ---- */
+
+char *job_run_to_end(struct job *j, int *status, struct oai_error *err)
+{
+    struct engine_event ev;
+    while (!j->done) {
+        int rc = wait_event(j, &ev, -1);
+        if (rc < 0) {
+            *status = 0;
+            return NULL;
+        }
+        if (ev.kind == ENGINE_EV_DONE)
+            on_done(j, &ev);
+        else if (on_token(j, &ev.tok) < 0) {
+            j->error = true;
+            engine_cancel(j->seq);
+        }
+    }
+    if (j->error) {
+        *status = 500;
+        oai_err(err, 500, "server_error", NULL, NULL, "Generation failed: %s", j->error_msg);
+        return NULL;
+    }
+    char *body = oai_build_response(&j->meta, j->text ? j->text : "", j->text_len, client_finish(j), j->lp, &j->usage);
+    if (!body) {
+        *status = 500;
+        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory while building the response.");
+        return NULL;
+    }
+    *status = 200;
+    return body;
+}
+
+/* ---- streaming ---- */
+
+static int stream_finish(struct job *j)
+{
+    int rc = 0;
+    if (j->error) {
+        struct oai_error e;
+        oai_err(&e, 500, "server_error", NULL, NULL, "Generation failed: %s", j->error_msg);
+        rc |= sse(j, oai_build_error(&e));
+    } else {
+        rc |= sse(j, oai_build_chunk(&j->meta, false, NULL, 0, client_finish(j),
+                                     j->lp && oai_logprobs_count(j->lp) ? j->lp : NULL));
+        if (j->req.include_usage)
+            rc |= sse(j, oai_build_usage_chunk(&j->meta, &j->usage));
+    }
+    rc |= buf_append(&j->out, &j->out_len, &j->out_cap, "data: [DONE]\n\n", 14);
+    j->phase = PH_END;
+    return rc ? -1 : 0;
+}
+
+ssize_t job_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct job *j = cls;
+    for (;;) {
+        if (j->out_pos < j->out_len) {
+            size_t n = j->out_len - j->out_pos;
+            if (n > max)
+                n = max;
+            memcpy(buf, j->out + j->out_pos, n);
+            j->out_pos += n;
+            return (ssize_t)n;
+        }
+        j->out_len = j->out_pos = 0;
+        if (j->phase == PH_END)
+            return -1; /* MHD_CONTENT_READER_END_OF_STREAM */
+        if (j->phase == PH_ROLE) {
+            if (sse(j, oai_build_chunk(&j->meta, true, "", 0, NULL, NULL)) < 0)
+                return -2;
+            j->phase = PH_GEN;
+            continue;
+        }
+        struct engine_event ev;
+        int rc = wait_event(j, &ev, KEEPALIVE_MS);
+        if (rc < 0)
+            return -2; /* MHD_CONTENT_READER_END_WITH_ERROR: the client is gone */
+        if (rc == 1) {
+            if (buf_append(&j->out, &j->out_len, &j->out_cap, ": keep-alive\n\n", 14) < 0)
+                return -2;
+            continue;
+        }
+        if (ev.kind == ENGINE_EV_DONE) {
+            on_done(j, &ev);
+            if (stream_finish(j) < 0)
+                return -2;
+        } else if (on_token(j, &ev.tok) < 0) {
+            j->error = true;
+            engine_cancel(j->seq);
+        }
+    }
+}
+
+void job_free(void *cls)
+{
+    struct job *j = cls;
+    if (!j)
+        return;
+    if (j->seq && !j->done) {
+        /* the client went away (or the daemon is stopping): cancel, then wait
+         * briefly for the engine's DONE so that usage is exact when settled */
+        engine_cancel(j->seq);
+        struct engine_event ev;
+        uint64_t t0 = now_ns();
+        while (!j->done && now_ns() - t0 < (uint64_t)DRAIN_MS * 1000000) {
+            if (engine_next(j->seq, &ev, WAIT_SLICE_MS) == 0 && ev.kind == ENGINE_EV_DONE) {
+                j->gone = true;
+                on_done(j, &ev);
+            }
+        }
+    }
+    settle(j, "cancelled");
+    engine_release(j->seq);
+    tok_stream_free(j->ts);
+    oai_logprobs_free(j->lp);
+    oai_request_release(&j->req);
+    free(j->text);
+    free(j->out);
+    free(j);
+}

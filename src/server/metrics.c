@@ -1,0 +1,248 @@
+/*
+ * metrics.c — counters and histograms for /metrics, in Prometheus' text
+ * exposition format (version 0.0.4). One mutex guards them all: updates
+ * are a few additions per request or token, far below anything that could
+ * contend. Engine gauges (queue, running, KV blocks) are read from
+ * engine_get_stats at render time.
+ */
+#include "server/server_int.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static const char *const route_labels[ROUTE_COUNT] = {
+    "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model}", "/health", "/metrics", "other",
+};
+
+const char *route_label(enum route r)
+{
+    return route_labels[r];
+}
+
+static const int status_codes[METRICS_N_STATUS] = {200, 400, 401, 402, 403, 404, 405, 413, 429, 500, 503, 0};
+
+static const double ttft_bounds[HIST_TTFT_N] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                 1,     2.5,  5,     10,   30,  60};
+static const double itl_bounds[HIST_ITL_N] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+
+int metrics_init(struct metrics *mt, int n_models)
+{
+    memset(mt, 0, sizeof *mt);
+    if (!(mt->models = calloc((size_t)n_models, sizeof *mt->models)))
+        return -1;
+    mt->n_models = n_models;
+    pthread_mutex_init(&mt->mu, NULL);
+    return 0;
+}
+
+void metrics_release(struct metrics *mt)
+{
+    if (!mt->models)
+        return;
+    pthread_mutex_destroy(&mt->mu);
+    free(mt->models);
+    mt->models = NULL;
+}
+
+void metrics_request(struct metrics *mt, enum route r, int status)
+{
+    int k = METRICS_N_STATUS - 1; /* "other" */
+    for (int i = 0; i < METRICS_N_STATUS - 1; i++)
+        if (status_codes[i] == status)
+            k = i;
+    pthread_mutex_lock(&mt->mu);
+    mt->req[r][k]++;
+    pthread_mutex_unlock(&mt->mu);
+}
+
+static void hist_add(struct hist *h, const double *bounds, int n, double x)
+{
+    int i = 0;
+    while (i < n && x > bounds[i])
+        i++;
+    h->bucket[i]++;
+    h->sum += x;
+    h->count++;
+}
+
+void metrics_ttft(struct metrics *mt, int model, double seconds)
+{
+    pthread_mutex_lock(&mt->mu);
+    hist_add(&mt->models[model].ttft, ttft_bounds, HIST_TTFT_N, seconds);
+    pthread_mutex_unlock(&mt->mu);
+}
+
+void metrics_itl(struct metrics *mt, int model, double seconds)
+{
+    pthread_mutex_lock(&mt->mu);
+    hist_add(&mt->models[model].itl, itl_bounds, HIST_ITL_N, seconds);
+    pthread_mutex_unlock(&mt->mu);
+}
+
+void metrics_usage(struct metrics *mt, int model, int n_prompt, int n_cached, int n_completion)
+{
+    pthread_mutex_lock(&mt->mu);
+    struct model_metrics *m = &mt->models[model];
+    m->requests++;
+    m->prompt_tokens += (uint64_t)n_prompt;
+    m->cached_tokens += (uint64_t)n_cached;
+    m->completion_tokens += (uint64_t)n_completion;
+    pthread_mutex_unlock(&mt->mu);
+}
+
+/* ---- rendering ---- */
+
+struct out {
+    char *b;
+    size_t len, cap;
+    bool oom;
+};
+
+static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct out *o, const char *fmt, ...)
+{
+    if (o->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->b ? o->b + o->len : NULL, o->b ? o->cap - o->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->oom = true;
+            return;
+        }
+        if (o->b && o->len + (size_t)n < o->cap) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t c = o->cap ? o->cap * 2 : 4096;
+        while (c < o->len + (size_t)n + 1)
+            c *= 2;
+        char *nb = realloc(o->b, c);
+        if (!nb) {
+            o->oom = true;
+            return;
+        }
+        o->b = nb, o->cap = c;
+    }
+}
+
+/* A label value: valid UTF-8 with \, " and newline escaped. */
+static char *label_value(const char *s)
+{
+    size_t n;
+    char *u = oai_utf8_sanitize(s, strlen(s), &n);
+    if (!u)
+        return NULL;
+    char *o = malloc(n * 2 + 1);
+    if (o) {
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (u[i] == '\\' || u[i] == '"')
+                o[at++] = '\\', o[at++] = u[i];
+            else if (u[i] == '\n')
+                o[at++] = '\\', o[at++] = 'n';
+            else
+                o[at++] = u[i];
+        }
+        o[at] = 0;
+    }
+    free(u);
+    return o;
+}
+
+static void render_hist(struct out *o, const char *name, const char *model, const struct hist *h,
+                        const double *bounds, int n)
+{
+    uint64_t cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += h->bucket[i];
+        outf(o, "%s_bucket{model=\"%s\",le=\"%g\"} %llu\n", name, model, bounds[i], (unsigned long long)cum);
+    }
+    cum += h->bucket[n];
+    outf(o, "%s_bucket{model=\"%s\",le=\"+Inf\"} %llu\n", name, model, (unsigned long long)cum);
+    outf(o, "%s_sum{model=\"%s\"} %.9g\n", name, model, h->sum);
+    outf(o, "%s_count{model=\"%s\"} %llu\n", name, model, (unsigned long long)h->count);
+}
+
+char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
+{
+    struct out o = {0};
+    int nm = srv->n_models;
+    char **labels = calloc((size_t)nm, sizeof *labels);
+    struct engine_stats *st = calloc((size_t)nm, sizeof *st);
+    struct model_metrics *snap = calloc((size_t)nm, sizeof *snap);
+    uint64_t req[ROUTE_COUNT][METRICS_N_STATUS];
+    char *ret = NULL;
+    if (!labels || !st || !snap)
+        goto out;
+    for (int i = 0; i < nm; i++) {
+        if (!(labels[i] = label_value(srv->models[i].cfg.name)))
+            goto out;
+        engine_get_stats(srv->models[i].cfg.eng, &st[i]);
+    }
+    pthread_mutex_lock(&mt->mu);
+    memcpy(req, mt->req, sizeof req);
+    memcpy(snap, mt->models, (size_t)nm * sizeof *snap);
+    pthread_mutex_unlock(&mt->mu);
+
+    outf(&o, "# HELP maas_http_requests_total HTTP requests answered, by route and status code.\n"
+             "# TYPE maas_http_requests_total counter\n");
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        for (int k = 0; k < METRICS_N_STATUS; k++)
+            if (req[r][k]) {
+                char code[16];
+                if (status_codes[k])
+                    snprintf(code, sizeof code, "%d", status_codes[k]);
+                else
+                    snprintf(code, sizeof code, "other");
+                outf(&o, "maas_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n", route_labels[r], code,
+                     (unsigned long long)req[r][k]);
+            }
+
+#define PER_MODEL(name, type, help, expr)                                                                    \
+    do {                                                                                                     \
+        outf(&o, "# HELP " name " " help "\n# TYPE " name " " type "\n");                                    \
+        for (int i = 0; i < nm; i++)                                                                         \
+            outf(&o, name "{model=\"%s\"} %llu\n", labels[i], (unsigned long long)(expr));                   \
+    } while (0)
+    PER_MODEL("maas_generation_requests_total", "counter", "Generation requests finished.", snap[i].requests);
+    PER_MODEL("maas_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", snap[i].prompt_tokens);
+    PER_MODEL("maas_cached_tokens_total", "counter", "Prompt tokens served from the prefix cache.",
+              snap[i].cached_tokens);
+    PER_MODEL("maas_completion_tokens_total", "counter", "Tokens generated.", snap[i].completion_tokens);
+    PER_MODEL("maas_queue_length", "gauge", "Requests waiting for admission.", st[i].queued);
+    PER_MODEL("maas_running_sequences", "gauge", "Sequences admitted and not finished.", st[i].running);
+    PER_MODEL("maas_kv_blocks_total", "gauge", "KV cache blocks.", st[i].kv_blocks_total);
+    PER_MODEL("maas_kv_blocks_used", "gauge", "KV cache blocks in use.", st[i].kv_blocks_used);
+    PER_MODEL("maas_kv_blocks_free", "gauge", "KV cache blocks free.", st[i].kv_blocks_free);
+    PER_MODEL("maas_kv_blocks_cached", "gauge", "KV cache blocks held only by the prefix cache.",
+              st[i].kv_blocks_cached);
+    PER_MODEL("maas_engine_steps_total", "counter", "Scheduler steps run.", st[i].steps);
+    PER_MODEL("maas_engine_preemptions_total", "counter", "Sequences preempted.", st[i].preemptions);
+#undef PER_MODEL
+
+    outf(&o, "# HELP maas_time_to_first_token_seconds Time from submission to the first generated token.\n"
+             "# TYPE maas_time_to_first_token_seconds histogram\n");
+    for (int i = 0; i < nm; i++)
+        render_hist(&o, "maas_time_to_first_token_seconds", labels[i], &snap[i].ttft, ttft_bounds, HIST_TTFT_N);
+    outf(&o, "# HELP maas_inter_token_latency_seconds Time between consecutive generated tokens of a request.\n"
+             "# TYPE maas_inter_token_latency_seconds histogram\n");
+    for (int i = 0; i < nm; i++)
+        render_hist(&o, "maas_inter_token_latency_seconds", labels[i], &snap[i].itl, itl_bounds, HIST_ITL_N);
+    if (!o.oom) {
+        ret = o.b;
+        o.b = NULL;
+        *len = o.len;
+    }
+out:
+    free(o.b);
+    if (labels)
+        for (int i = 0; i < nm; i++)
+            free(labels[i]);
+    free(labels);
+    free(st);
+    free(snap);
+    return ret;
+}

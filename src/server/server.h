@@ -1,0 +1,96 @@
+/*
+ * server — the OpenAI-compatible HTTP API over one engine per model.
+ *
+ *   POST /v1/chat/completions   chat (messages rendered with the model's chat template)
+ *   POST /v1/completions        raw text completion
+ *   GET  /v1/models[/NAME]      the models served
+ *   GET  /health                {"status":"ok"}
+ *   GET  /metrics               Prometheus text
+ *
+ * Use:
+ *     struct server_model sm = {.name = "tiny", .m = m, .tok = tok, .eng = eng, .n_ctx = 4096};
+ *     struct server_opts o = server_opts_default();
+ *     struct server *s = server_new(&sm, 1, &o, &e);   // listening when it returns
+ *     ... until a signal ...
+ *     server_free(s);                                   // stops accepting, ends connections
+ *
+ * Threads: libmicrohttpd runs one thread per connection (plus its listening
+ * thread). A connection thread parses, validates and tokenizes its request,
+ * submits it to the model's engine and then blocks on engine_next for that
+ * one sequence only — it never touches the model. A client that goes away
+ * (checked on the socket while waiting) has its sequence cancelled.
+ *
+ * Billing: struct server_hooks is the one place where accounting plugs in.
+ * admit() runs after validation and tokenization and before the engine sees
+ * the request (authentication, holds, rate limits); settle() runs exactly
+ * once for every admitted request when it ends, with the token counts.
+ */
+#ifndef MAAS_SERVER_H
+#define MAAS_SERVER_H
+
+#include "core/core.h"
+#include "engine/engine.h"
+#include "model/model.h"
+#include "server/openai.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct server_model {
+    const char *name;              /* borrowed: the name clients put in "model" */
+    struct model *m;               /* borrowed */
+    const struct tokenizer *tok;   /* borrowed */
+    struct engine *eng;            /* borrowed: must outlive the server */
+    int n_ctx;                     /* the engine's n_ctx (prompt + output limit) */
+    const char *chat_template;     /* borrowed: family name to force, or NULL to recognise the model's */
+};
+
+struct server_admit_info {
+    const char *authorization;     /* the Authorization header, or NULL */
+    const char *model;
+    const char *user;              /* the request's "user", or NULL */
+    enum oai_kind kind;
+    int n_prompt;
+    int max_tokens;
+};
+
+struct server_settle_info {
+    const char *model;
+    int n_prompt, n_cached, n_completion;
+    const char *finish;            /* "stop", "length", "cancelled" (client gone), "error" */
+};
+
+struct server_hooks {
+    void *ctx;
+    /* 0 to let the request run (*req_ctx is handed to settle), or -1 with
+     * *err filled (status 401/402/429...). NULL admits everything. */
+    int (*admit)(void *ctx, const struct server_admit_info *a, void **req_ctx, struct oai_error *err);
+    /* Called once per admitted request, from its connection thread. */
+    void (*settle)(void *ctx, void *req_ctx, const struct server_settle_info *s);
+};
+
+struct server_opts {
+    const char *host;              /* numeric address or name; default "127.0.0.1" */
+    int port;                      /* 0 = any free port (see server_port) */
+    size_t max_body;               /* bytes; larger bodies get 413 (default 1 MiB) */
+    int timeout_s;                 /* an idle or stalled connection is closed after this (default 30) */
+    int max_connections;           /* default 256 */
+    const struct server_hooks *hooks; /* borrowed, may be NULL */
+};
+
+struct server_opts server_opts_default(void);
+
+struct server;
+
+/* Starts listening. models: n_models entries (copied; what they point to
+ * is borrowed). NULL with a reason (address in use, bad host, ...). */
+struct server *server_new(const struct server_model *models, int n_models, const struct server_opts *o,
+                          struct err *e);
+/* The port actually bound. */
+int server_port(const struct server *s);
+/* Stops the daemon (open streams end, their sequences are cancelled) and
+ * frees everything. NULL does nothing. */
+void server_free(struct server *s);
+
+#endif

@@ -1,0 +1,89 @@
+/* server_int.h — private to server/: the server object, metrics and the
+ * generation job shared by http.c, job.c and metrics.c. */
+#ifndef MAAS_SERVER_INT_H
+#define MAAS_SERVER_INT_H
+
+#include "server/server.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- metrics (metrics.c) ---- */
+
+enum route { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_MODEL, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_OTHER,
+             ROUTE_COUNT };
+const char *route_label(enum route r);
+
+#define METRICS_N_STATUS 12
+#define HIST_TTFT_N 13
+#define HIST_ITL_N 11
+
+struct hist {
+    uint64_t bucket[16];           /* non-cumulative counts, one per bound, then +Inf */
+    double sum;
+    uint64_t count;
+};
+
+struct model_metrics {
+    uint64_t requests, prompt_tokens, cached_tokens, completion_tokens;
+    struct hist ttft, itl;
+};
+
+struct metrics {
+    pthread_mutex_t mu;            /* guards everything below */
+    uint64_t req[ROUTE_COUNT][METRICS_N_STATUS];
+    struct model_metrics *models;  /* from calloc: one per served model */
+    int n_models;
+};
+
+int metrics_init(struct metrics *mt, int n_models);
+void metrics_release(struct metrics *mt);
+void metrics_request(struct metrics *mt, enum route r, int status);
+void metrics_ttft(struct metrics *mt, int model, double seconds);
+void metrics_itl(struct metrics *mt, int model, double seconds);
+void metrics_usage(struct metrics *mt, int model, int n_prompt, int n_cached, int n_completion);
+/* The Prometheus text exposition, from malloc (NULL on out of memory). */
+char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len);
+
+/* ---- the server ---- */
+
+struct smodel {
+    struct server_model cfg;       /* borrowed pointers, as given */
+    enum tok_chat_family fam;
+    int n_vocab;                   /* ids a request may bias: min(model, tokenizer) */
+    int index;                     /* in server.models and metrics.models */
+};
+
+struct server {
+    struct MHD_Daemon *d;
+    struct smodel *models;         /* from calloc, n_models */
+    int n_models;
+    struct server_opts o;
+    struct server_hooks hooks;     /* copy; zeroed when none */
+    struct metrics mt;
+    int port;
+    int64_t started;               /* unix seconds, "created" of the models */
+};
+
+/* ---- one generation request (job.c) ---- */
+
+struct job;
+
+/* Validates the parsed request against model sm, tokenizes it, runs the
+ * admit hook and submits it. On success *out owns req (moved; req is
+ * emptied). -1 with *err filled (400 context too long, bad logit_bias id,
+ * 429/503 queue full, or the hook's refusal); req is then still the
+ * caller's. fd: the client's socket, polled for disconnects. */
+int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, const char *authorization, int fd,
+              struct job **out, struct oai_error *err);
+bool job_is_stream(const struct job *j);
+/* Non-streaming: waits for the end and returns the response body (from
+ * malloc). NULL when the client went away (*status 0) or on an error
+ * (*err filled, *status its HTTP status). */
+char *job_run_to_end(struct job *j, int *status, struct oai_error *err);
+/* Streaming: the MHD content-reader callback and its cleanup. */
+ssize_t job_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+void job_free(void *cls);              /* cancels a running sequence, settles, frees */
+
+#endif
