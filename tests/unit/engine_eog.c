@@ -1,0 +1,125 @@
+/* engine: end-of-generation with a real vocabulary (the shared gpt-2
+ * tokenizer, whose <|endoftext|> ends generation) on a tiny random model of
+ * that vocabulary size. A logit bias makes <|endoftext|> the greedy choice:
+ * the sequence stops at once (finish "stop", the token not emitted, not
+ * counted), or with ignore_eog runs to max_tokens emitting it. A second
+ * sequence without the bias in the same batch is not affected. */
+#include "engine/engine.h"
+#include "kernels/kernels.h"
+#include "model_tiny.h"
+#include "test.h"
+
+static int run(struct engine *eng, const struct engine_request *r, int32_t *toks, int cap, struct engine_event *done)
+{
+    struct err e;
+    struct engine_seq *s = engine_submit(eng, r, &e);
+    CHECKF(s != NULL, "%s", e.msg);
+    if (!s)
+        return -1;
+    int n = 0;
+    struct engine_event ev;
+    for (;;) {
+        if (engine_next(s, &ev, 20000) != 0) {
+            CHECK(!"timeout");
+            break;
+        }
+        if (ev.kind == ENGINE_EV_DONE)
+            break;
+        if (n < cap)
+            toks[n] = ev.tok.token;
+        n++;
+    }
+    *done = ev;
+    engine_release(s);
+    return n;
+}
+
+TEST(test_eog_stops)
+{
+    const char *dir = test_shared_dir();
+    if (!dir)
+        SKIP("no shared testdata");
+    char tp[600];
+    snprintf(tp, sizeof tp, "%s/tokenizer/gpt-2.gguf", dir);
+    struct err e;
+    struct gguf_file *gf = gguf_open(tp, &e);
+    CHECKF(gf != NULL, "%s", e.msg);
+    if (!gf)
+        return;
+    struct tokenizer *tok = tok_load(gf, &e);
+    CHECKF(tok != NULL, "%s", e.msg);
+    if (!tok) {
+        gguf_close(gf);
+        return;
+    }
+    int32_t eot = tok_find(tok, "<|endoftext|>", 13);
+    CHECK(eot >= 0 && tok_is_eog(tok, eot));
+
+    struct tiny_cfg c = {0};
+    c.arch = "qwen2";
+    c.n_vocab = tok_n_vocab(tok);
+    c.n_embd = 32;
+    c.n_layer = 1;
+    c.n_head = 2;
+    c.n_head_kv = 1;
+    c.head_dim = 16;
+    c.n_ff = 32;
+    c.wtype = GGML_TYPE_F32;
+    c.tied = true;
+    c.seed = 5;
+    char mp[128];
+    tiny_path(mp, sizeof mp, "engine_eog");
+    CHECK(tiny_write(&c, mp) == 0);
+    struct model *m = model_load(mp, &e);
+    unlink(mp);
+    CHECKF(m != NULL, "%s", e.msg);
+    struct engine *eng = m ? engine_new(m, tok, &(struct engine_opts){.n_threads = 2, .n_ctx = 64}, &e) : NULL;
+    CHECK(eng != NULL);
+    if (eng) {
+        int32_t prompt[] = {40, 1101, 257, 3797};
+        struct sample_bias bias = {eot, 100.0f};
+        struct engine_request r = {0};
+        r.prompt = prompt;
+        r.n_prompt = 4;
+        r.sample = sample_params_default();
+        r.sample.temperature = 0;
+        r.sample.bias = &bias;
+        r.sample.n_bias = 1;
+        r.max_tokens = 6;
+        int32_t toks[16];
+        struct engine_event d;
+        int n = run(eng, &r, toks, 16, &d);
+        CHECK(n == 0);
+        CHECK(d.finish == ENGINE_FINISH_STOP && d.n_completion == 0 && d.n_prompt == 4);
+        CHECK(!strcmp(engine_finish_name(d.finish), "stop"));
+
+        r.ignore_eog = true;
+        n = run(eng, &r, toks, 16, &d);
+        CHECK(n == 6 && d.finish == ENGINE_FINISH_LENGTH && d.n_completion == 6);
+        for (int i = 0; i < n && i < 16; i++)
+            CHECK(toks[i] == eot);
+
+        /* without the bias: the same tokens alone and next to a biased sequence */
+        struct engine_request plain = r;
+        plain.sample.bias = NULL;
+        plain.sample.n_bias = 0;
+        plain.ignore_eog = false;
+        int32_t alone[16], crowd[16];
+        int na = run(eng, &plain, alone, 16, &d);
+        struct engine_seq *other = engine_submit(eng, &r, &e);
+        int nc = run(eng, &plain, crowd, 16, &d);
+        CHECK(na == nc && na > 0 && !memcmp(alone, crowd, (size_t)(na < 16 ? na : 16) * sizeof *alone));
+        engine_release(other);
+        engine_free(eng);
+    }
+    model_free(m);
+    tok_free(tok);
+    gguf_close(gf);
+}
+
+int main(void)
+{
+    kernels_init();
+    RUN(test_eog_stops);
+    TEST_END();
+}
