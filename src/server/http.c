@@ -10,9 +10,11 @@
  * Bodies: the access handler is called first with the headers only: an
  * unknown route (404), a wrong method (405) or a Content-Length over
  * --max-body (413) is answered right there, before a byte of the body is
- * read. Otherwise the body is collected up to max_body; a chunked body that
- * grows past it is answered 413 as soon as it does (or, where MHD refuses a
- * response mid-upload, the connection is closed).
+ * read. Otherwise the body is collected up to max_body; a body without a
+ * Content-Length (chunked) that grows past it is dropped at once and
+ * answered 413 when it ends (MHD cannot answer in the middle of an upload);
+ * one that goes on for more than 4 x max_body + 1 MiB gets its connection
+ * closed instead.
  */
 #include "server/server_int.h"
 
@@ -29,6 +31,8 @@ struct req {
     char *body;                    /* from malloc */
     size_t len, cap;
     bool answered;                 /* a response has been queued early */
+    bool too_big;                  /* the body grew past max_body: answered 413 at its end */
+    size_t discarded;              /* bytes dropped since */
 };
 
 struct server_opts server_opts_default(void)
@@ -250,14 +254,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         if (q->answered)
             return MHD_YES; /* discard what follows an early answer */
-        if (q->len + n > srv->o.max_body) {
+        if (q->too_big || q->len + n > srv->o.max_body) {
+            /* MHD cannot answer in the middle of an upload: drop the body,
+             * read on (bounded) and answer 413 when it ends */
             free(q->body);
             q->body = NULL;
             q->len = q->cap = 0;
-            q->answered = true;
-            oai_err(&e, 413, "invalid_request_error", NULL, "request_too_large",
-                    "The request body exceeds the limit of %zu bytes.", srv->o.max_body);
-            return respond_error(srv, c, q->route, &e); /* MHD_NO (close) where a response cannot go now */
+            q->too_big = true;
+            q->discarded += n;
+            return q->discarded > 4 * srv->o.max_body + (1 << 20) ? MHD_NO : MHD_YES;
         }
         if (q->len + n + 1 > q->cap) {
             size_t cap = q->cap ? q->cap : 4096;
@@ -275,6 +280,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (q->answered)
         return MHD_YES;
     q->answered = true;
+    if (q->too_big) {
+        oai_err(&e, 413, "invalid_request_error", NULL, "request_too_large",
+                "The request body exceeds the limit of %zu bytes.", srv->o.max_body);
+        return respond_error(srv, c, q->route, &e);
+    }
     if (is_post_route(q->route))
         return generate(srv, c, q->route, q);
     return get_route(srv, c, q->route, url);
