@@ -465,10 +465,38 @@ def quantize_act_q8_0(x):
     return (q * d).reshape(shp)
 
 
+def quantize_act_q8_k(x):
+    """The same for a q8_K activation row (what k-quant dot products use):
+    blocks of 256, float32 scale chosen so the largest-magnitude element maps
+    to -128, values rounded and capped at 127."""
+    shp = x.shape
+    b = x.reshape(-1, QK_K)
+    idx = np.argmax(np.abs(b), axis=1)
+    mx = b[np.arange(b.shape[0]), idx][:, None]
+    iscale = np.divide(-128.0, mx, out=np.zeros_like(mx), where=mx != 0).astype(np.float32).astype(np.float64)
+    q = np.minimum(127, np.sign(b * iscale) * np.floor(np.abs(b * iscale) + 0.5))
+    d = np.divide(1.0, iscale, out=np.zeros_like(iscale), where=iscale != 0).astype(np.float32).astype(np.float64)
+    return (q * d).reshape(shp)
+
+
+K_QUANTS = {10, 11, 12, 13, 14}
+
+
+def quantize_act(x, weight_type):
+    """Activation rounding an engine applies before a dot product with a weight
+    of weight_type: none for float weights, q8_K for k-quants when the row
+    length allows, q8_0 otherwise."""
+    if weight_type in FLOAT_TYPES:
+        return x
+    if weight_type in K_QUANTS and x.shape[-1] % QK_K == 0:
+        return quantize_act_q8_k(x)
+    return quantize_act_q8_0(x)
+
+
 class Model:
     """Hyper-parameters and dequantized (float64) weights of a GGUF model.
     act_quant=True rounds the input of every matmul whose weight is quantized
-    to q8_0 first (an estimate of what a CPU engine's activation quantization
+    to q8_K (k-quants) or q8_0 (others) first (an estimate of what a CPU engine's activation quantization
     costs; never used for the pass/fail reference itself)."""
 
     def __init__(self, src, act_quant=False):
@@ -503,6 +531,13 @@ class Model:
         else:
             self.norm_topk = bool(g("expert_weights_norm", True))
         self._w = {}
+        # MoE routing: route_trace, when a list, receives (layer, position,
+        # router logits) for every token; route_override maps (layer, position)
+        # to the experts to use there instead of the top-k (to follow another
+        # engine through a near-tie of the router); the value "flip" means: the
+        # top k-1 and then the (k+1)-th instead of the k-th
+        self.route_trace = None
+        self.route_override = {}
         self.vocab_size = self.f.tensors["token_embd.weight"].ne[1]
         self.out_name = "output.weight" if "output.weight" in self.f.tensors else "token_embd.weight"
 
@@ -517,8 +552,8 @@ class Model:
     def matmul(self, name, x, bias=None):
         """x (T, n_in) -> (T, n_out) with the weight of ne [n_in, n_out]."""
         W = self.w(name)
-        if self.act_quant and self.f.tensors[name].type not in FLOAT_TYPES:
-            x = quantize_act_q8_0(x)
+        if self.act_quant:
+            x = quantize_act(x, self.f.tensors[name].type)
         y = x @ W.T
         if bias is not None and self.has(bias):
             y = y + self.w(bias)
@@ -539,28 +574,39 @@ class Model:
             names = [p + "%s.%d.weight" % (n, e) for n in ("ffn_gate", "ffn_up", "ffn_down")]
             mats = [self.w(n) for n in names]
             types = [self.f.tensors[n].type for n in names]
-        q = lambda v, t: quantize_act_q8_0(v) if self.act_quant and t not in FLOAT_TYPES else v
+        q = lambda v, t: quantize_act(v, t) if self.act_quant else v
         xg, xu = q(x, types[0]), q(x, types[1])
         h = silu(xg @ mats[0].T) * (xu @ mats[1].T)
         return q(h, types[2]) @ mats[2].T
 
-    def _ffn_moe(self, il, x):
+    def _ffn_moe(self, il, x, pos):
         p = "blk.%d." % il
         logits = self.matmul(p + "ffn_gate_inp.weight", x)  # (T, n_expert)
         probs = np.exp(log_softmax(logits))
         out = np.zeros_like(x)
         k = self.n_expert_used
+        chosen = {}  # expert -> [(token row, weight)]
         for t in range(x.shape[0]):
-            top = np.argsort(-probs[t], kind="stable")[:k]
+            if self.route_trace is not None:
+                self.route_trace.append((il, int(pos[t]), logits[t].copy()))
+            ov = self.route_override.get((il, int(pos[t])))
+            if ov is None or isinstance(ov, str):
+                order = np.argsort(-probs[t], kind="stable")
+                top = order[:k] if ov is None else np.concatenate([order[:k - 1], order[k:k + 1]])
+            else:
+                top = np.asarray(ov)
             wts = probs[t, top]
             if self.norm_topk:
                 wts = wts / wts.sum()
             for e, wt in zip(top, wts):
-                out[t] += wt * self._expert(il, int(e), x[t:t + 1])[0]
+                chosen.setdefault(int(e), []).append((t, wt))
+        for e, tw in chosen.items():  # each expert once, over the tokens that chose it
+            rows = np.array([t for t, _ in tw])
+            wts = np.array([wt for _, wt in tw])
+            out[rows] += wts[:, None] * self._expert(il, e, x[rows])
         if self.has(p + "ffn_gate_inp_shexp.weight"):
             gate = self.w(p + "ffn_gate_inp_shexp.weight").reshape(-1)
-            xs = quantize_act_q8_0(x) if (self.act_quant and
-                                          self.f.tensors[p + "ffn_gate_inp_shexp.weight"].type not in FLOAT_TYPES) else x
+            xs = quantize_act(x, self.f.tensors[p + "ffn_gate_inp_shexp.weight"].type) if self.act_quant else x
             g = 1.0 / (1.0 + np.exp(-(xs @ gate)))  # (T,)
             sh = self.matmul(p + "ffn_down_shexp.weight",
                              silu(self.matmul(p + "ffn_gate_shexp.weight", x)) * self.matmul(p + "ffn_up_shexp.weight", x))
@@ -609,7 +655,7 @@ class Model:
             x = x + self.matmul(p + "attn_output.weight", o, p + "attn_output.bias")
             h = rms_norm(x, self.w(p + "ffn_norm.weight"), self.eps)
             if self.has(p + "ffn_gate_inp.weight"):
-                x = x + self._ffn_moe(il, h)
+                x = x + self._ffn_moe(il, h, pos)
             else:
                 x = x + self._ffn_dense(il, h)
         cache["n"] = p0 + T
@@ -703,15 +749,30 @@ def require_subcommand(name, probe_args):
     return rc, out, err
 
 
-def vocab_args(tmpdir):
-    """mkmodel arguments for a vocabulary: ../shared/testdata/tokenizer/gpt-2.gguf
-    when present, else a built-in vocabulary trained on a small text."""
-    for cand in (_os.environ.get("MAAS_REF_VOCAB"),
-                 _os.path.join(REPO_ROOT, "..", "shared", "testdata", "tokenizer", "gpt-2.gguf")):
-        if cand and _os.path.exists(cand):
-            return ["--vocab", _os.path.abspath(cand)]
-    text = _os.path.join(tmpdir, "train.txt")
-    with open(text, "w") as f:
-        for i in range(200):
-            f.write("The quick brown fox %d jumps over the lazy dog; a model serves tokens to users. " % i)
-    return ["--train-vocab", text, "--vocab-size", "400"]
+def vocab_args(tmpdir, small=True):
+    """mkmodel arguments for a vocabulary. MAAS_REF_VOCAB (a GGUF) wins; else,
+    with small, a 1024-token byte-level BPE vocabulary that maas learns once per
+    tmpdir from data/vocab-train.txt (tiny output matrices keep the float64
+    reference fast); else ../shared/testdata/tokenizer/gpt-2.gguf."""
+    env = _os.environ.get("MAAS_REF_VOCAB")
+    if env:
+        return ["--vocab", _os.path.abspath(env)]
+    gpt2 = _os.path.join(REPO_ROOT, "..", "shared", "testdata", "tokenizer", "gpt-2.gguf")
+    if not small and _os.path.exists(gpt2):
+        return ["--vocab", _os.path.abspath(gpt2)]
+    out = _os.path.join(tmpdir, "vocab-1024.gguf")
+    if not _os.path.exists(out):
+        text = _os.path.join(REPO_ROOT, "data", "vocab-train.txt")
+        if not _os.path.exists(text):
+            text = _os.path.join(tmpdir, "train.txt")
+            with open(text, "w") as f:
+                for i in range(300):
+                    f.write("Request %d: the quick brown fox jumps over the lazy dog; a model serves tokens "
+                            "to users who pay per token, and the ledger records every cent. " % i)
+        rc, o, e = run_maas(["mkmodel", "--arch", "llama", "--train-vocab", text, "--vocab-size", 1024, "-o", out,
+                             "--n-embd", 64, "--n-layer", 1, "--n-head", 2, "--n-head-kv", 1, "--n-ff", 64])
+        if rc != 0:
+            if _os.path.exists(gpt2):
+                return ["--vocab", _os.path.abspath(gpt2)]
+            raise RuntimeError("maas mkmodel --train-vocab failed: %s" % e.strip()[-300:])
+    return ["--vocab", out]
