@@ -5,7 +5,8 @@ A small llama model (n_embd 256 so that k-quants apply; n_ff 384 so that
 ffn_down's rows of 384 are not a multiple of 256 and take the ecosystem's
 fallback types, which is how Q5_0, Q5_1, Q8_0 and IQ4_NL appear in k-quant
 files) is written by `maas mkmodel` in F32, converted by `maas quantize` to
-every type, and every tensor of every file is dumped by `maas inspect --dump`
+every type (and a one-layer qwen2moe model, for 3-D expert tensors, to a few),
+and every tensor of every file is dumped by `maas inspect --dump`
 (raw little-endian f32) and compared with gguf_ref's dequantization of the same
 bytes:
 
@@ -33,7 +34,8 @@ import gguf_ref as R  # noqa: E402
 # quantize TYPE argument -> types expected somewhere in the test
 QUANT_ARGS = ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
               "q4_k_m", "q3_k_m"]
-OPTIONAL_ARGS = ["iq4_nl"]  # not required of `maas quantize` as a direct target
+OPTIONAL_ARGS = ["iq4_nl"]
+MOE_QUANT_ARGS = ["q8_0", "q4_k_m", "q6_k", "q2_k", "q5_1"]  # not required of `maas quantize` as a direct target
 MUST_COVER = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
               "IQ4_NL"]
 # relative RMS error bound against the F32 source, per stored type
@@ -60,7 +62,6 @@ def main():
             print("FAIL mkmodel")
             sys.exit(1)
         f_src = R.GGUFFile(src)
-        src_vals = {n: f_src.dequant(n) for n in f_src.tensors}
 
         # inspect --dump must work on the source itself (F32) first
         rc, raw, err = R.run_maas(["inspect", src, "--dump", "blk.0.attn_q.weight"], binary=True)
@@ -71,10 +72,25 @@ def main():
             print("FAIL maas inspect --dump on the F32 source: %s" % msg)
             sys.exit(1)
 
-        files = [("f32-source", src)]
-        for qa in QUANT_ARGS + OPTIONAL_ARGS:
+        # a MoE model too: 3-D expert slabs (row length 256 and, for the
+        # expert down matrices, 128 -> fallback types), router, shared expert
+        moe_src = os.path.join(tmp, "moe.gguf")
+        args = ["mkmodel", "--arch", "qwen2moe"] + R.vocab_args(tmp) + [
+            "-o", moe_src, "--n-embd", 256, "--n-layer", 1, "--n-head", 4, "--n-head-kv", 2, "--n-ff", 384,
+            "--n-expert", 4, "--n-expert-used", 2, "--n-ff-exp", 128, "--n-ff-shexp", 256, "--seed", 8, "--type", "f32"]
+        rc, out, err = R.run_maas(args)
+        if rc != 0:
+            failures.append("mkmodel qwen2moe failed: %s" % err.strip()[-300:])
+            print("FAIL " + failures[-1])
+        f_moe = R.GGUFFile(moe_src) if rc == 0 else None
+
+        files = [("f32-source", src, f_src)]
+        jobs = [(qa, src) for qa in QUANT_ARGS + OPTIONAL_ARGS]
+        if f_moe is not None:
+            jobs += [("moe-" + qa, moe_src) for qa in MOE_QUANT_ARGS]
+        for qa, job_src in jobs:
             dst = os.path.join(tmp, "m-%s.gguf" % qa)
-            rc, out, err = R.run_maas(["quantize", src, dst, qa])
+            rc, out, err = R.run_maas(["quantize", job_src, dst, qa.replace("moe-", "")])
             if rc != 0:
                 if qa in OPTIONAL_ARGS:
                     print("note: maas quantize does not take %s directly: %s" % (qa, err.strip()[-200:]))
@@ -82,11 +98,11 @@ def main():
                 failures.append("quantize %s failed: %s" % (qa, err.strip()[-300:]))
                 print("FAIL quantize to %s: %s" % (qa, err.strip()[-300:]))
                 continue
-            files.append((qa, dst))
+            files.append((qa, dst, f_moe if job_src == moe_src else f_src))
 
-        for qa, path in files:
+        for qa, path, f_orig in files:
             f = R.GGUFFile(path)
-            if set(f.tensors) != set(f_src.tensors):
+            if set(f.tensors) != set(f_orig.tensors):
                 failures.append("%s: tensor names differ from the source" % qa)
             worst_dq = 0.0
             types_here = {}
@@ -107,7 +123,7 @@ def main():
                     failures.append("%s %s (%s): C dequantization differs from the reference: max diff %.3g "
                                     "(%.3g of max |value| %.3g)" % (qa, name, t.type_name, dq, rel_dq, scale))
                     print("FAIL " + failures[-1])
-                s = src_vals[name].reshape(-1)
+                s = f_orig.dequant(name).reshape(-1)
                 rms_err = float(np.sqrt(np.mean((ref - s) ** 2) / max(np.mean(s ** 2), 1e-300)))
                 bound = ERR_BOUND.get(t.type_name)
                 if t.type_name == "F32":

@@ -35,7 +35,7 @@ q8_K, 256-element blocks, for k-quant weights; q8_0, 32-element blocks, for the
 others) along the same tokens, and set tol = max(F32 tol, 3 x measured). The
 factor 3 covers rounding details (ties, scale precision) and the fact that two
 independent roundings of the same size do not produce the same error on a
-given step: the errors observed from maas were 0.7-1.3x the simulated ones when
+given step: the errors observed from maas were 0.7-1.5x the simulated ones when
 this was written. (Simulating q8_0 for every type instead under-estimated the
 k-quant files by up to 1.8x, which is why the format follows the weight type.)
 The measured values and the tolerances are printed.
