@@ -20,7 +20,9 @@
 #include <time.h>
 
 #define WAIT_SLICE_MS 50
-#define KEEPALIVE_MS 10000   /* an SSE comment after this long without output */
+#define KEEPALIVE_MS 10000   /* an SSE comment after this long without output, */
+                             /* or a third of the connection timeout if shorter: MHD drops a */
+                             /* connection that writes nothing for that long */
 #define DRAIN_MS 5000        /* longest wait for DONE after a cancel */
 
 enum phase { PH_ROLE, PH_GEN, PH_END };
@@ -431,7 +433,8 @@ ssize_t job_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             continue;
         }
         struct engine_event ev;
-        int rc = wait_event(j, &ev, KEEPALIVE_MS);
+        int idle_ms = j->srv->o.timeout_s * 1000 / 3;
+        int rc = wait_event(j, &ev, idle_ms < KEEPALIVE_MS ? idle_ms : KEEPALIVE_MS);
         if (rc < 0)
             return -2; /* MHD_CONTENT_READER_END_WITH_ERROR: the client is gone */
         if (rc == 1) {

@@ -392,26 +392,45 @@ check(got.startswith(b"HTTP/1.1 200") and got.count(b"data: ") >= 3, "stream sta
 check(running == 0, "running sequences back to 0 after the client disconnected")
 check(gen1 - gen0 < MAXT, "the cancelled sequence stopped early (%d of %d tokens)" % (gen1 - gen0, MAXT))
 
-# ---- queue full -> 429 with Retry-After (second server: --max-queue 1 --max-running 1) -------------------------
+# ---- queue full -> 429 with Retry-After; a stream queued longer than the connection timeout still completes ----
+# (second server: --max-queue 1 --max-running 1 --ctx 8192)
 if BUSY_PORT:
     res = []
     lock = threading.Lock()
 
-    def busy():
-        st, h, body = request("POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 400,
+    def busy(max_tokens):
+        st, h, body = request("POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": max_tokens,
                                                           "temperature": 0}, port=BUSY_PORT)
         with lock:
             res.append((st, h.get("Retry-After"), body))
-    ts = [threading.Thread(target=busy) for _ in range(6)]
+    blocker = threading.Thread(target=busy, args=(6000,))
+    blocker.start()
+    time.sleep(0.5)
+    queued = {}
+
+    def queued_stream():
+        t0 = time.time()
+        queued["r"] = stream("/v1/completions", {"model": MODEL, "prompt": "y", "max_tokens": 3, "temperature": 0,
+                                                 "stream": True}, port=BUSY_PORT)
+        queued["dt"] = time.time() - t0
+    qs = threading.Thread(target=queued_stream)
+    qs.start()
+    time.sleep(0.5)
+    ts = [threading.Thread(target=busy, args=(10,)) for _ in range(4)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    codes = sorted(r[0] for r in res)
     refused = [r for r in res if r[0] in (429, 503)]
-    check(200 in codes and refused and all(r[1] for r in refused)
+    check(len(refused) == 4 and all(r[1] for r in refused)
           and all(err_of(json.loads(r[2])).get("message") for r in refused),
-          "queue full -> 429/503 with Retry-After and an error object (%s)" % codes)
+          "queue full -> 429/503 with Retry-After and an error object (%s)" % sorted(r[0] for r in res))
+    qs.join()
+    blocker.join()
+    st, ev, _ = queued.get("r", (None, [], ""))
+    check(st == 200 and ev and ev[-1] == "[DONE]" and queued["dt"] > TIMEOUT_S,
+          "a stream queued %.1fs (longer than the %ds connection timeout) completes" % (queued.get("dt", 0), TIMEOUT_S))
+    check(sorted(r[0] for r in res)[0] == 200, "the long request behind them completes")
 
 # ---- /metrics is Prometheus text -------------------------------------------------------------------------------
 st, text = metrics()

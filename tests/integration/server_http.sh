@@ -47,7 +47,7 @@ start() { # log, options...
 
 start "$tmp/main.log" --ctx 4096 || exit 1
 main_port=$port
-start "$tmp/busy.log" --ctx 1024 --max-queue 1 --max-running 1 || exit 1
+start "$tmp/busy.log" --ctx 8192 --max-queue 1 --max-running 1 || exit 1
 busy_port=$port
 
 "$PY" "$HERE/server_http.py" "$main_port" tiny "$TIMEOUT" "$MAXBODY" "$busy_port"
