@@ -121,6 +121,16 @@ check(st == 200 and r2["choices"][0]["message"]["content"] == greedy, "temperatu
 st, _, r3 = chat(USER, max_completion_tokens=12, temperature=0)
 check(st == 200 and r3["choices"][0]["message"]["content"] == greedy, "max_completion_tokens works as max_tokens")
 
+# ---- prefix reuse shows in usage: the second turn of a conversation has cached prompt tokens ----------------
+system = {"role": "system", "content": "You are a helpful assistant. " * 12}
+st, _, t1 = chat([system, {"role": "user", "content": "first question"}], max_tokens=4, temperature=0)
+answer = t1["choices"][0]["message"]["content"] if st == 200 else ""
+st2, _, t2 = chat([system, {"role": "user", "content": "first question"}, {"role": "assistant", "content": answer},
+                   {"role": "user", "content": "second question"}], max_tokens=4, temperature=0)
+c2 = t2["usage"]["prompt_tokens_details"]["cached_tokens"] if st2 == 200 else -1
+check(st == 200 and st2 == 200 and 0 < c2 < t2["usage"]["prompt_tokens"],
+      "second turn reports cached_tokens (%d of %d prompt tokens)" % (c2, t2["usage"]["prompt_tokens"] if st2 == 200 else 0))
+
 # ---- keep-alive: several requests on one connection ------------------------------------
 c = conn()
 statuses = [request("GET", "/health", c=c)[0] for _ in range(3)]
