@@ -60,6 +60,9 @@ DENSE_CONFIGS = [
     ("llama", "llama", []),
     ("qwen2", "qwen2", []),
     ("qwen3", "qwen3", []),
+    # linear RoPE scaling, set in the metadata of a mkmodel file (F32 and one quantized type)
+    ("llama rope-linear-x4", "llama", [], {"llama.rope.scaling.type": "linear", "llama.rope.scaling.factor": 4.0},
+     ["f32", "q8_0"]),
 ]
 MOE_CONFIGS = [
     ("llama+experts", "llama", MOE + ["--n-ff-exp", 128]),  # Mixtral layout
@@ -339,6 +342,20 @@ def compare(label, path, failures):
         failures.append("%s: %s" % (label, bad[0]))
 
 
+def rewrite_with_metadata(path, patch):
+    """Rewrites a GGUF file with some metadata keys set (gguf_ref's writer;
+    tensors are copied byte for byte)."""
+    f = R.GGUFFile(path)
+    kv = dict(f.kv)
+    kv.update(patch)
+    tensors = [(n, t.type, list(t.ne), bytes(f.raw(n))) for n, t in f.tensors.items()]
+    del f
+    R.write_gguf(path + ".tmp", kv, tensors)
+    os.replace(path + ".tmp", path)
+    g = R.GGUFFile(path)
+    assert all(g.kv[k] == v for k, v in patch.items())
+
+
 def main(configs=DENSE_CONFIGS, types=None):
     types = types or os.environ.get("MAAS_REF_TYPES", ",".join(TYPES)).split(",")
     R.maas_bin()
@@ -350,7 +367,10 @@ def main(configs=DENSE_CONFIGS, types=None):
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         vocab = R.vocab_args(tmp)
-        for label, arch, extra in configs:
+        for cfg in configs:
+            label, arch, extra = cfg[:3]
+            patch = cfg[3] if len(cfg) > 3 else None
+            cfg_types = [t for t in types if t in cfg[4]] if len(cfg) > 4 else types
             src = os.path.join(tmp, "%s-f32.gguf" % arch)
             args = ["mkmodel", "--arch", arch] + vocab + ["-o", src] + BASE + extra + ["--seed", 11, "--type", "f32"]
             rc, out, err = R.run_maas(args)
@@ -358,7 +378,9 @@ def main(configs=DENSE_CONFIGS, types=None):
                 failures.append("%s: maas %s failed: %s" % (label, " ".join(map(str, args)), err.strip()[-300:]))
                 print("FAIL " + failures[-1])
                 continue
-            for ty in types:
+            if patch:
+                rewrite_with_metadata(src, patch)
+            for ty in cfg_types:
                 path = src
                 if ty != "f32":
                     path = os.path.join(tmp, "%s-%s.gguf" % (arch, ty))
