@@ -74,7 +74,7 @@ static inline float dot(const float *q, const void *k, size_t off, int hd, bool 
 
 /* The dot products of q with 8 keys at k + off[j], as one vector (hd a
  * multiple of 8). */
-static inline __m256 dot8(const float *q, const void *k, const size_t *off, int hd, bool f16)
+static inline __attribute__((always_inline)) __m256 dot8(const float *q, const void *k, const size_t *off, int hd, bool f16)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int i = 0; i < hd; i += 8) {
@@ -96,7 +96,7 @@ static inline __m256 dot8(const float *q, const void *k, const size_t *off, int 
 
 /* out[0..hd) += sum over j < n of w[j] * v[off[j] ..], the accumulators held
  * in registers across the positions. */
-static inline void accum(float *out, const float *w, const void *v, const size_t *off, int n, int hd, bool f16)
+static inline __attribute__((always_inline)) void accum(float *out, const float *w, const void *v, const size_t *off, int n, int hd, bool f16)
 {
     int i = 0;
     for (; i + 32 <= hd; i += 32) {
@@ -180,6 +180,93 @@ static inline void attn_head(const struct attn_args *a, bool f16)
     float inv = l > 0 ? 1.0f / l : 0.0f;
     for (int i = 0; i < hd; i++)
         out[i] *= inv;
+}
+
+/* The n_q query heads that share one KV head (grouped-query attention):
+ * q and out hold n_q heads of head_dim floats back to back. Each chunk of
+ * GCHUNK keys and values is converted from f16 once into an f32 buffer and
+ * then serves every head of the group, instead of being converted once per
+ * head (the conversion, not the FMAs, bounds the per-head kernel). */
+#define GCHUNK 16
+#define GMAX_HD 256
+#define GMAX_Q 64
+
+void attn_group_f16_avx2(const struct attn_args *a, int n_q)
+{
+    int hd = a->head_dim, bs = a->block_size;
+    if (n_q > GMAX_Q || hd > GMAX_HD || hd % 8 != 0) {
+        for (int g = 0; g < n_q; g++) {
+            struct attn_args h = *a;
+            h.q = a->q + (size_t)g * hd;
+            h.out = a->out + (size_t)g * hd;
+            attn_head(&h, true);
+        }
+        return;
+    }
+    float kf[GCHUNK * GMAX_HD] __attribute__((aligned(32)));
+    float vf[GCHUNK * GMAX_HD] __attribute__((aligned(32)));
+    float mrun[GMAX_Q], lrun[GMAX_Q], sc[GCHUNK];
+    size_t off[GCHUNK];
+    for (int j = 0; j < GCHUNK; j++)
+        off[j] = (size_t)j * hd;
+    for (int g = 0; g < n_q; g++) {
+        mrun[g] = -INFINITY;
+        lrun[g] = 0;
+    }
+    memset(a->out, 0, (size_t)n_q * hd * sizeof(float));
+    const uint16_t *K = a->k, *V = a->v;
+    for (int p0 = 0, b = 0; p0 < a->n_pos; p0 += bs, b++) {
+        int nb = a->n_pos - p0 < bs ? a->n_pos - p0 : bs;
+        size_t base = (size_t)a->blocks[b] * a->block_stride;
+        for (int j0 = 0; j0 < nb; j0 += GCHUNK) {
+            int nc = nb - j0 < GCHUNK ? nb - j0 : GCHUNK;
+            size_t src = base + (size_t)j0 * hd, n_el = (size_t)nc * hd;
+            for (size_t i = 0; i < n_el; i += 8) {
+                _mm256_store_ps(kf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(K + src + i))));
+                _mm256_store_ps(vf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(V + src + i))));
+            }
+            for (int g = 0; g < n_q; g++) {
+                const float *q = a->q + (size_t)g * hd;
+                float *out = a->out + (size_t)g * hd;
+                int j8 = 0;
+                for (; j8 + 8 <= nc; j8 += 8)
+                    _mm256_storeu_ps(sc + j8,
+                                     _mm256_mul_ps(dot8(q, kf, off + j8, hd, false), _mm256_set1_ps(a->scale)));
+                for (int j = j8; j < nc; j++)
+                    sc[j] = dot(q, kf, off[j], hd, false) * a->scale;
+                float cmax = -INFINITY;
+                for (int j = 0; j < nc; j++)
+                    cmax = sc[j] > cmax ? sc[j] : cmax;
+                if (cmax > mrun[g]) {
+                    float corr = expf(mrun[g] - cmax);
+                    lrun[g] *= corr;
+                    __m256 vc = _mm256_set1_ps(corr);
+                    for (int i = 0; i < hd; i += 8)
+                        _mm256_storeu_ps(out + i, _mm256_mul_ps(vc, _mm256_loadu_ps(out + i)));
+                    mrun[g] = cmax;
+                }
+                __m256 vm = _mm256_set1_ps(mrun[g]), acc = _mm256_setzero_ps();
+                int j = 0;
+                for (; j + 8 <= nc; j += 8) {
+                    __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vm));
+                    _mm256_storeu_ps(sc + j, e);
+                    acc = _mm256_add_ps(acc, e);
+                }
+                lrun[g] += hsum(acc);
+                for (; j < nc; j++) {
+                    sc[j] = expf(sc[j] - mrun[g]);
+                    lrun[g] += sc[j];
+                }
+                accum(out, sc, vf, off, nc, hd, false);
+            }
+        }
+    }
+    for (int g = 0; g < n_q; g++) {
+        float inv = lrun[g] > 0 ? 1.0f / lrun[g] : 0.0f;
+        float *out = a->out + (size_t)g * hd;
+        for (int i = 0; i < hd; i++)
+            out[i] *= inv;
+    }
 }
 
 void attn_head_f32_avx2(const struct attn_args *a)

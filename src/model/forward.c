@@ -33,6 +33,7 @@ struct fwd {
     const float *norm_w;      /* norm weight of the current rows step */
     bool add;                 /* rows step: x += xn first */
     void (*attn)(const struct attn_args *);
+    void (*attn_group)(const struct attn_args *, int); /* NULL: attn per head */
     void (*store16)(uint16_t *, const float *, int);
 };
 
@@ -139,6 +140,22 @@ static void step_attn(void *ctx, int ith, int nth)
         int hk = (int)(item % nkv);
         const struct batch_token *t = &f->b->tokens[i];
         size_t base = kv_offset(kv, f->layer, 0, hk, 0) * kv->elt;
+        if (f->attn_group) {
+            struct attn_args a = {
+                .q = m->q + i * QD + (int64_t)hk * group * hd,
+                .out = m->att + i * QD + (int64_t)hk * group * hd,
+                .k = (const char *)kv->k + base,
+                .v = (const char *)kv->v + base,
+                .block_stride = stride,
+                .blocks = f->b->seqs[t->seq].blocks,
+                .n_pos = t->pos + 1,
+                .block_size = kv->block_size,
+                .head_dim = hd,
+                .scale = 1.0f / sqrtf((float)hd),
+            };
+            f->attn_group(&a, group);
+            continue;
+        }
         for (int h = hk * group; h < (hk + 1) * group; h++) {
             struct attn_args a = {
                 .q = m->q + i * QD + (int64_t)h * hd,
@@ -323,10 +340,13 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
     int64_t F = hp->n_ff;
     bool avx2 = kernels_isa() >= KERN_AVX2;
     struct fwd f = {.m = m, .kv = kv, .b = b, .n_rows = n};
-    if (kv->type == GGML_TYPE_F16)
+    if (kv->type == GGML_TYPE_F16) {
         f.attn = avx2 ? attn_head_f16_avx2 : attn_head_f16_ref;
-    else
+        f.attn_group = avx2 && hp->n_head > hp->n_head_kv ? attn_group_f16_avx2 : NULL;
+    }
+    else {
         f.attn = avx2 ? attn_head_f32_avx2 : attn_head_f32_ref;
+    }
     f.store16 = avx2 ? store_f16_avx2 : store_f16_ref;
 
     /* embeddings and this batch's RoPE angles (computed in double, once) */

@@ -111,6 +111,8 @@ void attn_head_f32_ref(const struct attn_args *a);
 void attn_head_f16_ref(const struct attn_args *a);
 void attn_head_f32_avx2(const struct attn_args *a);
 void attn_head_f16_avx2(const struct attn_args *a);
+/* n_q query heads sharing one KV head, q and out n_q heads back to back. */
+void attn_group_f16_avx2(const struct attn_args *a, int n_q);
 void store_f16_ref(uint16_t *dst, const float *src, int n);
 void store_f16_avx2(uint16_t *dst, const float *src, int n);
 
