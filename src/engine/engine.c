@@ -161,10 +161,11 @@ static void seq_push_token(struct engine_seq *s, const struct sample_result *r)
     pthread_mutex_lock(&s->mu);
     MAAS_ASSERT(s->ring_len < s->ring_cap);
     int i = (s->ring_head + s->ring_len) % s->ring_cap;
-    s->ring[i] = (struct ev_slot){r->token, r->logprob, r->n_top};
     int nt = s->req.sample.n_top_logprobs;
-    if (nt > 0)
-        memcpy(s->ring_top + (size_t)i * nt, r->top, (size_t)(r->n_top < nt ? r->n_top : nt) * sizeof *r->top);
+    int n_top = r->n_top < nt ? r->n_top : nt;
+    s->ring[i] = (struct ev_slot){r->token, r->logprob, n_top};
+    if (n_top > 0)
+        memcpy(s->ring_top + (size_t)i * nt, r->top, (size_t)n_top * sizeof *r->top);
     s->ring_len++;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);

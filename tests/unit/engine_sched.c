@@ -42,6 +42,8 @@ static void make_prompt(int32_t *p, int n, uint64_t seed)
 
 /* The reference: one sequence, whole prompt at once, then one token per
  * forward pass, contiguous blocks, same sampler and rng use. */
+static struct sample_result ref_res[MAXT]; /* the last ref_gen's sample results */
+
 static int ref_gen(const int32_t *prompt, int np, const struct sample_params *sp, uint64_t seed, int max_tokens,
                    int32_t *out)
 {
@@ -70,6 +72,7 @@ static int ref_gen(const int32_t *prompt, int np, const struct sample_params *sp
         fed = n_hist;
         struct sample_result r;
         sampler_sample(smp, logits, sp, hist, n_hist, &rng, &r);
+        ref_res[n] = r;
         out[n++] = r.token;
         hist[n_hist++] = r.token;
     }
@@ -311,6 +314,44 @@ TEST(test_multi_turn)
     close_engine(eng, m);
 }
 
+/* Logprobs and alternatives travel through the event ring unchanged. */
+TEST(test_logprobs)
+{
+    struct model *m;
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 4});
+    if (!eng)
+        return;
+    int32_t p[12], want[MAXT];
+    make_prompt(p, 12, 31);
+    struct sample_params sp = sample_params_default();
+    sp.temperature = 0.7f;
+    sp.top_k = 40;
+    sp.n_top_logprobs = 5;
+    int nw = ref_gen(p, 12, &sp, 99, 10, want);
+    struct err e;
+    struct engine_request r = req_of(p, 12, 10, 0.7f, 99);
+    r.sample = sp;
+    struct engine_seq *s = engine_submit(eng, &r, &e);
+    CHECK(s != NULL);
+    struct engine_event ev;
+    int n = 0;
+    while (s && engine_next(s, &ev, 20000) == 0 && ev.kind == ENGINE_EV_TOKEN) {
+        CHECK(n < nw && ev.tok.token == want[n]);
+        if (n < nw) {
+            CHECK_NEAR(ev.tok.logprob, ref_res[n].logprob, 1e-3);
+            CHECK(ev.tok.n_top == 5 && ref_res[n].n_top == 5);
+            for (int k = 0; k < 5; k++) {
+                CHECK(ev.tok.top[k].id == ref_res[n].top[k].id);
+                CHECK_NEAR(ev.tok.top[k].logprob, ref_res[n].top[k].logprob, 1e-3);
+            }
+        }
+        n++;
+    }
+    CHECK(n == 10 && ev.kind == ENGINE_EV_DONE && ev.n_completion == 10);
+    engine_release(s);
+    close_engine(eng, m);
+}
+
 TEST(test_cancel)
 {
     struct model *m;
@@ -461,6 +502,7 @@ int main(void)
     RUN(test_chunked_prefill);
     RUN(test_prefix_reuse);
     RUN(test_multi_turn);
+    RUN(test_logprobs);
     RUN(test_cancel);
     RUN(test_queue_full_and_bad_requests);
     RUN(test_small_kv_preemption);
