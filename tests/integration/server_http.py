@@ -35,7 +35,7 @@ def check(cond, what):
 
 
 def conn(port=None):
-    return http.client.HTTPConnection("127.0.0.1", port or PORT, timeout=60)
+    return http.client.HTTPConnection("127.0.0.1", port or PORT, timeout=300)
 
 
 def request(method, path, body=None, headers=None, c=None, port=None):
