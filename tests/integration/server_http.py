@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Raw-HTTP tests of `maas serve` (standard library only).
 
-usage: server_http.py PORT MODEL_NAME TIMEOUT_S MAX_BODY [BUSY_PORT]
+usage: server_http.py PORT MODEL_NAME TIMEOUT_S MAX_BODY [BUSY_PORT [SECOND_MODEL]]
 
 The server runs a tiny random model; outputs are gibberish but deterministic
 at temperature 0 and for a fixed seed, which is what the tests compare.
@@ -23,6 +23,7 @@ MODEL = sys.argv[2]
 TIMEOUT_S = int(sys.argv[3])
 MAX_BODY = int(sys.argv[4])
 BUSY_PORT = int(sys.argv[5]) if len(sys.argv) > 5 else None
+SECOND = sys.argv[6] if len(sys.argv) > 6 else None
 failures = []
 
 
@@ -100,6 +101,11 @@ check(st == 200 and json.loads(body)["status"] == "ok", "GET /health")
 st, _, body = request("GET", "/v1/models")
 models = json.loads(body)
 check(st == 200 and models["object"] == "list" and models["data"][0]["id"] == MODEL, "GET /v1/models lists the model")
+if SECOND:
+    check([m["id"] for m in models["data"]] == [MODEL, SECOND], "GET /v1/models lists both models")
+    st, _, r = post("/v1/chat/completions", {"model": SECOND, "messages": [{"role": "user", "content": "hi"}],
+                                             "max_tokens": 3})
+    check(st == 200 and r["model"] == SECOND and r["usage"]["completion_tokens"] > 0, "chat on the second model")
 st, _, body = request("GET", "/v1/models/" + MODEL)
 check(st == 200 and json.loads(body)["id"] == MODEL, "GET /v1/models/NAME")
 
@@ -463,20 +469,27 @@ for line in text.splitlines():
     base = re.sub(r"_(bucket|sum|count)$", "", name)
     if name not in types and base not in types:
         bad_lines.append("no TYPE: " + line)
+    mod = re.search(r'model="([^"]*)"', line)
+    key = (base, mod.group(1) if mod else "")
     if name.endswith("_bucket"):
         le = re.search(r'le="([^"]*)"', line).group(1)
-        hist.setdefault(base, []).append((le, float(mm.group("v"))))
-    if name.endswith("_count") and base in hist:
-        hist[base + "#count"] = float(mm.group("v"))
+        hist.setdefault(key, []).append((le, float(mm.group("v"))))
+    if name.endswith("_count") and key in hist:
+        hist[key + ("#count",)] = float(mm.group("v"))
 check(st == 200 and not bad_lines, "every /metrics line parses (%s)" % bad_lines[:3])
 for want in ["maas_http_requests_total", "maas_prompt_tokens_total", "maas_cached_tokens_total",
              "maas_completion_tokens_total", "maas_time_to_first_token_seconds", "maas_inter_token_latency_seconds",
              "maas_queue_length", "maas_running_sequences", "maas_kv_blocks_used", "maas_kv_blocks_free"]:
     check(want in types, "metric %s present" % want)
 for h in ["maas_time_to_first_token_seconds", "maas_inter_token_latency_seconds"]:
-    vals = [v for _, v in hist.get(h, [])]
-    check(vals and vals == sorted(vals) and hist[h][-1][0] == "+Inf" and vals[-1] == hist.get(h + "#count")
-          and vals[-1] > 0, "histogram %s is cumulative and ends at +Inf == count" % h)
+    for mname in [MODEL] + ([SECOND] if SECOND else []):
+        key = (h, mname)
+        vals = [v for _, v in hist.get(key, [])]
+        check(vals and vals == sorted(vals) and hist[key][-1][0] == "+Inf" and vals[-1] == hist.get(key + ("#count",))
+              and vals[-1] > 0, "histogram %s{model=%s} is cumulative and ends at +Inf == count" % (h, mname))
+if SECOND:
+    check(re.search(r'maas_completion_tokens_total\{model="%s"\} [1-9]' % SECOND, text) is not None,
+          "per-model token counters include the second model")
 check(re.search(r'maas_http_requests_total\{route="/v1/chat/completions",status="400"\} [1-9]', text) is not None,
       "requests by route and status include the 400s")
 promtool = shutil.which("promtool")

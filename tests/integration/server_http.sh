@@ -45,12 +45,19 @@ start() { # log, options...
   echo "FAIL: the server did not start:"; cat "$log"; return 1
 }
 
-start "$tmp/main.log" --ctx 4096 || exit 1
+# argument errors
+"$BIN" serve >/dev/null 2>&1; [ $? -eq 2 ] || { echo "FAIL: serve without --model should exit 2"; exit 1; }
+"$BIN" serve --model "$tmp/tiny.gguf" --port 70000 >/dev/null 2>&1; [ $? -eq 2 ] || { echo "FAIL: --port 70000 should exit 2"; exit 1; }
+out=$("$BIN" serve --model "a=$tmp/tiny.gguf" --model "a=$tmp/tiny.gguf" --port 0 --threads 1 --ctx 64 2>&1)
+[ $? -eq 1 ] && echo "$out" | grep -q "two models are named 'a'" || { echo "FAIL: duplicate model names: $out"; exit 1; }
+echo "ok   argument errors"
+
+start "$tmp/main.log" --ctx 4096 --model "other=$tmp/tiny.gguf" || exit 1
 main_port=$port
 start "$tmp/busy.log" --ctx 8192 --max-queue 1 --max-running 1 || exit 1
 busy_port=$port
 
-"$PY" "$HERE/server_http.py" "$main_port" tiny "$TIMEOUT" "$MAXBODY" "$busy_port"
+"$PY" "$HERE/server_http.py" "$main_port" tiny "$TIMEOUT" "$MAXBODY" "$busy_port" other
 rc=$?
 
 # SIGTERM shuts the server down cleanly (exit 0)
