@@ -44,6 +44,7 @@ struct job {
     struct oai_usage usage;
     int n_tok;                     /* token events seen */
     uint64_t t_submit, t_last;
+    uint64_t t_checked;            /* last look at the client's socket */
     size_t text_total;             /* bytes of text produced (for text_offset) */
     char *text;                    /* non-streaming: the whole text, from malloc */
     size_t text_len, text_cap;
@@ -244,6 +245,8 @@ bool job_is_stream(const struct job *j)
 
 /* ---- events ---- */
 
+static void on_done(struct job *j, const struct engine_event *ev);
+
 /* 0 with *ev, 1 after idle_ms without an event, -1 when the client is gone
  * (the sequence has been cancelled). */
 static int wait_event(struct job *j, struct engine_event *ev, int idle_ms)
@@ -251,13 +254,21 @@ static int wait_event(struct job *j, struct engine_event *ev, int idle_ms)
     int waited = 0;
     for (;;) {
         int rc = engine_next(j->seq, ev, WAIT_SLICE_MS);
-        if (rc == 0)
+        /* the socket is looked at when nothing comes, and every slice while
+         * tokens flow (a busy sequence must notice its client too) */
+        uint64_t now = now_ns();
+        if (rc == 0 && now - j->t_checked < (uint64_t)WAIT_SLICE_MS * 1000000)
             return 0;
+        j->t_checked = now;
         if (client_gone(j->fd)) {
             j->gone = true;
             engine_cancel(j->seq);
+            if (rc == 0 && ev->kind == ENGINE_EV_DONE)
+                on_done(j, ev); /* the last event: job_free must not wait for another */
             return -1;
         }
+        if (rc == 0)
+            return 0;
         waited += WAIT_SLICE_MS;
         if (idle_ms >= 0 && waited >= idle_ms)
             return 1;

@@ -408,6 +408,25 @@ check(got.startswith(b"HTTP/1.1 200") and got.count(b"data: ") >= 3, "stream sta
 check(running == 0, "running sequences back to 0 after the client disconnected")
 check(gen1 - gen0 < MAXT, "the cancelled sequence stopped early (%d of %d tokens)" % (gen1 - gen0, MAXT))
 
+# ---- a client that gives up on a non-streaming request: cancelled too ---------------------------------------------
+_, m0 = metrics()
+gen0 = metric(m0, "maas_completion_tokens_total")
+s = socket.create_connection(("127.0.0.1", PORT), timeout=30)
+body = json.dumps({"model": MODEL, "prompt": "count forever", "max_tokens": MAXT, "temperature": 0}).encode()
+s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+          % len(body) + body)
+time.sleep(0.2)
+s.close()
+t0 = time.time()
+while time.time() - t0 < 10:
+    _, m1 = metrics()
+    if metric(m1, "maas_running_sequences") == 0 and metric(m1, "maas_completion_tokens_total") > gen0:
+        break
+    time.sleep(0.1)
+gen1 = metric(m1, "maas_completion_tokens_total")
+check(metric(m1, "maas_running_sequences") == 0 and gen1 - gen0 < MAXT,
+      "a non-streaming request whose client left is cancelled (%d of %d tokens)" % (gen1 - gen0, MAXT))
+
 # ---- queue full -> 429 with Retry-After; a stream queued longer than the connection timeout still completes ----
 # (second server: --max-queue 1 --max-running 1 --ctx 8192)
 if BUSY_PORT:
