@@ -10,6 +10,8 @@
 #include "model_tiny.h"
 #include "test.h"
 
+#include <time.h>
+
 #define NV 256
 #define MAXT 64
 
@@ -456,6 +458,75 @@ TEST(test_small_kv_preemption)
     close_engine(eng, m);
 }
 
+/* Shared prompt prefixes, a cache too small for everyone, some sequences
+ * cancelled or released mid-way: the others still give the reference
+ * outputs, n_cached stays a whole number of blocks within the prompt, and
+ * in the end no block is held by a sequence. */
+TEST(test_shared_prefixes_preemption_cancel)
+{
+    enum { N = 10, NP = 26, GEN = 30 };
+    static int32_t prompt[N][NP], want[N][MAXT];
+    int nw[N];
+    int32_t common[16];
+    make_prompt(common, 16, 4242);
+    for (int i = 0; i < N; i++) {
+        memcpy(prompt[i], common, sizeof common);
+        make_prompt(prompt[i] + 16, NP - 16, 7000 + (uint64_t)(i % 4)); /* some prompts are identical */
+        struct sample_params sp = sample_params_default();
+        sp.temperature = i % 2 ? 0.8f : 0.0f;
+        nw[i] = ref_gen(prompt[i], NP, &sp, 300 + (uint64_t)i, GEN, want[i]);
+    }
+    struct model *m;
+    struct engine *eng = new_engine(
+        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 64, .block_size = 4, .kv_blocks = 20, .step_tokens = 24});
+    if (!eng)
+        return;
+    struct engine_seq *s[N];
+    struct err e;
+    for (int i = 0; i < N; i++) {
+        struct engine_request r = req_of(prompt[i], NP, GEN, i % 2 ? 0.8f : 0.0f, 300 + (uint64_t)i);
+        s[i] = engine_submit(eng, &r, &e);
+        CHECKF(s[i] != NULL, "%s", e.msg);
+    }
+    for (int i = 0; i < N; i++) {
+        if (!s[i])
+            continue;
+        struct engine_event ev;
+        if (i % 5 == 3) { /* cancel after the first token */
+            CHECK(engine_next(s[i], &ev, 20000) == 0 && ev.kind == ENGINE_EV_TOKEN);
+            engine_cancel(s[i]);
+            int32_t got[MAXT];
+            drain(s[i], got, &ev);
+            CHECK(ev.finish == ENGINE_FINISH_CANCELLED || ev.finish == ENGINE_FINISH_LENGTH);
+            engine_release(s[i]);
+            continue;
+        }
+        if (i == N - 1) { /* released unread */
+            engine_release(s[i]);
+            continue;
+        }
+        int32_t got[MAXT];
+        int n = drain(s[i], got, &ev);
+        CHECKF(same(got, n, want[i], nw[i]), "sequence %d differs", i);
+        CHECKF(ev.n_cached % 4 == 0 && ev.n_cached < NP, "n_cached %d", ev.n_cached);
+        engine_release(s[i]);
+    }
+    /* the released one finishes within a few steps */
+    struct engine_stats st;
+    for (int k = 0; k < 2000; k++) {
+        engine_get_stats(eng, &st);
+        if (st.running == 0 && st.queued == 0)
+            break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK(st.running == 0 && st.queued == 0);
+    CHECKF(st.kv_blocks_used == 0, "%d blocks still used", st.kv_blocks_used);
+    CHECK(st.tokens_cached > 0);
+    CHECKF(st.preemptions > 0, "no preemption happened");
+    close_engine(eng, m);
+}
+
 TEST(test_free_with_live_sequences)
 {
     struct model *m;
@@ -506,6 +577,7 @@ int main(void)
     RUN(test_cancel);
     RUN(test_queue_full_and_bad_requests);
     RUN(test_small_kv_preemption);
+    RUN(test_shared_prefixes_preemption_cancel);
     RUN(test_free_with_live_sequences);
     model_free(m_ref);
     unlink(model_path);
