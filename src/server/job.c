@@ -43,6 +43,7 @@ struct job {
     const char *finish;            /* static string once done */
     struct oai_usage usage;
     int n_tok;                     /* token events seen */
+    int n_fed;                     /* tokens fed to the detokenizer */
     uint64_t t_submit, t_last;
     uint64_t t_checked;            /* last look at the client's socket */
     size_t text_total;             /* bytes of text produced (for text_offset) */
@@ -322,6 +323,7 @@ static int on_token(struct job *j, const struct sample_result *t)
     const char *s;
     size_t n;
     struct err e;
+    j->n_fed++;
     int rc = tok_stream_feed(j->ts, t->token, &s, &n, &e);
     if (rc < 0) {
         snprintf(j->error_msg, sizeof j->error_msg, "%s", e.msg);
@@ -344,7 +346,9 @@ static void on_done(struct job *j, const struct engine_event *ev)
         j->error = true;
         snprintf(j->error_msg, sizeof j->error_msg, "%s", ev->error);
     }
-    if (!j->stop_hit && !j->error) {
+    /* (a stream never fed holds nothing, and tok_stream_finish on it passes
+     * NULL to memmove: skipped) */
+    if (!j->stop_hit && !j->error && j->n_fed > 0) {
         const char *s;
         size_t n;
         struct err e;
