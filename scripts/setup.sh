@@ -10,6 +10,7 @@ PKGS=(
   libpcre2-dev                     # tokenizer pre-splitting
   libsqlite3-dev libsodium-dev     # the ledger (SQLite) and API-key hashing
   libmicrohttpd-dev libjansson-dev # HTTP server and JSON
+  libpq-dev postgresql nginx       # shared ledger (PostgreSQL) and scale-out tests
 )
 
 missing=()

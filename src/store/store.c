@@ -4,7 +4,8 @@
  * migrations (a schema_version table; each pending migration runs in one write
  * transaction together with its version row, re-checking the version inside
  * the transaction so that two processes opening a new database at once do not
- * both apply it).
+ * both apply it; on PostgreSQL under an advisory transaction lock too, since
+ * READ COMMITTED alone would let both see the old version).
  */
 #include "store/store_int.h"
 
@@ -47,8 +48,17 @@ int store_open(const char *url, struct store **out, struct err *e)
     char path[4096];
     if (!url || !*url)
         return err_set(e, "ledger: empty database location");
-    if (starts_with(url, "postgresql://") || starts_with(url, "postgres://"))
-        return err_set(e, "ledger '%s': the PostgreSQL backend is not built into this maas yet", url);
+    if (starts_with(url, "postgresql://") || starts_with(url, "postgres://")) {
+        if (store_postgres_open(url, &s, e))
+            return -1;
+        if (store_migrate(s, store_ledger_migrations, store_ledger_n_migrations, e)) {
+            err_prefix(e, "postgresql ledger");
+            store_close(s);
+            return -1;
+        }
+        *out = s;
+        return 0;
+    }
     if (starts_with(url, "sqlite:")) {
         snprintf(path, sizeof path, "%s", url + strlen("sqlite:"));
     } else {
@@ -170,6 +180,29 @@ int store_query(struct store *s, const char *sql, const struct store_val *params
     return s->ops->query(s, sql, params, n_params, fn, ctx, e);
 }
 
+int store_lease_take(struct store *s, const char *name, struct err *e)
+{
+    if (!s->ops->lease_take)
+        return err_set(e, "%s: leases are not supported", s->ops->name);
+    if (tick(s, e))
+        return -1;
+    return s->ops->lease_take(s, name, e);
+}
+
+int store_lease_free(struct store *s, const char *name, int *is_free, struct err *e)
+{
+    if (!s->ops->lease_free)
+        return err_set(e, "%s: leases are not supported", s->ops->name);
+    if (tick(s, e))
+        return -1;
+    return s->ops->lease_free(s, name, is_free, e);
+}
+
+int store_last_retryable(const struct store *s)
+{
+    return s->ops->retryable ? s->ops->retryable(s) : 0;
+}
+
 int store_row_is_null(const struct store_row *r, int col)
 {
     return r->ops->row_is_null(r, col);
@@ -231,14 +264,28 @@ int store_schema_version(struct store *s, int *version, struct err *e)
 int store_migrate(struct store *s, const struct store_migration *m, int n, struct err *e)
 {
     int latest = n > 0 ? m[n - 1].version : 0;
-    if (tick(s, e) || s->ops->script(s, schema_version_ddl, e))
+    if (s->ops->migrate_lock) {
+        /* Two processes creating the table at once would collide in the
+         * catalog: create it under the migration lock. */
+        if (store_begin(s, STORE_TX_WRITE, e))
+            return err_prefix(e, "creating schema_version");
+        if (s->ops->migrate_lock(s, e) || tick(s, e) || s->ops->script(s, schema_version_ddl, e)) {
+            store_rollback(s);
+            return err_prefix(e, "creating schema_version");
+        }
+        if (store_commit(s, e))
+            return err_prefix(e, "creating schema_version");
+    } else if (tick(s, e) || s->ops->script(s, schema_version_ddl, e)) {
         return err_prefix(e, "creating schema_version");
+    }
     int i;
     for (i = 0; i < n; i++) {
         MAAS_ASSERT(m[i].version == i + 1);
         int cur;
         if (store_begin(s, STORE_TX_WRITE, e))
             return err_prefix(e, "migration %d", m[i].version);
+        if (s->ops->migrate_lock && s->ops->migrate_lock(s, e))
+            goto fail;
         if (store_schema_version(s, &cur, e))
             goto fail;
         if (cur > latest) {

@@ -1,14 +1,16 @@
 /*
  * store — the ledger's storage interface: one small SQL-level contract over an
- * opaque connection, with one file per backend behind it (store_sqlite.c now,
- * store_postgres.c later), as Redis picks ae_epoll.c or ae_kqueue.c.
+ * opaque connection, with one file per backend behind it (store_sqlite.c,
+ * store_postgres.c), as Redis picks ae_epoll.c or ae_kqueue.c.
  *
  * What callers get:
  *   - store_open(url)      "DIR" or "sqlite:PATH" → SQLite (WAL, busy timeout,
  *                          foreign keys, synchronous=FULL); DIR means
- *                          DIR/ledger.db. "postgresql://..." is reserved for the
- *                          PostgreSQL backend (refused clearly until it exists).
- *                          Opening applies the ledger's schema migrations.
+ *                          DIR/ledger.db. "postgresql://..." or "postgres://..."
+ *                          → PostgreSQL (libpq connection URI; the password may
+ *                          also come from PGPASSWORD or ~/.pgpass). Opening
+ *                          applies the ledger's schema migrations (PostgreSQL:
+ *                          under an advisory lock, so nodes may start at once).
  *   - transactions         store_begin(STORE_TX_WRITE) takes the write lock at
  *                          the start (SQLite BEGIN IMMEDIATE; PostgreSQL BEGIN,
  *                          and callers lock rows with conditional UPDATEs, which
@@ -71,7 +73,7 @@ enum store_tx { STORE_TX_READ, STORE_TX_WRITE, STORE_TX_WRITE_LAZY };
 int store_open(const char *url, struct store **out, struct err *e);
 void store_close(struct store *s); /* NULL does nothing */
 
-/* "sqlite" (or later "postgresql"). */
+/* "sqlite" or "postgresql". */
 const char *store_backend(const struct store *s);
 
 int store_begin(struct store *s, enum store_tx mode, struct err *e);
@@ -124,6 +126,24 @@ extern const int store_ledger_n_migrations;
 int store_migrate(struct store *s, const struct store_migration *m, int n, struct err *e);
 /* The highest applied version (0 for an empty database). */
 int store_schema_version(struct store *s, int *version, struct err *e);
+
+/* ---- leases and retries (shared databases) ----
+ * A lease is a named lock held by this connection for as long as it stays
+ * open; the database drops it when the process dies, however it dies, so any
+ * node can tell whether the process that took it is gone. PostgreSQL only
+ * (session advisory locks); on SQLite both calls fail ("not supported") and a
+ * caller uses lock files beside the database instead.
+ *   store_lease_take  fails if another session holds the lease.
+ *   store_lease_free  *is_free = 1 if no session holds it (momentarily taking
+ *                     and dropping it to find out). Not inside a transaction
+ *                     that must not be delayed: it never waits. */
+int store_lease_take(struct store *s, const char *name, struct err *e);
+int store_lease_free(struct store *s, const char *name, int *is_free, struct err *e);
+/* 1 if the last failed operation on s was a serialization failure or a
+ * deadlock (PostgreSQL SQLSTATE 40001 / 40P01): the transaction was rolled
+ * back and running it again from its start may succeed. Always 0 on SQLite,
+ * whose write transactions are serial. */
+int store_last_retryable(const struct store *s);
 
 /* ---- fault injection (tests) ----
  * After n more successful operations (begin, commit, exec, query, savepoint),

@@ -1,4 +1,4 @@
-/* store — private: the backend vtable. Each backend (store_sqlite.c, later
+/* store — private: the backend vtable. Each backend (store_sqlite.c,
  * store_postgres.c) defines a struct that begins with struct store and a
  * struct store_ops; store.c dispatches through it and owns what is common to
  * all backends (the fault-injection counter, migrations). */
@@ -22,6 +22,14 @@ struct store_ops {
     int (*row_is_null)(const struct store_row *r, int col);
     int64_t (*row_int)(const struct store_row *r, int col);
     const char *(*row_text)(const struct store_row *r, int col);
+    /* Optional (NULL where the engine needs none): */
+    /* Serialises migrations across processes inside the open transaction
+     * (PostgreSQL: pg_advisory_xact_lock; SQLite's BEGIN IMMEDIATE does it). */
+    int (*migrate_lock)(struct store *s, struct err *e);
+    int (*lease_take)(struct store *s, const char *name, struct err *e);
+    int (*lease_free)(struct store *s, const char *name, int *is_free, struct err *e);
+    /* 1 if the last failure was a serialization failure or a deadlock. */
+    int (*retryable)(const struct store *s);
 };
 
 struct store {
@@ -37,5 +45,6 @@ struct store_row {
 
 /* Backend constructors: open the connection only (no migrations). */
 int store_sqlite_open(const char *path, struct store **out, struct err *e);
+int store_postgres_open(const char *url, struct store **out, struct err *e);
 
 #endif
