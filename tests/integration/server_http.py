@@ -171,6 +171,20 @@ lp = r["choices"][0]["logprobs"]["content"] if st == 200 else []
 check(st == 200 and len(lp) >= 1 and all(len(t["top_logprobs"]) == 3 and t["logprob"] <= 0 for t in lp)
       and lp[0]["top_logprobs"][0]["logprob"] >= lp[0]["top_logprobs"][-1]["logprob"], "chat logprobs/top_logprobs")
 
+# ---- every sampling parameter at once is accepted -----------------------------------------------------------
+st, _, r = chat([{"role": "developer", "content": "Be brief."},
+                 {"role": "user", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "again"}]}],
+                max_tokens=6, temperature=0.7, top_p=0.9, presence_penalty=0.5, frequency_penalty=-0.5, seed=3,
+                logit_bias={"5": 10, "6": -100}, user="u-1", n=1, stop=["\n\n"], some_future_field={"x": 1})
+check(st == 200 and r["choices"][0]["finish_reason"] in ("stop", "length"), "all parameters together (and unknown "
+      "fields ignored)")
+st, ev, _ = stream("/v1/chat/completions", {"model": MODEL, "messages": USER, "max_tokens": 4, "temperature": 0,
+                                             "logprobs": True, "top_logprobs": 2, "stream": True})
+lps = [t for e in ev if isinstance(e, dict) and e["choices"] and e["choices"][0]["logprobs"]
+       for t in e["choices"][0]["logprobs"]["content"]]
+check(st == 200 and len(lps) == 4 and all(len(t["top_logprobs"]) == 2 for t in lps),
+      "streamed logprobs: one entry per generated token (%d)" % len(lps))
+
 # ---- completions --------------------------------------------------------------------------------------
 st, _, r = post("/v1/completions", {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0})
 ctext = r["choices"][0]["text"] if st == 200 else ""
