@@ -4,7 +4,9 @@
  * running and queued sequences (blocks freed), a full queue, a KV cache
  * too small for everyone (waiting and preemption, same outputs), and
  * engine_free with live sequences. A tiny random qwen2 model is written
- * with gguf_writer; no tokenizer (so no end-of-generation token). */
+ * with gguf_writer; no tokenizer (so no end-of-generation token). The
+ * first test runs two kernel threads (sampling is split over them too); the
+ * others one, which keeps the file fast on a busy machine. */
 #include "engine/engine.h"
 #include "kernels/kernels.h"
 #include "model_tiny.h"
@@ -225,7 +227,7 @@ TEST(test_chunked_prefill)
     crowd_init(&c, 10, false);
     struct model *m;
     struct engine *eng =
-        new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 8, .step_tokens = 16,
+        new_engine(&m, (struct engine_opts){.n_threads = 1, .n_ctx = 128, .block_size = 8, .step_tokens = 16,
                                             .max_running = 8});
     if (!eng)
         return;
@@ -236,7 +238,7 @@ TEST(test_chunked_prefill)
 TEST(test_prefix_reuse)
 {
     struct model *m;
-    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 8});
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 1, .n_ctx = 128, .block_size = 8});
     if (!eng)
         return;
     int lens[] = {37, 32, 8, 5};
@@ -276,7 +278,7 @@ TEST(test_prefix_reuse)
 TEST(test_multi_turn)
 {
     struct model *m;
-    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 8});
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 1, .n_ctx = 128, .block_size = 8});
     if (!eng)
         return;
     int32_t conv[128];
@@ -320,7 +322,7 @@ TEST(test_multi_turn)
 TEST(test_logprobs)
 {
     struct model *m;
-    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 4});
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 1, .n_ctx = 128, .block_size = 4});
     if (!eng)
         return;
     int32_t p[12], want[MAXT];
@@ -358,7 +360,7 @@ TEST(test_cancel)
 {
     struct model *m;
     struct engine *eng = new_engine(
-        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 4, .max_running = 1});
+        &m, (struct engine_opts){.n_threads = 1, .n_ctx = 128, .block_size = 4, .max_running = 1});
     if (!eng)
         return;
     int32_t p[16];
@@ -447,7 +449,7 @@ TEST(test_small_kv_preemption)
     crowd_init(&c, 40, true);
     struct model *m;
     struct engine *eng = new_engine(
-        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 96, .block_size = 4, .kv_blocks = 24});
+        &m, (struct engine_opts){.n_threads = 1, .n_ctx = 96, .block_size = 4, .kv_blocks = 24});
     if (!eng)
         return;
     crowd_check(eng, &c, 40, "small kv");
@@ -478,7 +480,7 @@ TEST(test_shared_prefixes_preemption_cancel)
     }
     struct model *m;
     struct engine *eng = new_engine(
-        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 64, .block_size = 4, .kv_blocks = 20, .step_tokens = 24});
+        &m, (struct engine_opts){.n_threads = 1, .n_ctx = 64, .block_size = 4, .kv_blocks = 20, .step_tokens = 24});
     if (!eng)
         return;
     struct engine_seq *s[N];
@@ -531,7 +533,7 @@ TEST(test_free_with_live_sequences)
 {
     struct model *m;
     struct engine *eng = new_engine(
-        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 128, .block_size = 4, .max_running = 2});
+        &m, (struct engine_opts){.n_threads = 1, .n_ctx = 128, .block_size = 4, .max_running = 2});
     if (!eng)
         return;
     int32_t p[20];
