@@ -34,6 +34,9 @@
  *
  * Sequences finished in a step get their DONE events after the stats copy
  * is refreshed, so a client that has seen DONE also sees the blocks freed.
+ * After DONE has been read, engine_next returns 1 at once, whatever the
+ * timeout. Stats: kv_blocks_used counts blocks held by sequences, so that
+ * used + free + cached = total.
  */
 #include "engine/engine_int.h"
 
@@ -47,8 +50,6 @@ struct ev_slot {
     float logprob;
     int n_top;
 };
-
-enum { SEQ_QUEUED, SEQ_RUNNING };
 
 struct engine_seq {
     /* --- shared with clients, under mu --- */
@@ -76,7 +77,6 @@ struct engine_seq {
     int n_reg;                        /* leading blocks whose prefix-cache entry is known */
     uint64_t chain_hash, chain_uid;   /* hash and entry id of block n_reg-1 (root when 0) */
     struct rng rng;
-    int state;
     /* this step: */
     int chunk, logit_row;
     bool finished;
@@ -311,7 +311,6 @@ struct engine_seq *engine_submit(struct engine *eng, const struct engine_request
     memcpy(s->toks, r->prompt, (size_t)r->n_prompt * sizeof *s->toks);
     rng_seed(&s->rng, r->seed);
     s->chain_hash = PCACHE_ROOT_HASH;
-    s->state = SEQ_QUEUED;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -384,7 +383,6 @@ static void preempt_youngest(struct engine *eng)
     struct engine_seq *v = eng->running[eng->n_running - 1];
     eng->n_running--;
     seq_drop_blocks(eng, v);
-    v->state = SEQ_QUEUED;
     eng->preemptions++;
     pthread_mutex_lock(&eng->mu);
     MAAS_ASSERT(eng->q_len < eng->q_cap);
@@ -459,7 +457,6 @@ static bool try_admit(struct engine *eng, struct engine_seq *s)
         s->n_cached = n_hit * bs;
     }
     eng->tokens_cached += (uint64_t)n_hit * bs;
-    s->state = SEQ_RUNNING;
     return true;
 }
 
