@@ -24,6 +24,7 @@
 
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t now_ms(void)
 {
@@ -91,8 +92,25 @@ static int window_row(void *ctx, const struct store_row *r)
     return 1;
 }
 
+static int admit_once(struct billing *b, const struct billing_request *r, struct billing_admission *out,
+                      int *retryable, struct err *e);
+
+/* Retries an admission that lost a deadlock or serialization race (only
+ * possible on a shared database); it had rolled back, so nothing is held. */
 int billing_admit(struct billing *b, const struct billing_request *r, struct billing_admission *out,
                   struct err *e)
+{
+    for (int attempt = 0;; attempt++) {
+        int retryable = 0;
+        int rc = admit_once(b, r, out, &retryable, e);
+        if (rc == 0 || !retryable || attempt == 4)
+            return rc;
+        usleep((useconds_t)(1000 << attempt));
+    }
+}
+
+static int admit_once(struct billing *b, const struct billing_request *r, struct billing_admission *out,
+                      int *retryable, struct err *e)
 {
     struct billing_admission a;
     memset(&a, 0, sizeof a);
@@ -202,13 +220,16 @@ int billing_admit(struct billing *b, const struct billing_request *r, struct bil
     /* Budget: settled costs in the period plus open holds. */
     if (k.budget > 0 && k.budget_period != BILLING_PERIOD_NONE) {
         int64_t start = billing_period_start(k.budget_period, now);
-        int64_t spent = 0, held = 0;
-        if (store_query_int(s, "SELECT COALESCE(SUM(cost), 0) FROM usage WHERE key_id = $1 AND admitted_at >= $2",
-                            (struct store_val[]){SV_TEXT(k.id), SV_INT(start)}, 2, &spent, NULL, e) ||
-            store_query_int(s, "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = $1",
-                            (struct store_val[]){SV_TEXT(k.id)}, 1, &held, NULL, e))
+        int64_t spent = 0; /* settled in the period + open holds */
+        /* One statement, so one snapshot: on PostgreSQL (READ COMMITTED) a
+         * settlement committing between two statements could move a request
+         * from holds to usage unseen by both. */
+        if (store_query_int(s,
+                            "SELECT (SELECT COALESCE(SUM(cost), 0) FROM usage WHERE key_id = $1 AND admitted_at >= $2)"
+                            " + (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = $1)",
+                            (struct store_val[]){SV_TEXT(k.id), SV_INT(start)}, 2, &spent, NULL, e))
             goto out;
-        if (spent + held + worst > k.budget) {
+        if (spent + worst > k.budget) {
             int64_t retry = k.budget_period == BILLING_PERIOD_TOTAL ? 0 : billing_period_end(k.budget_period, now) - now;
             char bud[32];
             refuse(&a, BILLING_BUDGET_EXCEEDED, 429, "budget_exceeded", retry,
@@ -263,6 +284,8 @@ int billing_admit(struct billing *b, const struct billing_request *r, struct bil
     *out = a;
     return 0;
 out:
+    if (rc)
+        *retryable = store_last_retryable(s);
     store_rollback(s);
     billing_conn_put(b, s);
     if (rc == 0)
@@ -454,7 +477,22 @@ static int stale_row(void *ctx, const struct store_row *r)
     return 0;
 }
 
+static int recover_once(struct billing *b, int64_t stale_after, int64_t *n_released, int *retryable,
+                        struct err *e);
+
 int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
+{
+    for (int attempt = 0;; attempt++) {
+        int retryable = 0;
+        int rc = recover_once(b, stale_after, n_released, &retryable, e);
+        if (rc == 0 || !retryable || attempt == 4)
+            return rc;
+        usleep((useconds_t)(1000 << attempt));
+    }
+}
+
+static int recover_once(struct billing *b, int64_t stale_after, int64_t *n_released, int *retryable,
+                        struct err *e)
 {
     struct stale_list l = {NULL, NULL, NULL, 0, 0, 0};
     int64_t now = billing_now(b);
@@ -464,19 +502,33 @@ int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released,
     int64_t released = 0;
     if (store_begin(s, STORE_TX_WRITE, e))
         goto out;
+    /* Candidates: holds of other processes of this node, or of any node on
+     * a shared database (whose liveness any node can ask), and holds older
+     * than the timeout. */
     if (store_query(s,
                     "SELECT request_id, boot, CASE WHEN admitted_at < $3 THEN 1 ELSE 0 END FROM holds"
-                    " WHERE (node = $1 AND boot <> $2) OR admitted_at < $3 ORDER BY request_id",
-                    (struct store_val[]){SV_TEXT(b->node), SV_TEXT(b->boot), SV_INT(cutoff)}, 3, stale_row, &l, e))
+                    " WHERE ((node = $1 OR $4 = 1) AND boot <> $2) OR admitted_at < $3 ORDER BY boot, request_id",
+                    (struct store_val[]){SV_TEXT(b->node), SV_TEXT(b->boot), SV_INT(cutoff), SV_INT(b->shared)}, 4,
+                    stale_row, &l, e))
         goto out;
     if (l.oom) {
         err_set(e, "ledger recovery: out of memory");
         goto out;
     }
+    int last_dead = 0;
     for (int i = 0; i < l.n; i++) {
-        /* Same node, another process: release only if that process is gone. */
-        if (!l.old[i] && !billing_boot_dead(b, l.boots[i]))
-            continue;
+        /* Another process: release only if it is gone (asked once per boot
+         * in a row of the same boot). */
+        if (!l.old[i]) {
+            int dead;
+            if (i > 0 && !strcmp(l.boots[i], l.boots[i - 1]))
+                dead = last_dead;
+            else
+                dead = b->shared ? billing_boot_dead_shared(b, s, l.boots[i]) : billing_boot_dead(b, l.boots[i]);
+            last_dead = dead;
+            if (!dead)
+                continue;
+        }
         struct settle_job j = {.request_id = l.ids[i], .finish_reason = "abandoned"};
         struct billing_usage u;
         if (billing_settle_in_tx(b, s, &j, &u, e))
@@ -492,8 +544,10 @@ int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released,
         *n_released = released;
     rc = 0;
 out:
-    if (rc)
+    if (rc) {
+        *retryable = store_last_retryable(s);
         store_rollback(s);
+    }
     billing_conn_put(b, s);
     free(l.ids);
     free(l.boots);

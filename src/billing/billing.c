@@ -135,8 +135,45 @@ int billing_boot_dead(struct billing *b, const char *boot)
     return dead;
 }
 
+void billing_boot_lease(const char *boot, char *name, size_t n)
+{
+    snprintf(name, n, "maas boot %s", boot);
+}
+
+int billing_boot_dead_shared(struct billing *b, struct store *s, const char *boot)
+{
+    if (!strcmp(boot, b->boot))
+        return 0;
+    char name[160];
+    billing_boot_lease(boot, name, sizeof name);
+    int is_free = 0;
+    struct err e;
+    if (store_lease_free(s, name, &is_free, &e)) {
+        log_warn("ledger recovery: cannot tell whether process %s is alive: %s", boot, e.msg);
+        return 0;
+    }
+    return is_free;
+}
+
+/* On a shared database, a process's liveness is a lease on its own
+ * connection: the database server drops it when the process dies (the
+ * connection closes with it), so any node can release the holds of a process
+ * of any other node as soon as it is gone. */
+static int boot_lease(struct billing *b, const char *db, struct err *e)
+{
+    char name[160];
+    billing_boot_lease(b->boot, name, sizeof name);
+    if (store_open(db, &b->lease, e))
+        return -1;
+    if (store_lease_take(b->lease, name, e))
+        return err_prefix(e, "ledger: taking this process's lease");
+    return 0;
+}
+
 void billing_boot_sweep(struct billing *b)
 {
+    if (!b->boots_dir[0])
+        return;
     DIR *d = opendir(b->boots_dir);
     if (!d)
         return;
@@ -172,8 +209,12 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     b->q_cap = o->queue_cap > 0 ? o->queue_cap : 4096;
     b->group_max = o->group_max > 0 ? o->group_max : 256;
 
-    /* The data directory: the db argument itself, or the folder of sqlite:PATH. */
-    if (!strncmp(o->db, "sqlite:", 7)) {
+    /* The data directory: the db argument itself, or the folder of sqlite:PATH.
+     * A shared database (PostgreSQL) has none. */
+    b->shared = !strncmp(o->db, "postgresql://", 13) || !strncmp(o->db, "postgres://", 11);
+    if (b->shared) {
+        b->data_dir[0] = '\0';
+    } else if (!strncmp(o->db, "sqlite:", 7)) {
         snprintf(b->data_dir, sizeof b->data_dir, "%s", o->db + 7);
         char *slash = strrchr(b->data_dir, '/');
         if (slash)
@@ -211,14 +252,14 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     char pepper_path[1100];
     if (o->secret_file && *o->secret_file)
         snprintf(pepper_path, sizeof pepper_path, "%s", o->secret_file);
-    else if (!strncmp(o->db, "postgres", 8)) {
+    else if (b->shared) {
         err_set(e, "billing: a shared database needs --secret-file (the same on every node)");
         goto fail;
     } else
         snprintf(pepper_path, sizeof pepper_path, "%s/secret.key", b->data_dir);
     if (load_pepper(pepper_path, b->pepper, e))
         goto fail;
-    if (boot_lock(b, e))
+    if (b->shared ? boot_lease(b, o->db, e) : boot_lock(b, e))
         goto fail;
 
     if (o->writer) {
@@ -246,6 +287,7 @@ void billing_close(struct billing *b)
         close(b->boot_fd);
     }
     store_close(b->wconn);
+    store_close(b->lease);
     for (int i = 0; b->conns && i < b->n_conn; i++)
         store_close(b->conns[i]);
     free(b->conns);

@@ -27,6 +27,8 @@ struct billing {
     char boot[96];
     char boots_dir[1100];         /* <data dir>/boots: one locked file per live process */
     int boot_fd;                  /* owned: flock'ed <boots_dir>/<boot>.lock, -1 if none */
+    int shared;                   /* the ledger is a shared database (PostgreSQL): liveness by lease */
+    struct store *lease;          /* owned (shared only): the connection holding this process's boot lease */
     int64_t (*now)(void *ctx);
     void *now_ctx;
 
@@ -82,6 +84,11 @@ int billing_key_check(struct billing *b, struct store *s, const char *key, int64
 /* 1 if the process that made holds tagged `boot` on this node is certainly
  * gone (its lock file is missing or no longer locked), 0 if it may be alive. */
 int billing_boot_dead(struct billing *b, const char *boot);
+/* The same on a shared database, for a process of any node: its boot lease
+ * (store_lease_take) is no longer held. Asked on s. */
+int billing_boot_dead_shared(struct billing *b, struct store *s, const char *boot);
+/* The lease name of a boot. n >= 128. */
+void billing_boot_lease(const char *boot, char *name, size_t n);
 /* Removes the lock files of dead processes. */
 void billing_boot_sweep(struct billing *b);
 

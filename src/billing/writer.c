@@ -17,11 +17,15 @@
 
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-static void run_group(struct billing *b, struct settle_job **jobs, int n)
+/* retry[i] is set for a job that failed only because it lost a deadlock or
+ * serialization race with another node (shared database). */
+static void run_group(struct billing *b, struct settle_job **jobs, int n, char *retry)
 {
     struct store *s = b->wconn;
     struct err e;
+    memset(retry, 0, (size_t)n);
     if (store_begin(s, STORE_TX_WRITE, &e)) {
         for (int i = 0; i < n; i++) {
             jobs[i]->rc = -1;
@@ -34,6 +38,7 @@ static void run_group(struct billing *b, struct settle_job **jobs, int n)
         struct billing_usage u;
         jobs[0]->rc = billing_settle_in_tx(b, s, jobs[0], &u, &jobs[0]->err);
         if (jobs[0]->rc) {
+            retry[0] = (char)store_last_retryable(s);
             store_rollback(s);
             return;
         }
@@ -51,6 +56,7 @@ static void run_group(struct billing *b, struct settle_job **jobs, int n)
         if (billing_settle_in_tx(b, s, j, &u, &j->err) || store_release(s, "settle", &j->err)) {
             struct err ignored;
             j->rc = -1;
+            retry[i] = (char)store_last_retryable(s);
             if (store_rollback_to(s, "settle", &ignored) == 0)
                 store_release(s, "settle", &ignored);
             continue;
@@ -61,21 +67,47 @@ static void run_group(struct billing *b, struct settle_job **jobs, int n)
     }
 commit:
     if (store_commit(s, &e)) {
+        int again = store_last_retryable(s);
         for (int i = 0; i < n; i++) {
             if (jobs[i]->rc == 0) {
                 jobs[i]->rc = -1;
                 jobs[i]->err = e;
+                retry[i] = (char)again;
             }
         }
     }
     (void)n_ok;
 }
 
+/* Runs a group, then again (a few times, backing off) the jobs that lost a
+ * race with another node: their transaction or savepoint was rolled back, so
+ * running them again cannot charge twice. */
+static void run_group_retrying(struct billing *b, struct settle_job **jobs, int n, struct settle_job **again,
+                               char *retry)
+{
+    run_group(b, jobs, n, retry);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (jobs[i]->rc && retry[i])
+                again[m++] = jobs[i];
+        if (m == 0)
+            return;
+        log_warn("ledger writer: %d settlement(s) lost a race with another node; retrying", m);
+        usleep((useconds_t)(2000 << attempt));
+        run_group(b, again, m, retry);
+        jobs = again;
+        n = m;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct billing *b = arg;
     struct settle_job **group = calloc((size_t)b->group_max, sizeof *group);
-    MAAS_ASSERT(group != NULL);
+    struct settle_job **again = calloc((size_t)b->group_max, sizeof *again);
+    char *retry = calloc((size_t)b->group_max, 1);
+    MAAS_ASSERT(group != NULL && again != NULL && retry != NULL);
     pthread_mutex_lock(&b->q_mu);
     for (;;) {
         while (!b->q_head && !b->stopping)
@@ -96,7 +128,7 @@ static void *writer_main(void *arg)
         struct timespec c0, c1;
         uint64_t w0 = now_ns();
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-        run_group(b, group, n);
+        run_group_retrying(b, group, n, again, retry);
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
         int64_t busy = (int64_t)(now_ns() - w0);
 
@@ -114,6 +146,8 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&b->q_mu);
     free(group);
+    free(again);
+    free(retry);
     return NULL;
 }
 
@@ -141,14 +175,20 @@ static int settle_sync(struct billing *b, struct settle_job *j, struct billing_u
 {
     struct store *s = billing_conn_get(b);
     int rc = -1;
-    if (store_begin(s, STORE_TX_WRITE, e))
-        goto out;
-    if (billing_settle_in_tx(b, s, j, out, e) || store_commit(s, e))
-        goto out;
-    rc = 0;
-out:
-    if (rc)
-        store_rollback(s);
+    for (int attempt = 0; attempt < 5 && rc; attempt++) {
+        if (attempt)
+            usleep((useconds_t)(2000 << attempt));
+        if (store_begin(s, STORE_TX_WRITE, e))
+            break;
+        if (billing_settle_in_tx(b, s, j, out, e) || store_commit(s, e)) {
+            int again = store_last_retryable(s);
+            store_rollback(s);
+            if (!again)
+                break;
+            continue;
+        }
+        rc = 0;
+    }
     billing_conn_put(b, s);
     return rc;
 }
