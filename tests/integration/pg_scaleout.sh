@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Scale-out: two `maas serve` nodes behind nginx (Debian's package) with
+# consistent hashing on the X-Conversation-Id header, everything on 127.0.0.1
+# in a temporary directory. pg_scaleout.py drives concurrent load through
+# nginx, has node A killed with SIGKILL mid-load and restarted, and checks that
+# conversations stay on their node (prefix cache reused), fail over to the
+# other node while theirs is down, and come back after its restart.
+#
+# The ledger half of the test (both nodes on one PostgreSQL ledger; every
+# completed request recorded exactly once; balances = credits - settled costs;
+# no account below zero; no hold left after recovery) needs `maas serve` to
+# take --db and enforce billing; until it does, the routing checks run and the
+# script then exits 77 saying so. Exit 77 also when nginx, mkmodel or serve is
+# missing.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE="$ROOT/tests/integration"
+BIN=$(realpath "${MAAS_BIN:-build/maas}")
+PY=/usr/bin/python3
+[ -x "$BIN" ] || { echo "no maas program at $BIN"; exit 77; }
+"$BIN" serve --help >/dev/null 2>&1 || { echo "maas serve is not available"; exit 77; }
+"$BIN" mkmodel --help >/dev/null 2>&1 || { echo "maas mkmodel is not available"; exit 77; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "nginx not installed; run scripts/setup.sh"; exit 77; }
+[ -x "$PY" ] || PY=python3
+
+T=$(mktemp -d /tmp/maas-scaleout-XXXXXX)
+pid_a="" pid_b="" pid_ngx=""
+cleanup() {
+  for p in $pid_a $pid_b; do kill "$p" 2>/dev/null; done
+  [ -n "$pid_ngx" ] && kill "$pid_ngx" 2>/dev/null
+  for p in $pid_a $pid_b $pid_ngx; do wait "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+PORT_A=$(free_port); PORT_B=$(free_port); PORT_N=$(free_port)
+
+"$BIN" mkmodel --arch qwen2 --train-vocab "$ROOT/data/vocab-train.txt" --n-embd 64 --n-layer 2 --n-head 4 \
+  --n-head-kv 2 --n-ff 128 -o "$T/tiny.gguf" >/dev/null 2>"$T/mk.err" || { echo "FAIL: mkmodel: $(tail -1 "$T/mk.err")"; exit 1; }
+
+start_node() { # name port -> sets pid_<name>
+  local name=$1 port=$2
+  "$BIN" serve --model "tiny=$T/tiny.gguf" --host 127.0.0.1 --port "$port" --threads 1 --ctx 512 \
+    >>"$T/node_$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$T/node_$name.log" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { echo "FAIL: node $name did not start:"; cat "$T/node_$name.log"; return 1; }
+    sleep 0.1
+  done
+  eval "pid_$name=$pid"
+}
+start_node a "$PORT_A" || exit 1
+start_node b "$PORT_B" || exit 1
+
+# nginx: config, pid, logs and temp files in $T; root's worker needs `user root`.
+USER_LINE=""; [ "$(id -u)" -eq 0 ] && USER_LINE="user root;"
+mkdir -p "$T/nginx"
+cat >"$T/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log $T/nginx/access.log;
+  client_body_temp_path $T/nginx/body;
+  proxy_temp_path $T/nginx/proxy;
+  fastcgi_temp_path $T/nginx/fastcgi;
+  uwsgi_temp_path $T/nginx/uwsgi;
+  scgi_temp_path $T/nginx/scgi;
+  upstream maas {
+    hash \$http_x_conversation_id consistent;
+    server 127.0.0.1:$PORT_A max_fails=1 fail_timeout=2s;
+    server 127.0.0.1:$PORT_B max_fails=1 fail_timeout=2s;
+    keepalive 16;
+  }
+  server {
+    listen 127.0.0.1:$PORT_N;
+    location / {
+      proxy_pass http://maas;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+      proxy_next_upstream error timeout;
+      add_header X-Maas-Upstream \$upstream_addr always;
+    }
+  }
+}
+EOF
+"$NGINX" -t -c "$T/nginx.conf" -p "$T/nginx" >"$T/nginx/test.log" 2>&1 || { echo "FAIL: nginx -t:"; cat "$T/nginx/test.log"; exit 1; }
+"$NGINX" -c "$T/nginx.conf" -p "$T/nginx" >"$T/nginx/stdout.log" 2>&1 &
+pid_ngx=$!
+for _ in $(seq 50); do
+  "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT_N), 0.2)" 2>/dev/null && break
+  sleep 0.1
+done
+
+# the driver asks for the kill and the restart through files in $T/ctl
+mkdir -p "$T/ctl"
+"$PY" "$HERE/pg_scaleout.py" "$PORT_N" "$PORT_A" "$PORT_B" "$T/ctl" &
+pid_py=$!
+while kill -0 $pid_py 2>/dev/null; do
+  if [ -f "$T/ctl/ctl" ]; then
+    cmd=$(cat "$T/ctl/ctl"); rm -f "$T/ctl/ctl"
+    case "$cmd" in
+      kill) kill -KILL "$pid_a"; wait "$pid_a" 2>/dev/null; pid_a=""; echo killed >"$T/ctl/ack" ;;
+      restart) start_node a "$PORT_A" && echo restarted >"$T/ctl/ack" ;;
+    esac
+  fi
+  sleep 0.05
+done
+wait $pid_py; rc=$?
+if [ $rc -ne 0 ]; then
+  echo "FAIL: scale-out routing checks (nginx error log below)"; tail -n 20 "$T/nginx/error.log"
+  exit 1
+fi
+
+if ! "$BIN" serve --help 2>&1 | grep -q -- "--db"; then
+  echo "routing through nginx verified; ledger checks skipped: maas serve does not take --db (billing not wired into serve yet)"
+  exit 77
+fi
+echo "routing through nginx verified; maas serve takes --db now, but the shared-ledger checks are not written yet"
+exit 77
