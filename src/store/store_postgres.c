@@ -96,16 +96,31 @@ static void pg_close(struct store *s)
     free(p);
 }
 
+/* Per-session settings, applied at connect and after a reconnect. A session
+ * left idle inside a transaction (a node stopped while holding row locks) is
+ * ended by the server after a minute, so it cannot block the other nodes. */
+static const char session_sql[] = "SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC';"
+                                   " SET idle_in_transaction_session_timeout = '60s'";
+
+/* A connection the server dropped (restart, failover, idle kill) is reopened
+ * before the next statement outside a transaction, where no state is lost.
+ * The statement that met the broken connection has failed already, and is not
+ * repeated: it may have been committed before the connection broke. */
+static int ensure_connected(struct pg *p, struct err *e)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK || p->base.in_tx)
+        return 0;
+    PQreset(p->conn);
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return pg_fail(p, NULL, NULL, e);
+    return pg_script(&p->base, session_sql, e);
+}
+
 static int pg_begin(struct store *s, enum store_tx mode, struct err *e)
 {
     struct pg *p = (struct pg *)s;
-    /* A connection the server dropped (restart, idle kill) is reopened here,
-     * where no transaction state can be lost. */
-    if (PQstatus(p->conn) == CONNECTION_BAD) {
-        PQreset(p->conn);
-        if (PQstatus(p->conn) != CONNECTION_OK)
-            return pg_fail(p, NULL, NULL, e);
-    }
+    if (ensure_connected(p, e))
+        return -1;
     switch (mode) {
     case STORE_TX_READ:
         return pg_script(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", e);
@@ -168,6 +183,8 @@ static int run(struct pg *p, const char *sql, const struct store_val *v, int n, 
             break;
         }
     }
+    if (ensure_connected(p, e))
+        return -1;
     PGresult *res = PQexecParams(p->conn, sql, n, n ? types : NULL, n ? values : NULL, NULL, NULL, 0);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -358,8 +375,7 @@ int store_postgres_open(const char *url, struct store **out, struct err *e)
     }
     pg_set_where(p);
     PQsetNoticeProcessor(p->conn, quiet_notices, NULL);
-    /* UTC and a fixed encoding whatever the server's defaults. */
-    if (pg_script(&p->base, "SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'", e))
+    if (pg_script(&p->base, session_sql, e))
         goto fail;
     *out = &p->base;
     return 0;

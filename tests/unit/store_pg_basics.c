@@ -354,6 +354,37 @@ TEST(leases_die_with_their_connection)
     store_close(b);
 }
 
+/* The server ends a session (restart, failover, administrator): the statement
+ * that meets it fails, and the connection is reopened for the next one. */
+TEST(reconnects_after_the_server_drops_it)
+{
+    NEED_PG();
+    char url[512];
+    CHECK(pg_test_db("st_reconnect", url) == 0);
+    struct store *s = open_db(url), *killer = open_db(url);
+    CHECK(s && killer);
+    if (!s || !killer) {
+        store_close(s);
+        store_close(killer);
+        return;
+    }
+    struct err e;
+    int64_t pid = 0;
+    CHECK(store_query_int(s, "SELECT pg_backend_pid()", NULL, 0, &pid, NULL, &e) == 0 && pid > 0);
+    int64_t done = 0;
+    CHECK(store_query_int(killer, "SELECT CASE WHEN pg_terminate_backend($1::int) THEN 1 ELSE 0 END",
+                          (struct store_val[]){SV_INT(pid)}, 1, &done, NULL, &e) == 0 && done == 1);
+    usleep(100000);
+    int64_t n = 0;
+    CHECK(store_query_int(s, "SELECT 1", NULL, 0, &n, NULL, &e) == -1); /* meets the closed session */
+    CHECKF(store_query_int(s, "SELECT COUNT(*) FROM accounts", NULL, 0, &n, NULL, &e) == 0, "%s", e.msg);
+    CHECK(store_begin(s, STORE_TX_WRITE, &e) == 0 && store_commit(s, &e) == 0);
+    int64_t pid2 = 0;
+    CHECK(store_query_int(s, "SELECT pg_backend_pid()", NULL, 0, &pid2, NULL, &e) == 0 && pid2 != pid);
+    store_close(killer);
+    store_close(s);
+}
+
 /* Many threads take from one balance with the conditional update the ledger
  * uses: exactly balance / cost succeed, the balance never goes below zero. */
 struct take_arg {
@@ -428,6 +459,7 @@ int main(void)
     RUN(params_rows_and_transactions);
     RUN(deadlock_is_retryable);
     RUN(leases_die_with_their_connection);
+    RUN(reconnects_after_the_server_drops_it);
     RUN(conditional_updates_never_overdraw);
     TEST_END();
 }
