@@ -30,6 +30,7 @@ static void usage(FILE *out)
             "  --max-running N       sequences decoding at once per model (default 64)\n"
             "  --max-body BYTES      largest request body, else 413 (default 1048576)\n"
             "  --timeout S           close a connection idle or stalled for S seconds (default 30)\n"
+            "  --no-auth             serve without API keys and without metering (loopback only)\n"
             "  --chat-template NAME  force a chat format (chatml, llama3, llama2, mistral-nemo, deepseek,\n"
             "                        phi3, gemma, glm4) instead of recognising the model's\n",
             MAX_MODELS);
@@ -69,7 +70,7 @@ static char *default_name(const struct model *m, const char *path)
 int cmd_serve(int argc, char **argv)
 {
     const char *specs[MAX_MODELS];
-    int n_specs = 0, max_body = 1 << 20;
+    int n_specs = 0, max_body = 1 << 20, no_auth = 0;
     const char *chat_template = NULL;
     struct server_opts so = server_opts_default();
     struct engine_opts eo = {0};
@@ -80,6 +81,9 @@ int cmd_serve(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "--no-auth")) {
+            no_auth = 1;
+            continue;
         } else if (!v) {
             fprintf(stderr, "maas serve: %s needs a value (or is unknown)\n", a);
             return 2;
@@ -130,6 +134,7 @@ int cmd_serve(int argc, char **argv)
         return 2;
     }
     so.max_body = (size_t)max_body;
+    so.loopback_only = no_auth;
 
     int rc = 1;
     struct served sv[MAX_MODELS];
@@ -178,6 +183,9 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "maas serve: %s\n", e.msg);
         goto out;
     }
+    if (no_auth)
+        fprintf(stderr, "maas serve: WARNING: --no-auth: no API keys are checked and nothing is metered or billed; "
+                        "serving this machine only\n");
     fprintf(stderr, "maas serve: listening on http://%s:%d\n", so.host, server_port(srv));
     fflush(stderr);
     while (!stop_signal) {

@@ -49,8 +49,9 @@ int server_port(const struct server *s)
 
 /* ---- answering ---- */
 
-static enum MHD_Result respond(struct server *srv, struct MHD_Connection *c, enum route r, int status,
-                               const char *ctype, char *body, size_t len, bool free_body)
+/* retry_after: seconds for Retry-After on 429/503 (0 = 1). */
+static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, enum route r, int status,
+                                  const char *ctype, char *body, size_t len, bool free_body, int retry_after)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         len, body, free_body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -60,8 +61,11 @@ static enum MHD_Result respond(struct server *srv, struct MHD_Connection *c, enu
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    if (status == 429 || status == 503)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == 429 || status == 503) {
+        char ra[24];
+        snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     if (status == 405) {
         const char *allow = (r == ROUTE_CHAT || r == ROUTE_COMPLETIONS) ? "POST" : "GET, HEAD";
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
@@ -73,13 +77,19 @@ static enum MHD_Result respond(struct server *srv, struct MHD_Connection *c, enu
     return rc;
 }
 
+static enum MHD_Result respond(struct server *srv, struct MHD_Connection *c, enum route r, int status,
+                               const char *ctype, char *body, size_t len, bool free_body)
+{
+    return respond_ra(srv, c, r, status, ctype, body, len, free_body, 0);
+}
+
 static enum MHD_Result respond_error(struct server *srv, struct MHD_Connection *c, enum route r,
                                      const struct oai_error *e)
 {
     char *body = oai_build_error(e);
     if (!body)
         return MHD_NO;
-    return respond(srv, c, r, e->status, "application/json", body, strlen(body), true);
+    return respond_ra(srv, c, r, e->status, "application/json", body, strlen(body), true, e->retry_after);
 }
 
 static enum MHD_Result respond_json(struct server *srv, struct MHD_Connection *c, enum route r, char *body)
@@ -312,6 +322,19 @@ static void log_mhd(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ---- */
 
+static bool is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
+}
+
 struct server *server_new(const struct server_model *models, int n_models, const struct server_opts *o,
                           struct err *e)
 {
@@ -369,6 +392,11 @@ struct server *server_new(const struct server_model *models, int n_models, const
     int grc = getaddrinfo(s->o.host, port, &hints, &ai);
     if (grc) {
         err_set(e, "server: cannot resolve --host '%s': %s", s->o.host, gai_strerror(grc));
+        goto fail;
+    }
+    if (s->o.loopback_only && !is_loopback(ai->ai_addr)) {
+        err_set(e, "server: --host '%s' is not a loopback address; without authentication maas serves only "
+                   "this machine (127.0.0.1 or ::1)", s->o.host);
         goto fail;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |

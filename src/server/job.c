@@ -14,6 +14,7 @@
 #include "server/server_int.h"
 
 #include <poll.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +40,7 @@ struct job {
     int fd;                        /* client socket (borrowed), -1 = not polled */
     void *hook_ctx;
     bool admitted, settled, done, stop_hit, gone, error;
+    bool settle_failed;            /* the usage could not be recorded: the response ends in an error */
     char error_msg[256];
     const char *finish;            /* static string once done */
     struct oai_usage usage;
@@ -93,15 +95,19 @@ static bool client_gone(int fd)
     return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
-static void settle(struct job *j, const char *finish)
+/* model: the request's (the job may not own it yet). */
+static void settle(struct job *j, const char *model, const char *finish)
 {
     if (!j->admitted || j->settled)
         return;
     j->settled = true;
     if (j->srv->hooks.settle) {
-        struct server_settle_info s = {j->req.model, j->usage.prompt_tokens, j->usage.cached_tokens,
-                                       j->usage.completion_tokens, finish};
-        j->srv->hooks.settle(j->srv->hooks.ctx, j->hook_ctx, &s);
+        struct server_settle_info s = {j->id, model, j->usage.prompt_tokens, j->usage.cached_tokens,
+                                       j->usage.completion_tokens, finish, j->usage.cost, sizeof j->usage.cost};
+        if (j->srv->hooks.settle(j->srv->hooks.ctx, j->hook_ctx, &s) < 0) {
+            j->settle_failed = true;
+            j->usage.cost[0] = 0;
+        }
     }
 }
 
@@ -167,9 +173,15 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
         goto out;
     }
     j->srv = srv, j->sm = sm, j->fd = fd;
+    /* the id is also the ledger's request id: unique across restarts and
+     * nodes (Unix milliseconds and 64 random bits) */
     uint64_t n = atomic_fetch_add(&job_counter, 1) + 1;
-    snprintf(j->id, sizeof j->id, "%s-%012llx%08llx", req->kind == OAI_CHAT ? "chatcmpl" : "cmpl",
-             (unsigned long long)(now_ns() & 0xffffffffffffULL), (unsigned long long)(n & 0xffffffffULL));
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t ms = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000, rnd;
+    randombytes_buf(&rnd, sizeof rnd);
+    snprintf(j->id, sizeof j->id, "%s-%012llx%016llx", req->kind == OAI_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)(ms & 0xffffffffffffULL), (unsigned long long)rnd);
     if (!(j->ts = tok_stream_new(tok, (const char *const *)req->stop, (size_t)req->n_stop, false, &e))) {
         oai_err(err, 500, "server_error", NULL, NULL, "%s", e.msg);
         goto out;
@@ -201,7 +213,7 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
     };
 
     if (srv->hooks.admit) {
-        struct server_admit_info a = {authorization, req->model, req->user, req->kind, (int)ids.n, max_tokens};
+        struct server_admit_info a = {j->id, authorization, req->model, req->user, req->kind, (int)ids.n, max_tokens};
         if (srv->hooks.admit(srv->hooks.ctx, &a, &j->hook_ctx, err) < 0)
             goto out;
     }
@@ -214,7 +226,7 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
         else
             oai_err(err, 503, "server_error", NULL, "unavailable", "The model cannot take the request: %s", e.msg);
         j->usage.prompt_tokens = 0;
-        settle(j, "error");
+        settle(j, req->model, "error");
         goto out;
     }
     /* the job owns the request from here */
@@ -364,7 +376,7 @@ static void on_done(struct job *j, const struct engine_event *ev)
                                                         : "stop";
     metrics_usage(&j->srv->mt, j->sm->index, j->usage.prompt_tokens, j->usage.cached_tokens,
                   j->usage.completion_tokens);
-    settle(j, j->gone ? "cancelled" : j->finish);
+    settle(j, j->req.model, j->gone ? "cancelled" : j->finish);
 }
 
 /* The finish_reason clients see: OpenAI knows only stop and length here. */
@@ -396,6 +408,12 @@ char *job_run_to_end(struct job *j, int *status, struct oai_error *err)
         oai_err(err, 500, "server_error", NULL, NULL, "Generation failed: %s", j->error_msg);
         return NULL;
     }
+    if (j->settle_failed) {
+        *status = 503;
+        oai_err(err, 503, "server_error", NULL, "billing_unavailable",
+                "The usage of request %s could not be recorded; it is not charged. Please retry.", j->id);
+        return NULL;
+    }
     char *body = oai_build_response(&j->meta, j->text ? j->text : "", j->text_len, client_finish(j), j->lp, &j->usage);
     if (!body) {
         *status = 500;
@@ -414,6 +432,11 @@ static int stream_finish(struct job *j)
     if (j->error) {
         struct oai_error e;
         oai_err(&e, 500, "server_error", NULL, NULL, "Generation failed: %s", j->error_msg);
+        rc |= sse(j, oai_build_error(&e));
+    } else if (j->settle_failed) {
+        struct oai_error e;
+        oai_err(&e, 503, "server_error", NULL, "billing_unavailable",
+                "The usage of request %s could not be recorded; it is not charged. Please retry.", j->id);
         rc |= sse(j, oai_build_error(&e));
     } else {
         rc |= sse(j, oai_build_chunk(&j->meta, false, NULL, 0, client_finish(j),
@@ -486,7 +509,7 @@ void job_free(void *cls)
             }
         }
     }
-    settle(j, "cancelled");
+    settle(j, j->req.model, "cancelled");
     engine_release(j->seq);
     tok_stream_free(j->ts);
     oai_logprobs_free(j->lp);

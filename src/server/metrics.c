@@ -214,7 +214,7 @@ char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
     PER_MODEL("maas_completion_tokens_total", "counter", "Tokens generated.", snap[i].completion_tokens);
     PER_MODEL("maas_queue_length", "gauge", "Requests waiting for admission.", st[i].queued);
     PER_MODEL("maas_running_sequences", "gauge", "Sequences admitted and not finished.", st[i].running);
-    PER_MODEL("maas_kv_blocks_total", "gauge", "KV cache blocks.", st[i].kv_blocks_total);
+    PER_MODEL("maas_kv_blocks", "gauge", "KV cache blocks in all.", st[i].kv_blocks_total);
     PER_MODEL("maas_kv_blocks_used", "gauge", "KV cache blocks in use.", st[i].kv_blocks_used);
     PER_MODEL("maas_kv_blocks_free", "gauge", "KV cache blocks free.", st[i].kv_blocks_free);
     PER_MODEL("maas_kv_blocks_cached", "gauge", "KV cache blocks held only by the prefix cache.",

@@ -30,6 +30,7 @@ int oai_err(struct oai_error *e, int status, const char *type, const char *param
     if (!e)
         return -1;
     e->status = status;
+    e->retry_after = 0;
     snprintf(e->type, sizeof e->type, "%s", type ? type : "invalid_request_error");
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     snprintf(e->code, sizeof e->code, "%s", code ? code : "");
@@ -691,9 +692,14 @@ static json_t *logprobs_json(const struct oai_logprobs *lp)
 
 static json_t *usage_json(const struct oai_usage *u)
 {
-    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", u->prompt_tokens, "completion_tokens",
-                     u->completion_tokens, "total_tokens", u->prompt_tokens + u->completion_tokens,
-                     "prompt_tokens_details", "cached_tokens", u->cached_tokens);
+    json_t *o = json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", u->prompt_tokens, "completion_tokens",
+                          u->completion_tokens, "total_tokens", u->prompt_tokens + u->completion_tokens,
+                          "prompt_tokens_details", "cached_tokens", u->cached_tokens);
+    if (o && u->cost[0] && json_object_set_new(o, "cost", json_string(u->cost))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 static json_t *finish_json(const char *finish_reason)

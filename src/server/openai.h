@@ -33,6 +33,7 @@ struct oai_error {
     char param[64];      /* the offending parameter; "" = null */
     char code[48];       /* "" = null */
     char message[512];
+    int retry_after;     /* seconds for Retry-After on 429/503; 0 = 1 */
 };
 
 /* Fills e and returns -1 (so callers can `return oai_err(...)`). */
@@ -79,6 +80,7 @@ void oai_request_release(struct oai_request *r);
 
 struct oai_usage {
     int prompt_tokens, completion_tokens, cached_tokens;
+    char cost[32];                 /* the charged amount, a decimal string; "" = not billed (omitted) */
 };
 
 /* One generated token for logprobs. bytes: the token's raw piece (any

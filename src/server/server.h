@@ -4,8 +4,10 @@
  *   POST /v1/chat/completions   chat (messages rendered with the model's chat template)
  *   POST /v1/completions        raw text completion
  *   GET  /v1/models[/NAME]      the models served
+ *   GET  /v1/usage?from=&to=    the calling key's account's usage (billing on)
  *   GET  /health                {"status":"ok"}
  *   GET  /metrics               Prometheus text
+ *   /admin/...                  accounts, keys, prices, usage (billing on; the admin key): see admin.c
  *
  * Use:
  *     struct server_model sm = {.name = "tiny", .m = m, .tok = tok, .eng = eng, .n_ctx = 4096};
@@ -24,10 +26,15 @@
  * admit() runs after validation and tokenization and before the engine sees
  * the request (authentication, holds, rate limits); settle() runs exactly
  * once for every admitted request when it ends, with the token counts.
+ * With server_opts.billing set (and no hooks given) the server uses its own
+ * hooks over billing_admit/billing_settle (auth.c): every /v1 route needs
+ * "Authorization: Bearer <key>", the response id is the ledger's request id,
+ * and usage carries "cost". Without billing and hooks nothing is checked.
  */
 #ifndef MAAS_SERVER_H
 #define MAAS_SERVER_H
 
+#include "billing/billing.h"
 #include "core/core.h"
 #include "engine/engine.h"
 #include "model/model.h"
@@ -47,6 +54,7 @@ struct server_model {
 };
 
 struct server_admit_info {
+    const char *request_id;        /* the response's id, unique: the ledger's request id */
     const char *authorization;     /* the Authorization header, or NULL */
     const char *model;
     const char *user;              /* the request's "user", or NULL */
@@ -56,9 +64,12 @@ struct server_admit_info {
 };
 
 struct server_settle_info {
+    const char *request_id;
     const char *model;
     int n_prompt, n_cached, n_completion;
     const char *finish;            /* "stop", "length", "cancelled" (client gone), "error" */
+    char *cost;                    /* out: the charged amount as a decimal string ("" = none) */
+    size_t cost_size;
 };
 
 struct server_hooks {
@@ -66,8 +77,11 @@ struct server_hooks {
     /* 0 to let the request run (*req_ctx is handed to settle), or -1 with
      * *err filled (status 401/402/429...). NULL admits everything. */
     int (*admit)(void *ctx, const struct server_admit_info *a, void **req_ctx, struct oai_error *err);
-    /* Called once per admitted request, from its connection thread. */
-    void (*settle)(void *ctx, void *req_ctx, const struct server_settle_info *s);
+    /* Called once per admitted request, from its connection thread, before
+     * the last byte of its response. 0 once the usage is recorded (and
+     * s->cost written), -1 if it could not be: the client then gets an error
+     * instead of the end of its response. */
+    int (*settle)(void *ctx, void *req_ctx, const struct server_settle_info *s);
 };
 
 struct server_opts {
@@ -77,6 +91,8 @@ struct server_opts {
     int timeout_s;                 /* an idle or stalled connection is closed after this (default 30) */
     int max_connections;           /* default 256 */
     const struct server_hooks *hooks; /* borrowed, may be NULL */
+    bool loopback_only;            /* refuse to listen on anything but a loopback address */
+    struct billing *billing;       /* borrowed, may be NULL: keys, holds, metering, /admin, /v1/usage */
 };
 
 struct server_opts server_opts_default(void);

@@ -32,7 +32,7 @@ MAXBODY=65536
 # starts a server with the given extra options; sets $port (0 = any free port, read from its log)
 start() { # log, options...
   local log=$1; shift
-  "$BIN" serve --model "tiny=$tmp/tiny.gguf" --port 0 --threads 1 --timeout $TIMEOUT --max-body $MAXBODY "$@" \
+  "$BIN" serve --no-auth --model "tiny=$tmp/tiny.gguf" --port 0 --threads 1 --timeout $TIMEOUT --max-body $MAXBODY "$@" \
     >"$log" 2>&1 &
   pids+=($!)
   port=

@@ -42,7 +42,7 @@ static int admit(void *ctx, const struct server_admit_info *a, void **req_ctx, s
     return 0;
 }
 
-static void settle(void *ctx, void *req_ctx, const struct server_settle_info *s)
+static int settle(void *ctx, void *req_ctx, const struct server_settle_info *s)
 {
     struct ledger *l = ctx;
     pthread_mutex_lock(&l->mu);
@@ -53,6 +53,7 @@ static void settle(void *ctx, void *req_ctx, const struct server_settle_info *s)
     l->last_cached = s->n_cached;
     snprintf(l->last_finish, sizeof l->last_finish, "%s", s->finish);
     pthread_mutex_unlock(&l->mu);
+    return 0;
 }
 
 /* One request on a fresh connection (Connection: close); returns the status
