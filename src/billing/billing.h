@@ -42,6 +42,19 @@
  *                    flock on <data dir>/boots/<boot>.lock while it lives, so a
  *                    live neighbour on the same node keeps its holds.
  *
+ * A shared ledger (PostgreSQL, several nodes): the same transactions, with
+ * row locks taken by the conditional updates (the key's row serialises its
+ * rate-limit and budget counts across nodes; the account's row its balance).
+ * A transaction that loses a deadlock or serialization race with another node
+ * is rolled back and run again (admission, settlement groups, recovery).
+ * Liveness is a lease instead of a lock file: each process holds a session
+ * advisory lock named after its boot on a connection of its own, which the
+ * database drops when the process dies, so billing_recover on ANY node
+ * releases a dead process's holds at once, whatever node made them. If the
+ * database itself restarts, live processes lose their leases too: their open
+ * requests may then be released as abandoned (never charged twice, possibly
+ * not charged). A shared ledger needs secret_file (the same on every node).
+ *
  * Rate limits count the key's requests admitted in the last 60 s (rpm) and
  * their tokens (tpm: prompt + max_tokens while open, prompt + completion once
  * settled). Budgets count the key's settled costs in the period (UTC day,
@@ -274,7 +287,8 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
                    struct err *e);
 
 /* Releases stale holds with a zero-cost "abandoned" usage record: those of
- * this node made by a process that is gone, and (stale_after > 0) those of any
+ * this node (on a shared ledger: of any node) made by a process that is gone,
+ * and (stale_after > 0) those of any
  * node admitted more than stale_after seconds ago — so stale_after must exceed
  * the longest request. A request released this way that is settled later gets
  * the abandoned record back (never a second charge). *n_released may be NULL. */
