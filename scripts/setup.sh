@@ -11,10 +11,14 @@ PKGS=(
   libsqlite3-dev libsodium-dev     # the ledger (SQLite) and API-key hashing
   libmicrohttpd-dev libjansson-dev # HTTP server and JSON
   libpq-dev postgresql nginx       # shared ledger (PostgreSQL) and scale-out tests
+  nodejs npm                       # the OpenAI Node SDK tests (tests/sdk)
+  prometheus                       # promtool checks /metrics
 )
 
 missing=()
 for p in "${PKGS[@]}"; do
+  # NodeSource's nodejs bundles npm (and conflicts with Debian's npm package)
+  if [ "$p" = npm ] && command -v npm >/dev/null; then continue; fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi

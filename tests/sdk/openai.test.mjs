@@ -1,0 +1,214 @@
+// maas serve through the official OpenAI Node SDK. Run by
+// tests/integration/sdk_openai.sh, which starts the servers and sets:
+//   MAAS_URL       base URL of a server with a tiny random model (…/v1)
+//   MAAS_BUSY_URL  a server with --max-queue 1 --max-running 1 (queue-full test)
+//   MAAS_MODEL     the model name both serve
+// The model is random: its text is gibberish, but deterministic at
+// temperature 0 and for a fixed seed, which is what these tests compare.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+
+const MODEL = process.env.MAAS_MODEL || 'tiny';
+const client = new OpenAI({ baseURL: process.env.MAAS_URL, apiKey: 'dummy', maxRetries: 0, timeout: 60_000 });
+const USER = [{ role: 'user', content: 'Tell me a story about a robot.' }];
+
+async function greedyChat(extra = {}) {
+  return client.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 12, temperature: 0, ...extra });
+}
+
+async function collect(stream) {
+  const chunks = [];
+  for await (const c of stream) chunks.push(c);
+  return chunks;
+}
+
+const deltaText = (chunks) => chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+
+test('models.list names the served model; models.retrieve finds it', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.ok(ids.includes(MODEL), `ids ${ids}`);
+  const m = await client.models.retrieve(MODEL);
+  assert.equal(m.id, MODEL);
+  assert.equal(m.object, 'model');
+});
+
+test('chat.completions.create: plain, with usage', async () => {
+  const r = await greedyChat();
+  assert.equal(r.object, 'chat.completion');
+  assert.match(r.id, /^chatcmpl-/);
+  assert.equal(r.model, MODEL);
+  const ch = r.choices[0];
+  assert.equal(ch.message.role, 'assistant');
+  assert.equal(typeof ch.message.content, 'string');
+  assert.ok(['stop', 'length'].includes(ch.finish_reason), ch.finish_reason);
+  const u = r.usage;
+  assert.ok(u.prompt_tokens > 0 && u.completion_tokens > 0 && u.completion_tokens <= 12, JSON.stringify(u));
+  assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
+  assert.equal(typeof u.prompt_tokens_details.cached_tokens, 'number');
+  assert.equal(ch.finish_reason === 'length', u.completion_tokens === 12);
+  const again = await greedyChat();
+  assert.equal(again.choices[0].message.content, ch.message.content, 'temperature 0 is deterministic');
+});
+
+test('chat streaming: content assembled from chunks equals the plain reply; one finish_reason', async () => {
+  const plain = await greedyChat();
+  const chunks = await collect(await greedyChat({ stream: true }));
+  assert.ok(chunks.length >= 2);
+  assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id));
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+  assert.equal(deltaText(chunks), plain.choices[0].message.content);
+  const fin = chunks.filter((c) => c.choices[0]?.finish_reason);
+  assert.equal(fin.length, 1);
+  assert.equal(fin[0].choices[0].finish_reason, plain.choices[0].finish_reason);
+  assert.ok(chunks.every((c) => !c.usage), 'no usage chunk without stream_options.include_usage');
+});
+
+test('chat streaming with stream_options.include_usage: a final usage chunk', async () => {
+  const plain = await greedyChat();
+  const chunks = await collect(await greedyChat({ stream: true, stream_options: { include_usage: true } }));
+  const withUsage = chunks.filter((c) => c.usage);
+  assert.equal(withUsage.length, 1);
+  const last = chunks[chunks.length - 1];
+  assert.equal(withUsage[0], last, 'the usage chunk is the last one');
+  assert.deepEqual(last.choices, []);
+  const u = last.usage;
+  assert.equal(u.prompt_tokens, plain.usage.prompt_tokens);
+  assert.equal(u.completion_tokens, plain.usage.completion_tokens);
+  assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
+  // the same prompt just ran: its full KV blocks are in the prefix cache
+  const cached = u.prompt_tokens_details.cached_tokens;
+  assert.ok(Number.isInteger(cached) && cached >= 0 && cached <= u.prompt_tokens, `cached_tokens ${cached}`);
+  assert.equal(deltaText(chunks), plain.choices[0].message.content);
+});
+
+test('the SDK stream helper: finalChatCompletion() equals the plain reply', async () => {
+  const plain = await greedyChat();
+  const s = client.chat.completions.stream({ model: MODEL, messages: USER, max_tokens: 12, temperature: 0 });
+  const seen = [];
+  s.on('content', (delta) => seen.push(delta));
+  const fin = await s.finalChatCompletion();
+  assert.equal(fin.choices[0].message.content, plain.choices[0].message.content);
+  assert.equal(seen.join(''), plain.choices[0].message.content);
+});
+
+async function greedyCompletion(extra = {}) {
+  return client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 24, temperature: 0,
+                                     ...extra });
+}
+
+test('completions.create: plain and streamed', async () => {
+  const r = await greedyCompletion();
+  assert.equal(r.object, 'text_completion');
+  assert.equal(typeof r.choices[0].text, 'string');
+  assert.ok(r.choices[0].text.length > 0);
+  assert.ok(r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0);
+  const chunks = await collect(await greedyCompletion({ stream: true }));
+  assert.equal(chunks.map((c) => c.choices[0]?.text ?? '').join(''), r.choices[0].text);
+});
+
+test('stop strings: the output never contains them and finish_reason is stop', async () => {
+  const text = (await greedyCompletion()).choices[0].text;
+  const chars = [...text];
+  assert.ok(chars.length >= 8, `greedy text long enough for stop strings: ${JSON.stringify(text)}`);
+  let tried = 0;
+  for (const at of [2, 4, 6]) {
+    const stop = chars.slice(at, at + 2).join('');
+    const expect = text.slice(0, text.indexOf(stop));
+    const r = await greedyCompletion({ stop: [stop, 'never-appears-0xyz'] });
+    const out = r.choices[0].text;
+    assert.ok(!out.includes(stop), `stop ${JSON.stringify(stop)} in output ${JSON.stringify(out)}`);
+    assert.equal(out, expect);
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    const streamed = (await collect(await greedyCompletion({ stop, stream: true })))
+      .map((c) => c.choices[0]?.text ?? '').join('');
+    assert.ok(!streamed.includes(stop), `stop ${JSON.stringify(stop)} in streamed ${JSON.stringify(streamed)}`);
+    assert.equal(streamed, expect);
+    tried++;
+  }
+  const reply = (await greedyChat()).choices[0].message.content;
+  const rc = [...reply];
+  if (rc.length >= 4) {
+    const stop = rc.slice(2, 4).join('');
+    const r = await greedyChat({ stop });
+    assert.ok(!r.choices[0].message.content.includes(stop));
+    assert.equal(r.choices[0].message.content, reply.slice(0, reply.indexOf(stop)));
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    tried++;
+  }
+  assert.ok(tried >= 3);
+});
+
+test('seed: same seed same output, different seeds differ (temperature 1)', async () => {
+  const run = async (seed) => (await client.chat.completions.create({
+    model: MODEL, messages: USER, max_tokens: 10, temperature: 1.0, seed })).choices[0].message.content;
+  const a = await run(42), b = await run(42);
+  assert.equal(a, b);
+  const others = [await run(7), await run(8), await run(9)];
+  assert.ok(new Set([a, ...others]).size > 1, 'different seeds give different outputs');
+});
+
+async function expectError(promise, cls, status) {
+  try {
+    await promise;
+  } catch (e) {
+    assert.ok(e instanceof cls, `${e.constructor.name} is not ${cls.name}: ${e.message}`);
+    assert.ok(e instanceof OpenAI.APIError);
+    assert.equal(e.status, status);
+    return e;
+  }
+  assert.fail(`expected ${cls.name}`);
+}
+
+test('errors: BadRequestError with param, NotFoundError for an unknown model', async () => {
+  let e = await expectError(greedyChat({ temperature: 3 }), OpenAI.BadRequestError, 400);
+  assert.equal(e.param, 'temperature');
+  assert.equal(e.type, 'invalid_request_error');
+  e = await expectError(greedyChat({ max_tokens: 'five' }), OpenAI.BadRequestError, 400);
+  assert.equal(e.param, 'max_tokens');
+  e = await expectError(greedyChat({ n: 2 }), OpenAI.BadRequestError, 400);
+  assert.equal(e.param, 'n');
+  e = await expectError(client.completions.create({ model: MODEL, prompt: 5 }), OpenAI.BadRequestError, 400);
+  assert.equal(e.param, 'prompt');
+  e = await expectError(greedyChat({ stream: true, top_p: 0 }), OpenAI.BadRequestError, 400);
+  assert.equal(e.param, 'top_p');
+  e = await expectError(greedyChat({ model: 'no-such-model' }), OpenAI.NotFoundError, 404);
+  assert.equal(e.code, 'model_not_found');
+  assert.equal(e.param, 'model');
+  await expectError(client.models.retrieve('no-such-model'), OpenAI.NotFoundError, 404);
+});
+
+test('RateLimitError with Retry-After when the queue is full', async () => {
+  const busy = new OpenAI({ baseURL: process.env.MAAS_BUSY_URL, apiKey: 'dummy', maxRetries: 0, timeout: 60_000 });
+  const metricsUrl = process.env.MAAS_BUSY_URL.replace(/\/v1$/, '/metrics');
+  const gauge = async (name) => {
+    const text = await (await fetch(metricsUrl)).text();
+    const line = text.split('\n').find((l) => l.startsWith(name + '{') || l.startsWith(name + ' '));
+    return line ? Number(line.split(' ').pop()) : NaN;
+  };
+  // 1) a long stream occupies the only running slot
+  const abort = new AbortController();
+  const blocker = await busy.completions.create(
+    { model: MODEL, prompt: 'x', max_tokens: 6000, temperature: 0, stream: true }, { signal: abort.signal });
+  const it = blocker[Symbol.asyncIterator]();
+  await it.next();
+  // 2) a request waits in the queue of one
+  const queued = busy.completions.create({ model: MODEL, prompt: 'y', max_tokens: 3, temperature: 0 });
+  let q = 0;
+  for (let i = 0; i < 100 && q !== 1; i++) {
+    q = await gauge('maas_queue_length');
+    if (q !== 1) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(q, 1, 'one request queued');
+  // 3) the next one is refused
+  const e = await expectError(busy.chat.completions.create({ model: MODEL, messages: USER, max_tokens: 2 }),
+                              OpenAI.RateLimitError, 429);
+  assert.ok(Number(e.headers.get('retry-after')) > 0, `Retry-After ${e.headers.get('retry-after')}`);
+  assert.ok(e.message.length > 0);
+  // closing the stream cancels it; the queued request then runs
+  abort.abort();
+  await it.next().catch(() => {});
+  const r = await queued;
+  assert.equal(r.usage.completion_tokens > 0, true);
+});
