@@ -40,9 +40,12 @@ PORT_A=$(free_port); PORT_B=$(free_port); PORT_N=$(free_port)
 "$BIN" mkmodel --arch qwen2 --train-vocab "$ROOT/data/vocab-train.txt" --n-embd 64 --n-layer 2 --n-head 4 \
   --n-head-kv 2 --n-ff 128 -o "$T/tiny.gguf" >/dev/null 2>"$T/mk.err" || { echo "FAIL: mkmodel: $(tail -1 "$T/mk.err")"; exit 1; }
 
+# Without a ledger option the nodes serve unmetered (--no-auth where serve has it).
+AUTH=()
+"$BIN" serve --help 2>&1 | grep -q -- "--no-auth" && AUTH=(--no-auth)
 start_node() { # name port -> sets pid_<name>
   local name=$1 port=$2
-  "$BIN" serve --model "tiny=$T/tiny.gguf" --host 127.0.0.1 --port "$port" --threads 1 --ctx 512 \
+  "$BIN" serve --model "tiny=$T/tiny.gguf" --host 127.0.0.1 --port "$port" --threads 1 --ctx 512 "${AUTH[@]}" \
     >>"$T/node_$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do
