@@ -15,7 +15,10 @@ Checks, printing "ok   ..." or "FAIL: ..." lines (exit 1 on any failure):
   - after A is restarted ("restart" / "restarted"), its conversations come
     back to it (the hash ring did not change).
 The completed requests are written to CONTROL/completed (one response id per
-line) for the ledger checks of the caller.
+line) for the ledger checks of the caller. When CONTROL/keys exists (a ledger
+is configured), requests carry those API keys: the first (a rich account)
+for the routing checks, all of them for the load (402 refusals are expected
+once the small balances are spent).
 """
 import http.client
 import json
@@ -40,13 +43,26 @@ def check(cond, what):
 SYSTEM = {"role": "system", "content": "You are a helpful assistant who answers briefly. " * 6}
 
 
-def chat(conv, messages, max_tokens=4, timeout=60):
+# With a ledger the caller writes API keys to CONTROL/keys: the first (a rich
+# account) for the routing checks; the load uses all of them, so that it goes
+# on after the small balances are spent.
+KEYS = []
+if os.path.exists(os.path.join(CTL, "keys")):
+    with open(os.path.join(CTL, "keys")) as f:
+        KEYS = [line.strip() for line in f if line.strip()]
+LOAD_KEYS = KEYS
+
+
+def chat(conv, messages, max_tokens=4, timeout=60, key=None):
     """One request through nginx; returns (status, upstream, body dict or None)."""
     c = http.client.HTTPConnection("127.0.0.1", NGINX, timeout=timeout)
     body = json.dumps({"model": "tiny", "messages": messages, "max_tokens": max_tokens, "temperature": 0})
+    headers = {"Content-Type": "application/json", "X-Conversation-Id": conv}
+    key = key or (KEYS[0] if KEYS else None)
+    if key:
+        headers["Authorization"] = "Bearer " + key
     try:
-        c.request("POST", "/v1/chat/completions", body,
-                  {"Content-Type": "application/json", "X-Conversation-Id": conv})
+        c.request("POST", "/v1/chat/completions", body, headers)
         r = c.getresponse()
         data = r.read()
         up = r.getheader("X-Maas-Upstream") or ""
@@ -125,6 +141,7 @@ lock = threading.Lock()
 stop = threading.Event()
 served_by = {"A": 0, "B": 0, "?": 0}
 errors = [0]
+refused = [0]
 
 
 def worker(idx):
@@ -132,7 +149,9 @@ def worker(idx):
     while not stop.is_set():
         conv = convs[(idx * 5 + n) % len(convs)]
         n += 1
-        st, up, doc = chat(conv, [SYSTEM, {"role": "user", "content": "load %d %d" % (idx, n)}], max_tokens=6)
+        key = LOAD_KEYS[(idx * 5 + n) % len(LOAD_KEYS)] if LOAD_KEYS else None
+        st, up, doc = chat(conv, [SYSTEM, {"role": "user", "content": "load %d %d" % (idx, n)}], max_tokens=6,
+                           key=key)
         with lock:
             if st == 200:
                 ok = (doc and doc.get("id") and doc.get("choices") and doc["choices"][0].get("finish_reason")
@@ -142,6 +161,8 @@ def worker(idx):
                     served_by[node_of(up)] += 1
                 else:
                     bad.append(conv)
+            elif st == 402:
+                refused[0] += 1
             else:
                 errors[0] += 1
 
@@ -173,6 +194,6 @@ check(back, "node A's conversations return to A after its restart")
 
 with open(os.path.join(CTL, "completed"), "w") as f:
     f.write("".join(i + "\n" for i in completed))
-print("  %d requests completed under load (%d errors while A died); served by A %d, B %d"
-      % (len(completed), errors[0], served_by["A"], served_by["B"]), flush=True)
+print("  %d requests completed under load, %d refused (402), %d errors while A died; served by A %d, B %d"
+      % (len(completed), refused[0], errors[0], served_by["A"], served_by["B"]), flush=True)
 sys.exit(1 if fails else 0)
