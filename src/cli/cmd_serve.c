@@ -3,17 +3,27 @@
  * starts one engine per model and the HTTP daemon, then waits for SIGINT or
  * SIGTERM and shuts down in order (HTTP first, so that open streams end and
  * their sequences are cancelled; then the engines; then the models).
+ *
+ * Billing: unless --no-auth, the ledger under --data DIR (or --db URL) is
+ * opened first; holds left by dead processes are released (billing_recover);
+ * at the first start an admin key is created and printed once on stdout (or
+ * --admin-key-file's key is registered). The server then checks keys, holds
+ * and settles every request through it.
  */
 #include "cli/cli.h"
+#include "billing/billing.h"
 #include "cli/gen.h"
 #include "engine/engine.h"
 #include "server/server.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <sodium.h>
 #include <string.h>
 #include <time.h>
 
 #define MAX_MODELS 16
+#define STALE_HOLD_S 86400 /* holds of other nodes older than this are released at start */
 
 static void usage(FILE *out)
 {
@@ -30,6 +40,9 @@ static void usage(FILE *out)
             "  --max-running N       sequences decoding at once per model (default 64)\n"
             "  --max-body BYTES      largest request body, else 413 (default 1048576)\n"
             "  --timeout S           close a connection idle or stalled for S seconds (default 30)\n"
+            "  --data DIR            the ledger (accounts, keys, prices, usage) in DIR (default ./maas-data)\n"
+            "  --db URL              the ledger in a store URL instead (postgresql://...)\n"
+            "  --admin-key-file F    register the admin key in F (first line) instead of creating one\n"
             "  --no-auth             serve without API keys and without metering (loopback only)\n"
             "  --chat-template NAME  force a chat format (chatml, llama3, llama2, mistral-nemo, deepseek,\n"
             "                        phi3, gemma, glm4) instead of recognising the model's\n",
@@ -67,11 +80,84 @@ static char *default_name(const struct model *m, const char *path)
     return strndup(base, n);
 }
 
+/* The first line of path, without surrounding blanks, into buf. */
+static int read_key_file(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "maas serve: --admin-key-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = fgets(buf, (int)n, f);
+    fclose(f);
+    if (!line) {
+        fprintf(stderr, "maas serve: --admin-key-file %s: empty\n", path);
+        return -1;
+    }
+    size_t len = strlen(buf);
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+        buf[--len] = 0;
+    return 0;
+}
+
+static int open_billing(const char *db, const char *admin_key_file, struct billing **out)
+{
+    struct err e;
+    struct billing *b = NULL;
+    struct billing_options bo = {.db = db, .writer = 1};
+    if (billing_open(&bo, &b, &e) < 0) {
+        fprintf(stderr, "maas serve: ledger %s: %s\n", db, e.msg);
+        return -1;
+    }
+    int64_t released = 0;
+    if (billing_recover(b, STALE_HOLD_S, &released, &e) < 0) {
+        fprintf(stderr, "maas serve: ledger %s: releasing the holds of dead processes: %s\n", db, e.msg);
+        goto fail;
+    }
+    if (released)
+        log_info("ledger %s: released %lld holds of requests that died with their process (not charged)", db,
+                 (long long)released);
+    if (admin_key_file) {
+        char key[512];
+        int rc = read_key_file(admin_key_file, key, sizeof key);
+        if (rc == 0 && billing_admin_key_import(b, key, &e) < 0) {
+            fprintf(stderr, "maas serve: --admin-key-file %s: %s\n", admin_key_file, e.msg);
+            rc = -1;
+        }
+        sodium_memzero(key, sizeof key);
+        if (rc < 0)
+            goto fail;
+    } else {
+        int missing = 0;
+        if (billing_admin_key_missing(b, &missing, &e) < 0) {
+            fprintf(stderr, "maas serve: ledger %s: %s\n", db, e.msg);
+            goto fail;
+        }
+        if (missing) {
+            char key[512];
+            if (billing_admin_key_create(b, key, sizeof key, &e) < 0) {
+                fprintf(stderr, "maas serve: ledger %s: creating the admin key: %s\n", db, e.msg);
+                goto fail;
+            }
+            /* the terminal, not the log: shown this once */
+            printf("maas serve: created the admin key for /admin/...; it is shown only this once:\n%s\n", key);
+            fflush(stdout);
+            sodium_memzero(key, sizeof key);
+        }
+    }
+    log_info("ledger: %s (API keys required; usage metered)", db);
+    *out = b;
+    return 0;
+fail:
+    billing_close(b);
+    return -1;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     const char *specs[MAX_MODELS];
     int n_specs = 0, max_body = 1 << 20, no_auth = 0;
-    const char *chat_template = NULL;
+    const char *chat_template = NULL, *db = NULL, *admin_key_file = NULL;
     struct server_opts so = server_opts_default();
     struct engine_opts eo = {0};
     struct err e;
@@ -113,6 +199,14 @@ int cmd_serve(int argc, char **argv)
             rc = parse_int_arg(a, v, 1, 86400, &so.timeout_s, &e);
         } else if (!strcmp(a, "--chat-template")) {
             chat_template = v;
+        } else if (!strcmp(a, "--data") || !strcmp(a, "--db")) {
+            if (db) {
+                fprintf(stderr, "maas serve: one of --data and --db, once\n");
+                return 2;
+            }
+            db = v;
+        } else if (!strcmp(a, "--admin-key-file")) {
+            admin_key_file = v;
         } else {
             fprintf(stderr, "maas serve: unknown option '%s'\n", a);
             usage(stderr);
@@ -135,12 +229,20 @@ int cmd_serve(int argc, char **argv)
     }
     so.max_body = (size_t)max_body;
     so.loopback_only = no_auth;
+    if (no_auth && (db || admin_key_file)) {
+        fprintf(stderr, "maas serve: --no-auth does not take --data, --db or --admin-key-file\n");
+        return 2;
+    }
 
     int rc = 1;
     struct served sv[MAX_MODELS];
     struct server_model sm[MAX_MODELS];
     struct server *srv = NULL;
+    struct billing *bill = NULL;
     memset(sv, 0, sizeof sv);
+    if (!no_auth && open_billing(db ? db : "maas-data", admin_key_file, &bill) < 0)
+        goto out;
+    so.billing = bill;
     for (int i = 0; i < n_specs; i++) {
         const char *spec = specs[i], *eq = strchr(spec, '=');
         sv[i].path = eq ? eq + 1 : spec;
@@ -202,5 +304,6 @@ out:
         model_free(sv[i].m);
         free(sv[i].name);
     }
+    billing_close(bill); /* after the server: every settlement is committed */
     return rc;
 }

@@ -33,6 +33,7 @@ struct req {
     bool answered;                 /* a response has been queued early */
     bool too_big;                  /* the body grew past max_body: answered 413 at its end */
     size_t discarded;              /* bytes dropped since */
+    struct auth_who who;           /* the caller, checked with the headers */
 };
 
 struct server_opts server_opts_default(void)
@@ -118,6 +119,10 @@ static enum route route_of(const char *url)
         return ROUTE_HEALTH;
     if (!strcmp(url, "/metrics"))
         return ROUTE_METRICS;
+    if (!strcmp(url, "/v1/usage"))
+        return ROUTE_USAGE;
+    if (!strncmp(url, "/admin/", 7))
+        return ROUTE_ADMIN;
     return ROUTE_OTHER;
 }
 
@@ -220,6 +225,26 @@ static bool is_post_route(enum route r)
     return r == ROUTE_CHAT || r == ROUTE_COMPLETIONS;
 }
 
+static enum MHD_Result billing_route(struct server *srv, struct MHD_Connection *c, const char *url, const char *method,
+                                     struct req *q)
+{
+    struct admin_query aq = {
+        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from"),
+        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to"),
+        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "account"),
+        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "key"),
+        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "by"),
+    };
+    struct oai_error e;
+    char *body = NULL;
+    int status = q->route == ROUTE_ADMIN
+                     ? admin_handle(srv, method, url + 6, &aq, q->body ? q->body : "", q->len, &body, &e)
+                     : admin_usage_for_key(srv, &q->who.key, &aq, &body, &e);
+    if (status < 0)
+        return respond_error(srv, c, q->route, &e);
+    return respond(srv, c, q->route, status, "application/json", body, strlen(body), true);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
 {
@@ -233,6 +258,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         q->route = route_of(url);
         bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
         bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+        if (q->route == ROUTE_ADMIN) /* admin.c answers a wrong method of a known path with 405 */
+            get = get || post || !strcmp(method, MHD_HTTP_METHOD_PUT) || !strcmp(method, MHD_HTTP_METHOD_DELETE);
         if (q->route == ROUTE_OTHER) {
             q->answered = true;
             oai_err(&e, 404, "invalid_request_error", NULL, "unknown_url", "Unknown request URL: %s %.200s.", method,
@@ -244,6 +271,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             oai_err(&e, 405, "invalid_request_error", NULL, "method_not_allowed",
                     "Method %s is not allowed for %.200s; use %s.", method, url,
                     is_post_route(q->route) ? "POST" : "GET");
+            return respond_error(srv, c, q->route, &e);
+        }
+        /* the key before the body: an unauthenticated caller never gets a byte parsed */
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (auth_route(srv, q->route, auth, &q->who, &e) < 0) {
+            q->answered = true;
             return respond_error(srv, c, q->route, &e);
         }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -297,6 +330,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (is_post_route(q->route))
         return generate(srv, c, q->route, q);
+    if (q->route == ROUTE_ADMIN || q->route == ROUTE_USAGE)
+        return billing_route(srv, c, url, method, q);
     return get_route(srv, c, q->route, url);
 }
 
@@ -351,6 +386,8 @@ struct server *server_new(const struct server_model *models, int n_models, const
         s->o.max_connections = 256;
     if (o->hooks)
         s->hooks = *o->hooks;
+    else if (o->billing)
+        auth_hooks(s, &s->hooks);
     s->started = (int64_t)time(NULL);
     if (n_models < 1) {
         err_set(e, "server: no models to serve");

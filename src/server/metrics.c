@@ -11,7 +11,8 @@
 #include <string.h>
 
 static const char *const route_labels[ROUTE_COUNT] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model}", "/health", "/metrics", "other",
+    "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model}", "/health", "/metrics", "/v1/usage",
+    "/admin", "other",
 };
 
 const char *route_label(enum route r)

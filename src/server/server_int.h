@@ -6,13 +6,14 @@
 #include "server/server.h"
 
 #include <pthread.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 /* ---- metrics (metrics.c) ---- */
 
-enum route { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_MODEL, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_OTHER,
-             ROUTE_COUNT };
+enum route { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_MODEL, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_USAGE,
+             ROUTE_ADMIN, ROUTE_OTHER, ROUTE_COUNT };
 const char *route_label(enum route r);
 
 #define METRICS_N_STATUS 12
@@ -65,6 +66,41 @@ struct server {
     int port;
     int64_t started;               /* unix seconds, "created" of the models */
 };
+
+/* ---- who calls (auth.c) ---- */
+
+#define AUTH_KEY_MAX 320               /* longest bearer token looked at (admin keys: 256) */
+
+enum caller { CALLER_NONE, CALLER_TENANT, CALLER_ADMIN };
+
+struct auth_who {
+    enum caller caller;                /* NONE: an open route, or billing is off */
+    struct billing_key key;            /* CALLER_TENANT: the key (its id and account) */
+};
+
+/* Decides whether the Authorization header lets its bearer use route r:
+ * 0 with *who filled, or -1 with *err (401, 403; 404 for the billing routes
+ * when the server has no billing). */
+int auth_route(struct server *srv, enum route r, const char *authorization, struct auth_who *who,
+               struct oai_error *err);
+/* The admit/settle hooks over srv->o.billing. */
+void auth_hooks(struct server *srv, struct server_hooks *out);
+
+/* ---- /admin and /v1/usage (admin.c) ---- */
+
+/* The query-string parameters those routes read (borrowed; NULL = absent). */
+struct admin_query {
+    const char *from, *to, *account, *key, *by;
+};
+
+/* Answers an /admin request (the caller holds the admin key). path: the URL
+ * after "/admin". Returns the HTTP status (200, 201) with *out the JSON body
+ * (from malloc), or -1 with *err (400, 404, 405, 503). */
+int admin_handle(struct server *srv, const char *method, const char *path, const struct admin_query *q,
+                 const char *body, size_t len, char **out, struct oai_error *err);
+/* GET /v1/usage for a tenant key: its own account only. Same returns. */
+int admin_usage_for_key(struct server *srv, const struct billing_key *k, const struct admin_query *q, char **out,
+                        struct oai_error *err);
 
 /* ---- one generation request (job.c) ---- */
 

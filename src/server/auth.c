@@ -1,0 +1,165 @@
+/*
+ * auth.c — the server's side of billing/: who may call which route, and the
+ * admit/settle hooks over billing_admit / billing_settle.
+ *
+ * Every /v1 route needs "Authorization: Bearer <key>". The key is checked
+ * when the headers arrive, before a byte of the body is read (401 for none,
+ * a wrong, revoked or expired key; 403 for the admin key on inference and
+ * usage routes). /admin routes need the admin key (a tenant key gets 403).
+ * /health and /metrics are open. Keys are compared by billing/ in constant
+ * time (keyed hashes); no key is ever copied into a message or a log line.
+ *
+ * The admit hook places the hold for the request (its id is the response's
+ * id, so the ledger's request id is what the client sees); the settle hook
+ * records the usage and returns once it is committed, with the cost.
+ *
+ * Threads: called from the connection threads; billing/ is thread-safe.
+ */
+#include "server/server_int.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+/* Copies the token of "Bearer <token>" into buf; NULL when the header is
+ * missing, of another scheme, empty or too long. */
+static const char *bearer(const char *h, char *buf, size_t n)
+{
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t len = strlen(h);
+    while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= n)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        if (!isgraph((unsigned char)h[i]))
+            return NULL;
+    memcpy(buf, h, len);
+    buf[len] = 0;
+    return buf;
+}
+
+static int unauthorized(struct oai_error *err, bool given)
+{
+    if (!given)
+        return oai_err(err, 401, "invalid_request_error", NULL, "invalid_api_key",
+                       "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                       "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+    return oai_err(err, 401, "invalid_request_error", NULL, "invalid_api_key",
+                   "Incorrect API key provided (unknown, revoked or expired).");
+}
+
+static bool is_admin_key(struct billing *b, const char *key)
+{
+    struct err e;
+    return billing_admin_key_verify(b, key, &e) == 0;
+}
+
+int auth_route(struct server *srv, enum route r, const char *authorization, struct auth_who *who,
+               struct oai_error *err)
+{
+    struct billing *b = srv->o.billing;
+    memset(who, 0, sizeof *who);
+    if (!b) {
+        if (r == ROUTE_ADMIN || r == ROUTE_USAGE)
+            return oai_err(err, 404, "invalid_request_error", NULL, "unknown_url",
+                           "This server runs without billing (--no-auth): there are no accounts or usage.");
+        return 0;
+    }
+    if (r == ROUTE_HEALTH || r == ROUTE_METRICS || r == ROUTE_OTHER)
+        return 0;
+    char key[AUTH_KEY_MAX];
+    if (!bearer(authorization, key, sizeof key))
+        return unauthorized(err, authorization != NULL);
+    struct err e;
+    int rc;
+    if (r == ROUTE_ADMIN) {
+        if (is_admin_key(b, key)) {
+            who->caller = CALLER_ADMIN;
+            rc = 0;
+        } else if (billing_authenticate(b, key, &who->key, &e) == 0) {
+            rc = oai_err(err, 403, "invalid_request_error", NULL, "admin_key_required",
+                         "The /admin routes need the admin key; an API key of an account cannot use them.");
+        } else {
+            rc = unauthorized(err, true);
+        }
+    } else if (billing_authenticate(b, key, &who->key, &e) == 0) {
+        who->caller = CALLER_TENANT;
+        rc = 0;
+    } else if (is_admin_key(b, key)) {
+        if (r == ROUTE_MODELS || r == ROUTE_MODEL) {
+            who->caller = CALLER_ADMIN;
+            rc = 0;
+        } else {
+            rc = oai_err(err, 403, "invalid_request_error", NULL, "api_key_required",
+                         "The admin key cannot be used for %s; create an API key for an account "
+                         "(POST /admin/keys).", r == ROUTE_USAGE ? "/v1/usage (see /admin/usage)" : "inference");
+        }
+    } else {
+        rc = unauthorized(err, true);
+    }
+    sodium_memzero(key, sizeof key);
+    return rc;
+}
+
+/* ---- the hooks ---- */
+
+static int hook_admit(void *ctx, const struct server_admit_info *a, void **req_ctx, struct oai_error *err)
+{
+    struct server *srv = ctx;
+    char key[AUTH_KEY_MAX];
+    if (!bearer(a->authorization, key, sizeof key))
+        return unauthorized(err, a->authorization != NULL);
+    struct billing_request br = {key, a->model, a->n_prompt, a->max_tokens, a->request_id};
+    struct billing_admission ad;
+    struct err e;
+    int rc = billing_admit(srv->o.billing, &br, &ad, &e);
+    sodium_memzero(key, sizeof key);
+    if (rc < 0) {
+        log_error("billing: admission of %s: %s", a->request_id, e.msg);
+        oai_err(err, 503, "server_error", NULL, "billing_unavailable",
+                "The ledger cannot be reached; the request was not run. Please retry.");
+        err->retry_after = 1;
+        return -1;
+    }
+    *req_ctx = NULL;
+    if (ad.status == BILLING_OK)
+        return 0;
+    const char *type = ad.http_status == 401   ? "invalid_request_error"
+                       : ad.http_status == 402 ? "insufficient_quota"
+                       : ad.http_status == 403 ? "permission_error"
+                       : ad.http_status == 429 ? "rate_limit_error"
+                                               : "invalid_request_error";
+    oai_err(err, ad.http_status, type, ad.http_status == 403 ? "model" : NULL, ad.code, "%s", ad.message);
+    if (ad.http_status == 429)
+        /* 0 means that waiting will not help (a total budget): say an hour */
+        err->retry_after = ad.retry_after > 0 ? (int)(ad.retry_after < 86400 ? ad.retry_after : 86400) : 3600;
+    return -1;
+}
+
+static int hook_settle(void *ctx, void *req_ctx, const struct server_settle_info *s)
+{
+    struct server *srv = ctx;
+    struct billing_usage u;
+    struct err e;
+    int cached = s->n_cached <= s->n_prompt ? s->n_cached : s->n_prompt;
+    if (billing_settle(srv->o.billing, s->request_id, s->n_prompt, cached, s->n_completion, s->finish, &u, &e) <
+        0) {
+        log_error("billing: settlement of %s (%s, %d + %d tokens) failed: %s; its hold is released at the "
+                  "next start",
+                  s->request_id, s->finish, s->n_prompt, s->n_completion, e.msg);
+        return -1;
+    }
+    if (s->cost && s->cost_size >= 24)
+        amount_format(u.cost, s->cost, s->cost_size);
+    return 0;
+}
+
+void auth_hooks(struct server *srv, struct server_hooks *out)
+{
+    *out = (struct server_hooks){srv, hook_admit, hook_settle};
+}
