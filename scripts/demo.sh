@@ -1,6 +1,62 @@
 #!/usr/bin/env bash
-# `make run`: until the server exists, shows the most useful end-to-end path
-# that works today.
+# `make run`: a billed demo that works at once. The first time it generates a
+# small demo model (random weights: its text is gibberish) and a ledger in
+# build/demo/data with an admin key, a demo account with credit, a price for
+# the model and an API key for the account; later runs reuse them. Then it
+# prints a curl command to paste and the command that shows the bill, and
+# becomes `maas serve` on 127.0.0.1:$PORT (default 8080).
+#
+#   PORT=9000 make run     another port
+#   DEMO_DIR, MAAS_BIN     another place for the demo's files, another program (tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./build/maas version
+BIN=${MAAS_BIN:-./build/maas}
+DEMO=${DEMO_DIR:-build/demo}
+DATA=$DEMO/data
+MODEL=$DEMO/demo.gguf
+PORT=${PORT:-8080}
+HOST=127.0.0.1
+umask 077
+mkdir -p "$DEMO"
+
+if [ ! -s "$MODEL" ]; then
+  echo "demo: generating a small demo model in $MODEL"
+  "$BIN" mkmodel --arch qwen2 --train-vocab data/vocab-train.txt --n-embd 256 --n-layer 4 --n-head 8 \
+    --n-head-kv 4 --n-ff 512 --name demo -o "$MODEL.tmp" >/dev/null
+  mv "$MODEL.tmp" "$MODEL"
+fi
+
+# the ledger: made once; the keys stay in build/demo (mode 0600), never in a log
+if [ ! -s "$DEMO/api-key" ]; then
+  rm -rf "$DATA"
+  "$BIN" admin --data "$DATA" admin-key create | tail -n 1 >"$DEMO/admin-key.tmp"
+  mv "$DEMO/admin-key.tmp" "$DEMO/admin-key"
+  account=$("$BIN" admin --data "$DATA" account create demo --credit 10 | tail -n 1)
+  "$BIN" admin --data "$DATA" price set demo --input 0.50 --cached-input 0.25 --output 1.50 >/dev/null
+  "$BIN" admin --data "$DATA" key create "$account" | tail -n 1 >"$DEMO/api-key.tmp"
+  mv "$DEMO/api-key.tmp" "$DEMO/api-key"
+  echo "demo: created the ledger $DATA: account 'demo' ($account) with a credit of 10, a price for model 'demo'"
+  echo "      (0.50 input, 0.25 cached input, 1.50 output per million tokens) and an API key"
+fi
+key=$(cat "$DEMO/api-key")
+
+cat <<EOF
+
+============================================================================
+ maas demo — model 'demo' on http://$HOST:$PORT
+ NOTE: the demo model's weights are RANDOM: it answers quickly, in gibberish.
+
+ Ask it (paste this):
+
+curl -s http://$HOST:$PORT/v1/chat/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'
+
+ See the bill:
+
+$BIN admin --data $DATA usage --by model
+
+ The API key is in $DEMO/api-key, the admin key (for /admin/...) in $DEMO/admin-key.
+ Ctrl-C stops the server.
+============================================================================
+
+EOF
+exec "$BIN" serve --model "demo=$MODEL" --data "$DATA" --admin-key-file "$DEMO/admin-key" --host "$HOST" --port "$PORT"
