@@ -15,6 +15,7 @@
  */
 #include "billing/billing_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,12 +80,54 @@ commit:
     (void)n_ok;
 }
 
+struct by_account {
+    struct settle_job *job;
+    char account[BILLING_ID_MAX];
+};
+
+static int account_of_row(void *ctx, const struct store_row *r)
+{
+    snprintf(ctx, BILLING_ID_MAX, "%s", store_row_text(r, 0));
+    return 1;
+}
+
+static int cmp_account(const void *a, const void *b)
+{
+    return strcmp(((const struct by_account *)a)->account, ((const struct by_account *)b)->account);
+}
+
+/* On a shared ledger, two nodes' groups that lock the same accounts in
+ * different orders deadlock, and PostgreSQL breaks the tie only after
+ * deadlock_timeout (a second of stalled settlements on both nodes). Taking the
+ * account rows in one global order — the account id — avoids it. The lookup
+ * reads without locking; a hold settled meanwhile sorts anywhere, harmlessly. */
+static void order_by_account(struct billing *b, struct settle_job **jobs, int n)
+{
+    struct by_account *v = malloc((size_t)n * sizeof *v);
+    if (!v)
+        return; /* arrival order still works; the retry covers deadlocks */
+    for (int i = 0; i < n; i++) {
+        struct err e;
+        v[i].job = jobs[i];
+        v[i].account[0] = '\0';
+        if (store_query(b->wconn, "SELECT account_id FROM holds WHERE request_id = $1",
+                        (struct store_val[]){SV_TEXT(jobs[i]->request_id)}, 1, account_of_row, v[i].account, &e))
+            v[i].account[0] = '\0';
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_account);
+    for (int i = 0; i < n; i++)
+        jobs[i] = v[i].job;
+    free(v);
+}
+
 /* Runs a group, then again (a few times, backing off) the jobs that lost a
  * race with another node: their transaction or savepoint was rolled back, so
  * running them again cannot charge twice. */
 static void run_group_retrying(struct billing *b, struct settle_job **jobs, int n, struct settle_job **again,
                                char *retry)
 {
+    if (b->shared && n > 1)
+        order_by_account(b, jobs, n);
     run_group(b, jobs, n, retry);
     for (int attempt = 0; attempt < 5; attempt++) {
         int m = 0;

@@ -586,6 +586,114 @@ TEST(nodes_killed_under_load)
     billing_close(b);
 }
 
+/* ---- settlement groups of several nodes over many accounts ----
+ * Each node's writer commits settlements in groups that lock account rows in
+ * arrival order, so two nodes' groups can deadlock; PostgreSQL then fails one
+ * and the writer runs its settlements again. No settle call may fail. */
+
+static char multi_keys[6][BILLING_KEY_LEN + 1];
+
+struct multi_ctx {
+    struct billing *b;
+    unsigned seed;
+    int settled, failed;
+};
+
+static void *multi_thread(void *p)
+{
+    struct multi_ctx *c = p;
+    uint64_t until = now_ns() + 1500000000ull;
+    while (now_ns() < until) {
+        struct err e;
+        struct billing_admission a;
+        struct billing_request r = {.key = multi_keys[rand_r(&c->seed) % 6], .model = "m", .prompt_tokens = 50,
+                                    .max_tokens = 50};
+        if (billing_admit(c->b, &r, &a, &e)) {
+            c->failed++;
+            fprintf(stderr, "  admit: %s\n", e.msg);
+            continue;
+        }
+        if (a.status != BILLING_OK)
+            continue;
+        struct billing_usage u;
+        if (billing_settle(c->b, a.request_id, 50, 0, rand_r(&c->seed) % 50, "stop", &u, &e)) {
+            c->failed++;
+            fprintf(stderr, "  settle: %s\n", e.msg);
+        } else {
+            c->settled++;
+        }
+    }
+    return NULL;
+}
+
+TEST(group_commits_of_several_nodes)
+{
+    NEED_PG();
+    char acct[BILLING_ID_MAX];
+    struct billing *b = fresh("bp_groups", 1000 * 1000 * 1000, NULL, acct, multi_keys[0]);
+    CHECK(b != NULL);
+    if (!b)
+        return;
+    struct err e;
+    for (int i = 1; i < 6; i++) {
+        char id[BILLING_ID_MAX];
+        CHECK(billing_account_create(b, "multi", 1000 * 1000 * 1000, id, &e) == 0);
+        CHECK(billing_key_create(b, id, NULL, multi_keys[i], NULL, &e) == 0);
+    }
+    int res[2];
+    CHECK(pipe(res) == 0);
+    fflush(NULL);
+    pid_t kids[3];
+    for (int p = 0; p < 3; p++) {
+        kids[p] = fork();
+        if (kids[p] == 0) {
+            char node[32];
+            snprintf(node, sizeof node, "group-%d", p);
+            struct billing *cb = open_node(node, 1, 0);
+            if (!cb)
+                _exit(2);
+            struct multi_ctx ctx[6];
+            pthread_t th[6];
+            for (int t = 0; t < 6; t++) {
+                ctx[t] = (struct multi_ctx){cb, (unsigned)(p * 100 + t), 0, 0};
+                pthread_create(&th[t], NULL, multi_thread, &ctx[t]);
+            }
+            int out[2] = {0, 0};
+            for (int t = 0; t < 6; t++) {
+                pthread_join(th[t], NULL);
+                out[0] += ctx[t].settled;
+                out[1] += ctx[t].failed;
+            }
+            billing_close(cb);
+            if (write(res[1], out, sizeof out) != (ssize_t)sizeof out)
+                _exit(4);
+            _exit(0);
+        }
+    }
+    close(res[1]);
+    int settled = 0, failed = 0;
+    for (int p = 0; p < 3; p++) {
+        int out[2] = {0, 0};
+        CHECK(read(res[0], out, sizeof out) == (ssize_t)sizeof out);
+        settled += out[0];
+        failed += out[1];
+        int st = 0;
+        waitpid(kids[p], &st, 0);
+        CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: status %d", p, st);
+    }
+    close(res[0]);
+    CHECKF(failed == 0, "%d admissions or settlements failed", failed);
+    CHECKF(settled > 50, "only %d settled", settled);
+    struct rows r = {0};
+    struct billing_usage_row tot;
+    CHECK(billing_usage_report(b, NULL, BILLING_BY_ACCOUNT, collect_row, &r, &tot, &e) == 0);
+    CHECKF(tot.requests == settled && r.n == 6, "%lld records for %d settlements, %d accounts",
+           (long long)tot.requests, settled, r.n);
+    audit_ok(b);
+    printf("  %d settlements by 3 nodes over 6 accounts, none failed\n", settled);
+    billing_close(b);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -604,6 +712,7 @@ int main(void)
     RUN(limits_count_across_processes);
     RUN(settle_once_across_processes);
     RUN(recovery_by_any_node);
+    RUN(group_commits_of_several_nodes);
     RUN(nodes_killed_under_load);
     TEST_END();
 }
