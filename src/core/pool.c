@@ -14,10 +14,16 @@
 #include "core.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <immintrin.h>
 
-#define SPIN_ITERS (1 << 15)
+/* A waiting thread first spins with pause (the common case: the other
+ * thread is running and finishes within microseconds), then yields its core
+ * (the other thread may have been descheduled on a busy machine, and
+ * spinning would only keep it off the CPU), and finally sleeps. */
+#define PAUSE_ITERS 2048
+#define SPIN_ITERS (PAUSE_ITERS + 4096)
 
 struct pool {
     int n;                    /* threads including the owner */
@@ -49,7 +55,10 @@ static void *worker_main(void *arg)
         int spins = 0;
         while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
             if (++spins < SPIN_ITERS) {
-                _mm_pause();
+                if (spins < PAUSE_ITERS)
+                    _mm_pause();
+                else
+                    sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->m);
@@ -135,6 +144,10 @@ void pool_run(struct pool *p, pool_fn fn, void *ctx)
         pthread_mutex_unlock(&p->m);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load(&p->pending) > 0)
-        _mm_pause();
+    for (int spins = 0; atomic_load(&p->pending) > 0; spins++) {
+        if (spins < PAUSE_ITERS)
+            _mm_pause();
+        else
+            sched_yield();
+    }
 }
