@@ -38,9 +38,8 @@ start)
     id postgres >/dev/null 2>&1 || { echo "no 'postgres' user to run the server as"; exit 77; }
     chown postgres: "$dir"
     chmod 700 "$dir"
-    # the owner must be able to reach DIR through its parents
-    p=$(dirname "$(readlink -f "$dir")")
-    while [ "$p" != "/" ]; do chmod o+x "$p" 2>/dev/null || true; p=$(dirname "$p"); done
+    # the owner must be able to reach DIR through its parents (use /tmp)
+    runuser -u postgres -- test -x "$dir" || { echo "PostgreSQL: user postgres cannot reach $dir; put it under /tmp"; exit 1; }
   fi
   as_owner "$bindir/initdb" -D "$dir/data" -U maas --auth=trust -E UTF8 --locale=C.UTF-8 \
     --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; echo "initdb failed"; exit 1; }
