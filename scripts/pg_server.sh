@@ -38,7 +38,10 @@ start)
     id postgres >/dev/null 2>&1 || { echo "no 'postgres' user to run the server as"; exit 77; }
     chown postgres: "$dir"
     chmod 700 "$dir"
-    # the owner must be able to reach DIR through its parents (use /tmp)
+    # the owner must be able to reach DIR: open its direct parent (a private
+    # temporary directory, typically) for traversal only, nothing above it
+    parent=$(dirname "$(readlink -f "$dir")")
+    [ "$parent" != "/" ] && [ "$(stat -c %u "$parent")" = 0 ] && chmod o+x "$parent"
     runuser -u postgres -- test -x "$dir" || { echo "PostgreSQL: user postgres cannot reach $dir; put it under /tmp"; exit 1; }
   fi
   as_owner "$bindir/initdb" -D "$dir/data" -U maas --auth=trust -E UTF8 --locale=C.UTF-8 \
