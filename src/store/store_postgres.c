@@ -22,10 +22,18 @@
  * Leases (store_lease_take / store_lease_free) are session advisory locks:
  * held while the connection lives, dropped by the server when the process
  * holding it dies however it dies, so any node can tell a dead process.
+ * Migrations run under a transaction-scoped advisory lock (migrate_lock).
+ *
+ * A connection the server closed is reopened before the next statement
+ * outside a transaction (never repeating the statement that failed). Sessions
+ * set idle_in_transaction_session_timeout, so a node stopped in the middle of
+ * a transaction cannot hold row locks for more than a minute.
+ *
+ * Threads: one connection per struct store, as store.h says; libpq
+ * connections are independent, so the pool's connections run in parallel.
  */
 #include "store/store_int.h"
 
-#include <errno.h>
 #include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
