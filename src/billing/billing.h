@@ -197,7 +197,8 @@ int billing_key_list(struct billing *b, const char *account_id, billing_key_fn f
 /* Checks a presented key (constant-time hash compare) without placing a hold:
  * for routes that need only the identity (GET /v1/usage, /v1/models).
  * Returns 0 and fills *out for a valid, unrevoked, unexpired key; -1 with the
- * reason otherwise (which the server reports as a 401, without the key). */
+ * reason otherwise (which the server reports as a 401, without the key);
+ * -2 when the ledger could not be consulted (the server answers 503). */
 int billing_authenticate(struct billing *b, const char *key, struct billing_key *out, struct err *e);
 
 /* ---- admin keys (for /admin/... HTTP routes) ---- */
@@ -209,7 +210,8 @@ int billing_admin_key_missing(struct billing *b, int *missing, struct err *e);
  * 24 to 256 printable characters without spaces. Registering the same key
  * again does nothing. */
 int billing_admin_key_import(struct billing *b, const char *key, struct err *e);
-/* 0 if key is a valid, unrevoked admin key; -1 otherwise. */
+/* 0 if key is a valid, unrevoked admin key; -1 otherwise; -2 when the
+ * ledger could not be consulted. */
 int billing_admin_key_verify(struct billing *b, const char *key, struct err *e);
 
 /* ---- prices ---- */

@@ -165,7 +165,7 @@ int billing_authenticate(struct billing *b, const char *key, struct billing_key 
     struct store *s = billing_conn_get(b);
     int rc = billing_key_check(b, s, key, billing_now(b), out, &db_error, e);
     billing_conn_put(b, s);
-    return rc;
+    return rc && db_error ? -2 : rc;
 }
 
 int billing_key_create(struct billing *b, const char *account_id, const struct billing_key_spec *spec,
@@ -383,7 +383,7 @@ int billing_admin_key_verify(struct billing *b, const char *key, struct err *e)
     int rc = store_query(s, "SELECT hash FROM admin_keys WHERE revoked_at IS NULL", NULL, 0, admin_row, &m, e);
     billing_conn_put(b, s);
     if (rc)
-        return -1;
+        return -2;
     if (!m.ok)
         return err_set(e, "invalid admin key");
     return 0;

@@ -53,12 +53,6 @@ static int unauthorized(struct oai_error *err, bool given)
                    "Incorrect API key provided (unknown, revoked or expired).");
 }
 
-static bool is_admin_key(struct billing *b, const char *key)
-{
-    struct err e;
-    return billing_admin_key_verify(b, key, &e) == 0;
-}
-
 int auth_route(struct server *srv, enum route r, const char *authorization, struct auth_who *who,
                struct oai_error *err)
 {
@@ -77,20 +71,31 @@ int auth_route(struct server *srv, enum route r, const char *authorization, stru
         return unauthorized(err, authorization != NULL);
     struct err e;
     int rc;
-    if (r == ROUTE_ADMIN) {
-        if (is_admin_key(b, key)) {
+    /* tenant routes look for a tenant key first, /admin for the admin key;
+     * -2 from either: the ledger cannot be consulted (503, not a 401) */
+    int tenant = r == ROUTE_ADMIN ? -1 : billing_authenticate(b, key, &who->key, &e);
+    int admin = tenant == 0 || tenant == -2 ? -1 : billing_admin_key_verify(b, key, &e);
+    if (r == ROUTE_ADMIN && admin == -1)
+        tenant = billing_authenticate(b, key, &who->key, &e);
+    if (tenant == -2 || admin == -2) {
+        log_error("billing: checking a key: %s", e.msg);
+        rc = oai_err(err, 503, "server_error", NULL, "billing_unavailable",
+                     "The ledger cannot be reached to check the API key. Please retry.");
+        err->retry_after = 1;
+    } else if (r == ROUTE_ADMIN) {
+        if (admin == 0) {
             who->caller = CALLER_ADMIN;
             rc = 0;
-        } else if (billing_authenticate(b, key, &who->key, &e) == 0) {
+        } else if (tenant == 0) {
             rc = oai_err(err, 403, "invalid_request_error", NULL, "admin_key_required",
                          "The /admin routes need the admin key; an API key of an account cannot use them.");
         } else {
             rc = unauthorized(err, true);
         }
-    } else if (billing_authenticate(b, key, &who->key, &e) == 0) {
+    } else if (tenant == 0) {
         who->caller = CALLER_TENANT;
         rc = 0;
-    } else if (is_admin_key(b, key)) {
+    } else if (admin == 0) {
         if (r == ROUTE_MODELS || r == ROUTE_MODEL) {
             who->caller = CALLER_ADMIN;
             rc = 0;
