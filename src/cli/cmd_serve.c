@@ -43,6 +43,8 @@ static void usage(FILE *out)
             "  --data DIR            the ledger (accounts, keys, prices, usage) in DIR (default ./maas-data)\n"
             "  --db URL              the ledger in a store URL instead (postgresql://...)\n"
             "  --admin-key-file F    register the admin key in F (first line) instead of creating one\n"
+            "  --secret-file F       the API-key hashing secret (32 bytes, mode 0600); required with --db\n"
+            "                        postgresql://..., the same file on every node (default: in --data DIR)\n"
             "  --no-auth             serve without API keys and without metering (loopback only)\n"
             "  --chat-template NAME  force a chat format (chatml, llama3, llama2, mistral-nemo, deepseek,\n"
             "                        phi3, gemma, glm4) instead of recognising the model's\n",
@@ -100,11 +102,11 @@ static int read_key_file(const char *path, char *buf, size_t n)
     return 0;
 }
 
-static int open_billing(const char *db, const char *admin_key_file, struct billing **out)
+static int open_billing(const char *db, const char *secret_file, const char *admin_key_file, struct billing **out)
 {
     struct err e;
     struct billing *b = NULL;
-    struct billing_options bo = {.db = db, .writer = 1};
+    struct billing_options bo = {.db = db, .secret_file = secret_file, .writer = 1};
     if (billing_open(&bo, &b, &e) < 0) {
         fprintf(stderr, "maas serve: ledger %s: %s\n", db, e.msg);
         return -1;
@@ -157,7 +159,7 @@ int cmd_serve(int argc, char **argv)
 {
     const char *specs[MAX_MODELS];
     int n_specs = 0, max_body = 1 << 20, no_auth = 0;
-    const char *chat_template = NULL, *db = NULL, *admin_key_file = NULL;
+    const char *chat_template = NULL, *db = NULL, *admin_key_file = NULL, *secret_file = NULL;
     struct server_opts so = server_opts_default();
     struct engine_opts eo = {0};
     struct err e;
@@ -207,6 +209,8 @@ int cmd_serve(int argc, char **argv)
             db = v;
         } else if (!strcmp(a, "--admin-key-file")) {
             admin_key_file = v;
+        } else if (!strcmp(a, "--secret-file")) {
+            secret_file = v;
         } else {
             fprintf(stderr, "maas serve: unknown option '%s'\n", a);
             usage(stderr);
@@ -229,8 +233,8 @@ int cmd_serve(int argc, char **argv)
     }
     so.max_body = (size_t)max_body;
     so.loopback_only = no_auth;
-    if (no_auth && (db || admin_key_file)) {
-        fprintf(stderr, "maas serve: --no-auth does not take --data, --db or --admin-key-file\n");
+    if (no_auth && (db || admin_key_file || secret_file)) {
+        fprintf(stderr, "maas serve: --no-auth does not take --data, --db, --admin-key-file or --secret-file\n");
         return 2;
     }
 
@@ -240,7 +244,7 @@ int cmd_serve(int argc, char **argv)
     struct server *srv = NULL;
     struct billing *bill = NULL;
     memset(sv, 0, sizeof sv);
-    if (!no_auth && open_billing(db ? db : "maas-data", admin_key_file, &bill) < 0)
+    if (!no_auth && open_billing(db ? db : "maas-data", secret_file, admin_key_file, &bill) < 0)
         goto out;
     so.billing = bill;
     for (int i = 0; i < n_specs; i++) {
