@@ -15,6 +15,10 @@
  * answered 413 when it ends (MHD cannot answer in the middle of an upload);
  * one that goes on for more than 4 x max_body + 1 MiB gets its connection
  * closed instead.
+ *
+ * Headers: all of a request's headers must fit in HEADER_MEMORY bytes (MHD's
+ * per-connection memory pool), else MHD answers 431; a bearer token longer
+ * than AUTH_KEY_MAX is a 401 (auth.c).
  */
 #include "server/server_int.h"
 
@@ -25,6 +29,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#define HEADER_MEMORY (32 * 1024)
 
 struct req {
     enum route route;
@@ -445,6 +451,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_END);
     if (!s->d) {
