@@ -6,13 +6,15 @@
 # conversations stay on their node (prefix cache reused), fail over to the
 # other node while theirs is down, and come back after its restart.
 #
-# The ledger half (both nodes on one throw-away PostgreSQL ledger with
-# --db URL --secret-file FILE, API keys of accounts with small balances; then:
-# every request the client saw complete recorded exactly once, balances =
-# credits - settled costs, no account below zero, no hold left after the
-# restarted node's recovery, maas admin audit passes) runs when `maas serve`
-# takes --db; until then the routing checks run and the script exits 77
-# saying so. Exit 77 also when nginx, mkmodel, serve or PostgreSQL is missing.
+# The ledger half: both nodes share one throw-away PostgreSQL ledger
+# (--db URL --secret-file FILE; same host name, told apart by their database
+# leases), load runs with the API keys of one rich account and four with small
+# balances (so 402 refusals happen); afterwards every request the client saw
+# complete is recorded exactly once, balances = credits - settled costs, no
+# account is below zero, no hold is left after the restarted node's recovery,
+# and maas admin audit passes. (A maas serve without --db gets the routing
+# checks only and exit 77.) Exit 77 when nginx, mkmodel, serve or PostgreSQL
+# is missing.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE="$ROOT/tests/integration"
