@@ -193,7 +193,7 @@ static json_t *parse(char *s)
 TEST(builders)
 {
     struct oai_meta m = {OAI_CHAT, "chatcmpl-1", 1700000000, "tiny\xff"};
-    struct oai_usage u = {10, 4, 8};
+    struct oai_usage u = {.prompt_tokens = 10, .completion_tokens = 4, .cached_tokens = 8};
     json_t *v = parse(oai_build_response(&m, "hi \xe2\x82", 5, "length", NULL, &u));
     CHECK(v != NULL);
     if (v) {
