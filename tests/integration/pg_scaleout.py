@@ -180,6 +180,8 @@ for t in threads:
 check(before > 0 and len(completed) > before, "requests kept completing after the kill (%d before, %d after)"
       % (before, len(completed) - before))
 check(not bad, "no 200 answer was truncated or malformed (%d bad)" % len(bad))
+if KEYS:
+    check(refused[0] > 0, "small balances ran out: %d requests refused with 402" % refused[0])
 moved = all(node_of(chat(c, [SYSTEM, {"role": "user", "content": "where"}])[1]) == "B" for c in on_a)
 check(moved, "node A's %d conversations are served by B while A is down" % len(on_a))
 
