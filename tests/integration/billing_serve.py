@@ -520,6 +520,9 @@ def test_kill():
     check(micro(a["balance"]) == micro(a["credited"]) - micro(total["cost"]) and micro(a["held"]) == 0,
           "balance = credits - settled costs (%s = %s - %s), no hold left" % (a["balance"], a["credited"],
                                                                                total["cost"]))
+    with open(log) as f:
+        released = sum(int(n) for n in re.findall(r"released (\d+) holds of requests", f.read()))
+    check(released >= 1, "the restarts released %d holds of the killed processes" % released)
     r = admin("audit", ok=False)
     check(r.returncode == 0, "maas admin audit passes: %s" % (r.stdout.strip() or r.stderr.strip()))
 
