@@ -28,8 +28,16 @@
  * once for every admitted request when it ends, with the token counts.
  * With server_opts.billing set (and no hooks given) the server uses its own
  * hooks over billing_admit/billing_settle (auth.c): every /v1 route needs
- * "Authorization: Bearer <key>", the response id is the ledger's request id,
- * and usage carries "cost". Without billing and hooks nothing is checked.
+ * "Authorization: Bearer <key>", checked as soon as the headers arrive (401
+ * before a byte of the body is read; the admin key gets 403 on inference),
+ * the response id is the ledger's request id, and usage carries "cost" (a
+ * decimal string; streamed, in the include_usage chunk). Settlement is
+ * committed before the last byte of a response: before the JSON body, or
+ * before a stream's final chunk, usage chunk and [DONE]; a request cancelled
+ * by its client is settled when its sequence ends. If the usage cannot be
+ * recorded the client gets a 503 (or an error event) instead of the end of
+ * its response, and the hold is released, uncharged, at the next start.
+ * Without billing and hooks nothing is checked (maas serve --no-auth).
  */
 #ifndef MAAS_SERVER_H
 #define MAAS_SERVER_H
