@@ -102,11 +102,37 @@ static int read_key_file(const char *path, char *buf, size_t n)
     return 0;
 }
 
-static int open_billing(const char *db, const char *secret_file, const char *admin_key_file, struct billing **out)
+/* The ledger's name for messages: a URL's password and query (which may hold
+ * one) replaced by "***" — no secret goes to a log. */
+static void redact_url(const char *url, char *buf, size_t n)
 {
+    const char *scheme = strstr(url, "://");
+    snprintf(buf, n, "%s", url);
+    if (!scheme)
+        return;
+    size_t host = (size_t)(scheme + 3 - url);
+    char *at = strchr(buf + host, '@'), *slash = strchr(buf + host, '/');
+    char tail[512] = "";
+    if (at && (!slash || at < slash)) {
+        char *colon = memchr(buf + host, ':', (size_t)(at - buf - host));
+        if (colon) {
+            snprintf(tail, sizeof tail, "%s", at);
+            snprintf(colon + 1, n - (size_t)(colon + 1 - buf), "***%s", tail);
+        }
+    }
+    char *q = strchr(buf + host, '?');
+    if (q && (size_t)(q - buf) + 5 < n)
+        strcpy(q, "?***");
+}
+
+static int open_billing(const char *db_url, const char *secret_file, const char *admin_key_file,
+                        struct billing **out)
+{
+    char db[512];
+    redact_url(db_url, db, sizeof db);
     struct err e;
     struct billing *b = NULL;
-    struct billing_options bo = {.db = db, .secret_file = secret_file, .writer = 1};
+    struct billing_options bo = {.db = db_url, .secret_file = secret_file, .writer = 1};
     if (billing_open(&bo, &b, &e) < 0) {
         fprintf(stderr, "maas serve: ledger %s: %s\n", db, e.msg);
         return -1;
