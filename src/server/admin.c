@@ -84,13 +84,24 @@ static json_t *price_json(const struct billing_price *p)
                      "per", "1M tokens");
 }
 
+/* {GROUP: ..., "requests", ..., "cost"} with the group first, as maas admin prints it. */
 static json_t *counters_json(const struct billing_usage_row *r, const char *group_name)
 {
-    json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:o}", "requests", (json_int_t)r->requests, "prompt_tokens",
-                          (json_int_t)r->prompt_tokens, "cached_tokens", (json_int_t)r->cached_tokens,
-                          "completion_tokens", (json_int_t)r->completion_tokens, "cost", jamount(r->cost));
-    if (o && group_name)
-        json_object_set_new(o, group_name, json_string(r->group));
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    int rc = 0;
+    if (group_name)
+        rc |= json_object_set_new(o, group_name, json_string(r->group));
+    rc |= json_object_set_new(o, "requests", json_integer(r->requests));
+    rc |= json_object_set_new(o, "prompt_tokens", json_integer(r->prompt_tokens));
+    rc |= json_object_set_new(o, "cached_tokens", json_integer(r->cached_tokens));
+    rc |= json_object_set_new(o, "completion_tokens", json_integer(r->completion_tokens));
+    rc |= json_object_set_new(o, "cost", jamount(r->cost));
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
