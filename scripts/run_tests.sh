@@ -4,7 +4,7 @@
 # (integration scripts, the NumPy reference tests, fuzz replays) counts as one.
 # A script that exits 77 is skipped (it prints why).
 #
-#   FUZZ_SECONDS  seconds of fresh fuzzing per target after the corpus replay (default 60)
+#   FUZZ_SECONDS  seconds of fresh fuzzing per target after the corpus replay (default 30)
 set -u
 cd "$(dirname "$0")/.."
 
@@ -69,7 +69,7 @@ for t in tests/ref/test_*.py; do
 done
 
 # Fuzz targets: replay the corpus, then fuzz for a bounded time.
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 for f in build/fuzz/fuzz_*; do
   [ -x "$f" ] || continue
   n=$(basename "$f")

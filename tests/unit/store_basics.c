@@ -141,11 +141,11 @@ TEST(fault_injection)
     store_close(s);
 }
 
-TEST(postgres_refused_clearly)
+TEST(postgres_unreachable_clearly)
 {
     struct err e = {{0}};
     struct store *s = NULL;
-    CHECK(store_open("postgresql://localhost/maas", &s, &e) == -1);
+    CHECK(store_open("postgresql://127.0.0.1:1/maas?connect_timeout=2", &s, &e) == -1);
     CHECKF(strstr(e.msg, "PostgreSQL") != NULL, "%s", e.msg);
     CHECK(store_open("", &s, &e) == -1);
 }
@@ -157,7 +157,7 @@ int main(void)
     RUN(custom_migrations_in_order);
     RUN(params_out_of_order_and_tx);
     RUN(fault_injection);
-    RUN(postgres_refused_clearly);
+    RUN(postgres_unreachable_clearly);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
