@@ -184,7 +184,8 @@ static int drain_raw(struct tok_stream *s, bool at_end)
     if (i >= n && n > start && tok_bytes_put(&s->hold, u + start, n - start))
         return -1;
     size_t keep = i < n ? n - i : 0;
-    memmove(s->raw.p, s->raw.p + (n - keep), keep);
+    if (keep)
+        memmove(s->raw.p, s->raw.p + (n - keep), keep);
     s->raw.len = keep;
     return 0;
 }
@@ -230,7 +231,8 @@ static int release(struct tok_stream *s, bool at_end)
     }
     if (tok_bytes_put(&s->out, h, hl - keep))
         return -1;
-    memmove(s->hold.p, s->hold.p + hl - keep, keep);
+    if (keep) /* hold.p may be NULL when nothing was ever held */
+        memmove(s->hold.p, s->hold.p + hl - keep, keep);
     s->hold.len = keep;
     return 0;
 }

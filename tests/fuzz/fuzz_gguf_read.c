@@ -9,6 +9,14 @@
 
 static volatile uint64_t sink;
 
+/* The bits of a double: casting a NaN or huge value to an integer is undefined. */
+static uint64_t float_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    return u;
+}
+
 static void walk(const struct gguf_file *f)
 {
     uint64_t h = gguf_version(f) + gguf_alignment(f) + gguf_data_offset(f) + gguf_size(f);
@@ -34,10 +42,10 @@ static void walk(const struct gguf_file *f)
                     for (uint64_t k = 0; k < kv->arr_strs[j].len; k++)
                         h += (uint8_t)kv->arr_strs[j].ptr[k];
                 else
-                    h += (uint64_t)gguf_arr_int(kv, j) + (uint64_t)gguf_arr_float(kv, j);
+                    h += (uint64_t)gguf_arr_int(kv, j) + float_bits(gguf_arr_float(kv, j));
             }
         } else {
-            h += (uint64_t)gguf_kv_int(kv) + (uint64_t)gguf_kv_float(kv);
+            h += (uint64_t)gguf_kv_int(kv) + float_bits(gguf_kv_float(kv));
         }
     }
     for (size_t i = 0; i < gguf_n_tensors(f); i++) {

@@ -54,7 +54,7 @@ echo "ok   argument errors"
 
 start "$tmp/main.log" --ctx 4096 --model "other=$tmp/tiny.gguf" || exit 1
 main_port=$port
-start "$tmp/busy.log" --ctx 8192 --max-queue 1 --max-running 1 || exit 1
+start "$tmp/busy.log" --ctx 65536 --kv-blocks 4200 --max-queue 1 --max-running 1 || exit 1
 busy_port=$port
 
 "$PY" "$HERE/server_http.py" "$main_port" tiny "$TIMEOUT" "$MAXBODY" "$busy_port" other
