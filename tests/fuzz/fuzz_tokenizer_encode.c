@@ -211,7 +211,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = ids.n - off - (add_special && tok_add_eos(t) ? 1 : 0);
     bool spm = tok_model(t) == TOK_MODEL_SPM;
     size_t dl = 0;
-    char *dec = tok_decode(t, ids.ids + off, n, parse_special, spm, &dl, &e);
+    /* ids.ids is NULL when the text encoded to nothing */
+    char *dec = tok_decode(t, ids.n ? ids.ids + off : NULL, n, parse_special, spm, &dl, &e);
     MAAS_ASSERT(dec);
     /* SPM is lossy by definition in two ways: it puts a space after every
      * special token it parses, and a literal U+2581 in the text decodes as a
