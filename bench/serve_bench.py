@@ -38,6 +38,8 @@ ap.add_argument("--max-tokens", type=int, default=128, help="tokens per stream i
 ap.add_argument("--turns", type=int, default=10)
 ap.add_argument("--turn-tokens", type=int, default=32, help="reply length per chat turn")
 ap.add_argument("--repeat", type=int, default=3)
+ap.add_argument("--metered", action="store_true",
+                help="serve with a ledger (API key, holds, settlement) instead of --no-auth, to measure metering's cost")
 args = ap.parse_args()
 
 NAME = "bench"
@@ -58,7 +60,19 @@ def cpu_seconds(pid):
 help_text = subprocess.run([args.bin, "serve", "--help"], capture_output=True, text=True).stdout
 cmd = [args.bin, "serve", "--model", "%s=%s" % (NAME, args.model), "--port", "0", "--ctx", str(args.ctx),
        "--timeout", "600"]
-if "--no-auth" in help_text:
+AUTH = {}
+if args.metered:
+    # a fresh ledger: one account with ample credit, a price for the model, one key
+    data = tempfile.mkdtemp(prefix="serve_bench_ledger_")
+
+    def admin(*a):
+        r = subprocess.run([args.bin, "admin", "--data", data] + list(a), capture_output=True, text=True, check=True)
+        return r.stdout.strip().splitlines()[-1]
+    account = admin("account", "create", "bench", "--credit", "1000000")
+    admin("price", "set", NAME, "--input", "0.5", "--cached-input", "0.25", "--output", "1.5")
+    AUTH = {"Authorization": "Bearer " + admin("key", "create", account)}
+    cmd += ["--data", data]
+elif "--no-auth" in help_text:
     cmd.append("--no-auth")
 if args.threads:
     cmd += ["--threads", str(args.threads)]
@@ -83,7 +97,7 @@ def stream_chat(messages, max_tokens):
     body = {"model": NAME, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
     t_send = time.monotonic()
-    c.request("POST", "/v1/chat/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    c.request("POST", "/v1/chat/completions", body=json.dumps(body), headers=dict({"Content-Type": "application/json"}, **AUTH))
     r = c.getresponse()
     if r.status != 200:
         raise RuntimeError("HTTP %d: %s" % (r.status, r.read()[:300]))
@@ -219,7 +233,7 @@ try:
           % (args.turns, ratio_c, ", ".join("%.2f" % x for x in ratios)))
     load1 = loadavg()
     print("load average at end: %.2f %.2f %.2f" % tuple(load1))
-    result = {"model": os.path.basename(args.model), "clients": args.clients, "max_tokens": args.max_tokens,
+    result = {"model": os.path.basename(args.model), "metered": args.metered, "clients": args.clients, "max_tokens": args.max_tokens,
               "repeat": args.repeat, "single_tok_s": round(a, 2), "concurrent_tok_s": round(b, 2),
               "ratio": round(b / a, 3), "single_decode_tok_s": round(ad, 2), "concurrent_decode_tok_s": round(bd, 2),
               "decode_ratio": round(bd / ad, 3), "single_tok_per_cpu_s": round(a_cpu, 2),
