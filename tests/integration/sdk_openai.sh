@@ -32,7 +32,7 @@ serve_tiny_model
 serve_start "$tmp/main.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 4096 || exit 1
 main_port=$port
 # a server that is full with one running and one queued request: the third gets 429
-serve_start "$tmp/busy.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 8192 --max-queue 1 --max-running 1 \
+serve_start "$tmp/busy.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 65536 --max-queue 1 --max-running 1 \
   || exit 1
 busy_port=$port
 

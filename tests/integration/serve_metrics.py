@@ -72,7 +72,7 @@ check(rc != 0, "promtool complains about a counter without _total (rc %d)" % rc)
 socks = []
 for i in range(3):
     s = socket.create_connection(("127.0.0.1", PORT), timeout=30)
-    body = json.dumps({"model": MODEL, "prompt": "stream %d" % i, "max_tokens": 3000, "temperature": 0,
+    body = json.dumps({"model": MODEL, "prompt": "stream %d" % i, "max_tokens": 60000, "temperature": 0,
                        "stream": True}).encode()
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body)

@@ -190,7 +190,7 @@ test('RateLimitError with Retry-After when the queue is full', async () => {
   // 1) a long stream occupies the only running slot
   const abort = new AbortController();
   const blocker = await busy.completions.create(
-    { model: MODEL, prompt: 'x', max_tokens: 6000, temperature: 0, stream: true }, { signal: abort.signal });
+    { model: MODEL, prompt: 'x', max_tokens: 60000, temperature: 0, stream: true }, { signal: abort.signal });
   const it = blocker[Symbol.asyncIterator]();
   await it.next();
   // 2) a request waits in the queue of one
