@@ -69,10 +69,14 @@ rc, _ = promtool("# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requ
 check(rc != 0, "promtool complains about a counter without _total (rc %d)" % rc)
 
 # ---- while streams run: 3 streams on MODEL with --max-running 2, so one waits in the queue ----------------
+# the built-in vocabulary's <|endoftext|>, <|im_start|>, <|im_end|>: banned so that
+# these streams cannot end early at an end-of-generation token
+NO_EOG = {"4093": -100, "4094": -100, "4095": -100}
 socks = []
 for i in range(3):
     s = socket.create_connection(("127.0.0.1", PORT), timeout=30)
     body = json.dumps({"model": MODEL, "prompt": "stream %d" % i, "max_tokens": 60000, "temperature": 0,
+                       "logit_bias": NO_EOG,
                        "stream": True}).encode()
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
               b"Content-Length: %d\r\n\r\n" % len(body) + body)
@@ -83,6 +87,16 @@ while got.count(b"data: ") < 2:
     if not d:
         break
     got += d
+# Drain every stream in the background: an unread socket would fill up, stall
+# its connection and get it closed, which is not what this check is about.
+def drain(sock):
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+for s in socks:
+    threading.Thread(target=drain, args=(s,), daemon=True).start()
 mid = ""
 for _ in range(100):  # the third request reaches the queue shortly after the first two are admitted
     _, _, body = request("GET", "/metrics")

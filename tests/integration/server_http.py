@@ -460,7 +460,8 @@ if BUSY_PORT:
     def blocking_stream():
         c = conn(BUSY_PORT)
         c.request("POST", "/v1/completions", body=json.dumps({"model": MODEL, "prompt": "x", "max_tokens": 60000,
-                                                               "temperature": 0, "stream": True}),
+                                                               "temperature": 0, "stream": True,
+                                                               "logit_bias": {"4093": -100, "4094": -100, "4095": -100}}),
                   headers={"Content-Type": "application/json"})
         r = c.getresponse()
         blocker_status["st"] = r.status

@@ -190,7 +190,8 @@ test('RateLimitError with Retry-After when the queue is full', async () => {
   // 1) a long stream occupies the only running slot
   const abort = new AbortController();
   const blocker = await busy.completions.create(
-    { model: MODEL, prompt: 'x', max_tokens: 60000, temperature: 0, stream: true }, { signal: abort.signal });
+    { model: MODEL, prompt: 'x', max_tokens: 60000, temperature: 0, stream: true,
+      logit_bias: { 4093: -100, 4094: -100, 4095: -100 } }, { signal: abort.signal });
   const it = blocker[Symbol.asyncIterator]();
   await it.next();
   // 2) a request waits in the queue of one
