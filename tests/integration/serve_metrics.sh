@@ -9,7 +9,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PROMTOOL=$(command -v promtool) || { echo "promtool is not installed (scripts/setup.sh installs prometheus)"; exit 77; }
 
 serve_tiny_model
-serve_start "$tmp/serve.log" --model "tiny=$tmp/tiny.gguf" --model "second=$tmp/tiny.gguf" --threads 1 --ctx 65536 \
+serve_start "$tmp/serve.log" --model "tiny=$tmp/tiny.gguf" --model "second=$tmp/tiny.gguf" --threads 1 --ctx 16384 \
   --max-running 2 --max-body 65536 || exit 1
 timeout 85 "$PY" "$HERE/serve_metrics.py" "$port" tiny second "$PROMTOOL"
 rc=$?
