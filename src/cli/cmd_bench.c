@@ -136,12 +136,7 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             rc = parse_int_arg(a, v, 1, 1024, &go.n_threads, &e);
         } else if (!strcmp(a, "--kv-type")) {
-            if (!strcmp(v, "f32"))
-                go.kv_type = GGML_TYPE_F32;
-            else if (!strcmp(v, "f16"))
-                go.kv_type = GGML_TYPE_F16;
-            else
-                rc = err_set(&e, "--kv-type: '%s' is not f32 or f16", v);
+            rc = parse_kv_type_arg(a, v, &go.kv_type, &e);
         } else {
             fprintf(stderr, "maas bench: unknown option '%s'\n", a);
             usage(stderr);

@@ -126,12 +126,7 @@ int cmd_chat(int argc, char **argv)
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
             rc = parse_int_arg(a, v, 16, 1 << 24, &n_ctx, &e);
         } else if (!strcmp(a, "--kv-type")) {
-            if (!strcmp(v, "f32"))
-                go.kv_type = GGML_TYPE_F32;
-            else if (!strcmp(v, "f16"))
-                go.kv_type = GGML_TYPE_F16;
-            else
-                rc = err_set(&e, "--kv-type: '%s' is not f32 or f16", v);
+            rc = parse_kv_type_arg(a, v, &go.kv_type, &e);
         } else {
             fprintf(stderr, "maas chat: unknown option '%s'\n", a);
             usage(stderr);

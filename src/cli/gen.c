@@ -192,3 +192,14 @@ void json_write_str(FILE *out, const char *str, size_t n)
         }
     }
 }
+
+int parse_kv_type_arg(const char *opt, const char *s, enum ggml_type *out, struct err *e)
+{
+    if (!strcmp(s, "f32"))
+        *out = GGML_TYPE_F32;
+    else if (!strcmp(s, "f16"))
+        *out = GGML_TYPE_F16;
+    else
+        return err_set(e, "%s: '%s' is not f32 or f16", opt, s);
+    return 0;
+}

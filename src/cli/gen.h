@@ -60,6 +60,8 @@ void gen_truncate(struct gen *g, int n);
 /* Parsers for the option values shared by the commands; -1 with a message. */
 int parse_int_arg(const char *opt, const char *s, long lo, long hi, int *out, struct err *e);
 int parse_float_arg(const char *opt, const char *s, double lo, double hi, float *out, struct err *e);
+/* --kv-type: "f32" or "f16" into *out; -1 with a message naming opt otherwise. */
+int parse_kv_type_arg(const char *opt, const char *s, enum ggml_type *out, struct err *e);
 
 /* Writes s[0..n) as a JSON string body (no quotes): escapes, and every
  * invalid UTF-8 byte as \ufffd. */
