@@ -46,6 +46,7 @@ struct job {
     struct oai_usage usage;
     int n_tok;                     /* token events seen */
     int n_fed;                     /* tokens fed to the detokenizer */
+    int n_stop_tok;                /* stop_hit: token events up to the one that completed the stop string */
     uint64_t t_submit, t_last;
     uint64_t t_checked;            /* last look at the client's socket */
     size_t text_total;             /* bytes of text produced (for text_offset) */
@@ -343,17 +344,40 @@ static int on_token(struct job *j, const struct sample_result *t)
     }
     if (rc == 1) {
         j->stop_hit = true;
+        j->n_stop_tok = j->n_tok;
         engine_cancel(j->seq);
     }
     return emit_text(j, s, n);
 }
 
+/*
+ * The usage of a request — one rule for the JSON response, the streamed
+ * usage chunk, /metrics, the settlement (hence the ledger and /v1/usage):
+ *   prompt_tokens      the prompt as submitted to the engine;
+ *   cached_tokens      of those, the ones the engine took from the prefix
+ *                      cache at the sequence's first admission (never more
+ *                      than prompt_tokens - 1: the last one is recomputed);
+ *   completion_tokens  the tokens the model generated for the response: all
+ *                      of them up to the end (an end-of-generation token is
+ *                      not counted), except that a request ended by a stop
+ *                      string counts the tokens up to and including the one
+ *                      that completed the stop string, the text itself being
+ *                      cut before the stop string, as OpenAI does. The engine
+ *                      runs ahead of this thread and may generate a few more
+ *                      tokens before it sees the cancellation; those depend
+ *                      on timing (streamed or not, machine load), are never
+ *                      returned, and are not counted or billed.
+ * The response and the ledger therefore always carry the same numbers, and
+ * the streamed and the non-streamed form of a request the same ones.
+ */
 static void on_done(struct job *j, const struct engine_event *ev)
 {
     j->done = true;
     j->usage.prompt_tokens = ev->n_prompt;
     j->usage.cached_tokens = ev->n_cached;
     j->usage.completion_tokens = ev->n_completion;
+    if (j->stop_hit && j->n_stop_tok < ev->n_completion)
+        j->usage.completion_tokens = j->n_stop_tok;
     if (ev->finish == ENGINE_FINISH_ERROR) {
         j->error = true;
         snprintf(j->error_msg, sizeof j->error_msg, "%s", ev->error);

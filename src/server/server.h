@@ -74,6 +74,8 @@ struct server_admit_info {
 struct server_settle_info {
     const char *request_id;
     const char *model;
+    /* the response's own usage, by job.c's rule (on_done): a request ended by
+     * a stop string counts the tokens up to the one that completed it */
     int n_prompt, n_cached, n_completion;
     const char *finish;            /* "stop", "length", "cancelled" (client gone), "error" */
     char *cost;                    /* out: the charged amount as a decimal string ("" = none) */
