@@ -36,6 +36,16 @@ struct kern_tile {
 };
 struct kern_tile kern_avx2_tile(enum ggml_type t); /* gemm_avx2.c */
 
+/* f32 tile kernel (sgemm_avx2.c) for prompt processing on dequantized
+ * weights: for r < nr <= KERN_FTILE_MR and c < nc <= KERN_FTILE_NR,
+ * y[c * ldy + r] = sum over k < n of w[r * ldw + k] * a[c * lda + k]
+ * (added to y when accumulate is non-zero); n is a multiple of 8. */
+#define KERN_FTILE_MR 4
+#define KERN_FTILE_NR 3
+typedef void (*kern_ftile_fn)(int64_t n, const float *w, int64_t ldw, int nr, const float *a, int64_t lda, int nc,
+                              float *y, int64_t ldy, int accumulate);
+kern_ftile_fn kern_avx2_ftile(void); /* NULL below AVX2 */
+
 /* Matrix-vector kernels for decode (gemv_avx2.c), for weight types whose
  * activations are q8_0: prepare() expands one q8_0 activation row of n
  * elements into KERN_GEMV_ACT_SIZE(n) bytes (scales as floats, values and

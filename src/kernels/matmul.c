@@ -19,6 +19,15 @@
  *      MR rows x NR tokens per tile in registers; the others dot one weight
  *      row, held in L1, with each token in turn. The token chunk is sized so
  *      that its converted activations stay in L2 while the rows go by.
+ *    - n_tok >= F32_MIN_TOK on AVX2 (prompt processing): the f32 path. The
+ *      activations, rounded through the vec_dot type (so the products are
+ *      those of the integer kernels), are expanded to f32 once; a unit
+ *      dequantizes its weight rows, 4 at a time and F32_KC elements of k at a
+ *      time, into a panel on the stack that stays in L1, and multiplies it
+ *      with every token of its chunk with FMAs (kern_avx2_ftile). On CPUs
+ *      with slow byte multiplies this beats the integer tiles once a row is
+ *      reused by enough tokens; the threshold was measured with
+ *      bench/bench_matmul.c.
  * Nothing is allocated; the work counter lives on the caller's stack.
  */
 #include "kernels/kernels_int.h"
@@ -29,11 +38,28 @@
 #define ACT_CHUNK_BYTES (192 * 1024)
 /* Bytes of weights per decode work unit. */
 #define DECODE_UNIT_BYTES (48 * 1024)
+/* The f32 path: from F32_MIN_TOK tokens on (more for the types whose integer
+ * tiles are already fast, see f32_min_tok); elements of k per panel pass (a
+ * multiple of every block size, 256). */
+#define F32_MIN_TOK 8
+#define F32_KC 512
+
+/* Measured crossovers (bench/bench_matmul.c, 1 thread, 4864 x 896..1024):
+ * q8_0 8 tokens; q4_K and q6_K, whose integer tiles reach 25 GFLOP/s, 32. */
+static int64_t f32_min_tok(enum ggml_type wt)
+{
+    return wt == GGML_TYPE_Q4_K || wt == GGML_TYPE_Q6_K ? 32 : F32_MIN_TOK;
+}
 
 struct mm_job {
     const struct kern_type_ops *o;
+    enum ggml_type wt;
     struct kern_tile tile;
     struct kern_gemv gemv;  /* decode kernel, used when n_tok == 1 */
+    kern_ftile_fn ftile;    /* f32 path, used when not NULL */
+    const float *actf;      /* its activations: n_tok rows of n_in f32 */
+    float *actf_buf;        /* where they are written (in wbuf), or NULL */
+    kern_to_float_fn w_to_float;
     const void *gact;       /* its prepared activation (in wbuf) */
     const char *W;          /* borrowed: n_out rows of ldw bytes */
     size_t ldw;
@@ -61,6 +87,9 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
     if (o->vec_dot_type == GGML_TYPE_F32)
         return 0;
     size_t s = act_row_size(o, n_in) * (size_t)n_tok;
+    /* The f32 path's rounded activations, 32-byte aligned. */
+    if (n_tok >= F32_MIN_TOK)
+        s += (size_t)n_tok * (size_t)n_in * sizeof(float) + 32;
     /* Room for the decode kernels' prepared activation, whatever the ISA
      * in use, so that a buffer stays valid when the table changes. */
     if (o->vec_dot_type == GGML_TYPE_Q8_0)
@@ -68,13 +97,67 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
     return s;
 }
 
+/* An activation row in a q8 format back to floats: each value d * q is
+ * exact in f32 (an 11-bit or 24-bit scale times an 8-bit integer). */
+static void act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n)
+{
+    switch (t) {
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q8_1: {
+        const size_t bs = t == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q8_1);
+        for (int64_t b = 0; b < n / 32; b++) {
+            const char *blk = (const char *)src + (size_t)b * bs;
+            const float d = fp16_to_fp32(*(const ggml_half *)blk);
+            const int8_t *q = t == GGML_TYPE_Q8_0 ? ((const block_q8_0 *)blk)->qs : ((const block_q8_1 *)blk)->qs;
+            for (int i = 0; i < 32; i++)
+                dst[32 * b + i] = d * (float)q[i];
+        }
+        break;
+    }
+    case GGML_TYPE_Q8_K: {
+        const block_q8_K *x = src;
+        for (int64_t b = 0; b < n / QK_K; b++)
+            for (int i = 0; i < QK_K; i++)
+                dst[QK_K * b + i] = x[b].d * (float)x[b].qs[i];
+        break;
+    }
+    default:
+        MAAS_ASSERT(!"no f32 expansion for this activation type");
+    }
+}
+
 static void convert_job(void *ctx, int ith, int nth)
 {
     struct mm_job *j = ctx;
     int64_t lo, hi;
     split_range(j->n_tok, ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++)
-        j->o->from_float_act(j->x + t * j->n_in, j->act + (size_t)t * j->lda, j->n_in);
+    for (int64_t t = lo; t < hi; t++) {
+        char *row = j->act + (size_t)t * j->lda;
+        j->o->from_float_act(j->x + t * j->n_in, row, j->n_in);
+        if (j->actf_buf)
+            act_to_float(j->o->vec_dot_type, row, j->actf_buf + t * j->n_in, j->n_in);
+    }
+}
+
+/* The f32 path for one unit: panels of up to 4 dequantized rows x F32_KC. */
+static void run_unit_f32(struct mm_job *j, int64_t r0, int64_t r1, int64_t t0, int64_t t1)
+{
+    float panel[KERN_FTILE_MR * F32_KC] __attribute__((aligned(32)));
+    const enum ggml_type wt = j->wt;
+    for (int64_t k0 = 0; k0 < j->n_in; k0 += F32_KC) {
+        const int64_t len = j->n_in - k0 < F32_KC ? j->n_in - k0 : F32_KC;
+        const size_t koff = ggml_row_size(wt, k0);
+        for (int64_t r = r0; r < r1; r += KERN_FTILE_MR) {
+            const int nr = (int)(r1 - r < KERN_FTILE_MR ? r1 - r : KERN_FTILE_MR);
+            for (int i = 0; i < nr; i++)
+                j->w_to_float(j->W + (size_t)(r + i) * j->ldw + koff, panel + i * F32_KC, len);
+            for (int64_t t = t0; t < t1; t += KERN_FTILE_NR) {
+                const int nc = (int)(t1 - t < KERN_FTILE_NR ? t1 - t : KERN_FTILE_NR);
+                j->ftile(len, panel, F32_KC, nr, j->actf + t * j->n_in + k0, j->n_in, nc, j->y + t * j->ldy + r,
+                         j->ldy, k0 > 0);
+            }
+        }
+    }
 }
 
 static void run_unit(struct mm_job *j, int64_t u)
@@ -87,6 +170,10 @@ static void run_unit(struct mm_job *j, int64_t u)
     if (t1 > j->n_tok)
         t1 = j->n_tok;
     const kern_vec_dot_fn dot = j->o->vec_dot;
+    if (j->ftile) {
+        run_unit_f32(j, r0, r1, t0, t1);
+        return;
+    }
     if (j->gemv.fn) {
         j->gemv.fn(j->n_in, j->W + (size_t)r0 * j->ldw, j->ldw, r1 - r0, j->gact, j->y + r0);
         return;
@@ -130,6 +217,7 @@ void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_
     const int nth = pool_n_threads(pool);
     struct mm_job j = {
         .o = o,
+        .wt = wt,
         .W = W,
         .ldw = ggml_row_size(wt, n_in),
         .n_out = n_out,
@@ -145,14 +233,24 @@ void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_
         j.tile = kern_avx2_tile(wt);
     if (n_tok == 1 && kernels_isa() >= KERN_AVX2)
         j.gemv = kern_avx2_gemv(wt);
+    if (n_tok >= f32_min_tok(wt) && n_in % 8 == 0 && o->to_float) {
+        j.ftile = kern_avx2_ftile();
+        j.w_to_float = o->to_float;
+    }
 
     if (o->vec_dot_type == GGML_TYPE_F32) {
         j.act = (char *)x;
         j.lda = (size_t)n_in * sizeof(float);
+        j.actf = x;
     } else {
         MAAS_ASSERT(wbuf && o->from_float_act);
         j.act = wbuf;
         j.lda = act_row_size(o, n_in);
+        if (j.ftile) {
+            uintptr_t p = (uintptr_t)(j.act + j.lda * (size_t)n_tok);
+            j.actf_buf = (float *)((p + 31) & ~(uintptr_t)31);
+            j.actf = j.actf_buf;
+        }
         if (n_tok == 1 || nth == 1)
             convert_job(&j, 0, 1);
         else
@@ -168,7 +266,7 @@ void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_
     /* Work units. Rows per unit: a multiple of the tile height, enough units
      * for dynamic balancing (about 8 per thread) but not so small that the
      * counter and the loop overheads show. */
-    const int64_t mr = j.tile.mr;
+    const int64_t mr = j.ftile ? KERN_FTILE_MR : j.tile.mr;
     if (n_tok == 1) {
         j.toks_per_unit = 1;
         j.rows_per_unit = (int64_t)(DECODE_UNIT_BYTES / j.ldw);
@@ -176,8 +274,9 @@ void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_
         if (j.rows_per_unit > max_rows)
             j.rows_per_unit = max_rows;
     } else {
-        int64_t nc = j.tile.nc_max;
-        j.toks_per_unit = (int64_t)(ACT_CHUNK_BYTES / j.lda);
+        int64_t nc = j.ftile ? KERN_FTILE_NR : j.tile.nc_max;
+        /* the f32 path keeps F32_KC floats of each token of the chunk in L2 */
+        j.toks_per_unit = (int64_t)(ACT_CHUNK_BYTES / (j.ftile ? F32_KC * sizeof(float) : j.lda));
         j.toks_per_unit = (j.toks_per_unit / nc) * nc;
         if (j.toks_per_unit < nc)
             j.toks_per_unit = nc;

@@ -4,7 +4,9 @@
  * (byte-identical to the fast one) and dequantized, and the dot taken in
  * double. That isolates the matmul's own arithmetic, so the tolerance is
  * tight: 1e-4 of sum |w_i * a_i|. Shapes cover odd n_out (1, 7, 33, 65),
- * n_tok 1..9 and 64 (tile edges in both directions), pools of 1, 2 and 3
+ * n_tok 1..9 and 64 (tile edges in both directions; from 8 tokens on most
+ * types take the f32 path, whose k is cut in panels of 512: n_in 608 and
+ * 1280 end in a partial one), pools of 1, 2 and 3
  * threads, and ldy > n_out, with y pre-filled with NaN so that a missed
  * output shows and a write into the padding columns is caught. Both the
  * reference table and (when the CPU has it) the AVX2 table are exercised.

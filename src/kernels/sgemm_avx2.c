@@ -1,0 +1,95 @@
+/*
+ * f32 tile kernel for prompt processing: FMA on dequantized weights.
+ *
+ * Why floats for quantized weights: on the Zen 1 cores this project runs on,
+ * the byte multiplies (vpmaddubsw, vpmaddwd) issue at well under one 256-bit
+ * instruction per cycle, so an exact integer block dot (sign, maddubs, madd,
+ * convert, scale) costs more per multiply than one FMA does on floats
+ * (one 8-wide FMA per cycle). When a weight row is used by many tokens, it
+ * pays to dequantize it once into an f32 panel (kern_matmul does that, any
+ * weight type) and multiply the panel with the activations, which kern_matmul
+ * has rounded through the type's q8 activation format so that the products
+ * are the same as the integer kernels' up to float rounding.
+ *
+ * A tile is up to 4 weight rows x 3 activation rows: 12 accumulators, 3
+ * activation vectors and one weight vector fill the 16 ymm registers; per 8
+ * elements of k it loads 7 vectors for 12 FMAs. Each accumulator is one
+ * chain over k, reduced the same way whatever the tile's shape, so a
+ * result does not depend on which tile computed it.
+ */
+#include "kernels/avx2_int.h"
+
+/* 4 accumulators (rows 0..3 of one token) -> their 4 sums in one vector. */
+static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+static inline __attribute__((always_inline)) void ftile(const int RM, const int RN, int64_t n, const float *w,
+                                                         int64_t ldw, const float *a, int64_t lda, float *y,
+                                                         int64_t ldy, int accumulate)
+{
+    __m256 acc[KERN_FTILE_MR][KERN_FTILE_NR];
+#pragma GCC unroll 4
+    for (int r = 0; r < KERN_FTILE_MR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < KERN_FTILE_NR; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n; k += 8) {
+        __m256 x[KERN_FTILE_NR];
+#pragma GCC unroll 4
+        for (int c = 0; c < RN; c++)
+            x[c] = _mm256_loadu_ps(a + c * lda + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < RM; r++) {
+            const __m256 wv = _mm256_loadu_ps(w + r * ldw + k);
+#pragma GCC unroll 4
+            for (int c = 0; c < RN; c++)
+                acc[r][c] = _mm256_fmadd_ps(wv, x[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < RN; c++) {
+        float s[4] __attribute__((aligned(16)));
+        _mm_store_ps(s, reduce4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]));
+        float *yc = y + c * ldy;
+#pragma GCC unroll 4
+        for (int r = 0; r < RM; r++)
+            yc[r] = accumulate ? yc[r] + s[r] : s[r];
+    }
+}
+
+#define FTILE_CASE(rm, rn)                                                                                    \
+    case (rm) * 8 + (rn):                                                                                     \
+        ftile(rm, rn, n, w, ldw, a, lda, y, ldy, accumulate);                                                 \
+        break;
+
+static void ftile_avx2(int64_t n, const float *w, int64_t ldw, int nr, const float *a, int64_t lda, int nc,
+                       float *y, int64_t ldy, int accumulate)
+{
+    MAAS_ASSERT(n % 8 == 0);
+    switch (nr * 8 + nc) {
+        FTILE_CASE(4, 3)
+        FTILE_CASE(4, 2)
+        FTILE_CASE(4, 1)
+        FTILE_CASE(3, 3)
+        FTILE_CASE(3, 2)
+        FTILE_CASE(3, 1)
+        FTILE_CASE(2, 3)
+        FTILE_CASE(2, 2)
+        FTILE_CASE(2, 1)
+        FTILE_CASE(1, 3)
+        FTILE_CASE(1, 2)
+        FTILE_CASE(1, 1)
+    default:
+        MAAS_ASSERT(!"f32 tile shape out of range");
+    }
+}
+
+_Static_assert(KERN_FTILE_MR == 4 && KERN_FTILE_NR == 3, "ftile_avx2 lists the shapes up to 4 x 3");
+
+kern_ftile_fn kern_avx2_ftile(void)
+{
+    return kernels_isa() >= KERN_AVX2 ? ftile_avx2 : NULL;
+}
