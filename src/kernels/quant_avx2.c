@@ -17,6 +17,9 @@
  *
  * Rows are always whole blocks; loops that process two blocks per step finish
  * with a one-block loop for an odd count.
+ *
+ * The dequantizers (to_float) give the reference's floats bit for bit: the
+ * same float operations in the same order, with no product fused into an FMA.
  */
 #include "kernels/avx2_int.h"
 
@@ -481,6 +484,233 @@ TO_FLOAT_Q8_0_FAMILY(q4_0_to_float_avx2, block_q4_0, avx2_q4_0_bytes)
 TO_FLOAT_Q8_0_FAMILY(q5_0_to_float_avx2, block_q5_0, avx2_q5_0_bytes)
 TO_FLOAT_Q8_0_FAMILY(iq4_nl_to_float_avx2, block_iq4_nl, IQ4_BYTES)
 
+/* ---- dequantization of the affine and k-quant types ----
+ * Each element is computed with the reference's float operations, in its
+ * order, so the floats are bit for bit the reference's: q4_1 / q5_1
+ * q * d + m; q2_K (d * sc) * q - dmin * m; q3_K and q6_K (d * sc) * q;
+ * q4_K / q5_K (d * sc) * q - dmin * m. The per-sub-block products d * sc and
+ * dmin * m are formed once per super-block, 8 at a time, as the reference
+ * forms them one by one. The quants are small integers, exact as floats. */
+
+/* p, kept as a rounded product of its own. This file is compiled with -mfma
+ * and GCC contracts mul + add into one FMA by default (-ffp-contract=fast),
+ * also for the intrinsics; the reference is compiled for baseline x86-64,
+ * which has no FMA, so it always rounds the product first. The empty asm
+ * hides where p came from, so no compiler can fuse it into the next add.
+ * (Every product below is in fact exact: an fp16 scale has at most 11
+ * significant bits, a sub-block scale at most 6 and a quant at most 5, so
+ * fusing would round the same. The barrier makes the reference's operation
+ * order hold by construction rather than by that argument; it costs no
+ * instruction. An fmsub instead of mul + sub measured ~14% faster on q4_K.) */
+static inline __m256 unfused(__m256 p)
+{
+    __asm__("" : "+x"(p));
+    return p;
+}
+
+/* 8 signed bytes (the low 8 of b) -> 8 floats. */
+static inline __m256 i8x8_ps(__m128i b)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+}
+
+/* 32 signed bytes -> 32 floats, y[k] = vd * b[k] + vm (two roundings). */
+static inline void store32_mul_add(float *y, __m256i b, __m256 vd, __m256 vm)
+{
+    __m128i lo = _mm256_castsi256_si128(b), hi = _mm256_extracti128_si256(b, 1);
+    _mm256_storeu_ps(y, _mm256_add_ps(unfused(_mm256_mul_ps(vd, i8x8_ps(lo))), vm));
+    _mm256_storeu_ps(y + 8, _mm256_add_ps(unfused(_mm256_mul_ps(vd, i8x8_ps(_mm_srli_si128(lo, 8)))), vm));
+    _mm256_storeu_ps(y + 16, _mm256_add_ps(unfused(_mm256_mul_ps(vd, i8x8_ps(hi))), vm));
+    _mm256_storeu_ps(y + 24, _mm256_add_ps(unfused(_mm256_mul_ps(vd, i8x8_ps(_mm_srli_si128(hi, 8)))), vm));
+}
+
+/* 16 signed bytes -> 16 floats, y[k] = vd * b[k] - vm (two roundings). */
+static inline void store16_mul_sub(float *y, __m128i b, __m256 vd, __m256 vm)
+{
+    _mm256_storeu_ps(y, _mm256_sub_ps(unfused(_mm256_mul_ps(vd, i8x8_ps(b))), vm));
+    _mm256_storeu_ps(y + 8, _mm256_sub_ps(unfused(_mm256_mul_ps(vd, i8x8_ps(_mm_srli_si128(b, 8)))), vm));
+}
+
+/* 32 signed bytes of one sub-block -> 32 floats, y[k] = vd * b[k] - vm. */
+static inline void store32_mul_sub(float *y, __m256i b, __m256 vd, __m256 vm)
+{
+    store16_mul_sub(y, _mm256_castsi256_si128(b), vd, vm);
+    store16_mul_sub(y + 16, _mm256_extracti128_si256(b, 1), vd, vm);
+}
+
+/* 16 signed bytes -> 16 floats, y[k] = vd * b[k]. */
+static inline void store16_mul(float *y, __m128i b, __m256 vd)
+{
+    _mm256_storeu_ps(y, _mm256_mul_ps(vd, i8x8_ps(b)));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(vd, i8x8_ps(_mm_srli_si128(b, 8))));
+}
+
+/* 16 signed bytes s -> out[k] = v * s[k], k < 16: the per-sub-block scales. */
+static inline void scale16(float out[16], __m128i s, float v)
+{
+    __m256 vv = _mm256_set1_ps(v);
+    _mm256_storeu_ps(out, _mm256_mul_ps(vv, i8x8_ps(s)));
+    _mm256_storeu_ps(out + 8, _mm256_mul_ps(vv, i8x8_ps(_mm_srli_si128(s, 8))));
+}
+
+static void q4_1_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const block_q4_1 *x = vx;
+    for (int64_t i = 0; i < n / QK4_1; i++)
+        store32_mul_add(y + 32 * i, q4_1_bytes(&x[i]), _mm256_set1_ps(avx2_h2f(x[i].d)),
+                        _mm256_set1_ps(avx2_h2f(x[i].m)));
+}
+
+static void q5_1_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const block_q5_1 *x = vx;
+    for (int64_t i = 0; i < n / QK5_1; i++)
+        store32_mul_add(y + 32 * i, q5_1_bytes(&x[i]), _mm256_set1_ps(avx2_h2f(x[i].d)),
+                        _mm256_set1_ps(avx2_h2f(x[i].m)));
+}
+
+/* q2_K: element 128h + 32k + l is bits 2k..2k+1 of qs[32h + l]; the 4-bit
+ * scale (low) and min (high) of its 16 in scales[8h + 2k + l / 16]. */
+static void q2_K_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const block_q2_K *x = vx;
+    const __m256i m3 = _mm256_set1_epi8(0x03);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    float dl[16], ml[16];
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        scale16(dl, _mm_and_si128(raw, m4), avx2_h2f(x[i].d));
+        scale16(ml, _mm_and_si128(_mm_srli_epi16(raw, 4), m4), avx2_h2f(x[i].dmin));
+        for (int h = 0; h < 2; h++) {
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * h + 2 * k;
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * k), m3);
+                float *yy = y + 128 * h + 32 * k;
+                store16_mul_sub(yy, _mm256_castsi256_si128(q), _mm256_set1_ps(dl[g]), _mm256_set1_ps(ml[g]));
+                store16_mul_sub(yy + 16, _mm256_extracti128_si256(q, 1), _mm256_set1_ps(dl[g + 1]),
+                                _mm256_set1_ps(ml[g + 1]));
+            }
+        }
+    }
+}
+
+/* The 16 6-bit scales of a q3_K block as signed bytes (-32..31), in order:
+ * low 4 bits from the nibbles of bytes 0..7, high 2 bits from bytes 8..11. */
+static inline __m128i q3_K_scales16(const uint8_t packed[12])
+{
+    const uint32_t m2 = 0x03030303, m4 = 0x0f0f0f0f;
+    uint32_t u[3];
+    memcpy(u, packed, 12);
+    const uint32_t s0 = (u[0] & m4) | ((u[2] & m2) << 4);
+    const uint32_t s1 = (u[1] & m4) | (((u[2] >> 2) & m2) << 4);
+    const uint32_t s2 = ((u[0] >> 4) & m4) | (((u[2] >> 4) & m2) << 4);
+    const uint32_t s3 = ((u[1] >> 4) & m4) | (((u[2] >> 6) & m2) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
+}
+
+/* q3_K: element 128h + 32k + l: bits 2k..2k+1 of qs[32h + l], minus 4 unless
+ * bit 4h + k of hmask[l] is set; the scale of its 16 is scales[8h + 2k + l / 16]. */
+static void q3_K_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const block_q3_K *x = vx;
+    const __m256i m3 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+    float dl[16];
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        scale16(dl, q3_K_scales16(x[i].scales), avx2_h2f(x[i].d));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * h + 2 * k;
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * k), m3);
+                const __m256i hbit = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
+                q = _mm256_sub_epi8(_mm256_or_si256(q, _mm256_slli_epi16(hbit, 2)), four);
+                float *yy = y + 128 * h + 32 * k;
+                store16_mul(yy, _mm256_castsi256_si128(q), _mm256_set1_ps(dl[g]));
+                store16_mul(yy + 16, _mm256_extracti128_si256(q, 1), _mm256_set1_ps(dl[g + 1]));
+            }
+        }
+    }
+}
+
+/* The 8 scales (times d) and 8 mins (times dmin) of a q4_K / q5_K block. */
+static inline void k4_scales(const uint8_t *packed, float d, float dmin, float dl[8], float ml[8])
+{
+    const __m128i sm = avx2_unpack_scales_k4(packed);
+    _mm256_storeu_ps(dl, _mm256_mul_ps(_mm256_set1_ps(d), i8x8_ps(sm)));
+    _mm256_storeu_ps(ml, _mm256_mul_ps(_mm256_set1_ps(dmin), i8x8_ps(_mm_srli_si128(sm, 8))));
+}
+
+/* q4_K: sub-block 2p is the low nibbles of qs[32p..32p+31], 2p+1 the high. */
+static void q4_K_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const block_q4_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    float dl[8], ml[8];
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        k4_scales(x[i].scales, avx2_h2f(x[i].d), avx2_h2f(x[i].dmin), dl, ml);
+        for (int p = 0; p < 4; p++) {
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * p));
+            store32_mul_sub(y + 64 * p, _mm256_and_si256(qv, m4), _mm256_set1_ps(dl[2 * p]),
+                            _mm256_set1_ps(ml[2 * p]));
+            store32_mul_sub(y + 64 * p + 32, _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4),
+                            _mm256_set1_ps(dl[2 * p + 1]), _mm256_set1_ps(ml[2 * p + 1]));
+        }
+    }
+}
+
+/* q5_K: q4_K plus 16 where bit j of qh[l] is set (sub-block j, element l). */
+static void q5_K_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const block_q5_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    float dl[8], ml[8];
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        k4_scales(x[i].scales, avx2_h2f(x[i].d), avx2_h2f(x[i].dmin), dl, ml);
+        const __m256i hv = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        for (int p = 0; p < 4; p++) {
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * p));
+            const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hv, 2 * p), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hv, 2 * p + 1), one);
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(qv, m4), _mm256_slli_epi16(h0, 4));
+            const __m256i q1 =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qv, 4), m4), _mm256_slli_epi16(h1, 4));
+            store32_mul_sub(y + 64 * p, q0, _mm256_set1_ps(dl[2 * p]), _mm256_set1_ps(ml[2 * p]));
+            store32_mul_sub(y + 64 * p + 32, q1, _mm256_set1_ps(dl[2 * p + 1]), _mm256_set1_ps(ml[2 * p + 1]));
+        }
+    }
+}
+
+/* q6_K, per half h of 128: quarter k of 32 takes its low 4 bits from
+ * ql[64h + 32(k & 1) + l] (low nibble for k < 2, high for k >= 2) and its
+ * high 2 bits from bits 2k..2k+1 of qh[32h + l]; value - 32, scale of its 16
+ * in scales[8h + 2k + l / 16]. */
+static void q6_K_to_float_avx2(const void *vx, float *y, int64_t n)
+{
+    const block_q6_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x03), off = _mm256_set1_epi8(32);
+    float dl[16];
+    for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
+        scale16(dl, _mm_loadu_si128((const __m128i *)x[i].scales), avx2_h2f(x[i].d));
+        for (int h = 0; h < 2; h++) {
+            const __m256i qa = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
+            const __m256i qb = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                const __m256i src = (k & 1) ? qb : qa;
+                const __m256i lo = _mm256_and_si256(k < 2 ? src : _mm256_srli_epi16(src, 4), m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2);
+                const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), off);
+                const int g = 8 * h + 2 * k;
+                float *yy = y + 128 * h + 32 * k;
+                store16_mul(yy, _mm256_castsi256_si128(q), _mm256_set1_ps(dl[g]));
+                store16_mul(yy + 16, _mm256_extracti128_si256(q, 1), _mm256_set1_ps(dl[g + 1]));
+            }
+        }
+    }
+}
+
 void kern_register_avx2(struct kern_type_ops *tab)
 {
     static const struct {
@@ -532,4 +762,17 @@ void kern_register_avx2(struct kern_type_ops *tab)
         tab[GGML_TYPE_Q5_0].to_float = q5_0_to_float_avx2;
     if (tab[GGML_TYPE_IQ4_NL].to_float)
         tab[GGML_TYPE_IQ4_NL].to_float = iq4_nl_to_float_avx2;
+
+    static const struct {
+        enum ggml_type t;
+        kern_to_float_fn fn;
+    } to_floats[] = {
+        {GGML_TYPE_Q4_1, q4_1_to_float_avx2}, {GGML_TYPE_Q5_1, q5_1_to_float_avx2},
+        {GGML_TYPE_Q2_K, q2_K_to_float_avx2}, {GGML_TYPE_Q3_K, q3_K_to_float_avx2},
+        {GGML_TYPE_Q4_K, q4_K_to_float_avx2}, {GGML_TYPE_Q5_K, q5_K_to_float_avx2},
+        {GGML_TYPE_Q6_K, q6_K_to_float_avx2},
+    };
+    for (size_t k = 0; k < sizeof to_floats / sizeof *to_floats; k++)
+        if (tab[to_floats[k].t].to_float)
+            tab[to_floats[k].t].to_float = to_floats[k].fn;
 }
