@@ -44,11 +44,13 @@
 #define F32_MIN_TOK 8
 #define F32_KC 512
 
-/* Measured crossovers (bench/bench_matmul.c, 1 thread, 4864 x 896..1024):
- * q8_0 8 tokens; q4_K and q6_K, whose integer tiles reach 25 GFLOP/s, 32. */
+/* Measured crossovers (1 thread, 1024..4864 x 896..1024, this project's
+ * Zen 1 machine): about 6-8 tokens for the q8_0 family and for the types
+ * without integer tiles; 16 for q4_K and q6_K, whose integer tiles reach
+ * 25 GFLOP/s. */
 static int64_t f32_min_tok(enum ggml_type wt)
 {
-    return wt == GGML_TYPE_Q4_K || wt == GGML_TYPE_Q6_K ? 32 : F32_MIN_TOK;
+    return wt == GGML_TYPE_Q4_K || wt == GGML_TYPE_Q6_K ? 16 : F32_MIN_TOK;
 }
 
 struct mm_job {
