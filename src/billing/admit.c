@@ -22,6 +22,7 @@
  */
 #include "billing/billing_int.h"
 
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -477,22 +478,52 @@ static int stale_row(void *ctx, const struct store_row *r)
     return 0;
 }
 
-static int recover_once(struct billing *b, int64_t stale_after, int64_t *n_released, int *retryable,
-                        struct err *e);
+static int recover_once(struct billing *b, int64_t stale_after, bool ask_liveness, int64_t *n_released,
+                        int *retryable, struct err *e);
 
-int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
+static int recover(struct billing *b, int64_t stale_after, bool ask_liveness, int64_t *n_released, struct err *e)
 {
     for (int attempt = 0;; attempt++) {
         int retryable = 0;
-        int rc = recover_once(b, stale_after, n_released, &retryable, e);
+        int rc = recover_once(b, stale_after, ask_liveness, n_released, &retryable, e);
         if (rc == 0 || !retryable || attempt == 4)
             return rc;
         usleep((useconds_t)(1000 << attempt));
     }
 }
 
-static int recover_once(struct billing *b, int64_t stale_after, int64_t *n_released, int *retryable,
-                        struct err *e)
+int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
+{
+    return recover(b, stale_after, true, n_released, e);
+}
+
+/* The periodic sweep of a live node. What it releases cannot belong to a
+ * request still running, and a release can never double-count: the hold's
+ * DELETE ... RETURNING in billing_settle_in_tx is the claim, so of a
+ * settlement and a release of the same request exactly one takes the hold
+ * and writes the one usage record; the other finds that record.
+ *   - holds older than stale_after (of any process, this one included): no
+ *     request runs that long, as at start;
+ *   - holds of another process of this node that is gone, when liveness is
+ *     the flock of a data directory: the kernel holds that lock for exactly
+ *     the life of the process.
+ * It does not judge processes of a shared ledger by their leases: a lease
+ * lives on a database connection, which a database restart or a dropped
+ * idle connection ends while its process lives on (and nothing takes it
+ * again); a sweep every few minutes on every node would then release the
+ * holds of that node's running requests as abandoned, each period, leaving
+ * them unbilled. At start that risk is a one-off; those holds wait for a
+ * start, or for stale_after. */
+int billing_recover_live(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
+{
+    if (stale_after <= 0)
+        return err_set(e, "ledger recovery: a live node needs an age limit (stale_after %lld)",
+                       (long long)stale_after);
+    return recover(b, stale_after, !b->shared, n_released, e);
+}
+
+static int recover_once(struct billing *b, int64_t stale_after, bool ask_liveness, int64_t *n_released,
+                        int *retryable, struct err *e)
 {
     struct stale_list l = {NULL, NULL, NULL, 0, 0, 0};
     int64_t now = billing_now(b);
@@ -504,12 +535,15 @@ static int recover_once(struct billing *b, int64_t stale_after, int64_t *n_relea
         goto out;
     /* Candidates: holds of other processes of this node, or of any node on
      * a shared database (whose liveness any node can ask), and holds older
-     * than the timeout. */
+     * than the timeout. Without ask_liveness (billing_recover_live on a shared
+     * database) only the old ones. */
     if (store_query(s,
                     "SELECT request_id, boot, CASE WHEN admitted_at < $3 THEN 1 ELSE 0 END FROM holds"
-                    " WHERE ((node = $1 OR $4 = 1) AND boot <> $2) OR admitted_at < $3 ORDER BY boot, request_id",
-                    (struct store_val[]){SV_TEXT(b->node), SV_TEXT(b->boot), SV_INT(cutoff), SV_INT(b->shared)}, 4,
-                    stale_row, &l, e))
+                    " WHERE ($5 = 1 AND (node = $1 OR $4 = 1) AND boot <> $2) OR admitted_at < $3"
+                    " ORDER BY boot, request_id",
+                    (struct store_val[]){SV_TEXT(b->node), SV_TEXT(b->boot), SV_INT(cutoff), SV_INT(b->shared),
+                                         SV_INT(ask_liveness ? 1 : 0)},
+                    5, stale_row, &l, e))
         goto out;
     if (l.oom) {
         err_set(e, "ledger recovery: out of memory");
@@ -537,8 +571,11 @@ static int recover_once(struct billing *b, int64_t stale_after, int64_t *n_relea
     }
     if (store_commit(s, e))
         goto out;
-    if (released)
-        log_info("ledger: released %lld hold(s) left by a process that stopped", (long long)released);
+    if (released && stale_after > 0)
+        log_info("ledger: released %lld hold(s) of processes that stopped or older than %lld s; not charged",
+                 (long long)released, (long long)stale_after);
+    else if (released)
+        log_info("ledger: released %lld hold(s) left by processes that stopped; not charged", (long long)released);
     billing_boot_sweep(b);
     if (n_released)
         *n_released = released;

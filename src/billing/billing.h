@@ -41,6 +41,10 @@
  *                    zero-cost "abandoned" usage record. Every process holds a
  *                    flock on <data dir>/boots/<boot>.lock while it lives, so a
  *                    live neighbour on the same node keeps its holds.
+ *   billing_recover_live() while serving, every few minutes: the same for
+ *                    holds older than the timeout (this process's own too:
+ *                    a settlement that failed leaves its hold behind) and for
+ *                    dead neighbours by lock file, never by lease.
  *
  * A shared ledger (PostgreSQL, several nodes): the same transactions, with
  * row locks taken by the conditional updates (the key's row serialises its
@@ -295,6 +299,14 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
  * the longest request. A request released this way that is settled later gets
  * the abandoned record back (never a second charge). *n_released may be NULL. */
 int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e);
+/* The same for a node that is serving, to run periodically (the server does,
+ * see server.h): releases holds admitted more than stale_after (> 0) seconds
+ * ago, of any process including this one, and the holds of this node's dead
+ * processes when liveness is a lock file (a ledger in a data directory). On
+ * a shared ledger it does not release holds by lease (a lease can be lost
+ * with its connection while the process lives: see admit.c); those wait for
+ * billing_recover at a start, or for stale_after. */
+int billing_recover_live(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e);
 
 /* ---- usage reports ---- */
 enum billing_group { BILLING_BY_DAY, BILLING_BY_ACCOUNT, BILLING_BY_KEY, BILLING_BY_MODEL, BILLING_BY_REQUEST };

@@ -460,6 +460,8 @@ struct server *server_new(const struct server_model *models, int n_models, const
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di && di->port ? di->port : o->port;
+    if (sweeper_start(s, e) < 0)
+        goto fail;
     freeaddrinfo(ai);
     return s;
 fail:
@@ -473,6 +475,7 @@ void server_free(struct server *s)
 {
     if (!s)
         return;
+    sweeper_stop(s);
     if (s->d)
         MHD_stop_daemon(s->d);
     metrics_release(&s->mt);

@@ -36,7 +36,10 @@
  * before a stream's final chunk, usage chunk and [DONE]; a request cancelled
  * by its client is settled when its sequence ends. If the usage cannot be
  * recorded the client gets a 503 (or an error event) instead of the end of
- * its response, and the hold is released, uncharged, at the next start.
+ * its response, and the hold is released, uncharged, at the next start or
+ * by the server's sweeper once it is older than recover_after_s (sweep.c:
+ * every recover_every_ms, billing_recover_live also releases the holds of
+ * dead processes sharing the data directory).
  * Without billing and hooks nothing is checked (maas serve --no-auth).
  */
 #ifndef MAAS_SERVER_H
@@ -103,7 +106,13 @@ struct server_opts {
     const struct server_hooks *hooks; /* borrowed, may be NULL */
     bool loopback_only;            /* refuse to listen on anything but a loopback address */
     struct billing *billing;       /* borrowed, may be NULL: keys, holds, metering, /admin, /v1/usage */
+    int recover_every_ms;          /* with billing: release stale holds this often (billing_recover_live);
+                                      0 = SERVER_RECOVER_EVERY_MS, < 0 = never */
+    int64_t recover_after_s;       /* a hold is stale this long after admission; 0 = SERVER_STALE_HOLD_S */
 };
+
+#define SERVER_RECOVER_EVERY_MS 300000 /* five minutes */
+#define SERVER_STALE_HOLD_S 86400      /* no request runs a day; the age maas serve uses at start too */
 
 struct server_opts server_opts_default(void);
 

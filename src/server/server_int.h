@@ -65,7 +65,16 @@ struct server {
     struct metrics mt;
     int port;
     int64_t started;               /* unix seconds, "created" of the models */
+    struct sweeper *sweep;         /* owned (sweep.c), NULL without billing */
 };
+
+/* ---- stale holds (sweep.c) ---- */
+
+/* Starts the thread that releases stale holds every recover_every_ms (with
+ * billing, unless recover_every_ms < 0). 0, or -1 with *e. */
+int sweeper_start(struct server *srv, struct err *e);
+/* Stops and joins it; nothing when none runs. */
+void sweeper_stop(struct server *srv);
 
 /* ---- who calls (auth.c) ---- */
 
