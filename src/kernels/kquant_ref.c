@@ -330,8 +330,15 @@ static void quantize_superblock_k4(const float *x, int nmax, float rmin, float r
         if (mins[j] > max_min)
             max_min = mins[j];
     }
+    /* An infinite inverse (max below ~1.9e-37) makes every level 0 in
+     * ggml's code too (nearest_int(inf) = -2^22 and NaN's 0, cast to
+     * uint8_t): 0 says so without leaning on those bit patterns. */
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    if (!isfinite(inv_scale))
+        inv_scale = 0.f;
+    if (!isfinite(inv_min))
+        inv_min = 0.f;
     for (int j = 0; j < QK_K / 32; j++) {
         /* ggml stores nearest_int into a uint8_t before MIN(63, .) */
         ls[j] = (uint8_t)imin(63, (uint8_t)kern_nearest_int(inv_scale * scales[j]));
@@ -374,19 +381,25 @@ void kern_ref_quantize_q2_K(const float *x, void *vy, int64_t n)
             if (mins[j] > max_min)
                 max_min = mins[j];
         }
-        if (max_scale > 0) {
-            float iscale = q4scale / max_scale;
+        /* Below ~4.4e-38 the inverse 15 / max is infinite: ggml's nearest_int
+         * then gives -2^22, which it stores as 0 in the scales and shifts
+         * left (undefined) into the mins. Such a scale is 0 in fp16 anyway,
+         * so it takes the zero branch, which writes the bytes ggml's code
+         * comes to in practice. With a finite inverse, 0 <= mins[j] <= max_min
+         * keeps the shifted l in 0..15 (a NaN min gives some l >= 0). */
+        const float iscale_s = max_scale > 0 ? q4scale / max_scale : 0.f;
+        const float iscale_m = max_min > 0 ? q4scale / max_min : 0.f;
+        if (max_scale > 0 && isfinite(iscale_s)) {
             for (int j = 0; j < QK_K / 16; j++)
-                y[i].scales[j] = (uint8_t)kern_nearest_int(iscale * scales[j]);
+                y[i].scales[j] = (uint8_t)kern_nearest_int(iscale_s * scales[j]);
             y[i].d = fp32_to_fp16(max_scale / q4scale);
         } else {
             memset(y[i].scales, 0, sizeof y[i].scales);
             y[i].d = fp32_to_fp16(0.f);
         }
-        if (max_min > 0) {
-            float iscale = q4scale / max_min;
+        if (max_min > 0 && isfinite(iscale_m)) {
             for (int j = 0; j < QK_K / 16; j++)
-                y[i].scales[j] |= (uint8_t)(kern_nearest_int(iscale * mins[j]) << 4);
+                y[i].scales[j] |= (uint8_t)((unsigned)kern_nearest_int(iscale_m * mins[j]) << 4);
             y[i].dmin = fp32_to_fp16(max_min / q4scale);
         } else {
             y[i].dmin = fp32_to_fp16(0.f);
@@ -670,6 +683,15 @@ void kern_ref_quantize_q8_K(const float *x, void *vy, int64_t n)
             continue;
         }
         const float iscale = -127.f / max;
+        if (!isfinite(iscale)) {
+            /* |max| below ~3.7e-37: every iscale * x[j] is infinite or NaN.
+             * ggml's nearest_int gives -2^22 or 0 and its int8_t store keeps
+             * the low byte, 0; write those zeros (and its d, a signed zero)
+             * without the out-of-range conversion. */
+            memset(&y[i], 0, sizeof y[i]);
+            y[i].d = 1 / iscale;
+            continue;
+        }
         for (int j = 0; j < QK_K; j++)
             y[i].qs[j] = (int8_t)imin(127, kern_nearest_int(iscale * x[j]));
         for (int j = 0; j < QK_K / 16; j++) {
