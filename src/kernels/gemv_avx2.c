@@ -25,6 +25,10 @@
 
 enum gfam { G_Q8_0, G_Q4_0, G_Q5_0, G_IQ4_NL };
 
+/* Software prefetch distance in bytes; 1024 measured best of 512..4096 on
+ * 4864 x 896 q8_0 at 2 threads (+14% median of 5 interleaved rounds). */
+#define GEMV_PREFETCH 1024
+
 /* Layout of a prepared activation of nb blocks (KERN_GEMV_ACT_SIZE). */
 struct act_view {
     const float *d;   /* nb scales */
@@ -128,6 +132,12 @@ static inline __attribute__((always_inline)) void gemv_rows(enum gfam f, int64_t
         int64_t b = 0;
         for (; b + 8 <= nb; b += 8) {
             const char *xb = x + (size_t)b * bs;
+            /* Ask for the weights GEMV_PREFETCH bytes ahead (the next row,
+             * since rows are consecutive): the hardware prefetcher alone
+             * leaves the two threads' streams short of the read bandwidth. */
+#pragma GCC unroll 8
+            for (size_t l = 0; l < 8 * bs; l += 64)
+                _mm_prefetch(xb + GEMV_PREFETCH + l, _MM_HINT_T0);
             __m256 dw = avx2_scales8(xb, bs);
             _mm256_store_ps(sc, _mm256_mul_ps(dw, _mm256_loadu_ps(a.d + b)));
             if (off != 0.0f)
