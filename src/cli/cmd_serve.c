@@ -23,7 +23,7 @@
 #include <time.h>
 
 #define MAX_MODELS 16
-#define STALE_HOLD_S 86400 /* holds of other nodes older than this are released at start */
+#define STALE_HOLD_S 86400 /* default --hold-max-age: holds older than this are stale */
 
 static void usage(FILE *out)
 {
@@ -45,6 +45,10 @@ static void usage(FILE *out)
             "  --admin-key-file F    register the admin key in F (first line) instead of creating one\n"
             "  --secret-file F       the API-key hashing secret (32 bytes, mode 0600); required with --db\n"
             "                        postgresql://..., the same file on every node (default: in --data DIR)\n"
+            "  --hold-max-age S      a billing hold this old is stale: its request is released uncharged\n"
+            "                        (at start, and by the sweeper while serving; default 86400)\n"
+            "  --hold-sweep S        look for stale holds and dead processes' holds every S seconds\n"
+            "                        while serving (default 300)\n"
             "  --no-auth             serve without API keys and without metering (loopback only)\n"
             "  --chat-template NAME  force a chat format (chatml, llama3, llama2, mistral-nemo, deepseek,\n"
             "                        phi3, gemma, glm4) instead of recognising the model's\n",
@@ -126,7 +130,7 @@ static void redact_url(const char *url, char *buf, size_t n)
 }
 
 static int open_billing(const char *db_url, const char *secret_file, const char *admin_key_file,
-                        struct billing **out)
+                        int64_t stale_hold_s, struct billing **out)
 {
     char db[512];
     redact_url(db_url, db, sizeof db);
@@ -138,7 +142,7 @@ static int open_billing(const char *db_url, const char *secret_file, const char 
         return -1;
     }
     int64_t released = 0;
-    if (billing_recover(b, STALE_HOLD_S, &released, &e) < 0) {
+    if (billing_recover(b, stale_hold_s, &released, &e) < 0) {
         fprintf(stderr, "maas serve: ledger %s: releasing the holds of dead processes: %s\n", db, e.msg);
         goto fail;
     }
@@ -184,7 +188,7 @@ fail:
 int cmd_serve(int argc, char **argv)
 {
     const char *specs[MAX_MODELS];
-    int n_specs = 0, max_body = 1 << 20, no_auth = 0;
+    int n_specs = 0, max_body = 1 << 20, no_auth = 0, hold_max_age = STALE_HOLD_S, hold_sweep = 300;
     const char *chat_template = NULL, *db = NULL, *admin_key_file = NULL, *secret_file = NULL;
     struct server_opts so = server_opts_default();
     struct engine_opts eo = {0};
@@ -225,6 +229,10 @@ int cmd_serve(int argc, char **argv)
             rc = parse_int_arg(a, v, 16, 1 << 30, &max_body, &e);
         } else if (!strcmp(a, "--timeout")) {
             rc = parse_int_arg(a, v, 1, 86400, &so.timeout_s, &e);
+        } else if (!strcmp(a, "--hold-max-age")) {
+            rc = parse_int_arg(a, v, 60, 30 * 86400, &hold_max_age, &e);
+        } else if (!strcmp(a, "--hold-sweep")) {
+            rc = parse_int_arg(a, v, 1, 86400, &hold_sweep, &e);
         } else if (!strcmp(a, "--chat-template")) {
             chat_template = v;
         } else if (!strcmp(a, "--data") || !strcmp(a, "--db")) {
@@ -270,9 +278,11 @@ int cmd_serve(int argc, char **argv)
     struct server *srv = NULL;
     struct billing *bill = NULL;
     memset(sv, 0, sizeof sv);
-    if (!no_auth && open_billing(db ? db : "maas-data", secret_file, admin_key_file, &bill) < 0)
+    if (!no_auth && open_billing(db ? db : "maas-data", secret_file, admin_key_file, hold_max_age, &bill) < 0)
         goto out;
     so.billing = bill;
+    so.recover_every_ms = hold_sweep * 1000;
+    so.recover_after_s = hold_max_age;
     for (int i = 0; i < n_specs; i++) {
         const char *spec = specs[i], *eq = strchr(spec, '=');
         sv[i].path = eq ? eq + 1 : spec;

@@ -16,7 +16,10 @@ price); /v1/usage shows only the caller's account; the /admin routes; and a
 kill test: under concurrent load the server is SIGKILLed 3 times at random
 moments and restarted; afterwards every request the client saw complete has
 exactly one usage record with the cost it was told, balances equal credits
-minus settled costs, no hold is left, and `maas admin audit` passes.
+minus settled costs, no hold is left, and `maas admin audit` passes. Before
+that, the sweeper: a second server on the same ledger (--hold-sweep 1)
+releases, while it keeps serving, the hold of a request whose server was
+SIGKILLed mid-stream, without charging it.
 """
 import http.client
 import json
@@ -464,6 +467,46 @@ def test_admin_routes(acct, keys):
     check(st == 405, "wrong method on an admin route: 405")
 
 
+def test_sweep_neighbour():
+    acct = admin("account", "create", "sweepme", "--credit", "100").stdout.strip().splitlines()[-1]
+    key = admin("key", "create", acct).stdout.strip().splitlines()[-1]
+    log_b = os.path.join(TMP, "sweeper.log")
+    proc_b, port_b = start_server(log_b, extra=("--hold-sweep", "1"))
+    try:
+        # a long stream on server A (the end-of-generation ids of the built-in
+        # vocabulary banned); its hold is visible at the first chunk, then A
+        # is killed and not restarted until the hold is gone: only B can
+        # release it
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "sweep"}],
+                "max_tokens": 480, "temperature": 0, "stream": True,
+                "logit_bias": {"4093": -100, "4094": -100, "4095": -100}}
+        c = http.client.HTTPConnection("127.0.0.1", state["port"], timeout=10)
+        c.request("POST", "/v1/chat/completions", json.dumps(body).encode(),
+                  {"Content-Type": "application/json", "Authorization": "Bearer " + key})
+        r = c.getresponse()
+        check(r.status == 200, "the stream to be orphaned started (%d)" % r.status)
+        r.readline()
+        os.kill(state["proc"].pid, signal.SIGSTOP)  # frozen mid-stream, hold in place
+        held = Decimal(admin_json("account", "show", acct)["held"])
+        check(held > 0, "a running stream holds %s" % held)
+        state["proc"].send_signal(signal.SIGKILL)
+        state["proc"].wait()
+        c.close()
+        t0 = time.time()
+        while time.time() - t0 < 15 and Decimal(admin_json("account", "show", acct)["held"]) > 0:
+            time.sleep(0.2)
+        a = admin_json("account", "show", acct)
+        check(Decimal(a["held"]) == 0 and micro(a["balance"]) == micro(a["credited"]),
+              "the sweeper of a running neighbour released the killed server's hold within %.1f s, uncharged "
+              "(held %s, balance %s of %s)" % (time.time() - t0, a["held"], a["balance"], a["credited"]))
+        state["proc"], state["port"] = start_server(os.path.join(TMP, "server.log"))
+        st, _, _, fin = stream(key, content="after the sweep", max_tokens=3, port=port_b)
+        check(st == 200 and fin, "the sweeping server still serves (%d)" % st)
+    finally:
+        proc_b.terminate()
+        proc_b.wait(timeout=30)
+
+
 def test_kill():
     acct = admin("account", "create", "killme", "--credit", "100").stdout.strip().splitlines()[-1]
     key = admin("key", "create", acct).stdout.strip().splitlines()[-1]
@@ -539,6 +582,7 @@ def main():
         test_price_change()
         test_v1_usage(acct, keys)
         test_admin_routes(acct, keys)
+        test_sweep_neighbour()
         test_kill()
     except Exception:
         import traceback
