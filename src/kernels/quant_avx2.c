@@ -10,10 +10,12 @@
  * super-block; the minimum / offset terms use the activation block sums.
  *
  * The activation quantizers produce exactly the bytes of the reference ones
- * in quant_ref.c (the unit test compares them): the same float operations in
- * the same order, roundf() emulated exactly (ties away from zero) for q8_0 and
- * q8_1, and round-to-nearest-even for q8_K, whose reference uses the
- * nearest_int() trick.
+ * in quant_ref.c / kquant_ref.c for every input (the unit test compares them):
+ * the same float operations in the same order, roundf() emulated exactly
+ * (ties away from zero) for q8_0 and q8_1, and round-to-nearest-even for
+ * q8_K, whose reference uses the nearest_int() trick. A block the vector code
+ * cannot get right (an infinite inverse scale, or an inf or NaN input; see
+ * has_i8_min) is detected after the fact and handed to the reference.
  *
  * Rows are always whole blocks; loops that process two blocks per step finish
  * with a one-block loop for an odd count.
@@ -22,6 +24,7 @@
  * same float operations in the same order, with no product fused into an FMA.
  */
 #include "kernels/avx2_int.h"
+#include "kernels/quant_ref.h"
 
 #include <math.h>
 
@@ -62,8 +65,33 @@ static inline float hmin_ps(__m256 v)
     return _mm_cvtss_f32(m);
 }
 
-/* One block of 32: d = amax/127, q = roundf(x * (1/d)). Returns sum(q). */
-static inline int quant_block32(const float *x, int8_t *qs, float *d_out)
+/* True if some byte of b is -128.
+ *
+ * Why the activation quantizers look for it: _mm256_cvtps_epi32 turns a NaN
+ * or out-of-range lane into INT_MIN, which the saturating packs make -128.
+ * The vector code meets such lanes in exactly three cases, all of which the
+ * reference treats lane by lane with clamps it would cost a fast path to copy:
+ *   - the inverse scale is infinite (d = amax / 127 or max / -127 so small,
+ *     about |x| < 3.7e-37, that 1 / d overflows): x * inf is +-inf, 0 * inf
+ *     is NaN; the reference writes 127 / -128 / 0 there for q8_0 and q8_1,
+ *     and a zero block (with d = -+0) for q8_K;
+ *   - an input is +-inf: the inverse scale is 0, inf * 0 is NaN;
+ *   - an input is NaN: the reference ignores it for the maximum and writes
+ *     0 (q8_0, q8_1) or bits of its payload (q8_K: nearest_int(NaN)).
+ * Otherwise every lane is a finite |x * iscale| <= 127 (plus a few ulps,
+ * rounding to 127), so a finite block never produces -128 and the check
+ * costs a compare per 32 bytes on the fast path; a block that trips it is
+ * quantized again by the reference. So the AVX2 bytes equal the reference's
+ * for every input, NaN and inf included. */
+static inline bool has_i8_min(__m256i b)
+{
+    return _mm256_movemask_epi8(_mm256_cmpeq_epi8(b, _mm256_set1_epi8(INT8_MIN))) != 0;
+}
+
+/* One block of 32: d = amax/127, q = roundf(x * (1/d)); *sum = sum(q).
+ * Returns false, with qs and *sum not the reference's, for a block that
+ * must be quantized by the reference instead (see has_i8_min). */
+static inline bool quant_block32(const float *x, int8_t *qs, float *d_out, int *sum)
 {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
@@ -78,9 +106,11 @@ static inline int quant_block32(const float *x, int8_t *qs, float *d_out)
     __m256i i1 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v1, vid)));
     __m256i i2 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v2, vid)));
     __m256i i3 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v3, vid)));
-    _mm256_storeu_si256((__m256i *)qs, pack32_i8(i0, i1, i2, i3));
+    __m256i b = pack32_i8(i0, i1, i2, i3);
+    _mm256_storeu_si256((__m256i *)qs, b);
     *d_out = d;
-    return avx2_hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    *sum = avx2_hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    return !has_i8_min(b);
 }
 
 static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n)
@@ -88,7 +118,11 @@ static void quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n)
     block_q8_0 *y = vy;
     for (int64_t i = 0; i < n / QK8_0; i++) {
         float d;
-        quant_block32(x + i * QK8_0, y[i].qs, &d);
+        int sum;
+        if (__builtin_expect(!quant_block32(x + i * QK8_0, y[i].qs, &d, &sum), 0)) {
+            kern_ref_quantize_q8_0(x + i * QK8_0, &y[i], QK8_0);
+            continue;
+        }
         y[i].d = fp32_to_fp16(d);
     }
 }
@@ -98,21 +132,37 @@ static void quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n)
     block_q8_1 *y = vy;
     for (int64_t i = 0; i < n / QK8_1; i++) {
         float d;
-        int sum = quant_block32(x + i * QK8_1, y[i].qs, &d);
+        int sum;
+        if (__builtin_expect(!quant_block32(x + i * QK8_1, y[i].qs, &d, &sum), 0)) {
+            kern_ref_quantize_q8_1(x + i * QK8_1, &y[i], QK8_1);
+            continue;
+        }
         y[i].d = fp32_to_fp16(d);
         y[i].s = fp32_to_fp16((float)sum * d);
     }
+}
+
+/* min(127, nearest_int(x[k] * iscale)) for 8 lanes. (Written out per call
+ * rather than looped over an array, which GCC kept on the stack.) */
+static inline __m256i q8_K_lanes(const float *x, __m256 vs)
+{
+    __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_min_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
 }
 
 static void quantize_row_q8_K_avx2(const float *x, void *vy, int64_t n)
 {
     block_q8_K *y = vy;
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
-        __m256 vmax = _mm256_loadu_ps(x), vmin = vmax;
-        for (int j = 8; j < QK_K; j += 8) {
+        /* From zero, with the new value first: max_ps / min_ps return their
+         * second operand when one is NaN, so NaN inputs are skipped as the
+         * reference skips them, amax is some |x[j]| and the tie scan below
+         * ends (such a block then goes to the reference; see has_i8_min). */
+        __m256 vmax = _mm256_setzero_ps(), vmin = vmax;
+        for (int j = 0; j < QK_K; j += 8) {
             __m256 v = _mm256_loadu_ps(x + j);
-            vmax = _mm256_max_ps(vmax, v);
-            vmin = _mm256_min_ps(vmin, v);
+            vmax = _mm256_max_ps(v, vmax);
+            vmin = _mm256_min_ps(v, vmin);
         }
         float mx = hmax_ps(vmax), mn = -hmin_ps(vmin);
         float amax = mx > mn ? mx : mn;
@@ -137,18 +187,19 @@ static void quantize_row_q8_K_avx2(const float *x, void *vy, int64_t n)
         const __m256 vs = _mm256_set1_ps(iscale);
         const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
         int32_t s4[8][8];
+        __m256i low = _mm256_setzero_si256(); /* bytewise minimum, for has_i8_min */
         for (int j = 0; j < QK_K; j += 32) {
-            __m256i q[4];
-            for (int k = 0; k < 4; k++) {
-                __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), vs),
-                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
-            }
-            __m256i b = pack32_i8(q[0], q[1], q[2], q[3]);
+            __m256i b = pack32_i8(q8_K_lanes(x + j, vs), q8_K_lanes(x + j + 8, vs), q8_K_lanes(x + j + 16, vs),
+                                  q8_K_lanes(x + j + 24, vs));
             _mm256_storeu_si256((__m256i *)(y[i].qs + j), b);
+            low = _mm256_min_epi8(low, b);
             /* lanes 0-3: sums of 4 of the first 16 bytes, lanes 4-7: the next 16 */
             __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, b), ones16);
             _mm256_storeu_si256((__m256i *)s4[j / 32], s);
+        }
+        if (__builtin_expect(has_i8_min(low), 0)) {
+            kern_ref_quantize_q8_K(x, &y[i], QK_K);
+            continue;
         }
         for (int g = 0; g < QK_K / 16; g++) {
             const int32_t *s = &s4[g / 2][(g % 2) * 4];

@@ -7,12 +7,19 @@
  *    within 1e-5 of sum |w_i * a_i| (the integer parts are exact on both
  *    sides; only the order of the float scale accumulation differs), and
  *    f16/bf16 within 1e-3 relative of a double dot product;
- *  - the AVX2 to_float gives the reference floats, bit for bit.
+ *  - the AVX2 to_float gives the reference floats, bit for bit;
+ *  - the activation quantizers (q8_0, q8_1, q8_K) write the reference's
+ *    bytes on extreme rows too: +-0, subnormals 1e-45 .. 1e-36, magnitudes
+ *    a few ulps either side of the thresholds where the inverse scale
+ *    (1 / (amax / 127), -127 / max) becomes infinite, +-FLT_MAX, blocks of
+ *    huge and tiny values mixed, and rows holding +-inf or NaNs (quiet,
+ *    signalling, with payloads), at several row lengths.
  * Skips cleanly when the CPU has no AVX2.
  */
 #include "kernels/kernels.h"
 #include "test.h"
 
+#include <float.h>
 #include <stdint.h>
 
 static const enum ggml_type types[] = {
@@ -205,10 +212,216 @@ TEST(test_simd_act_quantizers_bytes)
     kernels_force_isa(kernels_cpu_isa());
 }
 
+/* ---- activation quantizers on extreme rows ---- */
+
+#define X_MAX_N (9 * QK_K)
+
+static float float_of_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The smallest positive a whose inverse scale is finite: 1 / (a / 127) for
+ * q8_0 / q8_1, -127 / a for q8_K (both near 3.7e-37). Bisection on the bit
+ * patterns; the float operations are the quantizers' own. */
+static float inverse_threshold(bool q8_K)
+{
+    uint32_t lo = 1, hi = 0x3f800000; /* inverse infinite at lo, finite at hi */
+    while (hi - lo > 1) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        volatile float a = float_of_bits(mid);
+        const float inv = q8_K ? -127.0f / a : 1.0f / (a / 127.0f);
+        if (isfinite(inv))
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return float_of_bits(hi);
+}
+
+/* Row shapes at magnitude m. */
+enum {
+    XR_POS,       /* m everywhere */
+    XR_NEG,       /* -m everywhere */
+    XR_ALT,       /* +m, -m, ... (ties between +max and -max) */
+    XR_GAUSS,     /* gaussian * m */
+    XR_ONE_POS,   /* one m in 16 among +0 */
+    XR_ONE_NEG,   /* one -m in 16 among -0 */
+    XR_RAMP,      /* (i % 16 - 8) * m / 8 */
+    XR_MAX_FIRST, /* m first in each block of 32, then values below it */
+    XR_TIE,       /* m and -m in each block of 32, gaussian * m / 4 between */
+    XR_BLOCKS,    /* each block of 32 at its own magnitude, 1e-45 .. 1e37 */
+    XR_HALVES,    /* each block of 32: half gaussian * 1e37, half * m */
+    XR_COUNT
+};
+
+/* v as a float, clamped to +-FLT_MAX (so that the conversion is defined) */
+static float clamp_f(double v)
+{
+    return (float)fmax(fmin(v, FLT_MAX), -FLT_MAX);
+}
+
+static void extreme_row(struct rng *r, float *x, int64_t n, int kind, float m)
+{
+    static const float block_mags[] = {1.4e-45f, 1e-42f, 1e-39f, 3.7e-37f, 1e-36f, 1.0f, 1e20f, 1e37f, 0.0f};
+    const int n_bm = (int)(sizeof block_mags / sizeof *block_mags);
+    for (int64_t i = 0; i < n; i++) {
+        const double g = rng_normal(r);
+        float v = 0;
+        switch (kind) {
+        case XR_POS: v = m; break;
+        case XR_NEG: v = -m; break;
+        case XR_ALT: v = i % 2 ? -m : m; break;
+        case XR_GAUSS: v = clamp_f(g * m); break;
+        case XR_ONE_POS: v = i % 16 == 5 ? m : 0.0f; break;
+        case XR_ONE_NEG: v = i % 16 == 11 ? -m : -0.0f; break;
+        case XR_RAMP: v = (float)((double)(i % 16 - 8) * m / 8); break;
+        case XR_MAX_FIRST: v = i % 32 == 0 ? m : (float)(fmin(fabs(g) / 4, 1.0) * m); break;
+        case XR_TIE: v = i % 32 == 7 ? m : i % 32 == 19 ? -m : (float)(fmax(fmin(g / 4, 0.9), -0.9) * m); break;
+        case XR_BLOCKS: v = clamp_f(g * block_mags[(i / 32 + (int64_t)(m > 1)) % n_bm]); break;
+        case XR_HALVES: v = clamp_f(g * ((i / 16) % 2 ? 1e37 : (double)m)); break;
+        }
+        x[i] = v;
+    }
+}
+
+struct act_pair {
+    enum ggml_type t;
+    kern_from_float_fn ref, simd;
+    unsigned char *br, *bs; /* X_MAX_N elements' worth, owned */
+    int bad;
+};
+
+/* Quantizes x[0..n) with both and compares the bytes; reports the first few
+ * rows that differ. */
+static void act_compare(struct act_pair *p, const float *x, int64_t n, const char *what, int kind, float m)
+{
+    if (n % ggml_blck_size(p->t) != 0)
+        return;
+    const size_t sz = ggml_row_size(p->t, n);
+    memset(p->br, 0xa5, sz);
+    memset(p->bs, 0x5a, sz);
+    p->ref(x, p->br, n);
+    p->simd(x, p->bs, n);
+    if (memcmp(p->br, p->bs, sz) == 0)
+        return;
+    size_t at = 0;
+    while (p->br[at] == p->bs[at])
+        at++;
+    if (++p->bad <= 5)
+        CHECKF(0, "%s n=%lld %s kind %d m=%g: byte %zu is %d, reference %d", ggml_type_name(p->t),
+           (long long)n, what, kind, (double)m, at, p->bs[at], p->br[at]);
+}
+
+TEST(test_simd_act_quantizers_extremes)
+{
+    if (kernels_cpu_isa() < KERN_AVX2)
+        SKIP("CPU has no AVX2");
+    static const enum ggml_type acts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K};
+    static const int64_t lens[] = {32, 96, QK_K, 3 * QK_K, X_MAX_N};
+    struct act_pair p[3];
+    for (int k = 0; k < 3; k++) {
+        p[k].t = acts[k];
+        MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+        p[k].ref = kern_ops(acts[k])->from_float_act;
+        MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
+        p[k].simd = kern_ops(acts[k])->from_float_act;
+        MAAS_ASSERT(p[k].ref && p[k].simd && p[k].ref != p[k].simd);
+        p[k].br = alloc_filled(ggml_row_size(acts[k], X_MAX_N), 0);
+        p[k].bs = alloc_filled(ggml_row_size(acts[k], X_MAX_N), 0);
+        p[k].bad = 0;
+    }
+
+    /* magnitudes: zero, subnormal, around FLT_MIN, the inverse-scale
+     * thresholds and 4 ulps either side of each, ordinary, huge */
+    float mags[64];
+    int n_mags = 0;
+    static const float fixed[] = {0.0f,  1.4e-45f, 3e-45f, 1e-44f, 1e-43f, 1e-42f, 1e-41f,   1e-40f,
+                                  1e-39f, 2.9e-39f, 3e-39f, FLT_MIN, 1e-38f, 4e-38f, 1e-37f,   3.7e-37f,
+                                  3.8e-37f, 4e-37f, 1e-36f, 1e-3f,   1.0f,   1e30f,  1e37f,    FLT_MAX / 4,
+                                  FLT_MAX};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        mags[n_mags++] = fixed[i];
+    for (int q8_K = 0; q8_K < 2; q8_K++) {
+        float a = inverse_threshold(q8_K);
+        for (int s = 0; s < 4; s++)
+            a = nextafterf(a, 0.0f);
+        for (int s = 0; s < 9; s++, a = nextafterf(a, 1.0f))
+            mags[n_mags++] = a;
+    }
+    MAAS_ASSERT(n_mags <= (int)(sizeof mags / sizeof *mags));
+
+    struct rng r;
+    rng_seed(&r, 3100732);
+    float *x = malloc(X_MAX_N * sizeof *x);
+    MAAS_ASSERT(x);
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        const int64_t n = lens[li];
+        for (int mi = 0; mi < n_mags; mi++) {
+            for (int kind = 0; kind < XR_COUNT; kind++) {
+                extreme_row(&r, x, n, kind, mags[mi]);
+                for (int k = 0; k < 3; k++)
+                    act_compare(&p[k], x, n, "finite", kind, mags[mi]);
+            }
+        }
+    }
+
+    /* +-inf and NaNs, one per row or one in 7 or everywhere, in rows of
+     * zeros, tiny, ordinary and huge values */
+    const float specials[] = {INFINITY, -INFINITY, float_of_bits(0x7fc00000), float_of_bits(0xffc00000),
+                              float_of_bits(0x7fc12345), float_of_bits(0x7f800001), float_of_bits(0xff812345)};
+    static const float bases[] = {0.0f, 1e-39f, 1.0f, FLT_MAX};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        const int64_t n = lens[li];
+        for (size_t si = 0; si < sizeof specials / sizeof *specials; si++) {
+            for (size_t bi = 0; bi < sizeof bases / sizeof *bases; bi++) {
+                for (int where = 0; where < 5; where++) {
+                    extreme_row(&r, x, n, bi == 3 ? XR_ALT : XR_GAUSS, bases[bi]);
+                    for (int64_t i = 0; i < n; i++) {
+                        const bool put = where == 0 ? i == 0 : where == 1 ? i == n - 1 : where == 2 ? i == n / 2 + 3
+                                       : where == 3 ? i % 7 == 2 : true;
+                        if (put)
+                            x[i] = specials[si];
+                    }
+                    if (si == 0 && where == 4) /* +inf and -inf tie */
+                        x[n / 2] = -INFINITY;
+                    for (int k = 0; k < 3; k++)
+                        act_compare(&p[k], x, n, "inf/NaN", where, bases[bi]);
+                }
+            }
+        }
+    }
+
+    /* the reported case: a row of 1e-39 is a zero q8_K block (d = -0) */
+    for (int64_t i = 0; i < QK_K; i++)
+        x[i] = 1e-39f;
+    block_q8_K q;
+    memset(&q, 0x5a, sizeof q);
+    p[2].simd(x, &q, QK_K);
+    int nonzero = 0;
+    for (int i = 0; i < QK_K; i++)
+        nonzero += q.qs[i] != 0;
+    for (int i = 0; i < QK_K / 16; i++)
+        nonzero += q.bsums[i] != 0;
+    CHECKF(nonzero == 0 && q.d == 0.0f && signbit(q.d), "q8_K of 1e-39: %d nonzero qs/bsums, d = %g", nonzero,
+           (double)q.d);
+
+    for (int k = 0; k < 3; k++) {
+        CHECKF(p[k].bad == 0, "%s: %d rows differ from the reference", ggml_type_name(acts[k]), p[k].bad);
+        free(p[k].br);
+        free(p[k].bs);
+    }
+    free(x);
+    kernels_force_isa(kernels_cpu_isa());
+}
+
 int main(void)
 {
     kernels_init();
     RUN(test_simd_types);
     RUN(test_simd_act_quantizers_bytes);
+    RUN(test_simd_act_quantizers_extremes);
     TEST_END();
 }
