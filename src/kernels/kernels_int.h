@@ -45,6 +45,8 @@ struct kern_tile kern_avx2_tile(enum ggml_type t); /* gemm_avx2.c */
 typedef void (*kern_ftile_fn)(int64_t n, const float *w, int64_t ldw, int nr, const float *a, int64_t lda, int nc,
                               float *y, int64_t ldy, int accumulate);
 kern_ftile_fn kern_avx2_ftile(void); /* NULL below AVX2 */
+/* A q8_0, q8_1 or q8_K activation row of n values as floats d * q (exact). */
+void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n);
 
 /* Matrix-vector kernels for decode (gemv_avx2.c), for weight types whose
  * activations are q8_0: prepare() expands one q8_0 activation row of n

@@ -99,35 +99,6 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
     return s;
 }
 
-/* An activation row in a q8 format back to floats: each value d * q is
- * exact in f32 (an 11-bit or 24-bit scale times an 8-bit integer). */
-static void act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n)
-{
-    switch (t) {
-    case GGML_TYPE_Q8_0:
-    case GGML_TYPE_Q8_1: {
-        const size_t bs = t == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q8_1);
-        for (int64_t b = 0; b < n / 32; b++) {
-            const char *blk = (const char *)src + (size_t)b * bs;
-            const float d = fp16_to_fp32(*(const ggml_half *)blk);
-            const int8_t *q = t == GGML_TYPE_Q8_0 ? ((const block_q8_0 *)blk)->qs : ((const block_q8_1 *)blk)->qs;
-            for (int i = 0; i < 32; i++)
-                dst[32 * b + i] = d * (float)q[i];
-        }
-        break;
-    }
-    case GGML_TYPE_Q8_K: {
-        const block_q8_K *x = src;
-        for (int64_t b = 0; b < n / QK_K; b++)
-            for (int i = 0; i < QK_K; i++)
-                dst[QK_K * b + i] = x[b].d * (float)x[b].qs[i];
-        break;
-    }
-    default:
-        MAAS_ASSERT(!"no f32 expansion for this activation type");
-    }
-}
-
 static void convert_job(void *ctx, int ith, int nth)
 {
     struct mm_job *j = ctx;
@@ -137,7 +108,7 @@ static void convert_job(void *ctx, int ith, int nth)
         char *row = j->act + (size_t)t * j->lda;
         j->o->from_float_act(j->x + t * j->n_in, row, j->n_in);
         if (j->actf_buf)
-            act_to_float(j->o->vec_dot_type, row, j->actf_buf + t * j->n_in, j->n_in);
+            kern_avx2_act_to_float(j->o->vec_dot_type, row, j->actf_buf + t * j->n_in, j->n_in);
     }
 }
 

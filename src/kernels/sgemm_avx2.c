@@ -89,6 +89,43 @@ static void ftile_avx2(int64_t n, const float *w, int64_t ldw, int nr, const flo
 
 _Static_assert(KERN_FTILE_MR == 4 && KERN_FTILE_NR == 3, "ftile_avx2 lists the shapes up to 4 x 3");
 
+/* ---- the activations of the f32 path: q8 rows back to floats ---- */
+static inline void scale8x4(float *y, const int8_t *q, __m256 d)
+{
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * k)));
+        _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
+    }
+}
+
+void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n)
+{
+    switch (t) {
+    case GGML_TYPE_Q8_0: {
+        const block_q8_0 *x = src;
+        for (int64_t b = 0; b < n / 32; b++)
+            scale8x4(dst + 32 * b, x[b].qs, _mm256_set1_ps(avx2_h2f(x[b].d)));
+        break;
+    }
+    case GGML_TYPE_Q8_1: {
+        const block_q8_1 *x = src;
+        for (int64_t b = 0; b < n / 32; b++)
+            scale8x4(dst + 32 * b, x[b].qs, _mm256_set1_ps(avx2_h2f(x[b].d)));
+        break;
+    }
+    case GGML_TYPE_Q8_K: {
+        const block_q8_K *x = src;
+        for (int64_t b = 0; b < n / QK_K; b++)
+            for (int i = 0; i < QK_K; i += 32)
+                scale8x4(dst + QK_K * b + i, x[b].qs + i, _mm256_set1_ps(x[b].d));
+        break;
+    }
+    default:
+        MAAS_ASSERT(!"no f32 expansion for this activation type");
+    }
+}
+
 kern_ftile_fn kern_avx2_ftile(void)
 {
     return kernels_isa() >= KERN_AVX2 ? ftile_avx2 : NULL;
