@@ -1,13 +1,15 @@
 /* engine: end-of-generation with a real vocabulary (the shared gpt-2
- * tokenizer, whose <|endoftext|> ends generation) on a tiny random model of
- * that vocabulary size. A logit bias makes <|endoftext|> the greedy choice:
- * the sequence stops at once (finish "stop", the token not emitted, not
- * counted), or with ignore_eog runs to max_tokens emitting it. A second
+ * tokenizer, or without ../shared/testdata the test's own byte-level BPE
+ * one, test_vocab.h; <|endoftext|> ends generation in both) on a tiny random
+ * model of that vocabulary size. A logit bias makes <|endoftext|> the greedy
+ * choice: the sequence stops at once (finish "stop", the token not emitted,
+ * not counted), or with ignore_eog runs to max_tokens emitting it. A second
  * sequence without the bias in the same batch is not affected. */
 #include "engine/engine.h"
 #include "kernels/kernels.h"
 #include "model_tiny.h"
 #include "test.h"
+#include "test_vocab.h"
 
 static int run(struct engine *eng, const struct engine_request *r, int32_t *toks, int cap, struct engine_event *done)
 {
@@ -36,24 +38,19 @@ static int run(struct engine *eng, const struct engine_request *r, int32_t *toks
 
 TEST(test_eog_stops)
 {
-    const char *dir = test_shared_dir();
-    if (!dir)
-        SKIP("no shared testdata");
-    char tp[600];
-    snprintf(tp, sizeof tp, "%s/tokenizer/gpt-2.gguf", dir);
     struct err e;
-    struct gguf_file *gf = gguf_open(tp, &e);
-    CHECKF(gf != NULL, "%s", e.msg);
-    if (!gf)
-        return;
-    struct tokenizer *tok = tok_load(gf, &e);
+    const char *source = "";
+    struct tokenizer *tok = test_vocab_load(&source, &e);
     CHECKF(tok != NULL, "%s", e.msg);
-    if (!tok) {
-        gguf_close(gf);
+    if (!tok)
         return;
-    }
+    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
     int32_t eot = tok_find(tok, "<|endoftext|>", 13);
     CHECK(eot >= 0 && tok_is_eog(tok, eot));
+    /* the prompt: 40 1101 257 3797 in gpt-2 */
+    struct tok_ids prompt;
+    tok_ids_init(&prompt);
+    CHECKF(tok_encode(tok, "I'm a cat", 9, false, false, &prompt, &e) == 0 && prompt.n > 0, "%s", e.msg);
 
     struct tiny_cfg c = {0};
     c.arch = "qwen2";
@@ -75,12 +72,11 @@ TEST(test_eog_stops)
     CHECKF(m != NULL, "%s", e.msg);
     struct engine *eng = m ? engine_new(m, tok, &(struct engine_opts){.n_threads = 2, .n_ctx = 64}, &e) : NULL;
     CHECK(eng != NULL);
-    if (eng) {
-        int32_t prompt[] = {40, 1101, 257, 3797};
+    if (eng && prompt.n > 0) {
         struct sample_bias bias = {eot, 100.0f};
         struct engine_request r = {0};
-        r.prompt = prompt;
-        r.n_prompt = 4;
+        r.prompt = prompt.ids;
+        r.n_prompt = (int)prompt.n;
         r.sample = sample_params_default();
         r.sample.temperature = 0;
         r.sample.bias = &bias;
@@ -90,7 +86,7 @@ TEST(test_eog_stops)
         struct engine_event d;
         int n = run(eng, &r, toks, 16, &d);
         CHECK(n == 0);
-        CHECK(d.finish == ENGINE_FINISH_STOP && d.n_completion == 0 && d.n_prompt == 4);
+        CHECK(d.finish == ENGINE_FINISH_STOP && d.n_completion == 0 && d.n_prompt == (int)prompt.n);
         CHECK(!strcmp(engine_finish_name(d.finish), "stop"));
 
         r.ignore_eog = true;
@@ -110,11 +106,11 @@ TEST(test_eog_stops)
         int nc = run(eng, &plain, crowd, 16, &d);
         CHECK(na == nc && na > 0 && !memcmp(alone, crowd, (size_t)(na < 16 ? na : 16) * sizeof *alone));
         engine_release(other);
-        engine_free(eng);
     }
+    engine_free(eng);
     model_free(m);
+    tok_ids_release(&prompt);
     tok_free(tok);
-    gguf_close(gf);
 }
 
 int main(void)

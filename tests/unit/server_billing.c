@@ -1,6 +1,7 @@
 /* server: the server's own billing hooks (auth.c) on a real ledger, through
  * real HTTP on a loopback port, under the sanitizers. A tiny random model
- * with the shared gpt-2 vocabulary (skipped without ../shared/testdata):
+ * with the shared gpt-2 vocabulary (or without ../shared/testdata the
+ * test's own byte-level BPE one, test_vocab.h):
  *   - 401 without a key; a billed request's id and cost are the ledger's;
  *   - the ledger failing at admission: 503, nothing held, nothing recorded;
  *   - the ledger failing between admission and settlement of a stream: the
@@ -12,6 +13,7 @@
 #include "model_tiny.h"
 #include "server/server.h"
 #include "test.h"
+#include "test_vocab.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -103,21 +105,13 @@ static int count_records(struct billing *b, const char *account, const char *id,
 
 TEST(test_billed_server)
 {
-    const char *dir = test_shared_dir();
-    if (!dir)
-        SKIP("no shared testdata");
-    char tp[600];
-    snprintf(tp, sizeof tp, "%s/tokenizer/gpt-2.gguf", dir);
     struct err e;
-    struct gguf_file *gf = gguf_open(tp, &e);
-    CHECKF(gf != NULL, "%s", e.msg);
-    if (!gf)
-        return;
-    struct tokenizer *tok = tok_load(gf, &e);
-    gguf_close(gf);
+    const char *source = "";
+    struct tokenizer *tok = test_vocab_load(&source, &e);
     CHECKF(tok != NULL, "%s", e.msg);
     if (!tok)
         return;
+    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
 
     struct tiny_cfg c = {0};
     c.arch = "qwen2";

@@ -1,6 +1,7 @@
 /* server: the billing hooks and end-of-generation, through real HTTP on a
  * loopback port. A tiny random model with the shared gpt-2 vocabulary
- * (skipped without ../shared/testdata) serves behind hooks that refuse a
+ * (or without ../shared/testdata the test's own byte-level BPE one,
+ * test_vocab.h) serves behind hooks that refuse a
  * request without "Authorization: Bearer good" (401) or for user "broke"
  * (402), and count settlements: each admitted request settles exactly once,
  * with its token counts, whether it streams or not; refused ones never do.
@@ -11,6 +12,7 @@
 #include "model_tiny.h"
 #include "server/server.h"
 #include "test.h"
+#include "test_vocab.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -112,21 +114,13 @@ static json_t *parse(const char *s)
 
 TEST(test_hooks_and_eog)
 {
-    const char *dir = test_shared_dir();
-    if (!dir)
-        SKIP("no shared testdata");
-    char tp[600];
-    snprintf(tp, sizeof tp, "%s/tokenizer/gpt-2.gguf", dir);
     struct err e;
-    struct gguf_file *gf = gguf_open(tp, &e);
-    CHECKF(gf != NULL, "%s", e.msg);
-    if (!gf)
-        return;
-    struct tokenizer *tok = tok_load(gf, &e);
-    gguf_close(gf);
+    const char *source = "";
+    struct tokenizer *tok = test_vocab_load(&source, &e);
     CHECKF(tok != NULL, "%s", e.msg);
     if (!tok)
         return;
+    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
     int32_t eot = tok_find(tok, "<|endoftext|>", 13);
     CHECK(eot >= 0 && tok_is_eog(tok, eot));
 

@@ -1,7 +1,8 @@
 /* server: the sweeper (sweep.c) releases stale holds while the server runs,
  * on a real SQLite ledger with a test clock, under the sanitizers. A tiny
- * random model with the shared gpt-2 vocabulary (skipped without
- * ../shared/testdata), since a server needs one:
+ * random model with the shared gpt-2 vocabulary (or without
+ * ../shared/testdata the test's own byte-level BPE one, test_vocab.h),
+ * since a server needs one:
  *   - released, not charged: a hold of this process older than the age limit
  *     (a request whose settlement never came), and a hold of a neighbour
  *     process on the same data directory that has gone;
@@ -20,6 +21,7 @@
 #include "model_tiny.h"
 #include "server/server.h"
 #include "test.h"
+#include "test_vocab.h"
 #include "store_pg.h"
 
 #include <stdatomic.h>
@@ -84,21 +86,13 @@ static int record(struct billing *b, const char *id, struct billing_usage_row *o
 
 TEST(test_sweeper)
 {
-    const char *dir = test_shared_dir();
-    if (!dir)
-        SKIP("no shared testdata");
-    char tp[600];
-    snprintf(tp, sizeof tp, "%s/tokenizer/gpt-2.gguf", dir);
     struct err e;
-    struct gguf_file *gf = gguf_open(tp, &e);
-    CHECKF(gf != NULL, "%s", e.msg);
-    if (!gf)
-        return;
-    struct tokenizer *tok = tok_load(gf, &e);
-    gguf_close(gf);
+    const char *source = "";
+    struct tokenizer *tok = test_vocab_load(&source, &e);
     CHECKF(tok != NULL, "%s", e.msg);
     if (!tok)
         return;
+    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
     struct tiny_cfg c = {0};
     c.arch = "qwen2";
     c.n_vocab = tok_n_vocab(tok);
