@@ -78,6 +78,28 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok);
 void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_out, int64_t n_in, const float *x,
                  int64_t n_tok, float *y, int64_t ldy, void *wbuf);
 
+/* Several products with the same row length n_in in one pass: the work
+ * units of all of them are shared by the pool's threads from one counter
+ * (one wake-up of the pool instead of one per product, and small matrices
+ * no longer leave threads idle), and products that read the same x (same
+ * pointer, tokens and activation format) convert it once. Every output is
+ * the same, bit for bit, as kern_matmul's. wbuf must hold
+ * kern_matmul_multi_wsize(mm, n, n_in) bytes; kern_matmul_wsize_bound()
+ * bounds that for any n_products products of one weight type whose token
+ * counts add up to total_tok. */
+struct kern_mm {
+    enum ggml_type wt;
+    const void *W;        /* n_out rows of n_in elements of type wt */
+    int64_t n_out;
+    const float *x;       /* n_tok rows of n_in f32 */
+    int64_t n_tok;
+    float *y;             /* n_tok rows, row stride ldy >= n_out */
+    int64_t ldy;
+};
+size_t kern_matmul_multi_wsize(const struct kern_mm *mm, int n, int64_t n_in);
+size_t kern_matmul_wsize_bound(enum ggml_type wt, int64_t n_in, int64_t total_tok, int n_products);
+void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64_t n_in, void *wbuf);
+
 /* ---- element-wise and row operations (f32) ---- */
 /* y = x / rms(x) * w (w may be NULL); y may equal x. */
 void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);

@@ -28,11 +28,18 @@
  *      with slow byte multiplies this beats the integer tiles once a row is
  *      reused by enough tokens; the threshold was measured with
  *      bench/bench_matmul.c.
+ * kern_matmul_multi runs several products of one row length (q, k and v;
+ * gate and up; all of a MoE layer's chosen experts) as one job: their units
+ * are drawn from one counter, so the pool wakes once instead of once per
+ * product and small matrices do not leave a thread idle, and products of one
+ * input convert it once. Each output is computed exactly as by kern_matmul
+ * (a unit's result does not depend on how the rows and tokens are cut).
  * Nothing is allocated; the work counter lives on the caller's stack.
  */
 #include "kernels/kernels_int.h"
 
 #include <stdatomic.h>
+#include <string.h>
 
 /* Bytes of activations per token chunk that should stay in L2. */
 #define ACT_CHUNK_BYTES (192 * 1024)
@@ -74,7 +81,6 @@ struct mm_job {
     size_t lda;
     int64_t rows_per_unit, toks_per_unit;
     int64_t n_row_units, n_units;
-    atomic_llong next;      /* next work unit to hand out */
 };
 
 static size_t act_row_size(const struct kern_type_ops *o, int64_t n_in)
@@ -170,109 +176,218 @@ static void run_unit(struct mm_job *j, int64_t u)
     }
 }
 
-static void compute_job(void *ctx, int ith, int nth)
-{
-    struct mm_job *j = ctx;
-    (void)nth;
-    /* Thread ith starts with unit ith without touching the counter. */
-    for (int64_t u = ith; u < j->n_units; u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed))
-        run_unit(j, u);
-}
+/* ---- set-up of one product ---- */
 
-void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_out, int64_t n_in, const float *x,
-                 int64_t n_tok, float *y, int64_t ldy, void *wbuf)
+/* Bytes of wbuf one product needs beyond its activation rows' share, at
+ * most: the f32 region's and the decode area's alignment slack. */
+#define PRODUCT_SLACK 64
+
+/* Chooses the kernels of product p, takes its activation buffers from
+ * *wcur (advancing it; NULL when the weight type dots with f32 directly),
+ * and cuts its output into work units for nth threads. */
+static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, char **wcur, int nth)
 {
-    const struct kern_type_ops *o = kern_ops(wt);
+    const struct kern_type_ops *o = kern_ops(p->wt);
     MAAS_ASSERT(o && o->vec_dot);
-    MAAS_ASSERT(n_in % ggml_blck_size(wt) == 0 && ldy >= n_out);
-    if (n_out <= 0 || n_tok <= 0)
-        return;
-    const int nth = pool_n_threads(pool);
-    struct mm_job j = {
-        .o = o,
-        .wt = wt,
-        .W = W,
-        .ldw = ggml_row_size(wt, n_in),
-        .n_out = n_out,
-        .n_in = n_in,
-        .x = x,
-        .n_tok = n_tok,
-        .y = y,
-        .ldy = ldy,
-    };
-    j.tile = (struct kern_tile){NULL, 1, 1};
-    j.gemv = (struct kern_gemv){NULL, NULL};
+    MAAS_ASSERT(n_in % ggml_blck_size(p->wt) == 0 && p->ldy >= p->n_out);
+    const int64_t n_tok = p->n_tok;
+    memset(j, 0, sizeof *j);
+    j->o = o;
+    j->wt = p->wt;
+    j->W = p->W;
+    j->ldw = ggml_row_size(p->wt, n_in);
+    j->n_out = p->n_out;
+    j->n_in = n_in;
+    j->x = p->x;
+    j->n_tok = n_tok;
+    j->y = p->y;
+    j->ldy = p->ldy;
+    j->tile = (struct kern_tile){NULL, 1, 1};
+    j->gemv = (struct kern_gemv){NULL, NULL};
     if (n_tok > 1 && kernels_isa() >= KERN_AVX2)
-        j.tile = kern_avx2_tile(wt);
+        j->tile = kern_avx2_tile(p->wt);
     if (n_tok == 1 && kernels_isa() >= KERN_AVX2)
-        j.gemv = kern_avx2_gemv(wt);
-    if (n_tok >= f32_min_tok(wt) && n_in % 8 == 0 && o->to_float) {
-        j.ftile = kern_avx2_ftile();
-        j.w_to_float = o->to_float;
+        j->gemv = kern_avx2_gemv(p->wt);
+    if (n_tok >= f32_min_tok(p->wt) && n_in % 8 == 0 && o->to_float) {
+        j->ftile = kern_avx2_ftile();
+        j->w_to_float = o->to_float;
     }
 
     if (o->vec_dot_type == GGML_TYPE_F32) {
-        j.act = (char *)x;
-        j.lda = (size_t)n_in * sizeof(float);
-        j.actf = x;
+        j->act = (char *)p->x;
+        j->lda = (size_t)n_in * sizeof(float);
+        j->actf = p->x;
     } else {
-        MAAS_ASSERT(wbuf && o->from_float_act);
-        j.act = wbuf;
-        j.lda = act_row_size(o, n_in);
-        if (j.ftile) {
-            uintptr_t p = (uintptr_t)(j.act + j.lda * (size_t)n_tok);
-            j.actf_buf = (float *)((p + 31) & ~(uintptr_t)31);
-            j.actf = j.actf_buf;
+        MAAS_ASSERT(*wcur && o->from_float_act);
+        j->act = *wcur;
+        j->lda = act_row_size(o, n_in);
+        char *end = j->act + j->lda * (size_t)n_tok;
+        if (j->ftile) {
+            j->actf_buf = (float *)(((uintptr_t)end + 31) & ~(uintptr_t)31);
+            j->actf = j->actf_buf;
+            end = (char *)(j->actf_buf + n_tok * n_in);
         }
-        if (n_tok == 1 || nth == 1)
-            convert_job(&j, 0, 1);
-        else
-            pool_run(pool, convert_job, &j);
-        if (j.gemv.fn) {
-            /* 32-byte aligned; KERN_GEMV_ACT_SIZE has the slack */
-            uintptr_t p = (uintptr_t)(j.act + j.lda * (size_t)n_tok);
-            j.gact = (const void *)((p + 31) & ~(uintptr_t)31);
-            j.gemv.prepare(j.act, (void *)j.gact, n_in);
+        if (j->gemv.fn) {
+            j->gact = (const void *)(((uintptr_t)end + 31) & ~(uintptr_t)31);
+            end = (char *)j->gact + KERN_GEMV_ACT_SIZE(n_in);
         }
+        *wcur = end;
     }
 
     /* Work units. Rows per unit: a multiple of the tile height, enough units
      * for dynamic balancing (about 8 per thread) but not so small that the
      * counter and the loop overheads show. */
-    const int64_t mr = j.ftile ? KERN_FTILE_MR : j.tile.mr;
+    const int64_t mr = j->ftile ? KERN_FTILE_MR : j->tile.mr;
     if (n_tok == 1) {
-        j.toks_per_unit = 1;
-        j.rows_per_unit = (int64_t)(DECODE_UNIT_BYTES / j.ldw);
-        int64_t max_rows = (n_out + 8 * nth - 1) / (8 * nth);
-        if (j.rows_per_unit > max_rows)
-            j.rows_per_unit = max_rows;
+        j->toks_per_unit = 1;
+        j->rows_per_unit = (int64_t)(DECODE_UNIT_BYTES / j->ldw);
+        int64_t max_rows = (j->n_out + 8 * nth - 1) / (8 * nth);
+        if (j->rows_per_unit > max_rows)
+            j->rows_per_unit = max_rows;
     } else {
-        int64_t nc = j.ftile ? KERN_FTILE_NR : j.tile.nc_max;
+        int64_t nc = j->ftile ? KERN_FTILE_NR : j->tile.nc_max;
         /* the f32 path keeps F32_KC floats of each token of the chunk in L2 */
-        j.toks_per_unit = (int64_t)(ACT_CHUNK_BYTES / (j.ftile ? F32_KC * sizeof(float) : j.lda));
-        j.toks_per_unit = (j.toks_per_unit / nc) * nc;
-        if (j.toks_per_unit < nc)
-            j.toks_per_unit = nc;
-        if (j.toks_per_unit > n_tok)
-            j.toks_per_unit = n_tok;
-        int64_t n_tok_units = (n_tok + j.toks_per_unit - 1) / j.toks_per_unit;
+        j->toks_per_unit = (int64_t)(ACT_CHUNK_BYTES / (j->ftile ? F32_KC * sizeof(float) : j->lda));
+        j->toks_per_unit = (j->toks_per_unit / nc) * nc;
+        if (j->toks_per_unit < nc)
+            j->toks_per_unit = nc;
+        if (j->toks_per_unit > n_tok)
+            j->toks_per_unit = n_tok;
+        int64_t n_tok_units = (n_tok + j->toks_per_unit - 1) / j->toks_per_unit;
         /* rows: aim at 8 units per thread overall, at least 4 tiles high, at
          * most 64 rows (the rows of a unit are re-read once per tile column). */
         int64_t want_row_units = (8 * nth + n_tok_units - 1) / n_tok_units;
-        j.rows_per_unit = (n_out + want_row_units - 1) / want_row_units;
-        if (j.rows_per_unit > 64)
-            j.rows_per_unit = 64;
-        if (j.rows_per_unit < 4 * mr)
-            j.rows_per_unit = 4 * mr;
+        j->rows_per_unit = (j->n_out + want_row_units - 1) / want_row_units;
+        if (j->rows_per_unit > 64)
+            j->rows_per_unit = 64;
+        if (j->rows_per_unit < 4 * mr)
+            j->rows_per_unit = 4 * mr;
     }
-    if (j.rows_per_unit < 1)
-        j.rows_per_unit = 1;
-    j.rows_per_unit = (j.rows_per_unit + mr - 1) / mr * mr;
-    j.n_row_units = (n_out + j.rows_per_unit - 1) / j.rows_per_unit;
-    j.n_units = j.n_row_units * ((n_tok + j.toks_per_unit - 1) / j.toks_per_unit);
-    atomic_init(&j.next, nth);
-    if (nth == 1 || j.n_units == 1)
-        compute_job(&j, 0, 1);
-    else
-        pool_run(pool, compute_job, &j);
+    if (j->rows_per_unit < 1)
+        j->rows_per_unit = 1;
+    j->rows_per_unit = (j->rows_per_unit + mr - 1) / mr * mr;
+    j->n_row_units = (j->n_out + j->rows_per_unit - 1) / j->rows_per_unit;
+    j->n_units = j->n_row_units * ((n_tok + j->toks_per_unit - 1) / j->toks_per_unit);
+}
+
+/* True when job b can read the converted activations of job a. */
+static bool same_activations(const struct mm_job *a, const struct mm_job *b)
+{
+    return a->x == b->x && a->n_tok == b->n_tok && a->o->vec_dot_type == b->o->vec_dot_type &&
+           (a->actf_buf != NULL) == (b->actf_buf != NULL) && (a->gemv.fn != NULL) == (b->gemv.fn != NULL);
+}
+
+static void prepare_gemv(struct mm_job *j)
+{
+    if (j->gemv.fn)
+        j->gemv.prepare(j->act, (void *)j->gact, j->n_in);
+}
+
+/* ---- the compute pass over every product's units ---- */
+struct mm_multi {
+    struct mm_job *jobs;
+    int n;
+    int64_t n_units;       /* all products' units */
+    atomic_llong next;     /* next unit to hand out (over all products) */
+};
+
+static void multi_job(void *ctx, int ith, int nth)
+{
+    struct mm_multi *mm = ctx;
+    (void)nth;
+    /* Units are handed out in increasing order, so a thread's product index
+     * only moves forward. Thread ith starts with unit ith. */
+    int i = 0;
+    int64_t base = 0;
+    for (int64_t u = ith; u < mm->n_units; u = atomic_fetch_add_explicit(&mm->next, 1, memory_order_relaxed)) {
+        while (u >= base + mm->jobs[i].n_units) {
+            base += mm->jobs[i].n_units;
+            i++;
+        }
+        run_unit(&mm->jobs[i], u - base);
+    }
+}
+
+size_t kern_matmul_multi_wsize(const struct kern_mm *mm, int n, int64_t n_in)
+{
+    size_t s = 0;
+    for (int i = 0; i < n; i++) {
+        size_t w = kern_matmul_wsize(mm[i].wt, n_in, mm[i].n_tok);
+        s += w ? w + PRODUCT_SLACK : 0;
+    }
+    return s;
+}
+
+size_t kern_matmul_wsize_bound(enum ggml_type wt, int64_t n_in, int64_t total_tok, int n_products)
+{
+    /* kern_matmul_wsize is affine in n_tok but for the f32 region, which
+     * it adds from F32_MIN_TOK tokens on: counting it always bounds every
+     * split of total_tok tokens into n_products products. */
+    const struct kern_type_ops *o = kern_ops(wt);
+    MAAS_ASSERT(o && o->vec_dot);
+    if (o->vec_dot_type == GGML_TYPE_F32)
+        return 0;
+    size_t per_tok = act_row_size(o, n_in) + (size_t)n_in * sizeof(float);
+    size_t per_product = 32 + KERN_GEMV_ACT_SIZE(n_in) + PRODUCT_SLACK;
+    return per_tok * (size_t)total_tok + per_product * (size_t)n_products;
+}
+
+void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64_t n_in, void *wbuf)
+{
+    enum { CHUNK = 64 };
+    const int nth = pool_n_threads(pool);
+    /* in groups of CHUNK products (the jobs live on the stack) */
+    for (int g0 = 0; g0 < n; g0 += CHUNK) {
+        const int gn = n - g0 < CHUNK ? n - g0 : CHUNK;
+        struct mm_job jobs[CHUNK];
+        char *wcur = wbuf;
+        int m = 0;
+        for (int i = 0; i < gn; i++) {
+            const struct kern_mm *p = &mm[g0 + i];
+            if (p->n_out <= 0 || p->n_tok <= 0)
+                continue;
+            job_init(&jobs[m], p, n_in, &wcur, nth);
+            m++;
+        }
+        /* activations: converted once per distinct input, by the calling
+         * thread for single tokens, by the pool's threads for batches */
+        for (int i = 0; i < m; i++) {
+            struct mm_job *j = &jobs[i];
+            if (j->o->vec_dot_type == GGML_TYPE_F32)
+                continue;
+            int from = -1;
+            for (int k = 0; k < i && from < 0; k++)
+                if (jobs[k].o->vec_dot_type != GGML_TYPE_F32 && same_activations(&jobs[k], j))
+                    from = k;
+            if (from >= 0) {
+                j->act = jobs[from].act;
+                j->actf = jobs[from].actf;
+                j->actf_buf = NULL;
+                j->gact = jobs[from].gact;
+                continue;
+            }
+            if (j->n_tok == 1 || nth == 1)
+                convert_job(j, 0, 1);
+            else
+                pool_run(pool, convert_job, j);
+            prepare_gemv(j);
+        }
+        struct mm_multi all = {.jobs = jobs, .n = m, .n_units = 0};
+        for (int i = 0; i < m; i++)
+            all.n_units += jobs[i].n_units;
+        atomic_init(&all.next, nth);
+        if (all.n_units == 0)
+            continue;
+        if (nth == 1 || all.n_units == 1)
+            multi_job(&all, 0, 1);
+        else
+            pool_run(pool, multi_job, &all);
+    }
+}
+
+void kern_matmul(struct pool *pool, enum ggml_type wt, const void *W, int64_t n_out, int64_t n_in, const float *x,
+                 int64_t n_tok, float *y, int64_t ldy, void *wbuf)
+{
+    struct kern_mm p = {.wt = wt, .W = W, .n_out = n_out, .x = x, .n_tok = n_tok, .y = y, .ldy = ldy};
+    kern_matmul_multi(pool, &p, 1, n_in, wbuf);
 }

@@ -204,6 +204,22 @@ static void matmul(struct model *m, const struct wmat *w, const float *x, int64_
     kern_matmul(m->pool, w->type, w->data, w->n_out, w->n_in, x, n_tok, y, ldy, m->wbuf);
 }
 
+/* One product of a matmul_multi call. */
+static struct kern_mm mm_of(const struct wmat *w, const float *x, int64_t n_tok, float *y, int64_t ldy)
+{
+    return (struct kern_mm){.wt = w->type, .W = w->data, .n_out = w->n_out, .x = x, .n_tok = n_tok, .y = y,
+                            .ldy = ldy};
+}
+
+/* Products with one row length in one pass of the pool (kern_matmul_multi:
+ * the same outputs as one matmul each). load.c sizes m->wbuf for the
+ * groups used here. */
+static void matmul_multi(struct model *m, const struct kern_mm *mm, int n, int64_t n_in)
+{
+    MAAS_ASSERT(kern_matmul_multi_wsize(mm, n, n_in) <= m->wbuf_size);
+    kern_matmul_multi(m->pool, mm, n, n_in, m->wbuf);
+}
+
 /* The expert matrix e of a slab. */
 static inline struct wmat expert(const struct wmat *w, size_t stride, int e)
 {
@@ -267,30 +283,37 @@ static void ffn_moe(struct model *m, const struct layer *ly, int n)
             memcpy(m->moe_x + (int64_t)row * E, m->xn + (int64_t)i * E, (size_t)E * sizeof(float));
         }
     /* count[e] is now the end of expert e's rows (and the start of e + 1's) */
+    /* every chosen expert's gate and up in one pass, then every down */
     int64_t n_rows = (int64_t)n * k;
+    struct kern_mm *mm = m->moe_mm;
+    int np = 0;
     for (int e = 0; e < ne; e++) {
         int32_t start = e ? count[e - 1] : 0, cnt = count[e] - start;
         if (cnt == 0)
             continue;
         struct wmat g = expert(&ly->gate_exps, ly->gate_stride, e), u = expert(&ly->up_exps, ly->up_stride, e);
-        matmul(m, &g, m->moe_x + (int64_t)start * E, cnt, m->moe_a + (int64_t)start * FE, FE);
-        matmul(m, &u, m->moe_x + (int64_t)start * E, cnt, m->moe_b + (int64_t)start * FE, FE);
+        mm[np++] = mm_of(&g, m->moe_x + (int64_t)start * E, cnt, m->moe_a + (int64_t)start * FE, FE);
+        mm[np++] = mm_of(&u, m->moe_x + (int64_t)start * E, cnt, m->moe_b + (int64_t)start * FE, FE);
     }
+    matmul_multi(m, mm, np, E);
     swiglu_rows(m, m->moe_a, m->moe_b, n_rows, FE);
+    np = 0;
     for (int e = 0; e < ne; e++) {
         int32_t start = e ? count[e - 1] : 0, cnt = count[e] - start;
         if (cnt == 0)
             continue;
         struct wmat d = expert(&ly->down_exps, ly->down_stride, e);
-        matmul(m, &d, m->moe_a + (int64_t)start * FE, cnt, m->moe_x + (int64_t)start * E, E);
+        mm[np++] = mm_of(&d, m->moe_a + (int64_t)start * FE, cnt, m->moe_x + (int64_t)start * E, E);
     }
+    matmul_multi(m, mm, np, FE);
     memset(m->moe_out, 0, (size_t)n * E * sizeof(float));
     for (int64_t r = 0; r < n_rows; r++)
         kern_axpy(m->moe_out + (int64_t)m->moe_tok[r] * E, m->moe_w[r], m->moe_x + r * E, E);
     if (ly->shexp_gate) {
         int64_t FS = hp->n_ff_shexp;
-        matmul(m, &ly->gate_sh, m->xn, n, m->moe_a, FS);
-        matmul(m, &ly->up_sh, m->xn, n, m->moe_b, FS);
+        const struct kern_mm gu[2] = {mm_of(&ly->gate_sh, m->xn, n, m->moe_a, FS),
+                                      mm_of(&ly->up_sh, m->xn, n, m->moe_b, FS)};
+        matmul_multi(m, gu, 2, E);
         swiglu_rows(m, m->moe_a, m->moe_b, n, FS);
         matmul(m, &ly->down_sh, m->moe_a, n, m->moe_x, E);
         for (int i = 0; i < n; i++) {
@@ -370,9 +393,9 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
         f.norm_w = ly->attn_norm;
         f.add = il > 0;
         run(m, step_norm, &f, n);
-        matmul(m, &ly->wq, m->xn, n, m->q, QD);
-        matmul(m, &ly->wk, m->xn, n, m->k, KD);
-        matmul(m, &ly->wv, m->xn, n, m->v, KD);
+        const struct kern_mm qkv[3] = {mm_of(&ly->wq, m->xn, n, m->q, QD), mm_of(&ly->wk, m->xn, n, m->k, KD),
+                                       mm_of(&ly->wv, m->xn, n, m->v, KD)};
+        matmul_multi(m, qkv, 3, E);
         run(m, step_qkv, &f, n);
         atomic_store_explicit(&f.next_item, 0, memory_order_relaxed);
         run(m, step_attn, &f, (int64_t)n * hp->n_head_kv);
@@ -400,8 +423,8 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
         if (ly->gate_inp.data) {
             ffn_moe(m, ly, n);
         } else {
-            matmul(m, &ly->gate, m->xn, n, m->ff_a, F);
-            matmul(m, &ly->up, m->xn, n, m->ff_b, F);
+            const struct kern_mm gu[2] = {mm_of(&ly->gate, m->xn, n, m->ff_a, F), mm_of(&ly->up, m->xn, n, m->ff_b, F)};
+            matmul_multi(m, gu, 2, E);
             swiglu_rows(m, m->ff_a, m->ff_b, n, F);
             matmul(m, &ly->down, m->ff_a, n, m->xn, E);
         }

@@ -469,6 +469,8 @@ static void free_scratch(struct model *m)
     maas_free_aligned(m->moe_count);
     maas_free_aligned(m->moe_sel);
     maas_free_aligned(m->moe_selw);
+    maas_free_aligned(m->moe_mm);
+    m->moe_mm = NULL;
     m->router = m->moe_x = m->moe_a = m->moe_b = m->moe_out = m->moe_w = m->moe_selw = NULL;
     m->moe_tok = m->moe_count = m->moe_sel = NULL;
     m->x = m->xn = m->q = m->k = m->v = m->att = m->ff_a = m->ff_b = m->rope_cos = m->rope_sin = NULL;
@@ -561,17 +563,37 @@ int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err 
     m->ff_b = maas_alloc_aligned(B * hp->n_ff * fl);
     m->rope_cos = maas_alloc_aligned(B * (size_t)(hp->n_rot / 2) * fl);
     m->rope_sin = maas_alloc_aligned(B * (size_t)(hp->n_rot / 2) * fl);
+    /* wbuf: the largest of the single matmuls and of forward.c's groups
+     * (q, k, v; gate and up; every chosen expert's gate and up, or down, in
+     * one kern_matmul_multi), each bounded by kern_matmul_wsize_bound */
     size_t ws = kern_matmul_wsize(m->output.type, m->output.n_in, max_batch);
     for (int i = 0; i < hp->n_layer; i++) {
         const struct layer *l = &m->layers[i];
-        const struct wmat *ws_of[] = {&l->wq,       &l->wk,      &l->wv,        &l->wo,        &l->gate,
-                                      &l->up,       &l->down,    &l->gate_inp,  &l->gate_exps, &l->up_exps,
-                                      &l->down_exps, &l->gate_sh, &l->up_sh,    &l->down_sh};
+        const struct wmat *ws_of[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down,
+                                      &l->gate_inp, &l->gate_sh, &l->up_sh, &l->down_sh};
         for (size_t j = 0; j < sizeof ws_of / sizeof *ws_of; j++) {
             if (!ws_of[j]->data)
                 continue;
             size_t s = kern_matmul_wsize(ws_of[j]->type, ws_of[j]->n_in, max_batch);
             ws = s > ws ? s : ws;
+        }
+        const struct wmat *groups[][3] = {{&l->wq, &l->wk, &l->wv}, {&l->gate, &l->up, NULL},
+                                          {&l->gate_sh, &l->up_sh, NULL}};
+        for (size_t g = 0; g < sizeof groups / sizeof *groups; g++) {
+            size_t s = 0;
+            for (int j = 0; j < 3; j++)
+                if (groups[g][j] && groups[g][j]->data)
+                    s += kern_matmul_wsize_bound(groups[g][j]->type, groups[g][j]->n_in, max_batch, 1);
+            ws = s > ws ? s : ws;
+        }
+        if (l->gate_exps.data) {
+            /* each token's rows go to n_expert_used experts */
+            int64_t rows = (int64_t)max_batch * hp->n_expert_used;
+            size_t gu = kern_matmul_wsize_bound(l->gate_exps.type, l->gate_exps.n_in, rows, hp->n_expert) +
+                        kern_matmul_wsize_bound(l->up_exps.type, l->up_exps.n_in, rows, hp->n_expert);
+            size_t dn = kern_matmul_wsize_bound(l->down_exps.type, l->down_exps.n_in, rows, hp->n_expert);
+            ws = gu > ws ? gu : ws;
+            ws = dn > ws ? dn : ws;
         }
     }
     m->wbuf = maas_alloc_aligned(ws);
@@ -590,8 +612,9 @@ int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err 
         m->moe_count = maas_alloc_aligned((size_t)(hp->n_expert + 1) * sizeof(int32_t));
         m->moe_sel = maas_alloc_aligned(R * sizeof(int32_t));
         m->moe_selw = maas_alloc_aligned(R * fl);
+        m->moe_mm = maas_alloc_aligned((size_t)(2 * hp->n_expert) * sizeof *m->moe_mm);
         moe_ok = m->router && m->moe_x && m->moe_a && m->moe_b && m->moe_out && m->moe_tok && m->moe_w &&
-                 m->moe_count && m->moe_sel && m->moe_selw;
+                 m->moe_count && m->moe_sel && m->moe_selw && m->moe_mm;
     }
     if (!moe_ok || !m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->ff_a || !m->ff_b || !m->rope_cos ||
         !m->rope_sin || !m->wbuf) {

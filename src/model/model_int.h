@@ -69,6 +69,7 @@ struct model {
     int32_t *moe_count;       /* (n_expert + 1) rows per expert, then prefix sums */
     int32_t *moe_sel;         /* (max_batch * n_expert_used) chosen experts per token */
     float *moe_selw;          /* (max_batch * n_expert_used) their weights */
+    struct kern_mm *moe_mm;   /* (2 * n_expert) the expert products of one pass */
     void *wbuf;               /* kern_matmul work buffer */
     size_t wbuf_size;
 };

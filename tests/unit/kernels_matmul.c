@@ -196,10 +196,99 @@ TEST(test_matmul_large_vs_ref)
     pool_free(pool);
 }
 
+/* kern_matmul_multi against one kern_matmul per product, bit for bit:
+ * mixed weight types (q8_0-, q8_K- and f32-activation ones), products that
+ * share their input (converted once) or not, token counts on both sides of
+ * the f32 path's threshold and single tokens (decode kernels), an empty
+ * product, and more than 64 products (the call works in groups). Pools of
+ * 1, 2 and 3 threads; the table in use (AVX2 where the CPU has it). */
+TEST(test_matmul_multi)
+{
+    static const enum ggml_type ts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+                                        GGML_TYPE_F16,  GGML_TYPE_Q4_1, GGML_TYPE_IQ4_NL};
+    static const int64_t toks[] = {1, 5, 20, 64, 0, 1, 9, 33};
+    enum { NP = 70, MAXTOK = 64 };
+    const int64_t n_in = 512;
+    struct rng r;
+    rng_seed(&r, 7);
+    struct pool *pools[3] = {pool_new(1), pool_new(2), pool_new(3)};
+    MAAS_ASSERT(pools[0] && pools[1] && pools[2]);
+    float *xs[4];
+    for (int i = 0; i < 4; i++) {
+        xs[i] = malloc((size_t)(MAXTOK * n_in) * sizeof(float));
+        MAAS_ASSERT(xs[i]);
+        for (int64_t k = 0; k < MAXTOK * n_in; k++)
+            xs[i][k] = (float)rng_normal(&r);
+    }
+    struct kern_mm mm[NP];
+    void *wq[NP];
+    float *y1[NP], *y2[NP];
+    float *w = malloc((size_t)(96 * n_in) * sizeof *w);
+    MAAS_ASSERT(w);
+    for (int i = 0; i < NP; i++) {
+        enum ggml_type t = ts[i % 7];
+        int64_t n_out = 1 + (int64_t)(rng_u64(&r) % 96), n_tok = toks[i % 8];
+        for (int64_t k = 0; k < n_out * n_in; k++)
+            w[k] = (float)rng_normal(&r) * 0.3f;
+        wq[i] = malloc(ggml_row_size(t, n_in) * (size_t)n_out);
+        MAAS_ASSERT(wq[i]);
+        kern_quantize(t, w, wq[i], n_out, n_in);
+        /* products i and i + 8 of a block of 16 have the same input and
+         * token count, and neighbouring types: q8_0/q5_0, q4_K/q6_K and
+         * iq4_nl/q8_0 then share one conversion, the other pairs cannot */
+        const float *x = xs[(i / 16) % 4];
+        size_t ny = (size_t)(n_tok ? n_tok : 1) * (size_t)(n_out + 2);
+        y1[i] = malloc(ny * sizeof(float));
+        y2[i] = malloc(ny * sizeof(float));
+        MAAS_ASSERT(y1[i] && y2[i]);
+        for (size_t k = 0; k < ny; k++)
+            y1[i][k] = y2[i][k] = NAN;
+        mm[i] = (struct kern_mm){.wt = t, .W = wq[i], .n_out = n_out, .x = x, .n_tok = n_tok, .y = y2[i],
+                                 .ldy = n_out + 2};
+    }
+    size_t ws = kern_matmul_multi_wsize(mm, NP, n_in), ws1 = 0;
+    for (int i = 0; i < NP; i++) {
+        size_t s = kern_matmul_wsize(mm[i].wt, n_in, mm[i].n_tok);
+        ws1 = s > ws1 ? s : ws1;
+    }
+    char *wb = malloc(ws + 1), *wb1 = malloc(ws1 + 1);
+    MAAS_ASSERT(wb && wb1);
+    for (int p = 0; p < 3; p++) {
+        for (int i = 0; i < NP; i++)
+            kern_matmul(pools[p], mm[i].wt, mm[i].W, mm[i].n_out, n_in, mm[i].x, mm[i].n_tok, y1[i], mm[i].ldy,
+                        wb1);
+        kern_matmul_multi(pools[p], mm, NP, n_in, wb);
+        int bad = 0;
+        for (int i = 0; i < NP; i++) {
+            size_t ny = (size_t)(mm[i].n_tok ? mm[i].n_tok : 1) * (size_t)mm[i].ldy;
+            /* NaN padding compares equal bit for bit too */
+            if (memcmp(y1[i], y2[i], ny * sizeof(float)) != 0) {
+                if (bad++ < 3)
+                    fprintf(stderr, "  product %d (%s, %lld x %lld tokens) differs\n", i,
+                            ggml_type_name(mm[i].wt), (long long)mm[i].n_out, (long long)mm[i].n_tok);
+            }
+        }
+        CHECKF(bad == 0, "%d threads: %d of %d products differ from one kern_matmul each", p + 1, bad, NP);
+    }
+    for (int i = 0; i < NP; i++) {
+        free(wq[i]);
+        free(y1[i]);
+        free(y2[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        free(xs[i]);
+    free(w);
+    free(wb);
+    free(wb1);
+    for (int p = 0; p < 3; p++)
+        pool_free(pools[p]);
+}
+
 int main(void)
 {
     kernels_init();
     RUN(test_matmul);
+    RUN(test_matmul_multi);
     RUN(test_matmul_large_vs_ref);
     TEST_END();
 }
