@@ -85,7 +85,7 @@ test_module = $(firstword $(subst _, ,$(notdir $(1))))
 
 build/dbg/tests/%: tests/unit/%.c tests/unit/test.h $$(call libs_for,dbg,$$(call test_module,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(INC) -Itests/unit $(DBG_FLAGS) -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
+	$(CC) $(CSTD) $(WARN) $(INC) -Itests/unit $(DBG_FLAGS) -MMD -MP -MF $@.d -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
 
 unit: $(UNIT_BINS)
 
