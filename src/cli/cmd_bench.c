@@ -10,6 +10,11 @@
  *        and after the timed runs; the larger is the roofline's denominator
  *   roofline = bw / (weight bytes read per generated token); generation's
  *        fraction of it = tg tokens/s x bytes per token / bw
+ *   mac  the compute ceiling of prompt processing: this CPU's multiply-add
+ *        rate (bench_mac_peak_avx2: register-only loops on all threads, the
+ *        better of f32 FMA and the 8-bit multiply pair) divided by the
+ *        multiply-adds of the weight matrices per prompt token (attention
+ *        scores left out, so it stays an upper bound); pp's fraction of it
  *   rss  allocated (anonymous) resident memory after the first decode step
  *        and after the last: it must not grow per token (KV and scratch are
  *        allocated up front). Mapped weight pages are reported apart.
@@ -26,6 +31,19 @@
 
 #define PROBE_BYTES ((size_t)512 << 20)
 #define PROBE_REPS 10
+
+/* Multiply-adds of the weight matrices per prompt token (not the output
+ * matrix: a prompt's logits are wanted for its last token only). */
+static double prefill_macs_per_token(const struct model_hparams *hp)
+{
+    double E = hp->n_embd, QD = (double)hp->n_head * hp->head_dim, KD = (double)hp->n_head_kv * hp->head_dim;
+    double attn = E * QD + 2 * E * KD + QD * E, ffn;
+    if (hp->n_expert > 0)
+        ffn = (double)hp->n_expert_used * 3 * E * hp->n_ff_exp + E * hp->n_expert + 3 * E * hp->n_ff_shexp;
+    else
+        ffn = 3 * E * hp->n_ff;
+    return hp->n_layer * (attn + ffn);
+}
 
 static void usage(FILE *out)
 {
@@ -219,6 +237,12 @@ int cmd_bench(int argc, char **argv)
     if (bw2 < 0)
         goto out;
     double bw = bw1 > bw2 ? bw1 : bw2;
+    double mac_peak = 0, pp_macs = prefill_macs_per_token(g.hp);
+    if (kernels_cpu_isa() >= KERN_AVX2) {
+        double fma = bench_mac_peak_avx2(g.pool, BENCH_FMA, NULL), i8 = bench_mac_peak_avx2(g.pool, BENCH_I8_PAIR, NULL);
+        mac_peak = fma > i8 ? fma : i8;
+    }
+    double pp_ceiling = mac_peak > 0 ? mac_peak / pp_macs : 0, pp_frac = pp_ceiling > 0 ? pp_best / pp_ceiling : 0;
     double bpt = (double)model_weight_bytes_per_token(g.m);
     double roof = bw * 1e9 / bpt, frac = tg_best / roof;
     const struct model_hparams *hp = g.hp;
@@ -231,12 +255,14 @@ int cmd_bench(int argc, char **argv)
                "\"pp_tokens_per_cpu_s\":%.2f,\"tg_tokens_per_cpu_s\":%.2f,"
                "\"bandwidth_gb_s\":%.2f,\"bandwidth_before_gb_s\":%.2f,\"bandwidth_after_gb_s\":%.2f,"
                "\"bytes_per_token\":%.0f,\"roofline_tokens_per_s\":%.2f,\"roofline_fraction\":%.4f,"
+               "\"mac_peak_gmac_s\":%.2f,\"pp_macs_per_token\":%.0f,\"pp_ceiling_tokens_per_s\":%.2f,"
+               "\"pp_ceiling_fraction\":%.4f,"
                "\"rss_before_tg_mib\":%.1f,\"rss_after_tg_mib\":%.1f,\"mapped_before_tg_mib\":%.1f,"
                "\"mapped_after_tg_mib\":%.1f}\n",
                hp->arch_name, (unsigned long long)model_n_params(g.m), (unsigned long long)model_n_active_params(g.m),
                hp->n_expert, hp->n_expert_used, hp->n_layer, hp->n_embd, nth,
                kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type), n_p, pp_best, n_g, tg_best, pp_cpu, tg_cpu, bw, bw1, bw2,
-               bpt, roof, frac, rss0, rss1, file0, file1);
+               bpt, roof, frac, mac_peak / 1e9, pp_macs, pp_ceiling, pp_frac, rss0, rss1, file0, file1);
     } else {
         printf("model:             %s (%s, %.1fM params, %d layers, n_embd %d), %d threads, kernels %s, kv %s\n",
                model, hp->arch_name, model_n_params(g.m) / 1e6, hp->n_layer, hp->n_embd, nth,
@@ -256,6 +282,13 @@ int cmd_bench(int argc, char **argv)
         if (n_g > 0)
             printf("; generation reached %.2f of it", frac);
         printf("\n");
+        if (pp_ceiling > 0) {
+            printf("compute ceiling:   %.1f GMAC/s (multiply-add peak, %d threads) / %.1fM MACs per prompt token -> "
+                   "%.1f tokens/s", mac_peak / 1e9, nth, pp_macs / 1e6, pp_ceiling);
+            if (n_p > 0)
+                printf("; prompt processing reached %.2f of it", pp_frac);
+            printf("\n");
+        }
         if (n_g > 0)
             printf("memory:            allocated (anonymous RSS) %.1f MiB after the first generated token, %.1f MiB "
                    "after %d (%+.1f MiB); mapped weight pages %.1f -> %.1f MiB\n",

@@ -87,14 +87,26 @@ reused=$(echo "$t2" | sed -E 's/.*, ([0-9]+) reused/\1/')
 [ -n "$reused" ] && [ "$reused" -gt 5 ] || die "chat turn 2 reused no KV: $(cat "$tmp/chat.err")"
 
 # bench --json: the fields, positive speeds, no growth of memory per token
+# and the compute ceiling's multiply-adds per prompt token = the elements of
+# the layers' weight matrices, counted here from `maas inspect --json`
 "$BIN" bench --model "$m" -p 32 -n 16 --threads 2 --json >"$tmp/bench.json" 2>"$tmp/err" || die "bench: $(tail -1 "$tmp/err")"
-"$PY" - "$tmp/bench.json" <<'PYEOF' || die "bench --json: bad output: $(cat "$tmp/bench.json")"
-import json, sys
+"$BIN" inspect --json "$m" >"$tmp/inspect.json" 2>"$tmp/err" || die "inspect --json: $(tail -1 "$tmp/err")"
+"$PY" - "$tmp/bench.json" "$tmp/inspect.json" <<'PYEOF' || die "bench --json: bad output: $(cat "$tmp/bench.json")"
+import json, re, sys
 o = json.loads(open(sys.argv[1]).read())
 for k in ("pp_tokens_per_s", "tg_tokens_per_s", "bandwidth_gb_s", "bytes_per_token", "roofline_fraction"):
     assert o[k] > 0, k
 assert o["pp_tokens"] == 32 and o["tg_tokens"] == 16
 assert o["rss_after_tg_mib"] - o["rss_before_tg_mib"] < 1, "memory grew during generation"
+ins = json.loads(open(sys.argv[2]).read())
+macs = 0
+for t in ins["tensors"]:
+    if re.fullmatch(r"blk\.\d+\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)\.weight", t["name"]):
+        macs += t["shape"][0] * t["shape"][1]
+assert o["pp_macs_per_token"] == macs, (o["pp_macs_per_token"], macs)
+if o["kernels"] != "ref":
+    assert o["mac_peak_gmac_s"] > 0 and o["pp_ceiling_fraction"] > 0, "no compute ceiling"
+    assert abs(o["pp_ceiling_tokens_per_s"] - o["mac_peak_gmac_s"] * 1e9 / macs) < 1e-3 * o["pp_ceiling_tokens_per_s"]
 PYEOF
 
 [ $fail -eq 0 ] && echo "model_run: all checks passed"
