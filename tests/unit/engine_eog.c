@@ -7,9 +7,8 @@
  * sequence without the bias in the same batch is not affected. */
 #include "engine/engine.h"
 #include "kernels/kernels.h"
-#include "model_tiny.h"
 #include "test.h"
-#include "test_vocab.h"
+#include "tiny_served.h"
 
 static int run(struct engine *eng, const struct engine_request *r, int32_t *toks, int cap, struct engine_event *done)
 {
@@ -52,23 +51,7 @@ TEST(test_eog_stops)
     tok_ids_init(&prompt);
     CHECKF(tok_encode(tok, "I'm a cat", 9, false, false, &prompt, &e) == 0 && prompt.n > 0, "%s", e.msg);
 
-    struct tiny_cfg c = {0};
-    c.arch = "qwen2";
-    c.n_vocab = tok_n_vocab(tok);
-    c.n_embd = 32;
-    c.n_layer = 1;
-    c.n_head = 2;
-    c.n_head_kv = 1;
-    c.head_dim = 16;
-    c.n_ff = 32;
-    c.wtype = GGML_TYPE_F32;
-    c.tied = true;
-    c.seed = 5;
-    char mp[128];
-    tiny_path(mp, sizeof mp, "engine_eog");
-    CHECK(tiny_write(&c, mp) == 0);
-    struct model *m = model_load(mp, &e);
-    unlink(mp);
+    struct model *m = tiny_served_model(tok, "engine_eog", 5, &e);
     CHECKF(m != NULL, "%s", e.msg);
     struct engine *eng = m ? engine_new(m, tok, &(struct engine_opts){.n_threads = 2, .n_ctx = 64}, &e) : NULL;
     CHECK(eng != NULL);

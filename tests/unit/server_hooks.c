@@ -9,10 +9,9 @@
  * no text, zero completion tokens. */
 #include "engine/engine.h"
 #include "kernels/kernels.h"
-#include "model_tiny.h"
 #include "server/server.h"
 #include "test.h"
-#include "test_vocab.h"
+#include "tiny_served.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -124,23 +123,7 @@ TEST(test_hooks_and_eog)
     int32_t eot = tok_find(tok, "<|endoftext|>", 13);
     CHECK(eot >= 0 && tok_is_eog(tok, eot));
 
-    struct tiny_cfg c = {0};
-    c.arch = "qwen2";
-    c.n_vocab = tok_n_vocab(tok);
-    c.n_embd = 32;
-    c.n_layer = 1;
-    c.n_head = 2;
-    c.n_head_kv = 1;
-    c.head_dim = 16;
-    c.n_ff = 32;
-    c.wtype = GGML_TYPE_F32;
-    c.tied = true;
-    c.seed = 9;
-    char mp[128];
-    tiny_path(mp, sizeof mp, "server_hooks");
-    CHECK(tiny_write(&c, mp) == 0);
-    struct model *m = model_load(mp, &e);
-    unlink(mp);
+    struct model *m = tiny_served_model(tok, "server_hooks", 9, &e);
     CHECKF(m != NULL, "%s", e.msg);
     struct engine *eng = m ? engine_new(m, tok, &(struct engine_opts){.n_threads = 1, .n_ctx = 256}, &e) : NULL;
     CHECKF(eng != NULL, "%s", e.msg);
