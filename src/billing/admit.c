@@ -385,6 +385,11 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
         if (store_query(s, "SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", rid, 1, usage_row, &u, e))
             return -1;
         if (u.request_id[0]) { /* already settled */
+            if (!strcmp(u.finish_reason, "abandoned") && strcmp(j->finish_reason, "abandoned") &&
+                (j->prompt || j->completion))
+                log_warn("request %s: its hold was released as abandoned before it finished (its process was"
+                         " judged dead: see lease.c); %lld prompt and %lld completion tokens are not billed",
+                         j->request_id, (long long)j->prompt, (long long)j->completion);
             *out = u;
             return 0;
         }
@@ -478,18 +483,31 @@ static int stale_row(void *ctx, const struct store_row *r)
     return 0;
 }
 
-static int recover_once(struct billing *b, int64_t stale_after, bool ask_liveness, int64_t *n_released,
-                        int *retryable, struct err *e);
+static int recover_once(struct billing *b, struct store *s, int64_t cutoff, int64_t stale_after, bool ask_liveness,
+                        const struct dead_boots *dead, int64_t *n_released, int *retryable, struct err *e);
 
+/* On a shared database the processes dead by their lease are found first,
+ * outside the transaction (it takes lease_grace_ms when a lease is free), and
+ * their leases stay claimed on s until the release has committed (lease.c). */
 static int recover(struct billing *b, int64_t stale_after, bool ask_liveness, int64_t *n_released, struct err *e)
 {
+    int64_t cutoff = stale_after > 0 ? billing_now(b) - stale_after : INT64_MIN;
+    struct dead_boots dead = {NULL, 0, 0};
+    struct store *s = billing_conn_get(b);
+    int rc = -1;
+    if (b->shared && ask_liveness && billing_dead_boots_find(b, s, cutoff, &dead, e))
+        goto out;
     for (int attempt = 0;; attempt++) {
         int retryable = 0;
-        int rc = recover_once(b, stale_after, ask_liveness, n_released, &retryable, e);
+        rc = recover_once(b, s, cutoff, stale_after, ask_liveness, &dead, n_released, &retryable, e);
         if (rc == 0 || !retryable || attempt == 4)
-            return rc;
+            break;
         usleep((useconds_t)(1000 << attempt));
     }
+    billing_dead_boots_release(s, &dead);
+out:
+    billing_conn_put(b, s);
+    return rc;
 }
 
 int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
@@ -507,13 +525,15 @@ int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released,
  *   - holds of another process of this node that is gone, when liveness is
  *     the flock of a data directory: the kernel holds that lock for exactly
  *     the life of the process.
- * It does not judge processes of a shared ledger by their leases: a lease
- * lives on a database connection, which a database restart or a dropped
- * idle connection ends while its process lives on (and nothing takes it
- * again); a sweep every few minutes on every node would then release the
- * holds of that node's running requests as abandoned, each period, leaving
- * them unbilled. At start that risk is a one-off; those holds wait for a
- * start, or for stale_after. */
+ * It does not judge processes of a shared ledger by their leases. A lease
+ * lives on database sessions, which a database restart, an idle-session kill
+ * or a network cut ends while the process lives on; the process takes it
+ * again as soon as it reaches the database (lease.c), and recovery looks
+ * twice, lease_grace_ms apart, so only a process cut off for longer than that
+ * looks dead. A sweep every few minutes on every node would make that
+ * remaining risk a recurring one (the running requests of a node cut off
+ * from the database, released unbilled each period); at start it is a
+ * one-off. Those holds wait for a start, or for stale_after. */
 int billing_recover_live(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
 {
     if (stale_after <= 0)
@@ -522,13 +542,10 @@ int billing_recover_live(struct billing *b, int64_t stale_after, int64_t *n_rele
     return recover(b, stale_after, !b->shared, n_released, e);
 }
 
-static int recover_once(struct billing *b, int64_t stale_after, bool ask_liveness, int64_t *n_released,
-                        int *retryable, struct err *e)
+static int recover_once(struct billing *b, struct store *s, int64_t cutoff, int64_t stale_after, bool ask_liveness,
+                        const struct dead_boots *dead, int64_t *n_released, int *retryable, struct err *e)
 {
     struct stale_list l = {NULL, NULL, NULL, 0, 0, 0};
-    int64_t now = billing_now(b);
-    int64_t cutoff = stale_after > 0 ? now - stale_after : INT64_MIN;
-    struct store *s = billing_conn_get(b);
     int rc = -1;
     int64_t released = 0;
     if (store_begin(s, STORE_TX_WRITE, e))
@@ -554,13 +571,13 @@ static int recover_once(struct billing *b, int64_t stale_after, bool ask_livenes
         /* Another process: release only if it is gone (asked once per boot
          * in a row of the same boot). */
         if (!l.old[i]) {
-            int dead;
+            int is_dead;
             if (i > 0 && !strcmp(l.boots[i], l.boots[i - 1]))
-                dead = last_dead;
+                is_dead = last_dead;
             else
-                dead = b->shared ? billing_boot_dead_shared(b, s, l.boots[i]) : billing_boot_dead(b, l.boots[i]);
-            last_dead = dead;
-            if (!dead)
+                is_dead = b->shared ? billing_dead_boots_has(dead, l.boots[i]) : billing_boot_dead(b, l.boots[i]);
+            last_dead = is_dead;
+            if (!is_dead)
                 continue;
         }
         struct settle_job j = {.request_id = l.ids[i], .finish_reason = "abandoned"};
@@ -585,7 +602,6 @@ out:
         *retryable = store_last_retryable(s);
         store_rollback(s);
     }
-    billing_conn_put(b, s);
     free(l.ids);
     free(l.boots);
     free(l.old);

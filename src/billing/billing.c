@@ -135,41 +135,6 @@ int billing_boot_dead(struct billing *b, const char *boot)
     return dead;
 }
 
-void billing_boot_lease(const char *boot, char *name, size_t n)
-{
-    snprintf(name, n, "maas boot %s", boot);
-}
-
-int billing_boot_dead_shared(struct billing *b, struct store *s, const char *boot)
-{
-    if (!strcmp(boot, b->boot))
-        return 0;
-    char name[160];
-    billing_boot_lease(boot, name, sizeof name);
-    int is_free = 0;
-    struct err e;
-    if (store_lease_free(s, name, &is_free, &e)) {
-        log_warn("ledger recovery: cannot tell whether process %s is alive: %s", boot, e.msg);
-        return 0;
-    }
-    return is_free;
-}
-
-/* On a shared database, a process's liveness is a lease on its own
- * connection: the database server drops it when the process dies (the
- * connection closes with it), so any node can release the holds of a process
- * of any other node as soon as it is gone. */
-static int boot_lease(struct billing *b, const char *db, struct err *e)
-{
-    char name[160];
-    billing_boot_lease(b->boot, name, sizeof name);
-    if (store_open(db, &b->lease, e))
-        return -1;
-    if (store_lease_take(b->lease, name, e))
-        return err_prefix(e, "ledger: taking this process's lease");
-    return 0;
-}
-
 void billing_boot_sweep(struct billing *b)
 {
     if (!b->boots_dir[0])
@@ -208,6 +173,8 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     b->now_ctx = o->now_ctx;
     b->q_cap = o->queue_cap > 0 ? o->queue_cap : 4096;
     b->group_max = o->group_max > 0 ? o->group_max : 256;
+    b->lease_check_ms = o->lease_check_ms > 0 ? o->lease_check_ms : 500;
+    b->lease_grace_ms = o->lease_grace_ms > 0 ? o->lease_grace_ms : 5000;
 
     /* The data directory: the db argument itself, or the folder of sqlite:PATH.
      * A shared database (PostgreSQL) has none. */
@@ -244,9 +211,11 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
         err_set(e, "billing: out of memory");
         goto fail;
     }
-    /* The first open applies migrations; the others find them done. */
+    /* The first open applies migrations; the others find them done. On a
+     * shared database every connection keeps this process's lease (lease.c),
+     * so that each hold is placed by a session that holds it. */
     for (int i = 0; i < b->n_conn; i++)
-        if (store_open(o->db, &b->conns[i], e))
+        if (store_open(o->db, &b->conns[i], e) || (b->shared && billing_lease_keep(b, b->conns[i], e)))
             goto fail;
 
     char pepper_path[1100];
@@ -259,11 +228,11 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
         snprintf(pepper_path, sizeof pepper_path, "%s/secret.key", b->data_dir);
     if (load_pepper(pepper_path, b->pepper, e))
         goto fail;
-    if (b->shared ? boot_lease(b, o->db, e) : boot_lock(b, e))
+    if (b->shared ? billing_lease_start(b, o->db, e) : boot_lock(b, e))
         goto fail;
 
     if (o->writer) {
-        if (store_open(o->db, &b->wconn, e))
+        if (store_open(o->db, &b->wconn, e) || (b->shared && billing_lease_keep(b, b->wconn, e)))
             goto fail;
         if (billing_writer_start(b, e))
             goto fail;
@@ -286,8 +255,8 @@ void billing_close(struct billing *b)
         unlink(path);
         close(b->boot_fd);
     }
+    billing_lease_stop(b);
     store_close(b->wconn);
-    store_close(b->lease);
     for (int i = 0; b->conns && i < b->n_conn; i++)
         store_close(b->conns[i]);
     free(b->conns);

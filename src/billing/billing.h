@@ -51,13 +51,19 @@
  * rate-limit and budget counts across nodes; the account's row its balance).
  * A transaction that loses a deadlock or serialization race with another node
  * is rolled back and run again (admission, settlement groups, recovery).
- * Liveness is a lease instead of a lock file: each process holds a session
- * advisory lock named after its boot on a connection of its own, which the
- * database drops when the process dies, so billing_recover on ANY node
- * releases a dead process's holds at once, whatever node made them. If the
- * database itself restarts, live processes lose their leases too: their open
- * requests may then be released as abandoned (never charged twice, possibly
- * not charged). A shared ledger needs secret_file (the same on every node).
+ * Liveness is a lease instead of a lock file: every connection of a process
+ * keeps a session advisory lock named after its boot, which the database
+ * drops when the process dies, so billing_recover on ANY node releases a dead
+ * process's holds, whatever node made them. When the database ends a live
+ * process's sessions (restart, idle kill, network cut), each connection takes
+ * the lease again when it reconnects, before anything else runs on it, and a
+ * keeper thread reconnects within lease_check_ms; recovery judges a process
+ * dead only if its lease is free at two looks lease_grace_ms apart, and holds
+ * it while releasing. A process cut off from the database for longer than
+ * lease_grace_ms while another node starts may lose its running requests'
+ * holds (released as abandoned: never charged twice, not charged; logged when
+ * the process settles them). See lease.c. A shared ledger needs secret_file
+ * (the same on every node).
  *
  * Rate limits count the key's requests admitted in the last 60 s (rpm) and
  * their tokens (tpm: prompt + max_tokens while open, prompt + completion once
@@ -118,6 +124,10 @@ struct billing_options {
     int writer;              /* 1: start the group-commit writer thread for settlements */
     int group_max;           /* settlements per group commit; default 256 */
     int queue_cap;           /* bounded settlement queue; default 4096 */
+    /* Shared ledger only (see "A shared ledger" above): */
+    int lease_check_ms;      /* the lease keeper pings its connection this often; default 500 */
+    int lease_grace_ms;      /* recovery judges a process dead when its lease is free at two looks
+                                this far apart (> lease_check_ms + a reconnect); default 5000 */
     /* Clock override for tests (Unix seconds); NULL = time(NULL). */
     int64_t (*now)(void *ctx);
     void *now_ctx;
@@ -293,7 +303,9 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
                    struct err *e);
 
 /* Releases stale holds with a zero-cost "abandoned" usage record: those of
- * this node (on a shared ledger: of any node) made by a process that is gone,
+ * this node (on a shared ledger: of any node) made by a process that is gone
+ * (on a shared ledger this waits lease_grace_ms when some process's lease is
+ * free, to tell a dead process from one reconnecting: see lease.c),
  * and (stale_after > 0) those of any
  * node admitted more than stale_after seconds ago — so stale_after must exceed
  * the longest request. A request released this way that is settled later gets
@@ -303,9 +315,9 @@ int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released,
  * see server.h): releases holds admitted more than stale_after (> 0) seconds
  * ago, of any process including this one, and the holds of this node's dead
  * processes when liveness is a lock file (a ledger in a data directory). On
- * a shared ledger it does not release holds by lease (a lease can be lost
- * with its connection while the process lives: see admit.c); those wait for
- * billing_recover at a start, or for stale_after. */
+ * a shared ledger it does not release holds by lease (a process cut off from
+ * the database for longer than lease_grace_ms looks dead: see lease.c and
+ * admit.c); those wait for billing_recover at a start, or for stale_after. */
 int billing_recover_live(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e);
 
 /* ---- usage reports ---- */

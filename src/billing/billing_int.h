@@ -28,7 +28,15 @@ struct billing {
     char boots_dir[1100];         /* <data dir>/boots: one locked file per live process */
     int boot_fd;                  /* owned: flock'ed <boots_dir>/<boot>.lock, -1 if none */
     int shared;                   /* the ledger is a shared database (PostgreSQL): liveness by lease */
-    struct store *lease;          /* owned (shared only): the connection holding this process's boot lease */
+    struct store *lease;          /* owned (shared only): the lease keeper's connection (lease.c) */
+    int lease_check_ms;           /* the keeper pings its connection this often */
+    int lease_grace_ms;           /* recovery looks at a free lease twice, this far apart */
+    pthread_t keeper;             /* the lease keeper thread, when has_keeper */
+    int has_keeper;
+    int lease_sync;               /* lease_mu and lease_cv are initialised */
+    pthread_mutex_t lease_mu;     /* guards lease_stop */
+    pthread_cond_t lease_cv;      /* CLOCK_MONOTONIC; signalled at stop */
+    int lease_stop;
     int64_t (*now)(void *ctx);
     void *now_ctx;
 
@@ -84,11 +92,30 @@ int billing_key_check(struct billing *b, struct store *s, const char *key, int64
 /* 1 if the process that made holds tagged `boot` on this node is certainly
  * gone (its lock file is missing or no longer locked), 0 if it may be alive. */
 int billing_boot_dead(struct billing *b, const char *boot);
-/* The same on a shared database, for a process of any node: its boot lease
- * (store_lease_take) is no longer held. Asked on s. */
-int billing_boot_dead_shared(struct billing *b, struct store *s, const char *boot);
+/* ---- the session lease on a shared database (lease.c) ---- */
 /* The lease name of a boot. n >= 128. */
 void billing_boot_lease(const char *boot, char *name, size_t n);
+/* Makes connection s keep this process's lease (every connection of the
+ * process does, and takes it again after a reconnect). */
+int billing_lease_keep(struct billing *b, struct store *s, struct err *e);
+/* Opens the keeper's connection (db), keeps the lease on it and starts the
+ * keeper thread; billing_lease_stop (safe after a partial start) undoes it. */
+int billing_lease_start(struct billing *b, const char *db, struct err *e);
+void billing_lease_stop(struct billing *b);
+/* Processes of any node that are dead by their lease, for recovery. */
+struct dead_boots {
+    char (*boots)[96]; /* owned */
+    int n, cap;
+};
+/* Fills *d with the processes (other than this one) that have holds admitted
+ * at or after cutoff and whose lease was free at two looks lease_grace_ms
+ * apart; their leases are then claimed on s (so they cannot come back and
+ * admit) until billing_dead_boots_release, which the caller must call after
+ * its release of their holds has committed or failed, on the same s, outside
+ * any transaction. A lease that cannot be asked about counts as alive. */
+int billing_dead_boots_find(struct billing *b, struct store *s, int64_t cutoff, struct dead_boots *d, struct err *e);
+int billing_dead_boots_has(const struct dead_boots *d, const char *boot);
+void billing_dead_boots_release(struct store *s, struct dead_boots *d);
 /* Removes the lock files of dead processes. */
 void billing_boot_sweep(struct billing *b);
 

@@ -180,13 +180,13 @@ int store_query(struct store *s, const char *sql, const struct store_val *params
     return s->ops->query(s, sql, params, n_params, fn, ctx, e);
 }
 
-int store_lease_take(struct store *s, const char *name, struct err *e)
+int store_lease_keep(struct store *s, const char *name, struct err *e)
 {
-    if (!s->ops->lease_take)
+    if (!s->ops->lease_keep)
         return err_set(e, "%s: leases are not supported", s->ops->name);
     if (tick(s, e))
         return -1;
-    return s->ops->lease_take(s, name, e);
+    return s->ops->lease_keep(s, name, e);
 }
 
 int store_lease_free(struct store *s, const char *name, int *is_free, struct err *e)
@@ -196,6 +196,31 @@ int store_lease_free(struct store *s, const char *name, int *is_free, struct err
     if (tick(s, e))
         return -1;
     return s->ops->lease_free(s, name, is_free, e);
+}
+
+int store_lease_claim(struct store *s, const char *name, int *claimed, struct err *e)
+{
+    if (!s->ops->lease_claim)
+        return err_set(e, "%s: leases are not supported", s->ops->name);
+    if (tick(s, e))
+        return -1;
+    return s->ops->lease_claim(s, name, claimed, e);
+}
+
+int store_lease_drop(struct store *s, const char *name, struct err *e)
+{
+    /* Like a rollback, giving up must work while injected failures are on. */
+    if (!s->ops->lease_drop)
+        return err_set(e, "%s: leases are not supported", s->ops->name);
+    return s->ops->lease_drop(s, name, e);
+}
+
+int store_ping(struct store *s, struct err *e)
+{
+    MAAS_ASSERT(!s->in_tx);
+    if (tick(s, e))
+        return -1;
+    return s->ops->ping ? s->ops->ping(s, e) : 0;
 }
 
 int store_last_retryable(const struct store *s)

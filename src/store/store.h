@@ -128,17 +128,36 @@ int store_migrate(struct store *s, const struct store_migration *m, int n, struc
 int store_schema_version(struct store *s, int *version, struct err *e);
 
 /* ---- leases and retries (shared databases) ----
- * A lease is a named lock held by this connection for as long as it stays
- * open; the database drops it when the process dies, however it dies, so any
- * node can tell whether the process that took it is gone. PostgreSQL only
- * (session advisory locks); on SQLite both calls fail ("not supported") and a
+ * A lease is a named lock held by a database session; the database drops it
+ * when the session ends, and so when the process dies, however it dies, so
+ * any node can tell whether the process that held it is gone. PostgreSQL only
+ * (session advisory locks); on SQLite the calls fail ("not supported") and a
  * caller uses lock files beside the database instead.
- *   store_lease_take  fails if another session holds the lease.
- *   store_lease_free  *is_free = 1 if no session holds it (momentarily taking
- *                     and dropping it to find out). Not inside a transaction
- *                     that must not be delayed: it never waits. */
-int store_lease_take(struct store *s, const char *name, struct err *e);
+ *   store_lease_keep   this connection holds the lease for as long as it
+ *                      lives, shared with any other connection that keeps the
+ *                      same name (all the connections of one process keep its
+ *                      lease: it is gone only when all of them are). The
+ *                      connection takes it again whenever it is re-established
+ *                      after the server dropped it, before any other statement
+ *                      runs on it; while it cannot (a store_lease_claim of
+ *                      another session holds the name past a short wait), every
+ *                      statement on it fails. So a statement that succeeds on
+ *                      the connection ran while the lease was held.
+ *   store_lease_free   *is_free = 1 if no session holds it (momentarily taking
+ *                      and dropping it to find out). Never waits.
+ *   store_lease_claim  *claimed = 1 if no session held it: this connection now
+ *                      holds it alone, and no other connection can keep it (or
+ *                      run statements, if it keeps that name) until
+ *                      store_lease_drop or the end of the session. Never waits.
+ *   store_lease_drop   gives up a claim. */
+int store_lease_keep(struct store *s, const char *name, struct err *e);
 int store_lease_free(struct store *s, const char *name, int *is_free, struct err *e);
+int store_lease_claim(struct store *s, const char *name, int *claimed, struct err *e);
+int store_lease_drop(struct store *s, const char *name, struct err *e);
+/* Checks that the connection works with a trivial statement; a connection the
+ * server dropped is re-established at once (with its kept leases) and checked
+ * again. Outside a transaction only. Always succeeds on SQLite. */
+int store_ping(struct store *s, struct err *e);
 /* 1 if the last failed operation on s was a serialization failure or a
  * deadlock (PostgreSQL SQLSTATE 40001 / 40P01): the transaction was rolled
  * back and running it again from its start may succeed. Always 0 on SQLite,

@@ -26,8 +26,11 @@ struct store_ops {
     /* Serialises migrations across processes inside the open transaction
      * (PostgreSQL: pg_advisory_xact_lock; SQLite's BEGIN IMMEDIATE does it). */
     int (*migrate_lock)(struct store *s, struct err *e);
-    int (*lease_take)(struct store *s, const char *name, struct err *e);
+    int (*lease_keep)(struct store *s, const char *name, struct err *e);
     int (*lease_free)(struct store *s, const char *name, int *is_free, struct err *e);
+    int (*lease_claim)(struct store *s, const char *name, int *claimed, struct err *e);
+    int (*lease_drop)(struct store *s, const char *name, struct err *e);
+    int (*ping)(struct store *s, struct err *e);
     /* 1 if the last failure was a serialization failure or a deadlock. */
     int (*retryable)(const struct store *s);
 };

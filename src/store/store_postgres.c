@@ -19,15 +19,24 @@
  * error. The SQLSTATE of the last failure is kept: 40001 (serialization) and
  * 40P01 (deadlock) mark it retryable (store_last_retryable).
  *
- * Leases (store_lease_take / store_lease_free) are session advisory locks:
- * held while the connection lives, dropped by the server when the process
- * holding it dies however it dies, so any node can tell a dead process.
+ * Leases are session advisory locks on a 64-bit key (FNV-1a of the name):
+ * store_lease_keep takes it in shared mode, so every connection of a process
+ * can keep that process's lease; store_lease_free and store_lease_claim try it
+ * in exclusive mode, which succeeds only when no session keeps it. The server
+ * drops a session's locks when the session ends, however it ends.
  * Migrations run under a transaction-scoped advisory lock (migrate_lock).
  *
  * A connection the server closed is reopened before the next statement
- * outside a transaction (never repeating the statement that failed). Sessions
- * set idle_in_transaction_session_timeout, so a node stopped in the middle of
- * a transaction cannot hold row locks for more than a minute.
+ * outside a transaction (never repeating the statement that failed), and the
+ * leases it keeps are taken again right then, before that statement: a
+ * session that ended took them with it, and a process whose connections came
+ * back without its lease would look dead to every other node (whose recovery
+ * would release its running requests' holds, unbilled). If a lease cannot be
+ * taken again (another node has claimed it, judging the process dead, and
+ * does not give it up within LEASE_WAIT_MS), the statement fails instead of
+ * running without it, and the next statement tries again. Sessions set
+ * idle_in_transaction_session_timeout, so a node stopped in the middle of a
+ * transaction cannot hold row locks for more than a minute.
  *
  * Threads: one connection per struct store, as store.h says; libpq
  * connections are independent, so the pool's connections run in parallel.
@@ -41,12 +50,19 @@
 #define PG_MAX_PARAMS 32
 #define OID_INT8 20
 #define OID_TEXT 25
+#define PG_MAX_KEPT 4
+/* How long re-taking a kept lease after a reconnect waits for another
+ * session's claim on it (a recovery in progress) to end. */
+#define LEASE_WAIT_MS 2000
 
 struct pg {
     struct store base;
     PGconn *conn;   /* owned */
     char where[256]; /* "postgresql host:port/db" for messages; never the password */
     char sqlstate[6];
+    int64_t kept[PG_MAX_KEPT]; /* advisory keys of the leases this connection keeps */
+    int n_kept;
+    int n_held;     /* of kept[], the first n_held are held by the current session */
 };
 
 static void pg_set_where(struct pg *p)
@@ -110,18 +126,50 @@ static void pg_close(struct store *s)
 static const char session_sql[] = "SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC';"
                                    " SET idle_in_transaction_session_timeout = '60s'";
 
+/* Takes one kept lease (shared) on the current session, waiting at most
+ * LEASE_WAIT_MS for an exclusive claim of another session to end. The lock is
+ * session-level: it outlives the little transaction that bounds the wait. */
+static int take_kept(struct pg *p, int64_t key, struct err *e)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "BEGIN; SET LOCAL lock_timeout = '%dms'; SELECT pg_advisory_lock_shared(%lld); COMMIT",
+             LEASE_WAIT_MS, (long long)key);
+    if (pg_script(&p->base, sql, e)) {
+        if (PQstatus(p->conn) == CONNECTION_OK && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+            PQclear(PQexec(p->conn, "ROLLBACK"));
+        return -1;
+    }
+    return 0;
+}
+
 /* A connection the server dropped (restart, failover, idle kill) is reopened
  * before the next statement outside a transaction, where no state is lost.
  * The statement that met the broken connection has failed already, and is not
- * repeated: it may have been committed before the connection broke. */
+ * repeated: it may have been committed before the connection broke. The
+ * leases the connection keeps are taken again before anything else runs on
+ * the new session; until they are, every statement fails. */
 static int ensure_connected(struct pg *p, struct err *e)
 {
-    if (PQstatus(p->conn) == CONNECTION_OK || p->base.in_tx)
+    if (p->base.in_tx)
         return 0;
-    PQreset(p->conn);
-    if (PQstatus(p->conn) != CONNECTION_OK)
-        return pg_fail(p, NULL, NULL, e);
-    return pg_script(&p->base, session_sql, e);
+    if (PQstatus(p->conn) != CONNECTION_OK) {
+        PQreset(p->conn);
+        if (PQstatus(p->conn) != CONNECTION_OK)
+            return pg_fail(p, NULL, NULL, e);
+        p->n_held = 0; /* the old session's locks ended with it */
+        if (pg_script(&p->base, session_sql, e))
+            return -1;
+    }
+    if (p->n_held < p->n_kept) {
+        while (p->n_held < p->n_kept) {
+            if (take_kept(p, p->kept[p->n_held], e))
+                return err_prefix(e, "reconnected, but this process's lease cannot be taken again");
+            p->n_held++;
+        }
+        log_warn("%s: the database session was lost and has been reopened; its lease is held again", p->where);
+    }
+    return 0;
 }
 
 static int pg_begin(struct store *s, enum store_tx mode, struct err *e)
@@ -301,31 +349,63 @@ static int try_lock(struct pg *p, const char *name, int *got, struct err *e)
     return 0;
 }
 
-static int pg_lease_take(struct store *s, const char *name, struct err *e)
+static int pg_lease_keep(struct store *s, const char *name, struct err *e)
 {
     struct pg *p = (struct pg *)s;
-    int got = 0;
-    if (try_lock(p, name, &got, e))
+    if (p->n_kept == PG_MAX_KEPT)
+        return err_set(e, "%s: lease '%s': a connection keeps at most %d leases", p->where, name, PG_MAX_KEPT);
+    if (ensure_connected(p, e))
         return -1;
-    if (!got)
-        return err_set(e, "%s: lease '%s' is held by another session", p->where, name);
+    int64_t key = lock_key(name);
+    if (take_kept(p, key, e))
+        return err_prefix(e, "lease '%s'", name);
+    /* from now on ensure_connected takes it again after every reconnect */
+    p->kept[p->n_kept++] = key;
+    p->n_held = p->n_kept;
+    return 0;
+}
+
+static int pg_lease_claim(struct store *s, const char *name, int *claimed, struct err *e)
+{
+    struct pg *p = (struct pg *)s;
+    return try_lock(p, name, claimed, e);
+}
+
+static int pg_lease_drop(struct store *s, const char *name, struct err *e)
+{
+    struct pg *p = (struct pg *)s;
+    PGresult *res;
+    struct store_val k = SV_INT(lock_key(name));
+    if (run(p, "SELECT pg_advisory_unlock($1)", &k, 1, &res, e))
+        return -1;
+    PQclear(res);
     return 0;
 }
 
 static int pg_lease_free(struct store *s, const char *name, int *is_free, struct err *e)
 {
-    struct pg *p = (struct pg *)s;
     int got = 0;
-    if (try_lock(p, name, &got, e))
+    if (pg_lease_claim(s, name, &got, e))
         return -1;
-    if (got) {
-        PGresult *res;
-        struct store_val k = SV_INT(lock_key(name));
-        if (run(p, "SELECT pg_advisory_unlock($1)", &k, 1, &res, e))
-            return -1;
-        PQclear(res);
-    }
+    if (got && pg_lease_drop(s, name, e))
+        return -1;
     *is_free = got;
+    return 0;
+}
+
+/* One retry: the first statement on a dropped session fails and marks the
+ * connection broken; the second reopens it (and takes its leases again). */
+static int pg_ping(struct store *s, struct err *e)
+{
+    struct pg *p = (struct pg *)s;
+    PGresult *res;
+    if (run(p, "SELECT 1", NULL, 0, &res, e)) {
+        if (PQstatus(p->conn) == CONNECTION_OK)
+            return -1;
+        if (run(p, "SELECT 1", NULL, 0, &res, e))
+            return -1;
+    }
+    PQclear(res);
     return 0;
 }
 
@@ -348,8 +428,11 @@ static const struct store_ops postgres_ops = {
     .row_int = pg_row_int,
     .row_text = pg_row_text,
     .migrate_lock = pg_migrate_lock,
-    .lease_take = pg_lease_take,
+    .lease_keep = pg_lease_keep,
     .lease_free = pg_lease_free,
+    .lease_claim = pg_lease_claim,
+    .lease_drop = pg_lease_drop,
+    .ping = pg_ping,
     .retryable = pg_retryable,
 };
 

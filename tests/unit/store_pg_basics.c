@@ -3,8 +3,9 @@
  * one fresh database at once), parameters and NULLs, transactions, savepoints,
  * an aborted transaction's COMMIT reported as a failure, REPEATABLE READ
  * reports, fault injection, deadlocks flagged retryable, leases that die with
- * their connection, and conditional updates from many threads never
- * overdrawing. */
+ * their connection and are taken again when it is re-established (a claim
+ * keeping them from it fails its statements instead), and conditional updates
+ * from many threads never overdrawing. */
 #include "store/store.h"
 #include "store_pg.h"
 #include "test.h"
@@ -310,8 +311,9 @@ TEST(leases_die_with_their_connection)
     struct err e;
     int is_free = -1;
     CHECK(store_lease_free(b, "boot one", &is_free, &e) == 0 && is_free == 1);
-    CHECK(store_lease_take(a, "boot one", &e) == 0);
-    CHECK(store_lease_take(b, "boot one", &e) == -1);
+    CHECK(store_lease_keep(a, "boot one", &e) == 0);
+    int claimed = -1;
+    CHECK(store_lease_claim(b, "boot one", &claimed, &e) == 0 && claimed == 0);
     CHECK(store_lease_free(b, "boot one", &is_free, &e) == 0 && is_free == 0);
     CHECK(store_lease_free(b, "boot two", &is_free, &e) == 0 && is_free == 1);
     /* a process killed outright: its server session ends and the lease with it */
@@ -319,7 +321,7 @@ TEST(leases_die_with_their_connection)
     if (kid == 0) {
         struct store *k = NULL;
         struct err ke;
-        if (store_open(url, &k, &ke) || store_lease_take(k, "boot three", &ke))
+        if (store_open(url, &k, &ke) || store_lease_keep(k, "boot three", &ke))
             _exit(1);
         for (;;)
             pause();
@@ -383,6 +385,62 @@ TEST(reconnects_after_the_server_drops_it)
     CHECK(store_query_int(s, "SELECT pg_backend_pid()", NULL, 0, &pid2, NULL, &e) == 0 && pid2 != pid);
     store_close(killer);
     store_close(s);
+}
+
+/* A connection that keeps a lease takes it again when it is re-established,
+ * before the statement that reopened it; while another session has claimed
+ * the lease, statements fail rather than run without it. */
+TEST(kept_lease_taken_again_after_reconnect)
+{
+    NEED_PG();
+    char url[512];
+    CHECK(pg_test_db("st_release", url) == 0);
+    struct store *s = open_db(url), *t = open_db(url), *other = open_db(url);
+    CHECK(s && t && other);
+    if (!s || !t || !other) {
+        store_close(s);
+        store_close(t);
+        store_close(other);
+        return;
+    }
+    struct err e;
+    int is_free = -1, claimed = -1;
+    /* two connections of one process keep its lease: it is held while either lives */
+    CHECK(store_lease_keep(s, "boot r", &e) == 0 && store_lease_keep(t, "boot r", &e) == 0);
+    int64_t pid = 0, done = 0, n = 0;
+    CHECK(store_query_int(t, "SELECT pg_backend_pid()", NULL, 0, &pid, NULL, &e) == 0);
+    CHECK(store_query_int(other, "SELECT CASE WHEN pg_terminate_backend($1::int, 5000) THEN 1 ELSE 0 END",
+                          (struct store_val[]){SV_INT(pid)}, 1, &done, NULL, &e) == 0 && done == 1);
+    CHECK(store_lease_free(other, "boot r", &is_free, &e) == 0 && is_free == 0);
+    /* the last session goes: the lease is free until the connection is back */
+    CHECK(store_query_int(s, "SELECT pg_backend_pid()", NULL, 0, &pid, NULL, &e) == 0);
+    CHECK(store_query_int(other, "SELECT CASE WHEN pg_terminate_backend($1::int, 5000) THEN 1 ELSE 0 END",
+                          (struct store_val[]){SV_INT(pid)}, 1, &done, NULL, &e) == 0 && done == 1);
+    CHECK(store_lease_free(other, "boot r", &is_free, &e) == 0 && is_free == 1);
+    CHECK(store_ping(s, &e) == 0); /* meets the closed session, reopens it, takes the lease */
+    CHECK(store_lease_free(other, "boot r", &is_free, &e) == 0 && is_free == 0);
+    CHECKF(store_query_int(t, "SELECT 1", NULL, 0, &n, NULL, &e) == -1, "t's session was ended");
+    CHECKF(store_query_int(t, "SELECT 1", NULL, 0, &n, NULL, &e) == 0 && n == 1, "%s", e.msg);
+    /* another session claims the lease while both are gone: statements fail
+     * (after a short wait) until the claim is dropped */
+    CHECK(store_query_int(s, "SELECT pg_backend_pid()", NULL, 0, &pid, NULL, &e) == 0);
+    CHECK(store_query_int(other, "SELECT CASE WHEN pg_terminate_backend($1::int, 5000) THEN 1 ELSE 0 END",
+                          (struct store_val[]){SV_INT(pid)}, 1, &done, NULL, &e) == 0);
+    CHECK(store_query_int(t, "SELECT pg_backend_pid()", NULL, 0, &pid, NULL, &e) == 0);
+    CHECK(store_query_int(other, "SELECT CASE WHEN pg_terminate_backend($1::int, 5000) THEN 1 ELSE 0 END",
+                          (struct store_val[]){SV_INT(pid)}, 1, &done, NULL, &e) == 0);
+    CHECK(store_lease_claim(other, "boot r", &claimed, &e) == 0 && claimed == 1);
+    CHECK(store_query_int(s, "SELECT 1", NULL, 0, &n, NULL, &e) == -1);
+    CHECKF(store_query_int(s, "SELECT 1", NULL, 0, &n, NULL, &e) == -1 && strstr(e.msg, "lease"),
+           "no statement without the lease: %s", e.msg);
+    CHECK(store_begin(s, STORE_TX_WRITE, &e) == -1);
+    CHECK(store_lease_drop(other, "boot r", &e) == 0);
+    CHECKF(store_query_int(s, "SELECT 1", NULL, 0, &n, NULL, &e) == 0 && n == 1, "%s", e.msg);
+    CHECK(store_lease_free(other, "boot r", &is_free, &e) == 0 && is_free == 0);
+    store_close(s);
+    store_close(t);
+    CHECK(store_lease_free(other, "boot r", &is_free, &e) == 0);
+    store_close(other);
 }
 
 /* Many threads take from one balance with the conditional update the ledger
@@ -460,6 +518,7 @@ int main(void)
     RUN(deadlock_is_retryable);
     RUN(leases_die_with_their_connection);
     RUN(reconnects_after_the_server_drops_it);
+    RUN(kept_lease_taken_again_after_reconnect);
     RUN(conditional_updates_never_overdraw);
     TEST_END();
 }
