@@ -229,48 +229,7 @@ static bool cand_less(const struct cand *x, const struct cand *y)
     return x->rank < y->rank || (x->rank == y->rank && x->left < y->left);
 }
 
-static int heap_push(struct bpe_ctx *c, struct cand v)
-{
-    if (c->heap_n == c->heap_cap) {
-        size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;
-        struct cand *p = realloc(c->heap, cap * sizeof *p);
-        if (!p)
-            return -1;
-        c->heap = p;
-        c->heap_cap = cap;
-    }
-    size_t i = c->heap_n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!cand_less(&v, &c->heap[parent]))
-            break;
-        c->heap[i] = c->heap[parent];
-        i = parent;
-    }
-    c->heap[i] = v;
-    return 0;
-}
-
-static struct cand heap_pop(struct bpe_ctx *c)
-{
-    struct cand top = c->heap[0], last = c->heap[--c->heap_n];
-    size_t i = 0, n = c->heap_n;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const struct cand *best = &last;
-        if (l < n && cand_less(&c->heap[l], best))
-            m = l, best = &c->heap[l];
-        if (r < n && cand_less(&c->heap[r], best))
-            m = r;
-        if (m == i)
-            break;
-        c->heap[i] = c->heap[m];
-        i = m;
-    }
-    if (n)
-        c->heap[i] = last;
-    return top;
-}
+TOK_HEAP_DEFINE(heap, struct bpe_ctx, struct cand, cand_less)
 
 static inline bool merge_find(const struct tokenizer *t, int32_t l, int32_t r, uint32_t *rank, int32_t *res)
 {

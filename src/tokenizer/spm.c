@@ -39,48 +39,7 @@ static bool scand_before(const struct scand *x, const struct scand *y)
     return x->score > y->score || (x->score == y->score && x->left < y->left);
 }
 
-static int heap_push(struct spm_ctx *c, struct scand v)
-{
-    if (c->heap_n == c->heap_cap) {
-        size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;
-        struct scand *p = realloc(c->heap, cap * sizeof *p);
-        if (!p)
-            return -1;
-        c->heap = p;
-        c->heap_cap = cap;
-    }
-    size_t i = c->heap_n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!scand_before(&v, &c->heap[parent]))
-            break;
-        c->heap[i] = c->heap[parent];
-        i = parent;
-    }
-    c->heap[i] = v;
-    return 0;
-}
-
-static struct scand heap_pop(struct spm_ctx *c)
-{
-    struct scand top = c->heap[0], last = c->heap[--c->heap_n];
-    size_t i = 0, n = c->heap_n;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const struct scand *best = &last;
-        if (l < n && scand_before(&c->heap[l], best))
-            m = l, best = &c->heap[l];
-        if (r < n && scand_before(&c->heap[r], best))
-            m = r;
-        if (m == i)
-            break;
-        c->heap[i] = c->heap[m];
-        i = m;
-    }
-    if (n)
-        c->heap[i] = last;
-    return top;
-}
+TOK_HEAP_DEFINE(heap, struct spm_ctx, struct scand, scand_before)
 
 static int try_pair(const struct tokenizer *t, struct spm_ctx *c, const char *text, int32_t left, int32_t right)
 {

@@ -146,4 +146,52 @@ static inline size_t tok_utf8_len(uint8_t c)
 }
 size_t tok_utf8_put(char *out, uint32_t cp); /* writes 1..4 bytes */
 
+/* A binary heap of TYPE, first the element for which BEFORE(a, b) holds,
+ * kept in the fields heap, heap_n and heap_cap of a CTX (the merge queues of
+ * bpe.c and spm.c). Defines static int NAME##_push(CTX *, TYPE) (-1 when
+ * out of memory) and static TYPE NAME##_pop(CTX *) (heap_n > 0). */
+#define TOK_HEAP_DEFINE(NAME, CTX, TYPE, BEFORE)                                                              \
+    static int NAME##_push(CTX *c, TYPE v)                                                                    \
+    {                                                                                                         \
+        if (c->heap_n == c->heap_cap) {                                                                       \
+            size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;                                                  \
+            TYPE *p = realloc(c->heap, cap * sizeof *p);                                                      \
+            if (!p)                                                                                           \
+                return -1;                                                                                    \
+            c->heap = p;                                                                                      \
+            c->heap_cap = cap;                                                                                \
+        }                                                                                                     \
+        size_t i = c->heap_n++;                                                                               \
+        while (i > 0) {                                                                                       \
+            size_t parent = (i - 1) / 2;                                                                      \
+            if (!BEFORE(&v, &c->heap[parent]))                                                                \
+                break;                                                                                        \
+            c->heap[i] = c->heap[parent];                                                                     \
+            i = parent;                                                                                       \
+        }                                                                                                     \
+        c->heap[i] = v;                                                                                       \
+        return 0;                                                                                             \
+    }                                                                                                         \
+    static TYPE NAME##_pop(CTX *c)                                                                            \
+    {                                                                                                         \
+        TYPE top = c->heap[0], last = c->heap[--c->heap_n];                                                   \
+        size_t i = 0, n = c->heap_n;                                                                          \
+        for (;;) {                                                                                            \
+            size_t l = 2 * i + 1, r = l + 1, m = i;                                                           \
+            const TYPE *best = &last;                                                                         \
+            if (l < n && BEFORE(&c->heap[l], best))                                                           \
+                m = l, best = &c->heap[l];                                                                    \
+            if (r < n && BEFORE(&c->heap[r], best))                                                           \
+                m = r;                                                                                        \
+            if (m == i)                                                                                       \
+                break;                                                                                        \
+            c->heap[i] = c->heap[m];                                                                          \
+            i = m;                                                                                            \
+        }                                                                                                     \
+        if (n)                                                                                                \
+            c->heap[i] = last;                                                                                \
+        return top;                                                                                           \
+    }
+
+
 #endif
