@@ -151,10 +151,8 @@ int cmd_bench(int argc, char **argv)
             rc = parse_int_arg(a, v, 1, 1000, &reps, &e);
         } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
             rc = parse_int_arg(a, v, 1, 1 << 16, &batch, &e);
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            rc = parse_int_arg(a, v, 1, 1024, &go.n_threads, &e);
-        } else if (!strcmp(a, "--kv-type")) {
-            rc = parse_kv_type_arg(a, v, &go.kv_type, &e);
+        } else if ((rc = gen_parse_opts_arg(a, v, &go, &e)) != 0) {
+            /* parsed (or rc < 0: reported below) */
         } else {
             fprintf(stderr, "maas bench: unknown option '%s'\n", a);
             usage(stderr);

@@ -108,25 +108,11 @@ int cmd_chat(int argc, char **argv)
             tmpl = v;
         } else if (!strcmp(a, "-n")) {
             rc = parse_int_arg(a, v, 1, 1 << 24, &n_reply, &e);
-        } else if (!strcmp(a, "--temp")) {
-            rc = parse_float_arg(a, v, 0, 100, &sp.temperature, &e);
-        } else if (!strcmp(a, "--top-k")) {
-            rc = parse_int_arg(a, v, 0, 1 << 30, &sp.top_k, &e);
-        } else if (!strcmp(a, "--top-p")) {
-            rc = parse_float_arg(a, v, 1e-9, 1, &sp.top_p, &e);
-        } else if (!strcmp(a, "--min-p")) {
-            rc = parse_float_arg(a, v, 0, 1, &sp.min_p, &e);
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            rc = parse_float_arg(a, v, 1e-3, 1e3, &sp.repeat_penalty, &e);
-        } else if (!strcmp(a, "--seed")) {
-            rc = parse_int_arg(a, v, 0, 0x7fffffff, &seed, &e);
-            seed_set = 1;
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            rc = parse_int_arg(a, v, 1, 1024, &go.n_threads, &e);
+        } else if ((rc = gen_parse_sample_arg(a, v, &sp, &seed, &seed_set, &e)) != 0 ||
+                   (rc = gen_parse_opts_arg(a, v, &go, &e)) != 0) {
+            /* parsed (or rc < 0: reported below) */
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
             rc = parse_int_arg(a, v, 16, 1 << 24, &n_ctx, &e);
-        } else if (!strcmp(a, "--kv-type")) {
-            rc = parse_kv_type_arg(a, v, &go.kv_type, &e);
         } else {
             fprintf(stderr, "maas chat: unknown option '%s'\n", a);
             usage(stderr);

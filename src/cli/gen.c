@@ -203,3 +203,37 @@ int parse_kv_type_arg(const char *opt, const char *s, enum ggml_type *out, struc
         return err_set(e, "%s: '%s' is not f32 or f16", opt, s);
     return 0;
 }
+
+int gen_parse_sample_arg(const char *opt, const char *v, struct sample_params *sp, int *seed, int *seed_set,
+                         struct err *e)
+{
+    int rc;
+    if (!strcmp(opt, "--temp"))
+        rc = parse_float_arg(opt, v, 0, 100, &sp->temperature, e);
+    else if (!strcmp(opt, "--top-k"))
+        rc = parse_int_arg(opt, v, 0, 1 << 30, &sp->top_k, e);
+    else if (!strcmp(opt, "--top-p"))
+        rc = parse_float_arg(opt, v, 1e-9, 1, &sp->top_p, e);
+    else if (!strcmp(opt, "--min-p"))
+        rc = parse_float_arg(opt, v, 0, 1, &sp->min_p, e);
+    else if (!strcmp(opt, "--repeat-penalty"))
+        rc = parse_float_arg(opt, v, 1e-3, 1e3, &sp->repeat_penalty, e);
+    else if (!strcmp(opt, "--seed")) {
+        rc = parse_int_arg(opt, v, 0, 0x7fffffff, seed, e);
+        *seed_set = 1;
+    } else
+        return 0;
+    return rc < 0 ? -1 : 1;
+}
+
+int gen_parse_opts_arg(const char *opt, const char *v, struct gen_opts *go, struct err *e)
+{
+    int rc;
+    if (!strcmp(opt, "--threads") || !strcmp(opt, "-t"))
+        rc = parse_int_arg(opt, v, 1, 1024, &go->n_threads, e);
+    else if (!strcmp(opt, "--kv-type"))
+        rc = parse_kv_type_arg(opt, v, &go->kv_type, e);
+    else
+        return 0;
+    return rc < 0 ? -1 : 1;
+}

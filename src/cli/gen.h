@@ -63,6 +63,16 @@ int parse_float_arg(const char *opt, const char *s, double lo, double hi, float 
 /* --kv-type: "f32" or "f16" into *out; -1 with a message naming opt otherwise. */
 int parse_kv_type_arg(const char *opt, const char *s, enum ggml_type *out, struct err *e);
 
+/* Options shared by the commands, each with its value v: 1 when opt is one
+ * of them (v parsed into its place), 0 when it is not, -1 with a message
+ * when v is bad.
+ *   gen_parse_sample_arg: --temp, --top-k, --top-p, --min-p,
+ *     --repeat-penalty, and --seed (into *seed, setting *seed_set);
+ *   gen_parse_opts_arg: --threads/-t and --kv-type into go. */
+int gen_parse_sample_arg(const char *opt, const char *v, struct sample_params *sp, int *seed, int *seed_set,
+                         struct err *e);
+int gen_parse_opts_arg(const char *opt, const char *v, struct gen_opts *go, struct err *e);
+
 /* Writes s[0..n) as a JSON string body (no quotes): escapes, and every
  * invalid UTF-8 byte as \ufffd. */
 void json_write_str(FILE *out, const char *s, size_t n);
