@@ -23,27 +23,6 @@ static inline float hsum(__m256 v)
     return _mm_cvtss_f32(lo);
 }
 
-/* e^x for x <= 0 (scores minus their maximum): 2^n * p(r), r = x - n ln2,
- * p a degree-6 minimax polynomial; relative error ~2e-7; x below -87 gives
- * about 0. */
-static inline __m256 exp_neg(__m256 x)
-{
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 static inline __m256 load8(const void *base, size_t i, bool f16)
 {
     if (f16)
@@ -165,7 +144,7 @@ static inline void attn_head(const struct attn_args *a, bool f16)
             __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
             int j = 0;
             for (; j + 8 <= nc; j += 8) {
-                __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vm));
+                __m256 e = kern_exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vm));
                 _mm256_storeu_ps(sc + j, e);
                 acc = _mm256_add_ps(acc, e);
             }
@@ -248,7 +227,7 @@ void attn_group_f16_avx2(const struct attn_args *a, int n_q)
                 __m256 vm = _mm256_set1_ps(mrun[g]), acc = _mm256_setzero_ps();
                 int j = 0;
                 for (; j + 8 <= nc; j += 8) {
-                    __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vm));
+                    __m256 e = kern_exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vm));
                     _mm256_storeu_ps(sc + j, e);
                     acc = _mm256_add_ps(acc, e);
                 }
