@@ -38,12 +38,10 @@ static int run(struct engine *eng, const struct engine_request *r, int32_t *toks
 TEST(test_eog_stops)
 {
     struct err e;
-    const char *source = "";
-    struct tokenizer *tok = test_vocab_load(&source, &e);
+    struct tokenizer *tok = test_vocab_load(&e);
     CHECKF(tok != NULL, "%s", e.msg);
     if (!tok)
         return;
-    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
     int32_t eot = tok_find(tok, "<|endoftext|>", 13);
     CHECK(eot >= 0 && tok_is_eog(tok, eot));
     /* the prompt: 40 1101 257 3797 in gpt-2 */

@@ -105,12 +105,10 @@ static int count_records(struct billing *b, const char *account, const char *id,
 TEST(test_billed_server)
 {
     struct err e;
-    const char *source = "";
-    struct tokenizer *tok = test_vocab_load(&source, &e);
+    struct tokenizer *tok = test_vocab_load(&e);
     CHECKF(tok != NULL, "%s", e.msg);
     if (!tok)
         return;
-    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
 
     struct model *m = tiny_served_model(tok, "server_billing", 11, &e);
     CHECKF(m != NULL, "%s", e.msg);

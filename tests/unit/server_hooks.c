@@ -114,12 +114,10 @@ static json_t *parse(const char *s)
 TEST(test_hooks_and_eog)
 {
     struct err e;
-    const char *source = "";
-    struct tokenizer *tok = test_vocab_load(&source, &e);
+    struct tokenizer *tok = test_vocab_load(&e);
     CHECKF(tok != NULL, "%s", e.msg);
     if (!tok)
         return;
-    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
     int32_t eot = tok_find(tok, "<|endoftext|>", 13);
     CHECK(eot >= 0 && tok_is_eog(tok, eot));
 

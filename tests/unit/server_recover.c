@@ -86,12 +86,10 @@ static int record(struct billing *b, const char *id, struct billing_usage_row *o
 TEST(test_sweeper)
 {
     struct err e;
-    const char *source = "";
-    struct tokenizer *tok = test_vocab_load(&source, &e);
+    struct tokenizer *tok = test_vocab_load(&e);
     CHECKF(tok != NULL, "%s", e.msg);
     if (!tok)
         return;
-    printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(tok));
     struct model *m = tiny_served_model(tok, "server_recover", 12, &e);
     CHECKF(m != NULL, "%s", e.msg);
     struct engine *eng = m ? engine_new(m, tok, &(struct engine_opts){.n_threads = 1, .n_ctx = 256}, &e) : NULL;

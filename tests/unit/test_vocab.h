@@ -164,25 +164,26 @@ out:
 
 /* The vocabulary for a test: ../shared/testdata/tokenizer/gpt-2.gguf when
  * test_shared_dir() finds it (as these tests always used), the self-built
- * one otherwise. *source (may be NULL) names which. NULL with the reason in
- * e when the one chosen cannot be loaded. The caller tok_free()s it. */
-static struct tokenizer *test_vocab_load(const char **source, struct err *e)
+ * one otherwise; prints which. NULL with the reason in e when the one chosen
+ * cannot be loaded. The caller tok_free()s it. */
+static struct tokenizer *test_vocab_load(struct err *e)
 {
-    const char *dir = test_shared_dir();
+    const char *dir = test_shared_dir(), *source = "self-built byte-level BPE";
+    struct tokenizer *t;
     if (!dir) {
-        if (source)
-            *source = "self-built byte-level BPE";
-        return test_vocab_build(e);
+        t = test_vocab_build(e);
+    } else {
+        char p[600];
+        snprintf(p, sizeof p, "%s/tokenizer/gpt-2.gguf", dir);
+        source = "shared gpt-2";
+        struct gguf_file *f = gguf_open(p, e);
+        if (!f)
+            return NULL;
+        t = tok_load(f, e);
+        gguf_close(f);
     }
-    char p[600];
-    snprintf(p, sizeof p, "%s/tokenizer/gpt-2.gguf", dir);
-    if (source)
-        *source = "shared gpt-2";
-    struct gguf_file *f = gguf_open(p, e);
-    if (!f)
-        return NULL;
-    struct tokenizer *t = tok_load(f, e);
-    gguf_close(f);
+    if (t)
+        printf("  vocabulary: %s, %d tokens\n", source, (int)tok_n_vocab(t));
     return t;
 }
 
