@@ -57,7 +57,7 @@ static double bench_one(const char *name, const char *text, size_t len, double *
 {
     char path[256];
     snprintf(path, sizeof path, "../shared/testdata/tokenizer/%s.gguf", name);
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_file *f = gguf_open(path, &e);
     if (!f) {
         printf("tokenizer vocab=%s skipped: %s\n", name, e.msg);

@@ -71,11 +71,11 @@ static int check_request_id(const char *id, struct err *e)
 {
     size_t n = id ? strlen(id) : 0;
     if (n == 0 || n >= BILLING_ID_MAX)
-        return err_set(e, "request id must be 1 to %d characters", BILLING_ID_MAX - 1);
+        return err_set(e, ERR_INVALID, "request id must be 1 to %d characters", BILLING_ID_MAX - 1);
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return err_set(e, "request id '%s': only letters, digits, '-' and '_' allowed", id);
+            return err_set(e, ERR_INVALID, "request id '%s': only letters, digits, '-' and '_' allowed", id);
     }
     return 0;
 }
@@ -117,10 +117,10 @@ static int admit_once(struct billing *b, const struct billing_request *r, struct
     memset(&a, 0, sizeof a);
     a.http_status = 200;
     if (!r->model || !*r->model || strlen(r->model) >= BILLING_MODEL_MAX)
-        return err_set(e, "admission: model name must be 1 to %d characters", BILLING_MODEL_MAX - 1);
+        return err_set(e, ERR_INVALID, "admission: model name must be 1 to %d characters", BILLING_MODEL_MAX - 1);
     if (r->prompt_tokens < 0 || r->max_tokens < 0 || r->prompt_tokens > (INT64_C(1) << 40) ||
         r->max_tokens > (INT64_C(1) << 40))
-        return err_set(e, "admission: token counts must be between 0 and 2^40");
+        return err_set(e, ERR_INVALID, "admission: token counts must be between 0 and 2^40");
     if (r->request_id) {
         if (check_request_id(r->request_id, e))
             return -1;
@@ -248,7 +248,7 @@ static int admit_once(struct billing *b, const struct billing_request *r, struct
                             (struct store_val[]){SV_TEXT(a.request_id)}, 1, &used, NULL, e))
             goto out;
         if (used) {
-            err_set(e, "request id '%s' is already in the ledger", a.request_id);
+            err_set(e, ERR_INVALID, "request id '%s' is already in the ledger", a.request_id);
             goto out;
         }
     }
@@ -303,16 +303,16 @@ int billing_settle_check(const char *request_id, int64_t prompt, int64_t cached,
         return -1;
     if (prompt < 0 || cached < 0 || completion < 0 || prompt > (INT64_C(1) << 40) ||
         completion > (INT64_C(1) << 40))
-        return err_set(e, "request %s: token counts must be between 0 and 2^40", request_id);
+        return err_set(e, ERR_INVALID, "request %s: token counts must be between 0 and 2^40", request_id);
     if (cached > prompt)
-        return err_set(e, "request %s: cached tokens (%lld) exceed prompt tokens (%lld)", request_id,
+        return err_set(e, ERR_INVALID, "request %s: cached tokens (%lld) exceed prompt tokens (%lld)", request_id,
                        (long long)cached, (long long)prompt);
     size_t n = finish_reason ? strlen(finish_reason) : 0;
     if (n == 0 || n > 31)
-        return err_set(e, "request %s: finish reason must be 1 to 31 characters", request_id);
+        return err_set(e, ERR_INVALID, "request %s: finish reason must be 1 to 31 characters", request_id);
     for (size_t i = 0; i < n; i++)
         if (!((finish_reason[i] >= 'a' && finish_reason[i] <= 'z') || finish_reason[i] == '_'))
-            return err_set(e, "request %s: finish reason '%s': only a-z and '_' allowed", request_id, finish_reason);
+            return err_set(e, ERR_INVALID, "request %s: finish reason '%s': only a-z and '_' allowed", request_id, finish_reason);
     return 0;
 }
 
@@ -393,7 +393,7 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
             *out = u;
             return 0;
         }
-        return err_set(e, "request %s: no such admitted request", j->request_id);
+        return err_set(e, ERR_NOT_FOUND, "request %s: no such admitted request", j->request_id);
     }
     int64_t cost = billing_cost(j->prompt, j->cached, j->completion, h.p_in, h.p_cached, h.p_out);
     if (cost > h.amount) {
@@ -425,7 +425,7 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
                         &found, e))
         return -1;
     if (!found)
-        return err_set(e, "request %s: account %s holds less than the request's hold", j->request_id, h.account_id);
+        return err_set(e, ERR_INVALID, "request %s: account %s holds less than the request's hold", j->request_id, h.account_id);
     if (billing_ledger_row(s, h.account_id, "usage", -cost, balance, j->request_id, now, e))
         return -1;
     memset(out, 0, sizeof *out);
@@ -537,7 +537,7 @@ int billing_recover(struct billing *b, int64_t stale_after, int64_t *n_released,
 int billing_recover_live(struct billing *b, int64_t stale_after, int64_t *n_released, struct err *e)
 {
     if (stale_after <= 0)
-        return err_set(e, "ledger recovery: a live node needs an age limit (stale_after %lld)",
+        return err_set(e, ERR_INVALID, "ledger recovery: a live node needs an age limit (stale_after %lld)",
                        (long long)stale_after);
     return recover(b, stale_after, !b->shared, n_released, e);
 }
@@ -563,7 +563,7 @@ static int recover_once(struct billing *b, struct store *s, int64_t cutoff, int6
                     5, stale_row, &l, e))
         goto out;
     if (l.oom) {
-        err_set(e, "ledger recovery: out of memory");
+        err_set(e, ERR_NOMEM, "ledger recovery: out of memory");
         goto out;
     }
     int last_dead = 0;

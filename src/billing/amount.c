@@ -14,20 +14,20 @@ int amount_parse(const char *s, int allow_negative, int64_t *out, struct err *e)
     const char *p = s;
     int neg = 0;
     if (!s || !*s)
-        return err_set(e, "amount is empty");
+        return err_set(e, ERR_INVALID, "amount is empty");
     if (*p == '-') {
         if (!allow_negative)
-            return err_set(e, "amount '%s': must not be negative", s);
+            return err_set(e, ERR_INVALID, "amount '%s': must not be negative", s);
         neg = 1;
         p++;
     }
     if (!isdigit((unsigned char)*p))
-        return err_set(e, "amount '%s': expected a decimal number such as 10, 0.25 or 0.000001", s);
+        return err_set(e, ERR_INVALID, "amount '%s': expected a decimal number such as 10, 0.25 or 0.000001", s);
     uint64_t units = 0;
     for (; isdigit((unsigned char)*p); p++) {
         units = units * 10 + (uint64_t)(*p - '0');
         if (units > (uint64_t)(INT64_MAX / BILLING_MICRO))
-            return err_set(e, "amount '%s': too large", s);
+            return err_set(e, ERR_INVALID, "amount '%s': too large", s);
     }
     uint64_t frac = 0;
     int n_frac = 0;
@@ -35,19 +35,19 @@ int amount_parse(const char *s, int allow_negative, int64_t *out, struct err *e)
         p++;
         for (; isdigit((unsigned char)*p); p++) {
             if (++n_frac > 6)
-                return err_set(e, "amount '%s': more than 6 decimals (the smallest unit is 0.000001)", s);
+                return err_set(e, ERR_INVALID, "amount '%s': more than 6 decimals (the smallest unit is 0.000001)", s);
             frac = frac * 10 + (uint64_t)(*p - '0');
         }
         if (n_frac == 0)
-            return err_set(e, "amount '%s': expected digits after the decimal point", s);
+            return err_set(e, ERR_INVALID, "amount '%s': expected digits after the decimal point", s);
     }
     if (*p)
-        return err_set(e, "amount '%s': expected a decimal number such as 10, 0.25 or 0.000001", s);
+        return err_set(e, ERR_INVALID, "amount '%s': expected a decimal number such as 10, 0.25 or 0.000001", s);
     for (int i = n_frac; i < 6; i++)
         frac *= 10;
     uint64_t v = units * (uint64_t)BILLING_MICRO + frac;
     if (v > (uint64_t)INT64_MAX)
-        return err_set(e, "amount '%s': too large", s);
+        return err_set(e, ERR_INVALID, "amount '%s': too large", s);
     *out = neg ? -(int64_t)v : (int64_t)v;
     return 0;
 }
@@ -112,45 +112,45 @@ int time_parse(const char *s, int64_t *out, struct err *e)
 {
     static const char *what = "expected YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z] or Unix seconds";
     if (!s || !*s)
-        return err_set(e, "time is empty (%s)", what);
+        return err_set(e, ERR_INVALID, "time is empty (%s)", what);
     size_t len = strlen(s);
     size_t i = 0;
     while (i < len && isdigit((unsigned char)s[i]))
         i++;
     if (i == len) {
         if (len > 12)
-            return err_set(e, "time '%s': out of range", s);
+            return err_set(e, ERR_INVALID, "time '%s': out of range", s);
         *out = strtoll(s, NULL, 10);
         return 0;
     }
     int Y, M, D, h = 0, m = 0, sec = 0;
     if (len < 10 || digits(s, 4, &Y) || s[4] != '-' || digits(s + 5, 2, &M) || s[7] != '-' ||
         digits(s + 8, 2, &D))
-        return err_set(e, "time '%s': %s", s, what);
+        return err_set(e, ERR_INVALID, "time '%s': %s", s, what);
     const char *p = s + 10;
     if (*p) {
         if ((*p != 'T' && *p != ' ') || strlen(p) < 6 || digits(p + 1, 2, &h) || p[3] != ':' ||
             digits(p + 4, 2, &m))
-            return err_set(e, "time '%s': %s", s, what);
+            return err_set(e, ERR_INVALID, "time '%s': %s", s, what);
         p += 6;
         if (*p == ':') {
             if (digits(p + 1, 2, &sec) || strlen(p) < 3)
-                return err_set(e, "time '%s': %s", s, what);
+                return err_set(e, ERR_INVALID, "time '%s': %s", s, what);
             p += 3;
         }
         if (*p == 'Z')
             p++;
         if (*p)
-            return err_set(e, "time '%s': %s", s, what);
+            return err_set(e, ERR_INVALID, "time '%s': %s", s, what);
     }
     if (Y < 1970 || Y > 9999 || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 59)
-        return err_set(e, "time '%s': out of range", s);
+        return err_set(e, ERR_INVALID, "time '%s': out of range", s);
     struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m, .tm_sec = sec};
     time_t t = timegm(&tm);
     struct tm back;
     gmtime_r(&t, &back);
     if (back.tm_mday != D || back.tm_mon != M - 1)
-        return err_set(e, "time '%s': no such date", s);
+        return err_set(e, ERR_NOT_FOUND, "time '%s': no such date", s);
     *out = (int64_t)t;
     return 0;
 }

@@ -46,19 +46,19 @@ static int read_pepper(const char *path, unsigned char *pepper, struct err *e)
 {
     int fd = open(path, O_RDONLY);
     if (fd < 0)
-        return err_set(e, "%s: %s", path, strerror(errno));
+        return err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     int rc = -1;
     if (fstat(fd, &st) != 0) {
-        err_set(e, "%s: %s", path, strerror(errno));
+        err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
         goto out;
     }
     if (st.st_mode & 077) {
-        err_set(e, "%s: readable by others (mode %03o); run chmod 600 on it", path, (unsigned)(st.st_mode & 0777));
+        err_set(e, ERR_INVALID, "%s: readable by others (mode %03o); run chmod 600 on it", path, (unsigned)(st.st_mode & 0777));
         goto out;
     }
     if (st.st_size != 32 || read(fd, pepper, 32) != 32) {
-        err_set(e, "%s: expected exactly 32 bytes of secret", path);
+        err_set(e, ERR_INVALID, "%s: expected exactly 32 bytes of secret", path);
         goto out;
     }
     rc = 0;
@@ -75,20 +75,20 @@ static int load_pepper(const char *path, unsigned char *pepper, struct err *e)
     snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
-        return err_set(e, "%s: cannot create: %s", tmp, strerror(errno));
+        return err_set(e, ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     randombytes_buf(pepper, 32);
     int ok = write(fd, pepper, 32) == 32 && fsync(fd) == 0;
     close(fd);
     if (!ok) {
         unlink(tmp);
-        return err_set(e, "%s: cannot write: %s", tmp, strerror(errno));
+        return err_set(e, ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
     }
     if (link(tmp, path) != 0) {
         int saved = errno;
         unlink(tmp);
         if (saved == EEXIST) /* another process won the race: use its secret */
             return read_pepper(path, pepper, e);
-        return err_set(e, "%s: cannot create: %s", path, strerror(saved));
+        return err_set(e, ERR_IO, "%s: cannot create: %s", path, strerror(saved));
     }
     unlink(tmp);
     return 0;
@@ -102,15 +102,15 @@ static int boot_lock(struct billing *b, struct err *e)
 {
     snprintf(b->boots_dir, sizeof b->boots_dir, "%s/boots", b->data_dir);
     if (mkdir(b->boots_dir, 0700) != 0 && errno != EEXIST)
-        return err_set(e, "%s: cannot create: %s", b->boots_dir, strerror(errno));
+        return err_set(e, ERR_IO, "%s: cannot create: %s", b->boots_dir, strerror(errno));
     char path[1300];
     snprintf(path, sizeof path, "%s/%s.lock", b->boots_dir, b->boot);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
-        return err_set(e, "%s: cannot create: %s", path, strerror(errno));
+        return err_set(e, ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         close(fd);
-        return err_set(e, "%s: cannot lock: %s", path, strerror(errno));
+        return err_set(e, ERR_IO, "%s: cannot lock: %s", path, strerror(errno));
     }
     b->boot_fd = fd;
     return 0;
@@ -158,12 +158,12 @@ void billing_boot_sweep(struct billing *b)
 int billing_open(const struct billing_options *o, struct billing **out, struct err *e)
 {
     if (sodium_init() < 0)
-        return err_set(e, "libsodium: initialisation failed");
+        return err_set(e, ERR_INVALID, "libsodium: initialisation failed");
     if (!o->db || !*o->db)
-        return err_set(e, "billing: no data directory or database given");
+        return err_set(e, ERR_INVALID, "billing: no data directory or database given");
     struct billing *b = calloc(1, sizeof *b);
     if (!b)
-        return err_set(e, "billing: out of memory");
+        return err_set(e, ERR_NOMEM, "billing: out of memory");
     pthread_mutex_init(&b->pool_mu, NULL);
     pthread_cond_init(&b->pool_cv, NULL);
     pthread_mutex_init(&b->q_mu, NULL);
@@ -208,7 +208,7 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     b->conns = calloc((size_t)b->n_conn, sizeof *b->conns);
     b->busy = calloc((size_t)b->n_conn, sizeof *b->busy);
     if (!b->conns || !b->busy) {
-        err_set(e, "billing: out of memory");
+        err_set(e, ERR_NOMEM, "billing: out of memory");
         goto fail;
     }
     /* The first open applies migrations; the others find them done. On a
@@ -222,7 +222,7 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     if (o->secret_file && *o->secret_file)
         snprintf(pepper_path, sizeof pepper_path, "%s", o->secret_file);
     else if (b->shared) {
-        err_set(e, "billing: a shared database needs --secret-file (the same on every node)");
+        err_set(e, ERR_INVALID, "billing: a shared database needs --secret-file (the same on every node)");
         goto fail;
     } else
         snprintf(pepper_path, sizeof pepper_path, "%s/secret.key", b->data_dir);
@@ -356,7 +356,7 @@ int billing_period_parse(const char *s, enum billing_period *out, struct err *e)
     else if (s && !strcmp(s, "total"))
         *out = BILLING_PERIOD_TOTAL;
     else
-        return err_set(e, "budget period '%s': expected day, month or total", s ? s : "");
+        return err_set(e, ERR_INVALID, "budget period '%s': expected day, month or total", s ? s : "");
     return 0;
 }
 
@@ -393,10 +393,10 @@ static int check_name(const char *name, struct err *e)
 {
     size_t n = name ? strlen(name) : 0;
     if (n == 0 || n > 200)
-        return err_set(e, "account name must be 1 to 200 characters");
+        return err_set(e, ERR_INVALID, "account name must be 1 to 200 characters");
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return err_set(e, "account name must not contain control characters");
+            return err_set(e, ERR_INVALID, "account name must not contain control characters");
     return 0;
 }
 
@@ -408,7 +408,7 @@ int billing_account_create(struct billing *b, const char *name, int64_t credit, 
     if (check_name(name, e))
         return -1;
     if (credit < 0)
-        return err_set(e, "initial credit must not be negative");
+        return err_set(e, ERR_INVALID, "initial credit must not be negative");
     char id[BILLING_ID_MAX] = "acct_";
     billing_random_hex(id + 5, 8);
     int64_t now = billing_now(b);
@@ -446,7 +446,7 @@ static int credit_in_tx(struct billing *b, struct store *s, const char *id, int6
                         p, 2, &balance, &found, e))
         return -1;
     if (!found)
-        return err_set(e, "account '%s': no such account (or the credit would overflow)", id);
+        return err_set(e, ERR_NOT_FOUND, "account '%s': no such account (or the credit would overflow)", id);
     return write_ledger(s, id, "credit", amount, balance, NULL, note, now, e);
 }
 
@@ -478,7 +478,7 @@ int billing_account_get(struct billing *b, const char *id, struct billing_accoun
     if (rc)
         return -1;
     if (!a.id[0])
-        return err_set(e, "account '%s': no such account", id);
+        return err_set(e, ERR_NOT_FOUND, "account '%s': no such account", id);
     *out = a;
     return 0;
 }
@@ -487,7 +487,7 @@ int billing_account_credit(struct billing *b, const char *id, int64_t amount, co
                            struct billing_account *after, struct err *e)
 {
     if (amount <= 0)
-        return err_set(e, "credit amount must be positive");
+        return err_set(e, ERR_INVALID, "credit amount must be positive");
     struct store *s = billing_conn_get(b);
     int rc = -1;
     if (store_begin(s, STORE_TX_WRITE, e))
@@ -536,9 +536,9 @@ int billing_price_set(struct billing *b, const struct billing_price *p, struct e
 {
     size_t n = strlen(p->model);
     if (n == 0 || n >= BILLING_MODEL_MAX)
-        return err_set(e, "model name must be 1 to %d characters", BILLING_MODEL_MAX - 1);
+        return err_set(e, ERR_INVALID, "model name must be 1 to %d characters", BILLING_MODEL_MAX - 1);
     if (p->input < 0 || p->cached_input < 0 || p->output < 0)
-        return err_set(e, "prices must not be negative");
+        return err_set(e, ERR_INVALID, "prices must not be negative");
     struct store *s = billing_conn_get(b);
     int rc = -1;
     if (store_begin(s, STORE_TX_WRITE, e))
@@ -646,7 +646,7 @@ static int audit_row(void *ctx, const struct store_row *r)
     else if (held < 0 || held > balance)
         why = "held is outside 0..balance";
     if (why) {
-        err_set(a->e,
+        err_set(a->e, ERR_INVALID,
                 "audit: account %s: %s (balance %lld, held %lld, credited %lld; ledger %lld, credits %lld, holds %lld,"
                 " costs %lld)",
                 id, why, (long long)balance, (long long)held, (long long)credited, (long long)ledger_sum,
@@ -682,7 +682,7 @@ int billing_audit(struct billing *b, struct err *e)
                         NULL, 0, &orphans, NULL, e))
         goto out;
     if (orphans) {
-        err_set(e, "audit: %lld usage records without their ledger row", (long long)orphans);
+        err_set(e, ERR_INVALID, "audit: %lld usage records without their ledger row", (long long)orphans);
         goto out;
     }
     rc = 0;

@@ -86,12 +86,12 @@ static int check_models(const char *models, struct err *e)
         return 0;
     size_t n = strlen(models);
     if (n == 0 || n >= 1000)
-        return err_set(e, "model list must be 1 to 999 characters");
+        return err_set(e, ERR_INVALID, "model list must be 1 to 999 characters");
     if (models[0] == ',' || models[n - 1] == ',' || strstr(models, ",,"))
-        return err_set(e, "model list '%s': empty model name", models);
+        return err_set(e, ERR_INVALID, "model list '%s': empty model name", models);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)models[i] <= ' ')
-            return err_set(e, "model list '%s': no spaces or control characters allowed", models);
+            return err_set(e, ERR_INVALID, "model list '%s': no spaces or control characters allowed", models);
     return 0;
 }
 
@@ -138,7 +138,7 @@ int billing_key_check(struct billing *b, struct store *s, const char *key, int64
     char id[BILLING_ID_MAX];
     *db_error = 0;
     if (key_id_of(key, id))
-        return err_set(e, "invalid API key: malformed (expected sk-maas-...)");
+        return err_set(e, ERR_INVALID, "invalid API key: malformed (expected sk-maas-...)");
     struct key_row kr;
     memset(&kr, 0, sizeof kr);
     if (store_query(s, "SELECT " KEY_COLS " FROM api_keys WHERE id = $1", (struct store_val[]){SV_TEXT(id)}, 1,
@@ -150,11 +150,11 @@ int billing_key_check(struct billing *b, struct store *s, const char *key, int64
     int ok = hash_matches(b, key, kr.found ? kr.hash
                                            : "0000000000000000000000000000000000000000000000000000000000000000");
     if (!kr.found || !ok)
-        return err_set(e, "invalid API key %s...: unknown key", id);
+        return err_set(e, ERR_NOT_FOUND, "invalid API key %s...: unknown key", id);
     if (kr.k.revoked_at)
-        return err_set(e, "invalid API key %s...: revoked", id);
+        return err_set(e, ERR_INVALID, "invalid API key %s...: revoked", id);
     if (kr.k.expires_at && now >= kr.k.expires_at)
-        return err_set(e, "invalid API key %s...: expired", id);
+        return err_set(e, ERR_INVALID, "invalid API key %s...: expired", id);
     *out = kr.k;
     return 0;
 }
@@ -177,9 +177,9 @@ int billing_key_create(struct billing *b, const char *account_id, const struct b
     if (check_models(spec->models, e))
         return -1;
     if (spec->rpm < 0 || spec->tpm < 0 || spec->budget < 0)
-        return err_set(e, "rpm, tpm and budget must not be negative");
+        return err_set(e, ERR_INVALID, "rpm, tpm and budget must not be negative");
     if ((spec->budget > 0) != (spec->budget_period != BILLING_PERIOD_NONE))
-        return err_set(e, "a budget needs a budget period (day, month or total) and a period needs a budget");
+        return err_set(e, ERR_INVALID, "a budget needs a budget period (day, month or total) and a period needs a budget");
     char id[BILLING_ID_MAX], secret[SECRET_B64_LEN + 1], key[BILLING_KEY_LEN + 1], hash[65];
     int64_t now = billing_now(b);
     struct store *s = billing_conn_get(b);
@@ -202,7 +202,7 @@ int billing_key_create(struct billing *b, const char *account_id, const struct b
         }
         if (!exists) {
             store_rollback(s);
-            err_set(e, "account '%s': no such account", account_id);
+            err_set(e, ERR_NOT_FOUND, "account '%s': no such account", account_id);
             break;
         }
         if (found) { /* a 48-bit id collided: draw again */
@@ -250,7 +250,7 @@ int billing_key_revoke(struct billing *b, const char *key_id, struct err *e)
 {
     char id[BILLING_ID_MAX];
     if (normalise_key_id(key_id, id))
-        return err_set(e, "key id '%.40s': expected 12 hex characters (or the whole key)", key_id ? key_id : "");
+        return err_set(e, ERR_INVALID, "key id '%.40s': expected 12 hex characters (or the whole key)", key_id ? key_id : "");
     struct store *s = billing_conn_get(b);
     int64_t changes = 0;
     int rc = store_exec(s, "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
@@ -259,7 +259,7 @@ int billing_key_revoke(struct billing *b, const char *key_id, struct err *e)
     if (rc)
         return -1;
     if (changes == 0)
-        return err_set(e, "key '%s': no such key", id);
+        return err_set(e, ERR_NOT_FOUND, "key '%s': no such key", id);
     return 0;
 }
 
@@ -286,7 +286,7 @@ int billing_key_list(struct billing *b, const char *account_id, billing_key_fn f
         rc = store_query_int(s, "SELECT COUNT(*) FROM accounts WHERE id = $1",
                              (struct store_val[]){SV_TEXT(account_id)}, 1, &n, NULL, e);
         if (rc == 0 && n == 0)
-            rc = err_set(e, "account '%s': no such account", account_id);
+            rc = err_set(e, ERR_NOT_FOUND, "account '%s': no such account", account_id);
         if (rc == 0)
             rc = store_query(s, "SELECT " KEY_COLS " FROM api_keys WHERE account_id = $1 ORDER BY created_at, id",
                              (struct store_val[]){SV_TEXT(account_id)}, 1, key_list_row, &l, e);
@@ -304,7 +304,7 @@ int billing_admin_key_create(struct billing *b, char *key_out, size_t n, struct 
 {
     char secret[SECRET_B64_LEN + 1], key[128], hash[65], id[24] = "adm_";
     if (n < strlen(ADMIN_PREFIX) + SECRET_B64_LEN + 1)
-        return err_set(e, "admin key buffer too small");
+        return err_set(e, ERR_INVALID, "admin key buffer too small");
     random_secret(secret);
     snprintf(key, sizeof key, "%s%s", ADMIN_PREFIX, secret);
     key_hash_hex(b, key, hash);
@@ -359,7 +359,7 @@ static int admin_key_shape(const char *key)
 int billing_admin_key_import(struct billing *b, const char *key, struct err *e)
 {
     if (!admin_key_shape(key))
-        return err_set(e, "admin key must be 24 to 256 printable characters without spaces");
+        return err_set(e, ERR_INVALID, "admin key must be 24 to 256 printable characters without spaces");
     char hash[65], id[24] = "adm_";
     key_hash_hex(b, key, hash);
     billing_random_hex(id + 4, 8);
@@ -377,7 +377,7 @@ int billing_admin_key_import(struct billing *b, const char *key, struct err *e)
 int billing_admin_key_verify(struct billing *b, const char *key, struct err *e)
 {
     if (!admin_key_shape(key))
-        return err_set(e, "invalid admin key");
+        return err_set(e, ERR_INVALID, "invalid admin key");
     struct admin_match m = {b, key, 0};
     struct store *s = billing_conn_get(b);
     int rc = store_query(s, "SELECT hash FROM admin_keys WHERE revoked_at IS NULL", NULL, 0, admin_row, &m, e);
@@ -385,6 +385,6 @@ int billing_admin_key_verify(struct billing *b, const char *key, struct err *e)
     if (rc)
         return -2;
     if (!m.ok)
-        return err_set(e, "invalid admin key");
+        return err_set(e, ERR_INVALID, "invalid admin key");
     return 0;
 }

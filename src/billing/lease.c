@@ -118,7 +118,7 @@ int billing_lease_start(struct billing *b, const char *db, struct err *e)
     pthread_mutex_init(&b->lease_mu, NULL);
     b->lease_sync = 1;
     if (pthread_create(&b->keeper, NULL, keeper_main, b) != 0)
-        return err_set(e, "ledger: cannot start the lease keeper thread");
+        return err_set(e, ERR_INTERNAL, "ledger: cannot start the lease keeper thread");
     b->has_keeper = 1;
     return 0;
 }
@@ -184,7 +184,7 @@ int billing_dead_boots_find(struct billing *b, struct store *s, int64_t cutoff, 
                     (struct store_val[]){SV_TEXT(b->boot), SV_INT(cutoff)}, 2, boot_row, &l, e))
         goto fail;
     if (l.oom) {
-        err_set(e, "ledger recovery: out of memory");
+        err_set(e, ERR_NOMEM, "ledger recovery: out of memory");
         goto fail;
     }
     /* First look: drop the processes whose lease is held. */

@@ -25,7 +25,7 @@ int billing_group_parse(const char *s, enum billing_group *out, struct err *e)
             return 0;
         }
     }
-    return err_set(e, "--by '%s': expected day, account, key, model or request", s ? s : "");
+    return err_set(e, ERR_INVALID, "--by '%s': expected day, account, key, model or request", s ? s : "");
 }
 
 struct report_ctx {
@@ -115,7 +115,7 @@ int billing_usage_report(struct billing *b, const struct billing_usage_filter *f
                             (struct store_val[]){SV_TEXT(f->account_id)}, 1, &found, NULL, e))
             goto out;
         if (!found) {
-            err_set(e, "account '%s': no such account", f->account_id);
+            err_set(e, ERR_NOT_FOUND, "account '%s': no such account", f->account_id);
             goto out;
         }
     }

@@ -197,7 +197,7 @@ static void *writer_main(void *arg)
 int billing_writer_start(struct billing *b, struct err *e)
 {
     if (pthread_create(&b->writer, NULL, writer_main, b) != 0)
-        return err_set(e, "ledger writer: cannot start thread");
+        return err_set(e, ERR_INTERNAL, "ledger writer: cannot start thread");
     b->has_writer = 1;
     return 0;
 }
@@ -265,7 +265,7 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
     if (b->stopping) {
         pthread_mutex_unlock(&b->q_mu);
         pthread_cond_destroy(&j.done_cv);
-        return err_set(e, "request %s: the ledger is shutting down", request_id);
+        return err_set(e, ERR_INVALID, "request %s: the ledger is shutting down", request_id);
     }
     if (b->q_tail)
         b->q_tail->next = &j;

@@ -273,7 +273,7 @@ static int account_list_row(void *ctx, const struct billing_account *a)
 
 static int do_account(struct billing *b, const struct args *a)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     const char *verb = a->n_pos > 1 ? a->pos[1] : "";
     if (!strcmp(verb, "create")) {
         if (only(a, 1u << O_CREDIT, "account create") || npos(a, 1, 1, "account create NAME [--credit AMOUNT]"))
@@ -416,7 +416,7 @@ static int key_list_row(void *ctx, const struct billing_key *k)
 
 static int do_key(struct billing *b, const struct args *a)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     const char *verb = a->n_pos > 1 ? a->pos[1] : "";
     if (!strcmp(verb, "create")) {
         unsigned allowed = (1u << O_MODELS) | (1u << O_RPM) | (1u << O_TPM) | (1u << O_BUDGET) | (1u << O_PERIOD) |
@@ -529,7 +529,7 @@ static int price_row(void *ctx, const struct billing_price *p)
 
 static int do_price(struct billing *b, const struct args *a)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     const char *verb = a->n_pos > 1 ? a->pos[1] : "";
     if (!strcmp(verb, "set")) {
         unsigned allowed = (1u << O_INPUT) | (1u << O_CACHED) | (1u << O_OUTPUT) | (1u << O_FROM);
@@ -627,7 +627,7 @@ static int usage_row(void *ctx, const struct billing_usage_row *r)
 
 static int do_usage(struct billing *b, const struct args *a)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     unsigned allowed = (1u << O_FROM) | (1u << O_TO) | (1u << O_ACCOUNT) | (1u << O_KEY) | (1u << O_BY);
     if (only(a, allowed, "usage"))
         return 2;
@@ -689,7 +689,7 @@ static int do_usage(struct billing *b, const struct args *a)
 
 static int do_admin_key(struct billing *b, const struct args *a)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (a->n_pos != 2 || strcmp(a->pos[1], "create")) {
         fprintf(stderr, "maas admin: usage: maas admin admin-key create\n");
         return 2;
@@ -711,7 +711,7 @@ static int do_admin_key(struct billing *b, const struct args *a)
 
 static int do_audit(struct billing *b, const struct args *a)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (a->n_pos != 1 || only(a, 0, "audit")) {
         fprintf(stderr, "maas admin: usage: maas admin audit\n");
         return 2;
@@ -773,7 +773,7 @@ int cmd_admin(int argc, char **argv)
                                 .secret_file = a.opt[O_SECRET],
                                 .n_conn = 1};
     struct billing *b = NULL;
-    struct err e = {{0}};
+    struct err e = {0};
     if (billing_open(&o, &b, &e))
         return fail("%s", e.msg);
     if (!strcmp(noun, "account"))

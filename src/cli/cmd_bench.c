@@ -109,7 +109,7 @@ static double read_bandwidth(struct pool *pool, struct err *e)
     struct probe_c p = {0};
     uint64_t *buf = maas_alloc_aligned(PROBE_BYTES);
     if (!buf)
-        return err_set(e, "bandwidth probe: out of memory");
+        return err_set(e, ERR_NOMEM, "bandwidth probe: out of memory");
     memset(buf, 1, PROBE_BYTES);
     p.buf = buf;
     p.n = PROBE_BYTES / 8;
@@ -183,7 +183,7 @@ int cmd_bench(int argc, char **argv)
     int n_tok = n_p > 16 ? n_p : 16;
     toks = malloc((size_t)n_tok * sizeof *toks);
     if (!toks) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto out;
     }
     struct rng rng;

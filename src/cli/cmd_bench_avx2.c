@@ -47,7 +47,7 @@ double bench_read_bandwidth_avx2(struct pool *pool, size_t bytes, int reps, stru
     struct probe p = {0};
     float *buf = maas_alloc_aligned(bytes);
     if (!buf)
-        return err_set(e, "bandwidth probe: out of memory for %zu MiB", bytes >> 20);
+        return err_set(e, ERR_NOMEM, "bandwidth probe: out of memory for %zu MiB", bytes >> 20);
     /* touch every page (and give the floats a value) before timing */
     memset(buf, 0, bytes);
     p.buf = buf;

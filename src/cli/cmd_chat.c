@@ -154,7 +154,7 @@ int cmd_chat(int argc, char **argv)
         fam = TOK_CHAT_CHATML;
     }
     if (system && msgs_push(&msgs, "system", system, strlen(system)) < 0) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto out;
     }
     size_t n_base = msgs.n;
@@ -182,7 +182,7 @@ int cmd_chat(int argc, char **argv)
             continue;
         }
         if (msgs_push(&msgs, "user", line, (size_t)len) < 0) {
-            err_set(&e, "out of memory");
+            err_set(&e, ERR_NOMEM, "out of memory");
             goto out;
         }
         free(rendered);
@@ -220,7 +220,7 @@ int cmd_chat(int argc, char **argv)
             goto out;
         reply.n = 0;
         if (buf_add(&reply, "", 0) < 0) {
-            err_set(&e, "out of memory");
+            err_set(&e, ERR_NOMEM, "out of memory");
             goto out;
         }
         int produced = 0;
@@ -237,7 +237,7 @@ int cmd_chat(int argc, char **argv)
             fwrite(out, 1, out_len, stdout);
             fflush(stdout);
             if (buf_add(&reply, out, out_len) < 0) {
-                err_set(&e, "out of memory");
+                err_set(&e, ERR_NOMEM, "out of memory");
                 goto out;
             }
             if (g.n_hist + 1 >= g.n_ctx) {
@@ -253,7 +253,7 @@ int cmd_chat(int argc, char **argv)
         fputc('\n', stdout);
         fflush(stdout);
         if (buf_add(&reply, out, out_len) < 0 || msgs_push(&msgs, "assistant", reply.p, reply.n) < 0) {
-            err_set(&e, "out of memory");
+            err_set(&e, ERR_NOMEM, "out of memory");
             goto out;
         }
         uint64_t t2 = now_ns();

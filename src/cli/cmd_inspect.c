@@ -484,7 +484,7 @@ int cmd_inspect(int argc, char **argv)
         fprintf(stderr, "maas inspect: --json and --dump cannot be combined\n");
         return 2;
     }
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_file *f = gguf_open(path, &e);
     if (!f) {
         fprintf(stderr, "maas inspect: %s\n", e.msg);

@@ -381,12 +381,11 @@ static int build_tensors(const struct opts *o, int64_t n_vocab, struct tlist *l)
 }
 
 /* ---- generation ---- */
+/* A tensor's seed comes from its name: the legacy basis keeps every model's
+ * bytes for a given --seed what they have always been (see core.h). */
 static uint64_t hash_name(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return hash_fnv1a64(HASH_FNV64_BASIS_LEGACY, s, strlen(s));
 }
 
 /* Approximately N(0, 1): four 16-bit uniforms from one draw (Irwin–Hall). */
@@ -531,7 +530,7 @@ int cmd_mkmodel(int argc, char **argv)
 
     kernels_init();
     uint64_t t0 = now_ns();
-    struct err e = {{0}};
+    struct err e = {0};
     int ret = 1;
     struct gguf_file *vf = NULL;
     struct gguf_writer *w = NULL;
@@ -545,7 +544,7 @@ int cmd_mkmodel(int argc, char **argv)
     if (tool_check_out_path(o.out, &e) != 0)
         goto fail;
     if (!(w = gguf_writer_new())) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
     /* The vocabulary decides n_vocab, so it comes first. */
@@ -556,11 +555,11 @@ int cmd_mkmodel(int argc, char **argv)
         int rc = gguf_get_arr(vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, &e);
         if (rc != 0) {
             if (rc > 0)
-                err_set(&e, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o.vocab);
+                err_set(&e, ERR_INVALID, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o.vocab);
             goto fail;
         }
         if (toks->arr_n == 0 || toks->arr_n > (1u << 24)) {
-            err_set(&e, "%s: tokenizer.ggml.tokens has %llu entries", o.vocab, (unsigned long long)toks->arr_n);
+            err_set(&e, ERR_INVALID, "%s: tokenizer.ggml.tokens has %llu entries", o.vocab, (unsigned long long)toks->arr_n);
             goto fail;
         }
         n_vocab = (int64_t)toks->arr_n;
@@ -580,24 +579,24 @@ int cmd_mkmodel(int argc, char **argv)
     }
 
     if (write_hparams(w, &o, n_vocab) != 0) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
     if (vf) {
         for (size_t i = 0; i < gguf_n_kv(vf); i++) {
             const struct gguf_kv *kv = gguf_kv_at(vf, i);
             if (!strncmp(kv->key, "tokenizer.", 10) && gguf_writer_copy_kv(w, kv) != 0) {
-                err_set(&e, "out of memory");
+                err_set(&e, ERR_NOMEM, "out of memory");
                 goto fail;
             }
         }
     } else if (write_trained_vocab(w, &v) != 0) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
 
     if (build_tensors(&o, n_vocab, &l) != 0) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
     struct qmix_model qm = {(int)o.n_layer, (int)o.n_head, (int)o.n_head_kv, (int)o.n_expert, (int)o.n_layer,
@@ -609,7 +608,7 @@ int cmd_mkmodel(int argc, char **argv)
         t->type = qmix_tensor_type(&o.type, &qm, t->name, t->n_dims, t->ne, NULL);
         if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16 &&
             !kern_type_quantizable(t->type)) {
-            err_set(&e, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
+            err_set(&e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
                     ggml_type_name(t->type));
             goto fail;
         }
@@ -621,17 +620,17 @@ int cmd_mkmodel(int argc, char **argv)
         total += t->nbytes;
     }
     if (!(pool = pool_new(o.n_threads))) {
-        err_set(&e, "cannot start %d threads", o.n_threads);
+        err_set(&e, ERR_INTERNAL, "cannot start %d threads", o.n_threads);
         goto fail;
     }
     if (!(scratch = malloc((size_t)pool_n_threads(pool) * (size_t)max_row * sizeof(float)))) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < l.n; i++) {
         struct tspec *t = &l.t[i];
         if (!(t->data = maas_alloc_aligned(t->nbytes))) {
-            err_set(&e, "out of memory for tensor '%s' (%zu bytes; %.1f MiB in all)", t->name, t->nbytes,
+            err_set(&e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes; %.1f MiB in all)", t->name, t->nbytes,
                     (double)total / 1048576.0);
             goto fail;
         }

@@ -150,7 +150,7 @@ int cmd_quantize(int argc, char **argv)
     q.pure = q.pure || pure;
 
     kernels_init();
-    struct err e = {{0}};
+    struct err e = {0};
     int ret = 1;
     struct gguf_file *f = NULL;
     struct gguf_writer *w = NULL;
@@ -174,34 +174,34 @@ int cmd_quantize(int argc, char **argv)
     for (size_t i = 0; i < n_t; i++) {
         const struct gguf_tensor *t = gguf_tensor_at(f, i);
         if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16) {
-            err_set(&e, "%s: tensor '%s' is %s; quantize reads only f32, f16 or bf16 models", in, t->name,
+            err_set(&e, ERR_INVALID, "%s: tensor '%s' is %s; quantize reads only f32, f16 or bf16 models", in, t->name,
                     ggml_type_name(t->type));
             goto fail;
         }
         enum ggml_type dt = qmix_tensor_type(&q, &m, t->name, t->n_dims, t->ne, NULL);
         if (dt != GGML_TYPE_F32 && dt != GGML_TYPE_F16 && dt != GGML_TYPE_BF16 && !kern_type_quantizable(dt)) {
-            err_set(&e, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
+            err_set(&e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
                     ggml_type_name(dt));
             goto fail;
         }
     }
 
     if (!(w = gguf_writer_new()) || !(bufs = calloc(n_t ? n_t : 1, sizeof *bufs))) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < gguf_n_kv(f); i++)
         if (gguf_writer_copy_kv(w, gguf_kv_at(f, i)) != 0) {
-            err_set(&e, "out of memory");
+            err_set(&e, ERR_NOMEM, "out of memory");
             goto fail;
         }
     if (gguf_writer_set_u32(w, "general.quantization_version", 2) != 0 ||
         gguf_writer_set_u32(w, "general.file_type", (uint32_t)q.ftype) != 0) {
-        err_set(&e, "out of memory");
+        err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
     if (!(pool = pool_new(n_threads))) {
-        err_set(&e, "cannot start %d threads", n_threads);
+        err_set(&e, ERR_INTERNAL, "cannot start %d threads", n_threads);
         goto fail;
     }
 
@@ -214,7 +214,7 @@ int cmd_quantize(int argc, char **argv)
         int64_t n_per_row = t->ne[0], nrows = gguf_tensor_nelements(t) / n_per_row;
         size_t nbytes = ggml_row_size(dt, n_per_row) * (size_t)nrows;
         if (!(bufs[i] = maas_alloc_aligned(nbytes))) {
-            err_set(&e, "out of memory for tensor '%s' (%zu bytes)", t->name, nbytes);
+            err_set(&e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes)", t->name, nbytes);
             goto fail;
         }
         if (qrows_convert(pool, t->type, t->data, dt, bufs[i], nrows, n_per_row, &e) != 0)

@@ -130,13 +130,13 @@ int cmd_run(int argc, char **argv)
     if (tok_encode(g.tok, prompt, strlen(prompt), true, false, &ids, &e) < 0)
         goto out;
     if (ids.n == 0) {
-        err_set(&e, "the prompt encodes to no tokens (empty, and the vocabulary adds no BOS)");
+        err_set(&e, ERR_INVALID, "the prompt encodes to no tokens (empty, and the vocabulary adds no BOS)");
         goto out;
     }
     if (n_ctx == 0)
         n_ctx = (int)ids.n + (n_gen > 0 ? n_gen : 1);
     if ((int64_t)ids.n + n_gen > n_ctx) {
-        err_set(&e, "prompt of %zu tokens + %d to generate exceed --ctx %d", ids.n, n_gen, n_ctx);
+        err_set(&e, ERR_INVALID, "prompt of %zu tokens + %d to generate exceed --ctx %d", ids.n, n_gen, n_ctx);
         goto out;
     }
     if (gen_set_ctx(&g, n_ctx, &e) < 0)

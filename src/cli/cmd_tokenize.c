@@ -35,7 +35,7 @@ static void detokenize_usage(FILE *out)
 
 static struct tokenizer *open_tokenizer(const char *cmd, const char *path)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_file *f = gguf_open(path, &e);
     if (!f) {
         fprintf(stderr, "maas %s: %s\n", cmd, e.msg);
@@ -133,7 +133,7 @@ int cmd_tokenize(int argc, char **argv)
     }
     struct tok_ids ids;
     tok_ids_init(&ids);
-    struct err e = {{0}};
+    struct err e = {0};
     if (bos) {
         if (tok_bos(t) < 0) {
             fprintf(stderr, "maas tokenize: --bos: %s has no BOS token\n", model);
@@ -214,7 +214,7 @@ int cmd_detokenize(int argc, char **argv)
         }
         ids[i] = (int32_t)v;
     }
-    struct err e = {{0}};
+    struct err e = {0};
     size_t len;
     text = tok_decode(t, ids, n, special, true, &len, &e);
     if (!text) {

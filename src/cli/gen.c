@@ -30,7 +30,7 @@ int gen_open(struct gen *g, const struct gen_opts *o, struct err *e)
     int n_threads = o->n_threads > 0 ? o->n_threads : cpu_count();
     g->pool = pool_new(n_threads);
     if (!g->pool) {
-        err_set(e, "cannot start %d threads", n_threads);
+        err_set(e, ERR_INTERNAL, "cannot start %d threads", n_threads);
         goto fail;
     }
     g->kv_type = o->kv_type;
@@ -61,7 +61,7 @@ int gen_set_ctx(struct gen *g, int n_ctx, struct err *e)
     g->logits = malloc((size_t)g->hp->n_vocab * sizeof *g->logits);
     g->bt = malloc((size_t)g->max_batch * sizeof *g->bt);
     if (!g->blocks || !g->hist || !g->logits || !g->bt)
-        return err_set(e, "out of memory for a context of %d tokens", g->n_ctx);
+        return err_set(e, ERR_NOMEM, "out of memory for a context of %d tokens", g->n_ctx);
     for (int i = 0; i < g->n_blocks; i++)
         g->blocks[i] = i;
     g->n_hist = 0;
@@ -87,7 +87,7 @@ int gen_feed(struct gen *g, const int32_t *toks, int n, struct err *e)
     if (n <= 0)
         return 0;
     if (n > g->n_ctx - g->n_hist)
-        return err_set(e, "context full: %d tokens held, %d more do not fit in --ctx %d", g->n_hist, n, g->n_ctx);
+        return err_set(e, ERR_INVALID, "context full: %d tokens held, %d more do not fit in --ctx %d", g->n_hist, n, g->n_ctx);
     struct batch_seq s = {g->blocks, g->n_blocks};
     for (int done = 0; done < n;) {
         int c = n - done < g->max_batch ? n - done : g->max_batch;
@@ -115,7 +115,7 @@ int parse_int_arg(const char *opt, const char *s, long lo, long hi, int *out, st
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
     if (!s || errno || end == s || *end || v < lo || v > hi)
-        return err_set(e, "%s: '%s' is not an integer in [%ld, %ld]", opt, s ? s : "", lo, hi);
+        return err_set(e, ERR_INVALID, "%s: '%s' is not an integer in [%ld, %ld]", opt, s ? s : "", lo, hi);
     *out = (int)v;
     return 0;
 }
@@ -126,7 +126,7 @@ int parse_float_arg(const char *opt, const char *s, double lo, double hi, float 
     errno = 0;
     double v = s ? strtod(s, &end) : 0;
     if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
-        return err_set(e, "%s: '%s' is not a number in [%g, %g]", opt, s ? s : "", lo, hi);
+        return err_set(e, ERR_INVALID, "%s: '%s' is not a number in [%g, %g]", opt, s ? s : "", lo, hi);
     *out = (float)v;
     return 0;
 }
@@ -200,7 +200,7 @@ int parse_kv_type_arg(const char *opt, const char *s, enum ggml_type *out, struc
     else if (!strcmp(s, "f16"))
         *out = GGML_TYPE_F16;
     else
-        return err_set(e, "%s: '%s' is not f32 or f16", opt, s);
+        return err_set(e, ERR_INVALID, "%s: '%s' is not f32 or f16", opt, s);
     return 0;
 }
 

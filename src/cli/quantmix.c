@@ -338,7 +338,7 @@ int qrows_convert(struct pool *pool, enum ggml_type src, const void *x, enum ggm
     if (src != GGML_TYPE_F32) {
         j.scratch = malloc((size_t)nth * (size_t)n_per_row * sizeof(float));
         if (!j.scratch)
-            return err_set(e, "out of memory converting %lld rows of %lld", (long long)nrows, (long long)n_per_row);
+            return err_set(e, ERR_NOMEM, "out of memory converting %lld rows of %lld", (long long)nrows, (long long)n_per_row);
     }
     if (nth == 1)
         conv_worker(&j, 0, 1);

@@ -45,18 +45,10 @@ struct strtab {
     uint32_t n;
 };
 
-static uint32_t hash_bytes(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 /* Finds (s, n) among items[]; returns its index or -1, and the slot. */
 static int64_t strtab_find(const struct strtab *t, const struct bytes *items, const char *s, size_t n, uint32_t *slot)
 {
-    uint32_t i = hash_bytes(s, n) & (t->cap - 1);
+    uint32_t i = hash_fnv1a32(s, n) & (t->cap - 1);
     for (;; i = (i + 1) & (t->cap - 1)) {
         uint32_t v = t->slots[i];
         if (!v) {
@@ -83,7 +75,7 @@ static int strtab_grow(struct strtab *t, const struct bytes *items)
         uint32_t v = t->slots[k];
         if (!v)
             continue;
-        uint32_t i = hash_bytes(items[v - 1].p, items[v - 1].n) & (cap - 1);
+        uint32_t i = hash_fnv1a32(items[v - 1].p, items[v - 1].n) & (cap - 1);
         while (slots[i])
             i = (i + 1) & (cap - 1);
         slots[i] = v;
@@ -315,11 +307,11 @@ static int split_words(struct trainer *tr, const char *text, size_t len, const u
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)gpt2_split, PCRE2_ZERO_TERMINATED,
                                    PCRE2_UTF | PCRE2_UCP, &errc, &erroff, NULL);
     if (!re)
-        return err_set(e, "cannot compile the GPT-2 split expression (PCRE2 error %d)", errc);
+        return err_set(e, ERR_INVALID, "cannot compile the GPT-2 split expression (PCRE2 error %d)", errc);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     int rc = 0;
     if (!md) {
-        rc = err_set(e, "out of memory");
+        rc = err_set(e, ERR_NOMEM, "out of memory");
         goto out;
     }
     /* The first match checks that the whole text is UTF-8; later ones skip
@@ -335,10 +327,10 @@ static int split_words(struct trainer *tr, const char *text, size_t len, const u
             s = ov[0];
             t = ov[1];
         } else if (m <= PCRE2_ERROR_UTF8_ERR1 && m >= PCRE2_ERROR_UTF8_ERR21) {
-            rc = err_set(e, "the text is not valid UTF-8 at byte %zu", (size_t)pcre2_get_startchar(md));
+            rc = err_set(e, ERR_INVALID, "the text is not valid UTF-8 at byte %zu", (size_t)pcre2_get_startchar(md));
             goto out;
         } else if (m != PCRE2_ERROR_NOMATCH) {
-            rc = err_set(e, "splitting the text failed at byte %zu (PCRE2 error %d)", off, m);
+            rc = err_set(e, ERR_INVALID, "splitting the text failed at byte %zu (PCRE2 error %d)", off, m);
             goto out;
         }
         if (t == s && s < len)
@@ -346,7 +338,7 @@ static int split_words(struct trainer *tr, const char *text, size_t len, const u
         /* Text the expression does not cover (none for valid UTF-8) is a word of its own. */
         if ((s > off && add_word(tr, (const unsigned char *)text + off, s - off, byte_tok) != 0) ||
             (t > s && add_word(tr, (const unsigned char *)text + s, t - s, byte_tok) != 0)) {
-            rc = err_set(e, "out of memory");
+            rc = err_set(e, ERR_NOMEM, "out of memory");
             goto out;
         }
         off = t;
@@ -386,7 +378,7 @@ static bool word_has(const struct word *w, uint32_t a, uint32_t b)
 int vocab_train(const char *text, size_t len, uint32_t n_vocab, struct vocab *out, struct err *e)
 {
     if (n_vocab < 256 + 3)
-        return err_set(e, "vocabulary size %u is too small: it needs at least 259 tokens (256 bytes and 3 "
+        return err_set(e, ERR_INVALID, "vocabulary size %u is too small: it needs at least 259 tokens (256 bytes and 3 "
                           "special tokens)", n_vocab);
     struct trainer tr;
     memset(&tr, 0, sizeof tr);
@@ -505,7 +497,7 @@ oom_m:
     free(mrg);
     free(buf);
 oom:
-    err_set(e, "out of memory training the vocabulary");
+    err_set(e, ERR_NOMEM, "out of memory training the vocabulary");
 out:
     vocab_release(&v);
     trainer_release(&tr);

@@ -1,11 +1,17 @@
 /*
  * core — the ground floor every other module stands on.
  *
- *   errors   struct err carries one human-readable line: what, where, why.
- *            A function that can fail returns 0 on success and -1 on failure,
- *            having written the reason with err_set(); results go through
- *            out-parameters written only on success.
+ *   errors   struct err carries a code (what kind of failure: the thing a
+ *            caller may decide on) and one human-readable line (what, where,
+ *            why: the thing a person reads). A function that can fail returns
+ *            0 on success and -1 on failure, having written both with
+ *            err_set(); results go through out-parameters written only on
+ *            success. Nothing decides anything by reading the message.
  *   logging  log_info/log_warn/log_error write one timestamped line to stderr.
+ *   buffers  struct sbuf, a growable byte string (git's strbuf in spirit),
+ *            and mem_grow() for growable arrays of any element.
+ *   hashing  FNV-1a, 32 and 64 bits: the one hash of the program.
+ *   parsing  checked integer and decimal parsing of whole strings.
  *   memory   aligned allocation for tensors and scratch (64-byte aligned).
  *   time     monotonic nanoseconds.
  *   rng      a seeded, splittable generator (splitmix64 + xoshiro256**) so that
@@ -17,6 +23,7 @@
 #define MAAS_CORE_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,16 +31,42 @@
 
 #define MAAS_ERR_MAX 1024
 
+/* What kind of failure an error is. Callers branch on this, never on text.
+ * The layer that meets a failure picks the code; layers above keep it when
+ * they add context (err_prefix) and translate it at the edge (the CLI to an
+ * exit status and a message, the server to an HTTP status). */
+enum err_code {
+    ERR_OK = 0,
+    ERR_INTERNAL,    /* a state that should not happen: a bug, or a library failing unexpectedly */
+    ERR_INVALID,     /* the caller's input is wrong: an argument, a request field, a parameter value */
+    ERR_NOT_FOUND,   /* the named thing (account, key, file, model, tensor) does not exist */
+    ERR_EXHAUSTED,   /* a bounded resource is full: a queue, the KV cache, the context, a limit */
+    ERR_UNAVAILABLE, /* a service cannot be used right now (database down, shutting down); a retry may work */
+    ERR_REFUSED,     /* refused by policy (billing): err.reason holds the module's reason code */
+    ERR_IO,          /* the operating system failed a read, write, open or map */
+    ERR_CORRUPT,     /* stored or received data is malformed: a GGUF file, a ledger row */
+    ERR_NOMEM,       /* out of memory */
+    ERR_CODE_COUNT
+};
+
 struct err {
+    enum err_code code;  /* ERR_OK until err_set */
+    int reason;          /* with ERR_REFUSED: the refusing module's reason (e.g. enum billing_status); else 0 */
     char msg[MAAS_ERR_MAX];
 };
 
-/* Writes the message into e (if e is not NULL) and returns -1, so that
- * callers can write `return err_set(e, "...")`. */
-int err_set(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes the code and the message into e (if e is not NULL) and returns -1,
+ * so that callers can write `return err_set(e, ERR_INVALID, "...")`. */
+int err_set(struct err *e, enum err_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* err_set for ERR_REFUSED with the refusing module's reason code. */
+int err_refuse(struct err *e, int reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prefixes the existing message with "prefix: " (used to add context such as
- * a file name as an error travels up). Returns -1. */
+ * a file name as an error travels up); the code stays. Returns -1. */
 int err_prefix(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Resets e to no error (code ERR_OK, empty message). */
+void err_clear(struct err *e);
+/* A stable lower-case name for a code ("not_found", "exhausted", ...). */
+const char *err_code_name(enum err_code code);
 
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -85,5 +118,80 @@ static inline void split_range(int64_t n, int ith, int nth, int64_t *lo, int64_t
 
 /* Number of online CPUs (at least 1). */
 int cpu_count(void);
+
+/* ---- buffers ----
+ * struct sbuf is a growable byte string, always NUL-terminated once it holds
+ * anything (buf[len] == 0), so buf can be used as a C string; it may also hold
+ * NUL bytes of its own (use len). buf is from malloc() and owned by the sbuf.
+ * Start it with SBUF_INIT or sbuf_init(); end it with sbuf_release() or take
+ * the string with sbuf_detach().
+ *
+ * Out of memory: an append that cannot grow the buffer returns -1, leaves the
+ * contents as they were and marks the buffer failed; every later append is
+ * then a no-op returning -1 and sbuf_detach() returns NULL. So a run of
+ * appends can be checked once, at the end (sbuf_failed or the detach). */
+struct sbuf {
+    char *buf;    /* NULL until the first append; from malloc(), owned */
+    size_t len;   /* bytes used, not counting the terminating NUL */
+    size_t cap;   /* bytes allocated */
+    bool failed;  /* an append ran out of memory (or would pass SIZE_MAX) */
+};
+#define SBUF_INIT {NULL, 0, 0, false}
+
+void sbuf_init(struct sbuf *b);
+void sbuf_release(struct sbuf *b);              /* frees buf and re-initialises */
+void sbuf_reset(struct sbuf *b);                /* len = 0, keeps the memory (and clears failed) */
+int sbuf_grow(struct sbuf *b, size_t extra);    /* room for extra more bytes (+ NUL) */
+int sbuf_add(struct sbuf *b, const void *p, size_t n);
+int sbuf_addstr(struct sbuf *b, const char *s);
+int sbuf_addch(struct sbuf *b, int c);
+int sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap);
+static inline bool sbuf_failed(const struct sbuf *b)
+{
+    return b->failed;
+}
+/* Hands the NUL-terminated string to the caller (free() it) and
+ * re-initialises b; *len (if not NULL) gets its length. An empty buffer gives
+ * "" (allocated). NULL if an append had failed or "" cannot be allocated; b is
+ * released then too. */
+char *sbuf_detach(struct sbuf *b, size_t *len);
+
+/* Makes *pp (an array of elem-byte elements, from malloc or NULL) hold at
+ * least need elements, growing *cap geometrically. 0, or -1 on overflow or
+ * out of memory with *pp and *cap unchanged. */
+int mem_grow(void *pp, size_t *cap, size_t need, size_t elem);
+
+/* ---- hashing: FNV-1a ----
+ * One hash for every in-memory table and for the few values derived from
+ * names. hash_fnv1a64(h, p, n) continues the hash h over n bytes, so a hash
+ * can be chained over pieces; start from HASH_FNV64_BASIS. */
+#define HASH_FNV64_BASIS 0xcbf29ce484222325ull
+/* Persisted values were derived from this basis, the FNV one with its last
+ * digit dropped (1469598103934665603 instead of 14695981039346656037): the
+ * PostgreSQL advisory-lock keys that every node of a shared ledger must agree
+ * on, and the seeds of maas mkmodel's tensors (a model's bytes for a given
+ * --seed). Do not change it: tests/unit/core_basics.c pins both values. */
+#define HASH_FNV64_BASIS_LEGACY 1469598103934665603ull
+uint64_t hash_fnv1a64(uint64_t h, const void *p, size_t n);
+uint32_t hash_fnv1a32(const void *p, size_t n);
+static inline uint64_t hash_bytes(const void *p, size_t n)
+{
+    return hash_fnv1a64(HASH_FNV64_BASIS, p, n);
+}
+
+/* ---- checked parsing of whole strings ----
+ * parse_i64: s is entirely a base-10 integer (optional sign, no spaces) in
+ * [lo, hi]. parse_f64: s is entirely a finite decimal number in [lo, hi].
+ * 0 with *out set, or -1 (no message: the caller names the option).
+ * arg_*: the same, with the message "<what>: '<s>' is not an integer in
+ * [lo, hi]" (or "a number") and ERR_INVALID in e; s may be NULL (a missing
+ * value). */
+int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+int parse_f64(const char *s, double lo, double hi, double *out);
+int arg_i64(const char *what, const char *s, int64_t lo, int64_t hi, int64_t *out, struct err *e);
+int arg_int(const char *what, const char *s, int lo, int hi, int *out, struct err *e);
+int arg_f64(const char *what, const char *s, double lo, double hi, double *out, struct err *e);
+int arg_float(const char *what, const char *s, double lo, double hi, float *out, struct err *e);
 
 #endif

@@ -1,16 +1,33 @@
-/* Error messages and logging: one line each, always with context. */
+/* Errors (a code and one line of text, always with context) and logging. */
 #include "core.h"
 
 #include <string.h>
 #include <time.h>
 
-int err_set(struct err *e, const char *fmt, ...)
+static int err_vset(struct err *e, enum err_code code, int reason, const char *fmt, va_list ap)
 {
     if (!e)
         return -1;
+    e->code = code;
+    e->reason = reason;
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    return -1;
+}
+
+int err_set(struct err *e, enum err_code code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    err_vset(e, code, 0, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int err_refuse(struct err *e, int reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    err_vset(e, ERR_REFUSED, reason, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -26,7 +43,29 @@ int err_prefix(struct err *e, const char *fmt, ...)
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
     snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+    if (e->code == ERR_OK) /* a message written by hand: still a failure */
+        e->code = ERR_INTERNAL;
     return -1;
+}
+
+void err_clear(struct err *e)
+{
+    if (!e)
+        return;
+    e->code = ERR_OK;
+    e->reason = 0;
+    e->msg[0] = 0;
+}
+
+const char *err_code_name(enum err_code code)
+{
+    static const char *const names[ERR_CODE_COUNT] = {
+        [ERR_OK] = "ok",           [ERR_INTERNAL] = "internal",       [ERR_INVALID] = "invalid",
+        [ERR_NOT_FOUND] = "not_found", [ERR_EXHAUSTED] = "exhausted", [ERR_UNAVAILABLE] = "unavailable",
+        [ERR_REFUSED] = "refused", [ERR_IO] = "io",                   [ERR_CORRUPT] = "corrupt",
+        [ERR_NOMEM] = "nomem",
+    };
+    return (unsigned)code < ERR_CODE_COUNT ? names[code] : "unknown";
 }
 
 static void vlog(const char *level, const char *fmt, va_list ap)

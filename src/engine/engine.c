@@ -260,26 +260,26 @@ void engine_release(struct engine_seq *s)
 struct engine_seq *engine_submit(struct engine *eng, const struct engine_request *r, struct err *e)
 {
     if (r->n_prompt < 1 || !r->prompt)
-        return err_set(e, "engine: empty prompt"), NULL;
+        return err_set(e, ERR_INVALID, "engine: empty prompt"), NULL;
     if (r->max_tokens < 1)
-        return err_set(e, "engine: max_tokens %d must be at least 1", r->max_tokens), NULL;
+        return err_set(e, ERR_INVALID, "engine: max_tokens %d must be at least 1", r->max_tokens), NULL;
     if ((int64_t)r->n_prompt + r->max_tokens > eng->n_ctx)
-        return err_set(e, "engine: prompt of %d tokens + max_tokens %d exceed the context of %d tokens", r->n_prompt,
+        return err_set(e, ERR_INVALID, "engine: prompt of %d tokens + max_tokens %d exceed the context of %d tokens", r->n_prompt,
                        r->max_tokens, eng->n_ctx),
                NULL;
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= eng->n_vocab)
-            return err_set(e, "engine: prompt token %d at index %d is outside the vocabulary of %d", r->prompt[i], i,
+            return err_set(e, ERR_INVALID, "engine: prompt token %d at index %d is outside the vocabulary of %d", r->prompt[i], i,
                            eng->n_vocab),
                    NULL;
     if (sample_params_check(&r->sample, e) < 0)
         return NULL;
     if (r->sample.n_bias < 0 || (r->sample.n_bias > 0 && !r->sample.bias))
-        return err_set(e, "engine: logit bias of %d entries without entries", r->sample.n_bias), NULL;
+        return err_set(e, ERR_INVALID, "engine: logit bias of %d entries without entries", r->sample.n_bias), NULL;
 
     struct engine_seq *s = calloc(1, sizeof *s);
     if (!s)
-        return err_set(e, "engine: out of memory for a request"), NULL;
+        return err_set(e, ERR_NOMEM, "engine: out of memory for a request"), NULL;
     s->req = *r;
     s->req.prompt = NULL;
     s->n_prompt = r->n_prompt;
@@ -306,7 +306,7 @@ struct engine_seq *engine_submit(struct engine *eng, const struct engine_request
         free(s->ring_top);
         free(s->bias);
         free(s);
-        return err_set(e, "engine: out of memory for a request of %d tokens", cap), NULL;
+        return err_set(e, ERR_NOMEM, "engine: out of memory for a request of %d tokens", cap), NULL;
     }
     memcpy(s->toks, r->prompt, (size_t)r->n_prompt * sizeof *s->toks);
     rng_seed(&s->rng, r->seed);
@@ -327,9 +327,9 @@ struct engine_seq *engine_submit(struct engine *eng, const struct engine_request
         pthread_mutex_unlock(&eng->mu);
         seq_free(s);
         if (stopping)
-            return err_set(e, "engine: shutting down"), NULL;
-        return err_set(e, "engine: queue full (%d requests waiting, --max-queue %d); try again later", waiting,
-                       eng->max_queue),
+            return err_set(e, ERR_UNAVAILABLE, "engine: shutting down"), NULL;
+        return err_set(e, ERR_EXHAUSTED, "engine: queue full (%d requests waiting, the most it holds); try again later",
+                       waiting),
                NULL;
     }
     eng->queue[(eng->q_head + eng->q_len) % eng->q_cap] = s;
@@ -683,13 +683,13 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
         d = *o;
     if (d.n_threads < 0 || d.n_ctx < 0 || d.kv_blocks < 0 || d.block_size < 0 || d.step_tokens < 0 ||
         d.max_running < 0 || d.max_queue < 0)
-        return err_set(e, "engine: negative option (n_threads %d, n_ctx %d, kv_blocks %d, block_size %d, "
+        return err_set(e, ERR_INTERNAL, "engine: negative option (n_threads %d, n_ctx %d, kv_blocks %d, block_size %d, "
                           "step_tokens %d, max_running %d, max_queue %d)",
                        d.n_threads, d.n_ctx, d.kv_blocks, d.block_size, d.step_tokens, d.max_running, d.max_queue),
                NULL;
     struct engine *eng = calloc(1, sizeof *eng);
     if (!eng)
-        return err_set(e, "engine: out of memory"), NULL;
+        return err_set(e, ERR_NOMEM, "engine: out of memory"), NULL;
     eng->m = m;
     eng->tok = tok;
     eng->n_ctx = d.n_ctx > 0 ? d.n_ctx : (hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
@@ -708,17 +708,17 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     int64_t kv_blocks = d.kv_blocks > 0 ? d.kv_blocks : ((int64_t)eng->n_ctx * 4 + eng->bs - 1) / eng->bs;
     int n_threads = d.n_threads > 0 ? d.n_threads : cpu_count();
     if (kv_blocks < ctx_blocks) {
-        err_set(e, "engine: %lld KV blocks of %d positions cannot hold one context of %d positions (need %d)",
+        err_set(e, ERR_INVALID, "engine: %lld KV blocks of %d positions cannot hold one context of %d positions (need %d)",
                 (long long)kv_blocks, eng->bs, eng->n_ctx, ctx_blocks);
         goto fail;
     }
     if (kv_blocks > INT32_MAX / eng->bs) {
-        err_set(e, "engine: %lld KV blocks of %d positions are too many", (long long)kv_blocks, eng->bs);
+        err_set(e, ERR_INVALID, "engine: %lld KV blocks of %d positions are too many", (long long)kv_blocks, eng->bs);
         goto fail;
     }
     eng->pool = pool_new(n_threads);
     if (!eng->pool) {
-        err_set(e, "engine: cannot start %d threads", n_threads);
+        err_set(e, ERR_INTERNAL, "engine: cannot start %d threads", n_threads);
         goto fail;
     }
     if (model_reserve(m, eng->step_tokens, eng->pool, e) < 0)
@@ -731,7 +731,7 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     eng->n_smp = pool_n_threads(eng->pool);
     eng->smp = calloc((size_t)eng->n_smp, sizeof *eng->smp);
     if (!eng->smp) {
-        err_set(e, "engine: out of memory");
+        err_set(e, ERR_NOMEM, "engine: out of memory");
         goto fail;
     }
     for (int i = 0; i < eng->n_smp; i++)
@@ -748,7 +748,7 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     eng->queue = malloc((size_t)eng->q_cap * sizeof *eng->queue);
     if (!eng->bt || !eng->bseq || !eng->bseqs || !eng->logits || !eng->running || !eng->sampled || !eng->finished ||
         !eng->queue) {
-        err_set(e, "engine: out of memory for batches of %d tokens and %d sequences", eng->step_tokens,
+        err_set(e, ERR_NOMEM, "engine: out of memory for batches of %d tokens and %d sequences", eng->step_tokens,
                 eng->max_running);
         goto fail;
     }
@@ -757,7 +757,7 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     eng->stats.kv_blocks_total = kv_n_blocks(eng->kv);
     eng->stats.kv_blocks_free = kv_n_free(eng->kv);
     if (pthread_create(&eng->thread, NULL, engine_main, eng) != 0) {
-        err_set(e, "engine: cannot start the engine thread");
+        err_set(e, ERR_INTERNAL, "engine: cannot start the engine thread");
         pthread_mutex_destroy(&eng->mu);
         pthread_cond_destroy(&eng->cv);
         goto fail;

@@ -32,7 +32,7 @@ int pcache_init(struct pcache *c, struct kv_cache *kv, struct err *e)
     if (!c->reg || !c->in_lru || !c->hash || !c->uid || !c->parent_uid || !c->toks || !c->chain || !c->bucket ||
         !c->lru_prev || !c->lru_next) {
         pcache_release(c);
-        return err_set(e, "engine: out of memory for the prefix cache index of %d blocks", (int)n);
+        return err_set(e, ERR_NOMEM, "engine: out of memory for the prefix cache index of %d blocks", (int)n);
     }
     for (uint64_t i = 0; i < nb; i++)
         c->bucket[i] = -1;
@@ -55,18 +55,12 @@ void pcache_release(struct pcache *c)
     memset(c, 0, sizeof *c);
 }
 
-/* FNV-1a over the token bytes, seeded with the previous hash, then a
+/* FNV-1a over the token ids' bytes (little-endian in memory on x86; the
+ * hash lives only in this process), seeded with the previous hash, then a
  * splitmix64 finaliser to spread the bits over the bucket mask. */
 uint64_t pcache_hash(uint64_t prev, const int32_t *toks, int n)
 {
-    uint64_t h = prev ^ 0xcbf29ce484222325ull;
-    for (int i = 0; i < n; i++) {
-        uint32_t t = (uint32_t)toks[i];
-        for (int k = 0; k < 4; k++) {
-            h ^= (t >> (8 * k)) & 0xff;
-            h *= 0x100000001b3ull;
-        }
-    }
+    uint64_t h = hash_fnv1a64(prev ^ HASH_FNV64_BASIS, toks, (size_t)n * sizeof *toks);
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 27;

@@ -7,12 +7,7 @@
 
 uint32_t nidx_hash(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
+    return hash_fnv1a32(s, len);
 }
 
 int nidx_reserve(struct nidx *x, size_t n)

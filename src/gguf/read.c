@@ -84,7 +84,7 @@ static int rd_fail(struct rd *r, size_t at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return err_set(r->e, "%s: %s%s%s (at offset %zu)", r->file, r->ctx, r->ctx[0] ? ": " : "", what, at);
+    return err_set(r->e, ERR_CORRUPT, "%s: %s%s%s (at offset %zu)", r->file, r->ctx, r->ctx[0] ? ": " : "", what, at);
 }
 
 /* Fails unless n more bytes are there; what names the field. */
@@ -385,7 +385,7 @@ static int place_tensors(struct rd *r, struct gguf_file *f, const struct gguf_st
                            t->offset, f->data_offset);
         if (start > r->size || t->nbytes > r->size - start) {
             /* The example of STYLE.md, word for word. */
-            return err_set(r->e, "%s: %s: data at offset %" PRIu64 " + %" PRIu64
+            return err_set(r->e, ERR_CORRUPT, "%s: %s: data at offset %" PRIu64 " + %" PRIu64
                                  " bytes runs past end of file (%zu bytes)",
                            r->file, r->ctx, start, t->nbytes, r->size);
         }
@@ -406,7 +406,7 @@ static int copy_names(struct gguf_file *f, const struct gguf_str *key_spans, con
         total += name_spans[i].len + 1;
     f->names = malloc(total);
     if (!f->names)
-        return err_set(e, "%s: out of memory for %zu bytes of names", f->name, total);
+        return err_set(e, ERR_NOMEM, "%s: out of memory for %zu bytes of names", f->name, total);
     char *p = f->names;
     for (size_t i = 0; i < f->n_kv; i++) {
         memcpy(p, key_spans[i].ptr, key_spans[i].len);
@@ -477,7 +477,7 @@ static int parse(struct gguf_file *f, struct err *e)
     name_spans = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *name_spans);
     if (!f->kvs || !f->tensors || !key_spans || !name_spans || nidx_reserve(&f->kv_idx, f->n_kv) ||
         nidx_reserve(&f->t_idx, f->n_tensors)) {
-        err_set(e, "%s: out of memory for %zu keys and %zu tensors", f->name, f->n_kv, f->n_tensors);
+        err_set(e, ERR_NOMEM, "%s: out of memory for %zu keys and %zu tensors", f->name, f->n_kv, f->n_tensors);
         goto out;
     }
     if (rd_kvs(&r, f, key_spans) || rd_alignment(&r, f, key_spans) || rd_tensor_infos(&r, f, name_spans))
@@ -501,7 +501,7 @@ static struct gguf_file *file_new(const char *name, struct err *e)
         f->name = strdup(name ? name : "(memory)");
     if (!f || !f->name) {
         free(f);
-        err_set(e, "%s: out of memory", name ? name : "(memory)");
+        err_set(e, ERR_NOMEM, "%s: out of memory", name ? name : "(memory)");
         return NULL;
     }
     return f;
@@ -547,29 +547,29 @@ struct gguf_file *gguf_open(const char *path, struct err *e)
         return NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        err_set(e, "%s: cannot open: %s", path, strerror(errno));
+        err_set(e, ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        err_set(e, "%s: cannot stat: %s", path, strerror(errno));
+        err_set(e, ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
         goto fail;
     }
     if (!S_ISREG(st.st_mode)) {
-        err_set(e, "%s: not a regular file", path);
+        err_set(e, ERR_CORRUPT, "%s: not a regular file", path);
         goto fail;
     }
     if (st.st_size == 0) {
-        err_set(e, "%s: empty file (0 bytes), not a GGUF file", path);
+        err_set(e, ERR_CORRUPT, "%s: empty file (0 bytes), not a GGUF file", path);
         goto fail;
     }
     if ((uint64_t)st.st_size > SIZE_MAX) {
-        err_set(e, "%s: file of %jd bytes is too large to map", path, (intmax_t)st.st_size);
+        err_set(e, ERR_CORRUPT, "%s: file of %jd bytes is too large to map", path, (intmax_t)st.st_size);
         goto fail;
     }
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (m == MAP_FAILED) {
-        err_set(e, "%s: cannot map %jd bytes: %s", path, (intmax_t)st.st_size, strerror(errno));
+        err_set(e, ERR_IO, "%s: cannot map %jd bytes: %s", path, (intmax_t)st.st_size, strerror(errno));
         goto fail;
     }
     close(fd);
@@ -721,7 +721,7 @@ static const char *kv_type_desc(const struct gguf_kv *kv, char *buf, size_t cap)
 static int wrong_type(const struct gguf_file *f, const struct gguf_kv *kv, const char *want, struct err *e)
 {
     char d[64];
-    return err_set(e, "%s: key '%s' has type %s, expected %s", f->name, kv->key, kv_type_desc(kv, d, sizeof d), want);
+    return err_set(e, ERR_CORRUPT, "%s: key '%s' has type %s, expected %s", f->name, kv->key, kv_type_desc(kv, d, sizeof d), want);
 }
 
 int gguf_get_int(const struct gguf_file *f, const char *key, int64_t *out, struct err *e)
@@ -735,7 +735,7 @@ int gguf_get_int(const struct gguf_file *f, const char *key, int64_t *out, struc
         uint64_t v;
         memcpy(&v, kv->val, 8);
         if (v > (uint64_t)INT64_MAX)
-            return err_set(e, "%s: key '%s': value %" PRIu64 " does not fit in int64", f->name, key, v);
+            return err_set(e, ERR_CORRUPT, "%s: key '%s': value %" PRIu64 " does not fit in int64", f->name, key, v);
     }
     *out = load_int(kv->type, kv->val);
     return 0;

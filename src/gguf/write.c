@@ -257,48 +257,48 @@ int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, enum ggml_ty
 {
     size_t len = strlen(name);
     if (len == 0)
-        return err_set(e, "gguf writer: empty tensor name");
+        return err_set(e, ERR_INVALID, "gguf writer: empty tensor name");
     if (len > 65536)
-        return err_set(e, "gguf writer: tensor name of %zu bytes is longer than 65536", len);
+        return err_set(e, ERR_INVALID, "gguf writer: tensor name of %zu bytes is longer than 65536", len);
     if (nidx_find(&w->t_idx, name, len, wtensor_eq, w) >= 0)
-        return err_set(e, "gguf writer: tensor '%s': duplicate name", name);
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': duplicate name", name);
     if (!ggml_type_known((uint32_t)type))
-        return err_set(e, "gguf writer: tensor '%s': unknown type %d", name, (int)type);
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': unknown type %d", name, (int)type);
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
-        return err_set(e, "gguf writer: tensor '%s': n_dims %d is not in 1..%d", name, n_dims, GGUF_MAX_DIMS);
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': n_dims %d is not in 1..%d", name, n_dims, GGUF_MAX_DIMS);
     struct wtensor t = {.type = type, .n_dims = n_dims, .data = data, .nbytes = nbytes};
     uint64_t nel = 1;
     for (int d = 0; d < GGUF_MAX_DIMS; d++) {
         t.ne[d] = d < n_dims ? ne[d] : 1;
         if (t.ne[d] <= 0)
-            return err_set(e, "gguf writer: tensor '%s': ne[%d] = %" PRId64 " is not positive", name, d, t.ne[d]);
+            return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': ne[%d] = %" PRId64 " is not positive", name, d, t.ne[d]);
         if (__builtin_mul_overflow(nel, (uint64_t)t.ne[d], &nel) || nel > (uint64_t)INT64_MAX)
-            return err_set(e, "gguf writer: tensor '%s': element count overflows", name);
+            return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': element count overflows", name);
     }
     int64_t blck = ggml_blck_size(type);
     if (t.ne[0] % blck)
-        return err_set(e, "gguf writer: tensor '%s': row length %" PRId64 " is not a multiple of the %s block size %" PRId64,
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': row length %" PRId64 " is not a multiple of the %s block size %" PRId64,
                        name, t.ne[0], ggml_type_name(type), blck);
     uint64_t want;
     if (__builtin_mul_overflow((uint64_t)ggml_row_size(type, t.ne[0]), nel / (uint64_t)t.ne[0], &want))
-        return err_set(e, "gguf writer: tensor '%s': byte size overflows", name);
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': byte size overflows", name);
     if (want != nbytes)
-        return err_set(e, "gguf writer: tensor '%s': %" PRIu64 " bytes given, %s of this shape takes %" PRIu64, name,
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': %" PRIu64 " bytes given, %s of this shape takes %" PRIu64, name,
                        nbytes, ggml_type_name(type), want);
     if (!data)
-        return err_set(e, "gguf writer: tensor '%s': no data", name);
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': no data", name);
     if (w->n_ts >= UINT32_MAX - 1)
-        return err_set(e, "gguf writer: tensor '%s': too many tensors", name);
+        return err_set(e, ERR_INVALID, "gguf writer: tensor '%s': too many tensors", name);
     if (w->n_ts == w->cap_ts) {
         size_t cap = w->cap_ts ? w->cap_ts * 2 : 64;
         struct wtensor *ts = realloc(w->ts, cap * sizeof *ts);
         if (!ts)
-            return err_set(e, "gguf writer: out of memory");
+            return err_set(e, ERR_NOMEM, "gguf writer: out of memory");
         w->ts = ts;
         w->cap_ts = cap;
     }
     if (nidx_reserve(&w->t_idx, w->n_ts + 1) || !(t.name = strdup(name)))
-        return err_set(e, "gguf writer: out of memory");
+        return err_set(e, ERR_NOMEM, "gguf writer: out of memory");
     w->ts[w->n_ts] = t;
     nidx_insert(&w->t_idx, nidx_hash(name, len), (uint32_t)w->n_ts);
     w->n_ts++;
@@ -409,7 +409,7 @@ static int writer_alignment(struct gguf_writer *w, uint64_t *align, const char *
     uint32_t a;
     memcpy(&a, kv->scalar, 4);
     if (kv->type != GGUF_VT_UINT32 || a == 0 || (a & (a - 1)))
-        return err_set(e, "%s: general.alignment must be a uint32 power of two", path);
+        return err_set(e, ERR_INVALID, "%s: general.alignment must be a uint32 power of two", path);
     *align = a;
     return 0;
 }
@@ -419,12 +419,12 @@ static int sync_dir(const char *path, struct err *e)
 {
     char *copy = strdup(path);
     if (!copy)
-        return err_set(e, "%s: out of memory", path);
+        return err_set(e, ERR_NOMEM, "%s: out of memory", path);
     const char *dir = dirname(copy);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc = 0;
     if (fd < 0 || fsync(fd) != 0)
-        rc = err_set(e, "%s: cannot sync directory: %s", dir, strerror(errno));
+        rc = err_set(e, ERR_IO, "%s: cannot sync directory: %s", dir, strerror(errno));
     if (fd >= 0)
         close(fd);
     free(copy);
@@ -442,7 +442,7 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, struct err *e)
     bool created = false;
     int rc = -1;
     if (!tmp || !(o.buf = malloc(WBUF_SIZE))) {
-        err_set(e, "%s: out of memory", path);
+        err_set(e, ERR_NOMEM, "%s: out of memory", path);
         goto out;
     }
     memcpy(tmp, path, plen);
@@ -450,7 +450,7 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, struct err *e)
     o.path = tmp;
     o.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (o.fd < 0) {
-        err_set(e, "%s: cannot create: %s", tmp, strerror(errno));
+        err_set(e, ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;
     }
     created = true;
@@ -479,21 +479,21 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, struct err *e)
     }
     out_flush(&o);
     if (o.err) {
-        err_set(e, "%s: write failed: %s", tmp, strerror(o.err));
+        err_set(e, ERR_IO, "%s: write failed: %s", tmp, strerror(o.err));
         goto out;
     }
     if (fsync(o.fd) != 0) {
-        err_set(e, "%s: fsync failed: %s", tmp, strerror(errno));
+        err_set(e, ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
         goto out;
     }
     int fd = o.fd;
     o.fd = -1;
     if (close(fd) != 0) {
-        err_set(e, "%s: close failed: %s", tmp, strerror(errno));
+        err_set(e, ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
         goto out;
     }
     if (rename(tmp, path) != 0) {
-        err_set(e, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+        err_set(e, ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
         goto out;
     }
     free(tmp);

@@ -327,27 +327,27 @@ static void ffn_moe(struct model *m, const struct layer *ly, int n)
 static int check_batch(const struct model *m, const struct kv_cache *kv, const struct batch *b, struct err *e)
 {
     if (m->max_batch == 0)
-        return err_set(e, "model_forward: no scratch reserved (call model_reserve first)");
+        return err_set(e, ERR_INVALID, "model_forward: no scratch reserved (call model_reserve first)");
     if (b->n_tokens < 1 || b->n_tokens > m->max_batch)
-        return err_set(e, "model_forward: batch of %d tokens is outside 1..%d (the reserved maximum)", b->n_tokens,
+        return err_set(e, ERR_INVALID, "model_forward: batch of %d tokens is outside 1..%d (the reserved maximum)", b->n_tokens,
                        m->max_batch);
     if (kv->n_layer != m->hp.n_layer || kv->n_head_kv != m->hp.n_head_kv || kv->head_dim != m->hp.head_dim)
-        return err_set(e, "model_forward: the KV cache was made for another model");
+        return err_set(e, ERR_INVALID, "model_forward: the KV cache was made for another model");
     for (int i = 0; i < b->n_tokens; i++) {
         const struct batch_token *t = &b->tokens[i];
         if (t->token < 0 || t->token >= m->hp.n_vocab)
-            return err_set(e, "model_forward: batch token %d: id %d is outside the vocabulary of %d", i,
+            return err_set(e, ERR_INVALID, "model_forward: batch token %d: id %d is outside the vocabulary of %d", i,
                            (int)t->token, m->hp.n_vocab);
         if (t->seq < 0 || t->seq >= b->n_seqs)
-            return err_set(e, "model_forward: batch token %d: sequence %d is outside 0..%d", i, (int)t->seq,
+            return err_set(e, ERR_INVALID, "model_forward: batch token %d: sequence %d is outside 0..%d", i, (int)t->seq,
                            b->n_seqs - 1);
         const struct batch_seq *s = &b->seqs[t->seq];
         if (t->pos < 0 || t->pos / kv->block_size >= s->n_blocks)
-            return err_set(e, "model_forward: batch token %d: position %d is outside sequence %d's %d blocks of %d",
+            return err_set(e, ERR_INVALID, "model_forward: batch token %d: position %d is outside sequence %d's %d blocks of %d",
                            i, (int)t->pos, (int)t->seq, s->n_blocks, kv->block_size);
         for (int j = 0; j <= t->pos / kv->block_size; j++)
             if (s->blocks[j] < 0 || s->blocks[j] >= kv->n_blocks)
-                return err_set(e, "model_forward: sequence %d: block table entry %d = %d is outside 0..%d",
+                return err_set(e, ERR_INVALID, "model_forward: sequence %d: block table entry %d = %d is outside 0..%d",
                                (int)t->seq, j, (int)s->blocks[j], kv->n_blocks - 1);
     }
     return 0;

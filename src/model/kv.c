@@ -13,16 +13,16 @@ struct kv_cache *kv_new_typed(const struct model *m, int n_blocks, int block_siz
 {
     const struct model_hparams *hp = model_hparams(m);
     if (n_blocks < 1 || block_size < 1 || block_size > 4096)
-        return err_set(e, "kv cache: %d blocks of %d positions (need >= 1 block of 1..4096)", n_blocks, block_size),
+        return err_set(e, ERR_INVALID, "kv cache: %d blocks of %d positions (need >= 1 block of 1..4096)", n_blocks, block_size),
                NULL;
     if (type != GGML_TYPE_F16 && type != GGML_TYPE_F32)
-        return err_set(e, "kv cache: type %s is not supported (f16 or f32)", ggml_type_name(type)), NULL;
+        return err_set(e, ERR_INVALID, "kv cache: type %s is not supported (f16 or f32)", ggml_type_name(type)), NULL;
     if ((int64_t)n_blocks * block_size > INT32_MAX)
-        return err_set(e, "kv cache: %d blocks of %d positions exceed %d positions", n_blocks, block_size, INT32_MAX),
+        return err_set(e, ERR_INVALID, "kv cache: %d blocks of %d positions exceed %d positions", n_blocks, block_size, INT32_MAX),
                NULL;
     struct kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv)
-        return err_set(e, "kv cache: out of memory"), NULL;
+        return err_set(e, ERR_NOMEM, "kv cache: out of memory"), NULL;
     kv->n_layer = hp->n_layer;
     kv->n_head_kv = hp->n_head_kv;
     kv->head_dim = hp->head_dim;
@@ -37,7 +37,7 @@ struct kv_cache *kv_new_typed(const struct model *m, int n_blocks, int block_siz
     kv->free_list = malloc((size_t)n_blocks * sizeof *kv->free_list);
     if (!kv->k || !kv->v || !kv->refs || !kv->free_list) {
         kv_free(kv);
-        return err_set(e, "kv cache: out of memory for %zu bytes (%d blocks of %d positions)", 2 * bytes, n_blocks,
+        return err_set(e, ERR_NOMEM, "kv cache: out of memory for %zu bytes (%d blocks of %d positions)", 2 * bytes, n_blocks,
                        block_size),
                NULL;
     }

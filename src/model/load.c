@@ -27,15 +27,15 @@ static int meta_int(struct loader *L, const char *key, bool required, int64_t de
     struct err e2;
     int rc = gguf_get_int(L->m->f, full, &v, &e2);
     if (rc < 0)
-        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
     if (rc == 1) {
         if (required)
-            return err_set(L->e, "%s: metadata key '%s' is missing (architecture %s needs it)", L->fname, full,
+            return err_set(L->e, ERR_CORRUPT, "%s: metadata key '%s' is missing (architecture %s needs it)", L->fname, full,
                            L->arch);
         v = def;
     }
     if (v < lo || v > hi)
-        return err_set(L->e, "%s: metadata '%s' = %lld is out of range [%lld, %lld]", L->fname, full, (long long)v,
+        return err_set(L->e, ERR_CORRUPT, "%s: metadata '%s' = %lld is out of range [%lld, %lld]", L->fname, full, (long long)v,
                        (long long)lo, (long long)hi);
     *out = (int)v;
     return 0;
@@ -49,11 +49,11 @@ static int meta_float(struct loader *L, const char *key, double def, double lo, 
     struct err e2;
     int rc = gguf_get_float(L->m->f, full, &v, &e2);
     if (rc < 0)
-        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
     if (rc == 1)
         v = def;
     if (!(v >= lo && v <= hi))
-        return err_set(L->e, "%s: metadata '%s' = %g is out of range [%g, %g]", L->fname, full, v, lo, hi);
+        return err_set(L->e, ERR_CORRUPT, "%s: metadata '%s' = %g is out of range [%g, %g]", L->fname, full, v, lo, hi);
     *out = (float)v;
     return 0;
 }
@@ -81,7 +81,7 @@ static int find_tensor(struct loader *L, const char *name, bool required, int n_
             return 0;
         char want[96];
         fmt_shape(want, sizeof want, n_dims, ne);
-        return err_set(L->e, "%s: tensor '%s' is missing (architecture %s needs it, shape %s)", L->fname, name,
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s' is missing (architecture %s needs it, shape %s)", L->fname, name,
                        L->arch, want);
     }
     bool ok = true;
@@ -92,10 +92,10 @@ static int find_tensor(struct loader *L, const char *name, bool required, int n_
         char want[96], got[96];
         fmt_shape(want, sizeof want, n_dims, ne);
         fmt_shape(got, sizeof got, t->n_dims, t->ne);
-        return err_set(L->e, "%s: tensor '%s' has shape %s, expected %s", L->fname, name, got, want);
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s' has shape %s, expected %s", L->fname, name, got, want);
     }
     if (!kern_type_supported(t->type))
-        return err_set(L->e, "%s: tensor '%s' has type %s, which the kernels cannot multiply", L->fname, name,
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s' has type %s, which the kernels cannot multiply", L->fname, name,
                        ggml_type_name(t->type));
     *out = t;
     return 0;
@@ -112,7 +112,7 @@ static int bind_mat(struct loader *L, const char *name, bool required, int64_t n
     if (!t)
         return 0;
     if (n_in % ggml_blck_size(t->type) != 0)
-        return err_set(L->e, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
                        L->fname, name, (long long)n_in, ggml_type_name(t->type),
                        (long long)ggml_blck_size(t->type));
     *w = (struct wmat){t->type, t->data, n_in, n_out};
@@ -133,16 +133,16 @@ static int bind_vec(struct loader *L, const char *name, bool required, int64_t n
         return 0;
     }
     if (n % ggml_blck_size(t->type) != 0)
-        return err_set(L->e, "%s: tensor '%s': %lld elements is not a multiple of %s's block", L->fname, name,
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s': %lld elements is not a multiple of %s's block", L->fname, name,
                        (long long)n, ggml_type_name(t->type));
     struct model *m = L->m;
     float **grown = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *grown);
     if (!grown)
-        return err_set(L->e, "%s: out of memory", L->fname);
+        return err_set(L->e, ERR_NOMEM, "%s: out of memory", L->fname);
     m->owned = grown;
     float *buf = malloc((size_t)n * sizeof *buf);
     if (!buf)
-        return err_set(L->e, "%s: out of memory", L->fname);
+        return err_set(L->e, ERR_NOMEM, "%s: out of memory", L->fname);
     m->owned[m->n_owned++] = buf;
     kern_dequantize_row(t->type, t->data, buf, n);
     *out = buf;
@@ -167,11 +167,11 @@ static int load_moe_hparams(struct loader *L)
     if (hp->n_expert == 0)
         return 0;
     if (hp->n_expert_used < 1)
-        return err_set(L->e, "%s: %s.expert_used_count is 0 with %d experts", L->fname, L->arch, hp->n_expert);
+        return err_set(L->e, ERR_CORRUPT, "%s: %s.expert_used_count is 0 with %d experts", L->fname, L->arch, hp->n_expert);
     hp->expert_weights_norm = hp->arch != MODEL_ARCH_QWEN2MOE;
     if (!moe_arch(hp->arch)) {
         if (hp->n_ff < 1)
-            return err_set(L->e, "%s: %s.feed_forward_length (the expert width) is 0", L->fname, L->arch);
+            return err_set(L->e, ERR_CORRUPT, "%s: %s.feed_forward_length (the expert width) is 0", L->fname, L->arch);
         hp->n_ff_exp = hp->n_ff;
         hp->n_ff = 0;
         return 0;
@@ -185,7 +185,7 @@ static int load_moe_hparams(struct loader *L)
     struct err e2;
     int rc = gguf_get_bool(L->m->f, key, &norm, &e2);
     if (rc < 0)
-        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
     if (rc == 0)
         hp->expert_weights_norm = norm;
     hp->n_ff = 0;
@@ -207,32 +207,32 @@ static int load_hparams(struct loader *L)
     if (load_moe_hparams(L) < 0)
         return -1;
     if (hp->n_expert == 0 && hp->n_ff < 1)
-        return err_set(L->e, "%s: %s.feed_forward_length is 0", L->fname, L->arch);
+        return err_set(L->e, ERR_CORRUPT, "%s: %s.feed_forward_length is 0", L->fname, L->arch);
     if (hp->n_head % hp->n_head_kv != 0)
-        return err_set(L->e, "%s: %d attention heads are not a multiple of %d KV heads", L->fname, hp->n_head,
+        return err_set(L->e, ERR_CORRUPT, "%s: %d attention heads are not a multiple of %d KV heads", L->fname, hp->n_head,
                        hp->n_head_kv);
     int def_hd = hp->n_embd / hp->n_head;
     bool qwen3_like = hp->arch == MODEL_ARCH_QWEN3 || hp->arch == MODEL_ARCH_QWEN3MOE;
     bool qwen2_like = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
     if (!qwen3_like && hp->n_embd % hp->n_head != 0)
-        return err_set(L->e, "%s: embedding size %d is not a multiple of %d heads", L->fname, hp->n_embd,
+        return err_set(L->e, ERR_CORRUPT, "%s: embedding size %d is not a multiple of %d heads", L->fname, hp->n_embd,
                        hp->n_head);
     int vlen;
     if (meta_int(L, "attention.key_length", false, def_hd, 1, 65536, &hp->head_dim) < 0 ||
         meta_int(L, "attention.value_length", false, hp->head_dim, 1, 65536, &vlen) < 0)
         return -1;
     if (hp->head_dim < 1)
-        return err_set(L->e, "%s: head size is 0 (embedding %d, %d heads)", L->fname, hp->n_embd, hp->n_head);
+        return err_set(L->e, ERR_CORRUPT, "%s: head size is 0 (embedding %d, %d heads)", L->fname, hp->n_embd, hp->n_head);
     if (vlen != hp->head_dim)
-        return err_set(L->e, "%s: attention.value_length %d differs from key_length %d (not supported)", L->fname,
+        return err_set(L->e, ERR_CORRUPT, "%s: attention.value_length %d differs from key_length %d (not supported)", L->fname,
                        vlen, hp->head_dim);
     if (qwen2_like && hp->head_dim != def_hd)
-        return err_set(L->e, "%s: %s needs head size n_embd / n_head = %d, file declares %d", L->fname, L->arch, def_hd,
+        return err_set(L->e, ERR_CORRUPT, "%s: %s needs head size n_embd / n_head = %d, file declares %d", L->fname, L->arch, def_hd,
                        hp->head_dim);
     if (meta_int(L, "rope.dimension_count", false, hp->head_dim, 2, hp->head_dim, &hp->n_rot) < 0)
         return -1;
     if (hp->n_rot % 2)
-        return err_set(L->e, "%s: rope.dimension_count %d is odd", L->fname, hp->n_rot);
+        return err_set(L->e, ERR_CORRUPT, "%s: rope.dimension_count %d is odd", L->fname, hp->n_rot);
     if (meta_float(L, "attention.layer_norm_rms_epsilon", 1e-5, 0, 1, &hp->rms_eps) < 0 ||
         meta_float(L, "rope.freq_base", 10000.0, 1e-3, 1e12, &hp->rope_base) < 0)
         return -1;
@@ -246,13 +246,13 @@ static int load_hparams(struct loader *L)
     struct err e2;
     int rc = gguf_get_str(m->f, key, &st, &e2);
     if (rc < 0)
-        return err_set(L->e, "%s: %s", L->fname, e2.msg);
+        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
     float factor = 1.0f;
     if (rc == 0 && gguf_str_eq(st, "linear")) {
         if (meta_float(L, "rope.scaling.factor", 1.0, 1e-6, 1e6, &factor) < 0)
             return -1;
     } else if (rc == 0 && !gguf_str_eq(st, "none")) {
-        return err_set(L->e, "%s: rope.scaling.type '%.*s' is not supported (only none and linear)", L->fname,
+        return err_set(L->e, ERR_CORRUPT, "%s: rope.scaling.type '%.*s' is not supported (only none and linear)", L->fname,
                        (int)(st.len > 64 ? 64 : st.len), st.ptr);
     } else if (rc == 1) {
         if (meta_float(L, "rope.scale_linear", 1.0, 1e-6, 1e6, &factor) < 0)
@@ -271,7 +271,7 @@ static int bind_exps(struct loader *L, const char *name, int64_t n_in, int64_t n
     if (find_tensor(L, name, true, 3, ne, &t) < 0)
         return -1;
     if (n_in % ggml_blck_size(t->type) != 0)
-        return err_set(L->e, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
                        L->fname, name, (long long)n_in, ggml_type_name(t->type), (long long)ggml_blck_size(t->type));
     *w = (struct wmat){t->type, t->data, n_in, n_out};
     *stride = ggml_row_size(t->type, n_in) * (size_t)n_out;
@@ -295,7 +295,7 @@ static int load_moe_layer(struct loader *L, int il)
     if (!shared)
         return 0;
     if (FS < 1)
-        return err_set(L->e, "%s: layer %d has a shared expert but %s.expert_shared_feed_forward_length is missing",
+        return err_set(L->e, ERR_CORRUPT, "%s: layer %d has a shared expert but %s.expert_shared_feed_forward_length is missing",
                        L->fname, il, L->arch);
     if (bind_vec(L, NAME("ffn_gate_inp_shexp.weight"), true, E, &ly->shexp_gate) < 0 ||
         bind_mat(L, NAME("ffn_gate_shexp.weight"), true, E, FS, &ly->gate_sh) < 0 ||
@@ -312,12 +312,12 @@ static int load_tensors(struct loader *L)
     struct model_hparams *hp = &m->hp;
     const struct gguf_tensor *te = gguf_find_tensor(m->f, "token_embd.weight");
     if (!te)
-        return err_set(L->e, "%s: tensor 'token_embd.weight' is missing (architecture %s needs it, shape [%d, n_vocab])",
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor 'token_embd.weight' is missing (architecture %s needs it, shape [%d, n_vocab])",
                        L->fname, L->arch, hp->n_embd);
     if (te->n_dims != 2 || te->ne[0] != hp->n_embd || te->ne[1] < 1 || te->ne[1] > INT32_MAX) {
         char got[96];
         fmt_shape(got, sizeof got, te->n_dims, te->ne);
-        return err_set(L->e, "%s: tensor 'token_embd.weight' has shape %s, expected [%d, n_vocab]", L->fname, got,
+        return err_set(L->e, ERR_CORRUPT, "%s: tensor 'token_embd.weight' has shape %s, expected [%d, n_vocab]", L->fname, got,
                        hp->n_embd);
     }
     hp->n_vocab = (int)te->ne[1];
@@ -333,7 +333,7 @@ static int load_tensors(struct loader *L)
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers)
-        return err_set(L->e, "%s: out of memory", L->fname);
+        return err_set(L->e, ERR_NOMEM, "%s: out of memory", L->fname);
     bool qwen2 = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
     bool qwen3 = hp->arch == MODEL_ARCH_QWEN3 || hp->arch == MODEL_ARCH_QWEN3MOE;
     for (int il = 0; il < hp->n_layer; il++) {
@@ -356,7 +356,7 @@ static int load_tensors(struct loader *L)
             if (load_moe_layer(L, il) < 0)
                 return -1;
         } else if (gguf_find_tensor(m->f, NAME("ffn_gate_inp.weight"))) {
-            return err_set(L->e, "%s: tensor '%s' (an expert router) in a model whose %s.expert_count is 0",
+            return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s' (an expert router) in a model whose %s.expert_count is 0",
                            L->fname, n, L->arch);
         } else if (bind_mat(L, NAME("ffn_gate.weight"), true, E, F, &ly->gate) < 0 ||
                    bind_mat(L, NAME("ffn_up.weight"), true, E, F, &ly->up) < 0 ||
@@ -365,7 +365,7 @@ static int load_tensors(struct loader *L)
         }
         /* q/k norm (qwen3) needs both or neither */
         if (!ly->q_norm != !ly->k_norm)
-            return err_set(L->e, "%s: layer %d has only one of attn_q_norm / attn_k_norm", L->fname, il);
+            return err_set(L->e, ERR_CORRUPT, "%s: layer %d has only one of attn_q_norm / attn_k_norm", L->fname, il);
 #undef NAME
     }
 
@@ -373,7 +373,7 @@ static int load_tensors(struct loader *L)
     int half = hp->n_rot / 2;
     m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
     if (!m->inv_freq)
-        return err_set(L->e, "%s: out of memory", L->fname);
+        return err_set(L->e, ERR_NOMEM, "%s: out of memory", L->fname);
     const float *ff = NULL;
     int64_t nh = half;
     if (bind_vec(L, "rope_freqs.weight", false, nh, &ff) < 0)
@@ -383,7 +383,7 @@ static int load_tensors(struct loader *L)
         double f = hp->rope_freq_scale * pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
         if (ff) {
             if (!(ff[i] > 0))
-                return err_set(L->e, "%s: rope_freqs.weight[%d] = %g is not positive", L->fname, i, ff[i]);
+                return err_set(L->e, ERR_CORRUPT, "%s: rope_freqs.weight[%d] = %g is not positive", L->fname, i, ff[i]);
             f /= ff[i];
         }
         m->inv_freq[i] = f;
@@ -396,7 +396,7 @@ struct model *model_load_gguf(struct gguf_file *f, struct err *e)
     struct model *m = calloc(1, sizeof *m);
     if (!m) {
         gguf_close(f);
-        err_set(e, "out of memory");
+        err_set(e, ERR_NOMEM, "out of memory");
         return NULL;
     }
     m->f = f;
@@ -406,7 +406,7 @@ struct model *model_load_gguf(struct gguf_file *f, struct err *e)
     struct err e2;
     int rc = gguf_get_str(f, "general.architecture", &arch, &e2);
     if (rc != 0) {
-        err_set(e, "%s: %s", L.fname, rc < 0 ? e2.msg : "metadata key 'general.architecture' is missing");
+        err_set(e, ERR_CORRUPT, "%s: %s", L.fname, rc < 0 ? e2.msg : "metadata key 'general.architecture' is missing");
         goto fail;
     }
     if (gguf_str_eq(arch, "llama")) {
@@ -425,7 +425,7 @@ struct model *model_load_gguf(struct gguf_file *f, struct err *e)
         m->hp.arch = MODEL_ARCH_QWEN3MOE;
         m->hp.arch_name = "qwen3moe";
     } else {
-        err_set(e, "%s: architecture '%.*s' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe)", L.fname,
+        err_set(e, ERR_CORRUPT, "%s: architecture '%.*s' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe)", L.fname,
                 (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
         goto fail;
     }
@@ -548,7 +548,7 @@ int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err 
 {
     const struct model_hparams *hp = &m->hp;
     if (max_batch < 1 || max_batch > (1 << 20))
-        return err_set(e, "model: batch size %d is out of range [1, %d]", max_batch, 1 << 20);
+        return err_set(e, ERR_CORRUPT, "model: batch size %d is out of range [1, %d]", max_batch, 1 << 20);
     free_scratch(m);
     m->pool = pool;
     size_t B = (size_t)max_batch, QD = (size_t)hp->n_head * hp->head_dim, KD = (size_t)hp->n_head_kv * hp->head_dim;
@@ -619,7 +619,7 @@ int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err 
     if (!moe_ok || !m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->ff_a || !m->ff_b || !m->rope_cos ||
         !m->rope_sin || !m->wbuf) {
         free_scratch(m);
-        return err_set(e, "model: out of memory for the scratch of a %d-token batch", max_batch);
+        return err_set(e, ERR_NOMEM, "model: out of memory for the scratch of a %d-token batch", max_batch);
     }
     m->max_batch = max_batch;
     return 0;

@@ -36,28 +36,28 @@ struct sample_params sample_params_default(void)
 int sample_params_check(const struct sample_params *p, struct err *e)
 {
     if (!(p->temperature >= 0 && isfinite(p->temperature)))
-        return err_set(e, "temperature: %g is not a finite number >= 0", p->temperature);
+        return err_set(e, ERR_INVALID, "temperature: %g is not a finite number >= 0", p->temperature);
     if (p->top_k < 0)
-        return err_set(e, "top_k: %d is negative", p->top_k);
+        return err_set(e, ERR_INVALID, "top_k: %d is negative", p->top_k);
     if (!(p->top_p > 0 && p->top_p <= 1))
-        return err_set(e, "top_p: %g is not in (0, 1]", p->top_p);
+        return err_set(e, ERR_INVALID, "top_p: %g is not in (0, 1]", p->top_p);
     if (!(p->min_p >= 0 && p->min_p <= 1))
-        return err_set(e, "min_p: %g is not in [0, 1]", p->min_p);
+        return err_set(e, ERR_INVALID, "min_p: %g is not in [0, 1]", p->min_p);
     if (!(p->repeat_penalty > 0 && isfinite(p->repeat_penalty)))
-        return err_set(e, "repeat_penalty: %g is not a finite number > 0", p->repeat_penalty);
+        return err_set(e, ERR_INVALID, "repeat_penalty: %g is not a finite number > 0", p->repeat_penalty);
     if (!isfinite(p->presence_penalty))
-        return err_set(e, "presence_penalty: %g is not finite", p->presence_penalty);
+        return err_set(e, ERR_INVALID, "presence_penalty: %g is not finite", p->presence_penalty);
     if (!isfinite(p->frequency_penalty))
-        return err_set(e, "frequency_penalty: %g is not finite", p->frequency_penalty);
+        return err_set(e, ERR_INVALID, "frequency_penalty: %g is not finite", p->frequency_penalty);
     if (p->penalty_last_n < -1)
-        return err_set(e, "penalty_last_n: %d is below -1", p->penalty_last_n);
+        return err_set(e, ERR_INVALID, "penalty_last_n: %d is below -1", p->penalty_last_n);
     if (p->n_top_logprobs < 0 || p->n_top_logprobs > SAMPLE_MAX_TOP)
-        return err_set(e, "top_logprobs: %d is not in 0..%d", p->n_top_logprobs, SAMPLE_MAX_TOP);
+        return err_set(e, ERR_INVALID, "top_logprobs: %d is not in 0..%d", p->n_top_logprobs, SAMPLE_MAX_TOP);
     if (p->n_bias < 0 || (p->n_bias > 0 && !p->bias))
-        return err_set(e, "logit_bias: bad list");
+        return err_set(e, ERR_INVALID, "logit_bias: bad list");
     for (int i = 0; i < p->n_bias; i++)
         if (isnan(p->bias[i].bias) || p->bias[i].bias == INFINITY) /* -inf bans a token */
-            return err_set(e, "logit_bias: token %d: bias %g is not a number or -inf", (int)p->bias[i].token,
+            return err_set(e, ERR_INVALID, "logit_bias: token %d: bias %g is not a number or -inf", (int)p->bias[i].token,
                            p->bias[i].bias);
     return 0;
 }
@@ -65,7 +65,7 @@ int sample_params_check(const struct sample_params *p, struct err *e)
 struct sampler *sampler_new(int n_vocab, struct err *e)
 {
     if (n_vocab < 1) {
-        err_set(e, "sampler: vocabulary of %d tokens", n_vocab);
+        err_set(e, ERR_INVALID, "sampler: vocabulary of %d tokens", n_vocab);
         return NULL;
     }
     struct sampler *s = calloc(1, sizeof *s);
@@ -80,7 +80,7 @@ struct sampler *sampler_new(int n_vocab, struct err *e)
     return s;
 oom:
     sampler_free(s);
-    err_set(e, "sampler: out of memory for a vocabulary of %d tokens", n_vocab);
+    err_set(e, ERR_NOMEM, "sampler: out of memory for a vocabulary of %d tokens", n_vocab);
     return NULL;
 }
 

@@ -382,7 +382,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
     struct server *s = calloc(1, sizeof *s);
     struct addrinfo *ai = NULL;
     if (!s)
-        return err_set(e, "server: out of memory"), NULL;
+        return err_set(e, ERR_NOMEM, "server: out of memory"), NULL;
     s->o = *o;
     if (!s->o.host)
         s->o.host = "127.0.0.1";
@@ -396,11 +396,11 @@ struct server *server_new(const struct server_model *models, int n_models, const
         auth_hooks(s, &s->hooks);
     s->started = (int64_t)time(NULL);
     if (n_models < 1) {
-        err_set(e, "server: no models to serve");
+        err_set(e, ERR_INVALID, "server: no models to serve");
         goto fail;
     }
     if (!(s->models = calloc((size_t)n_models, sizeof *s->models)) || metrics_init(&s->mt, n_models) < 0) {
-        err_set(e, "server: out of memory");
+        err_set(e, ERR_NOMEM, "server: out of memory");
         goto fail;
     }
     s->n_models = n_models;
@@ -410,7 +410,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
         sm->index = i;
         for (int k = 0; k < i; k++)
             if (!strcmp(models[k].name, models[i].name)) {
-                err_set(e, "server: two models are named '%s' (use --model NAME=FILE)", models[i].name);
+                err_set(e, ERR_INVALID, "server: two models are named '%s' (use --model NAME=FILE)", models[i].name);
                 goto fail;
             }
         int nv = model_hparams(sm->cfg.m)->n_vocab, tv = tok_n_vocab(sm->cfg.tok);
@@ -418,7 +418,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
         struct err ce;
         int rc = tok_chat_select(sm->cfg.tok, sm->cfg.chat_template, &sm->fam, &ce);
         if (rc < 0 && sm->cfg.chat_template) {
-            err_set(e, "server: model '%s': %s", models[i].name, ce.msg);
+            err_set(e, ERR_INVALID, "server: model '%s': %s", models[i].name, ce.msg);
             goto fail;
         }
         if (rc < 0) {
@@ -434,11 +434,11 @@ struct server *server_new(const struct server_model *models, int n_models, const
     snprintf(port, sizeof port, "%d", o->port);
     int grc = getaddrinfo(s->o.host, port, &hints, &ai);
     if (grc) {
-        err_set(e, "server: cannot resolve --host '%s': %s", s->o.host, gai_strerror(grc));
+        err_set(e, ERR_IO, "server: cannot resolve --host '%s': %s", s->o.host, gai_strerror(grc));
         goto fail;
     }
     if (s->o.loopback_only && !is_loopback(ai->ai_addr)) {
-        err_set(e, "server: --host '%s' is not a loopback address; without authentication maas serves only "
+        err_set(e, ERR_INVALID, "server: --host '%s' is not a loopback address; without authentication maas serves only "
                    "this machine (127.0.0.1 or ::1)", s->o.host);
         goto fail;
     }
@@ -455,7 +455,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_END);
     if (!s->d) {
-        err_set(e, "server: cannot listen on %s port %d (address in use, or not permitted)", s->o.host, o->port);
+        err_set(e, ERR_INVALID, "server: cannot listen on %s port %d (address in use, or not permitted)", s->o.host, o->port);
         goto fail;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);

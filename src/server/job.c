@@ -222,7 +222,7 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
     j->usage.prompt_tokens = (int)ids.n;
     j->t_submit = now_ns();
     if (!(j->seq = engine_submit(sm->cfg.eng, &er, &e))) {
-        if (strstr(e.msg, "queue full"))
+        if (e.code == ERR_EXHAUSTED)
             oai_err(err, 429, "rate_limit_exceeded", NULL, "queue_full", "The server is busy: %s", e.msg);
         else
             oai_err(err, 503, "server_error", NULL, "unavailable", "The model cannot take the request: %s", e.msg);

@@ -62,7 +62,7 @@ int sweeper_start(struct server *srv, struct err *e)
         return 0;
     struct sweeper *w = calloc(1, sizeof *w);
     if (!w)
-        return err_set(e, "server: out of memory");
+        return err_set(e, ERR_NOMEM, "server: out of memory");
     w->b = srv->o.billing;
     w->every_ms = srv->o.recover_every_ms > 0 ? srv->o.recover_every_ms : SERVER_RECOVER_EVERY_MS;
     w->after_s = srv->o.recover_after_s > 0 ? srv->o.recover_after_s : SERVER_STALE_HOLD_S;
@@ -76,7 +76,7 @@ int sweeper_start(struct server *srv, struct err *e)
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
         free(w);
-        return err_set(e, "server: cannot start the stale-hold sweeper thread");
+        return err_set(e, ERR_INTERNAL, "server: cannot start the stale-hold sweeper thread");
     }
     srv->sweep = w;
     return 0;

@@ -25,20 +25,20 @@ static int make_dirs(const char *dir, struct err *e)
     char buf[4096];
     size_t n = strlen(dir);
     if (n == 0 || n >= sizeof buf)
-        return err_set(e, "data directory '%s': bad path", dir);
+        return err_set(e, ERR_INTERNAL, "data directory '%s': bad path", dir);
     memcpy(buf, dir, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] == '/' || buf[i] == '\0') {
             char c = buf[i];
             buf[i] = '\0';
             if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-                return err_set(e, "data directory '%s': cannot create '%s': %s", dir, buf, strerror(errno));
+                return err_set(e, ERR_IO, "data directory '%s': cannot create '%s': %s", dir, buf, strerror(errno));
             buf[i] = c;
         }
     }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return err_set(e, "data directory '%s': not a directory", dir);
+        return err_set(e, ERR_INTERNAL, "data directory '%s': not a directory", dir);
     return 0;
 }
 
@@ -47,7 +47,7 @@ int store_open(const char *url, struct store **out, struct err *e)
     struct store *s = NULL;
     char path[4096];
     if (!url || !*url)
-        return err_set(e, "ledger: empty database location");
+        return err_set(e, ERR_INTERNAL, "ledger: empty database location");
     if (starts_with(url, "postgresql://") || starts_with(url, "postgres://")) {
         if (store_postgres_open(url, &s, e))
             return -1;
@@ -65,7 +65,7 @@ int store_open(const char *url, struct store **out, struct err *e)
         if (make_dirs(url, e))
             return -1;
         if ((size_t)snprintf(path, sizeof path, "%s/ledger.db", url) >= sizeof path)
-            return err_set(e, "data directory '%s': path too long", url);
+            return err_set(e, ERR_INTERNAL, "data directory '%s': path too long", url);
 
     }
     if (store_sqlite_open(path, &s, e))
@@ -94,7 +94,7 @@ const char *store_backend(const struct store *s)
 static int tick(struct store *s, struct err *e)
 {
     if (s->fail_after == 0)
-        return err_set(e, "%s: injected failure", s->ops->name);
+        return err_set(e, ERR_INTERNAL, "%s: injected failure", s->ops->name);
     if (s->fail_after > 0)
         s->fail_after--;
     return 0;
@@ -183,7 +183,7 @@ int store_query(struct store *s, const char *sql, const struct store_val *params
 int store_lease_keep(struct store *s, const char *name, struct err *e)
 {
     if (!s->ops->lease_keep)
-        return err_set(e, "%s: leases are not supported", s->ops->name);
+        return err_set(e, ERR_INTERNAL, "%s: leases are not supported", s->ops->name);
     if (tick(s, e))
         return -1;
     return s->ops->lease_keep(s, name, e);
@@ -192,7 +192,7 @@ int store_lease_keep(struct store *s, const char *name, struct err *e)
 int store_lease_free(struct store *s, const char *name, int *is_free, struct err *e)
 {
     if (!s->ops->lease_free)
-        return err_set(e, "%s: leases are not supported", s->ops->name);
+        return err_set(e, ERR_INTERNAL, "%s: leases are not supported", s->ops->name);
     if (tick(s, e))
         return -1;
     return s->ops->lease_free(s, name, is_free, e);
@@ -201,7 +201,7 @@ int store_lease_free(struct store *s, const char *name, int *is_free, struct err
 int store_lease_claim(struct store *s, const char *name, int *claimed, struct err *e)
 {
     if (!s->ops->lease_claim)
-        return err_set(e, "%s: leases are not supported", s->ops->name);
+        return err_set(e, ERR_INTERNAL, "%s: leases are not supported", s->ops->name);
     if (tick(s, e))
         return -1;
     return s->ops->lease_claim(s, name, claimed, e);
@@ -211,7 +211,7 @@ int store_lease_drop(struct store *s, const char *name, struct err *e)
 {
     /* Like a rollback, giving up must work while injected failures are on. */
     if (!s->ops->lease_drop)
-        return err_set(e, "%s: leases are not supported", s->ops->name);
+        return err_set(e, ERR_INTERNAL, "%s: leases are not supported", s->ops->name);
     return s->ops->lease_drop(s, name, e);
 }
 
@@ -315,7 +315,7 @@ int store_migrate(struct store *s, const struct store_migration *m, int n, struc
             goto fail;
         if (cur > latest) {
             store_rollback(s);
-            return err_set(e, "database schema version %d is newer than this maas knows (%d); "
+            return err_set(e, ERR_INTERNAL, "database schema version %d is newer than this maas knows (%d); "
                               "use a newer maas or another data directory", cur, latest);
         }
         if (cur >= m[i].version) {
@@ -338,7 +338,7 @@ int store_migrate(struct store *s, const struct store_migration *m, int n, struc
     if (store_schema_version(s, &cur, e))
         return -1;
     if (cur > latest)
-        return err_set(e, "database schema version %d is newer than this maas knows (%d); "
+        return err_set(e, ERR_INTERNAL, "database schema version %d is newer than this maas knows (%d); "
                           "use a newer maas or another data directory", cur, latest);
     return 0;
 fail:

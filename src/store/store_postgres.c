@@ -86,10 +86,10 @@ static int pg_fail(struct pg *p, PGresult *res, const char *sql, struct err *e)
     while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
         clean[--n] = '\0';
     if (sql)
-        err_set(e, "%s: \"%.60s\": %s%s%s%s", p->where, sql, clean, state ? " (SQLSTATE " : "", state ? state : "",
+        err_set(e, ERR_INTERNAL, "%s: \"%.60s\": %s%s%s%s", p->where, sql, clean, state ? " (SQLSTATE " : "", state ? state : "",
                 state ? ")" : "");
     else
-        err_set(e, "%s: %s", p->where, clean);
+        err_set(e, ERR_INTERNAL, "%s: %s", p->where, clean);
     return -1;
 }
 
@@ -200,7 +200,7 @@ static int pg_commit(struct store *s, struct err *e)
     if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
         PQclear(res);
         snprintf(p->sqlstate, sizeof p->sqlstate, "25P02");
-        return err_set(e, "%s: COMMIT: the transaction had failed and was rolled back", p->where);
+        return err_set(e, ERR_INTERNAL, "%s: COMMIT: the transaction had failed and was rolled back", p->where);
     }
     PQclear(res);
     pg_ok(p);
@@ -221,7 +221,7 @@ static int run(struct pg *p, const char *sql, const struct store_val *v, int n, 
     const char *values[PG_MAX_PARAMS];
     char nums[PG_MAX_PARAMS][24];
     if (n > PG_MAX_PARAMS)
-        return err_set(e, "%s: \"%.60s\": %d parameters, at most %d supported", p->where, sql, n, PG_MAX_PARAMS);
+        return err_set(e, ERR_INTERNAL, "%s: \"%.60s\": %d parameters, at most %d supported", p->where, sql, n, PG_MAX_PARAMS);
     for (int i = 0; i < n; i++) {
         switch (v[i].type) {
         case STORE_INT:
@@ -316,15 +316,12 @@ static const char *pg_row_text(const struct store_row *r, int col)
     return PQgetvalue(pr->res, pr->row, col);
 }
 
-/* Advisory-lock keys are 64-bit: FNV-1a of the name. */
+/* Advisory-lock keys are 64-bit: FNV-1a of the name from the legacy basis.
+ * Every node sharing the database must compute the same keys, so the basis
+ * cannot change (see core.h; core_basics pins the migration lock's key). */
 static int64_t lock_key(const char *name)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
-        h ^= *c;
-        h *= 1099511628211ull;
-    }
-    return (int64_t)h;
+    return (int64_t)hash_fnv1a64(HASH_FNV64_BASIS_LEGACY, name, strlen(name));
 }
 
 static int pg_migrate_lock(struct store *s, struct err *e)
@@ -353,7 +350,7 @@ static int pg_lease_keep(struct store *s, const char *name, struct err *e)
 {
     struct pg *p = (struct pg *)s;
     if (p->n_kept == PG_MAX_KEPT)
-        return err_set(e, "%s: lease '%s': a connection keeps at most %d leases", p->where, name, PG_MAX_KEPT);
+        return err_set(e, ERR_INTERNAL, "%s: lease '%s': a connection keeps at most %d leases", p->where, name, PG_MAX_KEPT);
     if (ensure_connected(p, e))
         return -1;
     int64_t key = lock_key(name);
@@ -446,13 +443,13 @@ int store_postgres_open(const char *url, struct store **out, struct err *e)
 {
     struct pg *p = calloc(1, sizeof *p);
     if (!p)
-        return err_set(e, "postgresql: out of memory");
+        return err_set(e, ERR_NOMEM, "postgresql: out of memory");
     p->base.ops = &postgres_ops;
     p->base.fail_after = -1;
     p->conn = PQconnectdb(url);
     if (!p->conn) {
         free(p);
-        return err_set(e, "postgresql: out of memory");
+        return err_set(e, ERR_NOMEM, "postgresql: out of memory");
     }
     if (PQstatus(p->conn) != CONNECTION_OK) {
         /* PQerrorMessage names host and port but never the password. */
@@ -461,7 +458,7 @@ int store_postgres_open(const char *url, struct store **out, struct err *e)
         size_t n = strlen(msg);
         while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
             msg[--n] = '\0';
-        err_set(e, "PostgreSQL ledger: cannot connect: %s", msg);
+        err_set(e, ERR_UNAVAILABLE, "PostgreSQL ledger: cannot connect: %s", msg);
         goto fail;
     }
     pg_set_where(p);

@@ -42,7 +42,7 @@ struct sq {
 
 static int sq_err(struct sq *q, struct err *e, const char *what)
 {
-    return err_set(e, "%s: %s: %s", q->path, what, sqlite3_errmsg(q->db));
+    return err_set(e, ERR_UNAVAILABLE, "%s: %s: %s", q->path, what, sqlite3_errmsg(q->db));
 }
 
 static int sq_script(struct store *s, const char *sql, struct err *e)
@@ -50,7 +50,7 @@ static int sq_script(struct store *s, const char *sql, struct err *e)
     struct sq *q = (struct sq *)s;
     char *msg = NULL;
     if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        err_set(e, "%s: %s", q->path, msg ? msg : sqlite3_errmsg(q->db));
+        err_set(e, ERR_UNAVAILABLE, "%s: %s", q->path, msg ? msg : sqlite3_errmsg(q->db));
         sqlite3_free(msg);
         return -1;
     }
@@ -134,11 +134,11 @@ static int prepare(struct sq *q, const char *sql, sqlite3_stmt **out, struct err
     }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
-        return err_set(e, "%s: preparing \"%.80s\": %s", q->path, sql, sqlite3_errmsg(q->db));
+        return err_set(e, ERR_UNAVAILABLE, "%s: preparing \"%.80s\": %s", q->path, sql, sqlite3_errmsg(q->db));
     char *copy = strdup(sql);
     if (!copy) {
         sqlite3_finalize(st);
-        return err_set(e, "%s: out of memory", q->path);
+        return err_set(e, ERR_NOMEM, "%s: out of memory", q->path);
     }
     int slot;
     if (q->n_cache < STMT_CACHE) {
@@ -160,10 +160,10 @@ static int bind_all(struct sq *q, sqlite3_stmt *st, const struct store_val *p, i
     for (int i = 1; i <= count; i++) {
         const char *name = sqlite3_bind_parameter_name(st, i);
         if (!name || name[0] != '$')
-            return err_set(e, "%s: placeholder %d is not of the form $N", q->path, i);
+            return err_set(e, ERR_INTERNAL, "%s: placeholder %d is not of the form $N", q->path, i);
         int k = atoi(name + 1);
         if (k < 1 || k > n)
-            return err_set(e, "%s: placeholder %s has no parameter (%d given)", q->path, name, n);
+            return err_set(e, ERR_INTERNAL, "%s: placeholder %s has no parameter (%d given)", q->path, name, n);
         const struct store_val *v = &p[k - 1];
         int rc;
         switch (v->type) {
@@ -200,7 +200,7 @@ static int sq_exec(struct store *s, const char *sql, const struct store_val *p, 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         ;
     if (rc != SQLITE_DONE) {
-        err_set(e, "%s: \"%.60s\": %s", q->path, sql, sqlite3_errmsg(q->db));
+        err_set(e, ERR_UNAVAILABLE, "%s: \"%.60s\": %s", q->path, sql, sqlite3_errmsg(q->db));
         done(st);
         return -1;
     }
@@ -226,7 +226,7 @@ static int sq_query(struct store *s, const char *sql, const struct store_val *p,
         }
     }
     if (rc != SQLITE_DONE) {
-        err_set(e, "%s: \"%.60s\": %s", q->path, sql, sqlite3_errmsg(q->db));
+        err_set(e, ERR_UNAVAILABLE, "%s: \"%.60s\": %s", q->path, sql, sqlite3_errmsg(q->db));
         done(st);
         return -1;
     }
@@ -267,13 +267,13 @@ int store_sqlite_open(const char *path, struct store **out, struct err *e)
 {
     struct sq *q = calloc(1, sizeof *q);
     if (!q)
-        return err_set(e, "%s: out of memory", path);
+        return err_set(e, ERR_NOMEM, "%s: out of memory", path);
     q->base.ops = &sqlite_ops;
     q->base.fail_after = -1;
     snprintf(q->path, sizeof q->path, "%s", path);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &q->db, flags, NULL) != SQLITE_OK) {
-        err_set(e, "%s: cannot open: %s", path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
+        err_set(e, ERR_NOMEM, "%s: cannot open: %s", path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
         goto fail;
     }
     /* Owner-only, before the -wal and -shm files exist (SQLite gives them

@@ -116,7 +116,7 @@ int tok_bpe_init_pre(struct tokenizer *t, struct err *e)
         if (name_in_list(pre_defs[i].names, t->pre))
             d = &pre_defs[i];
     if (!d)
-        return err_set(e, "unknown pre-tokenizer '%s' (tokenizer.ggml.pre); supported: default, gpt-2, llama3 "
+        return err_set(e, ERR_INVALID, "unknown pre-tokenizer '%s' (tokenizer.ggml.pre); supported: default, gpt-2, llama3 "
                           "(llama-bpe), qwen2, deepseek-llm, deepseek-coder, deepseek-v3, falcon, starcoder, refact, "
                           "mpt, command-r, chatglm-bpe, smollm, dbrx, olmo, tekken, gpt-4o, seed-coder, bloom and aliases",
                        t->pre);
@@ -132,7 +132,7 @@ int tok_bpe_init_pre(struct tokenizer *t, struct err *e)
         if (!re) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(ec, msg, sizeof msg);
-            return err_set(e, "pre-tokenizer '%s': expression %d does not compile at offset %zu: %s", t->pre, i,
+            return err_set(e, ERR_INVALID, "pre-tokenizer '%s': expression %d does not compile at offset %zu: %s", t->pre, i,
                            (size_t)eo, (const char *)msg);
         }
         pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if JIT is unavailable */
@@ -200,7 +200,7 @@ static int split_one(struct bpe_ctx *c, pcre2_code *re, const char *text, struct
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            return err_set(e, "pre-tokenizer '%s': matching at byte %zu failed: %s", c->t->pre, sp.off + start,
+            return err_set(e, ERR_INVALID, "pre-tokenizer '%s': matching at byte %zu failed: %s", c->t->pre, sp.off + start,
                            (const char *)msg);
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
@@ -212,13 +212,13 @@ static int split_one(struct bpe_ctx *c, pcre2_code *re, const char *text, struct
             continue;
         }
         if (ms > prev && spans_push(out, sp.off + (uint32_t)prev, (uint32_t)(ms - prev)))
-            return err_set(e, "out of memory");
+            return err_set(e, ERR_NOMEM, "out of memory");
         if (spans_push(out, sp.off + (uint32_t)ms, (uint32_t)(me - ms)))
-            return err_set(e, "out of memory");
+            return err_set(e, ERR_NOMEM, "out of memory");
         prev = start = me;
     }
     if (prev < sp.len && spans_push(out, sp.off + (uint32_t)prev, (uint32_t)(sp.len - prev)))
-        return err_set(e, "out of memory");
+        return err_set(e, ERR_NOMEM, "out of memory");
     return 0;
 }
 
@@ -316,7 +316,7 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
             char u[4];
             size_t l = tok_utf8_put(u, tok_byte_to_cp((uint8_t)w[i]));
             if (tok_bytes_put(&c->word, u, l))
-                return err_set(e, "out of memory");
+                return err_set(e, ERR_NOMEM, "out of memory");
         }
         int32_t id = tok_lookup(t, c->word.p, c->word.len);
         if (id >= 0)
@@ -330,7 +330,7 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
             cap *= 2;
         struct sym *p = realloc(c->syms, cap * sizeof *p);
         if (!p)
-            return err_set(e, "out of memory (word of %zu bytes)", n);
+            return err_set(e, ERR_NOMEM, "out of memory (word of %zu bytes)", n);
         c->syms = p;
         c->syms_cap = cap;
     }
@@ -340,7 +340,7 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
     c->heap_n = 0;
     for (size_t i = 1; i < n; i++)
         if (try_pair(c, (int32_t)i - 1, (int32_t)i))
-            return err_set(e, "out of memory");
+            return err_set(e, ERR_NOMEM, "out of memory");
     while (c->heap_n) {
         struct cand b = heap_pop(c);
         struct sym *L = &s[b.left], *R = &s[b.right];
@@ -353,7 +353,7 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
         if (R->next >= 0)
             s[R->next].prev = b.left;
         if (try_pair(c, L->prev, b.left) || try_pair(c, b.left, L->next))
-            return err_set(e, "out of memory");
+            return err_set(e, ERR_NOMEM, "out of memory");
     }
     for (int32_t i = 0; i >= 0; i = s[i].next)
         if (s[i].id >= 0 && tok_ids_push(out, s[i].id, e)) /* a byte whose character is not a token is dropped, as in llama.cpp */
@@ -371,12 +371,12 @@ int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, stru
     c.mctx = pcre2_match_context_create(NULL);
     c.jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
     if (!c.md || !c.mctx || !c.jstack) {
-        err_set(e, "out of memory");
+        err_set(e, ERR_NOMEM, "out of memory");
         goto out;
     }
     pcre2_jit_stack_assign(c.mctx, NULL, c.jstack);
     if (spans_push(&c.a, 0, (uint32_t)len)) {
-        err_set(e, "out of memory");
+        err_set(e, ERR_NOMEM, "out of memory");
         goto out;
     }
     for (int r = 0; r < t->n_re; r++) {

@@ -147,7 +147,7 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
     if (name) {
         int f = tok_chat_family_from_name(name);
         if (f < 0)
-            return err_set(e, "--chat-template '%s' is not a template family (choose one of: %s)", name, names_list());
+            return err_set(e, ERR_INVALID, "--chat-template '%s' is not a template family (choose one of: %s)", name, names_list());
         *out = (enum tok_chat_family)f;
         return 0;
     }
@@ -162,7 +162,7 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
         for (const char *p = t->chat_template; *p && i < sizeof head - 1; p++)
             head[i++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
         head[i] = 0;
-        return err_set(e, "tokenizer.chat_template is not a template family maas knows ('%s%s'); choose one with "
+        return err_set(e, ERR_INVALID, "tokenizer.chat_template is not a template family maas knows ('%s%s'); choose one with "
                           "--chat-template NAME (%s)",
                        head, t->chat_template[i] ? "..." : "", names_list());
     }
@@ -266,7 +266,7 @@ static int check_roles(const struct tok_chat_msg *msgs, size_t n, enum tok_chat_
 {
     for (size_t i = 0; i < n; i++)
         if (!role_is(&msgs[i], "system") && !role_is(&msgs[i], "user") && !role_is(&msgs[i], "assistant"))
-            return err_set(e, "message %zu: role '%s' is not supported by the %s chat format (system, user, assistant)",
+            return err_set(e, ERR_INVALID, "message %zu: role '%s' is not supported by the %s chat format (system, user, assistant)",
                            i, msgs[i].role ? msgs[i].role : "(none)", tok_chat_family_name(fam));
     return 0;
 }
@@ -353,7 +353,7 @@ static int render_llama3(struct render *r, const struct tokenizer *t, const stru
 
 static int alternation_error(struct err *e, size_t i, const char *what)
 {
-    return err_set(e, "message %zu: %s", i, what);
+    return err_set(e, ERR_INVALID, "message %zu: %s", i, what);
 }
 
 static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t n, unsigned v, const char *bos,
@@ -578,7 +578,7 @@ static int render_all(const struct tokenizer *t, enum tok_chat_family fam, const
                       size_t n_msgs, bool add_generation_prompt, struct render *r, struct err *e)
 {
     if ((unsigned)fam >= TOK_CHAT_COUNT)
-        return err_set(e, "chat format %d does not exist", (int)fam);
+        return err_set(e, ERR_NOT_FOUND, "chat format %d does not exist", (int)fam);
     if (check_roles(msgs, n_msgs, fam, e))
         return -1;
     /* Variants come from the model's own template when it is of this family. */
@@ -621,7 +621,7 @@ static int render_all(const struct tokenizer *t, enum tok_chat_family fam, const
         break;
     }
     if (rc == 0 && r->oom)
-        rc = err_set(e, "out of memory rendering %zu chat messages", n_msgs);
+        rc = err_set(e, ERR_NOMEM, "out of memory rendering %zu chat messages", n_msgs);
     return rc;
 }
 

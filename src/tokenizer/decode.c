@@ -28,7 +28,7 @@ char *tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool r
         const char *p = tok_piece(t, ids[i], render_special, &l);
         if (!p) {
             tok_bytes_release(&b);
-            err_set(e, "token %zu: id %d is not in the vocabulary (0 .. %d)", i, ids[i], t->n_vocab - 1);
+            err_set(e, ERR_INVALID, "token %zu: id %d is not in the vocabulary (0 .. %d)", i, ids[i], t->n_vocab - 1);
             return NULL;
         }
         if (strip && l) {
@@ -45,7 +45,7 @@ char *tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool r
     return b.p;
 oom:
     tok_bytes_release(&b);
-    err_set(e, "out of memory decoding %zu tokens", n);
+    err_set(e, ERR_NOMEM, "out of memory decoding %zu tokens", n);
     return NULL;
 }
 
@@ -90,7 +90,7 @@ struct tok_stream *tok_stream_new(const struct tokenizer *t, const char *const *
     return s;
 oom:
     tok_stream_free(s);
-    err_set(e, "out of memory creating a detokenizer stream");
+    err_set(e, ERR_NOMEM, "out of memory creating a detokenizer stream");
     return NULL;
 }
 
@@ -249,14 +249,14 @@ int tok_stream_feed(struct tok_stream *s, int32_t id, const char **out, size_t *
     size_t l;
     const char *p = tok_piece(s->t, id, s->render_special, &l);
     if (!p)
-        return err_set(e, "detokenizer: id %d is not in the vocabulary (0 .. %d)", id, s->t->n_vocab - 1);
+        return err_set(e, ERR_INVALID, "detokenizer: id %d is not in the vocabulary (0 .. %d)", id, s->t->n_vocab - 1);
     if (tok_bytes_put(&s->raw, p, l) || drain_raw(s, false) || release(s, false))
         goto oom;
     *out = s->out.p;
     *out_len = s->out.len;
     return s->stop_index >= 0;
 oom:
-    return err_set(e, "detokenizer: out of memory");
+    return err_set(e, ERR_NOMEM, "detokenizer: out of memory");
 }
 
 int tok_stream_finish(struct tok_stream *s, const char **out, size_t *out_len, struct err *e)
@@ -270,5 +270,5 @@ int tok_stream_finish(struct tok_stream *s, const char **out, size_t *out_len, s
     *out_len = s->out.len;
     return 0;
 oom:
-    return err_set(e, "detokenizer: out of memory");
+    return err_set(e, ERR_NOMEM, "detokenizer: out of memory");
 }

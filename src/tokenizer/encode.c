@@ -50,7 +50,7 @@ int tok_build_special_trie(struct tokenizer *t, struct err *e)
     for (size_t i = 0; i < t->n_special; i++)
         total += t->text_len[t->special[i]];
     if (total > INT32_MAX / 2)
-        return err_set(e, "special tokens: %zu bytes of text is too much", total);
+        return err_set(e, ERR_INVALID, "special tokens: %zu bytes of text is too much", total);
     t->trie_mask = 16;
     while (t->trie_mask < 2 * total)
         t->trie_mask *= 2;
@@ -60,7 +60,7 @@ int tok_build_special_trie(struct tokenizer *t, struct err *e)
     t->trie_tok = malloc(total * sizeof *t->trie_tok);
     t->special_rank = malloc((size_t)t->n_vocab * sizeof *t->special_rank);
     if (!t->trie_key || !t->trie_val || !t->trie_tok || !t->special_rank)
-        return err_set(e, "out of memory building the special-token trie");
+        return err_set(e, ERR_NOMEM, "out of memory building the special-token trie");
     memset(t->trie_key, 0xFF, (t->trie_mask + 1) * sizeof *t->trie_key);
     for (int b = 0; b < 256; b++)
         t->root_child[b] = -1;
@@ -197,7 +197,7 @@ oom:
     free(taken);
     free(*frags);
     *frags = NULL;
-    return err_set(e, "out of memory looking for special tokens");
+    return err_set(e, ERR_NOMEM, "out of memory looking for special tokens");
 }
 
 static int encode_raw(const struct tokenizer *t, const char *text, size_t len, bool *prev_special,
@@ -227,7 +227,7 @@ int tok_encode_masked(const struct tokenizer *t, const char *text, size_t len, b
     struct frag *frags = NULL;
     size_t n_frags = 0;
     if (len > INT32_MAX)
-        return err_set(e, "text of %zu bytes is too long to encode (at most %d)", len, INT32_MAX);
+        return err_set(e, ERR_INVALID, "text of %zu bytes is too long to encode (at most %d)", len, INT32_MAX);
     if (add_special && tok_add_bos(t) && tok_ids_push(out, t->bos, e))
         goto fail;
     if (t->n_special && find_specials(t, text, len, parse_special, raw_mask, &frags, &n_frags, e))

@@ -163,7 +163,7 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
     rc = 0;
     goto out;
 oom:
-    err_set(e, "out of memory encoding %zu bytes", len);
+    err_set(e, ERR_NOMEM, "out of memory encoding %zu bytes", len);
 out:
     tok_bytes_release(&esc);
     free(c.s);

@@ -74,10 +74,10 @@ int tok_ids_push(struct tok_ids *v, int32_t id, struct err *e)
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
         if (cap > SIZE_MAX / sizeof *v->ids)
-            return err_set(e, "token list: out of memory");
+            return err_set(e, ERR_NOMEM, "token list: out of memory");
         int32_t *p = realloc(v->ids, cap * sizeof *p);
         if (!p)
-            return err_set(e, "token list: out of memory (%zu tokens)", cap);
+            return err_set(e, ERR_NOMEM, "token list: out of memory (%zu tokens)", cap);
         v->ids = p;
         v->cap = cap;
     }
@@ -170,16 +170,6 @@ static size_t utf8_next(const char *s, size_t n, int32_t *cp)
 
 /* ---- hash tables ---- */
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static size_t pow2_at_least(size_t n)
 {
     size_t p = 16;
@@ -190,7 +180,7 @@ static size_t pow2_at_least(size_t n)
 
 int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n)
 {
-    uint64_t h = fnv1a(s, n);
+    uint64_t h = hash_bytes(s, n);
     uint32_t fp = (uint32_t)(h >> 32);
     size_t i = (size_t)h & t->hash_mask;
     for (;;) {
@@ -208,7 +198,7 @@ static void hash_insert(struct tokenizer *t, int32_t id)
 {
     const char *s = tok_text_at(t, id);
     size_t n = t->text_len[id];
-    uint64_t h = fnv1a(s, n);
+    uint64_t h = hash_bytes(s, n);
     uint32_t fp = (uint32_t)(h >> 32);
     size_t i = (size_t)h & t->hash_mask;
     for (;;) {
@@ -436,13 +426,13 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     if (rc < 0)
         return -1;
     if (rc == 1)
-        return err_set(e, "no tokenizer.ggml.model: the file carries no tokenizer");
+        return err_set(e, ERR_CORRUPT, "no tokenizer.ggml.model: the file carries no tokenizer");
     if (gguf_str_eq(model, "llama"))
         t->model = TOK_MODEL_SPM;
     else if (gguf_str_eq(model, "gpt2"))
         t->model = TOK_MODEL_BPE;
     else
-        return err_set(e, "tokenizer.ggml.model '%.*s' is not supported (supported: 'llama' = SentencePiece, "
+        return err_set(e, ERR_CORRUPT, "tokenizer.ggml.model '%.*s' is not supported (supported: 'llama' = SentencePiece, "
                           "'gpt2' = byte-level BPE)", (int)(model.len > 64 ? 64 : model.len), model.ptr);
 
     const struct gguf_kv *toks;
@@ -450,9 +440,9 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     if (rc < 0)
         return -1;
     if (rc == 1)
-        return err_set(e, "no tokenizer.ggml.tokens");
+        return err_set(e, ERR_CORRUPT, "no tokenizer.ggml.tokens");
     if (toks->arr_n == 0 || toks->arr_n > INT32_MAX / 2)
-        return err_set(e, "tokenizer.ggml.tokens: %llu tokens (must be 1 .. %d)", (unsigned long long)toks->arr_n,
+        return err_set(e, ERR_CORRUPT, "tokenizer.ggml.tokens: %llu tokens (must be 1 .. %d)", (unsigned long long)toks->arr_n,
                        INT32_MAX / 2);
     int32_t n = t->n_vocab = (int32_t)toks->arr_n;
 
@@ -460,7 +450,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     for (int32_t i = 0; i < n; i++)
         total += toks->arr_strs[i].len;
     if (total >= UINT32_MAX)
-        return err_set(e, "tokenizer.ggml.tokens: %llu bytes of token text (at most 4 GiB)", (unsigned long long)total);
+        return err_set(e, ERR_CORRUPT, "tokenizer.ggml.tokens: %llu bytes of token text (at most 4 GiB)", (unsigned long long)total);
     t->text = malloc(total + 1);
     t->text_off = malloc(n * sizeof *t->text_off);
     t->text_len = malloc(n * sizeof *t->text_len);
@@ -473,7 +463,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     t->hash = malloc((t->hash_mask + 1) * sizeof *t->hash);
     if (!t->text || !t->text_off || !t->text_len || !t->scores || !t->types || !t->eog || !t->piece_off ||
         !t->piece_len || !t->hash)
-        return err_set(e, "out of memory loading %d tokens", n);
+        return err_set(e, ERR_NOMEM, "out of memory loading %d tokens", n);
     uint32_t off = 0;
     for (int32_t i = 0; i < n; i++) {
         struct gguf_str s = toks->arr_strs[i];
@@ -492,9 +482,9 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         return -1;
     if (rc == 0) {
         if (kv->arr_n != (uint64_t)n)
-            return err_set(e, "tokenizer.ggml.scores has %llu entries for %d tokens", (unsigned long long)kv->arr_n, n);
+            return err_set(e, ERR_CORRUPT, "tokenizer.ggml.scores has %llu entries for %d tokens", (unsigned long long)kv->arr_n, n);
         if (kv->arr_type == GGUF_VT_STRING || kv->arr_type == GGUF_VT_ARRAY || kv->arr_type == GGUF_VT_BOOL)
-            return err_set(e, "tokenizer.ggml.scores: array of %s, expected float32", gguf_vtype_name(kv->arr_type));
+            return err_set(e, ERR_CORRUPT, "tokenizer.ggml.scores: array of %s, expected float32", gguf_vtype_name(kv->arr_type));
         for (int32_t i = 0; i < n; i++)
             t->scores[i] = (float)gguf_arr_float(kv, i);
     }
@@ -503,11 +493,11 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         return -1;
     if (rc == 0) {
         if (kv->arr_n != (uint64_t)n)
-            return err_set(e, "tokenizer.ggml.token_type has %llu entries for %d tokens",
+            return err_set(e, ERR_CORRUPT, "tokenizer.ggml.token_type has %llu entries for %d tokens",
                            (unsigned long long)kv->arr_n, n);
         if (kv->arr_type == GGUF_VT_STRING || kv->arr_type == GGUF_VT_ARRAY || kv->arr_type == GGUF_VT_BOOL ||
             kv->arr_type == GGUF_VT_FLOAT32 || kv->arr_type == GGUF_VT_FLOAT64)
-            return err_set(e, "tokenizer.ggml.token_type: array of %s, expected int32", gguf_vtype_name(kv->arr_type));
+            return err_set(e, ERR_CORRUPT, "tokenizer.ggml.token_type: array of %s, expected int32", gguf_vtype_name(kv->arr_type));
         for (int32_t i = 0; i < n; i++) {
             int64_t ty = gguf_arr_int(kv, i);
             t->types[i] = (uint8_t)(ty >= 0 && ty <= TOK_TYPE_BYTE ? ty : TOK_TYPE_UNDEFINED);
@@ -538,7 +528,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
             strcpy(t->pre, "default");
         } else {
             if (pre.len >= sizeof t->pre || memchr(pre.ptr, 0, pre.len))
-                return err_set(e, "unknown pre-tokenizer '%.*s' (tokenizer.ggml.pre)", (int)(pre.len > 64 ? 64 : pre.len),
+                return err_set(e, ERR_CORRUPT, "unknown pre-tokenizer '%.*s' (tokenizer.ggml.pre)", (int)(pre.len > 64 ? 64 : pre.len),
                                pre.ptr);
             memcpy(t->pre, pre.ptr, pre.len);
             t->pre[pre.len] = 0;
@@ -589,13 +579,13 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         size_t before = pb.len;
         if (build_piece(t, i, &pb) || pb.len >= UINT32_MAX) {
             tok_bytes_release(&pb);
-            return err_set(e, "out of memory building token pieces");
+            return err_set(e, ERR_NOMEM, "out of memory building token pieces");
         }
         t->piece_off[i] = (uint32_t)before;
         t->piece_len[i] = (uint32_t)(pb.len - before);
     }
     if (!pb.p && tok_bytes_put(&pb, "", 0))
-        return err_set(e, "out of memory building token pieces");
+        return err_set(e, ERR_NOMEM, "out of memory building token pieces");
     t->piece = pb.p;
 
     /* Special tokens that may appear in text, longest first. */
@@ -609,7 +599,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     t->special = malloc((ns ? ns : 1) * sizeof *t->special);
     if (!t->special || !li) {
         free(li);
-        return err_set(e, "out of memory");
+        return err_set(e, ERR_NOMEM, "out of memory");
     }
     for (int32_t i = 0; i < n; i++) {
         uint8_t ty = t->types[i];
@@ -648,11 +638,11 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
             return -1;
         uint64_t nm = rc == 0 ? kv->arr_n : 0;
         if (nm > INT32_MAX)
-            return err_set(e, "tokenizer.ggml.merges: %llu merges is too many", (unsigned long long)nm);
+            return err_set(e, ERR_CORRUPT, "tokenizer.ggml.merges: %llu merges is too many", (unsigned long long)nm);
         t->merge_mask = pow2_at_least(2 * (size_t)nm) - 1;
         t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
         if (!t->merge)
-            return err_set(e, "out of memory loading %llu merges", (unsigned long long)nm);
+            return err_set(e, ERR_NOMEM, "out of memory loading %llu merges", (unsigned long long)nm);
         for (size_t i = 0; i <= t->merge_mask; i++)
             t->merge[i].key = UINT64_MAX;
         struct tok_bytes cat = {0};
@@ -663,7 +653,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
             const char *sp = m.len > 1 ? memchr(m.ptr + 1, ' ', m.len - 1) : NULL;
             if (!sp) {
                 tok_bytes_release(&cat);
-                return err_set(e, "tokenizer.ggml.merges[%llu] = '%.*s': no space between the two parts",
+                return err_set(e, ERR_CORRUPT, "tokenizer.ggml.merges[%llu] = '%.*s': no space between the two parts",
                                (unsigned long long)i, (int)(m.len > 64 ? 64 : m.len), m.ptr);
             }
             size_t ll = (size_t)(sp - m.ptr), rl = m.len - ll - 1;
@@ -671,7 +661,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
             cat.len = 0;
             if (tok_bytes_put(&cat, m.ptr, ll) || tok_bytes_put(&cat, sp + 1, rl)) {
                 tok_bytes_release(&cat);
-                return err_set(e, "out of memory loading merges");
+                return err_set(e, ERR_NOMEM, "out of memory loading merges");
             }
             int32_t res = tok_lookup(t, cat.p, cat.len);
             if (l < 0 || r < 0 || res < 0) {
@@ -720,7 +710,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
                     struct tok_merge *p = realloc(pairs, cap * sizeof *p);
                     if (!p) {
                         free(pairs);
-                        return err_set(e, "out of memory building the SPM pair table");
+                        return err_set(e, ERR_NOMEM, "out of memory building the SPM pair table");
                     }
                     pairs = p;
                 }
@@ -731,7 +721,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
         if (!t->merge) {
             free(pairs);
-            return err_set(e, "out of memory building the SPM pair table");
+            return err_set(e, ERR_NOMEM, "out of memory building the SPM pair table");
         }
         for (size_t i = 0; i <= t->merge_mask; i++)
             t->merge[i].key = UINT64_MAX;
@@ -747,7 +737,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     if (rc == 0) {
         t->chat_template = malloc(tmpl.len + 1);
         if (!t->chat_template)
-            return err_set(e, "out of memory");
+            return err_set(e, ERR_NOMEM, "out of memory");
         memcpy(t->chat_template, tmpl.ptr, tmpl.len);
         t->chat_template[tmpl.len] = 0;
     }
@@ -758,7 +748,7 @@ struct tokenizer *tok_load(const struct gguf_file *f, struct err *e)
 {
     struct tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
-        err_set(e, "%s: out of memory", gguf_name(f));
+        err_set(e, ERR_NOMEM, "%s: out of memory", gguf_name(f));
         return NULL;
     }
     if (load_body(t, f, e)) {

@@ -26,7 +26,7 @@ static int n_toks;
 
 static struct tokenizer *load_path(const char *path)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_file *f = gguf_open(path, &e);
     if (!f)
         return NULL;
@@ -40,7 +40,7 @@ static struct tokenizer *load_path(const char *path)
 static struct tokenizer *write_and_load(struct gguf_writer *w)
 {
     char path[128];
-    struct err e = {{0}};
+    struct err e = {0};
     snprintf(path, sizeof path, "/tmp/fuzz_tok_%d.gguf", (int)getpid());
     struct tokenizer *t = NULL;
     if (gguf_writer_write(w, path, &e) == 0) {
@@ -159,7 +159,7 @@ static bool valid_utf8(const uint8_t *s, size_t n)
 static void stream_check(struct tokenizer *t, const struct tok_ids *ids, bool render, const char *stop,
                          const char *dec, size_t dl)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     const char *stops[1] = {stop};
     struct tok_stream *s = tok_stream_new(t, stops, stop ? 1 : 0, render, &e);
     MAAS_ASSERT(s);
@@ -199,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool parse_special = sel & 4, add_special = sel & 8;
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
-    struct err e = {{0}};
+    struct err e = {0};
     struct tok_ids ids;
     tok_ids_init(&ids);
     int rc = tok_encode(t, text, len, add_special, parse_special, &ids, &e);

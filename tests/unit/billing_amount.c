@@ -33,7 +33,7 @@ TEST(amount_parse_rejects)
                                 "1e-3", "9223372036855", "9223372036854.775808", "99999999999999999999", "-",
                                 "1.-5", "½"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        struct err e = {{0}};
+        struct err e = {0};
         int64_t v = 777;
         CHECKF(amount_parse(bad[i], 0, &v, &e) == -1, "'%s' accepted as %lld", bad[i], (long long)v);
         CHECK(v == 777); /* out-parameter untouched on failure */

@@ -86,7 +86,7 @@ static int rec_row(void *ctx, const struct billing_usage_row *r)
 
 TEST(sigkill_rounds)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     snprintf(dir, sizeof dir, "/tmp/maas-crash-test-%d", (int)getpid());
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -173,7 +173,7 @@ TEST(sigkill_rounds)
  * exactly 25 admitted across the processes, the rest refused with 402. */
 TEST(processes_race)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     snprintf(dir, sizeof dir, "/tmp/maas-crash-test-%d", (int)getpid());
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -20,7 +20,7 @@ static char dir[256];
 
 static struct billing *open_b(const char *node, int writer, int fresh)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     snprintf(dir, sizeof dir, "/tmp/maas-billing-test-%d", (int)getpid());
     if (fresh) {
         char cmd[300];
@@ -40,7 +40,7 @@ static void must(int rc, const struct err *e)
 
 static void setup_acct(struct billing *b, const char *credit, char *acct, char *key, const struct billing_key_spec *spec)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int64_t c = 0;
     must(amount_parse(credit, 0, &c, &e), &e);
     must(billing_account_create(b, "test", c, acct, &e), &e);
@@ -49,7 +49,7 @@ static void setup_acct(struct billing *b, const char *credit, char *acct, char *
 
 static void set_price(struct billing *b, const char *model, int64_t in, int64_t cached, int64_t out, int64_t from)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing_price p = {.input = in, .cached_input = cached, .output = out, .effective_from = from};
     snprintf(p.model, sizeof p.model, "%s", model);
     must(billing_price_set(b, &p, &e), &e);
@@ -58,7 +58,7 @@ static void set_price(struct billing *b, const char *model, int64_t in, int64_t 
 static struct billing_admission admit(struct billing *b, const char *key, const char *model, int64_t prompt,
                                       int64_t max_tokens)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing_admission a;
     memset(&a, 0, sizeof a);
     struct billing_request r = {.key = key, .model = model, .prompt_tokens = prompt, .max_tokens = max_tokens};
@@ -68,7 +68,7 @@ static struct billing_admission admit(struct billing *b, const char *key, const 
 
 static struct billing_account acct_get(struct billing *b, const char *id)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing_account a;
     memset(&a, 0, sizeof a);
     must(billing_account_get(b, id, &a, &e), &e);
@@ -77,14 +77,14 @@ static struct billing_account acct_get(struct billing *b, const char *id)
 
 static void audit_ok(struct billing *b)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     CHECKF(billing_audit(b, &e) == 0, "%s", e.msg);
 }
 
 TEST(keys_verify)
 {
     struct billing *b = open_b("n1", 0, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     setup_acct(b, "5", acct, key, NULL);
     CHECK(strlen(key) == BILLING_KEY_LEN && !strncmp(key, "sk-maas-", 8));
@@ -210,7 +210,7 @@ static void *race_thread(void *arg)
     struct race *r = arg;
     while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE))
         ;
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing_admission a;
     struct billing_request req = {.key = r->key, .model = "m", .prompt_tokens = 1000, .max_tokens = 1000};
     int rc = billing_admit(r->b, &req, &a, &e);
@@ -238,7 +238,7 @@ struct settle_arg {
 static void *settle_thread(void *arg)
 {
     struct settle_arg *s = arg;
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing_usage u;
     s->rc = billing_settle(s->b, s->id, 1000, 100, 500, "stop", &u, &e);
     if (s->rc)
@@ -298,7 +298,7 @@ static int count_row(void *ctx, const struct billing_usage_row *r)
 TEST(settle_idempotent)
 {
     struct billing *b = open_b("n1", 1, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     set_price(b, "m", 1000000, 100000, 3000000, 0);
     setup_acct(b, "1", acct, key, NULL);
@@ -325,7 +325,7 @@ TEST(settle_idempotent)
 TEST(settle_errors_and_report)
 {
     struct billing *b = open_b("n1", 0, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     set_price(b, "m", 1000000, 100000, 3000000, 0);
     setup_acct(b, "1", acct, key, NULL);
@@ -357,7 +357,7 @@ TEST(settle_errors_and_report)
 TEST(price_change_mid_stream)
 {
     struct billing *b = open_b("n1", 1, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     setup_acct(b, "100", acct, key, NULL);
     int64_t t0 = fake_now;
@@ -384,7 +384,7 @@ TEST(price_change_mid_stream)
 TEST(budgets)
 {
     struct billing *b = open_b("n1", 0, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     set_price(b, "m", 1000000, 1000000, 1000000, 0);
     struct billing_key_spec sp = {.budget = 1000, .budget_period = BILLING_PERIOD_DAY};
@@ -426,7 +426,7 @@ TEST(budgets)
 TEST(rate_limits)
 {
     struct billing *b = open_b("n1", 0, 1);
-    struct err e = {{0}};
+    struct err e = {0};
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     set_price(b, "m", 1, 1, 1, 0);
     struct billing_key_spec sp = {.rpm = 3};
@@ -463,7 +463,7 @@ TEST(rate_limits)
 
 TEST(recovery)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing *b = open_b("n1", 1, 1);
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     set_price(b, "m", 1000000, 1000000, 1000000, 0);
@@ -541,7 +541,7 @@ static int workload(struct billing *b, const char *acct, const char *key, int *n
 
 TEST(fault_injection_ledger_balances)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing *b = open_b("n1", 1, 1);
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     set_price(b, "m", 3000000, 1000000, 7000000, 0);

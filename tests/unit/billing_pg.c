@@ -46,7 +46,7 @@ static int64_t clock_fn(void *ctx)
 
 static struct billing *open_node(const char *node, int writer, int use_clock)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     /* a shorter grace than the default keeps the recovery tests quick */
     struct billing_options o = {.db = url, .secret_file = secret_path, .node = node, .writer = writer, .n_conn = 4,
                                 .lease_check_ms = 100, .lease_grace_ms = 1000};
@@ -67,7 +67,7 @@ static struct billing *open_node(const char *node, int writer, int use_clock)
  * micro-units) */
 static struct billing *fresh(const char *db, int64_t credit, const struct billing_key_spec *spec, char *acct, char *key)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (pg_test_db(db, url))
         return NULL;
     struct billing *b = open_node("setup", 0, 0);
@@ -82,7 +82,7 @@ static struct billing *fresh(const char *db, int64_t credit, const struct billin
 
 static void audit_ok(struct billing *b)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     CHECKF(billing_audit(b, &e) == 0, "%s", e.msg);
 }
 

@@ -39,7 +39,7 @@ static char url[512];
 
 static struct billing *open_node(const char *node, int writer)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct billing_options o = {.db = url, .secret_file = secret_path, .node = node, .writer = writer, .n_conn = 2};
     struct billing *b = NULL;
     if (billing_open(&o, &b, &e)) {
@@ -53,7 +53,7 @@ static struct billing *open_node(const char *node, int writer)
  * token for everything (a hold is prompt + max_tokens micro-units) */
 static int fresh(const char *db, int64_t credit, char *acct, char *key)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (pg_test_db(db, url))
         return -1;
     struct billing *b = open_node("setup", 0);
@@ -258,7 +258,7 @@ static void holder_end(struct holder *h)
 
 static void audit_ok(struct billing *b)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     CHECKF(billing_audit(b, &e) == 0, "%s", e.msg);
 }
 

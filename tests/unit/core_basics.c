@@ -7,10 +7,122 @@
 TEST(test_err_prefix)
 {
     struct err e;
-    CHECK(err_set(&e, "bad %s", "thing") == -1);
+    CHECK(err_set(&e, ERR_CORRUPT, "bad %s", "thing") == -1);
     err_prefix(&e, "file.gguf");
     CHECK(strcmp(e.msg, "file.gguf: bad thing") == 0);
-    CHECK(err_set(NULL, "ignored") == -1);
+    CHECK(e.code == ERR_CORRUPT); /* context does not change the kind */
+    CHECK(err_set(NULL, ERR_INVALID, "ignored") == -1);
+    CHECK(err_refuse(&e, 7, "no money") == -1);
+    CHECK(e.code == ERR_REFUSED && e.reason == 7 && !strcmp(e.msg, "no money"));
+    err_clear(&e);
+    CHECK(e.code == ERR_OK && e.reason == 0 && e.msg[0] == 0);
+    CHECK(!strcmp(err_code_name(ERR_NOT_FOUND), "not_found"));
+    CHECK(!strcmp(err_code_name(ERR_EXHAUSTED), "exhausted"));
+    for (int c = 0; c < ERR_CODE_COUNT; c++)
+        CHECK(strcmp(err_code_name((enum err_code)c), "unknown") != 0);
+    CHECK(!strcmp(err_code_name(ERR_CODE_COUNT), "unknown"));
+}
+
+TEST(test_sbuf)
+{
+    struct sbuf b = SBUF_INIT;
+    CHECK(b.buf == NULL && b.len == 0);
+    CHECK(sbuf_addstr(&b, "abc") == 0);
+    CHECK(sbuf_addch(&b, 0) == 0);            /* an embedded NUL is content */
+    CHECK(sbuf_addf(&b, "%d-%s", 42, "x") == 0);
+    CHECK(b.len == 8 && !memcmp(b.buf, "abc\0" "42-x", 9) && b.buf[b.len] == 0);
+    /* a long formatted append takes the second vsnprintf */
+    char big[1000];
+    memset(big, 'q', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    CHECK(sbuf_addf(&b, "[%s]", big) == 0);
+    CHECK(b.len == 8 + 1001 && b.buf[8] == '[' && b.buf[b.len - 1] == ']' && b.buf[b.len] == 0);
+    sbuf_reset(&b);
+    CHECK(b.len == 0 && b.buf[0] == 0 && b.cap >= 1010);
+    CHECK(sbuf_add(&b, "xy", 2) == 0);
+    size_t n = 0;
+    char *s = sbuf_detach(&b, &n);
+    CHECK(s && n == 2 && !strcmp(s, "xy"));
+    CHECK(b.buf == NULL && b.len == 0 && b.cap == 0);
+    free(s);
+    /* empty detach gives "" */
+    s = sbuf_detach(&b, NULL);
+    CHECK(s && s[0] == 0);
+    free(s);
+    /* a size that cannot be had fails, keeps the contents, and sticks */
+    CHECK(sbuf_addstr(&b, "keep") == 0);
+    CHECK(sbuf_grow(&b, SIZE_MAX - 2) == -1);
+    CHECK(sbuf_failed(&b) && b.len == 4 && !strcmp(b.buf, "keep"));
+    CHECK(sbuf_addstr(&b, "more") == -1 && b.len == 4);
+    CHECK(sbuf_detach(&b, NULL) == NULL);
+    CHECK(b.buf == NULL && !b.failed);
+    sbuf_release(&b);
+}
+
+TEST(test_mem_grow)
+{
+    int *v = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < 1000; i++) {
+        CHECK(mem_grow(&v, &cap, i + 1, sizeof *v) == 0);
+        CHECK(cap >= i + 1);
+        v[i] = (int)i;
+    }
+    long sum = 0;
+    for (size_t i = 0; i < 1000; i++)
+        sum += v[i];
+    CHECK(sum == 999L * 1000 / 2);
+    size_t before = cap;
+    CHECK(mem_grow(&v, &cap, SIZE_MAX / 2, sizeof *v) == -1); /* overflow: unchanged */
+    CHECK(cap == before && v[999] == 999);
+    free(v);
+}
+
+TEST(test_hash_values_pinned)
+{
+    /* The published FNV-1a test vectors. */
+    CHECK(hash_bytes("", 0) == 0xcbf29ce484222325ull);
+    CHECK(hash_bytes("a", 1) == 0xaf63dc4c8601ec8cull);
+    CHECK(hash_bytes("foobar", 6) == 0x85944171f73967e8ull);
+    CHECK(hash_fnv1a32("", 0) == 0x811c9dc5u);
+    CHECK(hash_fnv1a32("a", 1) == 0xe40c292cu);
+    CHECK(hash_fnv1a32("foobar", 6) == 0xbf9cf968u);
+    /* Chaining over pieces is the hash of the whole. */
+    CHECK(hash_fnv1a64(hash_bytes("foo", 3), "bar", 3) == hash_bytes("foobar", 6));
+    /* The legacy basis is persisted (PostgreSQL advisory-lock keys shared by
+     * every node, mkmodel's per-tensor seeds): these values must never move. */
+    CHECK(HASH_FNV64_BASIS_LEGACY == 1469598103934665603ull);
+    CHECK(hash_fnv1a64(HASH_FNV64_BASIS_LEGACY, "maas ledger migrations", 22) == 0xec08a91352d5b047ull);
+    CHECK(hash_fnv1a64(HASH_FNV64_BASIS_LEGACY, "token_embd.weight", 17) == 0xc93a73183bb37739ull);
+}
+
+TEST(test_parse_numbers)
+{
+    int64_t v = 0;
+    double d = 0;
+    CHECK(parse_i64("42", 0, 100, &v) == 0 && v == 42);
+    CHECK(parse_i64("-7", -10, 10, &v) == 0 && v == -7);
+    CHECK(parse_i64("101", 0, 100, &v) == -1 && v == -7);     /* out of range: untouched */
+    CHECK(parse_i64("4x", 0, 100, &v) == -1);
+    CHECK(parse_i64("", 0, 100, &v) == -1);
+    CHECK(parse_i64(" 4", 0, 100, &v) == -1);
+    CHECK(parse_i64(NULL, 0, 100, &v) == -1);
+    CHECK(parse_i64("99999999999999999999", INT64_MIN, INT64_MAX, &v) == -1); /* overflow */
+    CHECK(parse_i64("9223372036854775807", 0, INT64_MAX, &v) == 0 && v == INT64_MAX);
+    CHECK(parse_f64("0.25", 0, 1, &d) == 0 && d == 0.25);
+    CHECK(parse_f64("1e400", 0, 1e308, &d) == -1);
+    CHECK(parse_f64("nan", -1, 1, &d) == -1);
+    CHECK(parse_f64("inf", 0, INFINITY, &d) == -1);
+    CHECK(parse_f64("1.5", 0, 1, &d) == -1);
+    struct err e;
+    int i = 0;
+    CHECK(arg_int("--threads", "abc", 1, 64, &i, &e) == -1);
+    CHECK(e.code == ERR_INVALID && !strcmp(e.msg, "--threads: 'abc' is not an integer in [1, 64]"));
+    CHECK(arg_int("--threads", NULL, 1, 64, &i, &e) == -1 && !strcmp(e.msg, "--threads: '' is not an integer in [1, 64]"));
+    CHECK(arg_int("--threads", "8", 1, 64, &i, &e) == 0 && i == 8);
+    float f = 0;
+    CHECK(arg_float("--temp", "-1", 0, 2, &f, &e) == -1 && !strcmp(e.msg, "--temp: '-1' is not a number in [0, 2]"));
+    CHECK(arg_float("--temp", "0.5", 0, 2, &f, &e) == 0 && f == 0.5f);
 }
 
 TEST(test_rng_reproducible)
@@ -82,6 +194,10 @@ TEST(test_pool_runs_every_slice)
 int main(void)
 {
     RUN(test_err_prefix);
+    RUN(test_sbuf);
+    RUN(test_mem_grow);
+    RUN(test_hash_values_pinned);
+    RUN(test_parse_numbers);
     RUN(test_rng_reproducible);
     RUN(test_split_range);
     RUN(test_pool_runs_every_slice);

@@ -422,7 +422,7 @@ TEST(test_queue_full_and_bad_requests)
         s[i] = engine_submit(eng, &r, &e);
         if (!s[i]) {
             refused++;
-            CHECKF(strstr(e.msg, "queue full") != NULL, "%s", e.msg);
+            CHECKF(e.code == ERR_EXHAUSTED && strstr(e.msg, "queue full") != NULL, "%s: %s", err_code_name(e.code), e.msg);
         }
     }
     /* one running and two waiting at most, unless the first finished (100

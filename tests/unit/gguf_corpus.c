@@ -171,7 +171,7 @@ static int seed_v2(const char *path, struct err *e)
     if (!f || fseek(f, 4, SEEK_SET) || fwrite(&v, 4, 1, f) != 1) {
         if (f)
             fclose(f);
-        return err_set(e, "%s: cannot patch the version", path);
+        return err_set(e, ERR_IO, "%s: cannot patch the version", path);
     }
     fclose(f);
     return 0;
@@ -217,7 +217,7 @@ TEST(seeds_open_and_match_the_generator)
     }
     for (int i = 0; i < N_SEEDS; i++) {
         char committed[512], fresh[512];
-        struct err e = {{0}};
+        struct err e = {0};
         snprintf(committed, sizeof committed, "%s/%s", CORPUS_DIR, seeds[i].name);
         snprintf(fresh, sizeof fresh, "%s/%s", tmp, seeds[i].name);
         struct gguf_file *f = gguf_open(committed, &e);
@@ -240,7 +240,7 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "--write")) {
         for (int i = 0; i < N_SEEDS; i++) {
             char path[512];
-            struct err e = {{0}};
+            struct err e = {0};
             snprintf(path, sizeof path, "%s/%s", argv[2], seeds[i].name);
             if (seeds[i].gen(path, &e)) {
                 fprintf(stderr, "%s\n", e.msg);

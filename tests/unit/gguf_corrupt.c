@@ -79,7 +79,7 @@ static struct gguf_file *open_copy(const uint8_t *p, size_t n, struct err *e)
 /* Expects the file in b to be refused with a message holding every needle. */
 static void expect_fail_(struct bb *b, const char *const *needles, const char *file, int line)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_file *f = open_copy(b->p, b->n, &e);
     if (f) {
         fprintf(stderr, "  %s:%d: file was accepted\n", file, line);
@@ -102,7 +102,7 @@ static void expect_fail_(struct bb *b, const char *const *needles, const char *f
 
 static void expect_ok_(struct bb *b, const char *file, int line)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     if (!open_copy(b->p, b->n, &e)) {
         fprintf(stderr, "  %s:%d: refused: %s\n", file, line, e.msg);
         test_failed_checks++;
@@ -414,7 +414,7 @@ static uint8_t *sample_file(size_t *n)
         return NULL;
     snprintf(path, sizeof path, "%s/s.gguf", dir);
     struct gguf_writer *w = gguf_writer_new();
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_str toks[3] = {{"<s>", 3}, {"", 0}, {"h\xc3\xa9", 3}};
     float scores[3] = {0, -1, -2};
     uint8_t bools[2] = {1, 0};
@@ -496,7 +496,7 @@ TEST(every_truncation_fails)
     CHECK(buf != NULL);
     if (!buf)
         return;
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_file *f = gguf_open_mem(buf, n, "test.gguf", &e);
     CHECKF(f, "%s", e.msg);
     if (f) {
@@ -538,7 +538,7 @@ TEST(random_bit_flips_never_crash)
             uint64_t bit = rng_u64(&r) % (n * 8);
             c[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         }
-        struct err e = {{0}};
+        struct err e = {0};
         struct gguf_file *f = gguf_open_mem(c, n, "test.gguf", &e);
         if (f) {
             walk(f);

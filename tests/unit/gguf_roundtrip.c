@@ -37,7 +37,7 @@ static uint8_t *read_all(const char *path, size_t *n)
 /* Writes w to name in tmpdir and opens the result; NULL (and a failed check) on error. */
 static struct gguf_file *write_and_open(struct gguf_writer *w, const char *name)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int rc = gguf_writer_write(w, tmp_path(name), &e);
     CHECKF(rc == 0, "%s", e.msg);
     if (rc)
@@ -320,7 +320,7 @@ TEST(tensors_round_trip_and_layout)
     for (size_t i = 0; i < sizeof qk; i++)
         qk[i] = (uint8_t)(i * 13);
     struct gguf_writer *w = gguf_writer_new();
-    struct err e = {{0}};
+    struct err e = {0};
     gguf_writer_set_str(w, "general.architecture", "llama");
     CHECKF(gguf_writer_add_tensor(w, "a", GGML_TYPE_F32, 2, (int64_t[]){5, 3}, a, sizeof a, &e) == 0, "%s", e.msg);
     CHECKF(gguf_writer_add_tensor(w, "blk.0.q8", GGML_TYPE_Q8_0, 3, (int64_t[]){64, 2, 3}, q8, sizeof q8, &e) == 0,
@@ -371,7 +371,7 @@ TEST(tensors_round_trip_and_layout)
 TEST(custom_alignment_64)
 {
     struct gguf_writer *w = gguf_writer_new();
-    struct err e = {{0}};
+    struct err e = {0};
     float x[3] = {1, 2, 3}, y[5] = {4, 5, 6, 7, 8};
     gguf_writer_set_u32(w, "general.alignment", 64);
     gguf_writer_add_tensor(w, "x", GGML_TYPE_F32, 1, (int64_t[]){3}, x, sizeof x, &e);
@@ -408,7 +408,7 @@ TEST(large_tensor_round_trip)
         big[i] = (float)i * 0.25f;
     float small[3] = {7, 8, 9};
     struct gguf_writer *w = gguf_writer_new();
-    struct err e = {{0}};
+    struct err e = {0};
     CHECK(gguf_writer_add_tensor(w, "s0", GGML_TYPE_F32, 1, (int64_t[]){3}, small, sizeof small, &e) == 0);
     CHECK(gguf_writer_add_tensor(w, "big", GGML_TYPE_F32, 2, (int64_t[]){N, 1}, big, N * sizeof *big, &e) == 0);
     CHECK(gguf_writer_add_tensor(w, "s1", GGML_TYPE_F32, 1, (int64_t[]){3}, small, sizeof small, &e) == 0);
@@ -428,7 +428,7 @@ TEST(large_tensor_round_trip)
 TEST(write_errors_name_the_path)
 {
     struct gguf_writer *w = gguf_writer_new();
-    struct err e = {{0}};
+    struct err e = {0};
     gguf_writer_set_u32(w, "a", 1);
     CHECK(gguf_writer_write(w, "/nonexistent-dir/x.gguf", &e) == -1);
     CHECKF(strstr(e.msg, "/nonexistent-dir/x.gguf.tmp") && strstr(e.msg, "No such file"), "%s", e.msg);
@@ -439,7 +439,7 @@ TEST(write_errors_name_the_path)
 
 TEST(open_errors)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     CHECK(gguf_open(tmp_path("does-not-exist.gguf"), &e) == NULL);
     CHECKF(strstr(e.msg, "does-not-exist.gguf") && strstr(e.msg, "No such file"), "%s", e.msg);
     CHECK(gguf_open(tmpdir, &e) == NULL);
@@ -459,7 +459,7 @@ TEST(many_tensors_lookup)
     enum { N = 3000 };
     static float one[N];
     struct gguf_writer *w = gguf_writer_new();
-    struct err e = {{0}};
+    struct err e = {0};
     char name[64];
     for (int i = 0; i < N; i++) {
         one[i] = (float)i;
@@ -504,7 +504,7 @@ TEST(shared_vocabularies)
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char path[512];
-        struct err e = {{0}};
+        struct err e = {0};
         snprintf(path, sizeof path, "%s/tokenizer/%s", dir, want[i].file);
         uint64_t t0 = now_ns();
         struct gguf_file *f = gguf_open(path, &e);
@@ -537,7 +537,7 @@ TEST(vocabulary_copy_round_trip)
     if (!dir)
         SKIP("../shared/testdata not found (set MAAS_SHARED_TESTDATA)");
     char path[512];
-    struct err e = {{0}};
+    struct err e = {0};
     snprintf(path, sizeof path, "%s/tokenizer/llama-spm.gguf", dir);
     struct gguf_file *f = gguf_open(path, &e);
     CHECKF(f, "%s", e.msg);

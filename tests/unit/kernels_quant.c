@@ -145,16 +145,6 @@ static void gold_rows(float *x)
     }
 }
 
-static uint64_t fnv1a(const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 /* FNV-1a of the quantized rows of gold_rows(), computed with ggml's
  * quantize_<type>(src, dst, 9, 512, NULL) and quantize_row_q8_*_ref (the
@@ -185,7 +175,7 @@ TEST(test_golden_ggml_bytes)
         memset(q, 0xa5, bytes);
         for (int r = 0; r < GOLD_ROWS; r++)
             kern_ops(t)->from_float(x + r * GOLD_N, q + r * ggml_row_size(t, GOLD_N), GOLD_N);
-        uint64_t h = fnv1a(q, bytes);
+        uint64_t h = hash_bytes(q, bytes);
         CHECKF(h == golden[k].hash, "%s: hash %016llx, ggml's %016llx", ggml_type_name(t), (unsigned long long)h,
                (unsigned long long)golden[k].hash);
         free(q);

@@ -17,7 +17,7 @@ static void fresh_dir(void)
 
 TEST(fresh_and_reopen)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
     CHECKF(store_open(dir, &s, &e) == 0, "%s", e.msg);
@@ -39,7 +39,7 @@ TEST(fresh_and_reopen)
 
 TEST(refuse_newer)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
     CHECK(store_open(dir, &s, &e) == 0);
@@ -54,7 +54,7 @@ TEST(refuse_newer)
 
 TEST(custom_migrations_in_order)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct store *s = NULL;
     char path[300];
     fresh_dir();
@@ -89,7 +89,7 @@ static int collect(void *ctx, const struct store_row *r)
 
 TEST(params_out_of_order_and_tx)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
     CHECK(store_open(dir, &s, &e) == 0);
@@ -123,7 +123,7 @@ TEST(params_out_of_order_and_tx)
 
 TEST(fault_injection)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
     CHECK(store_open(dir, &s, &e) == 0);
@@ -143,7 +143,7 @@ TEST(fault_injection)
 
 TEST(postgres_unreachable_clearly)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct store *s = NULL;
     CHECK(store_open("postgresql://127.0.0.1:1/maas?connect_timeout=2", &s, &e) == -1);
     CHECKF(strstr(e.msg, "PostgreSQL") != NULL, "%s", e.msg);

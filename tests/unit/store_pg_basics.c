@@ -17,7 +17,7 @@ static int pg_ok;
 
 static struct store *open_db(const char *url)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct store *s = NULL;
     if (store_open(url, &s, &e)) {
         fprintf(stderr, "  store_open: %s\n", e.msg);
@@ -44,7 +44,7 @@ TEST(open_migrate_reopen)
     CHECK(s != NULL);
     if (!s)
         return;
-    struct err e = {{0}};
+    struct err e = {0};
     CHECK(!strcmp(store_backend(s), "postgresql"));
     int v = -1;
     CHECK(store_schema_version(s, &v, &e) == 0);
@@ -145,7 +145,7 @@ TEST(params_rows_and_transactions)
         CHECK(0);
         return;
     }
-    struct err e = {{0}};
+    struct err e = {0};
     CHECK(store_exec(s, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT, CHECK (id >= 0))", NULL, 0, NULL, &e) == 0);
     /* placeholders out of order, reused, NULL, big integers, quotes, UTF-8 */
     int64_t big = INT64_MAX - 7;

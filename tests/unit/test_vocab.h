@@ -88,7 +88,7 @@ static struct tokenizer *test_vocab_build(struct err *e)
     char path[128];
     path[0] = 0;
     if (!w || !tblob || !mblob || !toks || !merges || !types) {
-        err_set(e, "test vocabulary: out of memory");
+        err_set(e, ERR_NOMEM, "test vocabulary: out of memory");
         goto out;
     }
     size_t nt = 0, nm = 0;
@@ -124,7 +124,7 @@ static struct tokenizer *test_vocab_build(struct err *e)
         test_vocab_push(tblob, toks, &nt, specials[i]);
     }
     if (nt != N_TOKENS || nm != N_MERGES) {
-        err_set(e, "test vocabulary: %zu tokens and %zu merges, expected %d and %d", nt, nm, N_TOKENS, N_MERGES);
+        err_set(e, ERR_INTERNAL, "test vocabulary: %zu tokens and %zu merges, expected %d and %d", nt, nm, N_TOKENS, N_MERGES);
         goto out;
     }
     int rc = 0;
@@ -139,7 +139,7 @@ static struct tokenizer *test_vocab_build(struct err *e)
     rc |= gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", eot_id);
     rc |= gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false);
     if (rc) {
-        err_set(e, "test vocabulary: out of memory setting the metadata");
+        err_set(e, ERR_NOMEM, "test vocabulary: out of memory setting the metadata");
         goto out;
     }
     snprintf(path, sizeof path, "/tmp/maas_test_vocab_%d.gguf", (int)getpid());

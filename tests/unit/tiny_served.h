@@ -31,7 +31,7 @@ static struct model *tiny_served_model(const struct tokenizer *tok, const char *
     char path[128];
     tiny_path(path, sizeof path, tag);
     if (tiny_write(&c, path) != 0) {
-        err_set(e, "cannot write the tiny model %s", path);
+        err_set(e, ERR_IO, "cannot write the tiny model %s", path);
         return NULL;
     }
     struct model *m = model_load(path, e);

@@ -100,7 +100,7 @@ static void print_ids(const char *what, const struct tok_ids *v)
 
 TEST(bpe_merges_by_rank)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = bpe_vocab("gpt-2", &e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -144,7 +144,7 @@ TEST(bpe_merges_by_rank)
 
 TEST(special_tokens_only_when_allowed)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = bpe_vocab("gpt-2", &e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -185,7 +185,7 @@ TEST(special_tokens_only_when_allowed)
 
 TEST(bpe_invalid_utf8_is_kept)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = bpe_vocab("llama3", &e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -207,7 +207,7 @@ TEST(bpe_invalid_utf8_is_kept)
 
 TEST(unknown_pre_is_an_error)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = bpe_vocab("no-such-pre", &e);
     CHECK(t == NULL);
     CHECKF(strstr(e.msg, "no-such-pre") && strstr(e.msg, "tokenizer.ggml.pre"), "%s", e.msg);
@@ -250,7 +250,7 @@ static struct tokenizer *spm_vocab(struct err *e)
 
 TEST(spm_scores_and_byte_fallback)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = spm_vocab(&e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -318,7 +318,7 @@ TEST(spm_merge_across_words_when_vocab_has_it)
     static const float ps[] = {-5, -5, -5, -1, -2};
     for (int i = 0; i < 5; i++)
         toks[259 + i] = pieces[i], types[259 + i] = 1, scores[259 + i] = ps[i];
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = make_vocab("llama", NULL, toks, N, scores, types, NULL, 0, &e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -337,7 +337,7 @@ TEST(spm_merge_across_words_when_vocab_has_it)
 /* Feeds ids, collecting the released text; returns the last feed's code. */
 static int stream_run(struct tok_stream *s, const int32_t *ids, size_t n, char *acc, size_t cap, size_t *per_feed)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     int rc = 0;
     size_t total = strlen(acc);
     for (size_t i = 0; i < n; i++) {
@@ -359,7 +359,7 @@ static int stream_run(struct tok_stream *s, const int32_t *ids, size_t n, char *
 
 TEST(stream_holds_split_characters)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = spm_vocab(&e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -392,7 +392,7 @@ TEST(stream_holds_split_characters)
 
 TEST(stream_stop_string_across_tokens)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = spm_vocab(&e);
     CHECKF(t, "%s", e.msg);
     if (!t)

@@ -77,7 +77,7 @@ static const struct tok_chat_msg conv[] = {
 static void expect(struct tokenizer *t, enum tok_chat_family want_fam, const struct tok_chat_msg *msgs, size_t n,
                    bool gen, const char *want, const char *want_err)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     enum tok_chat_family fam = TOK_CHAT_COUNT;
     int rc = tok_chat_select(t, NULL, &fam, &e);
     CHECKF(rc == 0, "select: %s", e.msg);
@@ -107,7 +107,7 @@ static struct tokenizer *load_template(const char *file, const char *bos, const 
     CHECKF(tmpl != NULL, "cannot read %s", path);
     if (!tmpl)
         return NULL;
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = vocab_with(tmpl, bos, eos, &e);
     CHECKF(t, "%s", e.msg);
     free(tmpl);
@@ -239,7 +239,7 @@ static const char phi3_mini[] =
 
 TEST(template_phi3_mini)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = vocab_with(phi3_mini, "<s>", "<|endoftext|>", &e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -263,7 +263,7 @@ static const char llama2_chat[] =
 
 TEST(template_llama2)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     struct tokenizer *t = vocab_with(llama2_chat, "<s>", "</s>", &e);
     CHECKF(t, "%s", e.msg);
     if (!t)
@@ -275,7 +275,7 @@ TEST(template_llama2)
 
 TEST(select_and_errors)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     for (int f = 0; f < TOK_CHAT_COUNT; f++)
         CHECK(tok_chat_family_from_name(tok_chat_family_name((enum tok_chat_family)f)) == f);
     CHECK(tok_chat_family_from_name("jinja") == -1);
@@ -338,7 +338,7 @@ TEST(select_and_errors)
 
 TEST(chat_encode_keeps_contents_raw)
 {
-    struct err e = {{0}};
+    struct err e = {0};
     /* <|im_start|> = 0 and <|im_end|> = 1 are the control tokens */
     struct tokenizer *t = vocab_with(NULL, "<|im_start|>", "<|im_end|>", &e);
     CHECKF(t, "%s", e.msg);

@@ -39,7 +39,7 @@ static const char SEP[] = "\n__ggml_vocab_test__\n";
 static int run_vocab(const char *dir, const char *name)
 {
     char path[1024];
-    struct err e = {{0}};
+    struct err e = {0};
     snprintf(path, sizeof path, "%s/tokenizer/%s.gguf", dir, name);
     struct gguf_file *f = gguf_open(path, &e);
     CHECKF(f != NULL, "%s", e.msg);

@@ -53,7 +53,7 @@ TEST(every_pre_round_trips)
         SKIP("../shared/testdata not found");
     char path[512];
     snprintf(path, sizeof path, "%s/tokenizer/gpt-2.gguf", dir);
-    struct err e = {{0}};
+    struct err e = {0};
     struct gguf_file *src = gguf_open(path, &e);
     CHECKF(src, "%s", e.msg);
     if (!src)
