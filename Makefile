@@ -4,7 +4,11 @@
 #   make debug      AddressSanitizer + UBSan build (what the unit tests use)
 #   make test       install missing packages, build, run every test
 #   make run        install missing packages, build, start the demo
-#   make fuzz       build the libFuzzer targets (clang) and replay/fuzz them
+#   make unit       build the unit tests (ASan + UBSan) into build/dbg/tests
+#   make tsan       build the engine and server unit tests under ThreadSanitizer
+#                   into build/tsan/tests (run by `make test`)
+#   make fuzz       build the libFuzzer targets (clang), replay each corpus and
+#                   fuzz each target for FUZZ_SECONDS (default 30)
 #   make bench      build the benchmarks
 #
 # Layout: one module per folder under src/, layered bottom-up in LAYERS. Each
@@ -25,6 +29,7 @@ LIBS    := -lm -lpthread -lpcre2-8 -lsqlite3 -lsodium -lmicrohttpd -ljansson -lp
 
 REL_FLAGS := -O2 -g -DNDEBUG
 DBG_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -Wno-unknown-warning-option
 
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
@@ -41,7 +46,7 @@ upto = $(if $(filter $(1),$(firstword $(2))),$(1),$(firstword $(2)) $(call upto,
 reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
 
 # ---- per-configuration rules -------------------------------------------------
-# $(1) = config name (rel, dbg, fuzz), $(2) = compiler, $(3) = flags
+# $(1) = config name (rel, dbg, tsan, fuzz), $(2) = compiler, $(3) = flags
 define CONFIG
 build/$(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
@@ -57,8 +62,9 @@ endef
 
 $(eval $(call CONFIG,rel,$(CC),$(REL_FLAGS)))
 $(eval $(call CONFIG,dbg,$(CC),$(DBG_FLAGS)))
+$(eval $(call CONFIG,tsan,$(CC),$(TSAN_FLAGS)))
 $(eval $(call CONFIG,fuzz,clang,$(FUZZ_FLAGS)))
-$(foreach c,rel dbg fuzz,$(foreach m,$(MODULES),$(eval $(call ARCHIVE,$(c),$(m)))))
+$(foreach c,rel dbg tsan fuzz,$(foreach m,$(MODULES),$(eval $(call ARCHIVE,$(c),$(m)))))
 .SECONDEXPANSION:
 
 libs_for = $(foreach m,$(call below_incl,$(2)),$(if $(call mod_srcs,$(m)),build/$(1)/lib$(m).a))
@@ -67,7 +73,7 @@ libs_for = $(foreach m,$(call below_incl,$(2)),$(if $(call mod_srcs,$(m)),build/
 ALL_REL_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/rel/lib$(m).a)
 ALL_DBG_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/dbg/lib$(m).a)
 
-.PHONY: all debug test run fuzz bench clean setup unit
+.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan
 all: build/maas
 
 build/maas: $(ALL_REL_LIBS)
@@ -89,6 +95,17 @@ build/dbg/tests/%: tests/unit/%.c tests/unit/test.h $$(call libs_for,dbg,$$(call
 
 unit: $(UNIT_BINS)
 
+# The threaded modules' tests again under ThreadSanitizer: the engine (its
+# worker thread and the scheduler) and the server (HTTP threads, jobs, sweeps).
+TSAN_SRCS := $(wildcard tests/unit/engine_*.c tests/unit/server_*.c)
+TSAN_BINS := $(patsubst tests/unit/%.c,build/tsan/tests/%,$(TSAN_SRCS))
+
+build/tsan/tests/%: tests/unit/%.c tests/unit/test.h $$(call libs_for,tsan,$$(call test_module,$$*))
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(INC) -Itests/unit $(TSAN_FLAGS) -MMD -MP -MF $@.d -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
+
+tsan: $(TSAN_BINS)
+
 # ---- fuzz targets ------------------------------------------------------------------
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
@@ -99,7 +116,10 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(call libs_for,fuzz,$$(call fuzz_module
 	@mkdir -p $(dir $@)
 	clang $(CSTD) $(WARN) -Wno-unknown-warning-option $(INC) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LIBS)
 
-fuzz: $(FUZZ_BINS)
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	scripts/run_tests.sh fuzz
 
 # ---- benchmarks --------------------------------------------------------------------
 BENCH_SRCS := $(wildcard bench/*.c)
@@ -114,7 +134,7 @@ setup:
 	@scripts/setup.sh
 
 test: setup
-	$(MAKE) -j$$(nproc) build/maas unit fuzz
+	$(MAKE) -j$$(nproc) build/maas unit tsan fuzz-build
 	scripts/run_tests.sh
 
 run: setup

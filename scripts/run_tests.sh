@@ -4,9 +4,13 @@
 # (integration scripts, the NumPy reference tests, fuzz replays) counts as one.
 # A script that exits 77 is skipped (it prints why).
 #
+#   scripts/run_tests.sh [SECTION...]   SECTION: unit tsan integration ref fuzz
+#                                       (default: all of them, in that order)
 #   FUZZ_SECONDS  seconds of fresh fuzzing per target after the corpus replay (default 30)
 set -u
 cd "$(dirname "$0")/.."
+sections=${*:-unit tsan integration ref fuzz}
+want() { [[ " $sections " == *" $1 "* ]]; }
 
 passed=0 failed=0 skipped=0
 failures=()
@@ -34,12 +38,11 @@ run_one() { # name, command...
   fi
 }
 
-# Unit tests (ASan + UBSan): each program prints its own counts.
-for t in build/dbg/tests/*; do
-  [ -x "$t" ] || continue
-  name="unit/$(basename "$t")"
-  log="$log_dir/unit_$(basename "$t").log"
-  t0=$(date +%s)
+# A unit test program prints its own counts; run_unit adds them up.
+run_unit() { # section, program
+  local t=$2 name="$1/$(basename "$2")"
+  local log="$log_dir/$1_$(basename "$2").log"
+  local t0=$(date +%s) rc dt line p f s
   "$t" >"$log" 2>&1
   rc=$?
   dt=$(( $(date +%s) - t0 ))
@@ -56,21 +59,34 @@ for t in build/dbg/tests/*; do
     echo "ok   $name: $p passed, $s skipped (${dt}s)"
     grep -E '^skip ' "$log" | sed 's/^/     /'
   fi
-done
+}
+
+# Unit tests (ASan + UBSan), then the threaded modules' tests under
+# ThreadSanitizer (halt on the first race report).
+if want unit; then
+  for t in build/dbg/tests/*; do [ -x "$t" ] && run_unit unit "$t"; done
+fi
+if want tsan; then
+  for t in build/tsan/tests/*; do [ -x "$t" ] && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_unit tsan "$t"; done
+fi
 
 # Integration tests: shell scripts and Python (NumPy reference) tests.
-for t in tests/integration/*.sh; do
-  [ -f "$t" ] || continue
-  run_one "integration/$(basename "$t")" bash "$t"
-done
-for t in tests/ref/test_*.py; do
-  [ -f "$t" ] || continue
-  run_one "ref/$(basename "$t")" /usr/bin/python3 "$t"
-done
+if want integration; then
+  for t in tests/integration/*.sh; do
+    [ -f "$t" ] || continue
+    run_one "integration/$(basename "$t")" bash "$t"
+  done
+fi
+if want ref; then
+  for t in tests/ref/test_*.py; do
+    [ -f "$t" ] || continue
+    run_one "ref/$(basename "$t")" /usr/bin/python3 "$t"
+  done
+fi
 
 # Fuzz targets: replay the corpus, then fuzz for a bounded time.
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
-for f in build/fuzz/fuzz_*; do
+want fuzz && for f in build/fuzz/fuzz_*; do
   [ -x "$f" ] || continue
   n=$(basename "$f")
   corpus="tests/fuzz/corpus/${n#fuzz_}"

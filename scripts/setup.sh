@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(
   gcc make pkg-config              # build
+  libtsan2                         # ThreadSanitizer runtime (make tsan)
   clang libclang-rt-14-dev         # libFuzzer targets
   python3 python3-numpy            # the independent NumPy reference in tests/
   libpcre2-dev                     # tokenizer pre-splitting

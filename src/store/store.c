@@ -90,19 +90,23 @@ const char *store_backend(const struct store *s)
     return s->ops->name;
 }
 
-/* The fault-injection counter: one tick per operation. */
+/* The fault-injection counter: one tick per operation. A test sets it from
+ * its own thread while the ledger writer thread ticks it, so it is atomic
+ * (relaxed: it orders nothing else). */
 static int tick(struct store *s, struct err *e)
 {
-    if (s->fail_after == 0)
+    long left = __atomic_load_n(&s->fail_after, __ATOMIC_RELAXED);
+    while (left > 0 && !__atomic_compare_exchange_n(&s->fail_after, &left, left - 1, false,
+                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+    if (left == 0)
         return err_set(e, ERR_INTERNAL, "%s: injected failure", s->ops->name);
-    if (s->fail_after > 0)
-        s->fail_after--;
     return 0;
 }
 
 void store_fail_after(struct store *s, long n)
 {
-    s->fail_after = n < 0 ? -1 : n;
+    __atomic_store_n(&s->fail_after, n < 0 ? -1 : n, __ATOMIC_RELAXED);
 }
 
 int store_begin(struct store *s, enum store_tx mode, struct err *e)
