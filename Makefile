@@ -5,7 +5,7 @@
 #   make test       install missing packages, build, run every test
 #   make run        install missing packages, build, start the demo
 #   make unit       build the unit tests (ASan + UBSan) into build/dbg/tests
-#   make tsan       build the engine and server unit tests under ThreadSanitizer
+#   make tsan       build the engine, server and ledger tests under ThreadSanitizer
 #                   into build/tsan/tests (run by `make test`)
 #   make fuzz       build the libFuzzer targets (clang), replay each corpus and
 #                   fuzz each target for FUZZ_SECONDS (default 30)
@@ -96,8 +96,10 @@ build/dbg/tests/%: tests/unit/%.c tests/unit/test.h $$(call libs_for,dbg,$$(call
 unit: $(UNIT_BINS)
 
 # The threaded modules' tests again under ThreadSanitizer: the engine (its
-# worker thread and the scheduler) and the server (HTTP threads, jobs, sweeps).
-TSAN_SRCS := $(wildcard tests/unit/engine_*.c tests/unit/server_*.c)
+# worker thread and the scheduler), the server (HTTP threads, jobs, sweeps)
+# and the ledger writer thread. (billing_pg forks after starting threads,
+# which TSan cannot follow.)
+TSAN_SRCS := $(wildcard tests/unit/engine_*.c tests/unit/server_*.c tests/unit/billing_ledger.c tests/unit/billing_crash.c)
 TSAN_BINS := $(patsubst tests/unit/%.c,build/tsan/tests/%,$(TSAN_SRCS))
 
 build/tsan/tests/%: tests/unit/%.c tests/unit/test.h $$(call libs_for,tsan,$$(call test_module,$$*))
