@@ -45,11 +45,10 @@ int arg_i64(const char *what, const char *s, int64_t lo, int64_t hi, int64_t *ou
 
 int arg_int(const char *what, const char *s, int lo, int hi, int *out, struct err *e)
 {
-    int64_t v;
-    if (arg_i64(what, s, lo, hi, &v, e) < 0)
-        return -1;
-    *out = (int)v;
-    return 0;
+    int64_t v = 0;
+    int rc = arg_i64(what, s, lo, hi, &v, e);
+    *out = rc == 0 ? (int)v : *out;
+    return rc;
 }
 
 int arg_f64(const char *what, const char *s, double lo, double hi, double *out, struct err *e)

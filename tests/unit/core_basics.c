@@ -2,6 +2,7 @@
 #include "core/core.h"
 #include "test.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
 
 TEST(test_err_prefix)
@@ -57,6 +58,28 @@ TEST(test_sbuf)
     CHECK(sbuf_detach(&b, NULL) == NULL);
     CHECK(b.buf == NULL && !b.failed);
     sbuf_release(&b);
+}
+
+static int add_formatted(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int add_formatted(struct sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sbuf_vaddf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+TEST(test_sbuf_init_vaddf)
+{
+    struct sbuf b;
+    memset(&b, 0x5a, sizeof b);
+    sbuf_init(&b);
+    CHECK(b.buf == NULL && b.len == 0 && b.cap == 0 && !b.failed);
+    CHECK(add_formatted(&b, "%s=%d", "n", 3) == 0 && add_formatted(&b, ";%.1f", 0.5) == 0);
+    CHECK(b.len == 7 && !strcmp(b.buf, "n=3;0.5"));
+    sbuf_release(&b);
+    CHECK(b.buf == NULL && b.len == 0);
 }
 
 TEST(test_mem_grow)
@@ -123,6 +146,14 @@ TEST(test_parse_numbers)
     float f = 0;
     CHECK(arg_float("--temp", "-1", 0, 2, &f, &e) == -1 && !strcmp(e.msg, "--temp: '-1' is not a number in [0, 2]"));
     CHECK(arg_float("--temp", "0.5", 0, 2, &f, &e) == 0 && f == 0.5f);
+    /* the 64-bit forms, and a failed parse leaves the output alone */
+    int64_t big = 7;
+    CHECK(arg_i64("--seed", "18446744073709551616", 0, INT64_MAX, &big, &e) == -1 && big == 7);
+    CHECK(e.code == ERR_INVALID && strstr(e.msg, "--seed: '18446744073709551616' is not an integer"));
+    CHECK(arg_i64("--seed", "-3", -5, 5, &big, &e) == 0 && big == -3);
+    CHECK(arg_int("--threads", "65", 1, 64, &i, &e) == -1 && i == 8);
+    CHECK(arg_f64("--price", "0.000001", 0, 1, &d, &e) == 0 && d == 0.000001);
+    CHECK(arg_f64("--price", "1x", 0, 1, &d, &e) == -1 && !strcmp(e.msg, "--price: '1x' is not a number in [0, 1]"));
 }
 
 TEST(test_rng_reproducible)
@@ -195,6 +226,7 @@ int main(void)
 {
     RUN(test_err_prefix);
     RUN(test_sbuf);
+    RUN(test_sbuf_init_vaddf);
     RUN(test_mem_grow);
     RUN(test_hash_values_pinned);
     RUN(test_parse_numbers);
