@@ -215,7 +215,7 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
      * shared database every connection keeps this process's lease (lease.c),
      * so that each hold is placed by a session that holds it. */
     for (int i = 0; i < b->n_conn; i++)
-        if (store_open(o->db, &b->conns[i], e) || (b->shared && billing_lease_keep(b, b->conns[i], e)))
+        if (store_open(o->db, &billing_schema, &b->conns[i], e) || (b->shared && billing_lease_keep(b, b->conns[i], e)))
             goto fail;
 
     char pepper_path[1100];
@@ -232,7 +232,7 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
         goto fail;
 
     if (o->writer) {
-        if (store_open(o->db, &b->wconn, e) || (b->shared && billing_lease_keep(b, b->wconn, e)))
+        if (store_open(o->db, &billing_schema, &b->wconn, e) || (b->shared && billing_lease_keep(b, b->wconn, e)))
             goto fail;
         if (billing_writer_start(b, e))
             goto fail;

@@ -61,6 +61,9 @@ struct billing {
     struct billing_writer_stats stats; /* guarded by q_mu */
 };
 
+/* The ledger's tables (schema.c), applied by every store_open of billing. */
+extern const struct store_schema billing_schema;
+
 struct store *billing_conn_get(struct billing *b);
 void billing_conn_put(struct billing *b, struct store *s);
 
