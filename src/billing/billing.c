@@ -32,16 +32,6 @@ int64_t billing_now(struct billing *b)
     return b->now ? b->now(b->now_ctx) : (int64_t)time(NULL);
 }
 
-const char *billing_node(const struct billing *b)
-{
-    return b->node;
-}
-
-const char *billing_boot(const struct billing *b)
-{
-    return b->boot;
-}
-
 static int read_pepper(const char *path, unsigned char *pepper, struct err *e)
 {
     int fd = open(path, O_RDONLY);
@@ -222,7 +212,7 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
     if (o->secret_file && *o->secret_file)
         snprintf(pepper_path, sizeof pepper_path, "%s", o->secret_file);
     else if (b->shared) {
-        err_set(e, ERR_INVALID, "billing: a shared database needs --secret-file (the same on every node)");
+        err_set(e, ERR_INVALID, "billing: a shared database needs a secret file (the same on every node)");
         goto fail;
     } else
         snprintf(pepper_path, sizeof pepper_path, "%s/secret.key", b->data_dir);
@@ -609,15 +599,6 @@ int billing_price_lookup(struct store *s, const char *model, int64_t t, struct b
     if (*found)
         *out = p;
     return 0;
-}
-
-int billing_price_at(struct billing *b, const char *model, int64_t t, struct billing_price *out, int *found,
-                     struct err *e)
-{
-    struct store *s = billing_conn_get(b);
-    int rc = billing_price_lookup(s, model, t, out, found, e);
-    billing_conn_put(b, s);
-    return rc;
 }
 
 /* ---- audit ---- */

@@ -140,9 +140,6 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
 void billing_close(struct billing *b);
 
 int64_t billing_now(struct billing *b);
-/* This process's hold tag: node name and boot id ("<pid>-<start time>-<random>"). */
-const char *billing_node(const struct billing *b);
-const char *billing_boot(const struct billing *b);
 
 /* Fault injection for tests: every store connection of b fails after n more
  * operations (n < 0 turns it off). */
@@ -240,9 +237,6 @@ int billing_price_set(struct billing *b, const struct billing_price *p, struct e
 typedef int (*billing_price_fn)(void *ctx, const struct billing_price *p);
 /* Every price row, by model then time. */
 int billing_price_list(struct billing *b, billing_price_fn fn, void *ctx, struct err *e);
-/* The price in force for model at time t; *found = 0 if none. */
-int billing_price_at(struct billing *b, const char *model, int64_t t, struct billing_price *out, int *found,
-                     struct err *e);
 
 /* ---- admission and settlement ---- */
 enum billing_status {
