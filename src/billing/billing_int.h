@@ -87,10 +87,10 @@ int billing_price_lookup(struct store *s, const char *model, int64_t t, struct b
                          struct err *e);
 /* Key checks shared by admission and authentication: parses the key, reads
  * its row on s and compares the keyed hash in constant time. Returns 0 and
- * fills *out, or -1 with a reason safe to show (never the key). *db_error is
- * set when the failure was the store's, not the key's. */
+ * fills *out, or -1 with a message safe to show (never the key) and the codes
+ * of billing_authenticate (ERR_UNAVAILABLE: the store failed, not the key). */
 int billing_key_check(struct billing *b, struct store *s, const char *key, int64_t now, struct billing_key *out,
-                      int *db_error, struct err *e);
+                      struct err *e);
 
 /* 1 if the process that made holds tagged `boot` on this node is certainly
  * gone (its lock file is missing or no longer locked), 0 if it may be alive. */
