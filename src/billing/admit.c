@@ -332,69 +332,45 @@ int billing_settle_check(const char *request_id, int64_t prompt, int64_t cached,
 #define USAGE_COLS \
     "request_id, account_id, key_id, model, prompt_tokens, cached_tokens, completion_tokens," \
     " price_input, price_cached, price_output, cost, admitted_at, ended_at, finish_reason"
+/* A hold read as the usage it reserves: no cached tokens, max_tokens
+ * completion tokens, its amount as the cost. */
+#define HOLD_AS_USAGE_COLS \
+    "request_id, account_id, key_id, model, prompt_tokens, 0, max_tokens," \
+    " price_input, price_cached, price_output, amount, admitted_at, admitted_at, 'held'"
 
-static int usage_row(void *ctx, const struct store_row *r)
-{
-    struct billing_usage *u = ctx;
-    snprintf(u->request_id, sizeof u->request_id, "%s", store_row_text(r, 0));
-    snprintf(u->account_id, sizeof u->account_id, "%s", store_row_text(r, 1));
-    snprintf(u->key_id, sizeof u->key_id, "%s", store_row_text(r, 2));
-    snprintf(u->model, sizeof u->model, "%s", store_row_text(r, 3));
-    u->prompt_tokens = store_row_int(r, 4);
-    u->cached_tokens = store_row_int(r, 5);
-    u->completion_tokens = store_row_int(r, 6);
-    u->price_input = store_row_int(r, 7);
-    u->price_cached = store_row_int(r, 8);
-    u->price_output = store_row_int(r, 9);
-    u->cost = store_row_int(r, 10);
-    u->admitted_at = store_row_int(r, 11);
-    u->ended_at = store_row_int(r, 12);
-    snprintf(u->finish_reason, sizeof u->finish_reason, "%s", store_row_text(r, 13));
-    return 1;
-}
-
-struct hold {
-    char account_id[BILLING_ID_MAX], key_id[BILLING_ID_MAX], model[BILLING_MODEL_MAX];
-    int64_t prompt, max_tokens, p_in, p_cached, p_out, amount, admitted_at;
-    int found;
+#define U_TEXT(f) BILLING_COL_TEXT(struct billing_usage, f)
+#define U_INT(f) BILLING_COL_INT(struct billing_usage, f)
+static const struct billing_col usage_cols[] = {
+    U_TEXT(request_id),  U_TEXT(account_id),    U_TEXT(key_id),       U_TEXT(model),
+    U_INT(prompt_tokens), U_INT(cached_tokens), U_INT(completion_tokens), U_INT(price_input),
+    U_INT(price_cached), U_INT(price_output),   U_INT(cost),          U_INT(admitted_at),
+    U_INT(ended_at),     U_TEXT(finish_reason),
 };
 
-static int hold_row(void *ctx, const struct store_row *r)
+/* Reads one usage record (USAGE_COLS or HOLD_AS_USAGE_COLS) into ctx and stops. */
+static int usage_row(void *ctx, const struct store_row *r)
 {
-    struct hold *h = ctx;
-    snprintf(h->account_id, sizeof h->account_id, "%s", store_row_text(r, 0));
-    snprintf(h->key_id, sizeof h->key_id, "%s", store_row_text(r, 1));
-    snprintf(h->model, sizeof h->model, "%s", store_row_text(r, 2));
-    h->prompt = store_row_int(r, 3);
-    h->max_tokens = store_row_int(r, 4);
-    h->p_in = store_row_int(r, 5);
-    h->p_cached = store_row_int(r, 6);
-    h->p_out = store_row_int(r, 7);
-    h->amount = store_row_int(r, 8);
-    h->admitted_at = store_row_int(r, 9);
-    h->found = 1;
+    billing_row_read(r, usage_cols, sizeof usage_cols / sizeof *usage_cols, ctx);
     return 1;
 }
 
 int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle_job *j, struct billing_usage *out,
                          struct err *e)
 {
-    struct billing_usage u;
-    memset(&u, 0, sizeof u);
     struct store_val rid[1] = {SV_TEXT(j->request_id)};
     /* Taking the hold is the claim. A hold and its usage record never exist
      * together (both change in one transaction), so no hold means either
      * already settled — the first record stands — or unknown. With several
      * nodes on one database, a second settler of the same request blocks on
      * this row until the first commits, then finds it gone and the record. */
-    struct hold h;
+    struct billing_usage h;
     memset(&h, 0, sizeof h);
-    if (store_query(s,
-                    "DELETE FROM holds WHERE request_id = $1 RETURNING account_id, key_id, model, prompt_tokens,"
-                    " max_tokens, price_input, price_cached, price_output, amount, admitted_at",
-                    rid, 1, hold_row, &h, e))
+    if (store_query(s, "DELETE FROM holds WHERE request_id = $1 RETURNING " HOLD_AS_USAGE_COLS, rid, 1, usage_row, &h,
+                    e))
         return -1;
-    if (!h.found) {
+    if (!h.request_id[0]) {
+        struct billing_usage u;
+        memset(&u, 0, sizeof u);
         if (store_query(s, "SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", rid, 1, usage_row, &u, e))
             return -1;
         if (u.request_id[0]) { /* already settled */
@@ -408,21 +384,21 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
         }
         return err_set(e, ERR_NOT_FOUND, "request %s: no such admitted request", j->request_id);
     }
-    int64_t cost = billing_cost(j->prompt, j->cached, j->completion, h.p_in, h.p_cached, h.p_out);
-    if (cost > h.amount) {
+    int64_t cost = billing_cost(j->prompt, j->cached, j->completion, h.price_input, h.price_cached, h.price_output);
+    if (cost > h.cost) {
         log_warn("request %s: usage (%lld prompt, %lld completion tokens) exceeds what was admitted (%lld, %lld);"
                  " charging the hold", j->request_id, (long long)j->prompt, (long long)j->completion,
-                 (long long)h.prompt, (long long)h.max_tokens);
-        cost = h.amount;
+                 (long long)h.prompt_tokens, (long long)h.completion_tokens);
+        cost = h.cost;
     }
     int64_t now = billing_now(b);
     char day[24];
     time_format_day(h.admitted_at, day, sizeof day);
-    struct store_val up[15] = {SV_TEXT(j->request_id), SV_TEXT(h.account_id), SV_TEXT(h.key_id), SV_TEXT(h.model),
-                               SV_INT(j->prompt),      SV_INT(j->cached),     SV_INT(j->completion),
-                               SV_INT(h.p_in),         SV_INT(h.p_cached),    SV_INT(h.p_out),
-                               SV_INT(cost),           SV_INT(h.admitted_at), SV_INT(now),
-                               SV_TEXT(day),           SV_TEXT(j->finish_reason)};
+    struct store_val up[15] = {SV_TEXT(j->request_id), SV_TEXT(h.account_id),   SV_TEXT(h.key_id),
+                               SV_TEXT(h.model),       SV_INT(j->prompt),       SV_INT(j->cached),
+                               SV_INT(j->completion),  SV_INT(h.price_input),   SV_INT(h.price_cached),
+                               SV_INT(h.price_output), SV_INT(cost),            SV_INT(h.admitted_at),
+                               SV_INT(now),            SV_TEXT(day),            SV_TEXT(j->finish_reason)};
     if (store_exec(s,
                    "INSERT INTO usage (request_id, account_id, key_id, model, prompt_tokens, cached_tokens,"
                    " completion_tokens, price_input, price_cached, price_output, cost, admitted_at, ended_at, day,"
@@ -434,26 +410,20 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
     if (store_query_int(s,
                         "UPDATE accounts SET balance = balance - $1, held = held - $2"
                         " WHERE id = $3 AND held >= $2 RETURNING balance",
-                        (struct store_val[]){SV_INT(cost), SV_INT(h.amount), SV_TEXT(h.account_id)}, 3, &balance,
+                        (struct store_val[]){SV_INT(cost), SV_INT(h.cost), SV_TEXT(h.account_id)}, 3, &balance,
                         &found, e))
         return -1;
     if (!found)
         return err_set(e, ERR_INVALID, "request %s: account %s holds less than the request's hold", j->request_id, h.account_id);
     if (billing_ledger_row(s, h.account_id, "usage", -cost, balance, j->request_id, now, e))
         return -1;
-    memset(out, 0, sizeof *out);
+    /* the record just written: the hold's names and prices, the real counts */
+    *out = h;
     snprintf(out->request_id, sizeof out->request_id, "%s", j->request_id);
-    snprintf(out->account_id, sizeof out->account_id, "%s", h.account_id);
-    snprintf(out->key_id, sizeof out->key_id, "%s", h.key_id);
-    snprintf(out->model, sizeof out->model, "%s", h.model);
     out->prompt_tokens = j->prompt;
     out->cached_tokens = j->cached;
     out->completion_tokens = j->completion;
-    out->price_input = h.p_in;
-    out->price_cached = h.p_cached;
-    out->price_output = h.p_out;
     out->cost = cost;
-    out->admitted_at = h.admitted_at;
     out->ended_at = now;
     snprintf(out->finish_reason, sizeof out->finish_reason, "%s", j->finish_reason);
     return 0;

@@ -67,6 +67,18 @@ extern const struct store_schema billing_schema;
 struct store *billing_conn_get(struct billing *b);
 void billing_conn_put(struct billing *b, struct store *s);
 
+/* Reading a row into a struct: one entry per column, in column order, naming
+ * the field it fills (text into a char array, cut to fit; an integer into an
+ * int64_t). */
+struct billing_col {
+    size_t off;
+    size_t text_size; /* the char array's size; 0 for an int64_t field */
+};
+#define BILLING_COL_TEXT(type, field) {offsetof(type, field), sizeof(((type *)0)->field)}
+#define BILLING_COL_INT(type, field) {offsetof(type, field), 0}
+/* Fills the fields of *out that cols names from columns 0 .. n - 1 of r. */
+void billing_row_read(const struct store_row *r, const struct billing_col *cols, int n, void *out);
+
 /* n random bytes as 2n lowercase hex characters into out (2n + 1 bytes). */
 void billing_random_hex(char *out, size_t n_bytes);
 
