@@ -1,16 +1,20 @@
 /*
- * store — the ledger's storage interface: one small SQL-level contract over an
+ * store — the ledger's storage: one small SQL-level contract over an
  * opaque connection, with one file per backend behind it (store_sqlite.c,
  * store_postgres.c), as Redis picks ae_epoll.c or ae_kqueue.c.
  *
  * What callers get:
- *   - store_open(url, schema) "DIR" or "sqlite:PATH" → SQLite (WAL, busy timeout,
+ *   - store_open(url, schema)
+ *                          "DIR" or "sqlite:PATH" → SQLite (WAL, busy timeout,
  *                          foreign keys, synchronous=FULL); DIR means
  *                          DIR/ledger.db. "postgresql://..." or "postgres://..."
  *                          → PostgreSQL (libpq connection URI; the password may
  *                          also come from PGPASSWORD or ~/.pgpass). Opening
- *                          applies the ledger's schema migrations (PostgreSQL:
- *                          under an advisory lock, so nodes may start at once).
+ *                          applies the migrations of the caller's schema
+ *                          (PostgreSQL: under an advisory lock, so nodes may
+ *                          start at once). The store owns no table but
+ *                          schema_version; the tables are the caller's
+ *                          (billing/schema.c).
  *   - transactions         store_begin(STORE_TX_WRITE) takes the write lock at
  *                          the start (SQLite BEGIN IMMEDIATE; PostgreSQL BEGIN,
  *                          and callers lock rows with conditional UPDATEs, which
