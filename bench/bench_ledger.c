@@ -50,11 +50,7 @@ static void *admit_worker(void *arg)
         struct billing_admission a;
         struct billing_request r = {.key = key, .model = "bench", .prompt_tokens = 500, .max_tokens = 200};
         if (billing_admit(bl, &r, &a, &e))
-            die("admit", &e);
-        if (a.status != BILLING_OK) {
-            fprintf(stderr, "bench_ledger: admission refused: %s\n", a.message);
-            exit(1);
-        }
+            die(e.code == ERR_REFUSED ? "admission refused" : "admit", &e);
         memcpy(ids[i], a.request_id, BILLING_ID_MAX);
     }
     return NULL;

@@ -8,7 +8,7 @@
  * that follow cannot race with another node's admission on the same key. The
  * balance check and the hold are a single conditional UPDATE
  * (held = held + w WHERE balance - held >= w), which both engines apply
- * atomically; zero changed rows means 402.
+ * atomically; zero changed rows means an insufficient balance.
  *
  * The admission transaction is "lazy" (no fsync of its own): a hold lost with
  * the machine belonged to a process that died with it, and recovery would
@@ -32,22 +32,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void refuse(struct billing_admission *a, enum billing_status st, int http, const char *code,
-                   int64_t retry_after, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static void refuse(struct billing_admission *a, enum billing_status st, int http, const char *code,
-                   int64_t retry_after, const char *fmt, ...)
-{
-    a->status = st;
-    a->http_status = http;
-    a->code = code;
-    a->retry_after = retry_after;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(a->message, sizeof a->message, fmt, ap);
-    va_end(ap);
 }
 
 static int model_allowed(const char *models, const char *model)
@@ -93,8 +77,221 @@ static int window_row(void *ctx, const struct store_row *r)
     return 1;
 }
 
+/* One admission as its phases build it: the request, its connection, and
+ * the key, price and admission found so far. */
+struct admission {
+    struct billing *b;
+    const struct billing_request *r;
+    struct store *s;
+    int64_t now;
+    struct billing_key k;
+    struct billing_admission a;
+};
+
+/* Checks the request's own fields and names it (the caller's id, or a new one). */
+static int admit_prepare(struct admission *ad, struct err *e)
+{
+    const struct billing_request *r = ad->r;
+    if (!r->model || !*r->model || strlen(r->model) >= BILLING_MODEL_MAX)
+        return err_set(e, ERR_INVALID, "admission: model name must be 1 to %d characters", BILLING_MODEL_MAX - 1);
+    if (r->prompt_tokens < 0 || r->max_tokens < 0 || r->prompt_tokens > (INT64_C(1) << 40) ||
+        r->max_tokens > (INT64_C(1) << 40))
+        return err_set(e, ERR_INVALID, "admission: token counts must be between 0 and 2^40");
+    if (r->request_id) {
+        if (check_request_id(r->request_id, e))
+            return -1;
+        snprintf(ad->a.request_id, sizeof ad->a.request_id, "%s", r->request_id);
+    } else {
+        /* time-ordered (milliseconds, then 48 random bits), so that the
+         * ledger's indexes grow at their ends instead of everywhere */
+        snprintf(ad->a.request_id, sizeof ad->a.request_id, "req_%012llx",
+                 (unsigned long long)(now_ms() & 0xffffffffffffull));
+        billing_random_hex(ad->a.request_id + 16, 6);
+    }
+    ad->now = billing_now(ad->b);
+    ad->a.admitted_at = ad->now;
+    return 0;
+}
+
+/* The key, checked twice: first outside any transaction, so that
+ * unauthenticated traffic never takes the write lock, then inside the write
+ * transaction this opens, so that a key revoked in between is seen. Touching
+ * its row then serialises the key's admissions (see the top of the file). */
+static int admit_key(struct admission *ad, struct err *e)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && store_begin(ad->s, STORE_TX_WRITE_LAZY, e))
+            return -1;
+        struct err why;
+        if (billing_key_check(ad->b, ad->s, ad->r->key, ad->now, &ad->k, &why)) {
+            if (why.code == ERR_UNAVAILABLE) {
+                *e = why;
+                return -1;
+            }
+            return err_refuse(e, why.code == ERR_REFUSED ? why.reason : BILLING_KEY_UNKNOWN, "%s", why.msg);
+        }
+    }
+    if (store_exec(ad->s, "UPDATE api_keys SET last_used_at = $1 WHERE id = $2",
+                   (struct store_val[]){SV_INT(ad->now), SV_TEXT(ad->k.id)}, 2, NULL, e))
+        return -1;
+    snprintf(ad->a.key_id, sizeof ad->a.key_id, "%s", ad->k.id);
+    snprintf(ad->a.account_id, sizeof ad->a.account_id, "%s", ad->k.account_id);
+    return 0;
+}
+
+/* The model: allowed for the key, with a price in force, which sets the hold. */
+static int admit_price(struct admission *ad, struct err *e)
+{
+    const struct billing_request *r = ad->r;
+    if (!model_allowed(ad->k.models, r->model))
+        return err_refuse(e, BILLING_MODEL_NOT_ALLOWED, "this API key may not use model '%s'", r->model);
+    struct billing_price price;
+    int found = 0;
+    if (billing_price_lookup(ad->s, r->model, ad->now, &price, &found, e))
+        return -1;
+    if (!found)
+        return err_refuse(e, BILLING_MODEL_NOT_PRICED, "model '%s' has no price in force", r->model);
+    ad->a.price_input = price.input;
+    ad->a.price_cached = price.cached_input;
+    ad->a.price_output = price.output;
+    ad->a.hold = billing_worst_cost(r->prompt_tokens, r->max_tokens, price.input, price.cached_input, price.output);
+    return 0;
+}
+
+/* Rate limits over the last 60 s: open holds and settled records. */
+static int admit_rate(struct admission *ad, struct err *e)
+{
+    const struct billing_key *k = &ad->k;
+    if (k->rpm <= 0 && k->tpm <= 0)
+        return 0;
+    int64_t now = ad->now;
+    struct window w = {0, 0, 0};
+    struct store_val p[2] = {SV_TEXT(k->id), SV_INT(now - 60)};
+    if (store_query(ad->s,
+                    "SELECT COUNT(*), COALESCE(MIN(t), 0), COALESCE(SUM(n), 0) FROM ("
+                    " SELECT admitted_at AS t, prompt_tokens + max_tokens AS n FROM holds"
+                    "  WHERE key_id = $1 AND admitted_at > $2"
+                    " UNION ALL"
+                    " SELECT admitted_at AS t, prompt_tokens + completion_tokens AS n FROM usage"
+                    "  WHERE key_id = $1 AND admitted_at > $2) AS w",
+                    p, 2, window_row, &w, e))
+        return -1;
+    int64_t retry = w.count ? w.oldest + 60 - now : 60;
+    if (retry < 1)
+        retry = 1;
+    if (k->rpm > 0 && w.count + 1 > k->rpm) {
+        ad->a.retry_after = retry;
+        return err_refuse(e, BILLING_RATE_LIMITED, "rate limit of %lld requests per minute reached; retry in %lld s",
+                          (long long)k->rpm, (long long)retry);
+    }
+    int64_t need = ad->r->prompt_tokens + ad->r->max_tokens;
+    if (k->tpm > 0 && w.tokens + need > k->tpm) {
+        if (need > k->tpm)
+            return err_refuse(e, BILLING_RATE_LIMITED,
+                              "request needs %lld tokens, more than the key's limit of %lld tokens per minute",
+                              (long long)need, (long long)k->tpm);
+        ad->a.retry_after = retry;
+        return err_refuse(e, BILLING_RATE_LIMITED, "rate limit of %lld tokens per minute reached; retry in %lld s",
+                          (long long)k->tpm, (long long)retry);
+    }
+    return 0;
+}
+
+/* Budget: settled costs in the period plus open holds. */
+static int admit_budget(struct admission *ad, struct err *e)
+{
+    const struct billing_key *k = &ad->k;
+    if (k->budget <= 0 || k->budget_period == BILLING_PERIOD_NONE)
+        return 0;
+    int64_t start = billing_period_start(k->budget_period, ad->now);
+    int64_t spent = 0; /* settled in the period + open holds */
+    /* One statement, so one snapshot: on PostgreSQL (READ COMMITTED) a
+     * settlement committing between two statements could move a request
+     * from holds to usage unseen by both. */
+    if (store_query_int(ad->s,
+                        "SELECT (SELECT COALESCE(SUM(cost), 0) FROM usage WHERE key_id = $1 AND admitted_at >= $2)"
+                        " + (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = $1)",
+                        (struct store_val[]){SV_TEXT(k->id), SV_INT(start)}, 2, &spent, NULL, e))
+        return -1;
+    if (spent + ad->a.hold <= k->budget)
+        return 0;
+    ad->a.retry_after =
+        k->budget_period == BILLING_PERIOD_TOTAL ? 0 : billing_period_end(k->budget_period, ad->now) - ad->now;
+    char bud[32];
+    return err_refuse(e, BILLING_BUDGET_EXCEEDED, "the key's %s budget of %s would be exceeded",
+                      billing_period_name(k->budget_period), amount_format(k->budget, bud, sizeof bud));
+}
+
+/* A caller-chosen request id must be new to the ledger. */
+static int admit_id_unused(struct admission *ad, struct err *e)
+{
+    if (!ad->r->request_id)
+        return 0;
+    int64_t used = 0;
+    if (store_query_int(ad->s,
+                        "SELECT (SELECT COUNT(*) FROM holds WHERE request_id = $1) +"
+                        " (SELECT COUNT(*) FROM usage WHERE request_id = $1)",
+                        (struct store_val[]){SV_TEXT(ad->a.request_id)}, 1, &used, NULL, e))
+        return -1;
+    if (used)
+        return err_set(e, ERR_INVALID, "request id '%s' is already in the ledger", ad->a.request_id);
+    return 0;
+}
+
+/* The balance check and the hold, as one conditional update, then the hold's row. */
+static int admit_hold(struct admission *ad, struct err *e)
+{
+    const struct billing_request *r = ad->r;
+    const struct billing_admission *a = &ad->a;
+    int64_t changed = 0;
+    if (store_exec(ad->s, "UPDATE accounts SET held = held + $1 WHERE id = $2 AND balance - held >= $1",
+                   (struct store_val[]){SV_INT(a->hold), SV_TEXT(ad->k.account_id)}, 2, &changed, e))
+        return -1;
+    if (changed != 1) {
+        char w[32];
+        return err_refuse(e, BILLING_INSUFFICIENT, "insufficient balance: this request may cost up to %s",
+                          amount_format(a->hold, w, sizeof w));
+    }
+    struct store_val hp[13] = {SV_TEXT(a->request_id), SV_TEXT(ad->k.account_id), SV_TEXT(ad->k.id),
+                               SV_TEXT(r->model),      SV_INT(r->prompt_tokens),  SV_INT(r->max_tokens),
+                               SV_INT(a->price_input), SV_INT(a->price_cached),   SV_INT(a->price_output),
+                               SV_INT(a->hold),        SV_INT(ad->now),           SV_TEXT(ad->b->node),
+                               SV_TEXT(ad->b->boot)};
+    if (store_exec(ad->s,
+                   "INSERT INTO holds (request_id, account_id, key_id, model, prompt_tokens, max_tokens,"
+                   " price_input, price_cached, price_output, amount, admitted_at, node, boot)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                   hp, 13, NULL, e))
+        return err_prefix(e, "request %s", a->request_id);
+    return 0;
+}
+
+/* One attempt: the phases in order on one pooled connection. A refusal and a
+ * failure both roll back (nothing to keep); success commits. */
 static int admit_once(struct billing *b, const struct billing_request *r, struct billing_admission *out,
-                      int *retryable, struct err *e);
+                      int *retryable, struct err *e)
+{
+    struct admission ad;
+    memset(&ad, 0, sizeof ad);
+    ad.b = b;
+    ad.r = r;
+    if (admit_prepare(&ad, e))
+        return -1;
+    ad.s = billing_conn_get(b);
+    int rc = admit_key(&ad, e) || admit_price(&ad, e) || admit_rate(&ad, e) || admit_budget(&ad, e) ||
+                     admit_id_unused(&ad, e) || admit_hold(&ad, e) || store_commit(ad.s, e)
+                 ? -1
+                 : 0;
+    if (rc && e->code == ERR_REFUSED)
+        out->retry_after = ad.a.retry_after;
+    else if (rc)
+        *retryable = store_last_retryable(ad.s);
+    store_rollback(ad.s);
+    billing_conn_put(b, ad.s);
+    if (rc == 0)
+        *out = ad.a;
+    return rc;
+}
 
 /* Retries an admission that lost a deadlock or serialization race (only
  * possible on a shared database); it had rolled back, so nothing is held. */
@@ -108,190 +305,6 @@ int billing_admit(struct billing *b, const struct billing_request *r, struct bil
             return rc;
         usleep((useconds_t)(1000 << attempt));
     }
-}
-
-static int admit_once(struct billing *b, const struct billing_request *r, struct billing_admission *out,
-                      int *retryable, struct err *e)
-{
-    struct billing_admission a;
-    memset(&a, 0, sizeof a);
-    a.http_status = 200;
-    if (!r->model || !*r->model || strlen(r->model) >= BILLING_MODEL_MAX)
-        return err_set(e, ERR_INVALID, "admission: model name must be 1 to %d characters", BILLING_MODEL_MAX - 1);
-    if (r->prompt_tokens < 0 || r->max_tokens < 0 || r->prompt_tokens > (INT64_C(1) << 40) ||
-        r->max_tokens > (INT64_C(1) << 40))
-        return err_set(e, ERR_INVALID, "admission: token counts must be between 0 and 2^40");
-    if (r->request_id) {
-        if (check_request_id(r->request_id, e))
-            return -1;
-        snprintf(a.request_id, sizeof a.request_id, "%s", r->request_id);
-    } else {
-        /* time-ordered (milliseconds, then 48 random bits), so that the
-         * ledger's indexes grow at their ends instead of everywhere */
-        snprintf(a.request_id, sizeof a.request_id, "req_%012llx", (unsigned long long)(now_ms() & 0xffffffffffffull));
-        billing_random_hex(a.request_id + 16, 6);
-    }
-    int64_t now = billing_now(b);
-    a.admitted_at = now;
-
-    struct store *s = billing_conn_get(b);
-    int rc = -1;
-    struct billing_key k;
-    /* The key is checked twice: first outside any transaction, so that
-     * unauthenticated traffic never takes the write lock, then inside it, so
-     * that a key revoked in between is seen. */
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1 && store_begin(s, STORE_TX_WRITE_LAZY, e))
-            goto out;
-        int db_error = 0;
-        struct err why;
-        if (billing_key_check(b, s, r->key, now, &k, &db_error, &why)) {
-            if (db_error) {
-                *e = why;
-                goto out;
-            }
-            refuse(&a, BILLING_UNAUTHORIZED, 401, "invalid_api_key", 0, "%s", why.msg);
-            rc = 0;
-            goto out;
-        }
-    }
-    if (store_exec(s, "UPDATE api_keys SET last_used_at = $1 WHERE id = $2",
-                   (struct store_val[]){SV_INT(now), SV_TEXT(k.id)}, 2, NULL, e))
-        goto out;
-    snprintf(a.key_id, sizeof a.key_id, "%s", k.id);
-    snprintf(a.account_id, sizeof a.account_id, "%s", k.account_id);
-
-    if (!model_allowed(k.models, r->model)) {
-        refuse(&a, BILLING_FORBIDDEN, 403, "model_not_allowed", 0, "this API key may not use model '%s'", r->model);
-        rc = 0;
-        goto out;
-    }
-    struct billing_price price;
-    int found = 0;
-    if (billing_price_lookup(s, r->model, now, &price, &found, e))
-        goto out;
-    if (!found) {
-        refuse(&a, BILLING_FORBIDDEN, 403, "model_not_priced", 0, "model '%s' has no price in force", r->model);
-        rc = 0;
-        goto out;
-    }
-    a.price_input = price.input;
-    a.price_cached = price.cached_input;
-    a.price_output = price.output;
-    int64_t worst = billing_worst_cost(r->prompt_tokens, r->max_tokens, price.input, price.cached_input, price.output);
-    a.hold = worst;
-
-    /* Rate limits over the last 60 s: open holds and settled records. */
-    if (k.rpm > 0 || k.tpm > 0) {
-        struct window w = {0, 0, 0};
-        struct store_val p[2] = {SV_TEXT(k.id), SV_INT(now - 60)};
-        if (store_query(s,
-                        "SELECT COUNT(*), COALESCE(MIN(t), 0), COALESCE(SUM(n), 0) FROM ("
-                        " SELECT admitted_at AS t, prompt_tokens + max_tokens AS n FROM holds"
-                        "  WHERE key_id = $1 AND admitted_at > $2"
-                        " UNION ALL"
-                        " SELECT admitted_at AS t, prompt_tokens + completion_tokens AS n FROM usage"
-                        "  WHERE key_id = $1 AND admitted_at > $2) AS w",
-                        p, 2, window_row, &w, e))
-            goto out;
-        int64_t retry = w.count ? w.oldest + 60 - now : 60;
-        if (retry < 1)
-            retry = 1;
-        if (k.rpm > 0 && w.count + 1 > k.rpm) {
-            refuse(&a, BILLING_RATE_LIMITED, 429, "rate_limit_exceeded", retry,
-                   "rate limit of %lld requests per minute reached; retry in %lld s", (long long)k.rpm,
-                   (long long)retry);
-            rc = 0;
-            goto out;
-        }
-        int64_t need = r->prompt_tokens + r->max_tokens;
-        if (k.tpm > 0 && w.tokens + need > k.tpm) {
-            if (need > k.tpm)
-                refuse(&a, BILLING_RATE_LIMITED, 429, "rate_limit_exceeded", 0,
-                       "request needs %lld tokens, more than the key's limit of %lld tokens per minute",
-                       (long long)need, (long long)k.tpm);
-            else
-                refuse(&a, BILLING_RATE_LIMITED, 429, "rate_limit_exceeded", retry,
-                       "rate limit of %lld tokens per minute reached; retry in %lld s", (long long)k.tpm,
-                       (long long)retry);
-            rc = 0;
-            goto out;
-        }
-    }
-    /* Budget: settled costs in the period plus open holds. */
-    if (k.budget > 0 && k.budget_period != BILLING_PERIOD_NONE) {
-        int64_t start = billing_period_start(k.budget_period, now);
-        int64_t spent = 0; /* settled in the period + open holds */
-        /* One statement, so one snapshot: on PostgreSQL (READ COMMITTED) a
-         * settlement committing between two statements could move a request
-         * from holds to usage unseen by both. */
-        if (store_query_int(s,
-                            "SELECT (SELECT COALESCE(SUM(cost), 0) FROM usage WHERE key_id = $1 AND admitted_at >= $2)"
-                            " + (SELECT COALESCE(SUM(amount), 0) FROM holds WHERE key_id = $1)",
-                            (struct store_val[]){SV_TEXT(k.id), SV_INT(start)}, 2, &spent, NULL, e))
-            goto out;
-        if (spent + worst > k.budget) {
-            int64_t retry = k.budget_period == BILLING_PERIOD_TOTAL ? 0 : billing_period_end(k.budget_period, now) - now;
-            char bud[32];
-            refuse(&a, BILLING_BUDGET_EXCEEDED, 429, "budget_exceeded", retry,
-                   "the key's %s budget of %s would be exceeded", billing_period_name(k.budget_period),
-                   amount_format(k.budget, bud, sizeof bud));
-            rc = 0;
-            goto out;
-        }
-    }
-    if (r->request_id) {
-        int64_t used = 0;
-        if (store_query_int(s,
-                            "SELECT (SELECT COUNT(*) FROM holds WHERE request_id = $1) +"
-                            " (SELECT COUNT(*) FROM usage WHERE request_id = $1)",
-                            (struct store_val[]){SV_TEXT(a.request_id)}, 1, &used, NULL, e))
-            goto out;
-        if (used) {
-            err_set(e, ERR_INVALID, "request id '%s' is already in the ledger", a.request_id);
-            goto out;
-        }
-    }
-    /* The balance check and the hold, as one conditional update. */
-    int64_t changed = 0;
-    if (store_exec(s, "UPDATE accounts SET held = held + $1 WHERE id = $2 AND balance - held >= $1",
-                   (struct store_val[]){SV_INT(worst), SV_TEXT(k.account_id)}, 2, &changed, e))
-        goto out;
-    if (changed != 1) {
-        char w[32];
-        refuse(&a, BILLING_INSUFFICIENT, 402, "insufficient_quota", 0,
-               "insufficient balance: this request may cost up to %s", amount_format(worst, w, sizeof w));
-        rc = 0;
-        goto out;
-    }
-    struct store_val hp[13] = {SV_TEXT(a.request_id), SV_TEXT(k.account_id), SV_TEXT(k.id),
-                               SV_TEXT(r->model),     SV_INT(r->prompt_tokens), SV_INT(r->max_tokens),
-                               SV_INT(price.input),   SV_INT(price.cached_input), SV_INT(price.output),
-                               SV_INT(worst),         SV_INT(now),          SV_TEXT(b->node),
-                               SV_TEXT(b->boot)};
-    if (store_exec(s,
-                   "INSERT INTO holds (request_id, account_id, key_id, model, prompt_tokens, max_tokens,"
-                   " price_input, price_cached, price_output, amount, admitted_at, node, boot)"
-                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                   hp, 13, NULL, e)) {
-        err_prefix(e, "request %s", a.request_id);
-        goto out;
-    }
-    /* Refusals roll back (nothing to keep); success commits. */
-    if (store_commit(s, e))
-        goto out;
-    a.status = BILLING_OK;
-    billing_conn_put(b, s);
-    *out = a;
-    return 0;
-out:
-    if (rc)
-        *retryable = store_last_retryable(s);
-    store_rollback(s);
-    billing_conn_put(b, s);
-    if (rc == 0)
-        *out = a;
-    return rc;
 }
 
 /* ---- settlement ---- */
@@ -319,69 +332,45 @@ int billing_settle_check(const char *request_id, int64_t prompt, int64_t cached,
 #define USAGE_COLS \
     "request_id, account_id, key_id, model, prompt_tokens, cached_tokens, completion_tokens," \
     " price_input, price_cached, price_output, cost, admitted_at, ended_at, finish_reason"
+/* A hold read as the usage it reserves: no cached tokens, max_tokens
+ * completion tokens, its amount as the cost. */
+#define HOLD_AS_USAGE_COLS \
+    "request_id, account_id, key_id, model, prompt_tokens, 0, max_tokens," \
+    " price_input, price_cached, price_output, amount, admitted_at, admitted_at, 'held'"
 
-static int usage_row(void *ctx, const struct store_row *r)
-{
-    struct billing_usage *u = ctx;
-    snprintf(u->request_id, sizeof u->request_id, "%s", store_row_text(r, 0));
-    snprintf(u->account_id, sizeof u->account_id, "%s", store_row_text(r, 1));
-    snprintf(u->key_id, sizeof u->key_id, "%s", store_row_text(r, 2));
-    snprintf(u->model, sizeof u->model, "%s", store_row_text(r, 3));
-    u->prompt_tokens = store_row_int(r, 4);
-    u->cached_tokens = store_row_int(r, 5);
-    u->completion_tokens = store_row_int(r, 6);
-    u->price_input = store_row_int(r, 7);
-    u->price_cached = store_row_int(r, 8);
-    u->price_output = store_row_int(r, 9);
-    u->cost = store_row_int(r, 10);
-    u->admitted_at = store_row_int(r, 11);
-    u->ended_at = store_row_int(r, 12);
-    snprintf(u->finish_reason, sizeof u->finish_reason, "%s", store_row_text(r, 13));
-    return 1;
-}
-
-struct hold {
-    char account_id[BILLING_ID_MAX], key_id[BILLING_ID_MAX], model[BILLING_MODEL_MAX];
-    int64_t prompt, max_tokens, p_in, p_cached, p_out, amount, admitted_at;
-    int found;
+#define U_TEXT(f) BILLING_COL_TEXT(struct billing_usage, f)
+#define U_INT(f) BILLING_COL_INT(struct billing_usage, f)
+static const struct billing_col usage_cols[] = {
+    U_TEXT(request_id),  U_TEXT(account_id),    U_TEXT(key_id),       U_TEXT(model),
+    U_INT(prompt_tokens), U_INT(cached_tokens), U_INT(completion_tokens), U_INT(price_input),
+    U_INT(price_cached), U_INT(price_output),   U_INT(cost),          U_INT(admitted_at),
+    U_INT(ended_at),     U_TEXT(finish_reason),
 };
 
-static int hold_row(void *ctx, const struct store_row *r)
+/* Reads one usage record (USAGE_COLS or HOLD_AS_USAGE_COLS) into ctx and stops. */
+static int usage_row(void *ctx, const struct store_row *r)
 {
-    struct hold *h = ctx;
-    snprintf(h->account_id, sizeof h->account_id, "%s", store_row_text(r, 0));
-    snprintf(h->key_id, sizeof h->key_id, "%s", store_row_text(r, 1));
-    snprintf(h->model, sizeof h->model, "%s", store_row_text(r, 2));
-    h->prompt = store_row_int(r, 3);
-    h->max_tokens = store_row_int(r, 4);
-    h->p_in = store_row_int(r, 5);
-    h->p_cached = store_row_int(r, 6);
-    h->p_out = store_row_int(r, 7);
-    h->amount = store_row_int(r, 8);
-    h->admitted_at = store_row_int(r, 9);
-    h->found = 1;
+    billing_row_read(r, usage_cols, sizeof usage_cols / sizeof *usage_cols, ctx);
     return 1;
 }
 
 int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle_job *j, struct billing_usage *out,
                          struct err *e)
 {
-    struct billing_usage u;
-    memset(&u, 0, sizeof u);
     struct store_val rid[1] = {SV_TEXT(j->request_id)};
     /* Taking the hold is the claim. A hold and its usage record never exist
      * together (both change in one transaction), so no hold means either
      * already settled — the first record stands — or unknown. With several
      * nodes on one database, a second settler of the same request blocks on
      * this row until the first commits, then finds it gone and the record. */
-    struct hold h;
+    struct billing_usage h;
     memset(&h, 0, sizeof h);
-    if (store_query(s,
-                    "DELETE FROM holds WHERE request_id = $1 RETURNING account_id, key_id, model, prompt_tokens,"
-                    " max_tokens, price_input, price_cached, price_output, amount, admitted_at",
-                    rid, 1, hold_row, &h, e))
+    if (store_query(s, "DELETE FROM holds WHERE request_id = $1 RETURNING " HOLD_AS_USAGE_COLS, rid, 1, usage_row, &h,
+                    e))
         return -1;
-    if (!h.found) {
+    if (!h.request_id[0]) {
+        struct billing_usage u;
+        memset(&u, 0, sizeof u);
         if (store_query(s, "SELECT " USAGE_COLS " FROM usage WHERE request_id = $1", rid, 1, usage_row, &u, e))
             return -1;
         if (u.request_id[0]) { /* already settled */
@@ -395,21 +384,21 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
         }
         return err_set(e, ERR_NOT_FOUND, "request %s: no such admitted request", j->request_id);
     }
-    int64_t cost = billing_cost(j->prompt, j->cached, j->completion, h.p_in, h.p_cached, h.p_out);
-    if (cost > h.amount) {
+    int64_t cost = billing_cost(j->prompt, j->cached, j->completion, h.price_input, h.price_cached, h.price_output);
+    if (cost > h.cost) {
         log_warn("request %s: usage (%lld prompt, %lld completion tokens) exceeds what was admitted (%lld, %lld);"
                  " charging the hold", j->request_id, (long long)j->prompt, (long long)j->completion,
-                 (long long)h.prompt, (long long)h.max_tokens);
-        cost = h.amount;
+                 (long long)h.prompt_tokens, (long long)h.completion_tokens);
+        cost = h.cost;
     }
     int64_t now = billing_now(b);
     char day[24];
     time_format_day(h.admitted_at, day, sizeof day);
-    struct store_val up[15] = {SV_TEXT(j->request_id), SV_TEXT(h.account_id), SV_TEXT(h.key_id), SV_TEXT(h.model),
-                               SV_INT(j->prompt),      SV_INT(j->cached),     SV_INT(j->completion),
-                               SV_INT(h.p_in),         SV_INT(h.p_cached),    SV_INT(h.p_out),
-                               SV_INT(cost),           SV_INT(h.admitted_at), SV_INT(now),
-                               SV_TEXT(day),           SV_TEXT(j->finish_reason)};
+    struct store_val up[15] = {SV_TEXT(j->request_id), SV_TEXT(h.account_id),   SV_TEXT(h.key_id),
+                               SV_TEXT(h.model),       SV_INT(j->prompt),       SV_INT(j->cached),
+                               SV_INT(j->completion),  SV_INT(h.price_input),   SV_INT(h.price_cached),
+                               SV_INT(h.price_output), SV_INT(cost),            SV_INT(h.admitted_at),
+                               SV_INT(now),            SV_TEXT(day),            SV_TEXT(j->finish_reason)};
     if (store_exec(s,
                    "INSERT INTO usage (request_id, account_id, key_id, model, prompt_tokens, cached_tokens,"
                    " completion_tokens, price_input, price_cached, price_output, cost, admitted_at, ended_at, day,"
@@ -421,26 +410,20 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
     if (store_query_int(s,
                         "UPDATE accounts SET balance = balance - $1, held = held - $2"
                         " WHERE id = $3 AND held >= $2 RETURNING balance",
-                        (struct store_val[]){SV_INT(cost), SV_INT(h.amount), SV_TEXT(h.account_id)}, 3, &balance,
+                        (struct store_val[]){SV_INT(cost), SV_INT(h.cost), SV_TEXT(h.account_id)}, 3, &balance,
                         &found, e))
         return -1;
     if (!found)
         return err_set(e, ERR_INVALID, "request %s: account %s holds less than the request's hold", j->request_id, h.account_id);
     if (billing_ledger_row(s, h.account_id, "usage", -cost, balance, j->request_id, now, e))
         return -1;
-    memset(out, 0, sizeof *out);
+    /* the record just written: the hold's names and prices, the real counts */
+    *out = h;
     snprintf(out->request_id, sizeof out->request_id, "%s", j->request_id);
-    snprintf(out->account_id, sizeof out->account_id, "%s", h.account_id);
-    snprintf(out->key_id, sizeof out->key_id, "%s", h.key_id);
-    snprintf(out->model, sizeof out->model, "%s", h.model);
     out->prompt_tokens = j->prompt;
     out->cached_tokens = j->cached;
     out->completion_tokens = j->completion;
-    out->price_input = h.p_in;
-    out->price_cached = h.p_cached;
-    out->price_output = h.p_out;
     out->cost = cost;
-    out->admitted_at = h.admitted_at;
     out->ended_at = now;
     snprintf(out->finish_reason, sizeof out->finish_reason, "%s", j->finish_reason);
     return 0;

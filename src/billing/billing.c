@@ -27,19 +27,23 @@ void billing_random_hex(char *out, size_t n_bytes)
     sodium_bin2hex(out, n_bytes * 2 + 1, buf, n_bytes);
 }
 
+void billing_row_read(const struct store_row *r, const struct billing_col *cols, int n, void *out)
+{
+    for (int i = 0; i < n; i++) {
+        char *field = (char *)out + cols[i].off;
+        if (cols[i].text_size) {
+            const char *t = store_row_text(r, i);
+            snprintf(field, cols[i].text_size, "%s", t ? t : "");
+        } else {
+            int64_t v = store_row_int(r, i);
+            memcpy(field, &v, sizeof v);
+        }
+    }
+}
+
 int64_t billing_now(struct billing *b)
 {
     return b->now ? b->now(b->now_ctx) : (int64_t)time(NULL);
-}
-
-const char *billing_node(const struct billing *b)
-{
-    return b->node;
-}
-
-const char *billing_boot(const struct billing *b)
-{
-    return b->boot;
 }
 
 static int read_pepper(const char *path, unsigned char *pepper, struct err *e)
@@ -215,14 +219,14 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
      * shared database every connection keeps this process's lease (lease.c),
      * so that each hold is placed by a session that holds it. */
     for (int i = 0; i < b->n_conn; i++)
-        if (store_open(o->db, &b->conns[i], e) || (b->shared && billing_lease_keep(b, b->conns[i], e)))
+        if (store_open(o->db, &billing_schema, &b->conns[i], e) || (b->shared && billing_lease_keep(b, b->conns[i], e)))
             goto fail;
 
     char pepper_path[1100];
     if (o->secret_file && *o->secret_file)
         snprintf(pepper_path, sizeof pepper_path, "%s", o->secret_file);
     else if (b->shared) {
-        err_set(e, ERR_INVALID, "billing: a shared database needs --secret-file (the same on every node)");
+        err_set(e, ERR_INVALID, "billing: a shared database needs a secret file (the same on every node)");
         goto fail;
     } else
         snprintf(pepper_path, sizeof pepper_path, "%s/secret.key", b->data_dir);
@@ -232,7 +236,7 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
         goto fail;
 
     if (o->writer) {
-        if (store_open(o->db, &b->wconn, e) || (b->shared && billing_lease_keep(b, b->wconn, e)))
+        if (store_open(o->db, &billing_schema, &b->wconn, e) || (b->shared && billing_lease_keep(b, b->wconn, e)))
             goto fail;
         if (billing_writer_start(b, e))
             goto fail;
@@ -403,6 +407,16 @@ static int check_name(const char *name, struct err *e)
 static int credit_in_tx(struct billing *b, struct store *s, const char *id, int64_t amount, const char *note,
                         int64_t now, struct err *e);
 
+/* The end of a write on a pooled connection: rolls back unless rc is 0 (it
+ * committed), gives the connection back and returns rc. */
+static int write_done(struct billing *b, struct store *s, int rc)
+{
+    if (rc)
+        store_rollback(s);
+    billing_conn_put(b, s);
+    return rc;
+}
+
 int billing_account_create(struct billing *b, const char *name, int64_t credit, char *id_out, struct err *e)
 {
     if (check_name(name, e))
@@ -413,24 +427,18 @@ int billing_account_create(struct billing *b, const char *name, int64_t credit, 
     billing_random_hex(id + 5, 8);
     int64_t now = billing_now(b);
     struct store *s = billing_conn_get(b);
-    int rc = -1;
-    if (store_begin(s, STORE_TX_WRITE, e))
-        goto out;
     struct store_val p[3] = {SV_TEXT(id), SV_TEXT(name), SV_INT(now)};
-    if (store_exec(s, "INSERT INTO accounts (id, name, balance, held, credited, created_at) VALUES ($1, $2, 0, 0, 0, $3)",
-                   p, 3, NULL, e))
-        goto out;
-    if (credit > 0 && credit_in_tx(b, s, id, credit, "initial credit", now, e))
-        goto out;
-    if (store_commit(s, e))
-        goto out;
-    snprintf(id_out, BILLING_ID_MAX, "%s", id);
-    rc = 0;
-out:
-    if (rc)
-        store_rollback(s);
-    billing_conn_put(b, s);
-    return rc;
+    int rc = store_begin(s, STORE_TX_WRITE, e) ||
+                     store_exec(s,
+                                "INSERT INTO accounts (id, name, balance, held, credited, created_at)"
+                                " VALUES ($1, $2, 0, 0, 0, $3)",
+                                p, 3, NULL, e) ||
+                     (credit > 0 && credit_in_tx(b, s, id, credit, "initial credit", now, e)) || store_commit(s, e)
+                 ? -1
+                 : 0;
+    if (rc == 0)
+        snprintf(id_out, BILLING_ID_MAX, "%s", id);
+    return write_done(b, s, rc);
 }
 
 static int credit_in_tx(struct billing *b, struct store *s, const char *id, int64_t amount, const char *note,
@@ -450,16 +458,16 @@ static int credit_in_tx(struct billing *b, struct store *s, const char *id, int6
     return write_ledger(s, id, "credit", amount, balance, NULL, note, now, e);
 }
 
+#define A_TEXT(f) BILLING_COL_TEXT(struct billing_account, f)
+#define A_INT(f) BILLING_COL_INT(struct billing_account, f)
+static const struct billing_col account_cols[] = {
+    A_TEXT(id), A_TEXT(name), A_INT(balance), A_INT(held), A_INT(credited), A_INT(created_at), A_INT(n_keys),
+};
+
+/* Reads one account (ACCOUNT_COLS) into ctx and stops. */
 static int account_row(void *ctx, const struct store_row *r)
 {
-    struct billing_account *a = ctx;
-    snprintf(a->id, sizeof a->id, "%s", store_row_text(r, 0));
-    snprintf(a->name, sizeof a->name, "%s", store_row_text(r, 1));
-    a->balance = store_row_int(r, 2);
-    a->held = store_row_int(r, 3);
-    a->credited = store_row_int(r, 4);
-    a->created_at = store_row_int(r, 5);
-    a->n_keys = store_row_int(r, 6);
+    billing_row_read(r, account_cols, sizeof account_cols / sizeof *account_cols, ctx);
     return 1;
 }
 
@@ -489,45 +497,53 @@ int billing_account_credit(struct billing *b, const char *id, int64_t amount, co
     if (amount <= 0)
         return err_set(e, ERR_INVALID, "credit amount must be positive");
     struct store *s = billing_conn_get(b);
-    int rc = -1;
-    if (store_begin(s, STORE_TX_WRITE, e))
-        goto out;
-    if (credit_in_tx(b, s, id, amount, note, billing_now(b), e))
-        goto out;
-    if (store_commit(s, e))
-        goto out;
-    rc = 0;
-out:
-    if (rc)
-        store_rollback(s);
-    billing_conn_put(b, s);
-    if (rc == 0 && after)
+    int rc = store_begin(s, STORE_TX_WRITE, e) || credit_in_tx(b, s, id, amount, note, billing_now(b), e) ||
+                     store_commit(s, e)
+                 ? -1
+                 : 0;
+    if (write_done(b, s, rc) == 0 && after)
         return billing_account_get(b, id, after, e);
     return rc;
 }
 
+/* A listing of accounts or prices: each row, read as its kind, goes to the
+ * caller's callback of that kind (exactly one of account, price is set). */
 struct list_ctx {
-    billing_account_fn fn;
+    billing_account_fn account;
+    billing_price_fn price;
     void *ctx;
 };
 
-static int account_list_row(void *ctx, const struct store_row *r)
+static int price_row(void *ctx, const struct store_row *r);
+
+static int list_row(void *ctx, const struct store_row *r)
 {
     struct list_ctx *l = ctx;
-    struct billing_account a;
-    memset(&a, 0, sizeof a);
-    account_row(&a, r);
-    return l->fn(l->ctx, &a);
+    if (l->account) {
+        struct billing_account a;
+        memset(&a, 0, sizeof a);
+        account_row(&a, r);
+        return l->account(l->ctx, &a);
+    }
+    struct billing_price p;
+    memset(&p, 0, sizeof p);
+    price_row(&p, r);
+    return l->price(l->ctx, &p);
+}
+
+/* Runs a listing query on a pooled connection. */
+static int list(struct billing *b, const char *sql, struct list_ctx *l, struct err *e)
+{
+    struct store *s = billing_conn_get(b);
+    int rc = store_query(s, sql, NULL, 0, list_row, l, e);
+    billing_conn_put(b, s);
+    return rc;
 }
 
 int billing_account_list(struct billing *b, billing_account_fn fn, void *ctx, struct err *e)
 {
-    struct list_ctx l = {fn, ctx};
-    struct store *s = billing_conn_get(b);
-    int rc = store_query(s, "SELECT " ACCOUNT_COLS " FROM accounts a ORDER BY a.created_at, a.id", NULL, 0,
-                         account_list_row, &l, e);
-    billing_conn_put(b, s);
-    return rc;
+    struct list_ctx l = {.account = fn, .ctx = ctx};
+    return list(b, "SELECT " ACCOUNT_COLS " FROM accounts a ORDER BY a.created_at, a.id", &l, e);
 }
 
 /* ---- prices ---- */
@@ -540,58 +556,38 @@ int billing_price_set(struct billing *b, const struct billing_price *p, struct e
     if (p->input < 0 || p->cached_input < 0 || p->output < 0)
         return err_set(e, ERR_INVALID, "prices must not be negative");
     struct store *s = billing_conn_get(b);
-    int rc = -1;
-    if (store_begin(s, STORE_TX_WRITE, e))
-        goto out;
     struct store_val v[6] = {SV_TEXT(p->model), SV_INT(p->effective_from), SV_INT(p->input),
                              SV_INT(p->cached_input), SV_INT(p->output), SV_INT(billing_now(b))};
-    if (store_exec(s, "DELETE FROM prices WHERE model = $1 AND effective_from = $2", v, 2, NULL, e) ||
-        store_exec(s,
-                   "INSERT INTO prices (model, effective_from, input, cached_input, output, created_at)"
-                   " VALUES ($1, $2, $3, $4, $5, $6)",
-                   v, 6, NULL, e) ||
-        store_commit(s, e))
-        goto out;
-    rc = 0;
-out:
-    if (rc)
-        store_rollback(s);
-    billing_conn_put(b, s);
-    return rc;
+    int rc = store_begin(s, STORE_TX_WRITE, e) ||
+                     store_exec(s, "DELETE FROM prices WHERE model = $1 AND effective_from = $2", v, 2, NULL, e) ||
+                     store_exec(s,
+                                "INSERT INTO prices (model, effective_from, input, cached_input, output, created_at)"
+                                " VALUES ($1, $2, $3, $4, $5, $6)",
+                                v, 6, NULL, e) ||
+                     store_commit(s, e)
+                 ? -1
+                 : 0;
+    return write_done(b, s, rc);
 }
 
+#define P_TEXT(f) BILLING_COL_TEXT(struct billing_price, f)
+#define P_INT(f) BILLING_COL_INT(struct billing_price, f)
+static const struct billing_col price_cols[] = {
+    P_TEXT(model), P_INT(effective_from), P_INT(input), P_INT(cached_input), P_INT(output),
+};
+#define PRICE_COLS "model, effective_from, input, cached_input, output"
+
+/* Reads one price (PRICE_COLS) into ctx and stops. */
 static int price_row(void *ctx, const struct store_row *r)
 {
-    struct billing_price *p = ctx;
-    snprintf(p->model, sizeof p->model, "%s", store_row_text(r, 0));
-    p->effective_from = store_row_int(r, 1);
-    p->input = store_row_int(r, 2);
-    p->cached_input = store_row_int(r, 3);
-    p->output = store_row_int(r, 4);
+    billing_row_read(r, price_cols, sizeof price_cols / sizeof *price_cols, ctx);
     return 1;
-}
-
-struct price_list_ctx {
-    billing_price_fn fn;
-    void *ctx;
-};
-
-static int price_list_row(void *ctx, const struct store_row *r)
-{
-    struct price_list_ctx *l = ctx;
-    struct billing_price p;
-    price_row(&p, r);
-    return l->fn(l->ctx, &p);
 }
 
 int billing_price_list(struct billing *b, billing_price_fn fn, void *ctx, struct err *e)
 {
-    struct price_list_ctx l = {fn, ctx};
-    struct store *s = billing_conn_get(b);
-    int rc = store_query(s, "SELECT model, effective_from, input, cached_input, output FROM prices"
-                            " ORDER BY model, effective_from", NULL, 0, price_list_row, &l, e);
-    billing_conn_put(b, s);
-    return rc;
+    struct list_ctx l = {.price = fn, .ctx = ctx};
+    return list(b, "SELECT " PRICE_COLS " FROM prices ORDER BY model, effective_from", &l, e);
 }
 
 int billing_price_lookup(struct store *s, const char *model, int64_t t, struct billing_price *out, int *found,
@@ -601,7 +597,7 @@ int billing_price_lookup(struct store *s, const char *model, int64_t t, struct b
     memset(&p, 0, sizeof p);
     p.effective_from = -1;
     if (store_query(s,
-                    "SELECT model, effective_from, input, cached_input, output FROM prices"
+                    "SELECT " PRICE_COLS " FROM prices"
                     " WHERE model = $1 AND effective_from <= $2 ORDER BY effective_from DESC LIMIT 1",
                     (struct store_val[]){SV_TEXT(model), SV_INT(t)}, 2, price_row, &p, e))
         return -1;
@@ -609,15 +605,6 @@ int billing_price_lookup(struct store *s, const char *model, int64_t t, struct b
     if (*found)
         *out = p;
     return 0;
-}
-
-int billing_price_at(struct billing *b, const char *model, int64_t t, struct billing_price *out, int *found,
-                     struct err *e)
-{
-    struct store *s = billing_conn_get(b);
-    int rc = billing_price_lookup(s, model, t, out, found, e);
-    billing_conn_put(b, s);
-    return rc;
 }
 
 /* ---- audit ---- */

@@ -21,11 +21,12 @@
  *   (it is capped at the hold if a caller reports more tokens than admitted).
  *
  * The life of a request
- *   billing_admit()  in ONE write transaction: the key (401), its model
- *                    allow-list and a price in force (403), rate limits rpm/tpm
- *                    and budget day/month/total (429 + retry-after seconds),
- *                    and balance - held >= worst case (402) by a conditional
- *                    UPDATE; then the hold is placed. Concurrent admissions
+ *   billing_admit()  in ONE write transaction: the key, its model allow-list
+ *                    and a price in force, rate limits rpm/tpm and budget
+ *                    day/month/total (with the seconds after which a retry
+ *                    may pass), and balance - held >= worst case by a
+ *                    conditional UPDATE; then the hold is placed. Each check
+ *                    that fails refuses with its enum billing_reason. Concurrent admissions
  *                    can never overdraw an account. The commit does not fsync
  *                    (a hold lost with the machine belonged to a dead process
  *                    and would be released anyway); settlements do.
@@ -71,8 +72,9 @@
  * UTC month, or all time) plus its open holds.
  *
  * Errors: functions return 0 on success and -1 with the reason in *e (a store
- * failure, bad input). A refused admission is not an error: billing_admit
- * returns 0 with a non-OK status.
+ * failure, bad input). A refusal (a bad key, a limit, the balance) is
+ * ERR_REFUSED with e->reason an enum billing_reason: billing says why, and the
+ * server decides what to answer (server/refusal.c).
  * Threads: every function may be called from any thread; a struct billing
  * holds a small pool of store connections and one writer thread.
  */
@@ -140,9 +142,6 @@ int billing_open(const struct billing_options *o, struct billing **out, struct e
 void billing_close(struct billing *b);
 
 int64_t billing_now(struct billing *b);
-/* This process's hold tag: node name and boot id ("<pid>-<start time>-<random>"). */
-const char *billing_node(const struct billing *b);
-const char *billing_boot(const struct billing *b);
 
 /* Fault injection for tests: every store connection of b fails after n more
  * operations (n < 0 turns it off). */
@@ -210,9 +209,11 @@ int billing_key_list(struct billing *b, const char *account_id, billing_key_fn f
 
 /* Checks a presented key (constant-time hash compare) without placing a hold:
  * for routes that need only the identity (GET /v1/usage, /v1/models).
- * Returns 0 and fills *out for a valid, unrevoked, unexpired key; -1 with the
- * reason otherwise (which the server reports as a 401, without the key);
- * -2 when the ledger could not be consulted (the server answers 503). */
+ * Returns 0 and fills *out for a valid, unrevoked, unexpired key; otherwise -1
+ * with e->code ERR_INVALID (malformed), ERR_NOT_FOUND (no such key),
+ * ERR_REFUSED (reason BILLING_KEY_REVOKED or BILLING_KEY_EXPIRED), or
+ * ERR_UNAVAILABLE when the ledger could not be consulted. The message never
+ * contains the key. */
 int billing_authenticate(struct billing *b, const char *key, struct billing_key *out, struct err *e);
 
 /* ---- admin keys (for /admin/... HTTP routes) ---- */
@@ -224,8 +225,9 @@ int billing_admin_key_missing(struct billing *b, int *missing, struct err *e);
  * 24 to 256 printable characters without spaces. Registering the same key
  * again does nothing. */
 int billing_admin_key_import(struct billing *b, const char *key, struct err *e);
-/* 0 if key is a valid, unrevoked admin key; -1 otherwise; -2 when the
- * ledger could not be consulted. */
+/* 0 if key is a valid, unrevoked admin key; otherwise -1 with ERR_INVALID
+ * (not shaped like an admin key), ERR_NOT_FOUND (no such admin key), or
+ * ERR_UNAVAILABLE when the ledger could not be consulted. */
 int billing_admin_key_verify(struct billing *b, const char *key, struct err *e);
 
 /* ---- prices ---- */
@@ -240,18 +242,19 @@ int billing_price_set(struct billing *b, const struct billing_price *p, struct e
 typedef int (*billing_price_fn)(void *ctx, const struct billing_price *p);
 /* Every price row, by model then time. */
 int billing_price_list(struct billing *b, billing_price_fn fn, void *ctx, struct err *e);
-/* The price in force for model at time t; *found = 0 if none. */
-int billing_price_at(struct billing *b, const char *model, int64_t t, struct billing_price *out, int *found,
-                     struct err *e);
 
 /* ---- admission and settlement ---- */
-enum billing_status {
-    BILLING_OK = 0,
-    BILLING_UNAUTHORIZED,   /* 401 invalid_api_key: unknown, malformed, revoked, expired */
-    BILLING_FORBIDDEN,      /* 403 model_not_allowed / model_not_priced */
-    BILLING_RATE_LIMITED,   /* 429 rate_limit_exceeded (rpm, tpm) */
-    BILLING_BUDGET_EXCEEDED,/* 429 budget_exceeded */
-    BILLING_INSUFFICIENT,   /* 402 insufficient_quota */
+/* Why an admission (or an authentication) was refused: e->reason of an
+ * ERR_REFUSED. */
+enum billing_reason {
+    BILLING_KEY_UNKNOWN = 1,   /* the key is malformed, or no such key */
+    BILLING_KEY_REVOKED,
+    BILLING_KEY_EXPIRED,
+    BILLING_MODEL_NOT_ALLOWED, /* not in the key's model allow-list */
+    BILLING_MODEL_NOT_PRICED,  /* the model has no price in force */
+    BILLING_RATE_LIMITED,      /* the key's requests (rpm) or tokens (tpm) per minute */
+    BILLING_BUDGET_EXCEEDED,   /* the key's day, month or total budget */
+    BILLING_INSUFFICIENT,      /* the account's balance less its holds is below the worst case */
 };
 
 struct billing_request {
@@ -263,11 +266,7 @@ struct billing_request {
 };
 
 struct billing_admission {
-    enum billing_status status;
-    int http_status;         /* 200, 401, 402, 403, 429 */
-    const char *code;        /* OpenAI-style error code, NULL when OK (static string) */
-    char message[256];       /* human-readable reason; never contains the key */
-    int64_t retry_after;     /* seconds, for 429 (0 = retrying will not help) */
+    int64_t retry_after;     /* refusals only: seconds until a retry may pass (0 = it will not) */
     char request_id[BILLING_ID_MAX];
     char account_id[BILLING_ID_MAX];
     char key_id[BILLING_ID_MAX];
@@ -276,8 +275,11 @@ struct billing_admission {
     int64_t admitted_at;
 };
 
-/* See the top of this file. Returns 0 with out->status set (OK or a refusal),
- * or -1 when the ledger could not be consulted (the server answers 503). */
+/* See the top of this file. Returns 0 with *out filled once the hold is
+ * placed. A refusal is -1 with ERR_REFUSED, e->reason an enum billing_reason,
+ * a message that never contains the key, and out->retry_after written (the
+ * only field written on failure). Any other failure (bad input, a ledger that
+ * could not be consulted) is -1 with its own code. */
 int billing_admit(struct billing *b, const struct billing_request *r, struct billing_admission *out,
                   struct err *e);
 

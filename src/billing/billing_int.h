@@ -61,8 +61,23 @@ struct billing {
     struct billing_writer_stats stats; /* guarded by q_mu */
 };
 
+/* The ledger's tables (schema.c), applied by every store_open of billing. */
+extern const struct store_schema billing_schema;
+
 struct store *billing_conn_get(struct billing *b);
 void billing_conn_put(struct billing *b, struct store *s);
+
+/* Reading a row into a struct: one entry per column, in column order, naming
+ * the field it fills (text into a char array, cut to fit; an integer into an
+ * int64_t). */
+struct billing_col {
+    size_t off;
+    size_t text_size; /* the char array's size; 0 for an int64_t field */
+};
+#define BILLING_COL_TEXT(type, field) {offsetof(type, field), sizeof(((type *)0)->field)}
+#define BILLING_COL_INT(type, field) {offsetof(type, field), 0}
+/* Fills the fields of *out that cols names from columns 0 .. n - 1 of r. */
+void billing_row_read(const struct store_row *r, const struct billing_col *cols, int n, void *out);
 
 /* n random bytes as 2n lowercase hex characters into out (2n + 1 bytes). */
 void billing_random_hex(char *out, size_t n_bytes);
@@ -84,10 +99,10 @@ int billing_price_lookup(struct store *s, const char *model, int64_t t, struct b
                          struct err *e);
 /* Key checks shared by admission and authentication: parses the key, reads
  * its row on s and compares the keyed hash in constant time. Returns 0 and
- * fills *out, or -1 with a reason safe to show (never the key). *db_error is
- * set when the failure was the store's, not the key's. */
+ * fills *out, or -1 with a message safe to show (never the key) and the codes
+ * of billing_authenticate (ERR_UNAVAILABLE: the store failed, not the key). */
 int billing_key_check(struct billing *b, struct store *s, const char *key, int64_t now, struct billing_key *out,
-                      int *db_error, struct err *e);
+                      struct err *e);
 
 /* 1 if the process that made holds tagged `boot` on this node is certainly
  * gone (its lock file is missing or no longer locked), 0 if it may be alive. */

@@ -132,40 +132,45 @@ static int key_row_fn(void *ctx, const struct store_row *r)
     return 1;
 }
 
+/* A store failure while checking a key: the ledger could not be consulted,
+ * which callers must tell apart from a bad key. */
+static int ledger_down(struct err *e)
+{
+    if (e)
+        e->code = ERR_UNAVAILABLE;
+    return -1;
+}
+
 int billing_key_check(struct billing *b, struct store *s, const char *key, int64_t now, struct billing_key *out,
-                      int *db_error, struct err *e)
+                      struct err *e)
 {
     char id[BILLING_ID_MAX];
-    *db_error = 0;
     if (key_id_of(key, id))
         return err_set(e, ERR_INVALID, "invalid API key: malformed (expected sk-maas-...)");
     struct key_row kr;
     memset(&kr, 0, sizeof kr);
     if (store_query(s, "SELECT " KEY_COLS " FROM api_keys WHERE id = $1", (struct store_val[]){SV_TEXT(id)}, 1,
-                    key_row_fn, &kr, e)) {
-        *db_error = 1;
-        return -1;
-    }
+                    key_row_fn, &kr, e))
+        return ledger_down(e);
     /* Compare a hash even for an unknown id, so timing says nothing. */
     int ok = hash_matches(b, key, kr.found ? kr.hash
                                            : "0000000000000000000000000000000000000000000000000000000000000000");
     if (!kr.found || !ok)
         return err_set(e, ERR_NOT_FOUND, "invalid API key %s...: unknown key", id);
     if (kr.k.revoked_at)
-        return err_set(e, ERR_INVALID, "invalid API key %s...: revoked", id);
+        return err_refuse(e, BILLING_KEY_REVOKED, "invalid API key %s...: revoked", id);
     if (kr.k.expires_at && now >= kr.k.expires_at)
-        return err_set(e, ERR_INVALID, "invalid API key %s...: expired", id);
+        return err_refuse(e, BILLING_KEY_EXPIRED, "invalid API key %s...: expired", id);
     *out = kr.k;
     return 0;
 }
 
 int billing_authenticate(struct billing *b, const char *key, struct billing_key *out, struct err *e)
 {
-    int db_error;
     struct store *s = billing_conn_get(b);
-    int rc = billing_key_check(b, s, key, billing_now(b), out, &db_error, e);
+    int rc = billing_key_check(b, s, key, billing_now(b), out, e);
     billing_conn_put(b, s);
-    return rc && db_error ? -2 : rc;
+    return rc;
 }
 
 int billing_key_create(struct billing *b, const char *account_id, const struct billing_key_spec *spec,
@@ -383,8 +388,8 @@ int billing_admin_key_verify(struct billing *b, const char *key, struct err *e)
     int rc = store_query(s, "SELECT hash FROM admin_keys WHERE revoked_at IS NULL", NULL, 0, admin_row, &m, e);
     billing_conn_put(b, s);
     if (rc)
-        return -2;
+        return ledger_down(e);
     if (!m.ok)
-        return err_set(e, ERR_INVALID, "invalid admin key");
+        return err_set(e, ERR_NOT_FOUND, "invalid admin key");
     return 0;
 }

@@ -108,7 +108,7 @@ static void *keeper_main(void *arg)
 
 int billing_lease_start(struct billing *b, const char *db, struct err *e)
 {
-    if (store_open(db, &b->lease, e) || billing_lease_keep(b, b->lease, e))
+    if (store_open(db, &billing_schema, &b->lease, e) || billing_lease_keep(b, b->lease, e))
         return -1;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -25,7 +25,7 @@ int billing_group_parse(const char *s, enum billing_group *out, struct err *e)
             return 0;
         }
     }
-    return err_set(e, ERR_INVALID, "--by '%s': expected day, account, key, model or request", s ? s : "");
+    return err_set(e, ERR_INVALID, "usage grouping '%s': expected day, account, key, model or request", s ? s : "");
 }
 
 struct report_ctx {

@@ -72,12 +72,22 @@ int auth_route(struct server *srv, enum route r, const char *authorization, stru
     struct err e;
     int rc;
     /* tenant routes look for a tenant key first, /admin for the admin key;
-     * -2 from either: the ledger cannot be consulted (503, not a 401) */
-    int tenant = r == ROUTE_ADMIN ? -1 : billing_authenticate(b, key, &who->key, &e);
-    int admin = tenant == 0 || tenant == -2 ? -1 : billing_admin_key_verify(b, key, &e);
-    if (r == ROUTE_ADMIN && admin == -1)
+     * ERR_UNAVAILABLE from either: the ledger cannot be consulted (503, not a 401) */
+    int tenant = -1, admin = -1;
+    bool down = false;
+    if (r != ROUTE_ADMIN) {
         tenant = billing_authenticate(b, key, &who->key, &e);
-    if (tenant == -2 || admin == -2) {
+        down = tenant < 0 && e.code == ERR_UNAVAILABLE;
+    }
+    if (tenant < 0 && !down) {
+        admin = billing_admin_key_verify(b, key, &e);
+        down = admin < 0 && e.code == ERR_UNAVAILABLE;
+    }
+    if (r == ROUTE_ADMIN && admin < 0 && !down) {
+        tenant = billing_authenticate(b, key, &who->key, &e);
+        down = tenant < 0 && e.code == ERR_UNAVAILABLE;
+    }
+    if (down) {
         log_error("billing: checking a key: %s", e.msg);
         rc = oai_err(err, 503, "server_error", NULL, "billing_unavailable",
                      "The ledger cannot be reached to check the API key. Please retry.");
@@ -124,7 +134,7 @@ static int hook_admit(void *ctx, const struct server_admit_info *a, void **req_c
     struct err e;
     int rc = billing_admit(srv->o.billing, &br, &ad, &e);
     sodium_memzero(key, sizeof key);
-    if (rc < 0) {
+    if (rc < 0 && e.code != ERR_REFUSED) {
         log_error("billing: admission of %s: %s", a->request_id, e.msg);
         oai_err(err, 503, "server_error", NULL, "billing_unavailable",
                 "The ledger cannot be reached; the request was not run. Please retry.");
@@ -132,18 +142,9 @@ static int hook_admit(void *ctx, const struct server_admit_info *a, void **req_c
         return -1;
     }
     *req_ctx = NULL;
-    if (ad.status == BILLING_OK)
+    if (rc == 0)
         return 0;
-    const char *type = ad.http_status == 401   ? "invalid_request_error"
-                       : ad.http_status == 402 ? "insufficient_quota"
-                       : ad.http_status == 403 ? "permission_error"
-                       : ad.http_status == 429 ? "rate_limit_error"
-                                               : "invalid_request_error";
-    oai_err(err, ad.http_status, type, ad.http_status == 403 ? "model" : NULL, ad.code, "%s", ad.message);
-    if (ad.http_status == 429)
-        /* 0 means that waiting will not help (a total budget): say an hour */
-        err->retry_after = ad.retry_after > 0 ? (int)(ad.retry_after < 86400 ? ad.retry_after : 86400) : 3600;
-    return -1;
+    return srv_refusal_http(&e, ad.retry_after, err);
 }
 
 static int hook_settle(void *ctx, void *req_ctx, const struct server_settle_info *s)

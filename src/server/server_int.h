@@ -94,6 +94,11 @@ int auth_route(struct server *srv, enum route r, const char *authorization, stru
                struct oai_error *err);
 /* The admit/settle hooks over srv->o.billing. */
 void auth_hooks(struct server *srv, struct server_hooks *out);
+/* The answer to a billing refusal (refusal->code ERR_REFUSED, reason an enum
+ * billing_reason): fills *err with its HTTP status, OpenAI error type, param
+ * and code, the refusal's message, and for a 429 the Retry-After from
+ * retry_after (seconds; 0 = waiting will not help). Returns -1. */
+int srv_refusal_http(const struct err *refusal, int64_t retry_after, struct oai_error *err);
 
 /* ---- /admin and /v1/usage (admin.c) ---- */
 

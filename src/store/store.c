@@ -42,8 +42,9 @@ static int make_dirs(const char *dir, struct err *e)
     return 0;
 }
 
-int store_open(const char *url, struct store **out, struct err *e)
+int store_open(const char *url, const struct store_schema *schema, struct store **out, struct err *e)
 {
+    MAAS_ASSERT(schema);
     struct store *s = NULL;
     char path[4096];
     if (!url || !*url)
@@ -51,7 +52,7 @@ int store_open(const char *url, struct store **out, struct err *e)
     if (starts_with(url, "postgresql://") || starts_with(url, "postgres://")) {
         if (store_postgres_open(url, &s, e))
             return -1;
-        if (store_migrate(s, store_ledger_migrations, store_ledger_n_migrations, e)) {
+        if (store_migrate(s, schema->migrations, schema->n, e)) {
             err_prefix(e, "postgresql ledger");
             store_close(s);
             return -1;
@@ -70,7 +71,7 @@ int store_open(const char *url, struct store **out, struct err *e)
     }
     if (store_sqlite_open(path, &s, e))
         return -1;
-    if (store_migrate(s, store_ledger_migrations, store_ledger_n_migrations, e)) {
+    if (store_migrate(s, schema->migrations, schema->n, e)) {
         err_prefix(e, "%s", path);
         store_close(s);
         return -1;

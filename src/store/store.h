@@ -1,16 +1,20 @@
 /*
- * store — the ledger's storage interface: one small SQL-level contract over an
+ * store — the ledger's storage: one small SQL-level contract over an
  * opaque connection, with one file per backend behind it (store_sqlite.c,
  * store_postgres.c), as Redis picks ae_epoll.c or ae_kqueue.c.
  *
  * What callers get:
- *   - store_open(url)      "DIR" or "sqlite:PATH" → SQLite (WAL, busy timeout,
+ *   - store_open(url, schema)
+ *                          "DIR" or "sqlite:PATH" → SQLite (WAL, busy timeout,
  *                          foreign keys, synchronous=FULL); DIR means
  *                          DIR/ledger.db. "postgresql://..." or "postgres://..."
  *                          → PostgreSQL (libpq connection URI; the password may
  *                          also come from PGPASSWORD or ~/.pgpass). Opening
- *                          applies the ledger's schema migrations (PostgreSQL:
- *                          under an advisory lock, so nodes may start at once).
+ *                          applies the migrations of the caller's schema
+ *                          (PostgreSQL: under an advisory lock, so nodes may
+ *                          start at once). The store owns no table but
+ *                          schema_version; the tables are the caller's
+ *                          (billing/schema.c).
  *   - transactions         store_begin(STORE_TX_WRITE) takes the write lock at
  *                          the start (SQLite BEGIN IMMEDIATE; PostgreSQL BEGIN,
  *                          and callers lock rows with conditional UPDATEs, which
@@ -67,10 +71,13 @@ struct store_val {
  * that transaction; PostgreSQL: SET LOCAL synchronous_commit = off.) */
 enum store_tx { STORE_TX_READ, STORE_TX_WRITE, STORE_TX_WRITE_LAZY };
 
-/* Opens a connection to the ledger named by url (see above), creating it and
- * applying migrations as needed. A database whose schema is newer than this
- * program knows is refused. */
-int store_open(const char *url, struct store **out, struct err *e);
+struct store_schema;
+
+/* Opens a connection to the database named by url (see above), creating it
+ * and applying the migrations of schema (required) that it lacks, as
+ * store_migrate does. A database whose schema is newer than schema knows is
+ * refused. */
+int store_open(const char *url, const struct store_schema *schema, struct store **out, struct err *e);
 void store_close(struct store *s); /* NULL does nothing */
 
 /* "sqlite" or "postgresql". */
@@ -117,9 +124,12 @@ struct store_migration {
     const char *sqlite;
     const char *postgres;
 };
-/* The ledger schema (store/schema.c), applied by store_open. */
-extern const struct store_migration store_ledger_migrations[];
-extern const int store_ledger_n_migrations;
+/* A database's schema: its migrations, versions 1..n in order. The module
+ * that owns the tables defines it (billing: billing/schema.c). */
+struct store_schema {
+    const struct store_migration *migrations;
+    int n;
+};
 
 /* Applies the given migrations (sorted by version, 1..n) that the database
  * lacks. Fails if the database holds a version newer than the last one. */

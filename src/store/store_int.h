@@ -35,6 +35,14 @@ struct store_ops {
     int (*retryable)(const struct store *s);
 };
 
+/* The entries every backend fills, from its functions named <p>_close,
+ * <p>_begin and so on, so that a backend's table spells out only its name and
+ * the optional entries it has. */
+#define STORE_OPS_REQUIRED(p)                                                                         \
+    .close = p##_close, .begin = p##_begin, .commit = p##_commit, .rollback = p##_rollback,           \
+    .script = p##_script, .exec = p##_exec, .query = p##_query, .row_is_null = p##_row_is_null,       \
+    .row_int = p##_row_int, .row_text = p##_row_text
+
 struct store {
     const struct store_ops *ops;
     long fail_after; /* operations left before injected failures; < 0: off */

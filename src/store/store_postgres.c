@@ -414,16 +414,7 @@ static int pg_retryable(const struct store *s)
 
 static const struct store_ops postgres_ops = {
     .name = "postgresql",
-    .close = pg_close,
-    .begin = pg_begin,
-    .commit = pg_commit,
-    .rollback = pg_rollback,
-    .script = pg_script,
-    .exec = pg_exec,
-    .query = pg_query,
-    .row_is_null = pg_row_is_null,
-    .row_int = pg_row_int,
-    .row_text = pg_row_text,
+    STORE_OPS_REQUIRED(pg),
     .migrate_lock = pg_migrate_lock,
     .lease_keep = pg_lease_keep,
     .lease_free = pg_lease_free,

@@ -249,19 +249,7 @@ static const char *sq_row_text(const struct store_row *r, int col)
     return (const char *)sqlite3_column_text(r->impl, col);
 }
 
-static const struct store_ops sqlite_ops = {
-    .name = "sqlite",
-    .close = sq_close,
-    .begin = sq_begin,
-    .commit = sq_commit,
-    .rollback = sq_rollback,
-    .script = sq_script,
-    .exec = sq_exec,
-    .query = sq_query,
-    .row_is_null = sq_row_is_null,
-    .row_int = sq_row_int,
-    .row_text = sq_row_text,
-};
+static const struct store_ops sqlite_ops = {.name = "sqlite", STORE_OPS_REQUIRED(sq)};
 
 int store_sqlite_open(const char *path, struct store **out, struct err *e)
 {

@@ -29,7 +29,7 @@ json() { "$PY" -c "import json,sys; d=json.load(sys.stdin); $1"; }
 
 # a shared ledger needs the shared key-hashing secret
 "$MAAS" admin --db "$URL" account list >/dev/null 2>"$D/err" && fail "--db without --secret-file accepted"
-grep -q "secret-file" "$D/err" || fail "--db without --secret-file: unclear error: $(cat "$D/err")"
+grep -qi "secret.file" "$D/err" || fail "--db without --secret-file: unclear error: $(cat "$D/err")"
 
 A=$(adm account create "Acme Inc" --credit 10 | tail -n 1)
 [[ $A =~ ^acct_[0-9a-f]{16}$ ]] || fail "account create: last line '$A' is not an id"

@@ -55,15 +55,36 @@ static void set_price(struct billing *b, const char *model, int64_t in, int64_t 
     must(billing_price_set(b, &p, &e), &e);
 }
 
-static struct billing_admission admit(struct billing *b, const char *key, const char *model, int64_t prompt,
-                                      int64_t max_tokens)
+/* An admission as these tests look at it: status ADMITTED or the refusal's
+ * enum billing_reason, with its message; the rest as billing_admit fills it. */
+#define ADMITTED 0
+struct adm {
+    int status;
+    char message[256];
+    int64_t retry_after, hold, price_input, price_output;
+    char request_id[BILLING_ID_MAX], account_id[BILLING_ID_MAX];
+};
+
+static struct adm admit(struct billing *b, const char *key, const char *model, int64_t prompt, int64_t max_tokens)
 {
     struct err e = {0};
     struct billing_admission a;
     memset(&a, 0, sizeof a);
     struct billing_request r = {.key = key, .model = model, .prompt_tokens = prompt, .max_tokens = max_tokens};
-    must(billing_admit(b, &r, &a, &e), &e);
-    return a;
+    int rc = billing_admit(b, &r, &a, &e);
+    if (rc && e.code != ERR_REFUSED)
+        must(rc, &e);
+    struct adm out = {.status = rc ? e.reason : ADMITTED, .retry_after = a.retry_after};
+    if (rc) {
+        snprintf(out.message, sizeof out.message, "%s", e.msg);
+        return out;
+    }
+    out.hold = a.hold;
+    out.price_input = a.price_input;
+    out.price_output = a.price_output;
+    snprintf(out.request_id, sizeof out.request_id, "%s", a.request_id);
+    snprintf(out.account_id, sizeof out.account_id, "%s", a.account_id);
+    return out;
 }
 
 static struct billing_account acct_get(struct billing *b, const char *id)
@@ -96,12 +117,12 @@ TEST(keys_verify)
     char bad[BILLING_KEY_LEN + 1];
     memcpy(bad, key, sizeof bad);
     bad[BILLING_KEY_LEN - 1] = bad[BILLING_KEY_LEN - 1] == 'A' ? 'B' : 'A'; /* wrong secret */
-    CHECK(billing_authenticate(b, bad, &k, &e) == -1);
+    CHECK(billing_authenticate(b, bad, &k, &e) == -1 && e.code == ERR_NOT_FOUND);
     CHECKF(!strstr(e.msg, bad + 20), "message leaks the key: %s", e.msg);
     memcpy(bad, key, sizeof bad);
     bad[8] = bad[8] == 'a' ? 'b' : 'a'; /* tampered prefix */
     CHECK(billing_authenticate(b, bad, &k, &e) == -1);
-    CHECK(billing_authenticate(b, "sk-maas-short", &k, &e) == -1);
+    CHECK(billing_authenticate(b, "sk-maas-short", &k, &e) == -1 && e.code == ERR_INVALID);
     CHECK(billing_authenticate(b, "", &k, &e) == -1);
     CHECK(billing_authenticate(b, NULL, &k, &e) == -1);
 
@@ -118,21 +139,21 @@ TEST(keys_verify)
     must(billing_key_create(b, acct, &sp, key3, NULL, &e), &e);
     must(billing_authenticate(b, key3, &k, &e), &e);
     fake_now += 100;
-    CHECK(billing_authenticate(b, key3, &k, &e) == -1);
+    CHECK(billing_authenticate(b, key3, &k, &e) == -1 && e.code == ERR_REFUSED && e.reason == BILLING_KEY_EXPIRED);
     CHECKF(strstr(e.msg, "expired"), "%s", e.msg);
     fake_now -= 100;
 
     /* revocation, by id or whole key; unknown ids */
     must(billing_key_revoke(b, key, &e), &e);
-    CHECK(billing_authenticate(b, key, &k, &e) == -1);
+    CHECK(billing_authenticate(b, key, &k, &e) == -1 && e.code == ERR_REFUSED && e.reason == BILLING_KEY_REVOKED);
     CHECKF(strstr(e.msg, "revoked"), "%s", e.msg);
     must(billing_key_revoke(b, k.id[0] ? k.id : key + 8, &e), &e); /* twice is fine */
     CHECK(billing_key_revoke(b, "000000000000", &e) == -1);
     CHECK(billing_key_revoke(b, "zz", &e) == -1);
 
     /* the database holds no key material */
-    struct billing_admission a = admit(b, key, "m", 1, 1);
-    CHECK(a.status == BILLING_UNAUTHORIZED && a.http_status == 401);
+    struct adm a = admit(b, key, "m", 1, 1);
+    CHECK(a.status == BILLING_KEY_REVOKED);
     CHECK(!strstr(a.message, key + 20));
 
     /* keys for unknown accounts; budget without period */
@@ -153,7 +174,12 @@ TEST(keys_verify)
     must(billing_admin_key_import(b, "operator-chosen-admin-secret-0123", &e), &e);
     must(billing_admin_key_import(b, "operator-chosen-admin-secret-0123", &e), &e);
     must(billing_admin_key_verify(b, "operator-chosen-admin-secret-0123", &e), &e);
-    CHECK(billing_admin_key_verify(b, "operator-chosen-admin-secret-0124", &e) == -1);
+    CHECK(billing_admin_key_verify(b, "operator-chosen-admin-secret-0124", &e) == -1 && e.code == ERR_NOT_FOUND);
+    /* a ledger that cannot be consulted is not a bad key */
+    billing_fail_after(b, 0);
+    CHECK(billing_authenticate(b, key2, &k, &e) == -1 && e.code == ERR_UNAVAILABLE);
+    CHECK(billing_admin_key_verify(b, "operator-chosen-admin-secret-0123", &e) == -1 && e.code == ERR_UNAVAILABLE);
+    billing_fail_after(b, -1);
     CHECK(billing_admin_key_import(b, "short", &e) == -1);
     CHECK(billing_admin_key_import(b, "has a space in the middle of it ok", &e) == -1);
     billing_close(b);
@@ -167,31 +193,32 @@ TEST(refusals)
     setup_acct(b, "1", acct, key, &sp);
     set_price(b, "m1", 1000000, 500000, 2000000, 0);
     set_price(b, "m2", 1000000, 500000, 2000000, fake_now + 10); /* not yet in force */
-    struct billing_admission a = admit(b, key, "m3", 10, 10);
-    CHECK(a.status == BILLING_FORBIDDEN && a.http_status == 403 && !strcmp(a.code, "model_not_allowed"));
+    struct adm a = admit(b, key, "m3", 10, 10);
+    CHECK(a.status == BILLING_MODEL_NOT_ALLOWED);
     a = admit(b, key, "m2", 10, 10);
-    CHECK(a.status == BILLING_FORBIDDEN && !strcmp(a.code, "model_not_priced"));
+    CHECK(a.status == BILLING_MODEL_NOT_PRICED);
     a = admit(b, "sk-maas-000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "m1", 10, 10);
-    CHECK(a.status == BILLING_UNAUTHORIZED && !strcmp(a.code, "invalid_api_key"));
+    CHECK(a.status == BILLING_KEY_UNKNOWN);
     /* 1 unit covers 1e6 micro; 1 prompt token + 1e6 output tokens at 2/Mtok = 2 units */
     a = admit(b, key, "m1", 1, 1000000);
-    CHECK(a.status == BILLING_INSUFFICIENT && a.http_status == 402 && !strcmp(a.code, "insufficient_quota"));
+    CHECK(a.status == BILLING_INSUFFICIENT);
     a = admit(b, key, "m1", 100, 100);
-    CHECK(a.status == BILLING_OK && a.http_status == 200 && a.hold == 300);
+    CHECK(a.status == ADMITTED && a.hold == 300);
     struct billing_account ac = acct_get(b, acct);
     CHECK(ac.held == 300 && ac.balance == 1000000);
     CHECK(a.price_input == 1000000 && a.price_output == 2000000 && a.request_id[0] && !strcmp(a.account_id, acct));
     struct err e;
     struct billing_request bad = {.key = key, .model = "m1", .prompt_tokens = -1, .max_tokens = 1};
-    CHECK(billing_admit(b, &bad, &a, &e) == -1);
+    struct billing_admission ba;
+    CHECK(billing_admit(b, &bad, &ba, &e) == -1 && e.code == ERR_INVALID);
     /* a caller-chosen request id is used once only */
     struct billing_request named = {.key = key, .model = "m1", .prompt_tokens = 1, .max_tokens = 1,
                                     .request_id = "chatcmpl-abc123"};
-    CHECK(billing_admit(b, &named, &a, &e) == 0 && a.status == BILLING_OK && !strcmp(a.request_id, "chatcmpl-abc123"));
-    CHECK(billing_admit(b, &named, &a, &e) == -1);
+    CHECK(billing_admit(b, &named, &ba, &e) == 0 && !strcmp(ba.request_id, "chatcmpl-abc123"));
+    CHECK(billing_admit(b, &named, &ba, &e) == -1 && e.code == ERR_INVALID);
     CHECKF(strstr(e.msg, "already"), "%s", e.msg);
     named.request_id = "bad id!";
-    CHECK(billing_admit(b, &named, &a, &e) == -1);
+    CHECK(billing_admit(b, &named, &ba, &e) == -1);
     audit_ok(b);
     billing_close(b);
 }
@@ -215,14 +242,12 @@ static void *race_thread(void *arg)
     struct billing_request req = {.key = r->key, .model = "m", .prompt_tokens = 1000, .max_tokens = 1000};
     int rc = billing_admit(r->b, &req, &a, &e);
     pthread_mutex_lock(&r->mu);
-    if (rc != 0) {
-        fprintf(stderr, "  admit failed: %s\n", e.msg);
-        r->other++;
-    } else if (a.status == BILLING_OK) {
+    if (rc == 0) {
         snprintf(r->ids[r->ok++], BILLING_ID_MAX, "%s", a.request_id);
-    } else if (a.status == BILLING_INSUFFICIENT && a.http_status == 402) {
+    } else if (e.code == ERR_REFUSED && e.reason == BILLING_INSUFFICIENT) {
         r->insufficient++;
     } else {
+        fprintf(stderr, "  admit failed: %s\n", e.msg);
         r->other++;
     }
     pthread_mutex_unlock(&r->mu);
@@ -302,8 +327,8 @@ TEST(settle_idempotent)
     char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
     set_price(b, "m", 1000000, 100000, 3000000, 0);
     setup_acct(b, "1", acct, key, NULL);
-    struct billing_admission a = admit(b, key, "m", 100, 200);
-    CHECK(a.status == BILLING_OK);
+    struct adm a = admit(b, key, "m", 100, 200);
+    CHECK(a.status == ADMITTED);
     CHECK(a.hold == 700); /* 100*1 + 200*3 */
     struct billing_usage u1, u2;
     must(billing_settle(b, a.request_id, 100, 40, 50, "stop", &u1, &e), &e);
@@ -332,7 +357,7 @@ TEST(settle_errors_and_report)
     struct billing_usage u;
     CHECK(billing_settle(b, "req_unknown", 1, 0, 1, "stop", &u, &e) == -1);
     CHECKF(strstr(e.msg, "no such"), "%s", e.msg);
-    struct billing_admission a = admit(b, key, "m", 100, 200);
+    struct adm a = admit(b, key, "m", 100, 200);
     CHECK(billing_settle(b, a.request_id, 10, 11, 1, "stop", &u, &e) == -1); /* cached > prompt */
     CHECK(billing_settle(b, a.request_id, 10, 1, -1, "stop", &u, &e) == -1);
     CHECK(billing_settle(b, a.request_id, 10, 1, 1, "Stop!", &u, &e) == -1);
@@ -340,7 +365,7 @@ TEST(settle_errors_and_report)
     /* more tokens than admitted: charged at most the hold */
     must(billing_settle(b, a.request_id, 1000, 0, 1000, "length", &u, &e), &e);
     CHECK(u.cost == a.hold);
-    struct billing_admission a2 = admit(b, key, "m", 10, 10);
+    struct adm a2 = admit(b, key, "m", 10, 10);
     must(billing_settle(b, a2.request_id, 10, 5, 10, "cancelled", &u, &e), &e);
     int n = 0;
     struct billing_usage_row tot;
@@ -362,12 +387,12 @@ TEST(price_change_mid_stream)
     setup_acct(b, "100", acct, key, NULL);
     int64_t t0 = fake_now;
     set_price(b, "m", 1000000, 1000000, 1000000, t0 - 10);
-    struct billing_admission before = admit(b, key, "m", 1000, 1000); /* admitted at old price */
+    struct adm before = admit(b, key, "m", 1000, 1000); /* admitted at old price */
     set_price(b, "m", 5000000, 5000000, 5000000, t0 + 60);           /* takes effect in a minute */
-    struct billing_admission still_old = admit(b, key, "m", 1000, 1000);
+    struct adm still_old = admit(b, key, "m", 1000, 1000);
     fake_now = t0 + 60;
-    struct billing_admission after = admit(b, key, "m", 1000, 1000);
-    CHECK(before.status == BILLING_OK && still_old.status == BILLING_OK && after.status == BILLING_OK);
+    struct adm after = admit(b, key, "m", 1000, 1000);
+    CHECK(before.status == ADMITTED && still_old.status == ADMITTED && after.status == ADMITTED);
     struct billing_usage u1, u2, u3;
     /* settle all after the change: the first two still pay the old price */
     must(billing_settle(b, before.request_id, 1000, 0, 1000, "stop", &u1, &e), &e);
@@ -390,33 +415,33 @@ TEST(budgets)
     struct billing_key_spec sp = {.budget = 1000, .budget_period = BILLING_PERIOD_DAY};
     setup_acct(b, "100", acct, key, &sp);
     int64_t t0 = fake_now;
-    struct billing_admission a1 = admit(b, key, "m", 200, 200); /* hold 400 */
-    struct billing_admission a2 = admit(b, key, "m", 200, 200); /* 800 */
-    struct billing_admission a3 = admit(b, key, "m", 200, 200); /* would be 1200 */
-    CHECK(a1.status == BILLING_OK && a2.status == BILLING_OK);
-    CHECK(a3.status == BILLING_BUDGET_EXCEEDED && a3.http_status == 429 && !strcmp(a3.code, "budget_exceeded"));
+    struct adm a1 = admit(b, key, "m", 200, 200); /* hold 400 */
+    struct adm a2 = admit(b, key, "m", 200, 200); /* 800 */
+    struct adm a3 = admit(b, key, "m", 200, 200); /* would be 1200 */
+    CHECK(a1.status == ADMITTED && a2.status == ADMITTED);
+    CHECK(a3.status == BILLING_BUDGET_EXCEEDED);
     /* retry after: seconds until the next UTC midnight */
     CHECKF(a3.retry_after == 86400 - t0 % 86400, "%lld", (long long)a3.retry_after);
     struct billing_usage u;
     must(billing_settle(b, a1.request_id, 100, 0, 0, "stop", &u, &e), &e); /* spent 100, hold 400 left */
-    struct billing_admission a4 = admit(b, key, "m", 200, 200);           /* 100 + 400 + 400 = 900 */
-    CHECK(a4.status == BILLING_OK);
+    struct adm a4 = admit(b, key, "m", 200, 200);           /* 100 + 400 + 400 = 900 */
+    CHECK(a4.status == ADMITTED);
     fake_now = t0 + a3.retry_after; /* next day: only holds count */
     must(billing_settle(b, a2.request_id, 100, 0, 0, "stop", &u, &e), &e);
     must(billing_settle(b, a4.request_id, 100, 0, 0, "stop", &u, &e), &e);
-    struct billing_admission a5 = admit(b, key, "m", 400, 500);
-    CHECK(a5.status == BILLING_OK);
+    struct adm a5 = admit(b, key, "m", 400, 500);
+    CHECK(a5.status == ADMITTED);
     /* total budget: retry will not help */
     char key2[BILLING_KEY_LEN + 1];
     struct billing_key_spec sp2 = {.budget = 500, .budget_period = BILLING_PERIOD_TOTAL};
     must(billing_key_create(b, acct, &sp2, key2, NULL, &e), &e);
-    struct billing_admission t1 = admit(b, key2, "m", 300, 300);
+    struct adm t1 = admit(b, key2, "m", 300, 300);
     CHECK(t1.status == BILLING_BUDGET_EXCEEDED && t1.retry_after == 0);
     /* month */
     char key3[BILLING_KEY_LEN + 1];
     struct billing_key_spec sp3 = {.budget = 500, .budget_period = BILLING_PERIOD_MONTH};
     must(billing_key_create(b, acct, &sp3, key3, NULL, &e), &e);
-    struct billing_admission m1 = admit(b, key3, "m", 300, 300);
+    struct adm m1 = admit(b, key3, "m", 300, 300);
     CHECK(m1.status == BILLING_BUDGET_EXCEEDED && m1.retry_after > 0 && m1.retry_after <= 31 * 86400);
     audit_ok(b);
     fake_now = t0;
@@ -432,26 +457,26 @@ TEST(rate_limits)
     struct billing_key_spec sp = {.rpm = 3};
     setup_acct(b, "100", acct, key, &sp);
     int64_t t0 = fake_now;
-    struct billing_admission a = admit(b, key, "m", 1, 1);
+    struct adm a = admit(b, key, "m", 1, 1);
     struct billing_usage u;
     must(billing_settle(b, a.request_id, 1, 0, 1, "stop", &u, &e), &e); /* settled ones count too */
     fake_now = t0 + 10;
-    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
-    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
+    CHECK(admit(b, key, "m", 1, 1).status == ADMITTED);
+    CHECK(admit(b, key, "m", 1, 1).status == ADMITTED);
     fake_now = t0 + 20;
     a = admit(b, key, "m", 1, 1);
-    CHECK(a.status == BILLING_RATE_LIMITED && a.http_status == 429 && !strcmp(a.code, "rate_limit_exceeded"));
+    CHECK(a.status == BILLING_RATE_LIMITED);
     CHECKF(a.retry_after == 40, "%lld", (long long)a.retry_after);
     fake_now = t0 + 61;
-    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
+    CHECK(admit(b, key, "m", 1, 1).status == ADMITTED);
 
     char key2[BILLING_KEY_LEN + 1];
     struct billing_key_spec sp2 = {.tpm = 1000};
     must(billing_key_create(b, acct, &sp2, key2, NULL, &e), &e);
-    CHECK(admit(b, key2, "m", 200, 200).status == BILLING_OK);
+    CHECK(admit(b, key2, "m", 200, 200).status == ADMITTED);
     fake_now = t0 + 70;
     a = admit(b, key2, "m", 300, 300); /* 400 + 600 = 1000: fits */
-    CHECK(a.status == BILLING_OK);
+    CHECK(a.status == ADMITTED);
     a = admit(b, key2, "m", 1, 0);
     CHECK(a.status == BILLING_RATE_LIMITED && a.retry_after == 51);
     a = admit(b, key2, "m", 1000, 1000); /* can never fit */
@@ -469,21 +494,21 @@ TEST(recovery)
     set_price(b, "m", 1000000, 1000000, 1000000, 0);
     setup_acct(b, "1", acct, key, NULL);
     char done_id[BILLING_ID_MAX];
-    struct billing_admission a = admit(b, key, "m", 10, 10);
+    struct adm a = admit(b, key, "m", 10, 10);
     snprintf(done_id, sizeof done_id, "%s", a.request_id);
     struct billing_usage u;
     must(billing_settle(b, done_id, 10, 0, 5, "stop", &u, &e), &e);
     for (int i = 0; i < 3; i++)
-        CHECK(admit(b, key, "m", 100, 100).status == BILLING_OK);
+        CHECK(admit(b, key, "m", 100, 100).status == ADMITTED);
     billing_close(b); /* "dies" with 3 open holds */
 
     struct billing *other = open_b("n2", 0, 0); /* another node's hold stays */
-    CHECK(admit(other, key, "m", 100, 100).status == BILLING_OK);
+    CHECK(admit(other, key, "m", 100, 100).status == ADMITTED);
     billing_close(other);
 
     /* a live process of the same node keeps its holds */
     struct billing *alive = open_b("n1", 0, 0);
-    CHECK(admit(alive, key, "m", 50, 50).status == BILLING_OK);
+    CHECK(admit(alive, key, "m", 50, 50).status == ADMITTED);
 
     b = open_b("n1", 1, 0);
     CHECK(acct_get(b, acct).held == 900);
@@ -497,7 +522,7 @@ TEST(recovery)
     CHECK(acct_get(b, acct).held == 200);
     CHECK(acct_get(b, acct).balance == 1000000 - 15);
     /* a hold of this boot is never touched */
-    CHECK(admit(b, key, "m", 1, 1).status == BILLING_OK);
+    CHECK(admit(b, key, "m", 1, 1).status == ADMITTED);
     must(billing_recover(b, 0, &n, &e), &e);
     CHECK(n == 0);
     /* the other node's hold, once older than the timeout */
@@ -524,10 +549,10 @@ static int workload(struct billing *b, const char *acct, const char *key, int *n
     for (int i = 0; i < 8; i++) {
         struct billing_admission a;
         struct billing_request r = {.key = key, .model = "m", .prompt_tokens = 100, .max_tokens = 100};
-        if (billing_admit(b, &r, &a, &e))
-            (*n_fail)++;
-        else if (a.status == BILLING_OK)
+        if (billing_admit(b, &r, &a, &e) == 0)
             snprintf(ids[n++], BILLING_ID_MAX, "%s", a.request_id);
+        else if (e.code != ERR_REFUSED)
+            (*n_fail)++;
     }
     for (int i = 0; i < n; i++) {
         struct billing_usage u;

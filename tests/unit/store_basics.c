@@ -1,6 +1,7 @@
 /* store: opening, migrations (fresh, re-open, refuse newer), parameters,
  * transactions and the fault-injection hook. */
 #include "store/store.h"
+#include "store_test.h"
 #include "test.h"
 
 #include <unistd.h>
@@ -20,20 +21,20 @@ TEST(fresh_and_reopen)
     struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
-    CHECKF(store_open(dir, &s, &e) == 0, "%s", e.msg);
+    CHECKF(store_open(dir, &test_schema, &s, &e) == 0, "%s", e.msg);
     if (!s)
         return;
     int v = -1;
     CHECK(store_schema_version(s, &v, &e) == 0);
-    CHECK(v == store_ledger_n_migrations);
+    CHECK(v == test_schema.n);
     CHECK(!strcmp(store_backend(s), "sqlite"));
     store_close(s);
     s = NULL;
-    CHECKF(store_open(dir, &s, &e) == 0, "%s", e.msg);
-    CHECK(store_schema_version(s, &v, &e) == 0 && v == store_ledger_n_migrations);
+    CHECKF(store_open(dir, &test_schema, &s, &e) == 0, "%s", e.msg);
+    CHECK(store_schema_version(s, &v, &e) == 0 && v == test_schema.n);
     int64_t n = -1;
     CHECK(store_query_int(s, "SELECT COUNT(*) FROM schema_version", NULL, 0, &n, NULL, &e) == 0);
-    CHECK(n == store_ledger_n_migrations);
+    CHECK(n == test_schema.n);
     store_close(s);
 }
 
@@ -42,12 +43,12 @@ TEST(refuse_newer)
     struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
-    CHECK(store_open(dir, &s, &e) == 0);
+    CHECK(store_open(dir, &test_schema, &s, &e) == 0);
     CHECK(store_exec(s, "INSERT INTO schema_version (version, applied_at) VALUES ($1, 0)",
                      (struct store_val[]){SV_INT(999)}, 1, NULL, &e) == 0);
     store_close(s);
     s = NULL;
-    CHECK(store_open(dir, &s, &e) == -1);
+    CHECK(store_open(dir, &test_schema, &s, &e) == -1);
     CHECKF(strstr(e.msg, "newer") != NULL, "%s", e.msg);
     CHECK(s == NULL);
 }
@@ -61,8 +62,9 @@ TEST(custom_migrations_in_order)
     CHECK(system("mkdir -p /tmp") == 0);
     snprintf(path, sizeof path, "sqlite:%s.db", dir);
     unlink(path + 7);
-    /* "sqlite:PATH" would migrate the ledger schema; use it and then add two. */
-    CHECK(store_open(path, &s, &e) == 0);
+    /* open with the first test migration only, then add two more */
+    static const struct store_schema first = {test_migrations, 1};
+    CHECK(store_open(path, &first, &s, &e) == 0);
     static const struct store_migration extra[] = {
         {1, "SELECT 1", NULL},
         {2, "CREATE TABLE t2 (a BIGINT)", NULL},
@@ -92,7 +94,7 @@ TEST(params_out_of_order_and_tx)
     struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
-    CHECK(store_open(dir, &s, &e) == 0);
+    CHECK(store_open(dir, &test_schema, &s, &e) == 0);
     CHECK(store_exec(s, "CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)", NULL, 0, NULL, &e) == 0);
     /* $2 appears before $1 and $1 twice. */
     struct store_val p[2] = {SV_INT(7), SV_TEXT("a")};
@@ -126,7 +128,7 @@ TEST(fault_injection)
     struct err e = {0};
     struct store *s = NULL;
     fresh_dir();
-    CHECK(store_open(dir, &s, &e) == 0);
+    CHECK(store_open(dir, &test_schema, &s, &e) == 0);
     CHECK(store_exec(s, "CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)", NULL, 0, NULL, &e) == 0);
     store_fail_after(s, 2); /* begin, exec succeed; commit fails */
     CHECK(store_begin(s, STORE_TX_WRITE, &e) == 0);
@@ -145,9 +147,9 @@ TEST(postgres_unreachable_clearly)
 {
     struct err e = {0};
     struct store *s = NULL;
-    CHECK(store_open("postgresql://127.0.0.1:1/maas?connect_timeout=2", &s, &e) == -1);
+    CHECK(store_open("postgresql://127.0.0.1:1/maas?connect_timeout=2", &test_schema, &s, &e) == -1);
     CHECKF(strstr(e.msg, "PostgreSQL") != NULL, "%s", e.msg);
-    CHECK(store_open("", &s, &e) == -1);
+    CHECK(store_open("", &test_schema, &s, &e) == -1);
 }
 
 int main(void)

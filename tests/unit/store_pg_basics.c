@@ -7,6 +7,7 @@
  * keeping them from it fails its statements instead), and conditional updates
  * from many threads never overdrawing. */
 #include "store/store.h"
+#include "store_test.h"
 #include "store_pg.h"
 #include "test.h"
 
@@ -19,7 +20,7 @@ static struct store *open_db(const char *url)
 {
     struct err e = {0};
     struct store *s = NULL;
-    if (store_open(url, &s, &e)) {
+    if (store_open(url, &test_schema, &s, &e)) {
         fprintf(stderr, "  store_open: %s\n", e.msg);
         return NULL;
     }
@@ -48,7 +49,7 @@ TEST(open_migrate_reopen)
     CHECK(!strcmp(store_backend(s), "postgresql"));
     int v = -1;
     CHECK(store_schema_version(s, &v, &e) == 0);
-    CHECK(v == store_ledger_n_migrations);
+    CHECK(v == test_schema.n);
     int64_t n = -1;
     CHECK(store_query_int(s, "SELECT COUNT(*) FROM accounts", NULL, 0, &n, NULL, &e) == 0 && n == 0);
     store_close(s);
@@ -56,18 +57,18 @@ TEST(open_migrate_reopen)
     CHECK(s != NULL);
     if (s) {
         CHECK(store_query_int(s, "SELECT COUNT(*) FROM schema_version", NULL, 0, &n, NULL, &e) == 0);
-        CHECK(n == store_ledger_n_migrations);
+        CHECK(n == test_schema.n);
         /* a newer schema than we know is refused */
         CHECK(store_exec(s, "INSERT INTO schema_version (version, applied_at) VALUES ($1, 0)",
-                         (struct store_val[]){SV_INT(store_ledger_n_migrations + 5)}, 1, NULL, &e) == 0);
+                         (struct store_val[]){SV_INT(test_schema.n + 5)}, 1, NULL, &e) == 0);
         store_close(s);
         struct store *t = NULL;
-        CHECK(store_open(url, &t, &e) == -1);
+        CHECK(store_open(url, &test_schema, &t, &e) == -1);
         CHECKF(strstr(e.msg, "newer") != NULL, "%s", e.msg);
     }
     /* a bad URL fails with a clear message that names PostgreSQL */
     struct store *bad = NULL;
-    CHECK(store_open("postgresql://maas@127.0.0.1:1/nope?connect_timeout=2", &bad, &e) == -1);
+    CHECK(store_open("postgresql://maas@127.0.0.1:1/nope?connect_timeout=2", &test_schema, &bad, &e) == -1);
     CHECKF(strstr(e.msg, "PostgreSQL") != NULL, "%s", e.msg);
 }
 
@@ -90,7 +91,7 @@ TEST(concurrent_first_open)
                 _exit(3);
             struct err e;
             struct store *s = NULL;
-            if (store_open(url, &s, &e)) {
+            if (store_open(url, &test_schema, &s, &e)) {
                 fprintf(stderr, "  child %d: %s\n", i, e.msg);
                 _exit(1);
             }
@@ -112,7 +113,7 @@ TEST(concurrent_first_open)
     struct err e;
     int64_t n = -1;
     CHECK(store_query_int(s, "SELECT COUNT(*) FROM schema_version", NULL, 0, &n, NULL, &e) == 0);
-    CHECK(n == store_ledger_n_migrations);
+    CHECK(n == test_schema.n);
     store_close(s);
 }
 
@@ -321,7 +322,7 @@ TEST(leases_die_with_their_connection)
     if (kid == 0) {
         struct store *k = NULL;
         struct err ke;
-        if (store_open(url, &k, &ke) || store_lease_keep(k, "boot three", &ke))
+        if (store_open(url, &test_schema, &k, &ke) || store_lease_keep(k, "boot three", &ke))
             _exit(1);
         for (;;)
             pause();

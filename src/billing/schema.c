@@ -1,6 +1,6 @@
 /*
- * The ledger schema, as versioned migrations. Append new versions at the end;
- * never edit one that has shipped.
+ * The ledger schema, as versioned migrations that store_open applies. Append
+ * new versions at the end; never edit one that has shipped.
  *
  * Portable by construction: TEXT and BIGINT columns only, identifiers made by
  * the application (no AUTOINCREMENT / SERIAL), times as Unix seconds (UTC), the
@@ -22,7 +22,7 @@
  *               unique per request without another index).
  *   admin_keys  hashes of admin keys for the /admin HTTP routes.
  */
-#include "store/store.h"
+#include "billing/billing_int.h"
 
 static const char v1[] =
     "CREATE TABLE accounts ("
@@ -107,7 +107,8 @@ static const char v1[] =
     " created_at BIGINT NOT NULL,"
     " revoked_at BIGINT);";
 
-const struct store_migration store_ledger_migrations[] = {
+static const struct store_migration migrations[] = {
     {1, v1, NULL},
 };
-const int store_ledger_n_migrations = sizeof store_ledger_migrations / sizeof *store_ledger_migrations;
+
+const struct store_schema billing_schema = {migrations, sizeof migrations / sizeof *migrations};
