@@ -7,6 +7,7 @@
  */
 #include "server/server_int.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static const int status_codes[METRICS_N_STATUS] = {200, 400, 401, 402, 403, 404, 405, 413, 429, 500, 503, 0};
@@ -158,6 +159,55 @@ static void render_requests(struct sbuf *o, uint64_t (*req)[METRICS_N_STATUS])
             }
 }
 
+/* The per-model counters and gauges: a value of struct model_metrics
+ * (uint64_t) or of struct engine_stats (int or uint64_t), at off. */
+enum series_src { SRC_METRICS, SRC_ENGINE_INT, SRC_ENGINE_U64 };
+struct series {
+    const char *name, *type, *help;
+    size_t off;
+    enum series_src src;
+};
+#define MM(f) offsetof(struct model_metrics, f), SRC_METRICS
+#define EI(f) offsetof(struct engine_stats, f), SRC_ENGINE_INT
+#define EU(f) offsetof(struct engine_stats, f), SRC_ENGINE_U64
+static const struct series series[] = {
+    {"maas_generation_requests_total", "counter", "Generation requests finished.", MM(requests)},
+    {"maas_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", MM(prompt_tokens)},
+    {"maas_cached_tokens_total", "counter", "Prompt tokens served from the prefix cache.", MM(cached_tokens)},
+    {"maas_completion_tokens_total", "counter", "Tokens generated.", MM(completion_tokens)},
+    {"maas_queue_length", "gauge", "Requests waiting for admission.", EI(queued)},
+    {"maas_running_sequences", "gauge", "Sequences admitted and not finished.", EI(running)},
+    {"maas_kv_blocks", "gauge", "KV cache blocks in all.", EI(kv_blocks_total)},
+    {"maas_kv_blocks_used", "gauge", "KV cache blocks in use.", EI(kv_blocks_used)},
+    {"maas_kv_blocks_free", "gauge", "KV cache blocks free.", EI(kv_blocks_free)},
+    {"maas_kv_blocks_cached", "gauge", "KV cache blocks held only by the prefix cache.", EI(kv_blocks_cached)},
+    {"maas_engine_steps_total", "counter", "Scheduler steps run.", EU(steps)},
+    {"maas_engine_preemptions_total", "counter", "Sequences preempted.", EU(preemptions)},
+};
+#undef MM
+#undef EI
+#undef EU
+
+static void render_series(struct sbuf *o, const struct series *s, char **labels, const struct model_metrics *snap,
+                          const struct engine_stats *st, int nm)
+{
+    sbuf_addf(o, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help, s->name, s->type);
+    for (int i = 0; i < nm; i++) {
+        const char *p = s->src == SRC_METRICS ? (const char *)&snap[i] : (const char *)&st[i];
+        unsigned long long v;
+        if (s->src == SRC_ENGINE_INT) {
+            int x;
+            memcpy(&x, p + s->off, sizeof x);
+            v = (unsigned long long)x;
+        } else {
+            uint64_t x;
+            memcpy(&x, p + s->off, sizeof x);
+            v = (unsigned long long)x;
+        }
+        sbuf_addf(o, "%s{model=\"%s\"} %llu\n", s->name, labels[i], v);
+    }
+}
+
 char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
 {
     struct sbuf o = SBUF_INIT;
@@ -180,27 +230,8 @@ char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
     pthread_mutex_unlock(&mt->mu);
 
     render_requests(&o, req);
-#define PER_MODEL(name, type, help, expr)                                                                    \
-    do {                                                                                                     \
-        sbuf_addf(&o, "# HELP " name " " help "\n# TYPE " name " " type "\n");                               \
-        for (int i = 0; i < nm; i++)                                                                         \
-            sbuf_addf(&o, name "{model=\"%s\"} %llu\n", labels[i], (unsigned long long)(expr));              \
-    } while (0)
-    PER_MODEL("maas_generation_requests_total", "counter", "Generation requests finished.", snap[i].requests);
-    PER_MODEL("maas_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", snap[i].prompt_tokens);
-    PER_MODEL("maas_cached_tokens_total", "counter", "Prompt tokens served from the prefix cache.",
-              snap[i].cached_tokens);
-    PER_MODEL("maas_completion_tokens_total", "counter", "Tokens generated.", snap[i].completion_tokens);
-    PER_MODEL("maas_queue_length", "gauge", "Requests waiting for admission.", st[i].queued);
-    PER_MODEL("maas_running_sequences", "gauge", "Sequences admitted and not finished.", st[i].running);
-    PER_MODEL("maas_kv_blocks", "gauge", "KV cache blocks in all.", st[i].kv_blocks_total);
-    PER_MODEL("maas_kv_blocks_used", "gauge", "KV cache blocks in use.", st[i].kv_blocks_used);
-    PER_MODEL("maas_kv_blocks_free", "gauge", "KV cache blocks free.", st[i].kv_blocks_free);
-    PER_MODEL("maas_kv_blocks_cached", "gauge", "KV cache blocks held only by the prefix cache.",
-              st[i].kv_blocks_cached);
-    PER_MODEL("maas_engine_steps_total", "counter", "Scheduler steps run.", st[i].steps);
-    PER_MODEL("maas_engine_preemptions_total", "counter", "Sequences preempted.", st[i].preemptions);
-#undef PER_MODEL
+    for (size_t k = 0; k < sizeof series / sizeof series[0]; k++)
+        render_series(&o, &series[k], labels, snap, st, nm);
 
     render_hist_family(&o, "maas_time_to_first_token_seconds", "Time from submission to the first generated token.",
                        labels, snap, nm, false);

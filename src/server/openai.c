@@ -13,6 +13,7 @@
  * own convention for "impossible").
  */
 #include "server/openai.h"
+#include "server/server.h" /* srv_json_dump */
 
 #include <jansson.h>
 
@@ -725,15 +726,6 @@ static json_t *envelope(const struct oai_meta *m, const char *object)
     return o;
 }
 
-static char *dump(json_t *o)
-{
-    if (!o)
-        return NULL;
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
 char *oai_build_response(const struct oai_meta *m, const char *text, size_t len, const char *finish_reason,
                          const struct oai_logprobs *lp, const struct oai_usage *u)
 {
@@ -753,7 +745,7 @@ char *oai_build_response(const struct oai_meta *m, const char *text, size_t len,
         json_decref(o);
         return NULL;
     }
-    return dump(o);
+    return srv_json_dump(o);
 }
 
 char *oai_build_chunk(const struct oai_meta *m, bool with_role, const char *text, size_t len,
@@ -780,7 +772,7 @@ char *oai_build_chunk(const struct oai_meta *m, bool with_role, const char *text
         json_decref(o);
         return NULL;
     }
-    return dump(o);
+    return srv_json_dump(o);
 }
 
 char *oai_build_usage_chunk(const struct oai_meta *m, const struct oai_usage *u)
@@ -792,7 +784,7 @@ char *oai_build_usage_chunk(const struct oai_meta *m, const struct oai_usage *u)
         json_decref(o);
         return NULL;
     }
-    return dump(o);
+    return srv_json_dump(o);
 }
 
 char *oai_build_error(const struct oai_error *e)
@@ -804,7 +796,7 @@ char *oai_build_error(const struct oai_error *e)
     json_object_set_new(err, "type", json_string(e->type[0] ? e->type : "invalid_request_error"));
     json_object_set_new(err, "param", e->param[0] ? jstr(e->param, strlen(e->param)) : json_null());
     json_object_set_new(err, "code", e->code[0] ? json_string(e->code) : json_null());
-    return dump(json_pack("{s:o}", "error", err));
+    return srv_json_dump(json_pack("{s:o}", "error", err));
 }
 
 static json_t *model_obj(const char *name, int64_t created)
@@ -821,10 +813,10 @@ char *oai_build_models(const char *const *names, int n, int64_t created)
             json_decref(data);
             return NULL;
         }
-    return dump(json_pack("{s:s,s:o}", "object", "list", "data", data));
+    return srv_json_dump(json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
 char *oai_build_model(const char *name, int64_t created)
 {
-    return dump(model_obj(name, created));
+    return srv_json_dump(model_obj(name, created));
 }
