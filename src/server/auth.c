@@ -6,7 +6,8 @@
  * when the headers arrive, before a byte of the body is read (401 for none,
  * a wrong, revoked or expired key; 403 for the admin key on inference and
  * usage routes). /admin routes need the admin key (a tenant key gets 403).
- * /health and /metrics are open. Keys are compared by billing/ in constant
+ * /health and /metrics are open. Which kind of key a route takes is its
+ * entry's caller in srv_routes (http.c). Keys are compared by billing/ in constant
  * time (keyed hashes); no key is ever copied into a message or a log line.
  *
  * The admit hook places the hold for the request (its id is the response's

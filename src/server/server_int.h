@@ -1,5 +1,5 @@
-/* server_int.h — private to server/: the server object, metrics and the
- * generation job shared by http.c, job.c and metrics.c. */
+/* server_int.h — private to server/: the route table, the server object,
+ * metrics, authentication and the generation job shared by its files. */
 #ifndef MAAS_SERVER_INT_H
 #define MAAS_SERVER_INT_H
 
