@@ -22,7 +22,9 @@
  */
 #include "billing/billing.h"
 #include "cli/cli.h"
+#include "server/server.h" /* srv_json_*: the same JSON as the /admin routes */
 
+#include <jansson.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -155,18 +157,15 @@ static int npos(const struct args *a, int lo, int hi, const char *syntax)
     return 0;
 }
 
-static void json_str(FILE *f, const char *s)
+/* Prints o (its reference taken) as one line of compact JSON. */
+static int print_json(json_t *o)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
+    char *text = srv_json_dump(o);
+    if (!text)
+        return fail("out of memory");
+    printf("%s\n", text);
+    free(text);
+    return 0;
 }
 
 static void csv_str(FILE *f, const char *s)
@@ -226,19 +225,6 @@ static char *when(int64_t t, char *buf)
 
 /* ---- accounts ---- */
 
-static void print_account_json(const struct billing_account *a)
-{
-    char b1[32], b2[32], b3[32], b4[32], t[32];
-    printf("{\"id\":");
-    json_str(stdout, a->id);
-    printf(",\"name\":");
-    json_str(stdout, a->name);
-    printf(",\"balance\":\"%s\",\"held\":\"%s\",\"available\":\"%s\",\"credited\":\"%s\",\"keys\":%lld,"
-           "\"created_at\":\"%s\"}",
-           amt(a->balance, b1), amt(a->held, b2), amt(a->balance - a->held, b3), amt(a->credited, b4),
-           (long long)a->n_keys, when(a->created_at, t));
-}
-
 static void print_account_table(const struct billing_account *a)
 {
     char b1[32], b2[32], b3[32], b4[32], t[32];
@@ -248,26 +234,22 @@ static void print_account_table(const struct billing_account *a)
            amt(a->credited, b4), (long long)a->n_keys, when(a->created_at, t));
 }
 
-struct list_state {
-    enum fmt fmt;
-    int n;
-};
+/* A listing's JSON, made by srv_json_* (rc, *o): printed, or the error. */
+static int print_listing(int rc, json_t *const *o, const struct err *e)
+{
+    return rc ? fail("%s", e->msg) : print_json(*o);
+}
 
 static int account_list_row(void *ctx, const struct billing_account *a)
 {
-    struct list_state *st = ctx;
-    if (st->fmt == FMT_JSON) {
-        printf("%s", st->n ? "," : "");
-        print_account_json(a);
-    } else {
-        char b1[32], b2[32], b3[32], t[32];
-        if (st->n == 0)
-            printf("%-22s %-20s %16s %14s %16s %5s  %s\n", "ID", "NAME", "BALANCE", "HELD", "CREDITED", "KEYS",
-                   "CREATED");
-        printf("%-22s %-20s %16s %14s %16s %5lld  %s\n", a->id, a->name, amt(a->balance, b1), amt(a->held, b2),
-               amt(a->credited, b3), (long long)a->n_keys, when(a->created_at, t));
-    }
-    st->n++;
+    int *n = ctx;
+    char b1[32], b2[32], b3[32], t[32];
+    if (*n == 0)
+        printf("%-22s %-20s %16s %14s %16s %5s  %s\n", "ID", "NAME", "BALANCE", "HELD", "CREDITED", "KEYS",
+               "CREATED");
+    printf("%-22s %-20s %16s %14s %16s %5lld  %s\n", a->id, a->name, amt(a->balance, b1), amt(a->held, b2),
+           amt(a->credited, b3), (long long)a->n_keys, when(a->created_at, t));
+    (*n)++;
     return 0;
 }
 
@@ -285,29 +267,23 @@ static int do_account(struct billing *b, const struct args *a)
         struct billing_account acc;
         if (billing_account_create(b, a->pos[2], credit, id, &e) || billing_account_get(b, id, &acc, &e))
             return fail("%s", e.msg);
-        if (a->fmt == FMT_JSON) {
-            print_account_json(&acc);
-            printf("\n");
-        } else {
-            char b1[32];
-            printf("created account '%s' with balance %s\n%s\n", acc.name, amt(acc.balance, b1), id);
-        }
+        if (a->fmt == FMT_JSON)
+            return print_json(srv_json_account(&acc));
+        char b1[32];
+        printf("created account '%s' with balance %s\n%s\n", acc.name, amt(acc.balance, b1), id);
         return 0;
     }
     if (!strcmp(verb, "list")) {
         if (only(a, 0, "account list") || npos(a, 0, 0, "account list"))
             return 2;
-        struct list_state st = {a->fmt, 0};
-        if (a->fmt == FMT_JSON)
-            printf("{\"accounts\":[");
-        if (billing_account_list(b, account_list_row, &st, &e)) {
-            if (a->fmt == FMT_JSON)
-                printf("]}\n");
-            return fail("%s", e.msg);
+        if (a->fmt == FMT_JSON) {
+            json_t *o = NULL;
+            return print_listing(srv_json_accounts(b, &o, &e), &o, &e);
         }
-        if (a->fmt == FMT_JSON)
-            printf("]}\n");
-        else if (st.n == 0)
+        int n = 0;
+        if (billing_account_list(b, account_list_row, &n, &e))
+            return fail("%s", e.msg);
+        if (n == 0)
             printf("no accounts\n");
         return 0;
     }
@@ -328,12 +304,9 @@ static int do_account(struct billing *b, const struct args *a)
         } else if (billing_account_get(b, a->pos[2], &acc, &e)) {
             return fail("%s", e.msg);
         }
-        if (a->fmt == FMT_JSON) {
-            print_account_json(&acc);
-            printf("\n");
-        } else {
-            print_account_table(&acc);
-        }
+        if (a->fmt == FMT_JSON)
+            return print_json(srv_json_account(&acc));
+        print_account_table(&acc);
         return 0;
     }
     fprintf(stderr, "maas admin: account: expected create, list, show or credit\n");
@@ -342,75 +315,21 @@ static int do_account(struct billing *b, const struct args *a)
 
 /* ---- keys ---- */
 
-static void print_key_json(const struct billing_key *k, const char *whole)
-{
-    char b1[32], t1[32], t2[32], t3[32], t4[32];
-    printf("{\"id\":");
-    json_str(stdout, k->id);
-    printf(",\"account\":");
-    json_str(stdout, k->account_id);
-    printf(",\"models\":");
-    if (k->models[0]) {
-        printf("[");
-        char m[1024];
-        snprintf(m, sizeof m, "%s", k->models);
-        int first = 1;
-        for (char *save = NULL, *tok = strtok_r(m, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            printf("%s", first ? "" : ",");
-            json_str(stdout, tok);
-            first = 0;
-        }
-        printf("]");
-    } else {
-        printf("null");
-    }
-    printf(",\"rpm\":%lld,\"tpm\":%lld,\"budget\":", (long long)k->rpm, (long long)k->tpm);
-    if (k->budget)
-        printf("\"%s\",\"budget_period\":\"%s\"", amt(k->budget, b1), billing_period_name(k->budget_period));
-    else
-        printf("null,\"budget_period\":null");
-    printf(",\"expires_at\":");
-    if (k->expires_at)
-        printf("\"%s\"", when(k->expires_at, t1));
-    else
-        printf("null");
-    printf(",\"revoked\":%s,\"revoked_at\":", k->revoked_at ? "true" : "false");
-    if (k->revoked_at)
-        printf("\"%s\"", when(k->revoked_at, t2));
-    else
-        printf("null");
-    printf(",\"created_at\":\"%s\",\"last_used_at\":", when(k->created_at, t3));
-    if (k->last_used_at)
-        printf("\"%s\"", when(k->last_used_at, t4));
-    else
-        printf("null");
-    if (whole) {
-        printf(",\"key\":");
-        json_str(stdout, whole);
-    }
-    printf("}");
-}
-
 static int key_list_row(void *ctx, const struct billing_key *k)
 {
-    struct list_state *st = ctx;
-    if (st->fmt == FMT_JSON) {
-        printf("%s", st->n ? "," : "");
-        print_key_json(k, NULL);
-    } else {
-        char b1[32], t1[32], lim[64], bud[64];
-        if (st->n == 0)
-            printf("%-12s %-22s %-8s %-20s %-24s %-20s %s\n", "KEY_ID", "ACCOUNT", "STATUS", "MODELS", "LIMITS",
-                   "BUDGET", "EXPIRES");
-        snprintf(lim, sizeof lim, "rpm %lld tpm %lld", (long long)k->rpm, (long long)k->tpm);
-        if (k->budget)
-            snprintf(bud, sizeof bud, "%s/%s", amt(k->budget, b1), billing_period_name(k->budget_period));
-        else
-            snprintf(bud, sizeof bud, "-");
-        printf("%-12s %-22s %-8s %-20s %-24s %-20s %s\n", k->id, k->account_id, k->revoked_at ? "revoked" : "active",
-               k->models[0] ? k->models : "*", lim, bud, when(k->expires_at, t1));
-    }
-    st->n++;
+    int *n = ctx;
+    char b1[32], t1[32], lim[64], bud[64];
+    if (*n == 0)
+        printf("%-12s %-22s %-8s %-20s %-24s %-20s %s\n", "KEY_ID", "ACCOUNT", "STATUS", "MODELS", "LIMITS",
+               "BUDGET", "EXPIRES");
+    snprintf(lim, sizeof lim, "rpm %lld tpm %lld", (long long)k->rpm, (long long)k->tpm);
+    if (k->budget)
+        snprintf(bud, sizeof bud, "%s/%s", amt(k->budget, b1), billing_period_name(k->budget_period));
+    else
+        snprintf(bud, sizeof bud, "-");
+    printf("%-12s %-22s %-8s %-20s %-24s %-20s %s\n", k->id, k->account_id, k->revoked_at ? "revoked" : "active",
+           k->models[0] ? k->models : "*", lim, bud, when(k->expires_at, t1));
+    (*n)++;
     return 0;
 }
 
@@ -458,39 +377,34 @@ static int do_key(struct billing *b, const struct args *a)
         struct billing_key info;
         if (billing_key_create(b, a->pos[2], &sp, key, &info, &e))
             return fail("%s", e.msg);
-        if (a->fmt == FMT_JSON) {
-            print_key_json(&info, key);
-            printf("\n");
-        } else {
-            printf("created key %s for account %s; it is shown only this once:\n%s\n", info.id, info.account_id, key);
-        }
+        if (a->fmt == FMT_JSON)
+            return print_json(srv_json_key(&info, key));
+        printf("created key %s for account %s; it is shown only this once:\n%s\n", info.id, info.account_id, key);
         return 0;
     }
     if (!strcmp(verb, "list")) {
         if (only(a, 0, "key list") || npos(a, 0, 1, "key list [ACCOUNT]"))
             return 2;
-        struct list_state st = {a->fmt, 0};
-        if (a->fmt == FMT_JSON)
-            printf("{\"keys\":[");
-        int rc = billing_key_list(b, a->n_pos > 2 ? a->pos[2] : NULL, key_list_row, &st, &e);
-        if (a->fmt == FMT_JSON)
-            printf("]}\n");
-        else if (rc == 0 && st.n == 0)
+        const char *account = a->n_pos > 2 ? a->pos[2] : NULL;
+        if (a->fmt == FMT_JSON) {
+            json_t *o = NULL;
+            return print_listing(srv_json_keys(b, account, &o, &e), &o, &e);
+        }
+        int n = 0;
+        if (billing_key_list(b, account, key_list_row, &n, &e))
+            return fail("%s", e.msg);
+        if (n == 0)
             printf("no keys\n");
-        return rc ? fail("%s", e.msg) : 0;
+        return 0;
     }
     if (!strcmp(verb, "revoke")) {
         if (only(a, 0, "key revoke") || npos(a, 1, 1, "key revoke KEY_ID"))
             return 2;
         if (billing_key_revoke(b, a->pos[2], &e))
             return fail("%s", e.msg);
-        if (a->fmt == FMT_JSON) {
-            printf("{\"revoked\":");
-            json_str(stdout, a->pos[2]);
-            printf("}\n");
-        } else {
-            printf("revoked\n");
-        }
+        if (a->fmt == FMT_JSON)
+            return print_json(json_pack("{s:s}", "revoked", a->pos[2]));
+        printf("revoked\n");
         return 0;
     }
     fprintf(stderr, "maas admin: key: expected create, list or revoke\n");
@@ -500,29 +414,19 @@ static int do_key(struct billing *b, const struct args *a)
 /* ---- prices ---- */
 
 struct price_state {
-    enum fmt fmt;
     int n;
     int64_t now;
-    char model[BILLING_MODEL_MAX];
-    int64_t in_force_from; /* of the current model */
 };
 
 static int price_row(void *ctx, const struct billing_price *p)
 {
     struct price_state *st = ctx;
     char b1[32], b2[32], b3[32], t[32];
-    if (st->fmt == FMT_JSON) {
-        printf("%s{\"model\":", st->n ? "," : "");
-        json_str(stdout, p->model);
-        printf(",\"input\":\"%s\",\"cached_input\":\"%s\",\"output\":\"%s\",\"from\":\"%s\",\"per\":\"1M tokens\"}",
-               amt(p->input, b1), amt(p->cached_input, b2), amt(p->output, b3), when(p->effective_from, t));
-    } else {
-        if (st->n == 0)
-            printf("%-24s %14s %14s %14s  %-20s %s\n", "MODEL", "INPUT/1M", "CACHED/1M", "OUTPUT/1M", "FROM", "");
-        printf("%-24s %14s %14s %14s  %-20s %s\n", p->model, amt(p->input, b1), amt(p->cached_input, b2),
-               amt(p->output, b3), p->effective_from ? when(p->effective_from, t) : "always",
-               p->effective_from > st->now ? "(future)" : "");
-    }
+    if (st->n == 0)
+        printf("%-24s %14s %14s %14s  %-20s %s\n", "MODEL", "INPUT/1M", "CACHED/1M", "OUTPUT/1M", "FROM", "");
+    printf("%-24s %14s %14s %14s  %-20s %s\n", p->model, amt(p->input, b1), amt(p->cached_input, b2),
+           amt(p->output, b3), p->effective_from ? when(p->effective_from, t) : "always",
+           p->effective_from > st->now ? "(future)" : "");
     st->n++;
     return 0;
 }
@@ -556,28 +460,25 @@ static int do_price(struct billing *b, const struct args *a)
         }
         if (billing_price_set(b, &p, &e))
             return fail("%s", e.msg);
-        struct price_state st = {a->fmt, 0, billing_now(b), "", 0};
-        if (a->fmt == FMT_JSON) {
-            price_row(&st, &p);
-            printf("\n");
-        } else {
-            char t[32];
-            printf("price of %s set from %s\n", p.model, when(p.effective_from, t));
-        }
+        if (a->fmt == FMT_JSON)
+            return print_json(srv_json_price(&p));
+        char t[32];
+        printf("price of %s set from %s\n", p.model, when(p.effective_from, t));
         return 0;
     }
     if (!strcmp(verb, "list")) {
         if (only(a, 0, "price list") || npos(a, 0, 0, "price list"))
             return 2;
-        struct price_state st = {a->fmt, 0, billing_now(b), "", 0};
-        if (a->fmt == FMT_JSON)
-            printf("{\"prices\":[");
-        int rc = billing_price_list(b, price_row, &st, &e);
-        if (a->fmt == FMT_JSON)
-            printf("]}\n");
-        else if (rc == 0 && st.n == 0)
+        if (a->fmt == FMT_JSON) {
+            json_t *o = NULL;
+            return print_listing(srv_json_prices(b, &o, &e), &o, &e);
+        }
+        struct price_state st = {0, billing_now(b)};
+        if (billing_price_list(b, price_row, &st, &e))
+            return fail("%s", e.msg);
+        if (st.n == 0)
             printf("no prices\n");
-        return rc ? fail("%s", e.msg) : 0;
+        return 0;
     }
     fprintf(stderr, "maas admin: price: expected set or list\n");
     return 2;
@@ -591,28 +492,11 @@ struct usage_state {
     int n;
 };
 
-static void usage_counters_json(const struct billing_usage_row *r)
-{
-    char c[32];
-    printf("\"requests\":%lld,\"prompt_tokens\":%lld,\"cached_tokens\":%lld,\"completion_tokens\":%lld,"
-           "\"cost\":\"%s\"",
-           (long long)r->requests, (long long)r->prompt_tokens, (long long)r->cached_tokens,
-           (long long)r->completion_tokens, amt(r->cost, c));
-}
-
 static int usage_row(void *ctx, const struct billing_usage_row *r)
 {
     struct usage_state *st = ctx;
     char c[32];
-    if (st->fmt == FMT_JSON) {
-        printf("%s{", st->n ? "," : "");
-        json_str(stdout, st->group);
-        printf(":");
-        json_str(stdout, r->group);
-        printf(",");
-        usage_counters_json(r);
-        printf("}");
-    } else if (st->fmt == FMT_CSV) {
+    if (st->fmt == FMT_CSV) {
         csv_str(stdout, r->group);
         printf(",%lld,%lld,%lld,%lld,%s\n", (long long)r->requests, (long long)r->prompt_tokens,
                (long long)r->cached_tokens, (long long)r->completion_tokens, amt(r->cost, c));
@@ -660,27 +544,23 @@ static int do_usage(struct billing *b, const struct args *a)
     }
     enum billing_group by = BILLING_BY_DAY;
     if (a->opt[O_BY] && billing_group_parse(a->opt[O_BY], &by, &e)) {
+        err_prefix(&e, "--by");
         fprintf(stderr, "maas admin: %s\n", e.msg);
         return 2;
     }
+    if (a->fmt == FMT_JSON) {
+        json_t *o = NULL;
+        return print_listing(srv_json_usage(b, &f, by, &o, &e), &o, &e);
+    }
     struct usage_state st = {a->fmt, billing_group_name(by), 0};
-    if (a->fmt == FMT_JSON)
-        printf("{\"rows\":[");
-    else if (a->fmt == FMT_CSV)
+    if (a->fmt == FMT_CSV)
         printf("%s,requests,prompt_tokens,cached_tokens,completion_tokens,cost\n", st.group);
     else
         printf("%-28s %9s %14s %14s %14s %16s\n", st.group, "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST");
     struct billing_usage_row total;
-    if (billing_usage_report(b, &f, by, usage_row, &st, &total, &e)) {
-        if (a->fmt == FMT_JSON)
-            printf("]}\n");
+    if (billing_usage_report(b, &f, by, usage_row, &st, &total, &e))
         return fail("%s", e.msg);
-    }
-    if (a->fmt == FMT_JSON) {
-        printf("],\"total\":{");
-        usage_counters_json(&total);
-        printf("}}\n");
-    } else if (a->fmt == FMT_TABLE) {
+    if (a->fmt == FMT_TABLE) {
         snprintf(total.group, sizeof total.group, "TOTAL");
         usage_row(&st, &total);
     }
@@ -699,13 +579,9 @@ static int do_admin_key(struct billing *b, const struct args *a)
     char key[128];
     if (billing_admin_key_create(b, key, sizeof key, &e))
         return fail("%s", e.msg);
-    if (a->fmt == FMT_JSON) {
-        printf("{\"admin_key\":");
-        json_str(stdout, key);
-        printf("}\n");
-    } else {
-        printf("admin key created; it is shown only this once:\n%s\n", key);
-    }
+    if (a->fmt == FMT_JSON)
+        return print_json(json_pack("{s:s}", "admin_key", key));
+    printf("admin key created; it is shown only this once:\n%s\n", key);
     return 0;
 }
 
@@ -717,15 +593,12 @@ static int do_audit(struct billing *b, const struct args *a)
         return 2;
     }
     if (billing_audit(b, &e)) {
-        if (a->fmt == FMT_JSON) {
-            printf("{\"ok\":false,\"error\":");
-            json_str(stdout, e.msg);
-            printf("}\n");
-        }
+        if (a->fmt == FMT_JSON)
+            print_json(srv_json_audit(e.msg));
         return fail("%s", e.msg);
     }
     if (a->fmt == FMT_JSON)
-        printf("{\"ok\":true}\n");
+        return print_json(srv_json_audit(NULL));
     else
         printf("ledger balances: every balance equals its credits minus its settled costs, and holds add up\n");
     return 0;

@@ -17,6 +17,8 @@
  *   GET  /admin/audit                                                  -> {"ok":true} | {"ok":false,"error"}
  *   GET  /v1/usage?from=&to=&by=                                       -> the same report, one account
  *
+ * The JSON of the records is admin_json.c's, shared with the CLI.
+ *
  * Amounts in bodies are decimal strings ("0.25") or whole numbers; anything
  * billing's amount_parse rejects (floats among them) is a 400.
  *
@@ -26,84 +28,6 @@
 
 #include <jansson.h>
 #include <string.h>
-
-/* ---- JSON of billing objects ---- */
-
-static json_t *jamount(int64_t v)
-{
-    char b[32];
-    return json_string(amount_format(v, b, sizeof b));
-}
-
-static json_t *jwhen(int64_t t)
-{
-    char b[32];
-    return t ? json_string(time_format(t, b, sizeof b)) : json_string("-");
-}
-
-static json_t *jwhen_or_null(int64_t t)
-{
-    char b[32];
-    return t ? json_string(time_format(t, b, sizeof b)) : json_null();
-}
-
-static json_t *account_json(const struct billing_account *a)
-{
-    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:o}", "id", a->id, "name", a->name, "balance",
-                     jamount(a->balance), "held", jamount(a->held), "available", jamount(a->balance - a->held),
-                     "credited", jamount(a->credited), "keys", (json_int_t)a->n_keys, "created_at",
-                     jwhen(a->created_at));
-}
-
-static json_t *key_json(const struct billing_key *k, const char *whole)
-{
-    json_t *models = json_null();
-    if (k->models[0]) {
-        models = json_array();
-        char m[sizeof k->models], *save = NULL;
-        snprintf(m, sizeof m, "%s", k->models);
-        for (char *t = strtok_r(m, ",", &save); t; t = strtok_r(NULL, ",", &save))
-            json_array_append_new(models, json_string(t));
-    }
-    json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:I,s:o,s:o,s:o,s:b,s:o,s:o,s:o}", "id", k->id, "account",
-                          k->account_id, "models", models, "rpm", (json_int_t)k->rpm, "tpm", (json_int_t)k->tpm,
-                          "budget", k->budget ? jamount(k->budget) : json_null(), "budget_period",
-                          k->budget ? json_string(billing_period_name(k->budget_period)) : json_null(),
-                          "expires_at", jwhen_or_null(k->expires_at), "revoked", k->revoked_at != 0, "revoked_at",
-                          jwhen_or_null(k->revoked_at), "created_at", jwhen(k->created_at), "last_used_at",
-                          jwhen_or_null(k->last_used_at));
-    if (o && whole)
-        json_object_set_new(o, "key", json_string(whole));
-    return o;
-}
-
-static json_t *price_json(const struct billing_price *p)
-{
-    return json_pack("{s:s,s:o,s:o,s:o,s:o,s:s}", "model", p->model, "input", jamount(p->input), "cached_input",
-                     jamount(p->cached_input), "output", jamount(p->output), "from", jwhen(p->effective_from),
-                     "per", "1M tokens");
-}
-
-/* {GROUP: ..., "requests", ..., "cost"} with the group first, as maas admin prints it. */
-static json_t *counters_json(const struct billing_usage_row *r, const char *group_name)
-{
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    int rc = 0;
-    if (group_name)
-        rc |= json_object_set_new(o, group_name, json_string(r->group));
-    rc |= json_object_set_new(o, "requests", json_integer(r->requests));
-    rc |= json_object_set_new(o, "prompt_tokens", json_integer(r->prompt_tokens));
-    rc |= json_object_set_new(o, "cached_tokens", json_integer(r->cached_tokens));
-    rc |= json_object_set_new(o, "completion_tokens", json_integer(r->completion_tokens));
-    rc |= json_object_set_new(o, "cost", jamount(r->cost));
-    if (rc) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
 
 /* ---- helpers ---- */
 
@@ -170,48 +94,35 @@ static int get_str(json_t *root, const char *name, const char **out, struct oai_
     return 0;
 }
 
-static char *dump(json_t *o)
-{
-    if (!o)
-        return NULL;
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
 static int done(json_t *o, int status, char **out, struct oai_error *err)
 {
-    if (!(*out = dump(o)))
+    if (!(*out = srv_json_dump(o)))
         return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
     return status;
 }
 
-/* ---- list callbacks ---- */
-
-static int add_account(void *ctx, const struct billing_account *a)
+/* The answer for a listing made by srv_json_* (rc, *o): 200 with it, or the
+ * error. (o by address: it is written by the call that makes rc.) */
+static int listed(int rc, json_t *const *o, const char *what, const struct err *e, char **out,
+                  struct oai_error *err)
 {
-    return json_array_append_new(ctx, account_json(a));
+    if (rc == 0)
+        return done(*o, 200, out, err);
+    if (e->code == ERR_NOMEM)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    return store_failed(err, what, e);
 }
 
-static int add_key(void *ctx, const struct billing_key *k)
+/* The {id} of "/{id}[/...]" into id (size n); returns what follows it ("" or
+ * "/..."), NULL when the id is empty or too long. */
+static const char *path_id(const char *rest, char *id, size_t size)
 {
-    return json_array_append_new(ctx, key_json(k, NULL));
-}
-
-static int add_price(void *ctx, const struct billing_price *p)
-{
-    return json_array_append_new(ctx, price_json(p));
-}
-
-struct usage_ctx {
-    json_t *rows;
-    const char *group;
-};
-
-static int add_usage(void *ctx, const struct billing_usage_row *r)
-{
-    struct usage_ctx *u = ctx;
-    return json_array_append_new(u->rows, counters_json(r, u->group));
+    size_t n = strcspn(rest + 1, "/");
+    if (n == 0 || n >= size)
+        return NULL;
+    memcpy(id, rest + 1, n);
+    id[n] = 0;
+    return rest + 1 + n;
 }
 
 /* ---- routes ---- */
@@ -234,15 +145,8 @@ static int usage_report(struct server *srv, const struct admin_query *q, const c
     enum billing_group by = BILLING_BY_DAY;
     if (q->by && billing_group_parse(q->by, &by, &e) < 0)
         return bad(err, "by", "'by': %s", e.msg);
-    struct usage_ctx u = {json_array(), billing_group_name(by)};
-    struct billing_usage_row total;
-    if (!u.rows)
-        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-    if (billing_usage_report(srv->o.billing, &f, by, add_usage, &u, &total, &e) < 0) {
-        json_decref(u.rows);
-        return store_failed(err, "usage report", &e);
-    }
-    return done(json_pack("{s:o,s:o}", "rows", u.rows, "total", counters_json(&total, NULL)), 200, out, err);
+    json_t *o = NULL;
+    return listed(srv_json_usage(srv->o.billing, &f, by, &o, &e), &o, "usage report", &e, out, err);
 }
 
 int admin_usage_for_key(struct server *srv, const struct billing_key *k, const struct admin_query *q, char **out,
@@ -263,14 +167,8 @@ static int accounts(struct server *srv, const char *method, const char *rest, js
     struct err e;
     if (!*rest) {
         if (!strcmp(method, "GET")) {
-            json_t *list = json_array();
-            if (!list)
-                return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-            if (billing_account_list(b, add_account, list, &e) < 0) {
-                json_decref(list);
-                return store_failed(err, "account list", &e);
-            }
-            return done(json_pack("{s:o}", "accounts", list), 200, out, err);
+            json_t *o = NULL;
+            return listed(srv_json_accounts(b, &o, &e), &o, "account list", &e, out, err);
         }
         if (strcmp(method, "POST"))
             return -2;
@@ -285,22 +183,21 @@ static int accounts(struct server *srv, const char *method, const char *rest, js
             return bad(err, NULL, "%s", e.msg);
         if (billing_account_get(b, id, &a, &e) < 0)
             return store_failed(err, "account create", &e);
-        return done(account_json(&a), 201, out, err);
+        return done(srv_json_account(&a), 201, out, err);
     }
     /* /{id} or /{id}/credit */
     char id[BILLING_ID_MAX];
-    const char *slash = strchr(rest + 1, '/');
-    size_t n = slash ? (size_t)(slash - rest - 1) : strlen(rest + 1);
-    if (n == 0 || n >= sizeof id)
+    const char *slash = path_id(rest, id, sizeof id);
+    if (!slash)
         return oai_err(err, 404, "invalid_request_error", NULL, "not_found", "No such account.");
-    memcpy(id, rest + 1, n);
-    id[n] = 0;
+    if (!*slash)
+        slash = NULL;
     if (!slash) {
         if (strcmp(method, "GET"))
             return -2;
         if (billing_account_get(b, id, &a, &e) < 0)
             return oai_err(err, 404, "invalid_request_error", NULL, "not_found", "%.400s", e.msg);
-        return done(account_json(&a), 200, out, err);
+        return done(srv_json_account(&a), 200, out, err);
     }
     if (strcmp(slash, "/credit"))
         return oai_err(err, 404, "invalid_request_error", NULL, "unknown_url", "Unknown admin route.");
@@ -317,7 +214,7 @@ static int accounts(struct server *srv, const char *method, const char *rest, js
             return oai_err(err, 404, "invalid_request_error", NULL, "not_found", "%.400s", e.msg);
         return store_failed(err, "credit", &e);
     }
-    return done(account_json(&a), 200, out, err);
+    return done(srv_json_account(&a), 200, out, err);
 }
 
 static int keys(struct server *srv, const char *method, const char *rest, const struct admin_query *q,
@@ -327,14 +224,8 @@ static int keys(struct server *srv, const char *method, const char *rest, const 
     struct err e;
     if (!*rest) {
         if (!strcmp(method, "GET")) {
-            json_t *list = json_array();
-            if (!list)
-                return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-            if (billing_key_list(b, q->account, add_key, list, &e) < 0) {
-                json_decref(list);
-                return store_failed(err, "key list", &e);
-            }
-            return done(json_pack("{s:o}", "keys", list), 200, out, err);
+            json_t *o = NULL;
+            return listed(srv_json_keys(b, q->account, &o, &e), &o, "key list", &e, out, err);
         }
         if (strcmp(method, "POST"))
             return -2;
@@ -386,18 +277,17 @@ static int keys(struct server *srv, const char *method, const char *rest, const 
         struct billing_key info;
         if (billing_key_create(b, account, &sp, key, &info, &e) < 0)
             return bad(err, NULL, "%s", e.msg);
-        int rc = done(key_json(&info, key), 201, out, err);
+        int rc = done(srv_json_key(&info, key), 201, out, err);
         sodium_memzero(key, sizeof key);
         return rc;
     }
     /* /{id}/revoke (POST) or /{id} (DELETE) */
     char id[BILLING_ID_MAX];
-    const char *slash = strchr(rest + 1, '/');
-    size_t n = slash ? (size_t)(slash - rest - 1) : strlen(rest + 1);
-    if (n == 0 || n >= sizeof id)
+    const char *slash = path_id(rest, id, sizeof id);
+    if (!slash)
         return oai_err(err, 404, "invalid_request_error", NULL, "not_found", "No such key.");
-    memcpy(id, rest + 1, n);
-    id[n] = 0;
+    if (!*slash)
+        slash = NULL;
     if (slash ? strcmp(slash, "/revoke") || strcmp(method, "POST") : strcmp(method, "DELETE"))
         return slash && strcmp(slash, "/revoke")
                    ? oai_err(err, 404, "invalid_request_error", NULL, "unknown_url", "Unknown admin route.")
@@ -412,14 +302,8 @@ static int prices(struct server *srv, const char *method, json_t *body, char **o
     struct billing *b = srv->o.billing;
     struct err e;
     if (!strcmp(method, "GET")) {
-        json_t *list = json_array();
-        if (!list)
-            return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-        if (billing_price_list(b, add_price, list, &e) < 0) {
-            json_decref(list);
-            return store_failed(err, "price list", &e);
-        }
-        return done(json_pack("{s:o}", "prices", list), 200, out, err);
+        json_t *o = NULL;
+        return listed(srv_json_prices(b, &o, &e), &o, "price list", &e, out, err);
     }
     if (strcmp(method, "POST") && strcmp(method, "PUT"))
         return -2;
@@ -439,7 +323,7 @@ static int prices(struct server *srv, const char *method, json_t *body, char **o
         return bad(err, "from", "'from': %s", e.msg);
     if (billing_price_set(b, &p, &e) < 0)
         return bad(err, NULL, "%s", e.msg);
-    return done(price_json(&p), 200, out, err);
+    return done(srv_json_price(&p), 200, out, err);
 }
 
 int admin_handle(struct server *srv, const char *method, const char *path, const struct admin_query *q,
@@ -473,10 +357,8 @@ int admin_handle(struct server *srv, const char *method, const char *path, const
         struct err e;
         if (strcmp(method, "GET"))
             rc = -2;
-        else if (billing_audit(srv->o.billing, &e) < 0)
-            rc = done(json_pack("{s:b,s:s}", "ok", 0, "error", e.msg), 200, out, err);
         else
-            rc = done(json_pack("{s:b}", "ok", 1), 200, out, err);
+            rc = done(srv_json_audit(billing_audit(srv->o.billing, &e) < 0 ? e.msg : NULL), 200, out, err);
     } else
         rc = oai_err(err, 404, "invalid_request_error", NULL, "unknown_url", "Unknown admin route: /admin%.200s.",
                      path);

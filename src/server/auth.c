@@ -6,7 +6,8 @@
  * when the headers arrive, before a byte of the body is read (401 for none,
  * a wrong, revoked or expired key; 403 for the admin key on inference and
  * usage routes). /admin routes need the admin key (a tenant key gets 403).
- * /health and /metrics are open. Keys are compared by billing/ in constant
+ * /health and /metrics are open. Which kind of key a route takes is its
+ * entry's caller in srv_routes (http.c). Keys are compared by billing/ in constant
  * time (keyed hashes); no key is ever copied into a message or a log line.
  *
  * The admit hook places the hold for the request (its id is the response's
@@ -53,18 +54,41 @@ static int unauthorized(struct oai_error *err, bool given)
                    "Incorrect API key provided (unknown, revoked or expired).");
 }
 
-int auth_route(struct server *srv, enum route r, const char *authorization, struct auth_who *who,
+/* The caller once both key lookups are known (each 0: this kind of key,
+ * -1: not it); 0 with who->caller set, or -1 with *err. */
+static int decide(const struct route *r, int tenant, int admin, struct auth_who *who, struct oai_error *err)
+{
+    if (r->caller == ROUTE_ADMIN_KEY) {
+        if (admin == 0)
+            return who->caller = CALLER_ADMIN, 0;
+        if (tenant == 0)
+            return oai_err(err, 403, "invalid_request_error", NULL, "admin_key_required",
+                           "The /admin routes need the admin key; an API key of an account cannot use them.");
+        return unauthorized(err, true);
+    }
+    if (tenant == 0)
+        return who->caller = CALLER_TENANT, 0;
+    if (admin != 0)
+        return unauthorized(err, true);
+    if (r->caller == ROUTE_ANY_KEY)
+        return who->caller = CALLER_ADMIN, 0;
+    return oai_err(err, 403, "invalid_request_error", NULL, "api_key_required",
+                   "The admin key cannot be used for %s; create an API key for an account (POST /admin/keys).",
+                   r->admin_refused);
+}
+
+int auth_route(struct server *srv, const struct route *r, const char *authorization, struct auth_who *who,
                struct oai_error *err)
 {
     struct billing *b = srv->o.billing;
     memset(who, 0, sizeof *who);
     if (!b) {
-        if (r == ROUTE_ADMIN || r == ROUTE_USAGE)
+        if (r->billing_only)
             return oai_err(err, 404, "invalid_request_error", NULL, "unknown_url",
                            "This server runs without billing (--no-auth): there are no accounts or usage.");
         return 0;
     }
-    if (r == ROUTE_HEALTH || r == ROUTE_METRICS || r == ROUTE_OTHER)
+    if (r->caller == ROUTE_ANYONE)
         return 0;
     char key[AUTH_KEY_MAX];
     if (!bearer(authorization, key, sizeof key))
@@ -73,9 +97,10 @@ int auth_route(struct server *srv, enum route r, const char *authorization, stru
     int rc;
     /* tenant routes look for a tenant key first, /admin for the admin key;
      * ERR_UNAVAILABLE from either: the ledger cannot be consulted (503, not a 401) */
+    bool admin_first = r->caller == ROUTE_ADMIN_KEY;
     int tenant = -1, admin = -1;
     bool down = false;
-    if (r != ROUTE_ADMIN) {
+    if (!admin_first) {
         tenant = billing_authenticate(b, key, &who->key, &e);
         down = tenant < 0 && e.code == ERR_UNAVAILABLE;
     }
@@ -83,7 +108,7 @@ int auth_route(struct server *srv, enum route r, const char *authorization, stru
         admin = billing_admin_key_verify(b, key, &e);
         down = admin < 0 && e.code == ERR_UNAVAILABLE;
     }
-    if (r == ROUTE_ADMIN && admin < 0 && !down) {
+    if (admin_first && admin < 0 && !down) {
         tenant = billing_authenticate(b, key, &who->key, &e);
         down = tenant < 0 && e.code == ERR_UNAVAILABLE;
     }
@@ -92,30 +117,8 @@ int auth_route(struct server *srv, enum route r, const char *authorization, stru
         rc = oai_err(err, 503, "server_error", NULL, "billing_unavailable",
                      "The ledger cannot be reached to check the API key. Please retry.");
         err->retry_after = 1;
-    } else if (r == ROUTE_ADMIN) {
-        if (admin == 0) {
-            who->caller = CALLER_ADMIN;
-            rc = 0;
-        } else if (tenant == 0) {
-            rc = oai_err(err, 403, "invalid_request_error", NULL, "admin_key_required",
-                         "The /admin routes need the admin key; an API key of an account cannot use them.");
-        } else {
-            rc = unauthorized(err, true);
-        }
-    } else if (tenant == 0) {
-        who->caller = CALLER_TENANT;
-        rc = 0;
-    } else if (admin == 0) {
-        if (r == ROUTE_MODELS || r == ROUTE_MODEL) {
-            who->caller = CALLER_ADMIN;
-            rc = 0;
-        } else {
-            rc = oai_err(err, 403, "invalid_request_error", NULL, "api_key_required",
-                         "The admin key cannot be used for %s; create an API key for an account "
-                         "(POST /admin/keys).", r == ROUTE_USAGE ? "/v1/usage (see /admin/usage)" : "inference");
-        }
     } else {
-        rc = unauthorized(err, true);
+        rc = decide(r, tenant, admin, who, err);
     }
     sodium_memzero(key, sizeof key);
     return rc;

@@ -33,9 +33,8 @@
 #define HEADER_MEMORY (32 * 1024)
 
 struct req {
-    enum route route;
-    char *body;                    /* from malloc */
-    size_t len, cap;
+    const struct route *route;     /* an entry of srv_routes */
+    struct sbuf body;
     bool answered;                 /* a response has been queued early */
     bool too_big;                  /* the body grew past max_body: answered 413 at its end */
     size_t discarded;              /* bytes dropped since */
@@ -57,7 +56,7 @@ int server_port(const struct server *s)
 /* ---- answering ---- */
 
 /* retry_after: seconds for Retry-After on 429/503 (0 = 1). */
-static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, enum route r, int status,
+static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, const struct route *r, int status,
                                   const char *ctype, char *body, size_t len, bool free_body, int retry_after)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
@@ -74,7 +73,7 @@ static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, 
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
     if (status == 405) {
-        const char *allow = (r == ROUTE_CHAT || r == ROUTE_COMPLETIONS) ? "POST" : "GET, HEAD";
+        const char *allow = r->methods == ROUTE_POST ? "POST" : "GET, HEAD";
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     }
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
@@ -84,13 +83,13 @@ static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, 
     return rc;
 }
 
-static enum MHD_Result respond(struct server *srv, struct MHD_Connection *c, enum route r, int status,
+static enum MHD_Result respond(struct server *srv, struct MHD_Connection *c, const struct route *r, int status,
                                const char *ctype, char *body, size_t len, bool free_body)
 {
     return respond_ra(srv, c, r, status, ctype, body, len, free_body, 0);
 }
 
-static enum MHD_Result respond_error(struct server *srv, struct MHD_Connection *c, enum route r,
+static enum MHD_Result respond_error(struct server *srv, struct MHD_Connection *c, const struct route *r,
                                      const struct oai_error *e)
 {
     char *body = oai_build_error(e);
@@ -99,7 +98,8 @@ static enum MHD_Result respond_error(struct server *srv, struct MHD_Connection *
     return respond_ra(srv, c, r, e->status, "application/json", body, strlen(body), true, e->retry_after);
 }
 
-static enum MHD_Result respond_json(struct server *srv, struct MHD_Connection *c, enum route r, char *body)
+static enum MHD_Result respond_json(struct server *srv, struct MHD_Connection *c, const struct route *r,
+                                    char *body)
 {
     if (!body) {
         struct oai_error e;
@@ -109,28 +109,7 @@ static enum MHD_Result respond_json(struct server *srv, struct MHD_Connection *c
     return respond(srv, c, r, 200, "application/json", body, strlen(body), true);
 }
 
-/* ---- routes ---- */
-
-static enum route route_of(const char *url)
-{
-    if (!strcmp(url, "/v1/chat/completions"))
-        return ROUTE_CHAT;
-    if (!strcmp(url, "/v1/completions"))
-        return ROUTE_COMPLETIONS;
-    if (!strcmp(url, "/v1/models"))
-        return ROUTE_MODELS;
-    if (!strncmp(url, "/v1/models/", 11) && url[11])
-        return ROUTE_MODEL;
-    if (!strcmp(url, "/health"))
-        return ROUTE_HEALTH;
-    if (!strcmp(url, "/metrics"))
-        return ROUTE_METRICS;
-    if (!strcmp(url, "/v1/usage"))
-        return ROUTE_USAGE;
-    if (!strncmp(url, "/admin/", 7))
-        return ROUTE_ADMIN;
-    return ROUTE_OTHER;
-}
+/* ---- the routes' handlers ---- */
 
 static struct smodel *find_model(struct server *srv, const char *name)
 {
@@ -140,41 +119,46 @@ static struct smodel *find_model(struct server *srv, const char *name)
     return NULL;
 }
 
-static enum MHD_Result get_route(struct server *srv, struct MHD_Connection *c, enum route r, const char *url)
+static enum MHD_Result h_health(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                                const char *url, const char *method)
 {
-    switch (r) {
-    case ROUTE_HEALTH:
-        return respond(srv, c, r, 200, "application/json", (char *)"{\"status\":\"ok\"}", 15, false);
-    case ROUTE_MODELS: {
-        const char **names = calloc((size_t)srv->n_models, sizeof *names);
-        if (!names)
-            return respond_json(srv, c, r, NULL);
-        for (int i = 0; i < srv->n_models; i++)
-            names[i] = srv->models[i].cfg.name;
-        char *body = oai_build_models(names, srv->n_models, srv->started);
-        free(names);
-        return respond_json(srv, c, r, body);
+    return respond(srv, c, r, 200, "application/json", (char *)"{\"status\":\"ok\"}", 15, false);
+}
+
+static enum MHD_Result h_models(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                                const char *url, const char *method)
+{
+    const char **names = calloc((size_t)srv->n_models, sizeof *names);
+    if (!names)
+        return respond_json(srv, c, r, NULL);
+    for (int i = 0; i < srv->n_models; i++)
+        names[i] = srv->models[i].cfg.name;
+    char *body = oai_build_models(names, srv->n_models, srv->started);
+    free(names);
+    return respond_json(srv, c, r, body);
+}
+
+static enum MHD_Result h_model(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                               const char *url, const char *method)
+{
+    const char *name = url + strlen(r->path);
+    if (!find_model(srv, name)) {
+        struct oai_error e;
+        oai_err(&e, 404, "invalid_request_error", "model", "model_not_found", "The model '%.200s' does not exist.",
+                name);
+        return respond_error(srv, c, r, &e);
     }
-    case ROUTE_MODEL: {
-        const char *name = url + 11;
-        if (!find_model(srv, name)) {
-            struct oai_error e;
-            oai_err(&e, 404, "invalid_request_error", "model", "model_not_found",
-                    "The model '%.200s' does not exist.", name);
-            return respond_error(srv, c, r, &e);
-        }
-        return respond_json(srv, c, r, oai_build_model(name, srv->started));
-    }
-    case ROUTE_METRICS: {
-        size_t len = 0;
-        char *text = metrics_render(&srv->mt, srv, &len);
-        if (!text)
-            return respond_json(srv, c, r, NULL);
-        return respond(srv, c, r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, true);
-    }
-    default:
-        return MHD_NO;
-    }
+    return respond_json(srv, c, r, oai_build_model(name, srv->started));
+}
+
+static enum MHD_Result h_metrics(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                                 const char *url, const char *method)
+{
+    size_t len = 0;
+    char *text = metrics_render(&srv->mt, srv, &len);
+    if (!text)
+        return respond_json(srv, c, r, NULL);
+    return respond(srv, c, r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, true);
 }
 
 static int client_fd(struct MHD_Connection *c)
@@ -183,12 +167,12 @@ static int client_fd(struct MHD_Connection *c)
     return ci ? (int)ci->connect_fd : -1;
 }
 
-static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, enum route r, struct req *q)
+static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                                enum oai_kind kind)
 {
-    enum oai_kind kind = r == ROUTE_CHAT ? OAI_CHAT : OAI_COMPLETION;
     struct oai_request oreq;
     struct oai_error e;
-    if (oai_parse_request(kind, q->body, q->len, &oreq, &e) < 0)
+    if (oai_parse_request(kind, q->body.buf, q->body.len, &oreq, &e) < 0)
         return respond_error(srv, c, r, &e);
     struct smodel *sm = find_model(srv, oreq.model);
     if (!sm) {
@@ -226,13 +210,21 @@ static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, en
     return rc;
 }
 
-static bool is_post_route(enum route r)
+static enum MHD_Result h_chat(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                              const char *url, const char *method)
 {
-    return r == ROUTE_CHAT || r == ROUTE_COMPLETIONS;
+    return generate(srv, c, r, q, OAI_CHAT);
 }
 
-static enum MHD_Result billing_route(struct server *srv, struct MHD_Connection *c, const char *url, const char *method,
-                                     struct req *q)
+static enum MHD_Result h_completions(struct server *srv, struct MHD_Connection *c, const struct route *r,
+                                     struct req *q, const char *url, const char *method)
+{
+    return generate(srv, c, r, q, OAI_COMPLETION);
+}
+
+/* /admin/... (admin_handle) and /v1/usage (admin_usage_for_key) */
+static enum MHD_Result billing_route(struct server *srv, struct MHD_Connection *c, const struct route *r,
+                                     struct req *q, const char *url, const char *method, bool admin)
 {
     struct admin_query aq = {
         MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from"),
@@ -243,12 +235,125 @@ static enum MHD_Result billing_route(struct server *srv, struct MHD_Connection *
     };
     struct oai_error e;
     char *body = NULL;
-    int status = q->route == ROUTE_ADMIN
-                     ? admin_handle(srv, method, url + 6, &aq, q->body ? q->body : "", q->len, &body, &e)
-                     : admin_usage_for_key(srv, &q->who.key, &aq, &body, &e);
+    int status = admin ? admin_handle(srv, method, url + strlen("/admin"), &aq, q->body.buf ? q->body.buf : "",
+                                      q->body.len, &body, &e)
+                       : admin_usage_for_key(srv, &q->who.key, &aq, &body, &e);
     if (status < 0)
+        return respond_error(srv, c, r, &e);
+    return respond(srv, c, r, status, "application/json", body, strlen(body), true);
+}
+
+static enum MHD_Result h_usage(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                               const char *url, const char *method)
+{
+    return billing_route(srv, c, r, q, url, method, false);
+}
+
+static enum MHD_Result h_admin(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                               const char *url, const char *method)
+{
+    return billing_route(srv, c, r, q, url, method, true);
+}
+
+/* ---- the route table ---- */
+
+#define ADMIN_METHODS (ROUTE_GET | ROUTE_POST | ROUTE_PUT | ROUTE_DELETE) /* admin.c answers 405 per path */
+
+/* In the order /metrics lists them; the catch-all last. */
+const struct route srv_routes[] = {
+    {"/v1/chat/completions", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/chat/completions",
+     h_chat},
+    {"/v1/completions", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/completions", h_completions},
+    {"/v1/models", ROUTE_EXACT, ROUTE_GET, ROUTE_ANY_KEY, false, NULL, "/v1/models", h_models},
+    {"/v1/models/", ROUTE_PARAM, ROUTE_GET, ROUTE_ANY_KEY, false, NULL, "/v1/models/{model}", h_model},
+    {"/health", ROUTE_EXACT, ROUTE_GET, ROUTE_ANYONE, false, NULL, "/health", h_health},
+    {"/metrics", ROUTE_EXACT, ROUTE_GET, ROUTE_ANYONE, false, NULL, "/metrics", h_metrics},
+    {"/v1/usage", ROUTE_EXACT, ROUTE_GET, ROUTE_TENANT, true, "/v1/usage (see /admin/usage)", "/v1/usage", h_usage},
+    {"/admin/", ROUTE_PREFIX, ADMIN_METHODS, ROUTE_ADMIN_KEY, true, NULL, "/admin", h_admin},
+    {NULL, ROUTE_EXACT, 0, ROUTE_ANYONE, false, NULL, "other", NULL},
+};
+const int srv_n_routes = (int)(sizeof srv_routes / sizeof srv_routes[0]);
+
+static const struct route *route_of(const char *url)
+{
+    int i;
+    for (i = 0; srv_routes[i].path; i++) {
+        const struct route *r = &srv_routes[i];
+        size_t n = strlen(r->path);
+        if (r->match == ROUTE_EXACT ? !strcmp(url, r->path)
+                                    : !strncmp(url, r->path, n) && (r->match == ROUTE_PREFIX || url[n]))
+            return r;
+    }
+    return &srv_routes[i];
+}
+
+static unsigned method_bit(const char *method)
+{
+    if (!strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD))
+        return ROUTE_GET;
+    if (!strcmp(method, MHD_HTTP_METHOD_POST))
+        return ROUTE_POST;
+    if (!strcmp(method, MHD_HTTP_METHOD_PUT))
+        return ROUTE_PUT;
+    if (!strcmp(method, MHD_HTTP_METHOD_DELETE))
+        return ROUTE_DELETE;
+    return 0;
+}
+
+/* The headers have arrived: route, method, key and Content-Length are
+ * checked before a byte of the body is read. */
+static enum MHD_Result on_headers(struct server *srv, struct MHD_Connection *c, struct req *q, const char *url,
+                                  const char *method)
+{
+    struct oai_error e;
+    q->route = route_of(url);
+    if (!q->route->path) {
+        q->answered = true;
+        oai_err(&e, 404, "invalid_request_error", NULL, "unknown_url", "Unknown request URL: %s %.200s.", method,
+                url);
         return respond_error(srv, c, q->route, &e);
-    return respond(srv, c, q->route, status, "application/json", body, strlen(body), true);
+    }
+    if (!(q->route->methods & method_bit(method))) {
+        q->answered = true;
+        oai_err(&e, 405, "invalid_request_error", NULL, "method_not_allowed",
+                "Method %s is not allowed for %.200s; use %s.", method, url,
+                q->route->methods == ROUTE_POST ? "POST" : "GET");
+        return respond_error(srv, c, q->route, &e);
+    }
+    /* the key before the body: an unauthenticated caller never gets a byte parsed */
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth_route(srv, q->route, auth, &q->who, &e) < 0) {
+        q->answered = true;
+        return respond_error(srv, c, q->route, &e);
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (n > srv->o.max_body) {
+            q->answered = true;
+            oai_err(&e, 413, "invalid_request_error", NULL, "request_too_large",
+                    "The request body of %llu bytes exceeds the limit of %zu bytes.", n, srv->o.max_body);
+            return respond_error(srv, c, q->route, &e);
+        }
+    }
+    return MHD_YES;
+}
+
+/* A piece of the body: collected up to max_body. */
+static enum MHD_Result on_upload(struct server *srv, struct req *q, const char *data, size_t n)
+{
+    if (q->answered)
+        return MHD_YES; /* discard what follows an early answer */
+    if (q->too_big || q->body.len + n > srv->o.max_body) {
+        /* MHD cannot answer in the middle of an upload: drop the body,
+         * read on (bounded) and answer 413 when it ends */
+        sbuf_release(&q->body);
+        q->too_big = true;
+        q->discarded += n;
+        return q->discarded > 4 * srv->o.max_body + (1 << 20) ? MHD_NO : MHD_YES;
+    }
+    return sbuf_add(&q->body, data, n) < 0 ? MHD_NO : MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -256,96 +361,34 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     struct server *srv = cls;
     struct req *q = *req_cls;
-    struct oai_error e;
     if (!q) { /* headers only */
         if (!(q = calloc(1, sizeof *q)))
             return MHD_NO;
         *req_cls = q;
-        q->route = route_of(url);
-        bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
-        bool get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
-        if (q->route == ROUTE_ADMIN) /* admin.c answers a wrong method of a known path with 405 */
-            get = get || post || !strcmp(method, MHD_HTTP_METHOD_PUT) || !strcmp(method, MHD_HTTP_METHOD_DELETE);
-        if (q->route == ROUTE_OTHER) {
-            q->answered = true;
-            oai_err(&e, 404, "invalid_request_error", NULL, "unknown_url", "Unknown request URL: %s %.200s.", method,
-                    url);
-            return respond_error(srv, c, q->route, &e);
-        }
-        if (is_post_route(q->route) ? !post : !get) {
-            q->answered = true;
-            oai_err(&e, 405, "invalid_request_error", NULL, "method_not_allowed",
-                    "Method %s is not allowed for %.200s; use %s.", method, url,
-                    is_post_route(q->route) ? "POST" : "GET");
-            return respond_error(srv, c, q->route, &e);
-        }
-        /* the key before the body: an unauthenticated caller never gets a byte parsed */
-        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (auth_route(srv, q->route, auth, &q->who, &e) < 0) {
-            q->answered = true;
-            return respond_error(srv, c, q->route, &e);
-        }
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
-            char *end;
-            unsigned long long n = strtoull(cl, &end, 10);
-            if (n > srv->o.max_body) {
-                q->answered = true;
-                oai_err(&e, 413, "invalid_request_error", NULL, "request_too_large",
-                        "The request body of %llu bytes exceeds the limit of %zu bytes.", n, srv->o.max_body);
-                return respond_error(srv, c, q->route, &e);
-            }
-        }
-        return MHD_YES;
+        return on_headers(srv, c, q, url, method);
     }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (q->answered)
-            return MHD_YES; /* discard what follows an early answer */
-        if (q->too_big || q->len + n > srv->o.max_body) {
-            /* MHD cannot answer in the middle of an upload: drop the body,
-             * read on (bounded) and answer 413 when it ends */
-            free(q->body);
-            q->body = NULL;
-            q->len = q->cap = 0;
-            q->too_big = true;
-            q->discarded += n;
-            return q->discarded > 4 * srv->o.max_body + (1 << 20) ? MHD_NO : MHD_YES;
-        }
-        if (q->len + n + 1 > q->cap) {
-            size_t cap = q->cap ? q->cap : 4096;
-            while (cap < q->len + n + 1)
-                cap *= 2;
-            char *b = realloc(q->body, cap);
-            if (!b)
-                return MHD_NO;
-            q->body = b, q->cap = cap;
-        }
-        memcpy(q->body + q->len, upload_data, n);
-        q->len += n;
-        return MHD_YES;
+        return on_upload(srv, q, upload_data, n);
     }
     if (q->answered)
         return MHD_YES;
     q->answered = true;
     if (q->too_big) {
+        struct oai_error e;
         oai_err(&e, 413, "invalid_request_error", NULL, "request_too_large",
                 "The request body exceeds the limit of %zu bytes.", srv->o.max_body);
         return respond_error(srv, c, q->route, &e);
     }
-    if (is_post_route(q->route))
-        return generate(srv, c, q->route, q);
-    if (q->route == ROUTE_ADMIN || q->route == ROUTE_USAGE)
-        return billing_route(srv, c, url, method, q);
-    return get_route(srv, c, q->route, url);
+    return q->route->handle(srv, c, q->route, q, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
     struct req *q = *req_cls;
     if (q) {
-        free(q->body);
+        sbuf_release(&q->body);
         free(q);
         *req_cls = NULL;
     }

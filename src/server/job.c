@@ -50,40 +50,20 @@ struct job {
     uint64_t t_submit, t_last;
     uint64_t t_checked;            /* last look at the client's socket */
     size_t text_total;             /* bytes of text produced (for text_offset) */
-    char *text;                    /* non-streaming: the whole text, from malloc */
-    size_t text_len, text_cap;
-    char *out;                     /* streaming: bytes to hand to MHD, from malloc */
-    size_t out_len, out_pos, out_cap;
+    struct sbuf text;              /* non-streaming: the whole text */
+    struct sbuf out;               /* streaming: bytes to hand to MHD */
+    size_t out_pos;                /* of out, handed already */
     enum phase phase;
 };
-
-static int buf_append(char **b, size_t *len, size_t *cap, const char *s, size_t n)
-{
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 256;
-        while (*len + n + 1 > c)
-            c *= 2;
-        char *nb = realloc(*b, c);
-        if (!nb)
-            return -1;
-        *b = nb, *cap = c;
-    }
-    memcpy(*b + *len, s, n);
-    *len += n;
-    (*b)[*len] = 0;
-    return 0;
-}
 
 /* Appends "data: <payload>\n\n" to the stream output and frees payload. */
 static int sse(struct job *j, char *payload)
 {
     if (!payload)
         return -1;
-    int rc = buf_append(&j->out, &j->out_len, &j->out_cap, "data: ", 6);
-    rc |= buf_append(&j->out, &j->out_len, &j->out_cap, payload, strlen(payload));
-    rc |= buf_append(&j->out, &j->out_len, &j->out_cap, "\n\n", 2);
+    int rc = sbuf_addf(&j->out, "data: %s\n\n", payload);
     free(payload);
-    return rc ? -1 : 0;
+    return rc;
 }
 
 static bool client_gone(int fd)
@@ -116,120 +96,158 @@ static void settle(struct job *j, const char *model, const char *finish)
 
 static atomic_uint_fast64_t job_counter;
 
-int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, const char *authorization, int fd,
-              struct job **out, struct oai_error *err)
+/* Every logit_bias id must be one the model and tokenizer both know. */
+static int check_bias(const struct smodel *sm, const struct oai_request *req, struct oai_error *err)
+{
+    for (int i = 0; i < req->n_bias; i++)
+        if (req->bias[i].token >= sm->n_vocab)
+            return oai_err(err, 400, "invalid_request_error", "logit_bias", NULL,
+                           "Invalid key in 'logit_bias': token id %d is outside the vocabulary of %d tokens.",
+                           (int)req->bias[i].token, sm->n_vocab);
+    return 0;
+}
+
+/* The prompt's tokens: the chat template over the messages, or the raw prompt. */
+static int encode_prompt(const struct smodel *sm, const struct oai_request *req, struct tok_ids *ids,
+                         struct oai_error *err)
 {
     const struct tokenizer *tok = sm->cfg.tok;
-    const char *pparam = req->kind == OAI_CHAT ? "messages" : "prompt";
-    struct tok_ids ids;
     struct err e;
-    struct tok_chat_msg *msgs = NULL;
-    struct job *j = NULL;
-    int rc = -1;
-    tok_ids_init(&ids);
-
-    for (int i = 0; i < req->n_bias; i++)
-        if (req->bias[i].token >= sm->n_vocab) {
-            oai_err(err, 400, "invalid_request_error", "logit_bias", NULL,
-                    "Invalid key in 'logit_bias': token id %d is outside the vocabulary of %d tokens.",
-                    (int)req->bias[i].token, sm->n_vocab);
-            goto out;
-        }
-
-    if (req->kind == OAI_CHAT) {
-        if (!(msgs = calloc((size_t)req->n_msgs, sizeof *msgs))) {
-            oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-            goto out;
-        }
-        for (int i = 0; i < req->n_msgs; i++)
-            msgs[i].role = req->msgs[i].role, msgs[i].content = req->msgs[i].content;
-        if (tok_chat_encode(tok, sm->fam, msgs, (size_t)req->n_msgs, true, &ids, &e) < 0) {
-            oai_err(err, 400, "invalid_request_error", "messages", NULL, "Invalid 'messages': %s", e.msg);
-            goto out;
-        }
-    } else if (tok_encode(tok, req->prompt, strlen(req->prompt), true, false, &ids, &e) < 0) {
-        oai_err(err, 400, "invalid_request_error", "prompt", NULL, "Invalid 'prompt': %s", e.msg);
-        goto out;
+    if (req->kind != OAI_CHAT) {
+        if (tok_encode(tok, req->prompt, strlen(req->prompt), true, false, ids, &e) < 0)
+            return oai_err(err, 400, "invalid_request_error", "prompt", NULL, "Invalid 'prompt': %s", e.msg);
+        return 0;
     }
-    if (ids.n == 0) {
-        oai_err(err, 400, "invalid_request_error", pparam, NULL,
-                "Invalid '%s': it encodes to no tokens (empty text, and the model adds no BOS token).", pparam);
-        goto out;
-    }
+    struct tok_chat_msg *msgs = calloc((size_t)req->n_msgs, sizeof *msgs);
+    if (!msgs)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    for (int i = 0; i < req->n_msgs; i++)
+        msgs[i].role = req->msgs[i].role, msgs[i].content = req->msgs[i].content;
+    int rc = tok_chat_encode(tok, sm->fam, msgs, (size_t)req->n_msgs, true, ids, &e);
+    free(msgs);
+    if (rc < 0)
+        return oai_err(err, 400, "invalid_request_error", "messages", NULL, "Invalid 'messages': %s", e.msg);
+    return 0;
+}
+
+/* The prompt and the completion must fit in the context; *max_tokens gets
+ * the request's, or what is left of the context when it gave none. */
+static int fit_context(const struct smodel *sm, const struct oai_request *req, size_t n_prompt, int *max_tokens,
+                       struct oai_error *err)
+{
+    const char *pparam = req->kind == OAI_CHAT ? "messages" : "prompt";
     int n_ctx = sm->cfg.n_ctx;
-    int max_tokens = req->max_tokens;
-    if ((int64_t)ids.n >= n_ctx || (max_tokens > 0 && (int64_t)ids.n + max_tokens > n_ctx)) {
-        oai_err(err, 400, "invalid_request_error", pparam, "context_length_exceeded",
-                "This model's maximum context length is %d tokens. However, you requested %lld tokens (%zu in the "
-                "%s, %d in the completion). Please reduce the length of the %s or the completion.",
-                n_ctx, (long long)ids.n + (max_tokens > 0 ? max_tokens : 0), ids.n, pparam,
-                max_tokens > 0 ? max_tokens : 0, pparam);
-        goto out;
-    }
-    if (max_tokens <= 0)
-        max_tokens = n_ctx - (int)ids.n;
+    int mt = req->max_tokens;
+    if (n_prompt == 0)
+        return oai_err(err, 400, "invalid_request_error", pparam, NULL,
+                       "Invalid '%s': it encodes to no tokens (empty text, and the model adds no BOS token).",
+                       pparam);
+    if ((int64_t)n_prompt >= n_ctx || (mt > 0 && (int64_t)n_prompt + mt > n_ctx))
+        return oai_err(err, 400, "invalid_request_error", pparam, "context_length_exceeded",
+                       "This model's maximum context length is %d tokens. However, you requested %lld tokens (%zu "
+                       "in the %s, %d in the completion). Please reduce the length of the %s or the completion.",
+                       n_ctx, (long long)n_prompt + (mt > 0 ? mt : 0), n_prompt, pparam, mt > 0 ? mt : 0, pparam);
+    *max_tokens = mt > 0 ? mt : n_ctx - (int)n_prompt;
+    return 0;
+}
 
-    if (!(j = calloc(1, sizeof *j))) {
-        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-        goto out;
-    }
+/* A job with its id, detokenizer and logprobs; *serial: its number in this
+ * process (a seed ingredient). NULL with *err. */
+static struct job *job_new(struct server *srv, struct smodel *sm, const struct oai_request *req, int fd,
+                           uint64_t *serial, struct oai_error *err)
+{
+    struct job *j = calloc(1, sizeof *j);
+    struct err e;
+    if (!j)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory."), NULL;
     j->srv = srv, j->sm = sm, j->fd = fd;
     /* the id is also the ledger's request id: unique across restarts and
      * nodes (Unix milliseconds and 64 random bits) */
-    uint64_t n = atomic_fetch_add(&job_counter, 1) + 1;
+    *serial = atomic_fetch_add(&job_counter, 1) + 1;
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     uint64_t ms = (uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000, rnd;
     randombytes_buf(&rnd, sizeof rnd);
     snprintf(j->id, sizeof j->id, "%s-%012llx%016llx", req->kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)(ms & 0xffffffffffffULL), (unsigned long long)rnd);
-    if (!(j->ts = tok_stream_new(tok, (const char *const *)req->stop, (size_t)req->n_stop, false, &e))) {
+    if (!(j->ts = tok_stream_new(sm->cfg.tok, (const char *const *)req->stop, (size_t)req->n_stop, false, &e))) {
         oai_err(err, 500, "server_error", NULL, NULL, "%s", e.msg);
-        goto out;
+        goto fail;
     }
     if (req->logprobs && !(j->lp = oai_logprobs_new(req->kind))) {
         oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-        goto out;
+        goto fail;
     }
+    return j;
+fail:
+    tok_stream_free(j->ts);
+    free(j);
+    return NULL;
+}
 
-    struct sample_params sp = sample_params_default();
-    sp.temperature = req->temperature;
-    sp.top_p = req->top_p;
-    sp.presence_penalty = req->presence_penalty;
-    sp.frequency_penalty = req->frequency_penalty;
-    sp.penalty_last_n = -1;
-    sp.bias = req->bias;
-    sp.n_bias = req->n_bias;
-    sp.n_top_logprobs = req->logprobs ? req->top_logprobs : 0;
-    if (sample_params_check(&sp, &e) < 0) { /* ranges were checked by the parser: a mismatch is a bug, reported */
-        oai_err(err, 400, "invalid_request_error", NULL, NULL, "%s", e.msg);
-        goto out;
-    }
-    struct engine_request er = {
-        .prompt = ids.ids,
-        .n_prompt = (int)ids.n,
-        .sample = sp,
-        .seed = req->has_seed ? req->seed : now_ns() ^ (n * 0x9E3779B97F4A7C15ULL),
-        .max_tokens = max_tokens,
-    };
+/* The sampling parameters of the request. */
+static int sampling_of(const struct oai_request *req, struct sample_params *sp, struct oai_error *err)
+{
+    struct err e;
+    *sp = sample_params_default();
+    sp->temperature = req->temperature;
+    sp->top_p = req->top_p;
+    sp->presence_penalty = req->presence_penalty;
+    sp->frequency_penalty = req->frequency_penalty;
+    sp->penalty_last_n = -1;
+    sp->bias = req->bias;
+    sp->n_bias = req->n_bias;
+    sp->n_top_logprobs = req->logprobs ? req->top_logprobs : 0;
+    if (sample_params_check(sp, &e) < 0) /* ranges were checked by the parser: a mismatch is a bug, reported */
+        return oai_err(err, 400, "invalid_request_error", NULL, NULL, "%s", e.msg);
+    return 0;
+}
 
+/* The admit hook, then the engine; a refused submission is settled at once. */
+static int admit_submit(struct job *j, const struct oai_request *req, const char *authorization,
+                        const struct engine_request *er, struct oai_error *err)
+{
+    struct server *srv = j->srv;
+    struct err e;
     if (srv->hooks.admit) {
-        struct server_admit_info a = {j->id, authorization, req->model, req->user, req->kind, (int)ids.n, max_tokens};
+        struct server_admit_info a = {j->id,     authorization,   req->model,     req->user,
+                                      req->kind, er->n_prompt, er->max_tokens};
         if (srv->hooks.admit(srv->hooks.ctx, &a, &j->hook_ctx, err) < 0)
-            goto out;
+            return -1;
     }
     j->admitted = true;
-    j->usage.prompt_tokens = (int)ids.n;
+    j->usage.prompt_tokens = er->n_prompt;
     j->t_submit = now_ns();
-    if (!(j->seq = engine_submit(sm->cfg.eng, &er, &e))) {
+    if (!(j->seq = engine_submit(j->sm->cfg.eng, er, &e))) {
         if (e.code == ERR_EXHAUSTED)
             oai_err(err, 429, "rate_limit_exceeded", NULL, "queue_full", "The server is busy: %s", e.msg);
         else
             oai_err(err, 503, "server_error", NULL, "unavailable", "The model cannot take the request: %s", e.msg);
         j->usage.prompt_tokens = 0;
         settle(j, req->model, "error");
-        goto out;
+        return -1;
     }
+    return 0;
+}
+
+int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, const char *authorization, int fd,
+              struct job **out, struct oai_error *err)
+{
+    struct tok_ids ids;
+    struct job *j = NULL;
+    struct engine_request er = {0};
+    uint64_t serial;
+    int rc = -1;
+    tok_ids_init(&ids);
+    if (check_bias(sm, req, err) < 0 || encode_prompt(sm, req, &ids, err) < 0 ||
+        fit_context(sm, req, ids.n, &er.max_tokens, err) < 0 || !(j = job_new(srv, sm, req, fd, &serial, err)) ||
+        sampling_of(req, &er.sample, err) < 0)
+        goto out;
+    er.prompt = ids.ids;
+    er.n_prompt = (int)ids.n;
+    er.seed = req->has_seed ? req->seed : now_ns() ^ (serial * 0x9E3779B97F4A7C15ULL);
+    if (admit_submit(j, req, authorization, &er, err) < 0)
+        goto out;
     /* the job owns the request from here */
     j->req = *req;
     memset(req, 0, sizeof *req);
@@ -247,7 +265,6 @@ out:
         oai_logprobs_free(j->lp);
         free(j);
     }
-    free(msgs);
     tok_ids_release(&ids);
     return rc;
 }
@@ -294,7 +311,7 @@ static int emit_text(struct job *j, const char *s, size_t n)
 {
     j->text_total += n;
     if (!j->req.stream)
-        return n ? buf_append(&j->text, &j->text_len, &j->text_cap, s, n) : 0;
+        return n ? sbuf_add(&j->text, s, n) : 0;
     if (n == 0)
         return 0;
     int rc = sse(j, oai_build_chunk(&j->meta, false, s, n, NULL, j->lp));
@@ -438,7 +455,7 @@ char *job_run_to_end(struct job *j, int *status, struct oai_error *err)
                 "The usage of request %s could not be recorded; it is not charged. Please retry.", j->id);
         return NULL;
     }
-    char *body = oai_build_response(&j->meta, j->text ? j->text : "", j->text_len, client_finish(j), j->lp, &j->usage);
+    char *body = oai_build_response(&j->meta, j->text.buf ? j->text.buf : "", j->text.len, client_finish(j), j->lp, &j->usage);
     if (!body) {
         *status = 500;
         oai_err(err, 500, "server_error", NULL, NULL, "Out of memory while building the response.");
@@ -468,7 +485,7 @@ static int stream_finish(struct job *j)
         if (j->req.include_usage)
             rc |= sse(j, oai_build_usage_chunk(&j->meta, &j->usage));
     }
-    rc |= buf_append(&j->out, &j->out_len, &j->out_cap, "data: [DONE]\n\n", 14);
+    rc |= sbuf_addstr(&j->out, "data: [DONE]\n\n");
     j->phase = PH_END;
     return rc ? -1 : 0;
 }
@@ -477,15 +494,16 @@ ssize_t job_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct job *j = cls;
     for (;;) {
-        if (j->out_pos < j->out_len) {
-            size_t n = j->out_len - j->out_pos;
+        if (j->out_pos < j->out.len) {
+            size_t n = j->out.len - j->out_pos;
             if (n > max)
                 n = max;
-            memcpy(buf, j->out + j->out_pos, n);
+            memcpy(buf, j->out.buf + j->out_pos, n);
             j->out_pos += n;
             return (ssize_t)n;
         }
-        j->out_len = j->out_pos = 0;
+        sbuf_reset(&j->out);
+        j->out_pos = 0;
         if (j->phase == PH_END)
             return -1; /* MHD_CONTENT_READER_END_OF_STREAM */
         if (j->phase == PH_ROLE) {
@@ -500,7 +518,7 @@ ssize_t job_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (rc < 0)
             return -2; /* MHD_CONTENT_READER_END_WITH_ERROR: the client is gone */
         if (rc == 1) {
-            if (buf_append(&j->out, &j->out_len, &j->out_cap, ": keep-alive\n\n", 14) < 0)
+            if (sbuf_addstr(&j->out, ": keep-alive\n\n") < 0)
                 return -2;
             continue;
         }
@@ -538,7 +556,7 @@ void job_free(void *cls)
     tok_stream_free(j->ts);
     oai_logprobs_free(j->lp);
     oai_request_release(&j->req);
-    free(j->text);
-    free(j->out);
+    sbuf_release(&j->text);
+    sbuf_release(&j->out);
     free(j);
 }

@@ -7,18 +7,8 @@
  */
 #include "server/server_int.h"
 
-#include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
-
-static const char *const route_labels[ROUTE_COUNT] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model}", "/health", "/metrics", "/v1/usage",
-    "/admin", "other",
-};
-
-const char *route_label(enum route r)
-{
-    return route_labels[r];
-}
 
 static const int status_codes[METRICS_N_STATUS] = {200, 400, 401, 402, 403, 404, 405, 413, 429, 500, 503, 0};
 
@@ -29,8 +19,15 @@ static const double itl_bounds[HIST_ITL_N] = {0.001, 0.0025, 0.005, 0.01, 0.025,
 int metrics_init(struct metrics *mt, int n_models)
 {
     memset(mt, 0, sizeof *mt);
-    if (!(mt->models = calloc((size_t)n_models, sizeof *mt->models)))
+    mt->req = calloc((size_t)srv_n_routes, sizeof *mt->req);
+    mt->models = calloc((size_t)n_models, sizeof *mt->models);
+    if (!mt->req || !mt->models) {
+        free(mt->req);
+        free(mt->models);
+        mt->req = NULL;
+        mt->models = NULL;
         return -1;
+    }
     mt->n_models = n_models;
     pthread_mutex_init(&mt->mu, NULL);
     return 0;
@@ -42,17 +39,19 @@ void metrics_release(struct metrics *mt)
         return;
     pthread_mutex_destroy(&mt->mu);
     free(mt->models);
+    free(mt->req);
     mt->models = NULL;
+    mt->req = NULL;
 }
 
-void metrics_request(struct metrics *mt, enum route r, int status)
+void metrics_request(struct metrics *mt, const struct route *r, int status)
 {
     int k = METRICS_N_STATUS - 1; /* "other" */
     for (int i = 0; i < METRICS_N_STATUS - 1; i++)
         if (status_codes[i] == status)
             k = i;
     pthread_mutex_lock(&mt->mu);
-    mt->req[r][k]++;
+    mt->req[r - srv_routes][k]++;
     pthread_mutex_unlock(&mt->mu);
 }
 
@@ -93,42 +92,6 @@ void metrics_usage(struct metrics *mt, int model, int n_prompt, int n_cached, in
 
 /* ---- rendering ---- */
 
-struct out {
-    char *b;
-    size_t len, cap;
-    bool oom;
-};
-
-static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void outf(struct out *o, const char *fmt, ...)
-{
-    if (o->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->b ? o->b + o->len : NULL, o->b ? o->cap - o->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            o->oom = true;
-            return;
-        }
-        if (o->b && o->len + (size_t)n < o->cap) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t c = o->cap ? o->cap * 2 : 4096;
-        while (c < o->len + (size_t)n + 1)
-            c *= 2;
-        char *nb = realloc(o->b, c);
-        if (!nb) {
-            o->oom = true;
-            return;
-        }
-        o->b = nb, o->cap = c;
-    }
-}
-
 /* A label value: valid UTF-8 with \, " and newline escaped. */
 static char *label_value(const char *s)
 {
@@ -153,44 +116,37 @@ static char *label_value(const char *s)
     return o;
 }
 
-static void render_hist(struct out *o, const char *name, const char *model, const struct hist *h,
+static void render_hist(struct sbuf *o, const char *name, const char *model, const struct hist *h,
                         const double *bounds, int n)
 {
     uint64_t cum = 0;
     for (int i = 0; i < n; i++) {
         cum += h->bucket[i];
-        outf(o, "%s_bucket{model=\"%s\",le=\"%g\"} %llu\n", name, model, bounds[i], (unsigned long long)cum);
+        sbuf_addf(o, "%s_bucket{model=\"%s\",le=\"%g\"} %llu\n", name, model, bounds[i], (unsigned long long)cum);
     }
     cum += h->bucket[n];
-    outf(o, "%s_bucket{model=\"%s\",le=\"+Inf\"} %llu\n", name, model, (unsigned long long)cum);
-    outf(o, "%s_sum{model=\"%s\"} %.9g\n", name, model, h->sum);
-    outf(o, "%s_count{model=\"%s\"} %llu\n", name, model, (unsigned long long)h->count);
+    sbuf_addf(o, "%s_bucket{model=\"%s\",le=\"+Inf\"} %llu\n", name, model, (unsigned long long)cum);
+    sbuf_addf(o, "%s_sum{model=\"%s\"} %.9g\n", name, model, h->sum);
+    sbuf_addf(o, "%s_count{model=\"%s\"} %llu\n", name, model, (unsigned long long)h->count);
 }
 
-char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
+/* One histogram family, a series per model; itl picks the inter-token
+ * latencies instead of the times to first token. */
+static void render_hist_family(struct sbuf *o, const char *name, const char *help, char **labels,
+                               const struct model_metrics *snap, int nm, bool itl)
 {
-    struct out o = {0};
-    int nm = srv->n_models;
-    char **labels = calloc((size_t)nm, sizeof *labels);
-    struct engine_stats *st = calloc((size_t)nm, sizeof *st);
-    struct model_metrics *snap = calloc((size_t)nm, sizeof *snap);
-    uint64_t req[ROUTE_COUNT][METRICS_N_STATUS];
-    char *ret = NULL;
-    if (!labels || !st || !snap)
-        goto out;
-    for (int i = 0; i < nm; i++) {
-        if (!(labels[i] = label_value(srv->models[i].cfg.name)))
-            goto out;
-        engine_get_stats(srv->models[i].cfg.eng, &st[i]);
-    }
-    pthread_mutex_lock(&mt->mu);
-    memcpy(req, mt->req, sizeof req);
-    memcpy(snap, mt->models, (size_t)nm * sizeof *snap);
-    pthread_mutex_unlock(&mt->mu);
+    sbuf_addf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < nm; i++)
+        render_hist(o, name, labels[i], itl ? &snap[i].itl : &snap[i].ttft, itl ? itl_bounds : ttft_bounds,
+                    itl ? HIST_ITL_N : HIST_TTFT_N);
+}
 
-    outf(&o, "# HELP maas_http_requests_total HTTP requests answered, by route and status code.\n"
-             "# TYPE maas_http_requests_total counter\n");
-    for (int r = 0; r < ROUTE_COUNT; r++)
+/* maas_http_requests_total, a series per route and status seen. */
+static void render_requests(struct sbuf *o, uint64_t (*req)[METRICS_N_STATUS])
+{
+    sbuf_addf(o, "# HELP maas_http_requests_total HTTP requests answered, by route and status code.\n"
+                 "# TYPE maas_http_requests_total counter\n");
+    for (int r = 0; r < srv_n_routes; r++)
         for (int k = 0; k < METRICS_N_STATUS; k++)
             if (req[r][k]) {
                 char code[16];
@@ -198,52 +154,98 @@ char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
                     snprintf(code, sizeof code, "%d", status_codes[k]);
                 else
                     snprintf(code, sizeof code, "other");
-                outf(&o, "maas_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n", route_labels[r], code,
-                     (unsigned long long)req[r][k]);
+                sbuf_addf(o, "maas_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n", srv_routes[r].label,
+                          code, (unsigned long long)req[r][k]);
             }
+}
 
-#define PER_MODEL(name, type, help, expr)                                                                    \
-    do {                                                                                                     \
-        outf(&o, "# HELP " name " " help "\n# TYPE " name " " type "\n");                                    \
-        for (int i = 0; i < nm; i++)                                                                         \
-            outf(&o, name "{model=\"%s\"} %llu\n", labels[i], (unsigned long long)(expr));                   \
-    } while (0)
-    PER_MODEL("maas_generation_requests_total", "counter", "Generation requests finished.", snap[i].requests);
-    PER_MODEL("maas_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", snap[i].prompt_tokens);
-    PER_MODEL("maas_cached_tokens_total", "counter", "Prompt tokens served from the prefix cache.",
-              snap[i].cached_tokens);
-    PER_MODEL("maas_completion_tokens_total", "counter", "Tokens generated.", snap[i].completion_tokens);
-    PER_MODEL("maas_queue_length", "gauge", "Requests waiting for admission.", st[i].queued);
-    PER_MODEL("maas_running_sequences", "gauge", "Sequences admitted and not finished.", st[i].running);
-    PER_MODEL("maas_kv_blocks", "gauge", "KV cache blocks in all.", st[i].kv_blocks_total);
-    PER_MODEL("maas_kv_blocks_used", "gauge", "KV cache blocks in use.", st[i].kv_blocks_used);
-    PER_MODEL("maas_kv_blocks_free", "gauge", "KV cache blocks free.", st[i].kv_blocks_free);
-    PER_MODEL("maas_kv_blocks_cached", "gauge", "KV cache blocks held only by the prefix cache.",
-              st[i].kv_blocks_cached);
-    PER_MODEL("maas_engine_steps_total", "counter", "Scheduler steps run.", st[i].steps);
-    PER_MODEL("maas_engine_preemptions_total", "counter", "Sequences preempted.", st[i].preemptions);
-#undef PER_MODEL
+/* The per-model counters and gauges: a value of struct model_metrics
+ * (uint64_t) or of struct engine_stats (int or uint64_t), at off. */
+enum series_src { SRC_METRICS, SRC_ENGINE_INT, SRC_ENGINE_U64 };
+struct series {
+    const char *name, *type, *help;
+    size_t off;
+    enum series_src src;
+};
+#define MM(f) offsetof(struct model_metrics, f), SRC_METRICS
+#define EI(f) offsetof(struct engine_stats, f), SRC_ENGINE_INT
+#define EU(f) offsetof(struct engine_stats, f), SRC_ENGINE_U64
+static const struct series series[] = {
+    {"maas_generation_requests_total", "counter", "Generation requests finished.", MM(requests)},
+    {"maas_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", MM(prompt_tokens)},
+    {"maas_cached_tokens_total", "counter", "Prompt tokens served from the prefix cache.", MM(cached_tokens)},
+    {"maas_completion_tokens_total", "counter", "Tokens generated.", MM(completion_tokens)},
+    {"maas_queue_length", "gauge", "Requests waiting for admission.", EI(queued)},
+    {"maas_running_sequences", "gauge", "Sequences admitted and not finished.", EI(running)},
+    {"maas_kv_blocks", "gauge", "KV cache blocks in all.", EI(kv_blocks_total)},
+    {"maas_kv_blocks_used", "gauge", "KV cache blocks in use.", EI(kv_blocks_used)},
+    {"maas_kv_blocks_free", "gauge", "KV cache blocks free.", EI(kv_blocks_free)},
+    {"maas_kv_blocks_cached", "gauge", "KV cache blocks held only by the prefix cache.", EI(kv_blocks_cached)},
+    {"maas_engine_steps_total", "counter", "Scheduler steps run.", EU(steps)},
+    {"maas_engine_preemptions_total", "counter", "Sequences preempted.", EU(preemptions)},
+};
+#undef MM
+#undef EI
+#undef EU
 
-    outf(&o, "# HELP maas_time_to_first_token_seconds Time from submission to the first generated token.\n"
-             "# TYPE maas_time_to_first_token_seconds histogram\n");
-    for (int i = 0; i < nm; i++)
-        render_hist(&o, "maas_time_to_first_token_seconds", labels[i], &snap[i].ttft, ttft_bounds, HIST_TTFT_N);
-    outf(&o, "# HELP maas_inter_token_latency_seconds Time between consecutive generated tokens of a request.\n"
-             "# TYPE maas_inter_token_latency_seconds histogram\n");
-    for (int i = 0; i < nm; i++)
-        render_hist(&o, "maas_inter_token_latency_seconds", labels[i], &snap[i].itl, itl_bounds, HIST_ITL_N);
-    if (!o.oom) {
-        ret = o.b;
-        o.b = NULL;
-        *len = o.len;
+static void render_series(struct sbuf *o, const struct series *s, char **labels, const struct model_metrics *snap,
+                          const struct engine_stats *st, int nm)
+{
+    sbuf_addf(o, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help, s->name, s->type);
+    for (int i = 0; i < nm; i++) {
+        const char *p = s->src == SRC_METRICS ? (const char *)&snap[i] : (const char *)&st[i];
+        unsigned long long v;
+        if (s->src == SRC_ENGINE_INT) {
+            int x;
+            memcpy(&x, p + s->off, sizeof x);
+            v = (unsigned long long)x;
+        } else {
+            uint64_t x;
+            memcpy(&x, p + s->off, sizeof x);
+            v = (unsigned long long)x;
+        }
+        sbuf_addf(o, "%s{model=\"%s\"} %llu\n", s->name, labels[i], v);
     }
+}
+
+char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
+{
+    struct sbuf o = SBUF_INIT;
+    int nm = srv->n_models;
+    char **labels = calloc((size_t)nm, sizeof *labels);
+    struct engine_stats *st = calloc((size_t)nm, sizeof *st);
+    struct model_metrics *snap = calloc((size_t)nm, sizeof *snap);
+    uint64_t(*req)[METRICS_N_STATUS] = calloc((size_t)srv_n_routes, sizeof *req);
+    char *ret = NULL;
+    if (!labels || !st || !snap || !req)
+        goto out;
+    for (int i = 0; i < nm; i++) {
+        if (!(labels[i] = label_value(srv->models[i].cfg.name)))
+            goto out;
+        engine_get_stats(srv->models[i].cfg.eng, &st[i]);
+    }
+    pthread_mutex_lock(&mt->mu);
+    memcpy(req, mt->req, (size_t)srv_n_routes * sizeof *req);
+    memcpy(snap, mt->models, (size_t)nm * sizeof *snap);
+    pthread_mutex_unlock(&mt->mu);
+
+    render_requests(&o, req);
+    for (size_t k = 0; k < sizeof series / sizeof series[0]; k++)
+        render_series(&o, &series[k], labels, snap, st, nm);
+
+    render_hist_family(&o, "maas_time_to_first_token_seconds", "Time from submission to the first generated token.",
+                       labels, snap, nm, false);
+    render_hist_family(&o, "maas_inter_token_latency_seconds",
+                       "Time between consecutive generated tokens of a request.", labels, snap, nm, true);
+    ret = sbuf_detach(&o, len);
 out:
-    free(o.b);
+    sbuf_release(&o);
     if (labels)
         for (int i = 0; i < nm; i++)
             free(labels[i]);
     free(labels);
     free(st);
     free(snap);
+    free(req);
     return ret;
 }

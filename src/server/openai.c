@@ -13,6 +13,7 @@
  * own convention for "impossible").
  */
 #include "server/openai.h"
+#include "server/server.h" /* srv_json_dump */
 
 #include <jansson.h>
 
@@ -326,7 +327,7 @@ static int parse_logit_bias(json_t *root, struct oai_request *r, struct oai_erro
 
 /* ---- the request ---- */
 
-static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, struct oai_error *e)
+static int parse_model(json_t *root, struct oai_request *r, struct oai_error *e)
 {
     json_t *model = json_object_get(root, "model");
     if (!model || json_is_null(model))
@@ -337,35 +338,44 @@ static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, s
         return BAD("model", "Invalid 'model': empty string.");
     if (!(r->model = dup_json_string(model)))
         return nomem(e);
+    return 0;
+}
 
-    if (kind == OAI_CHAT ? parse_messages(root, r, e) < 0 : parse_prompt(root, r, e) < 0)
-        return -1;
-
+/* n, and the completion parameters this server refuses (best_of, echo, suffix). */
+static int parse_unsupported(enum oai_kind kind, json_t *root, struct oai_error *e)
+{
     long long ll;
-    double d;
     int rc;
     if ((rc = get_int(root, "n", 1, LLONG_MAX, &ll, e)) < 0)
         return -1;
     if (rc && ll != 1)
         return BAD("n", "Invalid value for 'n': this server generates one choice per request (n must be 1, got %lld).",
                    ll);
-    if (kind == OAI_COMPLETION) {
-        if ((rc = get_int(root, "best_of", 1, 1, &ll, e)) < 0)
-            return -1;
-        bool echo = false;
-        if (get_bool(root, "echo", &echo, e) < 0)
-            return -1;
-        if (echo)
-            return BAD("echo", "Unsupported parameter: 'echo' is not supported by this server.");
-        json_t *suf = json_object_get(root, "suffix");
-        if (suf && !json_is_null(suf)) {
-            if (!json_is_string(suf))
-                return BAD("suffix", "Invalid type for 'suffix': expected a string, but got %s.", json_type_name(suf));
-            if (json_string_length(suf))
-                return BAD("suffix", "Unsupported parameter: 'suffix' is not supported by this server.");
-        }
+    if (kind != OAI_COMPLETION)
+        return 0;
+    if ((rc = get_int(root, "best_of", 1, 1, &ll, e)) < 0)
+        return -1;
+    bool echo = false;
+    if (get_bool(root, "echo", &echo, e) < 0)
+        return -1;
+    if (echo)
+        return BAD("echo", "Unsupported parameter: 'echo' is not supported by this server.");
+    json_t *suf = json_object_get(root, "suffix");
+    if (suf && !json_is_null(suf)) {
+        if (!json_is_string(suf))
+            return BAD("suffix", "Invalid type for 'suffix': expected a string, but got %s.", json_type_name(suf));
+        if (json_string_length(suf))
+            return BAD("suffix", "Unsupported parameter: 'suffix' is not supported by this server.");
     }
+    return 0;
+}
 
+/* max_tokens, temperature, top_p, the penalties and seed, with their defaults. */
+static int parse_sampling(json_t *root, struct oai_request *r, struct oai_error *e)
+{
+    long long ll;
+    double d;
+    int rc;
     r->max_tokens = -1;
     if ((rc = get_int(root, "max_tokens", 1, 1 << 30, &ll, e)) < 0)
         return -1;
@@ -401,10 +411,14 @@ static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, s
         r->has_seed = true;
         r->seed = (uint64_t)ll;
     }
+    return 0;
+}
 
-    if (parse_stop(root, r, e) < 0 || parse_logit_bias(root, r, e) < 0)
-        return -1;
-
+/* Chat: logprobs (a boolean) and top_logprobs; completions: logprobs (a count). */
+static int parse_logprobs(enum oai_kind kind, json_t *root, struct oai_request *r, struct oai_error *e)
+{
+    long long ll;
+    int rc;
     if (kind == OAI_CHAT) {
         if (get_bool(root, "logprobs", &r->logprobs, e) < 0)
             return -1;
@@ -416,15 +430,20 @@ static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, s
                                            "'top_logprobs' is used.");
             r->top_logprobs = (int)ll;
         }
-    } else {
-        if ((rc = get_int(root, "logprobs", 0, SAMPLE_MAX_TOP, &ll, e)) < 0)
-            return -1;
-        if (rc) {
-            r->logprobs = true;
-            r->top_logprobs = (int)ll;
-        }
+        return 0;
     }
+    if ((rc = get_int(root, "logprobs", 0, SAMPLE_MAX_TOP, &ll, e)) < 0)
+        return -1;
+    if (rc) {
+        r->logprobs = true;
+        r->top_logprobs = (int)ll;
+    }
+    return 0;
+}
 
+/* user, stream and stream_options. */
+static int parse_user_stream(json_t *root, struct oai_request *r, struct oai_error *e)
+{
     json_t *user = json_object_get(root, "user");
     if (user && !json_is_null(user)) {
         if (!json_is_string(user))
@@ -451,6 +470,19 @@ static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, s
         if (!r->stream)
             return BAD("stream_options", "Invalid value for 'stream_options': only allowed when 'stream' is true.");
     }
+    return 0;
+}
+
+/* The request's fields, checked in the order of their error messages' precedence. */
+static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, struct oai_error *e)
+{
+    if (parse_model(root, r, e) < 0)
+        return -1;
+    if (kind == OAI_CHAT ? parse_messages(root, r, e) < 0 : parse_prompt(root, r, e) < 0)
+        return -1;
+    if (parse_unsupported(kind, root, e) < 0 || parse_sampling(root, r, e) < 0 || parse_stop(root, r, e) < 0 ||
+        parse_logit_bias(root, r, e) < 0 || parse_logprobs(kind, root, r, e) < 0 || parse_user_stream(root, r, e) < 0)
+        return -1;
     return 0;
 }
 
@@ -725,15 +757,6 @@ static json_t *envelope(const struct oai_meta *m, const char *object)
     return o;
 }
 
-static char *dump(json_t *o)
-{
-    if (!o)
-        return NULL;
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
 char *oai_build_response(const struct oai_meta *m, const char *text, size_t len, const char *finish_reason,
                          const struct oai_logprobs *lp, const struct oai_usage *u)
 {
@@ -753,7 +776,7 @@ char *oai_build_response(const struct oai_meta *m, const char *text, size_t len,
         json_decref(o);
         return NULL;
     }
-    return dump(o);
+    return srv_json_dump(o);
 }
 
 char *oai_build_chunk(const struct oai_meta *m, bool with_role, const char *text, size_t len,
@@ -780,7 +803,7 @@ char *oai_build_chunk(const struct oai_meta *m, bool with_role, const char *text
         json_decref(o);
         return NULL;
     }
-    return dump(o);
+    return srv_json_dump(o);
 }
 
 char *oai_build_usage_chunk(const struct oai_meta *m, const struct oai_usage *u)
@@ -792,7 +815,7 @@ char *oai_build_usage_chunk(const struct oai_meta *m, const struct oai_usage *u)
         json_decref(o);
         return NULL;
     }
-    return dump(o);
+    return srv_json_dump(o);
 }
 
 char *oai_build_error(const struct oai_error *e)
@@ -804,7 +827,7 @@ char *oai_build_error(const struct oai_error *e)
     json_object_set_new(err, "type", json_string(e->type[0] ? e->type : "invalid_request_error"));
     json_object_set_new(err, "param", e->param[0] ? jstr(e->param, strlen(e->param)) : json_null());
     json_object_set_new(err, "code", e->code[0] ? json_string(e->code) : json_null());
-    return dump(json_pack("{s:o}", "error", err));
+    return srv_json_dump(json_pack("{s:o}", "error", err));
 }
 
 static json_t *model_obj(const char *name, int64_t created)
@@ -821,10 +844,10 @@ char *oai_build_models(const char *const *names, int n, int64_t created)
             json_decref(data);
             return NULL;
         }
-    return dump(json_pack("{s:s,s:o}", "object", "list", "data", data));
+    return srv_json_dump(json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
 char *oai_build_model(const char *name, int64_t created)
 {
-    return dump(model_obj(name, created));
+    return srv_json_dump(model_obj(name, created));
 }

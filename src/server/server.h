@@ -128,4 +128,35 @@ int server_port(const struct server *s);
  * frees everything. NULL does nothing. */
 void server_free(struct server *s);
 
+/* ---- the ledger's records as JSON (admin_json.c) ----
+ * One serializer for the /admin routes and `maas admin --format json`, so
+ * both print the same bytes: amounts are decimal strings ("0.25"), times
+ * "YYYY-MM-DDTHH:MM:SSZ" (unset: "-" for created_at and from, null
+ * elsewhere). The objects are jansson's; each function returns a new
+ * reference, NULL when out of memory (or when a string is not UTF-8). */
+struct json_t;
+/* {"id","name","balance","held","available","credited","keys","created_at"} */
+struct json_t *srv_json_account(const struct billing_account *a);
+/* {"id","account","models","rpm","tpm","budget","budget_period","expires_at",
+ * "revoked","revoked_at","created_at","last_used_at"}, then "key": whole
+ * when whole is not NULL (a key just created: the only time it is shown). */
+struct json_t *srv_json_key(const struct billing_key *k, const char *whole);
+/* {"model","input","cached_input","output","from","per":"1M tokens"} */
+struct json_t *srv_json_price(const struct billing_price *p);
+/* {"ok":true} when error is NULL, else {"ok":false,"error":error}. */
+struct json_t *srv_json_audit(const char *error);
+/* The listings, read from the ledger: {"accounts":[...]}, {"keys":[...]}
+ * (account_id NULL: every account's), {"prices":[...]}, and the usage report
+ * {"rows":[{GROUP:...,"requests",...,"cost"}...],"total":{...}} where GROUP
+ * is billing_group_name(by). 0 with *out (a new reference), or -1 with *e:
+ * billing's error, or ERR_NOMEM. */
+int srv_json_accounts(struct billing *b, struct json_t **out, struct err *e);
+int srv_json_keys(struct billing *b, const char *account_id, struct json_t **out, struct err *e);
+int srv_json_prices(struct billing *b, struct json_t **out, struct err *e);
+int srv_json_usage(struct billing *b, const struct billing_usage_filter *f, enum billing_group by,
+                   struct json_t **out, struct err *e);
+/* Compact JSON text (from malloc) of o, whose reference it takes; NULL when
+ * o is NULL or out of memory. */
+char *srv_json_dump(struct json_t *o);
+
 #endif

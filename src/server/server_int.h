@@ -1,20 +1,56 @@
-/* server_int.h — private to server/: the server object, metrics and the
- * generation job shared by http.c, job.c and metrics.c. */
+/* server_int.h — private to server/: the route table, the server object,
+ * metrics, authentication and the generation job shared by its files. */
 #ifndef MAAS_SERVER_INT_H
 #define MAAS_SERVER_INT_H
 
 #include "server/server.h"
 
+#include <microhttpd.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-/* ---- metrics (metrics.c) ---- */
+/* ---- routes (http.c) ---- */
 
-enum route { ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_MODELS, ROUTE_MODEL, ROUTE_HEALTH, ROUTE_METRICS, ROUTE_USAGE,
-             ROUTE_ADMIN, ROUTE_OTHER, ROUTE_COUNT };
-const char *route_label(enum route r);
+struct server;
+struct req;                        /* one request in flight (http.c) */
+
+/* Who may call a route when billing is on (without billing every route is
+ * open, and the billing_only ones answer 404). */
+enum route_caller {
+    ROUTE_ANYONE,                  /* no key looked at */
+    ROUTE_TENANT,                  /* an account's API key only (the admin key: 403) */
+    ROUTE_ANY_KEY,                 /* an account's API key or the admin key */
+    ROUTE_ADMIN_KEY,               /* the admin key only (an account's key: 403) */
+};
+
+enum route_match { ROUTE_EXACT, ROUTE_PREFIX, ROUTE_PARAM /* prefix + a non-empty rest */ };
+
+#define ROUTE_GET (1u << 0)        /* GET and HEAD */
+#define ROUTE_POST (1u << 1)
+#define ROUTE_PUT (1u << 2)
+#define ROUTE_DELETE (1u << 3)
+
+/* One HTTP route: everything about it is in its entry of srv_routes
+ * (http.c); the auth and metrics code read the entry. */
+struct route {
+    const char *path;              /* NULL: the catch-all for unknown URLs (404) */
+    enum route_match match;
+    unsigned methods;              /* ROUTE_GET | ...: another method is a 405 at the headers */
+    enum route_caller caller;
+    bool billing_only;             /* 404 when the server runs without billing */
+    const char *admin_refused;     /* ROUTE_TENANT: what the admin key cannot be used for (403 text) */
+    const char *label;             /* the metrics' route label */
+    /* Answers the request once its body is in; NULL for the catch-all. */
+    enum MHD_Result (*handle)(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                              const char *url, const char *method);
+};
+
+extern const struct route srv_routes[];  /* the catch-all last */
+extern const int srv_n_routes;
+
+/* ---- metrics (metrics.c) ---- */
 
 #define METRICS_N_STATUS 12
 #define HIST_TTFT_N 13
@@ -33,14 +69,14 @@ struct model_metrics {
 
 struct metrics {
     pthread_mutex_t mu;            /* guards everything below */
-    uint64_t req[ROUTE_COUNT][METRICS_N_STATUS];
+    uint64_t (*req)[METRICS_N_STATUS]; /* from calloc: one row per srv_routes entry */
     struct model_metrics *models;  /* from calloc: one per served model */
     int n_models;
 };
 
 int metrics_init(struct metrics *mt, int n_models);
 void metrics_release(struct metrics *mt);
-void metrics_request(struct metrics *mt, enum route r, int status);
+void metrics_request(struct metrics *mt, const struct route *r, int status);
 void metrics_ttft(struct metrics *mt, int model, double seconds);
 void metrics_itl(struct metrics *mt, int model, double seconds);
 void metrics_usage(struct metrics *mt, int model, int n_prompt, int n_cached, int n_completion);
@@ -87,10 +123,10 @@ struct auth_who {
     struct billing_key key;            /* CALLER_TENANT: the key (its id and account) */
 };
 
-/* Decides whether the Authorization header lets its bearer use route r:
- * 0 with *who filled, or -1 with *err (401, 403; 404 for the billing routes
- * when the server has no billing). */
-int auth_route(struct server *srv, enum route r, const char *authorization, struct auth_who *who,
+/* Decides whether the Authorization header lets its bearer use route r
+ * (by r->caller): 0 with *who filled, or -1 with *err (401, 403; 404 for
+ * r->billing_only when the server has no billing). */
+int auth_route(struct server *srv, const struct route *r, const char *authorization, struct auth_who *who,
                struct oai_error *err);
 /* The admit/settle hooks over srv->o.billing. */
 void auth_hooks(struct server *srv, struct server_hooks *out);
