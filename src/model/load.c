@@ -391,7 +391,9 @@ static int load_tensors(struct loader *L)
     return 0;
 }
 
-struct model *model_load_gguf(struct gguf_file *f, struct err *e)
+/* Binds an opened file, which the model takes over (closed by model_free, or
+ * at once on failure). */
+static struct model *load_gguf(struct gguf_file *f, struct err *e)
 {
     struct model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -443,7 +445,7 @@ struct model *model_load(const char *path, struct err *e)
     struct gguf_file *f = gguf_open(path, e);
     if (!f)
         return NULL;
-    return model_load_gguf(f, e);
+    return load_gguf(f, e);
 }
 
 static void free_scratch(struct model *m)

@@ -76,9 +76,6 @@ struct model;
  * metadata, a missing tensor, a tensor of the wrong shape (both shapes are
  * named) or of a type the kernels cannot multiply. */
 struct model *model_load(const char *path, struct err *e);
-/* The same over an already opened file, which the model takes over (closed
- * by model_free, or at once on failure). */
-struct model *model_load_gguf(struct gguf_file *f, struct err *e);
 void model_free(struct model *m); /* NULL does nothing */
 
 const struct model_hparams *model_hparams(const struct model *m);
@@ -109,7 +106,6 @@ struct kv_cache *kv_new_typed(const struct model *m, int n_blocks, int block_siz
 void kv_free(struct kv_cache *kv); /* NULL does nothing */
 int kv_n_blocks(const struct kv_cache *kv);
 int kv_block_size(const struct kv_cache *kv);
-size_t kv_bytes(const struct kv_cache *kv);
 
 /* Block bookkeeping for the engine: a free list and reference counts.
  * kv_block_alloc returns a block with one reference, or -1 when none is
@@ -120,9 +116,6 @@ void kv_block_ref(struct kv_cache *kv, int block);
 void kv_block_unref(struct kv_cache *kv, int block);
 int kv_block_refs(const struct kv_cache *kv, int block);
 int kv_n_free(const struct kv_cache *kv);
-/* Copies every layer's K and V of block src into block dst (copy on write
- * of a shared, partly filled block). */
-void kv_block_copy(struct kv_cache *kv, int dst, int src);
 
 /* ---- one batched forward pass ---- */
 struct batch_token {
