@@ -22,9 +22,11 @@
 #include "cli/cli.h"
 #include "cli/tools.h"
 #include "kernels/kernels.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +36,9 @@
 #define MKMODEL_BIAS_STD 0.02
 #define MKMODEL_MAX_DIM (1 << 20)
 
-enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_QWEN2MOE, ARCH_QWEN3MOE };
-static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe"};
-
 struct opts {
-    enum arch arch;
+    const struct model_arch *arch;
+    const char *arch_name, *type_name; /* as given */
     const char *vocab, *train_vocab, *out, *name;
     int64_t n_vocab_train;
     int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, n_expert, n_expert_used, n_ff_exp, n_ff_shexp,
@@ -65,12 +65,14 @@ struct tspec {
 
 static void usage(FILE *out)
 {
+    char archs[256];
+    model_arch_names(archs, sizeof archs);
     fprintf(out,
             "usage: maas mkmodel --arch ARCH (--vocab VOCAB.gguf | --train-vocab TEXT [--vocab-size N]) -o OUT\n"
             "                    [options]\n"
             "\n"
             "Writes a GGUF model with seeded random weights (it knows nothing) for tests and demos.\n"
-            "  --arch A            llama, qwen2, qwen3, qwen2moe, qwen3moe (llama with --n-expert is Mixtral)\n"
+            "  --arch A            %s (llama with --n-expert is Mixtral)\n"
             "  --vocab FILE        copy the tokenizer.* metadata from this GGUF (e.g. a vocabulary-only file)\n"
             "  --train-vocab TEXT  learn a GPT-2-style byte-level BPE vocabulary from a text file instead\n"
             "  --vocab-size N      tokens of the learned vocabulary (default 4096)\n"
@@ -85,41 +87,94 @@ static void usage(FILE *out)
             "  --seed S (1)  --type TYPE (f32; any type or mix of maas quantize)  --name NAME\n"
             "  --embd-std X        std of token_embd and output (default %.2f)\n"
             "  --threads N         worker threads (default: all cores)\n",
-            MKMODEL_EMBD_STD);
+            archs, MKMODEL_EMBD_STD);
 }
 
-static int parse_int(const char *opt, const char *s, int64_t min, int64_t max, int64_t *out)
+/* The options that take a value: where it goes and its range. */
+enum opt_kind { OPT_STR, OPT_I64, OPT_INT, OPT_F64, OPT_SEED };
+
+struct opt_spec {
+    const char *name;
+    enum opt_kind kind;
+    size_t off;               /* in struct opts */
+    double lo, hi;
+};
+
+#define O(name, kind, field, lo, hi) {name, OPT_##kind, offsetof(struct opts, field), lo, hi}
+static const struct opt_spec opt_specs[] = {
+    O("--arch", STR, arch_name, 0, 0),
+    O("--vocab", STR, vocab, 0, 0),
+    O("--train-vocab", STR, train_vocab, 0, 0),
+    O("--vocab-size", I64, n_vocab_train, 259, 1 << 20),
+    O("-o", STR, out, 0, 0),
+    O("--output", STR, out, 0, 0),
+    O("--n-embd", I64, n_embd, 1, MKMODEL_MAX_DIM),
+    O("--n-layer", I64, n_layer, 1, 4096),
+    O("--n-head", I64, n_head, 1, 65536),
+    O("--n-head-kv", I64, n_head_kv, 1, 65536),
+    O("--n-ff", I64, n_ff, 1, MKMODEL_MAX_DIM),
+    O("--n-ctx", I64, n_ctx, 1, 1 << 24),
+    O("--rope-theta", F64, rope_theta, 1e-3, 1e12),
+    O("--seed", SEED, seed, 0, 0),
+    O("--type", STR, type_name, 0, 0),
+    O("--n-expert", I64, n_expert, 0, 4096),
+    O("--n-expert-used", I64, n_expert_used, 1, 4096),
+    O("--n-ff-exp", I64, n_ff_exp, 1, MKMODEL_MAX_DIM),
+    O("--n-ff-shexp", I64, n_ff_shexp, 1, MKMODEL_MAX_DIM),
+    O("--head-dim", I64, head_dim, 1, 65536),
+    O("--name", STR, name, 0, 0),
+    O("--threads", INT, n_threads, 1, 1024),
+    O("--embd-std", F64, embd_std, 0, 100),
+};
+#undef O
+
+/* --seed: any unsigned 64-bit value, in C notation (so 0x... works). */
+static int parse_seed(const char *v, uint64_t *out)
 {
     char *end;
     errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        fprintf(stderr, "maas mkmodel: %s '%s': expected an integer from %lld to %lld\n", opt, s, (long long)min,
-                (long long)max);
+    unsigned long long s = strtoull(v, &end, 0);
+    if (errno || end == v || *end || v[0] == '-') {
+        fprintf(stderr, "maas mkmodel: --seed '%s': expected a non-negative integer\n", v);
         return -1;
     }
-    *out = v;
+    *out = s;
     return 0;
 }
 
-static int parse_double(const char *opt, const char *s, double min, double max, double *out)
+/* Stores value v of option sp into o. 0, or -1 after printing why. */
+static int set_option(const struct opt_spec *sp, const char *v, struct opts *o)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max)) {
-        fprintf(stderr, "maas mkmodel: %s '%s': expected a number from %g to %g\n", opt, s, min, max);
-        return -1;
+    void *field = (char *)o + sp->off;
+    struct err e = {0};
+    int rc = 0;
+    switch (sp->kind) {
+    case OPT_STR:
+        *(const char **)field = v;
+        break;
+    case OPT_I64:
+        rc = arg_i64(sp->name, v, (int64_t)sp->lo, (int64_t)sp->hi, field, &e);
+        break;
+    case OPT_INT:
+        rc = arg_int(sp->name, v, (int)sp->lo, (int)sp->hi, field, &e);
+        break;
+    case OPT_F64:
+        rc = arg_f64(sp->name, v, sp->lo, sp->hi, field, &e);
+        break;
+    case OPT_SEED:
+        return parse_seed(v, field);
     }
-    *out = v;
-    return 0;
+    if (rc != 0)
+        fprintf(stderr, "maas mkmodel: %s\n", e.msg);
+    return rc;
 }
 
-/* Parses argv into o. 0, or the exit code (2) after printing why. */
-static int parse_args(int argc, char **argv, struct opts *o)
+/* Reads argv into o over its defaults. 0, -1 after --help, or the exit
+ * code (2) after printing why. */
+static int parse_options(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
-    const char *arch = NULL, *type = "f32";
+    o->type_name = "f32";
     o->n_vocab_train = 4096;
     o->n_embd = 256, o->n_layer = 2, o->n_head = 4, o->n_head_kv = -1, o->n_ff = 768, o->n_ctx = 4096;
     o->n_expert = -1, o->n_expert_used = 2, o->n_ff_exp = -1, o->n_ff_shexp = 512, o->head_dim = -1;
@@ -138,14 +193,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
             fprintf(stderr, "maas mkmodel: unexpected argument '%s' (see maas mkmodel --help)\n", a);
             return 2;
         }
-        static const char *const with_value[] = {
-            "--arch", "--vocab", "--train-vocab", "--vocab-size", "-o", "--output", "--n-embd", "--n-layer",
-            "--n-head", "--n-head-kv", "--n-ff", "--n-ctx", "--rope-theta", "--seed", "--type", "--n-expert",
-            "--n-expert-used", "--n-ff-exp", "--n-ff-shexp", "--head-dim", "--name", "--threads", "--embd-std"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
-            known = known || !strcmp(a, with_value[k]);
-        if (!known) {
+        const struct opt_spec *sp = NULL;
+        for (size_t k = 0; k < sizeof opt_specs / sizeof *opt_specs && !sp; k++)
+            if (!strcmp(a, opt_specs[k].name))
+                sp = &opt_specs[k];
+        if (!sp) {
             fprintf(stderr, "maas mkmodel: unknown option '%s' (see maas mkmodel --help)\n", a);
             return 2;
         }
@@ -153,102 +205,26 @@ static int parse_args(int argc, char **argv, struct opts *o)
             fprintf(stderr, "maas mkmodel: %s needs a value\n", a);
             return 2;
         }
-        const char *v = argv[++i];
-        int64_t x;
-        int rc = 0;
-        if (!strcmp(a, "--arch"))
-            arch = v;
-        else if (!strcmp(a, "--vocab"))
-            o->vocab = v;
-        else if (!strcmp(a, "--train-vocab"))
-            o->train_vocab = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            o->out = v;
-        else if (!strcmp(a, "--type"))
-            type = v;
-        else if (!strcmp(a, "--name"))
-            o->name = v;
-        else if (!strcmp(a, "--vocab-size"))
-            rc = parse_int(a, v, 259, 1 << 20, &o->n_vocab_train);
-        else if (!strcmp(a, "--n-embd"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_embd);
-        else if (!strcmp(a, "--n-layer"))
-            rc = parse_int(a, v, 1, 4096, &o->n_layer);
-        else if (!strcmp(a, "--n-head"))
-            rc = parse_int(a, v, 1, 65536, &o->n_head);
-        else if (!strcmp(a, "--n-head-kv"))
-            rc = parse_int(a, v, 1, 65536, &o->n_head_kv);
-        else if (!strcmp(a, "--n-ff"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff);
-        else if (!strcmp(a, "--n-ctx"))
-            rc = parse_int(a, v, 1, 1 << 24, &o->n_ctx);
-        else if (!strcmp(a, "--n-expert"))
-            rc = parse_int(a, v, 0, 4096, &o->n_expert);
-        else if (!strcmp(a, "--n-expert-used"))
-            rc = parse_int(a, v, 1, 4096, &o->n_expert_used);
-        else if (!strcmp(a, "--n-ff-exp"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff_exp);
-        else if (!strcmp(a, "--n-ff-shexp"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff_shexp);
-        else if (!strcmp(a, "--head-dim"))
-            rc = parse_int(a, v, 1, 65536, &o->head_dim);
-        else if (!strcmp(a, "--threads")) {
-            rc = parse_int(a, v, 1, 1024, &x);
-            if (rc == 0)
-                o->n_threads = (int)x;
-        }
-        else if (!strcmp(a, "--rope-theta"))
-            rc = parse_double(a, v, 1e-3, 1e12, &o->rope_theta);
-        else if (!strcmp(a, "--embd-std"))
-            rc = parse_double(a, v, 0, 100, &o->embd_std);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 0);
-            if (errno || end == v || *end || v[0] == '-') {
-                fprintf(stderr, "maas mkmodel: --seed '%s': expected a non-negative integer\n", v);
-                return 2;
-            }
-            o->seed = s;
-        }
-        if (rc != 0)
+        if (set_option(sp, argv[++i], o) != 0)
             return 2;
     }
+    return 0;
+}
 
-    if (!arch) {
-        fprintf(stderr, "maas mkmodel: --arch is required (llama, qwen2, qwen3, qwen2moe, qwen3moe)\n");
-        return 2;
-    }
-    bool found = false;
-    for (int k = 0; k < 5; k++)
-        if (!strcmp(arch, arch_names[k]))
-            o->arch = (enum arch)k, found = true;
-    if (!found) {
-        fprintf(stderr, "maas mkmodel: unknown --arch '%s' (one of: llama, qwen2, qwen3, qwen2moe, qwen3moe)\n", arch);
-        return 2;
-    }
-    if (!o->vocab == !o->train_vocab) {
-        fprintf(stderr, "maas mkmodel: give exactly one of --vocab VOCAB.gguf or --train-vocab TEXT\n");
-        return 2;
-    }
-    if (!o->out) {
-        fprintf(stderr, "maas mkmodel: -o OUT is required\n");
-        return 2;
-    }
-    if (qmix_parse(type, &o->type) != 0) {
-        fprintf(stderr, "maas mkmodel: unknown --type '%s' (one of: %s)\n", type, qmix_names());
-        return 2;
-    }
-
-    /* Architecture defaults and consistency. */
-    bool moe_arch = o->arch == ARCH_QWEN2MOE || o->arch == ARCH_QWEN3MOE;
+/* The architecture's defaults and the options' consistency. 0, or 2 after
+ * printing why. */
+static int apply_arch(struct opts *o)
+{
+    const char *arch = o->arch_name;
+    unsigned flags = o->arch->flags;
+    bool moe_arch = flags & MODEL_ARCH_MOE;
     if (o->n_expert < 0)
         o->n_expert = moe_arch ? 8 : 0;
     if (moe_arch && o->n_expert == 0) {
         fprintf(stderr, "maas mkmodel: --arch %s needs --n-expert > 0\n", arch);
         return 2;
     }
-    if ((o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN3) && o->n_expert > 0) {
+    if ((flags & MODEL_ARCH_DENSE) && o->n_expert > 0) {
         fprintf(stderr, "maas mkmodel: --arch %s is dense; use %smoe for experts\n", arch, arch);
         return 2;
     }
@@ -258,7 +234,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return 2;
     }
     if (o->n_ff_exp < 0)
-        o->n_ff_exp = o->arch == ARCH_LLAMA ? o->n_ff : 256;
+        o->n_ff_exp = moe_arch ? 256 : o->n_ff;
     if (o->n_head_kv < 0) { /* grouped-query attention: the largest divisor of n_head up to n_head/2 */
         o->n_head_kv = o->n_head >= 2 ? o->n_head / 2 : 1;
         while (o->n_head % o->n_head_kv != 0)
@@ -269,7 +245,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 (long long)o->n_head_kv);
         return 2;
     }
-    bool free_head_dim = o->arch == ARCH_LLAMA || o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE;
+    bool free_head_dim = flags & MODEL_ARCH_HEAD_DIM_FREE;
     if (o->head_dim < 0) {
         if (o->n_embd % o->n_head != 0) {
             fprintf(stderr, "maas mkmodel: --n-embd %lld is not a multiple of --n-head %lld%s\n", (long long)o->n_embd,
@@ -291,92 +267,129 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return 2;
     }
     if (o->tie < 0)
-        o->tie = o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN3;
-    if (o->tie && o->arch == ARCH_QWEN2MOE) {
-        fprintf(stderr, "maas mkmodel: qwen2moe always has a separate output.weight (llama.cpp requires it); "
-                        "drop --tie\n");
+        o->tie = (flags & MODEL_ARCH_TIED) != 0;
+    if (o->tie && (flags & MODEL_ARCH_UNTIED)) {
+        fprintf(stderr, "maas mkmodel: %s always has a separate output.weight (llama.cpp requires it); drop --tie\n", arch);
         return 2;
     }
     if (o->rope_theta < 0)
-        o->rope_theta = o->arch == ARCH_LLAMA ? 10000.0 : 1000000.0;
+        o->rope_theta = o->arch->rope_base;
     return 0;
 }
 
-/* ---- the tensor list ---- */
+/* Parses argv into o. 0, -1 after --help, or the exit code (2) after
+ * printing why. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    int rc = parse_options(argc, argv, o);
+    if (rc != 0)
+        return rc;
+    char archs[256];
+    model_arch_names(archs, sizeof archs);
+    if (!o->arch_name) {
+        fprintf(stderr, "maas mkmodel: --arch is required (%s)\n", archs);
+        return 2;
+    }
+    struct err e;
+    if (!(o->arch = model_arch_find(o->arch_name, strlen(o->arch_name), &e))) {
+        fprintf(stderr, "maas mkmodel: unknown --arch '%s' (one of: %s)\n", o->arch_name, archs);
+        return 2;
+    }
+    if (!o->vocab == !o->train_vocab) {
+        fprintf(stderr, "maas mkmodel: give exactly one of --vocab VOCAB.gguf or --train-vocab TEXT\n");
+        return 2;
+    }
+    if (!o->out) {
+        fprintf(stderr, "maas mkmodel: -o OUT is required\n");
+        return 2;
+    }
+    if (qmix_parse(o->type_name, &o->type) != 0) {
+        fprintf(stderr, "maas mkmodel: unknown --type '%s' (one of: %s)\n", o->type_name, qmix_names());
+        return 2;
+    }
+    return apply_arch(o);
+}
+
+/* ---- the tensor list: the architecture table's, in its order ---- */
 struct tlist {
     struct tspec *t; /* from malloc */
     size_t n, cap;
 };
 
-static int add(struct tlist *l, enum init init, double std, const char *fmt, int il, int n_dims, int64_t ne0,
-               int64_t ne1, int64_t ne2)
+/* The model the options describe, as the table's shapes read it. */
+static void hparams_of(const struct opts *o, int64_t n_vocab, struct model_hparams *hp)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        struct tspec *t = realloc(l->t, cap * sizeof *t);
-        if (!t)
-            return -1;
-        l->t = t;
-        l->cap = cap;
-    }
+    memset(hp, 0, sizeof *hp);
+    hp->arch = o->arch;
+    hp->arch_name = o->arch->name;
+    hp->n_vocab = (int)n_vocab;
+    hp->n_embd = (int)o->n_embd;
+    hp->n_layer = (int)o->n_layer;
+    hp->n_head = (int)o->n_head;
+    hp->n_head_kv = (int)o->n_head_kv;
+    hp->head_dim = (int)o->head_dim;
+    hp->n_ff = (int)o->n_ff;
+    hp->n_ctx_train = (int)o->n_ctx;
+    hp->n_expert = (int)o->n_expert;
+    hp->n_expert_used = (int)o->n_expert_used;
+    hp->n_ff_exp = (int)o->n_ff_exp;
+    hp->n_ff_shexp = o->arch->flags & MODEL_ARCH_SHARED_EXPERT ? (int)o->n_ff_shexp : 0;
+    hp->tied_output = o->tie;
+}
+
+static int add(struct tlist *l, const struct model_tensor *mt, int il, const struct model_hparams *hp, double embd_std)
+{
+    if (mem_grow(&l->t, &l->cap, l->n + 1, sizeof *l->t) != 0)
+        return -1;
     struct tspec *t = &l->t[l->n++];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, fmt, il);
-    t->n_dims = n_dims;
-    t->ne[0] = ne0, t->ne[1] = ne1, t->ne[2] = ne2, t->ne[3] = 1;
-    t->init = init;
-    t->std = std;
+    model_tensor_name(mt, il, t->name, sizeof t->name);
+    t->n_dims = mt->n_dims;
+    for (int i = 0; i < 3; i++)
+        t->ne[i] = model_dim(hp, mt->ne[i]);
+    t->ne[3] = 1;
+    double in = 1.0 / sqrt((double)t->ne[0]), depth = 1.0 / sqrt(2.0 * (double)hp->n_layer);
+    switch (mt->init) {
+    case MODEL_INIT_EMBD:
+        t->init = INIT_NORMAL, t->std = embd_std;
+        break;
+    case MODEL_INIT_WEIGHT:
+        t->init = INIT_NORMAL, t->std = in;
+        break;
+    case MODEL_INIT_WEIGHT_OUT:
+        t->init = INIT_NORMAL, t->std = in * depth;
+        break;
+    case MODEL_INIT_NORM:
+        t->init = INIT_NORM;
+        break;
+    case MODEL_INIT_BIAS:
+        t->init = INIT_BIAS, t->std = MKMODEL_BIAS_STD;
+        break;
+    case MODEL_INIT_NONE:
+        MAAS_ASSERT(!"a tensor that is never written");
+        break;
+    }
     return 0;
 }
 
+/* Every tensor the architecture requires for these hyper-parameters: the
+ * globals before the layers, each layer's, then the other globals. */
 static int build_tensors(const struct opts *o, int64_t n_vocab, struct tlist *l)
 {
-    int64_t E = o->n_embd, hd = o->head_dim, q_dim = o->n_head * hd, kv_dim = o->n_head_kv * hd;
-    double depth = 1.0 / sqrt(2.0 * (double)o->n_layer);
-    bool qwen2ish = o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN2MOE;
-    bool qwen3ish = o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE;
+    struct model_hparams hp;
+    hparams_of(o, n_vocab, &hp);
+    size_t n, first = 0;
+    const struct model_tensor *ts = model_tensors(&n);
+    while (first < n && !ts[first].per_layer)
+        first++;
     int rc = 0;
-#define IN(n) (1.0 / sqrt((double)(n)))
-    rc |= add(l, INIT_NORMAL, o->embd_std, "token_embd.weight", 0, 2, E, n_vocab, 1);
-    for (int il = 0; il < o->n_layer; il++) {
-        rc |= add(l, INIT_NORM, 0, "blk.%d.attn_norm.weight", il, 1, E, 1, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_q.weight", il, 2, E, q_dim, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_k.weight", il, 2, E, kv_dim, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_v.weight", il, 2, E, kv_dim, 1);
-        if (qwen2ish) {
-            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_q.bias", il, 1, q_dim, 1, 1);
-            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_k.bias", il, 1, kv_dim, 1, 1);
-            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_v.bias", il, 1, kv_dim, 1, 1);
-        }
-        if (qwen3ish) {
-            rc |= add(l, INIT_NORM, 0, "blk.%d.attn_q_norm.weight", il, 1, hd, 1, 1);
-            rc |= add(l, INIT_NORM, 0, "blk.%d.attn_k_norm.weight", il, 1, hd, 1, 1);
-        }
-        rc |= add(l, INIT_NORMAL, IN(q_dim) * depth, "blk.%d.attn_output.weight", il, 2, q_dim, E, 1);
-        rc |= add(l, INIT_NORM, 0, "blk.%d.ffn_norm.weight", il, 1, E, 1, 1);
-        if (o->n_expert == 0) {
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate.weight", il, 2, E, o->n_ff, 1);
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up.weight", il, 2, E, o->n_ff, 1);
-            rc |= add(l, INIT_NORMAL, IN(o->n_ff) * depth, "blk.%d.ffn_down.weight", il, 2, o->n_ff, E, 1);
-            continue;
-        }
-        int64_t X = o->n_expert, F = o->n_ff_exp;
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_inp.weight", il, 2, E, X, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_exps.weight", il, 3, E, F, X);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up_exps.weight", il, 3, E, F, X);
-        rc |= add(l, INIT_NORMAL, IN(F) * depth, "blk.%d.ffn_down_exps.weight", il, 3, F, E, X);
-        if (o->arch == ARCH_QWEN2MOE) {
-            int64_t S = o->n_ff_shexp;
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_inp_shexp.weight", il, 1, E, 1, 1);
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_shexp.weight", il, 2, E, S, 1);
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up_shexp.weight", il, 2, E, S, 1);
-            rc |= add(l, INIT_NORMAL, IN(S) * depth, "blk.%d.ffn_down_shexp.weight", il, 2, S, E, 1);
-        }
-    }
-    rc |= add(l, INIT_NORM, 0, "output_norm.weight", 0, 1, E, 1, 1);
-    if (!o->tie)
-        rc |= add(l, INIT_NORMAL, o->embd_std, "output.weight", 0, 2, E, n_vocab, 1);
-#undef IN
+    for (int pass = 0; pass < 3; pass++)
+        for (int il = 0; il < (pass == 1 ? hp.n_layer : 1); il++)
+            for (size_t i = 0; i < n; i++) {
+                bool here = pass == 1 ? ts[i].per_layer : !ts[i].per_layer && (pass == 0) == (i < first);
+                if (here && model_tensor_need(o->arch, &ts[i], &hp) == MODEL_NEED_REQUIRED)
+                    rc |= add(l, &ts[i], il, &hp, o->embd_std);
+            }
     return rc ? -1 : 0;
 }
 
@@ -454,7 +467,8 @@ static int set_arch_f32(struct gguf_writer *w, const char *arch, const char *key
 
 static int write_hparams(struct gguf_writer *w, const struct opts *o, int64_t n_vocab)
 {
-    const char *a = arch_names[o->arch];
+    const char *a = o->arch->name;
+    unsigned flags = o->arch->flags;
     char name[256];
     if (o->name)
         snprintf(name, sizeof name, "%s", o->name);
@@ -465,34 +479,34 @@ static int write_hparams(struct gguf_writer *w, const struct opts *o, int64_t n_
     rc |= gguf_writer_set_str(w, "general.architecture", a);
     rc |= gguf_writer_set_str(w, "general.type", "model");
     rc |= gguf_writer_set_str(w, "general.name", name);
-    if (o->arch == ARCH_LLAMA) /* the llama converter writes it; the qwen ones do not */
+    if (flags & MODEL_ARCH_LLAMA_KEYS) /* the llama converter writes it; the qwen ones do not */
         rc |= set_arch_u32(w, a, "vocab_size", n_vocab);
     rc |= set_arch_u32(w, a, "context_length", o->n_ctx);
     rc |= set_arch_u32(w, a, "embedding_length", o->n_embd);
     rc |= set_arch_u32(w, a, "block_count", o->n_layer);
     /* For Mixtral-style llama the converter writes the expert width here. */
     rc |= set_arch_u32(w, a, "feed_forward_length",
-                       o->arch == ARCH_LLAMA && o->n_expert > 0 ? o->n_ff_exp : o->n_ff);
+                       !(flags & MODEL_ARCH_MOE) && o->n_expert > 0 ? o->n_ff_exp : o->n_ff);
     rc |= set_arch_u32(w, a, "attention.head_count", o->n_head);
     rc |= set_arch_u32(w, a, "attention.head_count_kv", o->n_head_kv);
     rc |= set_arch_f32(w, a, "rope.freq_base", o->rope_theta);
-    rc |= set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", o->arch == ARCH_LLAMA ? 1e-5 : 1e-6);
-    if (o->arch == ARCH_LLAMA)
+    rc |= set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", o->arch->rms_eps);
+    if (flags & MODEL_ARCH_LLAMA_KEYS)
         rc |= set_arch_u32(w, a, "rope.dimension_count", o->head_dim);
-    if (o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE || o->head_dim * o->n_head != o->n_embd) {
+    if ((flags & MODEL_ARCH_KEY_LENGTH) || o->head_dim * o->n_head != o->n_embd) {
         rc |= set_arch_u32(w, a, "attention.key_length", o->head_dim);
         rc |= set_arch_u32(w, a, "attention.value_length", o->head_dim);
     }
     if (o->n_expert > 0) {
         rc |= set_arch_u32(w, a, "expert_count", o->n_expert);
         rc |= set_arch_u32(w, a, "expert_used_count", o->n_expert_used);
-        if (o->arch != ARCH_LLAMA)
+        if (flags & MODEL_ARCH_MOE)
             rc |= set_arch_u32(w, a, "expert_feed_forward_length", o->n_ff_exp);
-        if (o->arch == ARCH_QWEN2MOE)
+        if (flags & MODEL_ARCH_SHARED_EXPERT)
             rc |= set_arch_u32(w, a, "expert_shared_feed_forward_length", o->n_ff_shexp);
         /* Qwen3-MoE renormalises its top-k weights (norm_topk_prob); Mixtral
          * does too but llama.cpp keys that on the architecture; Qwen2-MoE does not. */
-        if (o->arch == ARCH_QWEN3MOE) {
+        if ((flags & MODEL_ARCH_MOE) && (flags & MODEL_ARCH_EXPERT_NORM)) {
             char k[128];
             snprintf(k, sizeof k, "%s.expert_weights_norm", a);
             rc |= gguf_writer_set_bool(w, k, true);
@@ -645,7 +659,7 @@ int cmd_mkmodel(int argc, char **argv)
     if (gguf_writer_write(w, o.out, &e) != 0)
         goto fail;
     printf("%s: %s, %lld layers, n_embd %lld, %lld heads (%lld kv, head size %lld), n_ff %lld",
-           o.out, arch_names[o.arch], (long long)o.n_layer, (long long)o.n_embd, (long long)o.n_head,
+           o.out, o.arch->name, (long long)o.n_layer, (long long)o.n_embd, (long long)o.n_head,
            (long long)o.n_head_kv, (long long)o.head_dim, (long long)o.n_ff);
     if (o.n_expert > 0)
         printf(", %lld experts (%lld used, width %lld)", (long long)o.n_expert, (long long)o.n_expert_used,
