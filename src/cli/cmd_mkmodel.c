@@ -533,10 +533,153 @@ static int write_trained_vocab(struct gguf_writer *w, const struct vocab *v)
     return rc ? -1 : 0;
 }
 
+/* One run: what it holds, freed by mk_release. */
+struct mk {
+    struct opts o;
+    struct gguf_file *vf;     /* the --vocab file */
+    struct vocab v;           /* the --train-vocab vocabulary */
+    char *text;
+    int64_t n_vocab;
+    struct gguf_writer *w;
+    struct tlist l;
+    int64_t max_row;
+    uint64_t n_params, total;
+    struct pool *pool;
+    float *scratch;
+};
+
+/* The vocabulary decides n_vocab, so it comes first: copied from --vocab
+ * or learned from --train-vocab. */
+static int read_vocab(struct mk *k, struct err *e)
+{
+    const struct opts *o = &k->o;
+    if (o->vocab) {
+        if (!(k->vf = gguf_open(o->vocab, e)))
+            return -1;
+        const struct gguf_kv *toks;
+        int rc = gguf_get_arr(k->vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, e);
+        if (rc != 0) {
+            if (rc > 0)
+                err_set(e, ERR_INVALID, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o->vocab);
+            return -1;
+        }
+        if (toks->arr_n == 0 || toks->arr_n > (1u << 24))
+            return err_set(e, ERR_INVALID, "%s: tokenizer.ggml.tokens has %llu entries", o->vocab,
+                           (unsigned long long)toks->arr_n);
+        k->n_vocab = (int64_t)toks->arr_n;
+        return 0;
+    }
+    size_t len = 0;
+    if (tool_read_text(o->train_vocab, &k->text, &len, e) != 0)
+        return -1;
+    uint64_t tv = now_ns();
+    if (vocab_train(k->text, len, (uint32_t)o->n_vocab_train, &k->v, e) != 0) {
+        err_prefix(e, "%s", o->train_vocab);
+        return -1;
+    }
+    k->n_vocab = (int64_t)k->v.n_tokens;
+    printf("vocabulary: %lld tokens (%llu merges) learned from %s in %.2f s%s\n", (long long)k->n_vocab,
+           (unsigned long long)k->v.n_merges, o->train_vocab, (double)(now_ns() - tv) * 1e-9,
+           k->n_vocab < o->n_vocab_train ? " (the text has no more pairs to merge)" : "");
+    return 0;
+}
+
+/* The hyper-parameters, then the tokenizer keys. */
+static int write_metadata(struct mk *k, struct err *e)
+{
+    if (write_hparams(k->w, &k->o, k->n_vocab) != 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    if (!k->vf)
+        return write_trained_vocab(k->w, &k->v) != 0 ? err_set(e, ERR_NOMEM, "out of memory") : 0;
+    for (size_t i = 0; i < gguf_n_kv(k->vf); i++) {
+        const struct gguf_kv *kv = gguf_kv_at(k->vf, i);
+        if (!strncmp(kv->key, "tokenizer.", 10) && gguf_writer_copy_kv(k->w, kv) != 0)
+            return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* Each tensor's type (quantize's per-tensor choice) and size. */
+static int plan_tensors(struct mk *k, struct err *e)
+{
+    const struct opts *o = &k->o;
+    if (build_tensors(o, k->n_vocab, &k->l) != 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    struct qmix_model qm = {(int)o->n_layer, (int)o->n_head, (int)o->n_head_kv, (int)o->n_expert, (int)o->n_layer,
+                            !o->tie};
+    for (size_t i = 0; i < k->l.n; i++) {
+        struct tspec *t = &k->l.t[i];
+        t->type = qmix_tensor_type(&o->type, &qm, t->name, t->n_dims, t->ne, NULL);
+        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16 &&
+            !kern_type_quantizable(t->type))
+            return err_set(e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
+                           ggml_type_name(t->type));
+        int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
+        t->nbytes = ggml_row_size(t->type, t->ne[0]) * (size_t)nrows;
+        if (t->ne[0] > k->max_row)
+            k->max_row = t->ne[0];
+        k->n_params += (uint64_t)(t->ne[0] * nrows);
+        k->total += t->nbytes;
+    }
+    return 0;
+}
+
+/* Fills every tensor on the pool and hands it to the writer. */
+static int generate(struct mk *k, struct err *e)
+{
+    const struct opts *o = &k->o;
+    if (!(k->pool = pool_new(o->n_threads)))
+        return err_set(e, ERR_INTERNAL, "cannot start %d threads", o->n_threads);
+    if (!(k->scratch = malloc((size_t)pool_n_threads(k->pool) * (size_t)k->max_row * sizeof(float))))
+        return err_set(e, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < k->l.n; i++) {
+        struct tspec *t = &k->l.t[i];
+        if (!(t->data = maas_alloc_aligned(t->nbytes)))
+            return err_set(e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes; %.1f MiB in all)", t->name,
+                           t->nbytes, (double)k->total / 1048576.0);
+        struct gen_job j = {t, o->seed, k->scratch};
+        if (t->ne[1] * t->ne[2] < pool_n_threads(k->pool))
+            gen_rows(&j, 0, 1);
+        else
+            pool_run(k->pool, gen_rows, &j);
+        if (gguf_writer_add_tensor(k->w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, e) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void report(const struct mk *k, uint64_t t0)
+{
+    const struct opts *o = &k->o;
+    printf("%s: %s, %lld layers, n_embd %lld, %lld heads (%lld kv, head size %lld), n_ff %lld", o->out,
+           o->arch->name, (long long)o->n_layer, (long long)o->n_embd, (long long)o->n_head,
+           (long long)o->n_head_kv, (long long)o->head_dim, (long long)o->n_ff);
+    if (o->n_expert > 0)
+        printf(", %lld experts (%lld used, width %lld)", (long long)o->n_expert, (long long)o->n_expert_used,
+               (long long)o->n_ff_exp);
+    printf(", vocab %lld, %s output\n", (long long)k->n_vocab, o->tie ? "tied" : "separate");
+    printf("%zu tensors, %.1fM parameters, %.2f MiB (%s), seed %llu, random weights, in %.2f s with %d threads\n",
+           k->l.n, (double)k->n_params * 1e-6, (double)k->total / 1048576.0, o->type.name,
+           (unsigned long long)o->seed, (double)(now_ns() - t0) * 1e-9, pool_n_threads(k->pool));
+}
+
+static void mk_release(struct mk *k)
+{
+    for (size_t i = 0; i < k->l.n; i++)
+        maas_free_aligned(k->l.t[i].data);
+    free(k->l.t);
+    free(k->scratch);
+    pool_free(k->pool);
+    vocab_release(&k->v);
+    free(k->text);
+    gguf_writer_free(k->w);
+    gguf_close(k->vf);
+}
+
 int cmd_mkmodel(int argc, char **argv)
 {
-    struct opts o;
-    int prc = parse_args(argc, argv, &o);
+    struct mk k = {0};
+    int prc = parse_args(argc, argv, &k.o);
     if (prc < 0)
         return 0; /* --help */
     if (prc > 0)
@@ -546,142 +689,20 @@ int cmd_mkmodel(int argc, char **argv)
     uint64_t t0 = now_ns();
     struct err e = {0};
     int ret = 1;
-    struct gguf_file *vf = NULL;
-    struct gguf_writer *w = NULL;
-    struct pool *pool = NULL;
-    struct tlist l = {0};
-    struct vocab v = {0};
-    char *text = NULL;
-    float *scratch = NULL;
-    int64_t n_vocab = 0;
-
-    if (tool_check_out_path(o.out, &e) != 0)
-        goto fail;
-    if (!(w = gguf_writer_new())) {
+    if (tool_check_out_path(k.o.out, &e) != 0)
+        goto out;
+    if (!(k.w = gguf_writer_new())) {
         err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
+        goto out;
     }
-    /* The vocabulary decides n_vocab, so it comes first. */
-    if (o.vocab) {
-        if (!(vf = gguf_open(o.vocab, &e)))
-            goto fail;
-        const struct gguf_kv *toks;
-        int rc = gguf_get_arr(vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, &e);
-        if (rc != 0) {
-            if (rc > 0)
-                err_set(&e, ERR_INVALID, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o.vocab);
-            goto fail;
-        }
-        if (toks->arr_n == 0 || toks->arr_n > (1u << 24)) {
-            err_set(&e, ERR_INVALID, "%s: tokenizer.ggml.tokens has %llu entries", o.vocab, (unsigned long long)toks->arr_n);
-            goto fail;
-        }
-        n_vocab = (int64_t)toks->arr_n;
-    } else {
-        size_t len = 0;
-        if (tool_read_text(o.train_vocab, &text, &len, &e) != 0)
-            goto fail;
-        uint64_t tv = now_ns();
-        if (vocab_train(text, len, (uint32_t)o.n_vocab_train, &v, &e) != 0) {
-            err_prefix(&e, "%s", o.train_vocab);
-            goto fail;
-        }
-        n_vocab = (int64_t)v.n_tokens;
-        printf("vocabulary: %lld tokens (%llu merges) learned from %s in %.2f s%s\n", (long long)n_vocab,
-               (unsigned long long)v.n_merges, o.train_vocab, (double)(now_ns() - tv) * 1e-9,
-               n_vocab < o.n_vocab_train ? " (the text has no more pairs to merge)" : "");
-    }
-
-    if (write_hparams(w, &o, n_vocab) != 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    if (vf) {
-        for (size_t i = 0; i < gguf_n_kv(vf); i++) {
-            const struct gguf_kv *kv = gguf_kv_at(vf, i);
-            if (!strncmp(kv->key, "tokenizer.", 10) && gguf_writer_copy_kv(w, kv) != 0) {
-                err_set(&e, ERR_NOMEM, "out of memory");
-                goto fail;
-            }
-        }
-    } else if (write_trained_vocab(w, &v) != 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-
-    if (build_tensors(&o, n_vocab, &l) != 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    struct qmix_model qm = {(int)o.n_layer, (int)o.n_head, (int)o.n_head_kv, (int)o.n_expert, (int)o.n_layer,
-                            !o.tie};
-    int64_t max_row = 0;
-    uint64_t n_params = 0, total = 0;
-    for (size_t i = 0; i < l.n; i++) {
-        struct tspec *t = &l.t[i];
-        t->type = qmix_tensor_type(&o.type, &qm, t->name, t->n_dims, t->ne, NULL);
-        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16 &&
-            !kern_type_quantizable(t->type)) {
-            err_set(&e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
-                    ggml_type_name(t->type));
-            goto fail;
-        }
-        int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
-        t->nbytes = ggml_row_size(t->type, t->ne[0]) * (size_t)nrows;
-        if (t->ne[0] > max_row)
-            max_row = t->ne[0];
-        n_params += (uint64_t)(t->ne[0] * nrows);
-        total += t->nbytes;
-    }
-    if (!(pool = pool_new(o.n_threads))) {
-        err_set(&e, ERR_INTERNAL, "cannot start %d threads", o.n_threads);
-        goto fail;
-    }
-    if (!(scratch = malloc((size_t)pool_n_threads(pool) * (size_t)max_row * sizeof(float)))) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < l.n; i++) {
-        struct tspec *t = &l.t[i];
-        if (!(t->data = maas_alloc_aligned(t->nbytes))) {
-            err_set(&e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes; %.1f MiB in all)", t->name, t->nbytes,
-                    (double)total / 1048576.0);
-            goto fail;
-        }
-        struct gen_job j = {t, o.seed, scratch};
-        if (t->ne[1] * t->ne[2] < pool_n_threads(pool))
-            gen_rows(&j, 0, 1);
-        else
-            pool_run(pool, gen_rows, &j);
-        if (gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, &e) != 0)
-            goto fail;
-    }
-    if (gguf_writer_write(w, o.out, &e) != 0)
-        goto fail;
-    printf("%s: %s, %lld layers, n_embd %lld, %lld heads (%lld kv, head size %lld), n_ff %lld",
-           o.out, o.arch->name, (long long)o.n_layer, (long long)o.n_embd, (long long)o.n_head,
-           (long long)o.n_head_kv, (long long)o.head_dim, (long long)o.n_ff);
-    if (o.n_expert > 0)
-        printf(", %lld experts (%lld used, width %lld)", (long long)o.n_expert, (long long)o.n_expert_used,
-               (long long)o.n_ff_exp);
-    printf(", vocab %lld, %s output\n", (long long)n_vocab, o.tie ? "tied" : "separate");
-    printf("%zu tensors, %.1fM parameters, %.2f MiB (%s), seed %llu, random weights, in %.2f s with %d threads\n",
-           l.n, (double)n_params * 1e-6, (double)total / 1048576.0, o.type.name, (unsigned long long)o.seed,
-           (double)(now_ns() - t0) * 1e-9, pool_n_threads(pool));
+    if (read_vocab(&k, &e) != 0 || write_metadata(&k, &e) != 0 || plan_tensors(&k, &e) != 0 || generate(&k, &e) != 0 ||
+        gguf_writer_write(k.w, k.o.out, &e) != 0)
+        goto out;
+    report(&k, t0);
     ret = 0;
-    goto out;
-
-fail:
-    fprintf(stderr, "maas mkmodel: %s\n", e.msg);
 out:
-    for (size_t i = 0; i < l.n; i++)
-        maas_free_aligned(l.t[i].data);
-    free(l.t);
-    free(scratch);
-    pool_free(pool);
-    vocab_release(&v);
-    free(text);
-    gguf_writer_free(w);
-    gguf_close(vf);
+    if (ret)
+        fprintf(stderr, "maas mkmodel: %s\n", e.msg);
+    mk_release(&k);
     return ret;
 }
