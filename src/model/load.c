@@ -1,6 +1,7 @@
 /*
  * Model loading: reads the hyper-parameters from the GGUF metadata
- * ("<arch>.<key>" as llama.cpp names them), binds every weight as a view into
+ * ("<arch>.<key>" as llama.cpp names them; what the architecture's flags in
+ * arch.c ask for), binds every weight of the tensor table as a view into
  * the mapping after checking its presence, shape and type, and precomputes
  * the RoPE frequencies (base, linear scaling, llama3-style per-dimension
  * factors from rope_freqs.weight). Norm and bias vectors that are not f32 in

@@ -56,8 +56,8 @@ enum {
                                          * feed_forward_length) */
     MODEL_ARCH_SHARED_EXPERT = 1u << 3, /* new models get a shared expert (the loader takes one in any MoE
                                          * model whose layers have it) */
-    MODEL_ARCH_EXPERT_NORM = 1u << 4,   /* the chosen experts' weights are renormalised to sum 1 (MoE
-                                         * architectures: the default of expert_weights_norm) */
+    MODEL_ARCH_EXPERT_NORM = 1u << 4,   /* the chosen experts' weights are renormalised to sum 1 (in a MoE
+                                         * architecture, expert_weights_norm may say otherwise) */
     MODEL_ARCH_ROPE_NEOX = 1u << 5,     /* RoPE rotates (i, i + n_rot/2), not (2i, 2i+1) */
     MODEL_ARCH_HEAD_DIM_FREE = 1u << 6, /* the head size may differ from n_embd / n_head */
     MODEL_ARCH_KEY_LENGTH = 1u << 7,    /* the head size is attention.key_length, always written; n_embd
