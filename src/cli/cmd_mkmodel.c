@@ -22,9 +22,11 @@
 #include "cli/cli.h"
 #include "cli/tools.h"
 #include "kernels/kernels.h"
+#include "model/model.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +36,9 @@
 #define MKMODEL_BIAS_STD 0.02
 #define MKMODEL_MAX_DIM (1 << 20)
 
-enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_QWEN2MOE, ARCH_QWEN3MOE };
-static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe"};
-
 struct opts {
-    enum arch arch;
+    const struct model_arch *arch;
+    const char *arch_name, *type_name; /* as given */
     const char *vocab, *train_vocab, *out, *name;
     int64_t n_vocab_train;
     int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, n_expert, n_expert_used, n_ff_exp, n_ff_shexp,
@@ -65,12 +65,14 @@ struct tspec {
 
 static void usage(FILE *out)
 {
+    char archs[256];
+    model_arch_names(archs, sizeof archs);
     fprintf(out,
             "usage: maas mkmodel --arch ARCH (--vocab VOCAB.gguf | --train-vocab TEXT [--vocab-size N]) -o OUT\n"
             "                    [options]\n"
             "\n"
             "Writes a GGUF model with seeded random weights (it knows nothing) for tests and demos.\n"
-            "  --arch A            llama, qwen2, qwen3, qwen2moe, qwen3moe (llama with --n-expert is Mixtral)\n"
+            "  --arch A            %s (llama with --n-expert is Mixtral)\n"
             "  --vocab FILE        copy the tokenizer.* metadata from this GGUF (e.g. a vocabulary-only file)\n"
             "  --train-vocab TEXT  learn a GPT-2-style byte-level BPE vocabulary from a text file instead\n"
             "  --vocab-size N      tokens of the learned vocabulary (default 4096)\n"
@@ -85,41 +87,94 @@ static void usage(FILE *out)
             "  --seed S (1)  --type TYPE (f32; any type or mix of maas quantize)  --name NAME\n"
             "  --embd-std X        std of token_embd and output (default %.2f)\n"
             "  --threads N         worker threads (default: all cores)\n",
-            MKMODEL_EMBD_STD);
+            archs, MKMODEL_EMBD_STD);
 }
 
-static int parse_int(const char *opt, const char *s, int64_t min, int64_t max, int64_t *out)
+/* The options that take a value: where it goes and its range. */
+enum opt_kind { OPT_STR, OPT_I64, OPT_INT, OPT_F64, OPT_SEED };
+
+struct opt_spec {
+    const char *name;
+    enum opt_kind kind;
+    size_t off;               /* in struct opts */
+    double lo, hi;
+};
+
+#define O(name, kind, field, lo, hi) {name, OPT_##kind, offsetof(struct opts, field), lo, hi}
+static const struct opt_spec opt_specs[] = {
+    O("--arch", STR, arch_name, 0, 0),
+    O("--vocab", STR, vocab, 0, 0),
+    O("--train-vocab", STR, train_vocab, 0, 0),
+    O("--vocab-size", I64, n_vocab_train, 259, 1 << 20),
+    O("-o", STR, out, 0, 0),
+    O("--output", STR, out, 0, 0),
+    O("--n-embd", I64, n_embd, 1, MKMODEL_MAX_DIM),
+    O("--n-layer", I64, n_layer, 1, 4096),
+    O("--n-head", I64, n_head, 1, 65536),
+    O("--n-head-kv", I64, n_head_kv, 1, 65536),
+    O("--n-ff", I64, n_ff, 1, MKMODEL_MAX_DIM),
+    O("--n-ctx", I64, n_ctx, 1, 1 << 24),
+    O("--rope-theta", F64, rope_theta, 1e-3, 1e12),
+    O("--seed", SEED, seed, 0, 0),
+    O("--type", STR, type_name, 0, 0),
+    O("--n-expert", I64, n_expert, 0, 4096),
+    O("--n-expert-used", I64, n_expert_used, 1, 4096),
+    O("--n-ff-exp", I64, n_ff_exp, 1, MKMODEL_MAX_DIM),
+    O("--n-ff-shexp", I64, n_ff_shexp, 1, MKMODEL_MAX_DIM),
+    O("--head-dim", I64, head_dim, 1, 65536),
+    O("--name", STR, name, 0, 0),
+    O("--threads", INT, n_threads, 1, 1024),
+    O("--embd-std", F64, embd_std, 0, 100),
+};
+#undef O
+
+/* --seed: any unsigned 64-bit value, in C notation (so 0x... works). */
+static int parse_seed(const char *v, uint64_t *out)
 {
     char *end;
     errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        fprintf(stderr, "maas mkmodel: %s '%s': expected an integer from %lld to %lld\n", opt, s, (long long)min,
-                (long long)max);
+    unsigned long long s = strtoull(v, &end, 0);
+    if (errno || end == v || *end || v[0] == '-') {
+        fprintf(stderr, "maas mkmodel: --seed '%s': expected a non-negative integer\n", v);
         return -1;
     }
-    *out = v;
+    *out = s;
     return 0;
 }
 
-static int parse_double(const char *opt, const char *s, double min, double max, double *out)
+/* Stores value v of option sp into o. 0, or -1 after printing why. */
+static int set_option(const struct opt_spec *sp, const char *v, struct opts *o)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max)) {
-        fprintf(stderr, "maas mkmodel: %s '%s': expected a number from %g to %g\n", opt, s, min, max);
-        return -1;
+    void *field = (char *)o + sp->off;
+    struct err e = {0};
+    int rc = 0;
+    switch (sp->kind) {
+    case OPT_STR:
+        *(const char **)field = v;
+        break;
+    case OPT_I64:
+        rc = arg_i64(sp->name, v, (int64_t)sp->lo, (int64_t)sp->hi, field, &e);
+        break;
+    case OPT_INT:
+        rc = arg_int(sp->name, v, (int)sp->lo, (int)sp->hi, field, &e);
+        break;
+    case OPT_F64:
+        rc = arg_f64(sp->name, v, sp->lo, sp->hi, field, &e);
+        break;
+    case OPT_SEED:
+        return parse_seed(v, field);
     }
-    *out = v;
-    return 0;
+    if (rc != 0)
+        fprintf(stderr, "maas mkmodel: %s\n", e.msg);
+    return rc;
 }
 
-/* Parses argv into o. 0, or the exit code (2) after printing why. */
-static int parse_args(int argc, char **argv, struct opts *o)
+/* Reads argv into o over its defaults. 0, -1 after --help, or the exit
+ * code (2) after printing why. */
+static int parse_options(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
-    const char *arch = NULL, *type = "f32";
+    o->type_name = "f32";
     o->n_vocab_train = 4096;
     o->n_embd = 256, o->n_layer = 2, o->n_head = 4, o->n_head_kv = -1, o->n_ff = 768, o->n_ctx = 4096;
     o->n_expert = -1, o->n_expert_used = 2, o->n_ff_exp = -1, o->n_ff_shexp = 512, o->head_dim = -1;
@@ -138,14 +193,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
             fprintf(stderr, "maas mkmodel: unexpected argument '%s' (see maas mkmodel --help)\n", a);
             return 2;
         }
-        static const char *const with_value[] = {
-            "--arch", "--vocab", "--train-vocab", "--vocab-size", "-o", "--output", "--n-embd", "--n-layer",
-            "--n-head", "--n-head-kv", "--n-ff", "--n-ctx", "--rope-theta", "--seed", "--type", "--n-expert",
-            "--n-expert-used", "--n-ff-exp", "--n-ff-shexp", "--head-dim", "--name", "--threads", "--embd-std"};
-        bool known = false;
-        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
-            known = known || !strcmp(a, with_value[k]);
-        if (!known) {
+        const struct opt_spec *sp = NULL;
+        for (size_t k = 0; k < sizeof opt_specs / sizeof *opt_specs && !sp; k++)
+            if (!strcmp(a, opt_specs[k].name))
+                sp = &opt_specs[k];
+        if (!sp) {
             fprintf(stderr, "maas mkmodel: unknown option '%s' (see maas mkmodel --help)\n", a);
             return 2;
         }
@@ -153,102 +205,26 @@ static int parse_args(int argc, char **argv, struct opts *o)
             fprintf(stderr, "maas mkmodel: %s needs a value\n", a);
             return 2;
         }
-        const char *v = argv[++i];
-        int64_t x;
-        int rc = 0;
-        if (!strcmp(a, "--arch"))
-            arch = v;
-        else if (!strcmp(a, "--vocab"))
-            o->vocab = v;
-        else if (!strcmp(a, "--train-vocab"))
-            o->train_vocab = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            o->out = v;
-        else if (!strcmp(a, "--type"))
-            type = v;
-        else if (!strcmp(a, "--name"))
-            o->name = v;
-        else if (!strcmp(a, "--vocab-size"))
-            rc = parse_int(a, v, 259, 1 << 20, &o->n_vocab_train);
-        else if (!strcmp(a, "--n-embd"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_embd);
-        else if (!strcmp(a, "--n-layer"))
-            rc = parse_int(a, v, 1, 4096, &o->n_layer);
-        else if (!strcmp(a, "--n-head"))
-            rc = parse_int(a, v, 1, 65536, &o->n_head);
-        else if (!strcmp(a, "--n-head-kv"))
-            rc = parse_int(a, v, 1, 65536, &o->n_head_kv);
-        else if (!strcmp(a, "--n-ff"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff);
-        else if (!strcmp(a, "--n-ctx"))
-            rc = parse_int(a, v, 1, 1 << 24, &o->n_ctx);
-        else if (!strcmp(a, "--n-expert"))
-            rc = parse_int(a, v, 0, 4096, &o->n_expert);
-        else if (!strcmp(a, "--n-expert-used"))
-            rc = parse_int(a, v, 1, 4096, &o->n_expert_used);
-        else if (!strcmp(a, "--n-ff-exp"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff_exp);
-        else if (!strcmp(a, "--n-ff-shexp"))
-            rc = parse_int(a, v, 1, MKMODEL_MAX_DIM, &o->n_ff_shexp);
-        else if (!strcmp(a, "--head-dim"))
-            rc = parse_int(a, v, 1, 65536, &o->head_dim);
-        else if (!strcmp(a, "--threads")) {
-            rc = parse_int(a, v, 1, 1024, &x);
-            if (rc == 0)
-                o->n_threads = (int)x;
-        }
-        else if (!strcmp(a, "--rope-theta"))
-            rc = parse_double(a, v, 1e-3, 1e12, &o->rope_theta);
-        else if (!strcmp(a, "--embd-std"))
-            rc = parse_double(a, v, 0, 100, &o->embd_std);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 0);
-            if (errno || end == v || *end || v[0] == '-') {
-                fprintf(stderr, "maas mkmodel: --seed '%s': expected a non-negative integer\n", v);
-                return 2;
-            }
-            o->seed = s;
-        }
-        if (rc != 0)
+        if (set_option(sp, argv[++i], o) != 0)
             return 2;
     }
+    return 0;
+}
 
-    if (!arch) {
-        fprintf(stderr, "maas mkmodel: --arch is required (llama, qwen2, qwen3, qwen2moe, qwen3moe)\n");
-        return 2;
-    }
-    bool found = false;
-    for (int k = 0; k < 5; k++)
-        if (!strcmp(arch, arch_names[k]))
-            o->arch = (enum arch)k, found = true;
-    if (!found) {
-        fprintf(stderr, "maas mkmodel: unknown --arch '%s' (one of: llama, qwen2, qwen3, qwen2moe, qwen3moe)\n", arch);
-        return 2;
-    }
-    if (!o->vocab == !o->train_vocab) {
-        fprintf(stderr, "maas mkmodel: give exactly one of --vocab VOCAB.gguf or --train-vocab TEXT\n");
-        return 2;
-    }
-    if (!o->out) {
-        fprintf(stderr, "maas mkmodel: -o OUT is required\n");
-        return 2;
-    }
-    if (qmix_parse(type, &o->type) != 0) {
-        fprintf(stderr, "maas mkmodel: unknown --type '%s' (one of: %s)\n", type, qmix_names());
-        return 2;
-    }
-
-    /* Architecture defaults and consistency. */
-    bool moe_arch = o->arch == ARCH_QWEN2MOE || o->arch == ARCH_QWEN3MOE;
+/* The architecture's defaults and the options' consistency. 0, or 2 after
+ * printing why. */
+static int apply_arch(struct opts *o)
+{
+    const char *arch = o->arch_name;
+    unsigned flags = o->arch->flags;
+    bool moe_arch = flags & MODEL_ARCH_MOE;
     if (o->n_expert < 0)
         o->n_expert = moe_arch ? 8 : 0;
     if (moe_arch && o->n_expert == 0) {
         fprintf(stderr, "maas mkmodel: --arch %s needs --n-expert > 0\n", arch);
         return 2;
     }
-    if ((o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN3) && o->n_expert > 0) {
+    if ((flags & MODEL_ARCH_DENSE) && o->n_expert > 0) {
         fprintf(stderr, "maas mkmodel: --arch %s is dense; use %smoe for experts\n", arch, arch);
         return 2;
     }
@@ -258,7 +234,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return 2;
     }
     if (o->n_ff_exp < 0)
-        o->n_ff_exp = o->arch == ARCH_LLAMA ? o->n_ff : 256;
+        o->n_ff_exp = moe_arch ? 256 : o->n_ff;
     if (o->n_head_kv < 0) { /* grouped-query attention: the largest divisor of n_head up to n_head/2 */
         o->n_head_kv = o->n_head >= 2 ? o->n_head / 2 : 1;
         while (o->n_head % o->n_head_kv != 0)
@@ -269,7 +245,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 (long long)o->n_head_kv);
         return 2;
     }
-    bool free_head_dim = o->arch == ARCH_LLAMA || o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE;
+    bool free_head_dim = flags & MODEL_ARCH_HEAD_DIM_FREE;
     if (o->head_dim < 0) {
         if (o->n_embd % o->n_head != 0) {
             fprintf(stderr, "maas mkmodel: --n-embd %lld is not a multiple of --n-head %lld%s\n", (long long)o->n_embd,
@@ -291,92 +267,129 @@ static int parse_args(int argc, char **argv, struct opts *o)
         return 2;
     }
     if (o->tie < 0)
-        o->tie = o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN3;
-    if (o->tie && o->arch == ARCH_QWEN2MOE) {
-        fprintf(stderr, "maas mkmodel: qwen2moe always has a separate output.weight (llama.cpp requires it); "
-                        "drop --tie\n");
+        o->tie = (flags & MODEL_ARCH_TIED) != 0;
+    if (o->tie && (flags & MODEL_ARCH_UNTIED)) {
+        fprintf(stderr, "maas mkmodel: %s always has a separate output.weight (llama.cpp requires it); drop --tie\n", arch);
         return 2;
     }
     if (o->rope_theta < 0)
-        o->rope_theta = o->arch == ARCH_LLAMA ? 10000.0 : 1000000.0;
+        o->rope_theta = o->arch->rope_base;
     return 0;
 }
 
-/* ---- the tensor list ---- */
+/* Parses argv into o. 0, -1 after --help, or the exit code (2) after
+ * printing why. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    int rc = parse_options(argc, argv, o);
+    if (rc != 0)
+        return rc;
+    char archs[256];
+    model_arch_names(archs, sizeof archs);
+    if (!o->arch_name) {
+        fprintf(stderr, "maas mkmodel: --arch is required (%s)\n", archs);
+        return 2;
+    }
+    struct err e;
+    if (!(o->arch = model_arch_find(o->arch_name, strlen(o->arch_name), &e))) {
+        fprintf(stderr, "maas mkmodel: unknown --arch '%s' (one of: %s)\n", o->arch_name, archs);
+        return 2;
+    }
+    if (!o->vocab == !o->train_vocab) {
+        fprintf(stderr, "maas mkmodel: give exactly one of --vocab VOCAB.gguf or --train-vocab TEXT\n");
+        return 2;
+    }
+    if (!o->out) {
+        fprintf(stderr, "maas mkmodel: -o OUT is required\n");
+        return 2;
+    }
+    if (qmix_parse(o->type_name, &o->type) != 0) {
+        fprintf(stderr, "maas mkmodel: unknown --type '%s' (one of: %s)\n", o->type_name, qmix_names());
+        return 2;
+    }
+    return apply_arch(o);
+}
+
+/* ---- the tensor list: the architecture table's, in its order ---- */
 struct tlist {
     struct tspec *t; /* from malloc */
     size_t n, cap;
 };
 
-static int add(struct tlist *l, enum init init, double std, const char *fmt, int il, int n_dims, int64_t ne0,
-               int64_t ne1, int64_t ne2)
+/* The model the options describe, as the table's shapes read it. */
+static void hparams_of(const struct opts *o, int64_t n_vocab, struct model_hparams *hp)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        struct tspec *t = realloc(l->t, cap * sizeof *t);
-        if (!t)
-            return -1;
-        l->t = t;
-        l->cap = cap;
-    }
+    memset(hp, 0, sizeof *hp);
+    hp->arch = o->arch;
+    hp->arch_name = o->arch->name;
+    hp->n_vocab = (int)n_vocab;
+    hp->n_embd = (int)o->n_embd;
+    hp->n_layer = (int)o->n_layer;
+    hp->n_head = (int)o->n_head;
+    hp->n_head_kv = (int)o->n_head_kv;
+    hp->head_dim = (int)o->head_dim;
+    hp->n_ff = (int)o->n_ff;
+    hp->n_ctx_train = (int)o->n_ctx;
+    hp->n_expert = (int)o->n_expert;
+    hp->n_expert_used = (int)o->n_expert_used;
+    hp->n_ff_exp = (int)o->n_ff_exp;
+    hp->n_ff_shexp = o->arch->flags & MODEL_ARCH_SHARED_EXPERT ? (int)o->n_ff_shexp : 0;
+    hp->tied_output = o->tie;
+}
+
+static int add(struct tlist *l, const struct model_tensor *mt, int il, const struct model_hparams *hp, double embd_std)
+{
+    if (mem_grow(&l->t, &l->cap, l->n + 1, sizeof *l->t) != 0)
+        return -1;
     struct tspec *t = &l->t[l->n++];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, fmt, il);
-    t->n_dims = n_dims;
-    t->ne[0] = ne0, t->ne[1] = ne1, t->ne[2] = ne2, t->ne[3] = 1;
-    t->init = init;
-    t->std = std;
+    model_tensor_name(mt, il, t->name, sizeof t->name);
+    t->n_dims = mt->n_dims;
+    for (int i = 0; i < 3; i++)
+        t->ne[i] = model_dim(hp, mt->ne[i]);
+    t->ne[3] = 1;
+    double in = 1.0 / sqrt((double)t->ne[0]), depth = 1.0 / sqrt(2.0 * (double)hp->n_layer);
+    switch (mt->init) {
+    case MODEL_INIT_EMBD:
+        t->init = INIT_NORMAL, t->std = embd_std;
+        break;
+    case MODEL_INIT_WEIGHT:
+        t->init = INIT_NORMAL, t->std = in;
+        break;
+    case MODEL_INIT_WEIGHT_OUT:
+        t->init = INIT_NORMAL, t->std = in * depth;
+        break;
+    case MODEL_INIT_NORM:
+        t->init = INIT_NORM;
+        break;
+    case MODEL_INIT_BIAS:
+        t->init = INIT_BIAS, t->std = MKMODEL_BIAS_STD;
+        break;
+    case MODEL_INIT_NONE:
+        MAAS_ASSERT(!"a tensor that is never written");
+        break;
+    }
     return 0;
 }
 
+/* Every tensor the architecture requires for these hyper-parameters: the
+ * globals before the layers, each layer's, then the other globals. */
 static int build_tensors(const struct opts *o, int64_t n_vocab, struct tlist *l)
 {
-    int64_t E = o->n_embd, hd = o->head_dim, q_dim = o->n_head * hd, kv_dim = o->n_head_kv * hd;
-    double depth = 1.0 / sqrt(2.0 * (double)o->n_layer);
-    bool qwen2ish = o->arch == ARCH_QWEN2 || o->arch == ARCH_QWEN2MOE;
-    bool qwen3ish = o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE;
+    struct model_hparams hp;
+    hparams_of(o, n_vocab, &hp);
+    size_t n, first = 0;
+    const struct model_tensor *ts = model_tensors(&n);
+    while (first < n && !ts[first].per_layer)
+        first++;
     int rc = 0;
-#define IN(n) (1.0 / sqrt((double)(n)))
-    rc |= add(l, INIT_NORMAL, o->embd_std, "token_embd.weight", 0, 2, E, n_vocab, 1);
-    for (int il = 0; il < o->n_layer; il++) {
-        rc |= add(l, INIT_NORM, 0, "blk.%d.attn_norm.weight", il, 1, E, 1, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_q.weight", il, 2, E, q_dim, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_k.weight", il, 2, E, kv_dim, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.attn_v.weight", il, 2, E, kv_dim, 1);
-        if (qwen2ish) {
-            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_q.bias", il, 1, q_dim, 1, 1);
-            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_k.bias", il, 1, kv_dim, 1, 1);
-            rc |= add(l, INIT_BIAS, MKMODEL_BIAS_STD, "blk.%d.attn_v.bias", il, 1, kv_dim, 1, 1);
-        }
-        if (qwen3ish) {
-            rc |= add(l, INIT_NORM, 0, "blk.%d.attn_q_norm.weight", il, 1, hd, 1, 1);
-            rc |= add(l, INIT_NORM, 0, "blk.%d.attn_k_norm.weight", il, 1, hd, 1, 1);
-        }
-        rc |= add(l, INIT_NORMAL, IN(q_dim) * depth, "blk.%d.attn_output.weight", il, 2, q_dim, E, 1);
-        rc |= add(l, INIT_NORM, 0, "blk.%d.ffn_norm.weight", il, 1, E, 1, 1);
-        if (o->n_expert == 0) {
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate.weight", il, 2, E, o->n_ff, 1);
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up.weight", il, 2, E, o->n_ff, 1);
-            rc |= add(l, INIT_NORMAL, IN(o->n_ff) * depth, "blk.%d.ffn_down.weight", il, 2, o->n_ff, E, 1);
-            continue;
-        }
-        int64_t X = o->n_expert, F = o->n_ff_exp;
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_inp.weight", il, 2, E, X, 1);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_exps.weight", il, 3, E, F, X);
-        rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up_exps.weight", il, 3, E, F, X);
-        rc |= add(l, INIT_NORMAL, IN(F) * depth, "blk.%d.ffn_down_exps.weight", il, 3, F, E, X);
-        if (o->arch == ARCH_QWEN2MOE) {
-            int64_t S = o->n_ff_shexp;
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_inp_shexp.weight", il, 1, E, 1, 1);
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_gate_shexp.weight", il, 2, E, S, 1);
-            rc |= add(l, INIT_NORMAL, IN(E), "blk.%d.ffn_up_shexp.weight", il, 2, E, S, 1);
-            rc |= add(l, INIT_NORMAL, IN(S) * depth, "blk.%d.ffn_down_shexp.weight", il, 2, S, E, 1);
-        }
-    }
-    rc |= add(l, INIT_NORM, 0, "output_norm.weight", 0, 1, E, 1, 1);
-    if (!o->tie)
-        rc |= add(l, INIT_NORMAL, o->embd_std, "output.weight", 0, 2, E, n_vocab, 1);
-#undef IN
+    for (int pass = 0; pass < 3; pass++)
+        for (int il = 0; il < (pass == 1 ? hp.n_layer : 1); il++)
+            for (size_t i = 0; i < n; i++) {
+                bool here = pass == 1 ? ts[i].per_layer : !ts[i].per_layer && (pass == 0) == (i < first);
+                if (here && model_tensor_need(o->arch, &ts[i], &hp) == MODEL_NEED_REQUIRED)
+                    rc |= add(l, &ts[i], il, &hp, o->embd_std);
+            }
     return rc ? -1 : 0;
 }
 
@@ -454,7 +467,8 @@ static int set_arch_f32(struct gguf_writer *w, const char *arch, const char *key
 
 static int write_hparams(struct gguf_writer *w, const struct opts *o, int64_t n_vocab)
 {
-    const char *a = arch_names[o->arch];
+    const char *a = o->arch->name;
+    unsigned flags = o->arch->flags;
     char name[256];
     if (o->name)
         snprintf(name, sizeof name, "%s", o->name);
@@ -465,34 +479,34 @@ static int write_hparams(struct gguf_writer *w, const struct opts *o, int64_t n_
     rc |= gguf_writer_set_str(w, "general.architecture", a);
     rc |= gguf_writer_set_str(w, "general.type", "model");
     rc |= gguf_writer_set_str(w, "general.name", name);
-    if (o->arch == ARCH_LLAMA) /* the llama converter writes it; the qwen ones do not */
+    if (flags & MODEL_ARCH_LLAMA_KEYS) /* the llama converter writes it; the qwen ones do not */
         rc |= set_arch_u32(w, a, "vocab_size", n_vocab);
     rc |= set_arch_u32(w, a, "context_length", o->n_ctx);
     rc |= set_arch_u32(w, a, "embedding_length", o->n_embd);
     rc |= set_arch_u32(w, a, "block_count", o->n_layer);
     /* For Mixtral-style llama the converter writes the expert width here. */
     rc |= set_arch_u32(w, a, "feed_forward_length",
-                       o->arch == ARCH_LLAMA && o->n_expert > 0 ? o->n_ff_exp : o->n_ff);
+                       !(flags & MODEL_ARCH_MOE) && o->n_expert > 0 ? o->n_ff_exp : o->n_ff);
     rc |= set_arch_u32(w, a, "attention.head_count", o->n_head);
     rc |= set_arch_u32(w, a, "attention.head_count_kv", o->n_head_kv);
     rc |= set_arch_f32(w, a, "rope.freq_base", o->rope_theta);
-    rc |= set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", o->arch == ARCH_LLAMA ? 1e-5 : 1e-6);
-    if (o->arch == ARCH_LLAMA)
+    rc |= set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", o->arch->rms_eps);
+    if (flags & MODEL_ARCH_LLAMA_KEYS)
         rc |= set_arch_u32(w, a, "rope.dimension_count", o->head_dim);
-    if (o->arch == ARCH_QWEN3 || o->arch == ARCH_QWEN3MOE || o->head_dim * o->n_head != o->n_embd) {
+    if ((flags & MODEL_ARCH_KEY_LENGTH) || o->head_dim * o->n_head != o->n_embd) {
         rc |= set_arch_u32(w, a, "attention.key_length", o->head_dim);
         rc |= set_arch_u32(w, a, "attention.value_length", o->head_dim);
     }
     if (o->n_expert > 0) {
         rc |= set_arch_u32(w, a, "expert_count", o->n_expert);
         rc |= set_arch_u32(w, a, "expert_used_count", o->n_expert_used);
-        if (o->arch != ARCH_LLAMA)
+        if (flags & MODEL_ARCH_MOE)
             rc |= set_arch_u32(w, a, "expert_feed_forward_length", o->n_ff_exp);
-        if (o->arch == ARCH_QWEN2MOE)
+        if (flags & MODEL_ARCH_SHARED_EXPERT)
             rc |= set_arch_u32(w, a, "expert_shared_feed_forward_length", o->n_ff_shexp);
         /* Qwen3-MoE renormalises its top-k weights (norm_topk_prob); Mixtral
          * does too but llama.cpp keys that on the architecture; Qwen2-MoE does not. */
-        if (o->arch == ARCH_QWEN3MOE) {
+        if ((flags & MODEL_ARCH_MOE) && (flags & MODEL_ARCH_EXPERT_NORM)) {
             char k[128];
             snprintf(k, sizeof k, "%s.expert_weights_norm", a);
             rc |= gguf_writer_set_bool(w, k, true);
@@ -519,10 +533,153 @@ static int write_trained_vocab(struct gguf_writer *w, const struct vocab *v)
     return rc ? -1 : 0;
 }
 
+/* One run: what it holds, freed by mk_release. */
+struct mk {
+    struct opts o;
+    struct gguf_file *vf;     /* the --vocab file */
+    struct vocab v;           /* the --train-vocab vocabulary */
+    char *text;
+    int64_t n_vocab;
+    struct gguf_writer *w;
+    struct tlist l;
+    int64_t max_row;
+    uint64_t n_params, total;
+    struct pool *pool;
+    float *scratch;
+};
+
+/* The vocabulary decides n_vocab, so it comes first: copied from --vocab
+ * or learned from --train-vocab. */
+static int read_vocab(struct mk *k, struct err *e)
+{
+    const struct opts *o = &k->o;
+    if (o->vocab) {
+        if (!(k->vf = gguf_open(o->vocab, e)))
+            return -1;
+        const struct gguf_kv *toks;
+        int rc = gguf_get_arr(k->vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, e);
+        if (rc != 0) {
+            if (rc > 0)
+                err_set(e, ERR_INVALID, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o->vocab);
+            return -1;
+        }
+        if (toks->arr_n == 0 || toks->arr_n > (1u << 24))
+            return err_set(e, ERR_INVALID, "%s: tokenizer.ggml.tokens has %llu entries", o->vocab,
+                           (unsigned long long)toks->arr_n);
+        k->n_vocab = (int64_t)toks->arr_n;
+        return 0;
+    }
+    size_t len = 0;
+    if (tool_read_text(o->train_vocab, &k->text, &len, e) != 0)
+        return -1;
+    uint64_t tv = now_ns();
+    if (vocab_train(k->text, len, (uint32_t)o->n_vocab_train, &k->v, e) != 0) {
+        err_prefix(e, "%s", o->train_vocab);
+        return -1;
+    }
+    k->n_vocab = (int64_t)k->v.n_tokens;
+    printf("vocabulary: %lld tokens (%llu merges) learned from %s in %.2f s%s\n", (long long)k->n_vocab,
+           (unsigned long long)k->v.n_merges, o->train_vocab, (double)(now_ns() - tv) * 1e-9,
+           k->n_vocab < o->n_vocab_train ? " (the text has no more pairs to merge)" : "");
+    return 0;
+}
+
+/* The hyper-parameters, then the tokenizer keys. */
+static int write_metadata(struct mk *k, struct err *e)
+{
+    if (write_hparams(k->w, &k->o, k->n_vocab) != 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    if (!k->vf)
+        return write_trained_vocab(k->w, &k->v) != 0 ? err_set(e, ERR_NOMEM, "out of memory") : 0;
+    for (size_t i = 0; i < gguf_n_kv(k->vf); i++) {
+        const struct gguf_kv *kv = gguf_kv_at(k->vf, i);
+        if (!strncmp(kv->key, "tokenizer.", 10) && gguf_writer_copy_kv(k->w, kv) != 0)
+            return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* Each tensor's type (quantize's per-tensor choice) and size. */
+static int plan_tensors(struct mk *k, struct err *e)
+{
+    const struct opts *o = &k->o;
+    if (build_tensors(o, k->n_vocab, &k->l) != 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    struct qmix_model qm = {(int)o->n_layer, (int)o->n_head, (int)o->n_head_kv, (int)o->n_expert, (int)o->n_layer,
+                            !o->tie};
+    for (size_t i = 0; i < k->l.n; i++) {
+        struct tspec *t = &k->l.t[i];
+        t->type = qmix_tensor_type(&o->type, &qm, t->name, t->n_dims, t->ne, NULL);
+        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16 &&
+            !kern_type_quantizable(t->type))
+            return err_set(e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
+                           ggml_type_name(t->type));
+        int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
+        t->nbytes = ggml_row_size(t->type, t->ne[0]) * (size_t)nrows;
+        if (t->ne[0] > k->max_row)
+            k->max_row = t->ne[0];
+        k->n_params += (uint64_t)(t->ne[0] * nrows);
+        k->total += t->nbytes;
+    }
+    return 0;
+}
+
+/* Fills every tensor on the pool and hands it to the writer. */
+static int generate(struct mk *k, struct err *e)
+{
+    const struct opts *o = &k->o;
+    if (!(k->pool = pool_new(o->n_threads)))
+        return err_set(e, ERR_INTERNAL, "cannot start %d threads", o->n_threads);
+    if (!(k->scratch = malloc((size_t)pool_n_threads(k->pool) * (size_t)k->max_row * sizeof(float))))
+        return err_set(e, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < k->l.n; i++) {
+        struct tspec *t = &k->l.t[i];
+        if (!(t->data = maas_alloc_aligned(t->nbytes)))
+            return err_set(e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes; %.1f MiB in all)", t->name,
+                           t->nbytes, (double)k->total / 1048576.0);
+        struct gen_job j = {t, o->seed, k->scratch};
+        if (t->ne[1] * t->ne[2] < pool_n_threads(k->pool))
+            gen_rows(&j, 0, 1);
+        else
+            pool_run(k->pool, gen_rows, &j);
+        if (gguf_writer_add_tensor(k->w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, e) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void report(const struct mk *k, uint64_t t0)
+{
+    const struct opts *o = &k->o;
+    printf("%s: %s, %lld layers, n_embd %lld, %lld heads (%lld kv, head size %lld), n_ff %lld", o->out,
+           o->arch->name, (long long)o->n_layer, (long long)o->n_embd, (long long)o->n_head,
+           (long long)o->n_head_kv, (long long)o->head_dim, (long long)o->n_ff);
+    if (o->n_expert > 0)
+        printf(", %lld experts (%lld used, width %lld)", (long long)o->n_expert, (long long)o->n_expert_used,
+               (long long)o->n_ff_exp);
+    printf(", vocab %lld, %s output\n", (long long)k->n_vocab, o->tie ? "tied" : "separate");
+    printf("%zu tensors, %.1fM parameters, %.2f MiB (%s), seed %llu, random weights, in %.2f s with %d threads\n",
+           k->l.n, (double)k->n_params * 1e-6, (double)k->total / 1048576.0, o->type.name,
+           (unsigned long long)o->seed, (double)(now_ns() - t0) * 1e-9, pool_n_threads(k->pool));
+}
+
+static void mk_release(struct mk *k)
+{
+    for (size_t i = 0; i < k->l.n; i++)
+        maas_free_aligned(k->l.t[i].data);
+    free(k->l.t);
+    free(k->scratch);
+    pool_free(k->pool);
+    vocab_release(&k->v);
+    free(k->text);
+    gguf_writer_free(k->w);
+    gguf_close(k->vf);
+}
+
 int cmd_mkmodel(int argc, char **argv)
 {
-    struct opts o;
-    int prc = parse_args(argc, argv, &o);
+    struct mk k = {0};
+    int prc = parse_args(argc, argv, &k.o);
     if (prc < 0)
         return 0; /* --help */
     if (prc > 0)
@@ -532,142 +689,20 @@ int cmd_mkmodel(int argc, char **argv)
     uint64_t t0 = now_ns();
     struct err e = {0};
     int ret = 1;
-    struct gguf_file *vf = NULL;
-    struct gguf_writer *w = NULL;
-    struct pool *pool = NULL;
-    struct tlist l = {0};
-    struct vocab v = {0};
-    char *text = NULL;
-    float *scratch = NULL;
-    int64_t n_vocab = 0;
-
-    if (tool_check_out_path(o.out, &e) != 0)
-        goto fail;
-    if (!(w = gguf_writer_new())) {
+    if (tool_check_out_path(k.o.out, &e) != 0)
+        goto out;
+    if (!(k.w = gguf_writer_new())) {
         err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
+        goto out;
     }
-    /* The vocabulary decides n_vocab, so it comes first. */
-    if (o.vocab) {
-        if (!(vf = gguf_open(o.vocab, &e)))
-            goto fail;
-        const struct gguf_kv *toks;
-        int rc = gguf_get_arr(vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, &e);
-        if (rc != 0) {
-            if (rc > 0)
-                err_set(&e, ERR_INVALID, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o.vocab);
-            goto fail;
-        }
-        if (toks->arr_n == 0 || toks->arr_n > (1u << 24)) {
-            err_set(&e, ERR_INVALID, "%s: tokenizer.ggml.tokens has %llu entries", o.vocab, (unsigned long long)toks->arr_n);
-            goto fail;
-        }
-        n_vocab = (int64_t)toks->arr_n;
-    } else {
-        size_t len = 0;
-        if (tool_read_text(o.train_vocab, &text, &len, &e) != 0)
-            goto fail;
-        uint64_t tv = now_ns();
-        if (vocab_train(text, len, (uint32_t)o.n_vocab_train, &v, &e) != 0) {
-            err_prefix(&e, "%s", o.train_vocab);
-            goto fail;
-        }
-        n_vocab = (int64_t)v.n_tokens;
-        printf("vocabulary: %lld tokens (%llu merges) learned from %s in %.2f s%s\n", (long long)n_vocab,
-               (unsigned long long)v.n_merges, o.train_vocab, (double)(now_ns() - tv) * 1e-9,
-               n_vocab < o.n_vocab_train ? " (the text has no more pairs to merge)" : "");
-    }
-
-    if (write_hparams(w, &o, n_vocab) != 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    if (vf) {
-        for (size_t i = 0; i < gguf_n_kv(vf); i++) {
-            const struct gguf_kv *kv = gguf_kv_at(vf, i);
-            if (!strncmp(kv->key, "tokenizer.", 10) && gguf_writer_copy_kv(w, kv) != 0) {
-                err_set(&e, ERR_NOMEM, "out of memory");
-                goto fail;
-            }
-        }
-    } else if (write_trained_vocab(w, &v) != 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-
-    if (build_tensors(&o, n_vocab, &l) != 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    struct qmix_model qm = {(int)o.n_layer, (int)o.n_head, (int)o.n_head_kv, (int)o.n_expert, (int)o.n_layer,
-                            !o.tie};
-    int64_t max_row = 0;
-    uint64_t n_params = 0, total = 0;
-    for (size_t i = 0; i < l.n; i++) {
-        struct tspec *t = &l.t[i];
-        t->type = qmix_tensor_type(&o.type, &qm, t->name, t->n_dims, t->ne, NULL);
-        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16 &&
-            !kern_type_quantizable(t->type)) {
-            err_set(&e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
-                    ggml_type_name(t->type));
-            goto fail;
-        }
-        int64_t nrows = t->ne[1] * t->ne[2] * t->ne[3];
-        t->nbytes = ggml_row_size(t->type, t->ne[0]) * (size_t)nrows;
-        if (t->ne[0] > max_row)
-            max_row = t->ne[0];
-        n_params += (uint64_t)(t->ne[0] * nrows);
-        total += t->nbytes;
-    }
-    if (!(pool = pool_new(o.n_threads))) {
-        err_set(&e, ERR_INTERNAL, "cannot start %d threads", o.n_threads);
-        goto fail;
-    }
-    if (!(scratch = malloc((size_t)pool_n_threads(pool) * (size_t)max_row * sizeof(float)))) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < l.n; i++) {
-        struct tspec *t = &l.t[i];
-        if (!(t->data = maas_alloc_aligned(t->nbytes))) {
-            err_set(&e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes; %.1f MiB in all)", t->name, t->nbytes,
-                    (double)total / 1048576.0);
-            goto fail;
-        }
-        struct gen_job j = {t, o.seed, scratch};
-        if (t->ne[1] * t->ne[2] < pool_n_threads(pool))
-            gen_rows(&j, 0, 1);
-        else
-            pool_run(pool, gen_rows, &j);
-        if (gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, &e) != 0)
-            goto fail;
-    }
-    if (gguf_writer_write(w, o.out, &e) != 0)
-        goto fail;
-    printf("%s: %s, %lld layers, n_embd %lld, %lld heads (%lld kv, head size %lld), n_ff %lld",
-           o.out, arch_names[o.arch], (long long)o.n_layer, (long long)o.n_embd, (long long)o.n_head,
-           (long long)o.n_head_kv, (long long)o.head_dim, (long long)o.n_ff);
-    if (o.n_expert > 0)
-        printf(", %lld experts (%lld used, width %lld)", (long long)o.n_expert, (long long)o.n_expert_used,
-               (long long)o.n_ff_exp);
-    printf(", vocab %lld, %s output\n", (long long)n_vocab, o.tie ? "tied" : "separate");
-    printf("%zu tensors, %.1fM parameters, %.2f MiB (%s), seed %llu, random weights, in %.2f s with %d threads\n",
-           l.n, (double)n_params * 1e-6, (double)total / 1048576.0, o.type.name, (unsigned long long)o.seed,
-           (double)(now_ns() - t0) * 1e-9, pool_n_threads(pool));
+    if (read_vocab(&k, &e) != 0 || write_metadata(&k, &e) != 0 || plan_tensors(&k, &e) != 0 || generate(&k, &e) != 0 ||
+        gguf_writer_write(k.w, k.o.out, &e) != 0)
+        goto out;
+    report(&k, t0);
     ret = 0;
-    goto out;
-
-fail:
-    fprintf(stderr, "maas mkmodel: %s\n", e.msg);
 out:
-    for (size_t i = 0; i < l.n; i++)
-        maas_free_aligned(l.t[i].data);
-    free(l.t);
-    free(scratch);
-    pool_free(pool);
-    vocab_release(&v);
-    free(text);
-    gguf_writer_free(w);
-    gguf_close(vf);
+    if (ret)
+        fprintf(stderr, "maas mkmodel: %s\n", e.msg);
+    mk_release(&k);
     return ret;
 }

@@ -1,8 +1,7 @@
 /* The tensor types of the GGUF format: names, block sizes, bytes per block. */
 #include "gguf/gguf.h"
 
-#include <ctype.h>
-#include <string.h>
+#include <strings.h>
 
 struct type_info {
     const char *name;
@@ -57,14 +56,8 @@ const char *ggml_type_name(enum ggml_type t)
 
 int ggml_type_from_name(const char *name)
 {
-    char low[16];
-    size_t n = strlen(name);
-    if (n == 0 || n >= sizeof low)
-        return -1;
-    for (size_t i = 0; i <= n; i++)
-        low[i] = (char)tolower((unsigned char)name[i]);
     for (int t = 0; t < GGML_TYPE_COUNT; t++)
-        if (types[t].name && !strcmp(types[t].name, low))
+        if (types[t].name && !strcasecmp(types[t].name, name))
             return t;
     return -1;
 }

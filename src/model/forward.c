@@ -140,35 +140,25 @@ static void step_attn(void *ctx, int ith, int nth)
         int hk = (int)(item % nkv);
         const struct batch_token *t = &f->b->tokens[i];
         size_t base = kv_offset(kv, f->layer, 0, hk, 0) * kv->elt;
+        struct attn_args a = {
+            .k = (const char *)kv->k + base,
+            .v = (const char *)kv->v + base,
+            .block_stride = stride,
+            .blocks = f->b->seqs[t->seq].blocks,
+            .n_pos = t->pos + 1,
+            .block_size = kv->block_size,
+            .head_dim = hd,
+            .scale = 1.0f / sqrtf((float)hd),
+        };
         if (f->attn_group) {
-            struct attn_args a = {
-                .q = m->q + i * QD + (int64_t)hk * group * hd,
-                .out = m->att + i * QD + (int64_t)hk * group * hd,
-                .k = (const char *)kv->k + base,
-                .v = (const char *)kv->v + base,
-                .block_stride = stride,
-                .blocks = f->b->seqs[t->seq].blocks,
-                .n_pos = t->pos + 1,
-                .block_size = kv->block_size,
-                .head_dim = hd,
-                .scale = 1.0f / sqrtf((float)hd),
-            };
+            a.q = m->q + i * QD + (int64_t)hk * group * hd;
+            a.out = m->att + i * QD + (int64_t)hk * group * hd;
             f->attn_group(&a, group);
             continue;
         }
         for (int h = hk * group; h < (hk + 1) * group; h++) {
-            struct attn_args a = {
-                .q = m->q + i * QD + (int64_t)h * hd,
-                .out = m->att + i * QD + (int64_t)h * hd,
-                .k = (const char *)kv->k + base,
-                .v = (const char *)kv->v + base,
-                .block_stride = stride,
-                .blocks = f->b->seqs[t->seq].blocks,
-                .n_pos = t->pos + 1,
-                .block_size = kv->block_size,
-                .head_dim = hd,
-                .scale = 1.0f / sqrtf((float)hd),
-            };
+            a.q = m->q + i * QD + (int64_t)h * hd;
+            a.out = m->att + i * QD + (int64_t)h * hd;
             f->attn(&a);
         }
     }

@@ -8,6 +8,12 @@
 
 #include <string.h>
 
+/* Bytes of K and V together. */
+static size_t kv_bytes(const struct kv_cache *kv)
+{
+    return 2 * (size_t)kv->n_layer * kv->n_blocks * kv->n_head_kv * kv->block_size * kv->head_dim * kv->elt;
+}
+
 struct kv_cache *kv_new_typed(const struct model *m, int n_blocks, int block_size, enum ggml_type type,
                               struct err *e)
 {
@@ -78,11 +84,6 @@ int kv_block_size(const struct kv_cache *kv)
     return kv->block_size;
 }
 
-size_t kv_bytes(const struct kv_cache *kv)
-{
-    return 2 * (size_t)kv->n_layer * kv->n_blocks * kv->n_head_kv * kv->block_size * kv->head_dim * kv->elt;
-}
-
 int kv_block_alloc(struct kv_cache *kv)
 {
     if (kv->n_free == 0)
@@ -114,17 +115,4 @@ int kv_block_refs(const struct kv_cache *kv, int block)
 int kv_n_free(const struct kv_cache *kv)
 {
     return kv->n_free;
-}
-
-void kv_block_copy(struct kv_cache *kv, int dst, int src)
-{
-    MAAS_ASSERT(dst >= 0 && dst < kv->n_blocks && src >= 0 && src < kv->n_blocks);
-    if (dst == src)
-        return;
-    size_t n = (size_t)kv->n_head_kv * kv->block_size * kv->head_dim * kv->elt;
-    for (int l = 0; l < kv->n_layer; l++) {
-        size_t od = kv_offset(kv, l, dst, 0, 0) * kv->elt, os = kv_offset(kv, l, src, 0, 0) * kv->elt;
-        memcpy((char *)kv->k + od, (char *)kv->k + os, n);
-        memcpy((char *)kv->v + od, (char *)kv->v + os, n);
-    }
 }

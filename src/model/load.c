@@ -1,6 +1,7 @@
 /*
  * Model loading: reads the hyper-parameters from the GGUF metadata
- * ("<arch>.<key>" as llama.cpp names them), binds every weight as a view into
+ * ("<arch>.<key>" as llama.cpp names them; what the architecture's flags in
+ * arch.c ask for), binds every weight of the tensor table as a view into
  * the mapping after checking its presence, shape and type, and precomputes
  * the RoPE frequencies (base, linear scaling, llama3-style per-dimension
  * factors from rope_freqs.weight). Norm and bias vectors that are not f32 in
@@ -14,26 +15,57 @@
 struct loader {
     struct model *m;
     const char *fname;
-    const char *arch;
+    const char *arch;         /* its name: the prefix of the hyper-parameter keys */
     struct err *e;
 };
+
+enum meta_kind { META_INT, META_FLOAT, META_BOOL, META_STR };
+
+/* Reads metadata key `full` into out (an int64_t, double, bool or struct
+ * gguf_str, by kind): 1 when present, 0 when absent, -1 with the reason.
+ * The one place the loader calls gguf_get_*. */
+static int get_key(struct loader *L, const char *full, enum meta_kind kind, void *out)
+{
+    struct err e2;
+    int rc;
+    switch (kind) {
+    case META_INT:
+        rc = gguf_get_int(L->m->f, full, out, &e2);
+        break;
+    case META_FLOAT:
+        rc = gguf_get_float(L->m->f, full, out, &e2);
+        break;
+    case META_BOOL:
+        rc = gguf_get_bool(L->m->f, full, out, &e2);
+        break;
+    default:
+        rc = gguf_get_str(L->m->f, full, out, &e2);
+        break;
+    }
+    if (rc < 0)
+        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
+    return rc == 0;
+}
+
+/* get_key of "<arch>.<key>", whose name is left in full. */
+static int get_arch_key(struct loader *L, const char *key, enum meta_kind kind, void *out, char *full, size_t size)
+{
+    snprintf(full, size, "%s.%s", L->arch, key);
+    return get_key(L, full, kind, out);
+}
 
 static int meta_int(struct loader *L, const char *key, bool required, int64_t def, int64_t lo, int64_t hi,
                     int *out)
 {
     char full[256];
-    snprintf(full, sizeof full, "%s.%s", L->arch, key);
     int64_t v;
-    struct err e2;
-    int rc = gguf_get_int(L->m->f, full, &v, &e2);
+    int rc = get_arch_key(L, key, META_INT, &v, full, sizeof full);
     if (rc < 0)
-        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
-    if (rc == 1) {
-        if (required)
-            return err_set(L->e, ERR_CORRUPT, "%s: metadata key '%s' is missing (architecture %s needs it)", L->fname, full,
-                           L->arch);
-        v = def;
-    }
+        return -1;
+    if (rc == 0 && required)
+        return err_set(L->e, ERR_CORRUPT, "%s: metadata key '%s' is missing (architecture %s needs it)", L->fname, full,
+                       L->arch);
+    v = rc ? v : def;
     if (v < lo || v > hi)
         return err_set(L->e, ERR_CORRUPT, "%s: metadata '%s' = %lld is out of range [%lld, %lld]", L->fname, full, (long long)v,
                        (long long)lo, (long long)hi);
@@ -44,14 +76,11 @@ static int meta_int(struct loader *L, const char *key, bool required, int64_t de
 static int meta_float(struct loader *L, const char *key, double def, double lo, double hi, float *out)
 {
     char full[256];
-    snprintf(full, sizeof full, "%s.%s", L->arch, key);
     double v;
-    struct err e2;
-    int rc = gguf_get_float(L->m->f, full, &v, &e2);
+    int rc = get_arch_key(L, key, META_FLOAT, &v, full, sizeof full);
     if (rc < 0)
-        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
-    if (rc == 1)
-        v = def;
+        return -1;
+    v = rc ? v : def;
     if (!(v >= lo && v <= hi))
         return err_set(L->e, ERR_CORRUPT, "%s: metadata '%s' = %g is out of range [%g, %g]", L->fname, full, v, lo, hi);
     *out = (float)v;
@@ -101,21 +130,21 @@ static int find_tensor(struct loader *L, const char *name, bool required, int n_
     return 0;
 }
 
-static int bind_mat(struct loader *L, const char *name, bool required, int64_t n_in, int64_t n_out,
-                    struct wmat *w)
+/* A matrix (n_dims 2) or a slab of n_expert matrices (n_dims 3, ne[2] =
+ * n_expert): w describes the first. */
+static int bind_mat(struct loader *L, const char *name, bool required, int n_dims, const int64_t *ne, struct wmat *w)
 {
     const struct gguf_tensor *t;
-    int64_t ne[2] = {n_in, n_out};
     memset(w, 0, sizeof *w);
-    if (find_tensor(L, name, required, 2, ne, &t) < 0)
+    if (find_tensor(L, name, required, n_dims, ne, &t) < 0)
         return -1;
     if (!t)
         return 0;
-    if (n_in % ggml_blck_size(t->type) != 0)
+    if (ne[0] % ggml_blck_size(t->type) != 0)
         return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
-                       L->fname, name, (long long)n_in, ggml_type_name(t->type),
+                       L->fname, name, (long long)ne[0], ggml_type_name(t->type),
                        (long long)ggml_blck_size(t->type));
-    *w = (struct wmat){t->type, t->data, n_in, n_out};
+    *w = (struct wmat){t->type, t->data, ne[0], ne[1]};
     return 0;
 }
 
@@ -149,27 +178,23 @@ static int bind_vec(struct loader *L, const char *name, bool required, int64_t n
     return 0;
 }
 
-static bool moe_arch(enum model_arch a)
-{
-    return a == MODEL_ARCH_QWEN2MOE || a == MODEL_ARCH_QWEN3MOE;
-}
-
 /* Expert counts and widths: llama with experts (Mixtral) uses
- * feed_forward_length as the expert width and renormalises the top-k
- * weights; qwen2moe has its own widths and does not renormalise; qwen3moe
- * renormalises unless expert_weights_norm says otherwise. */
+ * feed_forward_length as the expert width; MoE architectures have their own
+ * widths. Whether the top-k weights are renormalised is the architecture's
+ * default unless expert_weights_norm says otherwise. */
 static int load_moe_hparams(struct loader *L)
 {
     struct model_hparams *hp = &L->m->hp;
-    if (meta_int(L, "expert_count", moe_arch(hp->arch), 0, 0, 4096, &hp->n_expert) < 0 ||
+    bool moe = hp->arch->flags & MODEL_ARCH_MOE;
+    if (meta_int(L, "expert_count", moe, 0, 0, 4096, &hp->n_expert) < 0 ||
         meta_int(L, "expert_used_count", hp->n_expert > 0, 0, 0, hp->n_expert, &hp->n_expert_used) < 0)
         return -1;
     if (hp->n_expert == 0)
         return 0;
     if (hp->n_expert_used < 1)
         return err_set(L->e, ERR_CORRUPT, "%s: %s.expert_used_count is 0 with %d experts", L->fname, L->arch, hp->n_expert);
-    hp->expert_weights_norm = hp->arch != MODEL_ARCH_QWEN2MOE;
-    if (!moe_arch(hp->arch)) {
+    hp->expert_weights_norm = hp->arch->flags & MODEL_ARCH_EXPERT_NORM;
+    if (!moe) {
         if (hp->n_ff < 1)
             return err_set(L->e, ERR_CORRUPT, "%s: %s.feed_forward_length (the expert width) is 0", L->fname, L->arch);
         hp->n_ff_exp = hp->n_ff;
@@ -180,26 +205,49 @@ static int load_moe_hparams(struct loader *L)
         meta_int(L, "expert_shared_feed_forward_length", false, 0, 0, 1 << 24, &hp->n_ff_shexp) < 0)
         return -1;
     char key[256];
-    snprintf(key, sizeof key, "%s.expert_weights_norm", L->arch);
     bool norm;
-    struct err e2;
-    int rc = gguf_get_bool(L->m->f, key, &norm, &e2);
+    int rc = get_arch_key(L, "expert_weights_norm", META_BOOL, &norm, key, sizeof key);
     if (rc < 0)
-        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
-    if (rc == 0)
+        return -1;
+    if (rc)
         hp->expert_weights_norm = norm;
     hp->n_ff = 0;
     return 0;
 }
 
+/* RoPE scaling: rope.scaling.type none|linear (factor), or the older
+ * rope.scale_linear; YaRN and others are refused rather than ignored. */
+static int load_rope_scaling(struct loader *L)
+{
+    struct model_hparams *hp = &L->m->hp;
+    char key[256];
+    struct gguf_str st;
+    int rc = get_arch_key(L, "rope.scaling.type", META_STR, &st, key, sizeof key);
+    if (rc < 0)
+        return -1;
+    float factor = 1.0f;
+    if (rc && gguf_str_eq(st, "linear")) {
+        if (meta_float(L, "rope.scaling.factor", 1.0, 1e-6, 1e6, &factor) < 0)
+            return -1;
+    } else if (rc && !gguf_str_eq(st, "none")) {
+        return err_set(L->e, ERR_CORRUPT, "%s: rope.scaling.type '%.*s' is not supported (only none and linear)", L->fname,
+                       (int)(st.len > 64 ? 64 : st.len), st.ptr);
+    } else if (!rc) {
+        if (meta_float(L, "rope.scale_linear", 1.0, 1e-6, 1e6, &factor) < 0)
+            return -1;
+    }
+    hp->rope_freq_scale = 1.0f / factor;
+    return 0;
+}
+
 static int load_hparams(struct loader *L)
 {
-    struct model *m = L->m;
-    struct model_hparams *hp = &m->hp;
+    struct model_hparams *hp = &L->m->hp;
+    unsigned flags = hp->arch->flags;
     const int64_t BIG = 1 << 24;
     if (meta_int(L, "embedding_length", true, 0, 1, BIG, &hp->n_embd) < 0 ||
         meta_int(L, "block_count", true, 0, 1, 4096, &hp->n_layer) < 0 ||
-        meta_int(L, "feed_forward_length", !moe_arch(hp->arch), 0, 0, BIG, &hp->n_ff) < 0 ||
+        meta_int(L, "feed_forward_length", !(flags & MODEL_ARCH_MOE), 0, 0, BIG, &hp->n_ff) < 0 ||
         meta_int(L, "attention.head_count", true, 0, 1, 4096, &hp->n_head) < 0 ||
         meta_int(L, "attention.head_count_kv", false, hp->n_head, 1, hp->n_head, &hp->n_head_kv) < 0 ||
         meta_int(L, "context_length", false, 4096, 1, 1 << 30, &hp->n_ctx_train) < 0)
@@ -212,9 +260,7 @@ static int load_hparams(struct loader *L)
         return err_set(L->e, ERR_CORRUPT, "%s: %d attention heads are not a multiple of %d KV heads", L->fname, hp->n_head,
                        hp->n_head_kv);
     int def_hd = hp->n_embd / hp->n_head;
-    bool qwen3_like = hp->arch == MODEL_ARCH_QWEN3 || hp->arch == MODEL_ARCH_QWEN3MOE;
-    bool qwen2_like = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
-    if (!qwen3_like && hp->n_embd % hp->n_head != 0)
+    if (!(flags & MODEL_ARCH_KEY_LENGTH) && hp->n_embd % hp->n_head != 0)
         return err_set(L->e, ERR_CORRUPT, "%s: embedding size %d is not a multiple of %d heads", L->fname, hp->n_embd,
                        hp->n_head);
     int vlen;
@@ -226,7 +272,7 @@ static int load_hparams(struct loader *L)
     if (vlen != hp->head_dim)
         return err_set(L->e, ERR_CORRUPT, "%s: attention.value_length %d differs from key_length %d (not supported)", L->fname,
                        vlen, hp->head_dim);
-    if (qwen2_like && hp->head_dim != def_hd)
+    if (!(flags & MODEL_ARCH_HEAD_DIM_FREE) && hp->head_dim != def_hd)
         return err_set(L->e, ERR_CORRUPT, "%s: %s needs head size n_embd / n_head = %d, file declares %d", L->fname, L->arch, def_hd,
                        hp->head_dim);
     if (meta_int(L, "rope.dimension_count", false, hp->head_dim, 2, hp->head_dim, &hp->n_rot) < 0)
@@ -234,78 +280,104 @@ static int load_hparams(struct loader *L)
     if (hp->n_rot % 2)
         return err_set(L->e, ERR_CORRUPT, "%s: rope.dimension_count %d is odd", L->fname, hp->n_rot);
     if (meta_float(L, "attention.layer_norm_rms_epsilon", 1e-5, 0, 1, &hp->rms_eps) < 0 ||
-        meta_float(L, "rope.freq_base", 10000.0, 1e-3, 1e12, &hp->rope_base) < 0)
+        meta_float(L, "rope.freq_base", 10000.0, 1e-3, 1e12, &hp->rope_base) < 0 || load_rope_scaling(L) < 0)
         return -1;
-
-    /* RoPE scaling: rope.scaling.type none|linear (factor), or the older
-     * rope.scale_linear; YaRN and others are refused rather than ignored. */
-    hp->rope_freq_scale = 1.0f;
-    char key[256];
-    snprintf(key, sizeof key, "%s.rope.scaling.type", L->arch);
-    struct gguf_str st;
-    struct err e2;
-    int rc = gguf_get_str(m->f, key, &st, &e2);
-    if (rc < 0)
-        return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
-    float factor = 1.0f;
-    if (rc == 0 && gguf_str_eq(st, "linear")) {
-        if (meta_float(L, "rope.scaling.factor", 1.0, 1e-6, 1e6, &factor) < 0)
-            return -1;
-    } else if (rc == 0 && !gguf_str_eq(st, "none")) {
-        return err_set(L->e, ERR_CORRUPT, "%s: rope.scaling.type '%.*s' is not supported (only none and linear)", L->fname,
-                       (int)(st.len > 64 ? 64 : st.len), st.ptr);
-    } else if (rc == 1) {
-        if (meta_float(L, "rope.scale_linear", 1.0, 1e-6, 1e6, &factor) < 0)
-            return -1;
-    }
-    hp->rope_freq_scale = 1.0f / factor;
-    hp->rope_neox = hp->arch != MODEL_ARCH_LLAMA;
+    hp->rope_neox = flags & MODEL_ARCH_ROPE_NEOX;
     return 0;
 }
 
-/* One expert slab tensor (n_in, n_out, n_expert): w describes expert 0. */
-static int bind_exps(struct loader *L, const char *name, int64_t n_in, int64_t n_out, struct wmat *w, size_t *stride)
+static uint64_t mat_bytes(const struct wmat *w)
 {
-    const struct gguf_tensor *t;
-    int64_t ne[3] = {n_in, n_out, L->m->hp.n_expert};
-    if (find_tensor(L, name, true, 3, ne, &t) < 0)
-        return -1;
-    if (n_in % ggml_blck_size(t->type) != 0)
-        return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s': row of %lld elements is not a multiple of %s's block of %lld",
-                       L->fname, name, (long long)n_in, ggml_type_name(t->type), (long long)ggml_blck_size(t->type));
-    *w = (struct wmat){t->type, t->data, n_in, n_out};
-    *stride = ggml_row_size(t->type, n_in) * (size_t)n_out;
-    return 0;
+    return w->data ? (uint64_t)ggml_row_size(w->type, w->n_in) * (uint64_t)w->n_out : 0;
 }
 
-static int load_moe_layer(struct loader *L, int il)
+/* Binds table tensor t (of layer il when per layer) where the table says,
+ * as need says: absent, optional or required. */
+static int bind_tensor(struct loader *L, const struct model_tensor *t, int il, enum model_need need)
+{
+    if (need == MODEL_NEED_NONE)
+        return 0;
+    struct model *m = L->m;
+    char name[128];
+    model_tensor_name(t, il, name, sizeof name);
+    char *base = t->per_layer ? (char *)&m->layers[il] : (char *)m;
+    int64_t ne[3];
+    for (int i = 0; i < 3; i++)
+        ne[i] = model_dim(&m->hp, t->ne[i]);
+    bool required = need == MODEL_NEED_REQUIRED;
+    if (t->n_dims == 1)
+        return bind_vec(L, name, required, ne[0], (const float **)(void *)(base + t->bind));
+    return bind_mat(L, name, required, t->n_dims, ne, (struct wmat *)(void *)(base + t->bind));
+}
+
+/* Layer il's tensors. An expert router in a dense model is refused; a layer
+ * of a MoE model has a shared expert when its file has the shared expert's
+ * gate. */
+static int load_layer(struct loader *L, int il, const struct model_tensor *ts, size_t n_ts)
 {
     struct model *m = L->m;
     const struct model_hparams *hp = &m->hp;
     struct layer *ly = &m->layers[il];
-    int64_t E = hp->n_embd, FE = hp->n_ff_exp, FS = hp->n_ff_shexp;
-    char n[128];
-#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, il), n)
-    if (bind_mat(L, NAME("ffn_gate_inp.weight"), true, E, hp->n_expert, &ly->gate_inp) < 0 ||
-        bind_exps(L, NAME("ffn_gate_exps.weight"), E, FE, &ly->gate_exps, &ly->gate_stride) < 0 ||
-        bind_exps(L, NAME("ffn_up_exps.weight"), E, FE, &ly->up_exps, &ly->up_stride) < 0 ||
-        bind_exps(L, NAME("ffn_down_exps.weight"), FE, E, &ly->down_exps, &ly->down_stride) < 0)
-        return -1;
-    bool shared = gguf_find_tensor(m->f, NAME("ffn_gate_inp_shexp.weight")) != NULL;
-    if (!shared)
-        return 0;
-    if (FS < 1)
-        return err_set(L->e, ERR_CORRUPT, "%s: layer %d has a shared expert but %s.expert_shared_feed_forward_length is missing",
-                       L->fname, il, L->arch);
-    if (bind_vec(L, NAME("ffn_gate_inp_shexp.weight"), true, E, &ly->shexp_gate) < 0 ||
-        bind_mat(L, NAME("ffn_gate_shexp.weight"), true, E, FS, &ly->gate_sh) < 0 ||
-        bind_mat(L, NAME("ffn_up_shexp.weight"), true, E, FS, &ly->up_sh) < 0 ||
-        bind_mat(L, NAME("ffn_down_shexp.weight"), true, FS, E, &ly->down_sh) < 0)
-        return -1;
-#undef NAME
+    char name[128];
+    bool shared = false;
+    if (hp->n_expert == 0) {
+        snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", il);
+        if (gguf_find_tensor(m->f, name))
+            return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s' (an expert router) in a model whose %s.expert_count is 0",
+                           L->fname, name, L->arch);
+    } else {
+        snprintf(name, sizeof name, "blk.%d.ffn_gate_inp_shexp.weight", il);
+        shared = gguf_find_tensor(m->f, name) != NULL;
+        if (shared && hp->n_ff_shexp < 1)
+            return err_set(L->e, ERR_CORRUPT,
+                           "%s: layer %d has a shared expert but %s.expert_shared_feed_forward_length is missing", L->fname,
+                           il, L->arch);
+    }
+    for (size_t i = 0; i < n_ts; i++) {
+        const struct model_tensor *t = &ts[i];
+        if (!t->per_layer)
+            continue;
+        enum model_need need = model_tensor_need(hp->arch, t, hp);
+        if (t->group == MODEL_GROUP_SHARED)
+            need = shared ? MODEL_NEED_REQUIRED : MODEL_NEED_NONE;
+        if (bind_tensor(L, t, il, need) < 0)
+            return -1;
+    }
+    ly->gate_stride = (size_t)mat_bytes(&ly->gate_exps);
+    ly->up_stride = (size_t)mat_bytes(&ly->up_exps);
+    ly->down_stride = (size_t)mat_bytes(&ly->down_exps);
+    /* q/k norm needs both or neither */
+    if (!ly->q_norm != !ly->k_norm)
+        return err_set(L->e, ERR_CORRUPT, "%s: layer %d has only one of attn_q_norm / attn_k_norm", L->fname, il);
     return 0;
 }
 
+/* theta_i = pos * freq_scale * base^(-2i/n_rot) / factor_i */
+static int rope_frequencies(struct loader *L)
+{
+    struct model *m = L->m;
+    struct model_hparams *hp = &m->hp;
+    int half = hp->n_rot / 2;
+    m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
+    if (!m->inv_freq)
+        return err_set(L->e, ERR_NOMEM, "%s: out of memory", L->fname);
+    const float *ff = m->rope_freqs;
+    hp->rope_freq_factors = ff != NULL;
+    for (int i = 0; i < half; i++) {
+        double f = hp->rope_freq_scale * pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
+        if (ff) {
+            if (!(ff[i] > 0))
+                return err_set(L->e, ERR_CORRUPT, "%s: rope_freqs.weight[%d] = %g is not positive", L->fname, i, ff[i]);
+            f /= ff[i];
+        }
+        m->inv_freq[i] = f;
+    }
+    return 0;
+}
+
+/* The vocabulary size comes from token_embd's shape; every other tensor's
+ * shape follows from the hyper-parameters. An absent output matrix means
+ * it is tied to token_embd. */
 static int load_tensors(struct loader *L)
 {
     struct model *m = L->m;
@@ -321,12 +393,14 @@ static int load_tensors(struct loader *L)
                        hp->n_embd);
     }
     hp->n_vocab = (int)te->ne[1];
-    int64_t E = hp->n_embd, V = hp->n_vocab, HD = hp->head_dim;
-    int64_t QD = (int64_t)hp->n_head * HD, KD = (int64_t)hp->n_head_kv * HD, F = hp->n_ff;
-    if (bind_mat(L, "token_embd.weight", true, E, V, &m->tok_embd) < 0 ||
-        bind_vec(L, "output_norm.weight", true, E, &m->output_norm) < 0 ||
-        bind_mat(L, "output.weight", false, E, V, &m->output) < 0)
-        return -1;
+    size_t n_ts;
+    const struct model_tensor *ts = model_tensors(&n_ts);
+    for (size_t i = 0; i < n_ts; i++) {
+        const struct model_tensor *t = &ts[i];
+        enum model_need need = t->group == MODEL_GROUP_OUTPUT ? MODEL_NEED_OPTIONAL : model_tensor_need(hp->arch, t, hp);
+        if (!t->per_layer && bind_tensor(L, t, -1, need) < 0)
+            return -1;
+    }
     hp->tied_output = m->output.data == NULL;
     if (hp->tied_output)
         m->output = m->tok_embd;
@@ -334,64 +408,15 @@ static int load_tensors(struct loader *L)
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers)
         return err_set(L->e, ERR_NOMEM, "%s: out of memory", L->fname);
-    bool qwen2 = hp->arch == MODEL_ARCH_QWEN2 || hp->arch == MODEL_ARCH_QWEN2MOE;
-    bool qwen3 = hp->arch == MODEL_ARCH_QWEN3 || hp->arch == MODEL_ARCH_QWEN3MOE;
-    for (int il = 0; il < hp->n_layer; il++) {
-        struct layer *ly = &m->layers[il];
-        char n[128];
-#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, il), n)
-        if (bind_vec(L, NAME("attn_norm.weight"), true, E, &ly->attn_norm) < 0 ||
-            bind_mat(L, NAME("attn_q.weight"), true, E, QD, &ly->wq) < 0 ||
-            bind_mat(L, NAME("attn_k.weight"), true, E, KD, &ly->wk) < 0 ||
-            bind_mat(L, NAME("attn_v.weight"), true, E, KD, &ly->wv) < 0 ||
-            bind_mat(L, NAME("attn_output.weight"), true, QD, E, &ly->wo) < 0 ||
-            bind_vec(L, NAME("attn_q.bias"), qwen2, QD, &ly->bq) < 0 ||
-            bind_vec(L, NAME("attn_k.bias"), qwen2, KD, &ly->bk) < 0 ||
-            bind_vec(L, NAME("attn_v.bias"), qwen2, KD, &ly->bv) < 0 ||
-            bind_vec(L, NAME("attn_q_norm.weight"), qwen3, HD, &ly->q_norm) < 0 ||
-            bind_vec(L, NAME("attn_k_norm.weight"), qwen3, HD, &ly->k_norm) < 0 ||
-            bind_vec(L, NAME("ffn_norm.weight"), true, E, &ly->ffn_norm) < 0)
+    for (int il = 0; il < hp->n_layer; il++)
+        if (load_layer(L, il, ts, n_ts) < 0)
             return -1;
-        if (hp->n_expert > 0) {
-            if (load_moe_layer(L, il) < 0)
-                return -1;
-        } else if (gguf_find_tensor(m->f, NAME("ffn_gate_inp.weight"))) {
-            return err_set(L->e, ERR_CORRUPT, "%s: tensor '%s' (an expert router) in a model whose %s.expert_count is 0",
-                           L->fname, n, L->arch);
-        } else if (bind_mat(L, NAME("ffn_gate.weight"), true, E, F, &ly->gate) < 0 ||
-                   bind_mat(L, NAME("ffn_up.weight"), true, E, F, &ly->up) < 0 ||
-                   bind_mat(L, NAME("ffn_down.weight"), true, F, E, &ly->down) < 0) {
-            return -1;
-        }
-        /* q/k norm (qwen3) needs both or neither */
-        if (!ly->q_norm != !ly->k_norm)
-            return err_set(L->e, ERR_CORRUPT, "%s: layer %d has only one of attn_q_norm / attn_k_norm", L->fname, il);
-#undef NAME
-    }
-
-    /* RoPE frequencies: theta_i = pos * freq_scale * base^(-2i/n_rot) / factor_i */
-    int half = hp->n_rot / 2;
-    m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
-    if (!m->inv_freq)
-        return err_set(L->e, ERR_NOMEM, "%s: out of memory", L->fname);
-    const float *ff = NULL;
-    int64_t nh = half;
-    if (bind_vec(L, "rope_freqs.weight", false, nh, &ff) < 0)
-        return -1;
-    hp->rope_freq_factors = ff != NULL;
-    for (int i = 0; i < half; i++) {
-        double f = hp->rope_freq_scale * pow((double)hp->rope_base, -2.0 * i / hp->n_rot);
-        if (ff) {
-            if (!(ff[i] > 0))
-                return err_set(L->e, ERR_CORRUPT, "%s: rope_freqs.weight[%d] = %g is not positive", L->fname, i, ff[i]);
-            f /= ff[i];
-        }
-        m->inv_freq[i] = f;
-    }
-    return 0;
+    return rope_frequencies(L);
 }
 
-struct model *model_load_gguf(struct gguf_file *f, struct err *e)
+/* Binds an opened file, which the model takes over (closed by model_free, or
+ * at once on failure). */
+static struct model *load_gguf(struct gguf_file *f, struct err *e)
 {
     struct model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -404,32 +429,16 @@ struct model *model_load_gguf(struct gguf_file *f, struct err *e)
     struct loader L = {m, gguf_name(f), NULL, e};
     struct gguf_str arch;
     struct err e2;
-    int rc = gguf_get_str(f, "general.architecture", &arch, &e2);
-    if (rc != 0) {
-        err_set(e, ERR_CORRUPT, "%s: %s", L.fname, rc < 0 ? e2.msg : "metadata key 'general.architecture' is missing");
+    int rc = get_key(&L, "general.architecture", META_STR, &arch);
+    if (rc == 0)
+        err_set(e, ERR_CORRUPT, "%s: metadata key 'general.architecture' is missing", L.fname);
+    if (rc <= 0)
+        goto fail;
+    if (!(m->hp.arch = model_arch_find(arch.ptr, arch.len, &e2))) {
+        err_set(e, ERR_CORRUPT, "%s: %s", L.fname, e2.msg);
         goto fail;
     }
-    if (gguf_str_eq(arch, "llama")) {
-        m->hp.arch = MODEL_ARCH_LLAMA;
-        m->hp.arch_name = "llama";
-    } else if (gguf_str_eq(arch, "qwen2")) {
-        m->hp.arch = MODEL_ARCH_QWEN2;
-        m->hp.arch_name = "qwen2";
-    } else if (gguf_str_eq(arch, "qwen3")) {
-        m->hp.arch = MODEL_ARCH_QWEN3;
-        m->hp.arch_name = "qwen3";
-    } else if (gguf_str_eq(arch, "qwen2moe")) {
-        m->hp.arch = MODEL_ARCH_QWEN2MOE;
-        m->hp.arch_name = "qwen2moe";
-    } else if (gguf_str_eq(arch, "qwen3moe")) {
-        m->hp.arch = MODEL_ARCH_QWEN3MOE;
-        m->hp.arch_name = "qwen3moe";
-    } else {
-        err_set(e, ERR_CORRUPT, "%s: architecture '%.*s' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe)", L.fname,
-                (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
-        goto fail;
-    }
-    L.arch = m->hp.arch_name;
+    m->hp.arch_name = L.arch = m->hp.arch->name;
     if (load_hparams(&L) < 0 || load_tensors(&L) < 0)
         goto fail;
     return m;
@@ -443,7 +452,7 @@ struct model *model_load(const char *path, struct err *e)
     struct gguf_file *f = gguf_open(path, e);
     if (!f)
         return NULL;
-    return model_load_gguf(f, e);
+    return load_gguf(f, e);
 }
 
 static void free_scratch(struct model *m)
@@ -501,11 +510,6 @@ const struct model_hparams *model_hparams(const struct model *m)
 const struct gguf_file *model_gguf(const struct model *m)
 {
     return m->f;
-}
-
-static uint64_t mat_bytes(const struct wmat *w)
-{
-    return w->data ? (uint64_t)ggml_row_size(w->type, w->n_in) * (uint64_t)w->n_out : 0;
 }
 
 uint64_t model_weight_bytes_per_token(const struct model *m)

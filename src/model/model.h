@@ -42,11 +42,107 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum model_arch { MODEL_ARCH_LLAMA, MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_QWEN2MOE, MODEL_ARCH_QWEN3MOE };
+/* ---- the architecture table (arch.c) ----
+ * One entry per architecture the loader accepts and `maas mkmodel` writes:
+ * its GGUF name and its feature flags. Tensors are one table shared by all
+ * architectures (struct model_tensor), each tensor in a group that the
+ * flags and the hyper-parameters switch on or off (model_tensor_need).
+ * Adding an architecture is one entry, plus code only for a new feature. */
+enum {
+    MODEL_ARCH_ATTN_BIAS = 1u << 0,     /* q, k and v biases (required; elsewhere bound when present) */
+    MODEL_ARCH_QK_NORM = 1u << 1,       /* per-head RMS norm of q and k (required; elsewhere when present) */
+    MODEL_ARCH_MOE = 1u << 2,           /* experts in every layer: expert_count and expert_feed_forward_length
+                                         * required (without it, experts are Mixtral-style: expert width =
+                                         * feed_forward_length) */
+    MODEL_ARCH_SHARED_EXPERT = 1u << 3, /* new models get a shared expert (the loader takes one in any MoE
+                                         * model whose layers have it) */
+    MODEL_ARCH_EXPERT_NORM = 1u << 4,   /* the chosen experts' weights are renormalised to sum 1 (in a MoE
+                                         * architecture, expert_weights_norm may say otherwise) */
+    MODEL_ARCH_ROPE_NEOX = 1u << 5,     /* RoPE rotates (i, i + n_rot/2), not (2i, 2i+1) */
+    MODEL_ARCH_HEAD_DIM_FREE = 1u << 6, /* the head size may differ from n_embd / n_head */
+    MODEL_ARCH_KEY_LENGTH = 1u << 7,    /* the head size is attention.key_length, always written; n_embd
+                                         * need not be a multiple of n_head */
+    MODEL_ARCH_DENSE = 1u << 8,         /* no experts: a separate MoE architecture has them */
+    MODEL_ARCH_TIED = 1u << 9,          /* new models share token_embd as the output matrix by default */
+    MODEL_ARCH_UNTIED = 1u << 10,       /* new models need a separate output.weight (llama.cpp requires it) */
+    MODEL_ARCH_LLAMA_KEYS = 1u << 11,   /* the converter also writes vocab_size and rope.dimension_count */
+};
+
+struct model_arch {
+    const char *name;         /* general.architecture, and the prefix of its hyper-parameter keys */
+    unsigned flags;           /* MODEL_ARCH_* */
+    double rope_base;         /* rope.freq_base of a new model (the loader's default is 10000) */
+    double rms_eps;           /* attention.layer_norm_rms_epsilon of a new model (the loader's default is 1e-5) */
+};
+
+/* The entry named name (len bytes, not necessarily NUL-terminated), or NULL
+ * with ERR_NOT_FOUND and "architecture '<name>' is not supported (<list>)". */
+const struct model_arch *model_arch_find(const char *name, size_t len, struct err *e);
+int model_arch_count(void);
+const struct model_arch *model_arch_at(int i); /* 0 <= i < model_arch_count() */
+/* "llama, qwen2, ..." into buf (truncated to size - 1). */
+void model_arch_names(char *buf, size_t size);
+
+/* When a tensor exists (model_tensor_need). */
+enum model_group {
+    MODEL_GROUP_ALWAYS,       /* every model */
+    MODEL_GROUP_ATTN_BIAS,    /* MODEL_ARCH_ATTN_BIAS */
+    MODEL_GROUP_QK_NORM,      /* MODEL_ARCH_QK_NORM */
+    MODEL_GROUP_DENSE,        /* layers without experts (n_expert == 0) */
+    MODEL_GROUP_MOE,          /* layers with experts */
+    MODEL_GROUP_SHARED,       /* the shared expert: all of the group's tensors or none */
+    MODEL_GROUP_OUTPUT,       /* the output matrix, absent when tied to token_embd */
+    MODEL_GROUP_OPTIONAL,     /* read when present, never written (rope_freqs) */
+};
+
+/* Symbolic sizes in tensor shapes (model_dim). */
+enum model_dim {
+    MODEL_DIM_1, MODEL_DIM_EMBD, MODEL_DIM_VOCAB, MODEL_DIM_Q /* n_head * head_dim */,
+    MODEL_DIM_KV /* n_head_kv * head_dim */, MODEL_DIM_HEAD, MODEL_DIM_FF, MODEL_DIM_EXPERT, MODEL_DIM_FF_EXP,
+    MODEL_DIM_FF_SHEXP, MODEL_DIM_ROT_HALF /* n_rot / 2 */
+};
+
+/* How a new model (mkmodel) fills a tensor. */
+enum model_init {
+    MODEL_INIT_EMBD,          /* token_embd and output: the embedding std */
+    MODEL_INIT_WEIGHT,        /* N(0, 1 / fan_in), fan_in = ne[0] */
+    MODEL_INIT_WEIGHT_OUT,    /* the same / sqrt(2 n_layer): a layer's output projections */
+    MODEL_INIT_NORM,          /* 1 + small noise */
+    MODEL_INIT_BIAS,          /* small noise */
+    MODEL_INIT_NONE,          /* never written */
+};
+
+struct model_tensor {
+    const char *name;         /* "token_embd.weight"; per layer, the part after "blk.<i>." */
+    bool per_layer;
+    enum model_group group;
+    enum model_init init;
+    int n_dims;               /* 1 or 2, 3 for expert slabs */
+    enum model_dim ne[3];
+    size_t bind;              /* private to model/: where the loader binds it (offset in struct layer or model) */
+};
+
+/* The tensors in file order: the globals before the first per-layer one,
+ * every layer's, then the rest of the globals. Sets *n. */
+const struct model_tensor *model_tensors(size_t *n);
+/* The tensor's name in layer il (ignored for a global one) into buf. */
+void model_tensor_name(const struct model_tensor *t, int il, char *buf, size_t size);
+struct model_hparams;
+/* A size of hp. */
+int64_t model_dim(const struct model_hparams *hp, enum model_dim d);
+/* Whether a model of this architecture and these hyper-parameters has t:
+ * MODEL_NEED_REQUIRED (mkmodel writes it, the loader needs it),
+ * MODEL_NEED_OPTIONAL (bound when present, not written), or MODEL_NEED_NONE.
+ * Shared experts are REQUIRED when hp->n_ff_shexp > 0 in a MoE model; a
+ * loader decides that from the file's tensors. The output matrix is
+ * REQUIRED unless hp->tied_output. */
+enum model_need { MODEL_NEED_NONE, MODEL_NEED_OPTIONAL, MODEL_NEED_REQUIRED };
+enum model_need model_tensor_need(const struct model_arch *a, const struct model_tensor *t,
+                                  const struct model_hparams *hp);
 
 struct model_hparams {
-    enum model_arch arch;
-    const char *arch_name;    /* "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe" */
+    const struct model_arch *arch; /* its entry in the table */
+    const char *arch_name;    /* arch->name: "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe" */
     int n_vocab;
     int n_embd;
     int n_layer;
@@ -76,9 +172,6 @@ struct model;
  * metadata, a missing tensor, a tensor of the wrong shape (both shapes are
  * named) or of a type the kernels cannot multiply. */
 struct model *model_load(const char *path, struct err *e);
-/* The same over an already opened file, which the model takes over (closed
- * by model_free, or at once on failure). */
-struct model *model_load_gguf(struct gguf_file *f, struct err *e);
 void model_free(struct model *m); /* NULL does nothing */
 
 const struct model_hparams *model_hparams(const struct model *m);
@@ -109,7 +202,6 @@ struct kv_cache *kv_new_typed(const struct model *m, int n_blocks, int block_siz
 void kv_free(struct kv_cache *kv); /* NULL does nothing */
 int kv_n_blocks(const struct kv_cache *kv);
 int kv_block_size(const struct kv_cache *kv);
-size_t kv_bytes(const struct kv_cache *kv);
 
 /* Block bookkeeping for the engine: a free list and reference counts.
  * kv_block_alloc returns a block with one reference, or -1 when none is
@@ -120,9 +212,6 @@ void kv_block_ref(struct kv_cache *kv, int block);
 void kv_block_unref(struct kv_cache *kv, int block);
 int kv_block_refs(const struct kv_cache *kv, int block);
 int kv_n_free(const struct kv_cache *kv);
-/* Copies every layer's K and V of block src into block dst (copy on write
- * of a shared, partly filled block). */
-void kv_block_copy(struct kv_cache *kv, int dst, int src);
 
 /* ---- one batched forward pass ---- */
 struct batch_token {

@@ -1,5 +1,5 @@
 /* Private to model/: the model, its layers and the KV cache layout, shared by
- * load.c, kv.c, forward.c and the attention kernels (attn.c, attn_avx2.c). */
+ * arch.c, load.c, kv.c, forward.c and the attention kernels (attn.c, attn_avx2.c). */
 #ifndef MAAS_MODEL_INT_H
 #define MAAS_MODEL_INT_H
 
@@ -44,6 +44,7 @@ struct model {
     struct wmat tok_embd;     /* (n_embd -> n_vocab) as rows: one row per token */
     struct wmat output;       /* (n_embd -> n_vocab); == tok_embd when tied */
     const float *output_norm; /* (n_embd) */
+    const float *rope_freqs;  /* (n_rot / 2) llama3-style RoPE factors, or NULL */
     struct layer *layers;     /* n_layer, from malloc */
     double *inv_freq;         /* n_rot/2 RoPE frequencies incl. scaling, from malloc */
     float **owned;            /* converted (non-f32) norm and bias vectors, from malloc */

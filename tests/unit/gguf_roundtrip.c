@@ -572,6 +572,20 @@ static void cleanup(void)
         fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
+/* Type names parse in either case and back; unknown names are -1. */
+TEST(type_names_parse)
+{
+    for (int t = 0; t < GGML_TYPE_COUNT; t++)
+        if (ggml_type_known((uint32_t)t))
+            CHECKF(ggml_type_from_name(ggml_type_name((enum ggml_type)t)) == t, "type %d", t);
+    CHECK(ggml_type_from_name("Q4_K") == GGML_TYPE_Q4_K);
+    CHECK(ggml_type_from_name("bF16") == GGML_TYPE_BF16);
+    CHECK(ggml_type_from_name("q9_9") == -1);
+    CHECK(ggml_type_from_name("") == -1);
+    CHECK(ggml_type_from_name("?") == -1);
+    CHECK(ggml_type_from_name("q4_0_but_much_longer_than_any_type") == -1);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/maas_gguf_rt.XXXXXX");
@@ -593,6 +607,7 @@ int main(void)
     RUN(many_tensors_lookup);
     RUN(shared_vocabularies);
     RUN(vocabulary_copy_round_trip);
+    RUN(type_names_parse);
     cleanup();
     TEST_END();
 }

@@ -123,7 +123,7 @@ static void naive_forward(const struct model *m, const int32_t *toks, int n, dou
     for (int t = 0; t < n; t++)
         for (int i = 0; i < E; i++)
             x[(size_t)t * E + i] = emb[(size_t)toks[t] * E + i];
-    bool neox = hp->arch != MODEL_ARCH_LLAMA;
+    bool neox = strcmp(hp->arch_name, "llama") != 0;
     for (int l = 0; l < hp->n_layer; l++) {
         /* K and V of every token first, then each token's attention */
         for (int t = 0; t < n; t++) {
