@@ -161,8 +161,8 @@ static int npos(const struct args *a, int lo, int hi, const char *syntax)
 static int print_json(json_t *o)
 {
     char *text = srv_json_dump(o);
-    if (!text)
-        return fail("out of memory");
+    if (!text) /* jansson refuses strings that are not UTF-8 */
+        return fail("cannot print JSON: out of memory, or a name that is not valid UTF-8");
     printf("%s\n", text);
     free(text);
     return 0;
