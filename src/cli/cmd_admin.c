@@ -161,8 +161,8 @@ static int npos(const struct args *a, int lo, int hi, const char *syntax)
 static int print_json(json_t *o)
 {
     char *text = srv_json_dump(o);
-    if (!text)
-        return fail("out of memory");
+    if (!text) /* jansson refuses strings that are not UTF-8 */
+        return fail("cannot print JSON: out of memory, or a name that is not valid UTF-8");
     printf("%s\n", text);
     free(text);
     return 0;
@@ -253,64 +253,66 @@ static int account_list_row(void *ctx, const struct billing_account *a)
     return 0;
 }
 
-static int do_account(struct billing *b, const struct args *a)
+static int account_create(struct billing *b, const struct args *a)
 {
     struct err e = {0};
-    const char *verb = a->n_pos > 1 ? a->pos[1] : "";
-    if (!strcmp(verb, "create")) {
-        if (only(a, 1u << O_CREDIT, "account create") || npos(a, 1, 1, "account create NAME [--credit AMOUNT]"))
-            return 2;
-        int64_t credit = 0;
-        if (a->opt[O_CREDIT] && parse_amount("--credit", a->opt[O_CREDIT], &credit))
-            return 2;
-        char id[BILLING_ID_MAX];
-        struct billing_account acc;
-        if (billing_account_create(b, a->pos[2], credit, id, &e) || billing_account_get(b, id, &acc, &e))
-            return fail("%s", e.msg);
-        if (a->fmt == FMT_JSON)
-            return print_json(srv_json_account(&acc));
-        char b1[32];
-        printf("created account '%s' with balance %s\n%s\n", acc.name, amt(acc.balance, b1), id);
-        return 0;
+    if (only(a, 1u << O_CREDIT, "account create") || npos(a, 1, 1, "account create NAME [--credit AMOUNT]"))
+        return 2;
+    int64_t credit = 0;
+    if (a->opt[O_CREDIT] && parse_amount("--credit", a->opt[O_CREDIT], &credit))
+        return 2;
+    char id[BILLING_ID_MAX];
+    struct billing_account acc;
+    if (billing_account_create(b, a->pos[2], credit, id, &e) || billing_account_get(b, id, &acc, &e))
+        return fail("%s", e.msg);
+    if (a->fmt == FMT_JSON)
+        return print_json(srv_json_account(&acc));
+    char b1[32];
+    printf("created account '%s' with balance %s\n%s\n", acc.name, amt(acc.balance, b1), id);
+    return 0;
+}
+
+static int account_list(struct billing *b, const struct args *a)
+{
+    struct err e = {0};
+    if (only(a, 0, "account list") || npos(a, 0, 0, "account list"))
+        return 2;
+    if (a->fmt == FMT_JSON) {
+        json_t *o = NULL;
+        return print_listing(srv_json_accounts(b, &o, &e), &o, &e);
     }
-    if (!strcmp(verb, "list")) {
-        if (only(a, 0, "account list") || npos(a, 0, 0, "account list"))
+    int n = 0;
+    if (billing_account_list(b, account_list_row, &n, &e))
+        return fail("%s", e.msg);
+    if (n == 0)
+        printf("no accounts\n");
+    return 0;
+}
+
+/* account show ID, account credit ID AMOUNT: the account, credited first. */
+static int account_show(struct billing *b, const struct args *a)
+{
+    struct err e = {0};
+    int credit = !strcmp(a->pos[1], "credit");
+    if (only(a, 0, credit ? "account credit" : "account show") ||
+        npos(a, 1 + credit, 1 + credit, credit ? "account credit ID AMOUNT" : "account show ID"))
+        return 2;
+    struct billing_account acc;
+    if (credit) {
+        int64_t v;
+        if (parse_amount("credit", a->pos[3], &v))
             return 2;
-        if (a->fmt == FMT_JSON) {
-            json_t *o = NULL;
-            return print_listing(srv_json_accounts(b, &o, &e), &o, &e);
-        }
-        int n = 0;
-        if (billing_account_list(b, account_list_row, &n, &e))
+        if (v == 0)
+            return fail("credit: amount must be greater than 0"), 2;
+        if (billing_account_credit(b, a->pos[2], v, "admin credit", &acc, &e))
             return fail("%s", e.msg);
-        if (n == 0)
-            printf("no accounts\n");
-        return 0;
+    } else if (billing_account_get(b, a->pos[2], &acc, &e)) {
+        return fail("%s", e.msg);
     }
-    if (!strcmp(verb, "show") || !strcmp(verb, "credit")) {
-        int credit = !strcmp(verb, "credit");
-        if (only(a, 0, credit ? "account credit" : "account show") ||
-            npos(a, 1 + credit, 1 + credit, credit ? "account credit ID AMOUNT" : "account show ID"))
-            return 2;
-        struct billing_account acc;
-        if (credit) {
-            int64_t v;
-            if (parse_amount("credit", a->pos[3], &v))
-                return 2;
-            if (v == 0)
-                return fail("credit: amount must be greater than 0"), 2;
-            if (billing_account_credit(b, a->pos[2], v, "admin credit", &acc, &e))
-                return fail("%s", e.msg);
-        } else if (billing_account_get(b, a->pos[2], &acc, &e)) {
-            return fail("%s", e.msg);
-        }
-        if (a->fmt == FMT_JSON)
-            return print_json(srv_json_account(&acc));
-        print_account_table(&acc);
-        return 0;
-    }
-    fprintf(stderr, "maas admin: account: expected create, list, show or credit\n");
-    return 2;
+    if (a->fmt == FMT_JSON)
+        return print_json(srv_json_account(&acc));
+    print_account_table(&acc);
+    return 0;
 }
 
 /* ---- keys ---- */
@@ -333,82 +335,83 @@ static int key_list_row(void *ctx, const struct billing_key *k)
     return 0;
 }
 
-static int do_key(struct billing *b, const struct args *a)
+static int key_create(struct billing *b, const struct args *a)
 {
     struct err e = {0};
-    const char *verb = a->n_pos > 1 ? a->pos[1] : "";
-    if (!strcmp(verb, "create")) {
-        unsigned allowed = (1u << O_MODELS) | (1u << O_RPM) | (1u << O_TPM) | (1u << O_BUDGET) | (1u << O_PERIOD) |
-                           (1u << O_EXPIRES);
-        if (only(a, allowed, "key create") ||
-            npos(a, 1, 1, "key create ACCOUNT [--models M1,M2] [--rpm N] [--tpm N] [--budget AMOUNT "
-                          "--budget-period day|month|total] [--expires YYYY-MM-DD]"))
+    unsigned allowed = (1u << O_MODELS) | (1u << O_RPM) | (1u << O_TPM) | (1u << O_BUDGET) | (1u << O_PERIOD) |
+                       (1u << O_EXPIRES);
+    if (only(a, allowed, "key create") ||
+        npos(a, 1, 1, "key create ACCOUNT [--models M1,M2] [--rpm N] [--tpm N] [--budget AMOUNT "
+                      "--budget-period day|month|total] [--expires YYYY-MM-DD]"))
+        return 2;
+    struct billing_key_spec sp = {.models = a->opt[O_MODELS]};
+    if (parse_count("rpm", a->opt[O_RPM], &sp.rpm) || parse_count("tpm", a->opt[O_TPM], &sp.tpm))
+        return 2;
+    if (a->opt[O_BUDGET] || a->opt[O_PERIOD]) {
+        if (!a->opt[O_BUDGET] || !a->opt[O_PERIOD]) {
+            fprintf(stderr, "maas admin: --budget and --budget-period go together\n");
             return 2;
-        struct billing_key_spec sp = {.models = a->opt[O_MODELS]};
-        if (parse_count("rpm", a->opt[O_RPM], &sp.rpm) || parse_count("tpm", a->opt[O_TPM], &sp.tpm))
-            return 2;
-        if (a->opt[O_BUDGET] || a->opt[O_PERIOD]) {
-            if (!a->opt[O_BUDGET] || !a->opt[O_PERIOD]) {
-                fprintf(stderr, "maas admin: --budget and --budget-period go together\n");
-                return 2;
-            }
-            if (parse_amount("--budget", a->opt[O_BUDGET], &sp.budget))
-                return 2;
-            if (sp.budget == 0) {
-                fprintf(stderr, "maas admin: --budget must be greater than 0\n");
-                return 2;
-            }
-            if (billing_period_parse(a->opt[O_PERIOD], &sp.budget_period, &e)) {
-                fprintf(stderr, "maas admin: %s\n", e.msg);
-                return 2;
-            }
         }
-        if (a->opt[O_EXPIRES]) {
-            if (time_parse(a->opt[O_EXPIRES], &sp.expires_at, &e)) {
-                fprintf(stderr, "maas admin: --expires: %s\n", e.msg);
-                return 2;
-            }
-            if (sp.expires_at <= billing_now(b)) {
-                fprintf(stderr, "maas admin: --expires '%s' is in the past\n", a->opt[O_EXPIRES]);
-                return 2;
-            }
-        }
-        char key[BILLING_KEY_LEN + 1];
-        struct billing_key info;
-        if (billing_key_create(b, a->pos[2], &sp, key, &info, &e))
-            return fail("%s", e.msg);
-        if (a->fmt == FMT_JSON)
-            return print_json(srv_json_key(&info, key));
-        printf("created key %s for account %s; it is shown only this once:\n%s\n", info.id, info.account_id, key);
-        return 0;
-    }
-    if (!strcmp(verb, "list")) {
-        if (only(a, 0, "key list") || npos(a, 0, 1, "key list [ACCOUNT]"))
+        if (parse_amount("--budget", a->opt[O_BUDGET], &sp.budget))
             return 2;
-        const char *account = a->n_pos > 2 ? a->pos[2] : NULL;
-        if (a->fmt == FMT_JSON) {
-            json_t *o = NULL;
-            return print_listing(srv_json_keys(b, account, &o, &e), &o, &e);
-        }
-        int n = 0;
-        if (billing_key_list(b, account, key_list_row, &n, &e))
-            return fail("%s", e.msg);
-        if (n == 0)
-            printf("no keys\n");
-        return 0;
-    }
-    if (!strcmp(verb, "revoke")) {
-        if (only(a, 0, "key revoke") || npos(a, 1, 1, "key revoke KEY_ID"))
+        if (sp.budget == 0) {
+            fprintf(stderr, "maas admin: --budget must be greater than 0\n");
             return 2;
-        if (billing_key_revoke(b, a->pos[2], &e))
-            return fail("%s", e.msg);
-        if (a->fmt == FMT_JSON)
-            return print_json(json_pack("{s:s}", "revoked", a->pos[2]));
-        printf("revoked\n");
-        return 0;
+        }
+        if (billing_period_parse(a->opt[O_PERIOD], &sp.budget_period, &e)) {
+            fprintf(stderr, "maas admin: %s\n", e.msg);
+            return 2;
+        }
     }
-    fprintf(stderr, "maas admin: key: expected create, list or revoke\n");
-    return 2;
+    if (a->opt[O_EXPIRES]) {
+        if (time_parse(a->opt[O_EXPIRES], &sp.expires_at, &e)) {
+            fprintf(stderr, "maas admin: --expires: %s\n", e.msg);
+            return 2;
+        }
+        if (sp.expires_at <= billing_now(b)) {
+            fprintf(stderr, "maas admin: --expires '%s' is in the past\n", a->opt[O_EXPIRES]);
+            return 2;
+        }
+    }
+    char key[BILLING_KEY_LEN + 1];
+    struct billing_key info;
+    if (billing_key_create(b, a->pos[2], &sp, key, &info, &e))
+        return fail("%s", e.msg);
+    if (a->fmt == FMT_JSON)
+        return print_json(srv_json_key(&info, key));
+    printf("created key %s for account %s; it is shown only this once:\n%s\n", info.id, info.account_id, key);
+    return 0;
+}
+
+static int key_list(struct billing *b, const struct args *a)
+{
+    struct err e = {0};
+    if (only(a, 0, "key list") || npos(a, 0, 1, "key list [ACCOUNT]"))
+        return 2;
+    const char *account = a->n_pos > 2 ? a->pos[2] : NULL;
+    if (a->fmt == FMT_JSON) {
+        json_t *o = NULL;
+        return print_listing(srv_json_keys(b, account, &o, &e), &o, &e);
+    }
+    int n = 0;
+    if (billing_key_list(b, account, key_list_row, &n, &e))
+        return fail("%s", e.msg);
+    if (n == 0)
+        printf("no keys\n");
+    return 0;
+}
+
+static int key_revoke(struct billing *b, const struct args *a)
+{
+    struct err e = {0};
+    if (only(a, 0, "key revoke") || npos(a, 1, 1, "key revoke KEY_ID"))
+        return 2;
+    if (billing_key_revoke(b, a->pos[2], &e))
+        return fail("%s", e.msg);
+    if (a->fmt == FMT_JSON)
+        return print_json(json_pack("{s:s}", "revoked", a->pos[2]));
+    printf("revoked\n");
+    return 0;
 }
 
 /* ---- prices ---- */
@@ -431,57 +434,55 @@ static int price_row(void *ctx, const struct billing_price *p)
     return 0;
 }
 
-static int do_price(struct billing *b, const struct args *a)
+static int price_set(struct billing *b, const struct args *a)
 {
     struct err e = {0};
-    const char *verb = a->n_pos > 1 ? a->pos[1] : "";
-    if (!strcmp(verb, "set")) {
-        unsigned allowed = (1u << O_INPUT) | (1u << O_CACHED) | (1u << O_OUTPUT) | (1u << O_FROM);
-        const char *syn = "price set MODEL --input AMOUNT --cached-input AMOUNT --output AMOUNT [--from TIMESTAMP]";
-        if (only(a, allowed, "price set") || npos(a, 1, 1, syn))
-            return 2;
-        if (!a->opt[O_INPUT] || !a->opt[O_CACHED] || !a->opt[O_OUTPUT]) {
-            fprintf(stderr, "maas admin: usage: maas admin %s\n", syn);
-            return 2;
-        }
-        struct billing_price p;
-        memset(&p, 0, sizeof p);
-        if (strlen(a->pos[2]) >= sizeof p.model)
-            return fail("model name too long"), 2;
-        snprintf(p.model, sizeof p.model, "%s", a->pos[2]);
-        if (parse_amount("--input", a->opt[O_INPUT], &p.input) ||
-            parse_amount("--cached-input", a->opt[O_CACHED], &p.cached_input) ||
-            parse_amount("--output", a->opt[O_OUTPUT], &p.output))
-            return 2;
-        p.effective_from = billing_now(b);
-        if (a->opt[O_FROM] && strcmp(a->opt[O_FROM], "now") && time_parse(a->opt[O_FROM], &p.effective_from, &e)) {
-            fprintf(stderr, "maas admin: --from: %s\n", e.msg);
-            return 2;
-        }
-        if (billing_price_set(b, &p, &e))
-            return fail("%s", e.msg);
-        if (a->fmt == FMT_JSON)
-            return print_json(srv_json_price(&p));
-        char t[32];
-        printf("price of %s set from %s\n", p.model, when(p.effective_from, t));
-        return 0;
+    unsigned allowed = (1u << O_INPUT) | (1u << O_CACHED) | (1u << O_OUTPUT) | (1u << O_FROM);
+    const char *syn = "price set MODEL --input AMOUNT --cached-input AMOUNT --output AMOUNT [--from TIMESTAMP]";
+    if (only(a, allowed, "price set") || npos(a, 1, 1, syn))
+        return 2;
+    if (!a->opt[O_INPUT] || !a->opt[O_CACHED] || !a->opt[O_OUTPUT]) {
+        fprintf(stderr, "maas admin: usage: maas admin %s\n", syn);
+        return 2;
     }
-    if (!strcmp(verb, "list")) {
-        if (only(a, 0, "price list") || npos(a, 0, 0, "price list"))
-            return 2;
-        if (a->fmt == FMT_JSON) {
-            json_t *o = NULL;
-            return print_listing(srv_json_prices(b, &o, &e), &o, &e);
-        }
-        struct price_state st = {0, billing_now(b)};
-        if (billing_price_list(b, price_row, &st, &e))
-            return fail("%s", e.msg);
-        if (st.n == 0)
-            printf("no prices\n");
-        return 0;
+    struct billing_price p;
+    memset(&p, 0, sizeof p);
+    if (strlen(a->pos[2]) >= sizeof p.model)
+        return fail("model name too long"), 2;
+    snprintf(p.model, sizeof p.model, "%s", a->pos[2]);
+    if (parse_amount("--input", a->opt[O_INPUT], &p.input) ||
+        parse_amount("--cached-input", a->opt[O_CACHED], &p.cached_input) ||
+        parse_amount("--output", a->opt[O_OUTPUT], &p.output))
+        return 2;
+    p.effective_from = billing_now(b);
+    if (a->opt[O_FROM] && strcmp(a->opt[O_FROM], "now") && time_parse(a->opt[O_FROM], &p.effective_from, &e)) {
+        fprintf(stderr, "maas admin: --from: %s\n", e.msg);
+        return 2;
     }
-    fprintf(stderr, "maas admin: price: expected set or list\n");
-    return 2;
+    if (billing_price_set(b, &p, &e))
+        return fail("%s", e.msg);
+    if (a->fmt == FMT_JSON)
+        return print_json(srv_json_price(&p));
+    char t[32];
+    printf("price of %s set from %s\n", p.model, when(p.effective_from, t));
+    return 0;
+}
+
+static int price_list(struct billing *b, const struct args *a)
+{
+    struct err e = {0};
+    if (only(a, 0, "price list") || npos(a, 0, 0, "price list"))
+        return 2;
+    if (a->fmt == FMT_JSON) {
+        json_t *o = NULL;
+        return print_listing(srv_json_prices(b, &o, &e), &o, &e);
+    }
+    struct price_state st = {0, billing_now(b)};
+    if (billing_price_list(b, price_row, &st, &e))
+        return fail("%s", e.msg);
+    if (st.n == 0)
+        printf("no prices\n");
+    return 0;
 }
 
 /* ---- usage ---- */
@@ -604,6 +605,52 @@ static int do_audit(struct billing *b, const struct args *a)
     return 0;
 }
 
+/* ---- the subcommands ---- */
+
+struct subcmd {
+    const char *noun;
+    const char *verb;              /* NULL: the noun's function checks what follows it */
+    int (*run)(struct billing *b, const struct args *a);
+};
+
+/* In the order the error messages list them. */
+static const struct subcmd subcmds[] = {
+    {"account", "create", account_create}, {"account", "list", account_list}, {"account", "show", account_show},
+    {"account", "credit", account_show},   {"key", "create", key_create},     {"key", "list", key_list},
+    {"key", "revoke", key_revoke},         {"price", "set", price_set},       {"price", "list", price_list},
+    {"usage", NULL, do_usage},             {"admin-key", NULL, do_admin_key}, {"audit", NULL, do_audit},
+};
+#define N_SUBCMDS ((int)(sizeof subcmds / sizeof subcmds[0]))
+
+static bool known_noun(const char *noun)
+{
+    for (int i = 0; i < N_SUBCMDS; i++)
+        if (!strcmp(subcmds[i].noun, noun))
+            return true;
+    return false;
+}
+
+/* Runs the subcommand a names (its noun is known); a wrong verb lists the noun's verbs. */
+static int run_subcmd(struct billing *b, const struct args *a)
+{
+    const char *noun = a->pos[0], *verb = a->n_pos > 1 ? a->pos[1] : "";
+    int n = 0;
+    for (int i = 0; i < N_SUBCMDS; i++)
+        if (!strcmp(subcmds[i].noun, noun)) {
+            if (!subcmds[i].verb || !strcmp(subcmds[i].verb, verb))
+                return subcmds[i].run(b, a);
+            n++;
+        }
+    fprintf(stderr, "maas admin: %s: expected ", noun);
+    for (int i = 0, k = 0; i < N_SUBCMDS; i++)
+        if (!strcmp(subcmds[i].noun, noun)) {
+            fprintf(stderr, "%s%s", k == 0 ? "" : k == n - 1 ? " or " : ", ", subcmds[i].verb);
+            k++;
+        }
+    fprintf(stderr, "\n");
+    return 2;
+}
+
 int cmd_admin(int argc, char **argv)
 {
     struct args a;
@@ -615,8 +662,7 @@ int cmd_admin(int argc, char **argv)
         return 2;
     }
     const char *noun = a.pos[0];
-    if (strcmp(noun, "account") && strcmp(noun, "key") && strcmp(noun, "price") && strcmp(noun, "usage") &&
-        strcmp(noun, "admin-key") && strcmp(noun, "audit")) {
+    if (!known_noun(noun)) {
         fprintf(stderr, "maas admin: unknown subcommand '%s' (account, key, price, usage, admin-key, audit)\n", noun);
         return 2;
     }
@@ -649,18 +695,7 @@ int cmd_admin(int argc, char **argv)
     struct err e = {0};
     if (billing_open(&o, &b, &e))
         return fail("%s", e.msg);
-    if (!strcmp(noun, "account"))
-        rc = do_account(b, &a);
-    else if (!strcmp(noun, "key"))
-        rc = do_key(b, &a);
-    else if (!strcmp(noun, "price"))
-        rc = do_price(b, &a);
-    else if (!strcmp(noun, "usage"))
-        rc = do_usage(b, &a);
-    else if (!strcmp(noun, "audit"))
-        rc = do_audit(b, &a);
-    else
-        rc = do_admin_key(b, &a);
+    rc = run_subcmd(b, &a);
     billing_close(b);
     fflush(stdout);
     return rc;
