@@ -51,7 +51,7 @@ enum err_code {
 
 struct err {
     enum err_code code;  /* ERR_OK until err_set */
-    int reason;          /* with ERR_REFUSED: the refusing module's reason (e.g. enum billing_status); else 0 */
+    int reason;          /* with ERR_REFUSED: the refusing module's reason (e.g. enum billing_reason); else 0 */
     char msg[MAAS_ERR_MAX];
 };
 
@@ -61,7 +61,8 @@ int err_set(struct err *e, enum err_code code, const char *fmt, ...) __attribute
 /* err_set for ERR_REFUSED with the refusing module's reason code. */
 int err_refuse(struct err *e, int reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prefixes the existing message with "prefix: " (used to add context such as
- * a file name as an error travels up); the code stays. Returns -1. */
+ * a file name as an error travels up; fmt gives the prefix without the ": ");
+ * the code stays. Returns -1. */
 int err_prefix(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Resets e to no error (code ERR_OK, empty message). */
 void err_clear(struct err *e);
