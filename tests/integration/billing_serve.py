@@ -539,9 +539,19 @@ def test_kill():
     for t in ts:
         t.start()
     log = os.path.join(TMP, "kill.log")
-    for round_ in range(3):
-        time.sleep(rng.uniform(0.4, 1.5))
+    def kill_now():
         state["proc"].send_signal(signal.SIGKILL)
+
+    for round_ in range(3):
+        time.sleep(rng.uniform(0.2, 0.8))
+        # Each kill lands while a long streamed request is certainly admitted
+        # and holding (its first chunk has arrived), besides whatever the
+        # clients have in flight, so every restart has a hold to release.
+        try:
+            stream(key, content="held %d" % round_, max_tokens=400, include_usage=False, on_first=kill_now)
+        except (OSError, http.client.HTTPException, ValueError):
+            pass
+        kill_now()
         state["proc"].wait()
         state["proc"], state["port"] = start_server(log)
     time.sleep(0.8)
