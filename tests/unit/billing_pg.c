@@ -498,6 +498,28 @@ static int match_row(void *ctx, const struct billing_usage_row *r)
     return 0;
 }
 
+/* Reads what the nodes have reported so far ("ID COST" lines) into seen;
+ * buf holds a partial last line between calls. The number of bytes read, 0 at
+ * the end of the pipe, -1 when nothing is there yet. */
+static ssize_t read_settlements(int fd, char *buf, size_t size, size_t *have, struct seen *seen, int cap, int *n_seen)
+{
+    ssize_t got = read(fd, buf + *have, size - 1 - *have);
+    if (got <= 0)
+        return got;
+    *have += (size_t)got;
+    buf[*have] = '\0';
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n'))) {
+        *nl = '\0';
+        if (*n_seen < cap && sscanf(line, "%63s %lld", seen[*n_seen].id, &seen[*n_seen].cost) == 2)
+            (*n_seen)++;
+        line = nl + 1;
+    }
+    *have = strlen(line);
+    memmove(buf, line, *have);
+    return got;
+}
+
 TEST(nodes_killed_under_load)
 {
     NEED_PG();
@@ -519,11 +541,16 @@ TEST(nodes_killed_under_load)
     size_t have = 0;
     unsigned seed = 4242;
     for (int round = 1; round <= 4; round++) {
-        uint64_t until = now_ns() + (uint64_t)(400 + rand_r(&seed) % 400) * 1000000;
-        while (now_ns() < until) { /* an operator tops the account up meanwhile */
+        /* each round runs for a random while, and on a loaded machine until
+         * the nodes have settled a few requests since the last kill */
+        uint64_t t0 = now_ns(), until = t0 + (uint64_t)(400 + rand_r(&seed) % 400) * 1000000;
+        int seen_before = n_seen;
+        while (now_ns() < until || (n_seen - seen_before < 6 && now_ns() < t0 + 30000000000ull)) {
+            /* an operator tops the account up meanwhile */
             CHECKF(billing_account_credit(b, acct, 3000, "top-up", NULL, &e) == 0, "%s", e.msg);
             n_credits++;
             usleep(30000);
+            read_settlements(fds[0], buf, sizeof buf, &have, seen, cap, &n_seen);
         }
         int victim = round % 2;
         kill(nodes[victim], SIGKILL);
@@ -539,23 +566,8 @@ TEST(nodes_killed_under_load)
     }
     close(fds[1]);
     fcntl(fds[0], F_SETFL, 0);
-    ssize_t got;
-    while ((got = read(fds[0], buf + have, sizeof buf - 1 - have)) > 0 || have) {
-        if (got > 0)
-            have += (size_t)got;
-        buf[have] = '\0';
-        char *line = buf, *nl;
-        while ((nl = strchr(line, '\n'))) {
-            *nl = '\0';
-            if (n_seen < cap && sscanf(line, "%63s %lld", seen[n_seen].id, &seen[n_seen].cost) == 2)
-                n_seen++;
-            line = nl + 1;
-        }
-        have = strlen(line);
-        memmove(buf, line, have);
-        if (got <= 0)
-            break;
-    }
+    while (read_settlements(fds[0], buf, sizeof buf, &have, seen, cap, &n_seen) > 0)
+        ;
     close(fds[0]);
     CHECKF(n_seen > 20, "only %d settlements completed", n_seen);
 
