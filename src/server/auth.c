@@ -85,7 +85,7 @@ int auth_route(struct server *srv, const struct route *r, const char *authorizat
     if (!b) {
         if (r->billing_only)
             return oai_err(err, 404, "invalid_request_error", NULL, "unknown_url",
-                           "This server runs without billing (--no-auth): there are no accounts or usage.");
+                           "This server runs without billing: there are no accounts or usage.");
         return 0;
     }
     if (r->caller == ROUTE_ANYONE)

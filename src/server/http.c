@@ -453,7 +453,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
         sm->index = i;
         for (int k = 0; k < i; k++)
             if (!strcmp(models[k].name, models[i].name)) {
-                err_set(e, ERR_INVALID, "server: two models are named '%s' (use --model NAME=FILE)", models[i].name);
+                err_set(e, ERR_INVALID, "server: two models are named '%s'; give each its own name", models[i].name);
                 goto fail;
             }
         int nv = model_hparams(sm->cfg.m)->n_vocab, tv = tok_n_vocab(sm->cfg.tok);
@@ -477,11 +477,11 @@ struct server *server_new(const struct server_model *models, int n_models, const
     snprintf(port, sizeof port, "%d", o->port);
     int grc = getaddrinfo(s->o.host, port, &hints, &ai);
     if (grc) {
-        err_set(e, ERR_IO, "server: cannot resolve --host '%s': %s", s->o.host, gai_strerror(grc));
+        err_set(e, ERR_IO, "server: cannot resolve host '%s': %s", s->o.host, gai_strerror(grc));
         goto fail;
     }
     if (s->o.loopback_only && !is_loopback(ai->ai_addr)) {
-        err_set(e, ERR_INVALID, "server: --host '%s' is not a loopback address; without authentication maas serves only "
+        err_set(e, ERR_INVALID, "server: host '%s' is not a loopback address; without authentication maas serves only "
                    "this machine (127.0.0.1 or ::1)", s->o.host);
         goto fail;
     }
