@@ -214,25 +214,25 @@ int cmd_serve(int argc, char **argv)
         } else if (!strcmp(a, "--host")) {
             so.host = v;
         } else if (!strcmp(a, "--port")) {
-            rc = parse_int_arg(a, v, 0, 65535, &so.port, &e);
+            rc = arg_int(a, v, 0, 65535, &so.port, &e);
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            rc = parse_int_arg(a, v, 1, 1024, &eo.n_threads, &e);
+            rc = arg_int(a, v, 1, 1024, &eo.n_threads, &e);
         } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            rc = parse_int_arg(a, v, 2, 1 << 22, &eo.n_ctx, &e);
+            rc = arg_int(a, v, 2, 1 << 22, &eo.n_ctx, &e);
         } else if (!strcmp(a, "--kv-blocks")) {
-            rc = parse_int_arg(a, v, 1, 1 << 24, &eo.kv_blocks, &e);
+            rc = arg_int(a, v, 1, 1 << 24, &eo.kv_blocks, &e);
         } else if (!strcmp(a, "--max-queue")) {
-            rc = parse_int_arg(a, v, 1, 1 << 20, &eo.max_queue, &e);
+            rc = arg_int(a, v, 1, 1 << 20, &eo.max_queue, &e);
         } else if (!strcmp(a, "--max-running")) {
-            rc = parse_int_arg(a, v, 1, 4096, &eo.max_running, &e);
+            rc = arg_int(a, v, 1, 4096, &eo.max_running, &e);
         } else if (!strcmp(a, "--max-body")) {
-            rc = parse_int_arg(a, v, 16, 1 << 30, &max_body, &e);
+            rc = arg_int(a, v, 16, 1 << 30, &max_body, &e);
         } else if (!strcmp(a, "--timeout")) {
-            rc = parse_int_arg(a, v, 1, 86400, &so.timeout_s, &e);
+            rc = arg_int(a, v, 1, 86400, &so.timeout_s, &e);
         } else if (!strcmp(a, "--hold-max-age")) {
-            rc = parse_int_arg(a, v, 60, 30 * 86400, &hold_max_age, &e);
+            rc = arg_int(a, v, 60, 30 * 86400, &hold_max_age, &e);
         } else if (!strcmp(a, "--hold-sweep")) {
-            rc = parse_int_arg(a, v, 1, 86400, &hold_sweep, &e);
+            rc = arg_int(a, v, 1, 86400, &hold_sweep, &e);
         } else if (!strcmp(a, "--chat-template")) {
             chat_template = v;
         } else if (!strcmp(a, "--data") || !strcmp(a, "--db")) {
@@ -302,7 +302,7 @@ int cmd_serve(int argc, char **argv)
         const struct model_hparams *hp = model_hparams(sv[i].m);
         struct engine_opts o = eo;
         if (!o.n_ctx) /* the engine's own default, made explicit so the server knows it */
-            o.n_ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+            o.n_ctx = engine_default_n_ctx(hp);
         if (!(sv[i].eng = engine_new(sv[i].m, sv[i].tok, &o, &e))) {
             fprintf(stderr, "maas serve: %s: %s\n", sv[i].path, e.msg);
             goto out;

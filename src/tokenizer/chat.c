@@ -147,7 +147,7 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
     if (name) {
         int f = tok_chat_family_from_name(name);
         if (f < 0)
-            return err_set(e, ERR_INVALID, "--chat-template '%s' is not a template family (choose one of: %s)", name, names_list());
+            return err_set(e, ERR_INVALID, "'%s' is not a chat template family (choose one of: %s)", name, names_list());
         *out = (enum tok_chat_family)f;
         return 0;
     }
@@ -162,10 +162,27 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
         for (const char *p = t->chat_template; *p && i < sizeof head - 1; p++)
             head[i++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
         head[i] = 0;
-        return err_set(e, ERR_INVALID, "tokenizer.chat_template is not a template family maas knows ('%s%s'); choose one with "
-                          "--chat-template NAME (%s)",
+        return err_set(e, ERR_INVALID, "tokenizer.chat_template is not a template family maas knows ('%s%s'); a family "
+                          "can be chosen by name (%s)",
                        head, t->chat_template[i] ? "..." : "", names_list());
     }
+    return 0;
+}
+
+int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *why,
+                    struct err *e)
+{
+    err_clear(why);
+    int rc = tok_chat_select(t, name, out, why);
+    if (rc < 0 && name) {
+        *e = *why;
+        err_clear(why);
+        return -1;
+    }
+    if (rc > 0)
+        err_set(why, ERR_NOT_FOUND, "the model has no chat template");
+    if (rc != 0)
+        *out = TOK_CHAT_CHATML;
     return 0;
 }
 

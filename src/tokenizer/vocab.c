@@ -228,6 +228,10 @@ static void merge_insert(struct tokenizer *t, uint64_t key, uint32_t rank, int32
 enum tok_model tok_model(const struct tokenizer *t) { return t->model; }
 const char *tok_pre_name(const struct tokenizer *t) { return t->pre; }
 int32_t tok_n_vocab(const struct tokenizer *t) { return t->n_vocab; }
+int32_t tok_n_vocab_common(const struct tokenizer *t, int32_t n_vocab_model)
+{
+    return t && t->n_vocab < n_vocab_model ? t->n_vocab : n_vocab_model;
+}
 int32_t tok_bos(const struct tokenizer *t) { return t->bos; }
 int32_t tok_eos(const struct tokenizer *t) { return t->eos; }
 int32_t tok_eot(const struct tokenizer *t) { return t->eot; }
