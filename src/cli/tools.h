@@ -65,10 +65,6 @@ struct qmix_model {
     bool has_output; /* has a separate output.weight (not tied to token_embd) */
 };
 
-/* Would llama.cpp quantize this tensor at all? (2-D or more, name ends in
- * "weight", not a norm, not an MoE router ffn_gate_inp.) */
-bool qmix_tensor_quantizable(const char *name, int n_dims);
-
 /* The type the tensor gets under q. Tensors that are not quantizable get
  * GGML_TYPE_F32. The k-quant fallback for rows that are not a multiple of 256
  * is applied; *fallback (may be NULL) is set when it changed the type. */
