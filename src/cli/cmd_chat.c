@@ -54,40 +54,39 @@ struct chat_args {
     int n_reply, n_ctx, verbose;
 };
 
+/* chat's own options with value v: 1 when a is one, 0 when not, -1 with a
+ * message. */
+static int chat_opt(void *ctx, const char *a, const char *v, struct err *e)
+{
+    struct chat_args *ca = ctx;
+    if (!strcmp(a, "--system")) {
+        ca->system = v;
+        return 1;
+    }
+    if (!strcmp(a, "--chat-template")) {
+        ca->tmpl = v;
+        return 1;
+    }
+    int rc;
+    if (!strcmp(a, "-n"))
+        rc = arg_int(a, v, 1, 1 << 24, &ca->n_reply, e);
+    else if (!strcmp(a, "--ctx") || !strcmp(a, "-c"))
+        rc = arg_int(a, v, 16, 1 << 24, &ca->n_ctx, e);
+    else
+        return 0;
+    return rc < 0 ? -1 : 1;
+}
+
 /* The command line into ca: 0 to go on, -1 after --help (exit 0), or the
  * exit status of a usage error (reported). */
 static int parse_args(int argc, char **argv, struct chat_args *ca)
 {
-    struct err e;
     *ca = (struct chat_args){.n_reply = 512};
     gen_args_init(&ca->ga, GGML_TYPE_F16);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0, used = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return -1;
-        } else if (!strcmp(a, "--verbose")) {
-            ca->verbose = 1, used = 0;
-        } else if (!v) {
-            return gen_usage_error("chat", NULL, "%s needs a value (or is unknown)", a);
-        } else if (!strcmp(a, "--system")) {
-            ca->system = v;
-        } else if (!strcmp(a, "--chat-template")) {
-            ca->tmpl = v;
-        } else if (!strcmp(a, "-n")) {
-            rc = arg_int(a, v, 1, 1 << 24, &ca->n_reply, &e);
-        } else if ((rc = gen_parse_arg(a, v, &ca->ga, &e)) != 0) {
-            /* parsed (or rc < 0: reported below) */
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            rc = arg_int(a, v, 16, 1 << 24, &ca->n_ctx, &e);
-        } else {
-            return gen_usage_error("chat", usage, "unknown option '%s'", a);
-        }
-        if (rc < 0)
-            return gen_usage_error("chat", NULL, "%s", e.msg);
-        i += used;
-    }
+    const struct gen_flag flags[] = {{"--verbose", &ca->verbose}, {NULL, NULL}};
+    int st = gen_parse_argv("chat", argc, argv, usage, flags, chat_opt, ca, &ca->ga);
+    if (st)
+        return st;
     if (!ca->ga.model)
         return gen_usage_error("chat", usage, "--model is required");
     return 0;

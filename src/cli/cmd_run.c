@@ -61,6 +61,31 @@ struct run_args {
     int n_gen, n_ctx, json;
 };
 
+/* run's own options with value v: 1 when a is one, 0 when not, -1 with a
+ * message. */
+static int run_opt(void *ctx, const char *a, const char *v, struct err *e)
+{
+    struct run_args *ra = ctx;
+    if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) {
+        ra->prompt = v;
+        return 1;
+    }
+    int rc;
+    if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+        rc = arg_int(a, v, 0, 1 << 24, &ra->n_gen, e);
+    else if (!strcmp(a, "--presence-penalty"))
+        rc = arg_float(a, v, -100, 100, &ra->ga.sp.presence_penalty, e);
+    else if (!strcmp(a, "--frequency-penalty"))
+        rc = arg_float(a, v, -100, 100, &ra->ga.sp.frequency_penalty, e);
+    else if (!strcmp(a, "--top-logprobs"))
+        rc = arg_int(a, v, 0, SAMPLE_MAX_TOP, &ra->ga.sp.n_top_logprobs, e);
+    else if (!strcmp(a, "--ctx") || !strcmp(a, "-c"))
+        rc = arg_int(a, v, 1, 1 << 24, &ra->n_ctx, e);
+    else
+        return 0;
+    return rc < 0 ? -1 : 1;
+}
+
 /* The command line into ra: 0 to go on, -1 after --help (exit 0), or the
  * exit status of a usage error (reported). */
 static int parse_args(int argc, char **argv, struct run_args *ra)
@@ -68,37 +93,10 @@ static int parse_args(int argc, char **argv, struct run_args *ra)
     struct err e;
     *ra = (struct run_args){.n_gen = 128};
     gen_args_init(&ra->ga, GGML_TYPE_F32);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0, used = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return -1;
-        } else if (!strcmp(a, "--json")) {
-            ra->json = 1, used = 0;
-        } else if (!v) {
-            return gen_usage_error("run", NULL, "%s needs a value (or is unknown)", a);
-        } else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) {
-            ra->prompt = v;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            rc = arg_int(a, v, 0, 1 << 24, &ra->n_gen, &e);
-        } else if ((rc = gen_parse_arg(a, v, &ra->ga, &e)) != 0) {
-            /* parsed (or rc < 0: reported below) */
-        } else if (!strcmp(a, "--presence-penalty")) {
-            rc = arg_float(a, v, -100, 100, &ra->ga.sp.presence_penalty, &e);
-        } else if (!strcmp(a, "--frequency-penalty")) {
-            rc = arg_float(a, v, -100, 100, &ra->ga.sp.frequency_penalty, &e);
-        } else if (!strcmp(a, "--top-logprobs")) {
-            rc = arg_int(a, v, 0, SAMPLE_MAX_TOP, &ra->ga.sp.n_top_logprobs, &e);
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            rc = arg_int(a, v, 1, 1 << 24, &ra->n_ctx, &e);
-        } else {
-            return gen_usage_error("run", usage, "unknown option '%s'", a);
-        }
-        if (rc < 0)
-            return gen_usage_error("run", NULL, "%s", e.msg);
-        i += used;
-    }
+    const struct gen_flag flags[] = {{"--json", &ra->json}, {NULL, NULL}};
+    int st = gen_parse_argv("run", argc, argv, usage, flags, run_opt, ra, &ra->ga);
+    if (st)
+        return st;
     if (!ra->ga.model || !ra->prompt)
         return gen_usage_error("run", usage, "--model and --prompt are required");
     if (sample_params_check(&ra->ga.sp, &e) < 0)

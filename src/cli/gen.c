@@ -239,6 +239,44 @@ int gen_parse_arg(const char *a, const char *v, struct gen_args *ga, struct err 
     return rc != 0 ? rc : gen_parse_opts_arg(a, v, &ga->go, e);
 }
 
+/* Sets the flag named a; false when a is none of flags. */
+static bool set_flag(const struct gen_flag *flags, const char *a)
+{
+    for (; flags && flags->name; flags++)
+        if (!strcmp(flags->name, a)) {
+            *flags->set = 1;
+            return true;
+        }
+    return false;
+}
+
+int gen_parse_argv(const char *cmd, int argc, char **argv, void (*usage)(FILE *out), const struct gen_flag *flags,
+                   int (*opt)(void *ctx, const char *a, const char *v, struct err *e), void *ctx,
+                   struct gen_args *ga)
+{
+    struct err e;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return -1;
+        }
+        if (set_flag(flags, a))
+            continue;
+        if (!v)
+            return gen_usage_error(cmd, NULL, "%s needs a value (or is unknown)", a);
+        int rc = gen_parse_arg(a, v, ga, &e);
+        if (rc == 0)
+            rc = opt(ctx, a, v, &e);
+        if (rc == 0)
+            return gen_usage_error(cmd, usage, "unknown option '%s'", a);
+        if (rc < 0)
+            return gen_usage_error(cmd, NULL, "%s", e.msg);
+        i++;
+    }
+    return 0;
+}
+
 void gen_rng_seed(struct rng *r, const struct gen_args *ga)
 {
     rng_seed(r, ga->seed_set ? (uint64_t)ga->seed : now_ns());

@@ -81,6 +81,21 @@ void gen_args_init(struct gen_args *ga, enum ggml_type kv_type);
 /* --model/-m and the options of gen_parse_sample_arg and gen_parse_opts_arg,
  * with value v: 1 when a is one of them, 0 when not, -1 with a message. */
 int gen_parse_arg(const char *a, const char *v, struct gen_args *ga, struct err *e);
+/* An option without a value: *set becomes 1 when it is given. */
+struct gen_flag {
+    const char *name;
+    int *set;
+};
+
+/* Parses a generating command's whole command line: --help/-h (usage on
+ * stdout), the flags (NULL-terminated list), the options of gen_parse_arg
+ * into ga, and the command's own options through opt(ctx, a, v, e) (1 when
+ * a is one of them, 0 when not, -1 with a message). 0 to go on, -1 after
+ * --help (exit 0), or the exit status of a usage error (reported as
+ * gen_usage_error does: a missing value, an unknown option, a bad value). */
+int gen_parse_argv(const char *cmd, int argc, char **argv, void (*usage)(FILE *out), const struct gen_flag *flags,
+                   int (*opt)(void *ctx, const char *a, const char *v, struct err *e), void *ctx,
+                   struct gen_args *ga);
 /* Seeds r from --seed, else from the clock. */
 void gen_rng_seed(struct rng *r, const struct gen_args *ga);
 
