@@ -154,14 +154,8 @@ struct spans {
 
 static int spans_push(struct spans *s, uint32_t off, uint32_t len)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct span *p = realloc(s->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        s->v = p;
-        s->cap = cap;
-    }
+    if (mem_grow(&s->v, &s->cap, s->n + 1, sizeof *s->v) < 0)
+        return -1;
     s->v[s->n++] = (struct span){off, len};
     return 0;
 }
@@ -324,16 +318,8 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
     }
     if (n <= SMALL_WORD)
         return encode_small(t, w, n, out, e);
-    if (n > c->syms_cap) {
-        size_t cap = c->syms_cap ? c->syms_cap : 64;
-        while (cap < n)
-            cap *= 2;
-        struct sym *p = realloc(c->syms, cap * sizeof *p);
-        if (!p)
-            return err_set(e, ERR_NOMEM, "out of memory (word of %zu bytes)", n);
-        c->syms = p;
-        c->syms_cap = cap;
-    }
+    if (mem_grow(&c->syms, &c->syms_cap, n, sizeof *c->syms) < 0)
+        return err_set(e, ERR_NOMEM, "out of memory (word of %zu bytes)", n);
     struct sym *s = c->syms;
     for (size_t i = 0; i < n; i++)
         s[i] = (struct sym){t->byte_tok[(uint8_t)w[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1, 1};

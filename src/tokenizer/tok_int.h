@@ -153,14 +153,8 @@ size_t tok_utf8_put(char *out, uint32_t cp); /* writes 1..4 bytes */
 #define TOK_HEAP_DEFINE(NAME, CTX, TYPE, BEFORE)                                                              \
     static int NAME##_push(CTX *c, TYPE v)                                                                    \
     {                                                                                                         \
-        if (c->heap_n == c->heap_cap) {                                                                       \
-            size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;                                                  \
-            TYPE *p = realloc(c->heap, cap * sizeof *p);                                                      \
-            if (!p)                                                                                           \
-                return -1;                                                                                    \
-            c->heap = p;                                                                                      \
-            c->heap_cap = cap;                                                                                \
-        }                                                                                                     \
+        if (mem_grow(&c->heap, &c->heap_cap, c->heap_n + 1, sizeof *c->heap) < 0)                             \
+            return -1;                                                                                        \
         size_t i = c->heap_n++;                                                                               \
         while (i > 0) {                                                                                       \
             size_t parent = (i - 1) / 2;                                                                      \

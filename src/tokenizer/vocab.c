@@ -21,22 +21,9 @@
 
 int tok_bytes_reserve(struct tok_bytes *b, size_t extra)
 {
-    if (b->cap - b->len >= extra)
-        return 0;
-    size_t need = b->len + extra, cap = b->cap ? b->cap : 64;
-    if (need < b->len)
+    if (b->len + extra < b->len)
         return -1;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2)
-            return -1;
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    return mem_grow(&b->p, &b->cap, b->len + extra, 1);
 }
 
 int tok_bytes_put(struct tok_bytes *b, const void *s, size_t n)
@@ -71,16 +58,8 @@ void tok_ids_release(struct tok_ids *v)
 
 int tok_ids_push(struct tok_ids *v, int32_t id, struct err *e)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        if (cap > SIZE_MAX / sizeof *v->ids)
-            return err_set(e, ERR_NOMEM, "token list: out of memory");
-        int32_t *p = realloc(v->ids, cap * sizeof *p);
-        if (!p)
-            return err_set(e, ERR_NOMEM, "token list: out of memory (%zu tokens)", cap);
-        v->ids = p;
-        v->cap = cap;
-    }
+    if (mem_grow(&v->ids, &v->cap, v->n + 1, sizeof *v->ids) < 0)
+        return err_set(e, ERR_NOMEM, "token list: out of memory (%zu tokens)", v->n + 1);
     v->ids[v->n++] = id;
     return 0;
 }
