@@ -147,9 +147,11 @@ struct trainer {
     struct word *words; /* from malloc */
     size_t n_words, cap_words;
     struct bytes *wbytes; /* word texts while counting; from malloc */
+    size_t cap_wbytes;
     struct strtab wtab;
     struct bytes *tok; /* raw bytes of each token; from malloc */
-    uint32_t n_tok, cap_tok;
+    uint32_t n_tok;
+    size_t cap_tok;
     struct strtab ttab;
     struct pairtab pairs;
 };
@@ -174,18 +176,10 @@ static int add_word(struct trainer *tr, const unsigned char *s, size_t n, const 
         tr->words[idx].freq++;
         return 0;
     }
-    if (tr->n_words == tr->cap_words) {
-        size_t cap = tr->cap_words ? tr->cap_words * 2 : 1024;
-        struct word *w = realloc(tr->words, cap * sizeof *w);
-        if (!w)
-            return -1;
-        tr->words = w;
-        struct bytes *b = realloc(tr->wbytes, cap * sizeof *b);
-        if (!b)
-            return -1;
-        tr->wbytes = b;
-        tr->cap_words = cap;
-    }
+    /* words and wbytes grow together: each keeps its own capacity */
+    if (mem_grow(&tr->words, &tr->cap_words, tr->n_words + 1, sizeof *tr->words) != 0 ||
+        mem_grow(&tr->wbytes, &tr->cap_wbytes, tr->n_words + 1, sizeof *tr->wbytes) != 0)
+        return -1;
     if (strtab_grow(&tr->wtab, tr->wbytes) != 0)
         return -1;
     strtab_find(&tr->wtab, tr->wbytes, (const char *)s, n, &slot);
@@ -221,14 +215,8 @@ static int add_token(struct trainer *tr, const char *s, uint32_t n, uint32_t *id
             return 0;
         }
     }
-    if (tr->n_tok == tr->cap_tok) {
-        uint32_t cap = tr->cap_tok ? tr->cap_tok * 2 : 1024;
-        struct bytes *t = realloc(tr->tok, cap * sizeof *t);
-        if (!t)
-            return -1;
-        tr->tok = t;
-        tr->cap_tok = cap;
-    }
+    if (mem_grow(&tr->tok, &tr->cap_tok, (size_t)tr->n_tok + 1, sizeof *tr->tok) != 0)
+        return -1;
     if (strtab_grow(&tr->ttab, tr->tok) != 0)
         return -1;
     strtab_find(&tr->ttab, tr->tok, s, n, &slot);
