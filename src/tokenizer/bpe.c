@@ -179,7 +179,7 @@ struct bpe_ctx {
         int32_t lid, rid, res;
     } *heap;
     size_t heap_n, heap_cap;
-    struct tok_bytes word; /* byte-encoded word for ignore_merges */
+    struct sbuf word; /* byte-encoded word for ignore_merges */
 };
 
 static int split_one(struct bpe_ctx *c, pcre2_code *re, const char *text, struct span sp, struct spans *out,
@@ -305,14 +305,14 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
         return id >= 0 ? tok_ids_push(out, id, e) : 0;
     }
     if (t->ignore_merges) {
-        c->word.len = 0;
+        sbuf_reset(&c->word);
         for (size_t i = 0; i < n; i++) {
             char u[4];
             size_t l = tok_utf8_put(u, tok_byte_to_cp((uint8_t)w[i]));
-            if (tok_bytes_put(&c->word, u, l))
+            if (sbuf_add(&c->word, u, l))
                 return err_set(e, ERR_NOMEM, "out of memory");
         }
-        int32_t id = tok_lookup(t, c->word.p, c->word.len);
+        int32_t id = tok_lookup(t, c->word.buf, c->word.len);
         if (id >= 0)
             return tok_ids_push(out, id, e);
     }
@@ -383,7 +383,7 @@ out:
     free(c.b.v);
     free(c.syms);
     free(c.heap);
-    tok_bytes_release(&c.word);
+    sbuf_release(&c.word);
     pcre2_jit_stack_free(c.jstack);
     pcre2_match_context_free(c.mctx);
     pcre2_match_data_free(c.md);

@@ -192,8 +192,8 @@ int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_f
  * comes from a message's content (raw: no control tokens may be read
  * there), 0 where it is the template's own. */
 struct render {
-    struct tok_bytes b;
-    struct tok_bytes mask;
+    struct sbuf b;
+    struct sbuf mask;
     bool oom;
 };
 
@@ -201,12 +201,14 @@ static void put_span(struct render *r, const char *s, size_t n, bool content)
 {
     if (r->oom)
         return;
-    if (tok_bytes_put(&r->b, s, n) || tok_bytes_reserve(&r->mask, n + 1)) {
+    if (sbuf_add(&r->b, s, n) || sbuf_grow(&r->mask, n)) {
         r->oom = true;
         return;
     }
-    memset(r->mask.p + r->mask.len, content ? 1 : 0, n);
+    /* n flag bytes written in place (sbuf has no fill), its NUL kept */
+    memset(r->mask.buf + r->mask.len, content ? 1 : 0, n);
     r->mask.len += n;
+    r->mask.buf[r->mask.len] = 0;
 }
 
 /* template text */
@@ -395,12 +397,12 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
             }
             put(&c, content_of(&m[i]));
             if (c.oom) {
-                tok_bytes_release(&c.b);
-                tok_bytes_release(&c.mask);
+                sbuf_release(&c.b);
+                sbuf_release(&c.mask);
                 r->oom = true;
                 return 0;
             }
-            const char *content = c.b.p ? c.b.p : "";
+            const char *content = c.b.buf ? c.b.buf : "";
             if (role_is(&m[i], "user")) {
                 put(r, bos);
                 put(r, "[INST] ");
@@ -412,8 +414,8 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
                 put(r, " ");
                 put(r, eos);
             }
-            tok_bytes_release(&c.b);
-            tok_bytes_release(&c.mask);
+            sbuf_release(&c.b);
+            sbuf_release(&c.mask);
         }
         return 0;
     }
@@ -647,14 +649,14 @@ char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const
 {
     struct render r = {{0}, {0}, false};
     int rc = render_all(t, fam, msgs, n_msgs, add_generation_prompt, &r, e);
-    tok_bytes_release(&r.mask);
+    sbuf_release(&r.mask);
     if (rc) {
-        tok_bytes_release(&r.b);
+        sbuf_release(&r.b);
         return NULL;
     }
     if (len)
         *len = r.b.len;
-    return r.b.p;
+    return r.b.buf;
 }
 
 int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
@@ -663,8 +665,8 @@ int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const s
     struct render r = {{0}, {0}, false};
     int rc = render_all(t, fam, msgs, n_msgs, add_generation_prompt, &r, e);
     if (rc == 0)
-        rc = tok_encode_masked(t, r.b.p, r.b.len, false, true, (const uint8_t *)r.mask.p, out, e);
-    tok_bytes_release(&r.b);
-    tok_bytes_release(&r.mask);
+        rc = tok_encode_masked(t, r.b.buf, r.b.len, false, true, (const uint8_t *)r.mask.buf, out, e);
+    sbuf_release(&r.b);
+    sbuf_release(&r.mask);
     return rc;
 }

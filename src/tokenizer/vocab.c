@@ -17,32 +17,7 @@
 
 #include <string.h>
 
-/* ---- small buffers ---- */
-
-int tok_bytes_reserve(struct tok_bytes *b, size_t extra)
-{
-    if (b->len + extra < b->len)
-        return -1;
-    return mem_grow(&b->p, &b->cap, b->len + extra, 1);
-}
-
-int tok_bytes_put(struct tok_bytes *b, const void *s, size_t n)
-{
-    if (tok_bytes_reserve(b, n + 1))
-        return -1;
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
-void tok_bytes_release(struct tok_bytes *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
+/* ---- token id lists ---- */
 
 void tok_ids_init(struct tok_ids *v)
 {
@@ -296,32 +271,32 @@ static int hexval(char c)
 }
 
 /* Writes the piece of token id (its bytes in text) to b. */
-static int build_piece(struct tokenizer *t, int32_t id, struct tok_bytes *b)
+static int build_piece(struct tokenizer *t, int32_t id, struct sbuf *b)
 {
     const char *s = tok_text_at(t, id);
     size_t n = t->text_len[id];
     uint8_t ty = t->types[id];
     if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED)
-        return tok_bytes_put(b, s, n);
+        return sbuf_add(b, s, n);
     if (t->model == TOK_MODEL_SPM) {
         if (ty == TOK_TYPE_BYTE) {
             /* "<0xNN>" */
             int hi = n == 6 ? hexval(s[3]) : -1, lo = n == 6 ? hexval(s[4]) : -1;
             if (n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && hi >= 0 && lo >= 0) {
                 char c = (char)(hi * 16 + lo);
-                return tok_bytes_put(b, &c, 1);
+                return sbuf_add(b, &c, 1);
             }
-            return tok_bytes_put(b, s, n);
+            return sbuf_add(b, s, n);
         }
         if (ty != TOK_TYPE_NORMAL)
             return 0;
         for (size_t i = 0; i < n;) {
             if (i + 3 <= n && !memcmp(s + i, "\xE2\x96\x81", 3)) {
-                if (tok_bytes_put(b, " ", 1))
+                if (sbuf_add(b, " ", 1))
                     return -1;
                 i += 3;
             } else {
-                if (tok_bytes_put(b, s + i, 1))
+                if (sbuf_add(b, s + i, 1))
                     return -1;
                 i++;
             }
@@ -338,9 +313,9 @@ static int build_piece(struct tokenizer *t, int32_t id, struct tok_bytes *b)
         int byte = cp >= 0 ? tok_cp_to_byte((uint32_t)cp) : -1;
         if (byte >= 0) {
             char c = (char)byte;
-            if (tok_bytes_put(b, &c, 1))
+            if (sbuf_add(b, &c, 1))
                 return -1;
-        } else if (tok_bytes_put(b, s + i, l)) {
+        } else if (sbuf_add(b, s + i, l)) {
             return -1;
         }
         i += l;
@@ -583,19 +558,19 @@ static void mark_eog(struct tokenizer *t)
 static int build_pieces(struct tokenizer *t, struct err *e)
 {
     int32_t n = t->n_vocab;
-    struct tok_bytes pb = {0};
+    struct sbuf pb = SBUF_INIT;
     for (int32_t i = 0; i < n; i++) {
         size_t before = pb.len;
         if (build_piece(t, i, &pb) || pb.len >= UINT32_MAX) {
-            tok_bytes_release(&pb);
+            sbuf_release(&pb);
             return err_set(e, ERR_NOMEM, "out of memory building token pieces");
         }
         t->piece_off[i] = (uint32_t)before;
         t->piece_len[i] = (uint32_t)(pb.len - before);
     }
-    if (!pb.p && tok_bytes_put(&pb, "", 0))
+    if (!pb.buf && sbuf_add(&pb, "", 0))
         return err_set(e, ERR_NOMEM, "out of memory building token pieces");
-    t->piece = pb.p;
+    t->piece = pb.buf;
     return 0;
 }
 
@@ -665,32 +640,32 @@ static int load_bpe_merges(struct tokenizer *t, const struct gguf_file *f, struc
         return err_set(e, ERR_NOMEM, "out of memory loading %llu merges", (unsigned long long)nm);
     for (size_t i = 0; i <= t->merge_mask; i++)
         t->merge[i].key = UINT64_MAX;
-    struct tok_bytes cat = {0};
+    struct sbuf cat = SBUF_INIT;
     uint64_t skipped = 0;
     for (uint64_t i = 0; i < nm; i++) {
         struct gguf_str m = kv->arr_strs[i];
         /* "left right": the separator is the first space after the first byte */
         const char *sp = m.len > 1 ? memchr(m.ptr + 1, ' ', m.len - 1) : NULL;
         if (!sp) {
-            tok_bytes_release(&cat);
+            sbuf_release(&cat);
             return err_set(e, ERR_CORRUPT, "tokenizer.ggml.merges[%llu] = '%.*s': no space between the two parts",
                            (unsigned long long)i, (int)(m.len > 64 ? 64 : m.len), m.ptr);
         }
         size_t ll = (size_t)(sp - m.ptr), rl = m.len - ll - 1;
         int32_t l = tok_lookup(t, m.ptr, ll), r = tok_lookup(t, sp + 1, rl);
-        cat.len = 0;
-        if (tok_bytes_put(&cat, m.ptr, ll) || tok_bytes_put(&cat, sp + 1, rl)) {
-            tok_bytes_release(&cat);
+        sbuf_reset(&cat);
+        if (sbuf_add(&cat, m.ptr, ll) || sbuf_add(&cat, sp + 1, rl)) {
+            sbuf_release(&cat);
             return err_set(e, ERR_NOMEM, "out of memory loading merges");
         }
-        int32_t res = tok_lookup(t, cat.p, cat.len);
+        int32_t res = tok_lookup(t, cat.buf, cat.len);
         if (l < 0 || r < 0 || res < 0) {
             skipped++; /* can never apply: its parts or result are not tokens */
             continue;
         }
         merge_insert(t, (uint64_t)(uint32_t)l << 32 | (uint32_t)r, (uint32_t)i, res);
     }
-    tok_bytes_release(&cat);
+    sbuf_release(&cat);
     if (skipped)
         log_warn("%s: %llu of %llu merges name strings that are not tokens; ignored", gguf_name(f),
                  (unsigned long long)skipped, (unsigned long long)nm);
