@@ -141,11 +141,11 @@ static void chat_close(struct chat *c)
     gen_close(&c->g);
 }
 
-/* Renders and encodes the conversation, and feeds what follows the longest
- * prefix it shares with the KV cache. 1 when the turn is skipped (the
- * template rejects it or it does not fit: reported, the user message
- * dropped), 0 when fed, -1 on error. */
-static int feed_conversation(struct chat *c, int *common, int *n_new, struct err *e)
+/* Renders and encodes the conversation into c->ids, and keeps in the KV
+ * cache the longest prefix it shares with them (*common tokens; *n_new are
+ * left to feed). 1 when the turn is skipped (the template rejects it or it
+ * does not fit: reported, the user message dropped), 0, or -1 on error. */
+static int prepare_conversation(struct chat *c, int *common, int *n_new, struct err *e)
 {
     struct gen *g = &c->g;
     size_t rlen;
@@ -176,7 +176,7 @@ static int feed_conversation(struct chat *c, int *common, int *n_new, struct err
         msgs_clear(&c->msgs, c->msgs.n - 1);
         return 1;
     }
-    return gen_feed(g, c->ids.ids + n, *n_new, e);
+    return 0;
 }
 
 /* Writes text to stdout and keeps it in the reply. */
@@ -235,10 +235,12 @@ static int turn(struct chat *c, const char *line, size_t len, struct err *e)
     if (msgs_push(&c->msgs, "user", line, len) < 0)
         return err_set(e, ERR_NOMEM, "out of memory");
     int common, n_new, produced;
-    uint64_t t0 = now_ns();
-    int rc = feed_conversation(c, &common, &n_new, e);
+    int rc = prepare_conversation(c, &common, &n_new, e);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
+    uint64_t t0 = now_ns();
+    if (gen_feed(&c->g, c->ids.ids + common, n_new, e) < 0)
+        return -1;
     uint64_t t1 = now_ns();
     if (reply(c, &produced, e) < 0)
         return -1;
