@@ -81,6 +81,7 @@ void gen_args_init(struct gen_args *ga, enum ggml_type kv_type);
 /* --model/-m and the options of gen_parse_sample_arg and gen_parse_opts_arg,
  * with value v: 1 when a is one of them, 0 when not, -1 with a message. */
 int gen_parse_arg(const char *a, const char *v, struct gen_args *ga, struct err *e);
+
 /* An option without a value: *set becomes 1 when it is given. */
 struct gen_flag {
     const char *name;

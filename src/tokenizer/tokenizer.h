@@ -196,8 +196,8 @@ enum tok_chat_family {
     TOK_CHAT_COUNT,
 };
 
-/* Short names of the families (what `maas chat --chat-template` takes): "chatml", "llama3", "llama2",
- * "mistral-nemo", "deepseek", "phi3", "gemma", "glm4". */
+/* Short names of the families, as users choose them: "chatml", "llama3",
+ * "llama2", "mistral-nemo", "deepseek", "phi3", "gemma", "glm4". */
 const char *tok_chat_family_name(enum tok_chat_family f);
 int tok_chat_family_from_name(const char *name); /* -1 if unknown */
 
