@@ -4,7 +4,6 @@
 #ifndef MAAS_CLI_H
 #define MAAS_CLI_H
 
-int cmd_version(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);

@@ -33,19 +33,11 @@ struct msgs {
 
 static int msgs_push(struct msgs *m, const char *role, const char *content, size_t len)
 {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? 2 * m->cap : 16;
-        struct tok_chat_msg *v = realloc(m->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        m->v = v;
-        m->cap = cap;
-    }
-    char *c = malloc(len + 1);
+    if (mem_grow(&m->v, &m->cap, m->n + 1, sizeof *m->v) < 0)
+        return -1;
+    char *c = strndup(content, len);
     if (!c)
         return -1;
-    memcpy(c, content, len);
-    c[len] = 0;
     m->v[m->n++] = (struct tok_chat_msg){role, c};
     return 0;
 }
@@ -56,112 +48,225 @@ static void msgs_clear(struct msgs *m, size_t keep)
         free((char *)m->v[--m->n].content);
 }
 
-/* A growing byte buffer for the reply text. */
-struct buf {
-    char *p;
-    size_t n, cap;
+struct chat_args {
+    struct gen_args ga;
+    const char *system, *tmpl;
+    int n_reply, n_ctx, verbose;
 };
 
-static int buf_add(struct buf *b, const char *s, size_t n)
+/* chat's own options with value v: 1 when a is one, 0 when not, -1 with a
+ * message. */
+static int chat_opt(void *ctx, const char *a, const char *v, struct err *e)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
+    struct chat_args *ca = ctx;
+    if (!strcmp(a, "--system")) {
+        ca->system = v;
+        return 1;
     }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
+    if (!strcmp(a, "--chat-template")) {
+        ca->tmpl = v;
+        return 1;
+    }
+    int rc;
+    if (!strcmp(a, "-n"))
+        rc = arg_int(a, v, 1, 1 << 24, &ca->n_reply, e);
+    else if (!strcmp(a, "--ctx") || !strcmp(a, "-c"))
+        rc = arg_int(a, v, 16, 1 << 24, &ca->n_ctx, e);
+    else
+        return 0;
+    return rc < 0 ? -1 : 1;
+}
+
+/* The command line into ca: 0 to go on, -1 after --help (exit 0), or the
+ * exit status of a usage error (reported). */
+static int parse_args(int argc, char **argv, struct chat_args *ca)
+{
+    *ca = (struct chat_args){.n_reply = 512};
+    gen_args_init(&ca->ga, GGML_TYPE_F16);
+    const struct gen_flag flags[] = {{"--verbose", &ca->verbose}, {NULL, NULL}};
+    int st = gen_parse_argv("chat", argc, argv, usage, flags, chat_opt, ca, &ca->ga);
+    if (st)
+        return st;
+    if (!ca->ga.model)
+        return gen_usage_error("chat", usage, "--model is required");
+    return 0;
+}
+
+/* A conversation in progress: the generator, the messages so far and the
+ * buffers one turn reuses. */
+struct chat {
+    const struct chat_args *ca;
+    struct gen g;
+    enum tok_chat_family fam;
+    struct msgs msgs;
+    size_t n_base;              /* messages /reset keeps (the system message) */
+    struct rng rng;
+    struct tok_ids ids;         /* the rendered conversation's tokens */
+    struct tok_stream *ts;      /* owned */
+    struct sbuf reply;          /* the reply's text */
+    int turn;
+};
+
+/* Opens the model, picks the chat format and adds the system message. */
+static int chat_open(struct chat *c, const struct chat_args *ca, struct err *e)
+{
+    c->ca = ca;
+    tok_ids_init(&c->ids);
+    sbuf_init(&c->reply);
+    struct gen_opts go = ca->ga.go;
+    go.model_path = ca->ga.model;
+    go.n_ctx = ca->n_ctx;
+    if (gen_open(&c->g, &go, e) < 0)
+        return -1;
+    struct err why;
+    if (tok_chat_choose(c->g.tok, ca->tmpl, &c->fam, &why, e) < 0)
+        return err_prefix(e, "--chat-template");
+    if (why.code != ERR_OK)
+        fprintf(stderr, "maas chat: %s; using chatml%s\n", why.msg,
+                why.code == ERR_INVALID ? " (--chat-template NAME chooses another)" : "");
+    if (ca->system && msgs_push(&c->msgs, "system", ca->system, strlen(ca->system)) < 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    c->n_base = c->msgs.n;
+    gen_rng_seed(&c->rng, &ca->ga);
+    return 0;
+}
+
+static void chat_close(struct chat *c)
+{
+    tok_stream_free(c->ts);
+    sbuf_release(&c->reply);
+    msgs_clear(&c->msgs, 0);
+    free(c->msgs.v);
+    tok_ids_release(&c->ids);
+    gen_close(&c->g);
+}
+
+/* Renders and encodes the conversation into c->ids, and keeps in the KV
+ * cache the longest prefix it shares with them (*common tokens; *n_new are
+ * left to feed). 1 when the turn is skipped (the template rejects it or it
+ * does not fit: reported, the user message dropped), 0, or -1 on error. */
+static int prepare_conversation(struct chat *c, int *common, int *n_new, struct err *e)
+{
+    struct gen *g = &c->g;
+    size_t rlen;
+    char *rendered = tok_chat_render(g->tok, c->fam, c->msgs.v, c->msgs.n, true, &rlen, e);
+    if (!rendered) {
+        /* a role order the template rejects: drop the message, go on */
+        fprintf(stderr, "maas chat: %s\n", e->msg);
+        msgs_clear(&c->msgs, c->msgs.n - 1);
+        return 1;
+    }
+    c->ids.n = 0;
+    int rc = tok_encode(g->tok, rendered, rlen, false, true, &c->ids, e);
+    free(rendered);
+    if (rc < 0)
+        return -1;
+    /* reuse the KV of the longest common prefix */
+    int n = 0;
+    while (n < g->n_hist && (size_t)n < c->ids.n && g->hist[n] == c->ids.ids[n])
+        n++;
+    if ((size_t)n == c->ids.n) /* at least one token must be fed to get logits */
+        n--;
+    gen_truncate(g, n);
+    *common = n;
+    *n_new = (int)c->ids.n - n;
+    if (g->n_hist + *n_new + 1 > g->n_ctx) {
+        fprintf(stderr, "maas chat: the conversation (%zu tokens) no longer fits in --ctx %d; /reset to start over\n",
+                c->ids.n, g->n_ctx);
+        msgs_clear(&c->msgs, c->msgs.n - 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes text to stdout and keeps it in the reply. */
+static void reply_put(struct chat *c, const char *out, size_t len)
+{
+    fwrite(out, 1, len, stdout);
+    fflush(stdout);
+    sbuf_add(&c->reply, out, len);
+}
+
+/* Samples, prints and keeps the reply, up to -n tokens (*produced of them)
+ * or the end of the context, then adds it to the conversation. */
+static int reply(struct chat *c, int *produced, struct err *e)
+{
+    struct gen *g = &c->g;
+    tok_stream_free(c->ts);
+    if (!(c->ts = tok_stream_new(g->tok, NULL, 0, false, e)))
+        return -1;
+    sbuf_reset(&c->reply);
+    const char *out;
+    size_t out_len;
+    for (*produced = 0; *produced < c->ca->n_reply;) {
+        struct sample_result r;
+        sampler_sample(g->smp, g->logits, &c->ca->ga.sp, g->hist, g->n_hist, &c->rng, &r);
+        (*produced)++;
+        if (tok_is_eog(g->tok, r.token))
+            break;
+        if (tok_stream_feed(c->ts, r.token, &out, &out_len, e) < 0)
+            return -1;
+        reply_put(c, out, out_len);
+        if (g->n_hist + 1 >= g->n_ctx) {
+            fprintf(stderr, "\nmaas chat: context of %d tokens is full\n", g->n_ctx);
+            break;
+        }
+        if (gen_feed(g, &r.token, 1, e) < 0)
+            return -1;
+    }
+    if (tok_stream_finish(c->ts, &out, &out_len, e) < 0)
+        return -1;
+    reply_put(c, out, out_len);
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (sbuf_failed(&c->reply) || msgs_push(&c->msgs, "assistant", c->reply.buf ? c->reply.buf : "", c->reply.len) < 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+/* One user message: the reply to it, or a command (/reset). -1 on error. */
+static int turn(struct chat *c, const char *line, size_t len, struct err *e)
+{
+    if (!strcmp(line, "/reset")) {
+        msgs_clear(&c->msgs, c->n_base);
+        gen_truncate(&c->g, 0);
+        return 0;
+    }
+    if (msgs_push(&c->msgs, "user", line, len) < 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    int common, n_new, produced;
+    int rc = prepare_conversation(c, &common, &n_new, e);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    uint64_t t0 = now_ns();
+    if (gen_feed(&c->g, c->ids.ids + common, n_new, e) < 0)
+        return -1;
+    uint64_t t1 = now_ns();
+    if (reply(c, &produced, e) < 0)
+        return -1;
+    uint64_t t2 = now_ns();
+    c->turn++;
+    if (c->ca->verbose)
+        fprintf(stderr, "[turn %d: prompt %zu tokens, %d reused from the KV cache, %d computed in %.3f s; %d tokens "
+                        "generated at %.1f tokens/s]\n",
+                c->turn, c->ids.n, common, n_new, (t1 - t0) / 1e9, produced, produced / ((t2 - t1) / 1e9 + 1e-12));
     return 0;
 }
 
 int cmd_chat(int argc, char **argv)
 {
-    const char *model = NULL, *system = NULL, *tmpl = NULL;
-    int n_reply = 512, n_ctx = 0, seed_set = 0, seed = 0, verbose = 0;
-    struct sample_params sp = sample_params_default();
-    sp.temperature = 0.8f;
-    sp.top_k = 40;
-    sp.top_p = 0.95f;
-    sp.min_p = 0.05f;
-    struct gen_opts go = {.kv_type = GGML_TYPE_F16, .need_tokenizer = true, .n_ctx = -1};
+    struct chat_args ca;
+    int st = parse_args(argc, argv, &ca);
+    if (st)
+        return st < 0 ? 0 : st;
+    struct chat c = {0};
     struct err e;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0, used = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--verbose")) {
-            verbose = 1, used = 0;
-        } else if (!v) {
-            fprintf(stderr, "maas chat: %s needs a value (or is unknown)\n", a);
-            return 2;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
-            model = v;
-        } else if (!strcmp(a, "--system")) {
-            system = v;
-        } else if (!strcmp(a, "--chat-template")) {
-            tmpl = v;
-        } else if (!strcmp(a, "-n")) {
-            rc = parse_int_arg(a, v, 1, 1 << 24, &n_reply, &e);
-        } else if ((rc = gen_parse_sample_arg(a, v, &sp, &seed, &seed_set, &e)) != 0 ||
-                   (rc = gen_parse_opts_arg(a, v, &go, &e)) != 0) {
-            /* parsed (or rc < 0: reported below) */
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            rc = parse_int_arg(a, v, 16, 1 << 24, &n_ctx, &e);
-        } else {
-            fprintf(stderr, "maas chat: unknown option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (rc < 0) {
-            fprintf(stderr, "maas chat: %s\n", e.msg);
-            return 2;
-        }
-        i += used;
-    }
-    if (!model) {
-        fprintf(stderr, "maas chat: --model is required\n");
-        usage(stderr);
-        return 2;
-    }
-    go.model_path = model;
-    struct gen g;
-    if (gen_open(&g, &go, &e) < 0) {
-        fprintf(stderr, "maas chat: %s\n", e.msg);
-        return 1;
-    }
-    int rc = 1;
-    struct msgs msgs = {0};
-    struct buf reply = {0};
-    struct tok_ids ids;
-    struct tok_stream *ts = NULL;
-    char *line = NULL, *rendered = NULL;
+    char *line = NULL;
     size_t line_cap = 0;
-    tok_ids_init(&ids);
-    if (gen_set_ctx(&g, n_ctx, &e) < 0)
+    int rc = 1;
+    if (chat_open(&c, &ca, &e) < 0)
         goto out;
-    enum tok_chat_family fam;
-    int sel = tok_chat_select(g.tok, tmpl, &fam, &e);
-    if (sel < 0 && tmpl)
-        goto out;
-    if (sel != 0) {
-        fprintf(stderr, "maas chat: %s; using chatml\n", sel > 0 ? "the model has no chat template" : e.msg);
-        fam = TOK_CHAT_CHATML;
-    }
-    if (system && msgs_push(&msgs, "system", system, strlen(system)) < 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    size_t n_base = msgs.n;
-    struct rng rng;
-    rng_seed(&rng, seed_set ? (uint64_t)seed : now_ns());
     bool tty = isatty(STDIN_FILENO);
-    int turn = 0;
     for (;;) {
         if (tty) {
             fputs("> ", stdout);
@@ -176,104 +281,14 @@ int cmd_chat(int argc, char **argv)
             continue;
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit"))
             break;
-        if (!strcmp(line, "/reset")) {
-            msgs_clear(&msgs, n_base);
-            gen_truncate(&g, 0);
-            continue;
-        }
-        if (msgs_push(&msgs, "user", line, (size_t)len) < 0) {
-            err_set(&e, ERR_NOMEM, "out of memory");
+        if (turn(&c, line, (size_t)len, &e) < 0)
             goto out;
-        }
-        free(rendered);
-        size_t rlen;
-        rendered = tok_chat_render(g.tok, fam, msgs.v, msgs.n, true, &rlen, &e);
-        if (!rendered) {
-            /* a role order the template rejects: drop the message, go on */
-            fprintf(stderr, "maas chat: %s\n", e.msg);
-            msgs_clear(&msgs, msgs.n - 1);
-            continue;
-        }
-        ids.n = 0;
-        if (tok_encode(g.tok, rendered, rlen, false, true, &ids, &e) < 0)
-            goto out;
-        /* reuse the KV of the longest common prefix */
-        int common = 0;
-        while (common < g.n_hist && (size_t)common < ids.n && g.hist[common] == ids.ids[common])
-            common++;
-        if ((size_t)common == ids.n) /* at least one token must be fed to get logits */
-            common--;
-        gen_truncate(&g, common);
-        int n_new = (int)ids.n - common;
-        if (g.n_hist + n_new + 1 > g.n_ctx) {
-            fprintf(stderr, "maas chat: the conversation (%zu tokens) no longer fits in --ctx %d; /reset to start over\n",
-                    ids.n, g.n_ctx);
-            msgs_clear(&msgs, msgs.n - 1);
-            continue;
-        }
-        uint64_t t0 = now_ns();
-        if (gen_feed(&g, ids.ids + common, n_new, &e) < 0)
-            goto out;
-        uint64_t t1 = now_ns();
-        tok_stream_free(ts);
-        if (!(ts = tok_stream_new(g.tok, NULL, 0, false, &e)))
-            goto out;
-        reply.n = 0;
-        if (buf_add(&reply, "", 0) < 0) {
-            err_set(&e, ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        int produced = 0;
-        const char *out;
-        size_t out_len;
-        while (produced < n_reply) {
-            struct sample_result r;
-            sampler_sample(g.smp, g.logits, &sp, g.hist, g.n_hist, &rng, &r);
-            produced++;
-            if (tok_is_eog(g.tok, r.token))
-                break;
-            if (tok_stream_feed(ts, r.token, &out, &out_len, &e) < 0)
-                goto out;
-            fwrite(out, 1, out_len, stdout);
-            fflush(stdout);
-            if (buf_add(&reply, out, out_len) < 0) {
-                err_set(&e, ERR_NOMEM, "out of memory");
-                goto out;
-            }
-            if (g.n_hist + 1 >= g.n_ctx) {
-                fprintf(stderr, "\nmaas chat: context of %d tokens is full\n", g.n_ctx);
-                break;
-            }
-            if (gen_feed(&g, &r.token, 1, &e) < 0)
-                goto out;
-        }
-        if (tok_stream_finish(ts, &out, &out_len, &e) < 0)
-            goto out;
-        fwrite(out, 1, out_len, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
-        if (buf_add(&reply, out, out_len) < 0 || msgs_push(&msgs, "assistant", reply.p, reply.n) < 0) {
-            err_set(&e, ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        uint64_t t2 = now_ns();
-        turn++;
-        if (verbose)
-            fprintf(stderr, "[turn %d: prompt %zu tokens, %d reused from the KV cache, %d computed in %.3f s; %d tokens "
-                            "generated at %.1f tokens/s]\n",
-                    turn, ids.n, common, n_new, (t1 - t0) / 1e9, produced, produced / ((t2 - t1) / 1e9 + 1e-12));
     }
     rc = 0;
 out:
     if (rc)
         fprintf(stderr, "maas chat: %s\n", e.msg);
-    tok_stream_free(ts);
-    free(rendered);
     free(line);
-    free(reply.p);
-    msgs_clear(&msgs, 0);
-    free(msgs.v);
-    tok_ids_release(&ids);
-    gen_close(&g);
+    chat_close(&c);
     return rc;
 }

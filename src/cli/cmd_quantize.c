@@ -13,7 +13,6 @@
 #include "cli/tools.h"
 #include "kernels/kernels.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +32,6 @@ static void usage(FILE *out)
             "  --threads N   worker threads (default: all cores)\n"
             "  --pure        every weight in TYPE's base type, no mix rules\n",
             qmix_names());
-}
-
-/* Parses a positive integer option value; -1 if it is not one. */
-static int parse_count(const char *s, long max)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 1 || v > max)
-        return -1;
-    return (int)v;
 }
 
 static int get_arch_int(const struct gguf_file *f, const char *arch, const char *suffix, int64_t *out, struct err *e)
@@ -106,23 +94,33 @@ static double mib(uint64_t b)
     return (double)b / (1024.0 * 1024.0);
 }
 
-int cmd_quantize(int argc, char **argv)
+struct quant_args {
+    const char *in, *out;
+    struct qmix q;
+    int n_threads;
+};
+
+/* The command line into qa: 0 to go on, -1 after --help (exit 0), or the
+ * exit status of a usage error (reported). */
+static int parse_args(int argc, char **argv, struct quant_args *qa)
 {
     const char *pos[3];
-    int n_pos = 0, n_threads = cpu_count();
+    int n_pos = 0;
     bool pure = false;
+    qa->n_threads = cpu_count();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            return 0;
+            return -1;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            struct err e;
             if (i + 1 >= argc) {
                 fprintf(stderr, "maas quantize: %s needs a value\n", a);
                 return 2;
             }
-            if ((n_threads = parse_count(argv[++i], 1024)) < 0) {
-                fprintf(stderr, "maas quantize: --threads '%s': expected a number from 1 to 1024\n", argv[i]);
+            if (arg_int(a, argv[++i], 1, 1024, &qa->n_threads, &e) < 0) {
+                fprintf(stderr, "maas quantize: %s\n", e.msg);
                 return 2;
             }
         } else if (!strcmp(a, "--pure")) {
@@ -141,13 +139,96 @@ int cmd_quantize(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    const char *in = pos[0], *out = pos[1];
-    struct qmix q;
-    if (qmix_parse(pos[2], &q) != 0) {
+    qa->in = pos[0];
+    qa->out = pos[1];
+    if (qmix_parse(pos[2], &qa->q) != 0) {
         fprintf(stderr, "maas quantize: unknown type '%s' (one of: %s)\n", pos[2], qmix_names());
         return 2;
     }
-    q.pure = q.pure || pure;
+    qa->q.pure = qa->q.pure || pure;
+    return 0;
+}
+
+/* Every tensor is f32, f16 or bf16 and gets a type this build can write:
+ * checked before any work is done. */
+static int check_tensors(const struct gguf_file *f, const struct quant_args *qa, const struct qmix_model *m,
+                         struct err *e)
+{
+    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(f, i);
+        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16)
+            return err_set(e, ERR_INVALID, "%s: tensor '%s' is %s; quantize reads only f32, f16 or bf16 models", qa->in,
+                           t->name, ggml_type_name(t->type));
+        enum ggml_type dt = qmix_tensor_type(&qa->q, m, t->name, t->n_dims, t->ne, NULL);
+        if (dt != GGML_TYPE_F32 && dt != GGML_TYPE_F16 && dt != GGML_TYPE_BF16 && !kern_type_quantizable(dt))
+            return err_set(e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
+                           ggml_type_name(dt));
+    }
+    return 0;
+}
+
+/* The input's metadata, with the quantization version and file type set. */
+static int copy_metadata(struct gguf_writer *w, const struct gguf_file *f, const struct qmix *q, struct err *e)
+{
+    for (size_t i = 0; i < gguf_n_kv(f); i++)
+        if (gguf_writer_copy_kv(w, gguf_kv_at(f, i)) != 0)
+            return err_set(e, ERR_NOMEM, "out of memory");
+    if (gguf_writer_set_u32(w, "general.quantization_version", 2) != 0 ||
+        gguf_writer_set_u32(w, "general.file_type", (uint32_t)q->ftype) != 0)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+struct quant_stats {
+    uint64_t size_in, size_out, n_elem;
+    int n_fallback;
+};
+
+/* Prints one converted tensor's line: index, name, shape, types and sizes. */
+static void print_tensor(size_t i, size_t n_t, const struct gguf_tensor *t, enum ggml_type dt, size_t nbytes, bool fb)
+{
+    char shape[96];
+    int sl = snprintf(shape, sizeof shape, "[%lld", (long long)t->ne[0]);
+    for (int d = 1; d < t->n_dims && sl < (int)sizeof shape; d++)
+        sl += snprintf(shape + sl, sizeof shape - (size_t)sl, ", %lld", (long long)t->ne[d]);
+    snprintf(shape + (sl < (int)sizeof shape ? sl : (int)sizeof shape - 2), 2, "]");
+    printf("[%4zu/%4zu] %-32s %-22s %5s -> %-6s %10.2f -> %9.2f MiB%s\n", i + 1, n_t, t->name, shape,
+           ggml_type_name(t->type), ggml_type_name(dt), mib(t->nbytes), mib(nbytes), fb ? "  (row length fallback)" : "");
+}
+
+/* Converts every tensor into bufs[i] (n_t of them, from calloc) and adds it
+ * to w, printing a line per tensor and counting into st. */
+static int convert_tensors(const struct gguf_file *f, const struct quant_args *qa, const struct qmix_model *m,
+                           struct pool *pool, struct gguf_writer *w, void **bufs, struct quant_stats *st, struct err *e)
+{
+    size_t n_t = gguf_n_tensors(f);
+    for (size_t i = 0; i < n_t; i++) {
+        const struct gguf_tensor *t = gguf_tensor_at(f, i);
+        bool fb;
+        enum ggml_type dt = qmix_tensor_type(&qa->q, m, t->name, t->n_dims, t->ne, &fb);
+        int64_t n_per_row = t->ne[0], nrows = gguf_tensor_nelements(t) / n_per_row;
+        size_t nbytes = ggml_row_size(dt, n_per_row) * (size_t)nrows;
+        if (!(bufs[i] = maas_alloc_aligned(nbytes)))
+            return err_set(e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes)", t->name, nbytes);
+        if (qrows_convert(pool, t->type, t->data, dt, bufs[i], nrows, n_per_row, e) != 0)
+            return -1;
+        if (gguf_writer_add_tensor(w, t->name, dt, t->n_dims, t->ne, bufs[i], nbytes, e) != 0)
+            return -1;
+        print_tensor(i, n_t, t, dt, nbytes, fb);
+        st->size_in += t->nbytes;
+        st->size_out += nbytes;
+        st->n_elem += (uint64_t)gguf_tensor_nelements(t);
+        st->n_fallback += fb;
+    }
+    return 0;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    struct quant_args qa;
+    int st = parse_args(argc, argv, &qa);
+    if (st)
+        return st < 0 ? 0 : st;
 
     kernels_init();
     struct err e = {0};
@@ -159,89 +240,40 @@ int cmd_quantize(int argc, char **argv)
     size_t n_t = 0;
     uint64_t t0 = now_ns();
 
-    if (tool_check_out_path(out, &e) != 0)
+    if (tool_check_out_path(qa.out, &e) != 0)
         goto fail;
-    if (!(f = gguf_open(in, &e)))
+    if (!(f = gguf_open(qa.in, &e)))
         goto fail;
     n_t = gguf_n_tensors(f);
 
     struct qmix_model m;
     if (model_info(f, &m, &e) != 0) {
-        err_prefix(&e, "%s", in);
+        err_prefix(&e, "%s", qa.in);
         goto fail;
     }
-    /* Validate everything before doing any work. */
-    for (size_t i = 0; i < n_t; i++) {
-        const struct gguf_tensor *t = gguf_tensor_at(f, i);
-        if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 && t->type != GGML_TYPE_BF16) {
-            err_set(&e, ERR_INVALID, "%s: tensor '%s' is %s; quantize reads only f32, f16 or bf16 models", in, t->name,
-                    ggml_type_name(t->type));
-            goto fail;
-        }
-        enum ggml_type dt = qmix_tensor_type(&q, &m, t->name, t->n_dims, t->ne, NULL);
-        if (dt != GGML_TYPE_F32 && dt != GGML_TYPE_F16 && dt != GGML_TYPE_BF16 && !kern_type_quantizable(dt)) {
-            err_set(&e, ERR_INVALID, "tensor '%s' would be %s, which this build of maas cannot produce", t->name,
-                    ggml_type_name(dt));
-            goto fail;
-        }
-    }
-
+    if (check_tensors(f, &qa, &m, &e) != 0)
+        goto fail;
     if (!(w = gguf_writer_new()) || !(bufs = calloc(n_t ? n_t : 1, sizeof *bufs))) {
         err_set(&e, ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < gguf_n_kv(f); i++)
-        if (gguf_writer_copy_kv(w, gguf_kv_at(f, i)) != 0) {
-            err_set(&e, ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-    if (gguf_writer_set_u32(w, "general.quantization_version", 2) != 0 ||
-        gguf_writer_set_u32(w, "general.file_type", (uint32_t)q.ftype) != 0) {
-        err_set(&e, ERR_NOMEM, "out of memory");
+    if (copy_metadata(w, f, &qa.q, &e) != 0)
+        goto fail;
+    if (!(pool = pool_new(qa.n_threads))) {
+        err_set(&e, ERR_INTERNAL, "cannot start %d threads", qa.n_threads);
         goto fail;
     }
-    if (!(pool = pool_new(n_threads))) {
-        err_set(&e, ERR_INTERNAL, "cannot start %d threads", n_threads);
+    struct quant_stats qs = {0};
+    if (convert_tensors(f, &qa, &m, pool, w, bufs, &qs, &e) != 0)
         goto fail;
-    }
-
-    uint64_t size_in = 0, size_out = 0, n_elem = 0;
-    int n_fallback = 0;
-    for (size_t i = 0; i < n_t; i++) {
-        const struct gguf_tensor *t = gguf_tensor_at(f, i);
-        bool fb;
-        enum ggml_type dt = qmix_tensor_type(&q, &m, t->name, t->n_dims, t->ne, &fb);
-        int64_t n_per_row = t->ne[0], nrows = gguf_tensor_nelements(t) / n_per_row;
-        size_t nbytes = ggml_row_size(dt, n_per_row) * (size_t)nrows;
-        if (!(bufs[i] = maas_alloc_aligned(nbytes))) {
-            err_set(&e, ERR_NOMEM, "out of memory for tensor '%s' (%zu bytes)", t->name, nbytes);
-            goto fail;
-        }
-        if (qrows_convert(pool, t->type, t->data, dt, bufs[i], nrows, n_per_row, &e) != 0)
-            goto fail;
-        if (gguf_writer_add_tensor(w, t->name, dt, t->n_dims, t->ne, bufs[i], nbytes, &e) != 0)
-            goto fail;
-        char shape[96];
-        int sl = snprintf(shape, sizeof shape, "[%lld", (long long)t->ne[0]);
-        for (int d = 1; d < t->n_dims && sl < (int)sizeof shape; d++)
-            sl += snprintf(shape + sl, sizeof shape - (size_t)sl, ", %lld", (long long)t->ne[d]);
-        snprintf(shape + (sl < (int)sizeof shape ? sl : (int)sizeof shape - 2), 2, "]");
-        printf("[%4zu/%4zu] %-32s %-22s %5s -> %-6s %10.2f -> %9.2f MiB%s\n", i + 1, n_t, t->name, shape,
-               ggml_type_name(t->type), ggml_type_name(dt), mib(t->nbytes), mib(nbytes),
-               fb ? "  (row length fallback)" : "");
-        size_in += t->nbytes;
-        size_out += nbytes;
-        n_elem += (uint64_t)gguf_tensor_nelements(t);
-        n_fallback += fb;
-    }
-    if (gguf_writer_write(w, out, &e) != 0)
+    if (gguf_writer_write(w, qa.out, &e) != 0)
         goto fail;
     double secs = (double)(now_ns() - t0) * 1e-9;
-    printf("%s: %s (file type %d), %zu tensors, %d row-length fallbacks\n", out, q.name, (int)q.ftype, n_t,
-           n_fallback);
+    printf("%s: %s (file type %d), %zu tensors, %d row-length fallbacks\n", qa.out, qa.q.name, (int)qa.q.ftype, n_t,
+           qs.n_fallback);
     printf("size: %.2f MiB -> %.2f MiB (%.2f bits/weight before, %.2f after) in %.2f s with %d threads\n",
-           mib(size_in), mib(size_out), n_elem ? 8.0 * (double)size_in / (double)n_elem : 0.0,
-           n_elem ? 8.0 * (double)size_out / (double)n_elem : 0.0, secs, n_threads);
+           mib(qs.size_in), mib(qs.size_out), qs.n_elem ? 8.0 * (double)qs.size_in / (double)qs.n_elem : 0.0,
+           qs.n_elem ? 8.0 * (double)qs.size_out / (double)qs.n_elem : 0.0, secs, qa.n_threads);
     ret = 0;
     goto out;
 

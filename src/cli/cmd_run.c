@@ -55,134 +55,149 @@ static void print_json_token(const struct gen *g, const struct sample_result *r)
     fflush(stdout);
 }
 
-int cmd_run(int argc, char **argv)
-{
-    const char *model = NULL, *prompt = NULL;
-    int n_gen = 128, n_ctx = 0, json = 0, seed_set = 0, seed = 0;
-    struct sample_params sp = sample_params_default();
-    sp.temperature = 0.8f;
-    sp.top_k = 40;
-    sp.top_p = 0.95f;
-    sp.min_p = 0.05f;
-    struct gen_opts go = {.kv_type = GGML_TYPE_F32, .need_tokenizer = true};
-    struct err e;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0, used = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1, used = 0;
-        } else if (!v) {
-            fprintf(stderr, "maas run: %s needs a value (or is unknown)\n", a);
-            return 2;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
-            model = v;
-        } else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) {
-            prompt = v;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            rc = parse_int_arg(a, v, 0, 1 << 24, &n_gen, &e);
-        } else if ((rc = gen_parse_sample_arg(a, v, &sp, &seed, &seed_set, &e)) != 0 ||
-                   (rc = gen_parse_opts_arg(a, v, &go, &e)) != 0) {
-            /* parsed (or rc < 0: reported below) */
-        } else if (!strcmp(a, "--presence-penalty")) {
-            rc = parse_float_arg(a, v, -100, 100, &sp.presence_penalty, &e);
-        } else if (!strcmp(a, "--frequency-penalty")) {
-            rc = parse_float_arg(a, v, -100, 100, &sp.frequency_penalty, &e);
-        } else if (!strcmp(a, "--top-logprobs")) {
-            rc = parse_int_arg(a, v, 0, SAMPLE_MAX_TOP, &sp.n_top_logprobs, &e);
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            rc = parse_int_arg(a, v, 1, 1 << 24, &n_ctx, &e);
-        } else {
-            fprintf(stderr, "maas run: unknown option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (rc < 0) {
-            fprintf(stderr, "maas run: %s\n", e.msg);
-            return 2;
-        }
-        i += used;
-    }
-    if (!model || !prompt) {
-        fprintf(stderr, "maas run: --model and --prompt are required\n");
-        usage(stderr);
-        return 2;
-    }
-    if (sample_params_check(&sp, &e) < 0) {
-        fprintf(stderr, "maas run: %s\n", e.msg);
-        return 2;
-    }
+struct run_args {
+    struct gen_args ga;
+    const char *prompt;
+    int n_gen, n_ctx, json;
+};
 
-    int rc = 1;
-    struct gen g;
-    struct tok_ids ids;
-    struct tok_stream *ts = NULL;
-    tok_ids_init(&ids);
-    go.model_path = model;
-    go.max_batch = 512;
-    go.n_ctx = -1; /* sized once the prompt's length is known */
-    if (gen_open(&g, &go, &e) < 0) {
-        fprintf(stderr, "maas run: %s\n", e.msg);
+/* run's own options with value v: 1 when a is one, 0 when not, -1 with a
+ * message. */
+static int run_opt(void *ctx, const char *a, const char *v, struct err *e)
+{
+    struct run_args *ra = ctx;
+    if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) {
+        ra->prompt = v;
         return 1;
     }
-    if (tok_encode(g.tok, prompt, strlen(prompt), true, false, &ids, &e) < 0)
-        goto out;
-    if (ids.n == 0) {
-        err_set(&e, ERR_INVALID, "the prompt encodes to no tokens (empty, and the vocabulary adds no BOS)");
-        goto out;
-    }
-    if (n_ctx == 0)
-        n_ctx = (int)ids.n + (n_gen > 0 ? n_gen : 1);
-    if ((int64_t)ids.n + n_gen > n_ctx) {
-        err_set(&e, ERR_INVALID, "prompt of %zu tokens + %d to generate exceed --ctx %d", ids.n, n_gen, n_ctx);
-        goto out;
-    }
-    if (gen_set_ctx(&g, n_ctx, &e) < 0)
-        goto out;
-    if (!json && !(ts = tok_stream_new(g.tok, NULL, 0, false, &e)))
-        goto out;
-    struct rng rng;
-    rng_seed(&rng, seed_set ? (uint64_t)seed : now_ns());
+    int rc;
+    if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+        rc = arg_int(a, v, 0, 1 << 24, &ra->n_gen, e);
+    else if (!strcmp(a, "--presence-penalty"))
+        rc = arg_float(a, v, -100, 100, &ra->ga.sp.presence_penalty, e);
+    else if (!strcmp(a, "--frequency-penalty"))
+        rc = arg_float(a, v, -100, 100, &ra->ga.sp.frequency_penalty, e);
+    else if (!strcmp(a, "--top-logprobs"))
+        rc = arg_int(a, v, 0, SAMPLE_MAX_TOP, &ra->ga.sp.n_top_logprobs, e);
+    else if (!strcmp(a, "--ctx") || !strcmp(a, "-c"))
+        rc = arg_int(a, v, 1, 1 << 24, &ra->n_ctx, e);
+    else
+        return 0;
+    return rc < 0 ? -1 : 1;
+}
 
-    uint64_t t0 = now_ns();
-    if (gen_feed(&g, ids.ids, (int)ids.n, &e) < 0)
-        goto out;
-    uint64_t t1 = now_ns();
-    int produced = 0;
-    for (; produced < n_gen; produced++) {
+/* The command line into ra: 0 to go on, -1 after --help (exit 0), or the
+ * exit status of a usage error (reported). */
+static int parse_args(int argc, char **argv, struct run_args *ra)
+{
+    struct err e;
+    *ra = (struct run_args){.n_gen = 128};
+    gen_args_init(&ra->ga, GGML_TYPE_F32);
+    const struct gen_flag flags[] = {{"--json", &ra->json}, {NULL, NULL}};
+    int st = gen_parse_argv("run", argc, argv, usage, flags, run_opt, ra, &ra->ga);
+    if (st)
+        return st;
+    if (!ra->ga.model || !ra->prompt)
+        return gen_usage_error("run", usage, "--model and --prompt are required");
+    if (sample_params_check(&ra->ga.sp, &e) < 0)
+        return gen_usage_error("run", NULL, "%s", e.msg);
+    return 0;
+}
+
+/* Encodes the prompt into ids and sizes the context for it and n_gen more
+ * tokens (--ctx, or just enough). */
+static int prepare(struct gen *g, const struct run_args *ra, struct tok_ids *ids, struct err *e)
+{
+    if (tok_encode(g->tok, ra->prompt, strlen(ra->prompt), true, false, ids, e) < 0)
+        return -1;
+    if (ids->n == 0)
+        return err_set(e, ERR_INVALID, "the prompt encodes to no tokens (empty, and the vocabulary adds no BOS)");
+    int n_ctx = ra->n_ctx;
+    if (n_ctx == 0)
+        n_ctx = (int)ids->n + (ra->n_gen > 0 ? ra->n_gen : 1);
+    if ((int64_t)ids->n + ra->n_gen > n_ctx)
+        return err_set(e, ERR_INVALID, "prompt of %zu tokens + %d to generate exceed --ctx %d", ids->n, ra->n_gen, n_ctx);
+    return gen_set_ctx(g, n_ctx, e);
+}
+
+/* Writes out[0..len) to stdout at once, as the tokens stream. */
+static void put_text(const char *out, size_t len)
+{
+    fwrite(out, 1, len, stdout);
+    fflush(stdout);
+}
+
+/* Samples and prints up to n_gen tokens after the prompt (fed already),
+ * through ts unless --json; *produced counts them, an end-of-generation
+ * token included. */
+static int generate(struct gen *g, const struct run_args *ra, struct tok_stream *ts, int *produced, struct err *e)
+{
+    struct rng rng;
+    gen_rng_seed(&rng, &ra->ga);
+    for (*produced = 0; *produced < ra->n_gen;) {
         struct sample_result r;
-        sampler_sample(g.smp, g.logits, &sp, g.hist, g.n_hist, &rng, &r);
-        bool eog = tok_is_eog(g.tok, r.token);
-        if (json) {
-            print_json_token(&g, &r);
+        sampler_sample(g->smp, g->logits, &ra->ga.sp, g->hist, g->n_hist, &rng, &r);
+        bool eog = tok_is_eog(g->tok, r.token);
+        (*produced)++;
+        if (ra->json) {
+            print_json_token(g, &r);
         } else if (!eog) {
             const char *out;
             size_t len;
-            if (tok_stream_feed(ts, r.token, &out, &len, &e) < 0)
-                goto out;
-            fwrite(out, 1, len, stdout);
-            fflush(stdout);
+            if (tok_stream_feed(ts, r.token, &out, &len, e) < 0)
+                return -1;
+            put_text(out, len);
         }
-        if (eog) {
-            produced++;
+        if (eog)
             break;
-        }
-        if (produced + 1 < n_gen && gen_feed(&g, &r.token, 1, &e) < 0)
-            goto out;
+        if (*produced < ra->n_gen && gen_feed(g, &r.token, 1, e) < 0)
+            return -1;
     }
-    uint64_t t2 = now_ns();
     if (ts) {
         const char *out;
         size_t len;
-        if (tok_stream_finish(ts, &out, &len, &e) < 0)
-            goto out;
+        if (tok_stream_finish(ts, &out, &len, e) < 0)
+            return -1;
         fwrite(out, 1, len, stdout);
         if (isatty(STDOUT_FILENO))
             fputc('\n', stdout);
         fflush(stdout);
     }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct run_args ra;
+    int st = parse_args(argc, argv, &ra);
+    if (st)
+        return st < 0 ? 0 : st;
+
+    int rc = 1;
+    struct gen g;
+    struct tok_ids ids;
+    struct tok_stream *ts = NULL;
+    struct err e;
+    tok_ids_init(&ids);
+    ra.ga.go.model_path = ra.ga.model;
+    ra.ga.go.max_batch = 512;
+    ra.ga.go.n_ctx = -1; /* sized once the prompt's length is known */
+    if (gen_open(&g, &ra.ga.go, &e) < 0) {
+        fprintf(stderr, "maas run: %s\n", e.msg);
+        return 1;
+    }
+    if (prepare(&g, &ra, &ids, &e) < 0)
+        goto out;
+    if (!ra.json && !(ts = tok_stream_new(g.tok, NULL, 0, false, &e)))
+        goto out;
+    uint64_t t0 = now_ns();
+    if (gen_feed(&g, ids.ids, (int)ids.n, &e) < 0)
+        goto out;
+    uint64_t t1 = now_ns();
+    int produced;
+    if (generate(&g, &ra, ts, &produced, &e) < 0)
+        goto out;
+    uint64_t t2 = now_ns();
     fprintf(stderr, "maas run: prompt %zu tokens in %.3f s (%.1f tokens/s), generated %d tokens in %.3f s (%.1f tokens/s)\n",
             ids.n, (t1 - t0) / 1e9, ids.n / ((t1 - t0) / 1e9 + 1e-12), produced, (t2 - t1) / 1e9,
             produced > 1 ? (produced - 1) / ((t2 - t1) / 1e9 + 1e-12) : 0.0);

@@ -185,92 +185,167 @@ fail:
     return -1;
 }
 
-int cmd_serve(int argc, char **argv)
-{
+struct serve_args {
     const char *specs[MAX_MODELS];
-    int n_specs = 0, max_body = 1 << 20, no_auth = 0, hold_max_age = STALE_HOLD_S, hold_sweep = 300;
-    const char *chat_template = NULL, *db = NULL, *admin_key_file = NULL, *secret_file = NULL;
-    struct server_opts so = server_opts_default();
-    struct engine_opts eo = {0};
+    int n_specs, max_body, no_auth, hold_max_age, hold_sweep;
+    const char *chat_template, *db, *admin_key_file, *secret_file;
+    struct server_opts so;
+    struct engine_opts eo;
+};
+
+/* One option a with its value v into sa: 0, or the exit status of a usage
+ * error (reported). */
+static int parse_opt(const char *a, const char *v, struct serve_args *sa, struct err *e)
+{
+    int rc = 0;
+    if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
+        if (sa->n_specs == MAX_MODELS)
+            return gen_usage_error("serve", NULL, "at most %d models", MAX_MODELS);
+        sa->specs[sa->n_specs++] = v;
+    } else if (!strcmp(a, "--host")) {
+        sa->so.host = v;
+    } else if (!strcmp(a, "--port")) {
+        rc = arg_int(a, v, 0, 65535, &sa->so.port, e);
+    } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+        rc = arg_int(a, v, 1, 1024, &sa->eo.n_threads, e);
+    } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
+        rc = arg_int(a, v, 2, 1 << 22, &sa->eo.n_ctx, e);
+    } else if (!strcmp(a, "--kv-blocks")) {
+        rc = arg_int(a, v, 1, 1 << 24, &sa->eo.kv_blocks, e);
+    } else if (!strcmp(a, "--max-queue")) {
+        rc = arg_int(a, v, 1, 1 << 20, &sa->eo.max_queue, e);
+    } else if (!strcmp(a, "--max-running")) {
+        rc = arg_int(a, v, 1, 4096, &sa->eo.max_running, e);
+    } else if (!strcmp(a, "--max-body")) {
+        rc = arg_int(a, v, 16, 1 << 30, &sa->max_body, e);
+    } else if (!strcmp(a, "--timeout")) {
+        rc = arg_int(a, v, 1, 86400, &sa->so.timeout_s, e);
+    } else if (!strcmp(a, "--hold-max-age")) {
+        rc = arg_int(a, v, 60, 30 * 86400, &sa->hold_max_age, e);
+    } else if (!strcmp(a, "--hold-sweep")) {
+        rc = arg_int(a, v, 1, 86400, &sa->hold_sweep, e);
+    } else if (!strcmp(a, "--chat-template")) {
+        sa->chat_template = v;
+    } else if (!strcmp(a, "--data") || !strcmp(a, "--db")) {
+        if (sa->db)
+            return gen_usage_error("serve", NULL, "one of --data and --db, once");
+        sa->db = v;
+    } else if (!strcmp(a, "--admin-key-file")) {
+        sa->admin_key_file = v;
+    } else if (!strcmp(a, "--secret-file")) {
+        sa->secret_file = v;
+    } else {
+        return gen_usage_error("serve", usage, "unknown option '%s'", a);
+    }
+    return rc < 0 ? gen_usage_error("serve", NULL, "%s", e->msg) : 0;
+}
+
+/* The command line into sa: 0 to go on, -1 after --help (exit 0), or the
+ * exit status of a usage error (reported). */
+static int parse_args(int argc, char **argv, struct serve_args *sa)
+{
     struct err e;
+    memset(sa, 0, sizeof *sa);
+    sa->max_body = 1 << 20;
+    sa->hold_max_age = STALE_HOLD_S;
+    sa->hold_sweep = 300;
+    sa->so = server_opts_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            return 0;
+            return -1;
         } else if (!strcmp(a, "--no-auth")) {
-            no_auth = 1;
+            sa->no_auth = 1;
             continue;
         } else if (!v) {
-            fprintf(stderr, "maas serve: %s needs a value (or is unknown)\n", a);
-            return 2;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
-            if (n_specs == MAX_MODELS) {
-                fprintf(stderr, "maas serve: at most %d models\n", MAX_MODELS);
-                return 2;
-            }
-            specs[n_specs++] = v;
-        } else if (!strcmp(a, "--host")) {
-            so.host = v;
-        } else if (!strcmp(a, "--port")) {
-            rc = parse_int_arg(a, v, 0, 65535, &so.port, &e);
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            rc = parse_int_arg(a, v, 1, 1024, &eo.n_threads, &e);
-        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-            rc = parse_int_arg(a, v, 2, 1 << 22, &eo.n_ctx, &e);
-        } else if (!strcmp(a, "--kv-blocks")) {
-            rc = parse_int_arg(a, v, 1, 1 << 24, &eo.kv_blocks, &e);
-        } else if (!strcmp(a, "--max-queue")) {
-            rc = parse_int_arg(a, v, 1, 1 << 20, &eo.max_queue, &e);
-        } else if (!strcmp(a, "--max-running")) {
-            rc = parse_int_arg(a, v, 1, 4096, &eo.max_running, &e);
-        } else if (!strcmp(a, "--max-body")) {
-            rc = parse_int_arg(a, v, 16, 1 << 30, &max_body, &e);
-        } else if (!strcmp(a, "--timeout")) {
-            rc = parse_int_arg(a, v, 1, 86400, &so.timeout_s, &e);
-        } else if (!strcmp(a, "--hold-max-age")) {
-            rc = parse_int_arg(a, v, 60, 30 * 86400, &hold_max_age, &e);
-        } else if (!strcmp(a, "--hold-sweep")) {
-            rc = parse_int_arg(a, v, 1, 86400, &hold_sweep, &e);
-        } else if (!strcmp(a, "--chat-template")) {
-            chat_template = v;
-        } else if (!strcmp(a, "--data") || !strcmp(a, "--db")) {
-            if (db) {
-                fprintf(stderr, "maas serve: one of --data and --db, once\n");
-                return 2;
-            }
-            db = v;
-        } else if (!strcmp(a, "--admin-key-file")) {
-            admin_key_file = v;
-        } else if (!strcmp(a, "--secret-file")) {
-            secret_file = v;
-        } else {
-            fprintf(stderr, "maas serve: unknown option '%s'\n", a);
-            usage(stderr);
-            return 2;
+            return gen_usage_error("serve", NULL, "%s needs a value (or is unknown)", a);
         }
-        if (rc < 0) {
-            fprintf(stderr, "maas serve: %s\n", e.msg);
-            return 2;
-        }
+        int rc = parse_opt(a, v, sa, &e);
+        if (rc)
+            return rc;
         i++;
     }
-    if (n_specs == 0) {
-        fprintf(stderr, "maas serve: --model is required\n");
-        usage(stderr);
-        return 2;
+    if (sa->n_specs == 0)
+        return gen_usage_error("serve", usage, "--model is required");
+    if (sa->chat_template && tok_chat_family_from_name(sa->chat_template) < 0)
+        return gen_usage_error("serve", NULL, "--chat-template: unknown format '%s'", sa->chat_template);
+    sa->so.max_body = (size_t)sa->max_body;
+    sa->so.loopback_only = sa->no_auth;
+    if (sa->no_auth && (sa->db || sa->admin_key_file || sa->secret_file))
+        return gen_usage_error("serve", NULL, "--no-auth does not take --data, --db, --admin-key-file or --secret-file");
+    return 0;
+}
+
+/* Loads model i ([NAME=]FILE), its tokenizer and engine into sv[i], and
+ * describes it to the server in sm[i]. -1 when reported. */
+static int load_model(const struct serve_args *sa, int i, struct served *sv, struct server_model *sm)
+{
+    struct err e;
+    const char *spec = sa->specs[i], *eq = strchr(spec, '=');
+    sv->path = eq ? eq + 1 : spec;
+    if (eq && eq == spec) {
+        fprintf(stderr, "maas serve: --model '%s': empty name before '='\n", spec);
+        return -1;
     }
-    if (chat_template && tok_chat_family_from_name(chat_template) < 0) {
-        fprintf(stderr, "maas serve: --chat-template: unknown format '%s'\n", chat_template);
-        return 2;
+    if (!(sv->m = model_load(sv->path, &e)) || !(sv->tok = tok_load(model_gguf(sv->m), &e))) {
+        fprintf(stderr, "maas serve: %s: %s\n", sv->path, e.msg);
+        return -1;
     }
-    so.max_body = (size_t)max_body;
-    so.loopback_only = no_auth;
-    if (no_auth && (db || admin_key_file || secret_file)) {
-        fprintf(stderr, "maas serve: --no-auth does not take --data, --db, --admin-key-file or --secret-file\n");
-        return 2;
+    sv->name = eq ? strndup(spec, (size_t)(eq - spec)) : default_name(sv->m, sv->path);
+    if (!sv->name) {
+        fprintf(stderr, "maas serve: out of memory\n");
+        return -1;
     }
+    const struct model_hparams *hp = model_hparams(sv->m);
+    struct engine_opts o = sa->eo;
+    if (!o.n_ctx) /* the engine's own default, made explicit so the server knows it */
+        o.n_ctx = engine_default_n_ctx(hp);
+    if (!(sv->eng = engine_new(sv->m, sv->tok, &o, &e))) {
+        fprintf(stderr, "maas serve: %s: %s\n", sv->path, e.msg);
+        return -1;
+    }
+    *sm = (struct server_model){.name = sv->name, .m = sv->m, .tok = sv->tok, .eng = sv->eng, .n_ctx = o.n_ctx,
+                                .chat_template = sa->chat_template};
+    log_info("model '%s' from %s: %s, %d layers, context %d", sv->name, sv->path, hp->arch_name, hp->n_layer, o.n_ctx);
+    return 0;
+}
+
+/* Starts the server and waits for SIGINT or SIGTERM. -1 when reported. */
+static int serve(struct server_model *sm, int n_models, const struct serve_args *sa, struct server **srv)
+{
+    struct err e;
+    struct sigaction sig;
+    memset(&sig, 0, sizeof sig);
+    sig.sa_handler = on_signal;
+    sigemptyset(&sig.sa_mask);
+    sigaction(SIGINT, &sig, NULL);
+    sigaction(SIGTERM, &sig, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!(*srv = server_new(sm, n_models, &sa->so, &e))) {
+        fprintf(stderr, "maas serve: %s\n", e.msg);
+        return -1;
+    }
+    if (sa->no_auth)
+        fprintf(stderr, "maas serve: WARNING: --no-auth: no API keys are checked and nothing is metered or billed; "
+                        "serving this machine only\n");
+    fprintf(stderr, "maas serve: listening on http://%s:%d\n", sa->so.host, server_port(*srv));
+    fflush(stderr);
+    while (!stop_signal) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "maas serve: signal %d, shutting down\n", (int)stop_signal);
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct serve_args sa;
+    int st = parse_args(argc, argv, &sa);
+    if (st)
+        return st < 0 ? 0 : st;
 
     int rc = 1;
     struct served sv[MAX_MODELS];
@@ -278,67 +353,21 @@ int cmd_serve(int argc, char **argv)
     struct server *srv = NULL;
     struct billing *bill = NULL;
     memset(sv, 0, sizeof sv);
-    if (!no_auth && open_billing(db ? db : "maas-data", secret_file, admin_key_file, hold_max_age, &bill) < 0)
+    if (!sa.no_auth &&
+        open_billing(sa.db ? sa.db : "maas-data", sa.secret_file, sa.admin_key_file, sa.hold_max_age, &bill) < 0)
         goto out;
-    so.billing = bill;
-    so.recover_every_ms = hold_sweep * 1000;
-    so.recover_after_s = hold_max_age;
-    for (int i = 0; i < n_specs; i++) {
-        const char *spec = specs[i], *eq = strchr(spec, '=');
-        sv[i].path = eq ? eq + 1 : spec;
-        if (eq && eq == spec) {
-            fprintf(stderr, "maas serve: --model '%s': empty name before '='\n", spec);
+    sa.so.billing = bill;
+    sa.so.recover_every_ms = sa.hold_sweep * 1000;
+    sa.so.recover_after_s = sa.hold_max_age;
+    for (int i = 0; i < sa.n_specs; i++)
+        if (load_model(&sa, i, &sv[i], &sm[i]) < 0)
             goto out;
-        }
-        if (!(sv[i].m = model_load(sv[i].path, &e)) || !(sv[i].tok = tok_load(model_gguf(sv[i].m), &e))) {
-            fprintf(stderr, "maas serve: %s: %s\n", sv[i].path, e.msg);
-            goto out;
-        }
-        sv[i].name = eq ? strndup(spec, (size_t)(eq - spec)) : default_name(sv[i].m, sv[i].path);
-        if (!sv[i].name) {
-            fprintf(stderr, "maas serve: out of memory\n");
-            goto out;
-        }
-        const struct model_hparams *hp = model_hparams(sv[i].m);
-        struct engine_opts o = eo;
-        if (!o.n_ctx) /* the engine's own default, made explicit so the server knows it */
-            o.n_ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-        if (!(sv[i].eng = engine_new(sv[i].m, sv[i].tok, &o, &e))) {
-            fprintf(stderr, "maas serve: %s: %s\n", sv[i].path, e.msg);
-            goto out;
-        }
-        sm[i] = (struct server_model){.name = sv[i].name, .m = sv[i].m, .tok = sv[i].tok, .eng = sv[i].eng,
-                                      .n_ctx = o.n_ctx, .chat_template = chat_template};
-        log_info("model '%s' from %s: %s, %d layers, context %d", sv[i].name, sv[i].path, hp->arch_name,
-                 hp->n_layer, o.n_ctx);
-    }
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    if (!(srv = server_new(sm, n_specs, &so, &e))) {
-        fprintf(stderr, "maas serve: %s\n", e.msg);
+    if (serve(sm, sa.n_specs, &sa, &srv) < 0)
         goto out;
-    }
-    if (no_auth)
-        fprintf(stderr, "maas serve: WARNING: --no-auth: no API keys are checked and nothing is metered or billed; "
-                        "serving this machine only\n");
-    fprintf(stderr, "maas serve: listening on http://%s:%d\n", so.host, server_port(srv));
-    fflush(stderr);
-    while (!stop_signal) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    fprintf(stderr, "maas serve: signal %d, shutting down\n", (int)stop_signal);
     rc = 0;
 out:
     server_free(srv);
-    for (int i = 0; i < n_specs; i++) {
+    for (int i = 0; i < sa.n_specs; i++) {
         engine_free(sv[i].eng);
         tok_free(sv[i].tok);
         model_free(sv[i].m);

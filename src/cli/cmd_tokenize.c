@@ -12,6 +12,7 @@
  * `maas detokenize --model M $(maas tokenize --model M --file F)` reproduces F.
  */
 #include "cli/cli.h"
+#include "cli/tools.h"
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
@@ -48,6 +49,7 @@ static struct tokenizer *open_tokenizer(const char *cmd, const char *path)
     return t;
 }
 
+/* The whole of file path ("-": stdin), or NULL when reported. */
 static char *read_all(const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
@@ -55,32 +57,12 @@ static char *read_all(const char *path, size_t *len)
         fprintf(stderr, "maas tokenize: %s: %s\n", path, strerror(errno));
         return NULL;
     }
-    size_t cap = 1 << 16, n = 0;
-    char *p = malloc(cap);
-    while (p) {
-        size_t got = fread(p + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) {
-            if (ferror(f)) {
-                fprintf(stderr, "maas tokenize: %s: read error: %s\n", path, strerror(errno));
-                free(p);
-                p = NULL;
-            }
-            break;
-        }
-        char *q = cap <= SIZE_MAX / 2 ? realloc(p, cap * 2) : NULL;
-        if (!q) {
-            free(p);
-            p = NULL;
-            fprintf(stderr, "maas tokenize: %s: out of memory after %zu bytes\n", path, n);
-            break;
-        }
-        p = q;
-        cap *= 2;
-    }
+    char *p = NULL;
+    struct err e;
+    if (tool_read_stream(f, path, SIZE_MAX, &p, len, &e) < 0)
+        fprintf(stderr, "maas tokenize: %s\n", e.msg);
     if (f != stdin)
         fclose(f);
-    *len = n;
     return p;
 }
 
@@ -201,15 +183,14 @@ int cmd_detokenize(int argc, char **argv)
     }
     for (size_t i = 0; i < n; i++) {
         const char *a = argv[first_id + (int)i];
-        char *end;
-        errno = 0;
-        long v = strtol(a, &end, 10);
-        if (end == a || *end || errno || v < 0 || v >= tok_n_vocab(t)) {
-            if (end != a && !*end && !errno)
-                fprintf(stderr, "maas detokenize: argument %zu: id %s is not in the vocabulary of %s (0 .. %d)\n",
-                        i + 1, a, model, tok_n_vocab(t) - 1);
-            else
-                fprintf(stderr, "maas detokenize: argument %zu: '%s' is not a token id\n", i + 1, a);
+        int64_t v;
+        if (parse_i64(a, INT64_MIN, INT64_MAX, &v) < 0) {
+            fprintf(stderr, "maas detokenize: argument %zu: '%s' is not a token id\n", i + 1, a);
+            goto out;
+        }
+        if (v < 0 || v >= tok_n_vocab(t)) {
+            fprintf(stderr, "maas detokenize: argument %zu: id %s is not in the vocabulary of %s (0 .. %d)\n", i + 1, a,
+                    model, tok_n_vocab(t) - 1);
             goto out;
         }
         ids[i] = (int32_t)v;

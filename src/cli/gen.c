@@ -1,8 +1,8 @@
 /* One generating sequence for the CLI commands (see gen.h). */
 #include "cli/gen.h"
+#include "engine/engine.h"
 #include "kernels/kernels.h"
 
-#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -24,9 +24,7 @@ int gen_open(struct gen *g, const struct gen_opts *o, struct err *e)
             goto fail;
         }
     }
-    g->n_vocab_sample = g->hp->n_vocab;
-    if (g->tok && tok_n_vocab(g->tok) < g->n_vocab_sample)
-        g->n_vocab_sample = tok_n_vocab(g->tok);
+    g->n_vocab_sample = tok_n_vocab_common(g->tok, g->hp->n_vocab);
     int n_threads = o->n_threads > 0 ? o->n_threads : cpu_count();
     g->pool = pool_new(n_threads);
     if (!g->pool) {
@@ -45,7 +43,7 @@ fail:
 
 int gen_set_ctx(struct gen *g, int n_ctx, struct err *e)
 {
-    g->n_ctx = n_ctx > 0 ? n_ctx : (g->hp->n_ctx_train < 4096 ? g->hp->n_ctx_train : 4096);
+    g->n_ctx = n_ctx > 0 ? n_ctx : engine_default_n_ctx(g->hp);
     g->block_size = BLOCK_SIZE;
     g->n_blocks = (g->n_ctx + BLOCK_SIZE - 1) / BLOCK_SIZE;
     if (model_reserve(g->m, g->max_batch, g->pool, e) < 0)
@@ -107,28 +105,6 @@ void gen_truncate(struct gen *g, int n)
 {
     if (n < g->n_hist)
         g->n_hist = n < 0 ? 0 : n;
-}
-
-int parse_int_arg(const char *opt, const char *s, long lo, long hi, int *out, struct err *e)
-{
-    char *end;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || errno || end == s || *end || v < lo || v > hi)
-        return err_set(e, ERR_INVALID, "%s: '%s' is not an integer in [%ld, %ld]", opt, s ? s : "", lo, hi);
-    *out = (int)v;
-    return 0;
-}
-
-int parse_float_arg(const char *opt, const char *s, double lo, double hi, float *out, struct err *e)
-{
-    char *end;
-    errno = 0;
-    double v = s ? strtod(s, &end) : 0;
-    if (!s || errno || end == s || *end || !(v >= lo && v <= hi))
-        return err_set(e, ERR_INVALID, "%s: '%s' is not a number in [%g, %g]", opt, s ? s : "", lo, hi);
-    *out = (float)v;
-    return 0;
 }
 
 /* Length of the valid UTF-8 character at s[0..n), or 0 if invalid. */
@@ -193,7 +169,7 @@ void json_write_str(FILE *out, const char *str, size_t n)
     }
 }
 
-int parse_kv_type_arg(const char *opt, const char *s, enum ggml_type *out, struct err *e)
+static int parse_kv_type(const char *opt, const char *s, enum ggml_type *out, struct err *e)
 {
     if (!strcmp(s, "f32"))
         *out = GGML_TYPE_F32;
@@ -209,17 +185,17 @@ int gen_parse_sample_arg(const char *opt, const char *v, struct sample_params *s
 {
     int rc;
     if (!strcmp(opt, "--temp"))
-        rc = parse_float_arg(opt, v, 0, 100, &sp->temperature, e);
+        rc = arg_float(opt, v, 0, 100, &sp->temperature, e);
     else if (!strcmp(opt, "--top-k"))
-        rc = parse_int_arg(opt, v, 0, 1 << 30, &sp->top_k, e);
+        rc = arg_int(opt, v, 0, 1 << 30, &sp->top_k, e);
     else if (!strcmp(opt, "--top-p"))
-        rc = parse_float_arg(opt, v, 1e-9, 1, &sp->top_p, e);
+        rc = arg_float(opt, v, 1e-9, 1, &sp->top_p, e);
     else if (!strcmp(opt, "--min-p"))
-        rc = parse_float_arg(opt, v, 0, 1, &sp->min_p, e);
+        rc = arg_float(opt, v, 0, 1, &sp->min_p, e);
     else if (!strcmp(opt, "--repeat-penalty"))
-        rc = parse_float_arg(opt, v, 1e-3, 1e3, &sp->repeat_penalty, e);
+        rc = arg_float(opt, v, 1e-3, 1e3, &sp->repeat_penalty, e);
     else if (!strcmp(opt, "--seed")) {
-        rc = parse_int_arg(opt, v, 0, 0x7fffffff, seed, e);
+        rc = arg_int(opt, v, 0, 0x7fffffff, seed, e);
         *seed_set = 1;
     } else
         return 0;
@@ -230,10 +206,91 @@ int gen_parse_opts_arg(const char *opt, const char *v, struct gen_opts *go, stru
 {
     int rc;
     if (!strcmp(opt, "--threads") || !strcmp(opt, "-t"))
-        rc = parse_int_arg(opt, v, 1, 1024, &go->n_threads, e);
+        rc = arg_int(opt, v, 1, 1024, &go->n_threads, e);
     else if (!strcmp(opt, "--kv-type"))
-        rc = parse_kv_type_arg(opt, v, &go->kv_type, e);
+        rc = parse_kv_type(opt, v, &go->kv_type, e);
     else
         return 0;
     return rc < 0 ? -1 : 1;
+}
+
+struct sample_params gen_sample_defaults(void)
+{
+    struct sample_params sp = sample_params_default();
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    sp.top_p = 0.95f;
+    sp.min_p = 0.05f;
+    return sp;
+}
+
+void gen_args_init(struct gen_args *ga, enum ggml_type kv_type)
+{
+    *ga = (struct gen_args){.sp = gen_sample_defaults(), .go = {.kv_type = kv_type, .need_tokenizer = true}};
+}
+
+int gen_parse_arg(const char *a, const char *v, struct gen_args *ga, struct err *e)
+{
+    if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
+        ga->model = v;
+        return 1;
+    }
+    int rc = gen_parse_sample_arg(a, v, &ga->sp, &ga->seed, &ga->seed_set, e);
+    return rc != 0 ? rc : gen_parse_opts_arg(a, v, &ga->go, e);
+}
+
+/* Sets the flag named a; false when a is none of flags. */
+static bool set_flag(const struct gen_flag *flags, const char *a)
+{
+    for (; flags && flags->name; flags++)
+        if (!strcmp(flags->name, a)) {
+            *flags->set = 1;
+            return true;
+        }
+    return false;
+}
+
+int gen_parse_argv(const char *cmd, int argc, char **argv, void (*usage)(FILE *out), const struct gen_flag *flags,
+                   int (*opt)(void *ctx, const char *a, const char *v, struct err *e), void *ctx,
+                   struct gen_args *ga)
+{
+    struct err e;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return -1;
+        }
+        if (set_flag(flags, a))
+            continue;
+        if (!v)
+            return gen_usage_error(cmd, NULL, "%s needs a value (or is unknown)", a);
+        int rc = gen_parse_arg(a, v, ga, &e);
+        if (rc == 0)
+            rc = opt(ctx, a, v, &e);
+        if (rc == 0)
+            return gen_usage_error(cmd, usage, "unknown option '%s'", a);
+        if (rc < 0)
+            return gen_usage_error(cmd, NULL, "%s", e.msg);
+        i++;
+    }
+    return 0;
+}
+
+void gen_rng_seed(struct rng *r, const struct gen_args *ga)
+{
+    rng_seed(r, ga->seed_set ? (uint64_t)ga->seed : now_ns());
+}
+
+int gen_usage_error(const char *cmd, void (*usage)(FILE *out), const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "maas %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (usage)
+        usage(stderr);
+    return 2;
 }

@@ -57,18 +57,60 @@ int gen_feed(struct gen *g, const int32_t *toks, int n, struct err *e);
 /* Forgets tokens past position n (the KV of earlier ones stays valid). */
 void gen_truncate(struct gen *g, int n);
 
-/* Parsers for the option values shared by the commands; -1 with a message. */
-int parse_int_arg(const char *opt, const char *s, long lo, long hi, int *out, struct err *e);
-int parse_float_arg(const char *opt, const char *s, double lo, double hi, float *out, struct err *e);
-/* --kv-type: "f32" or "f16" into *out; -1 with a message naming opt otherwise. */
-int parse_kv_type_arg(const char *opt, const char *s, enum ggml_type *out, struct err *e);
+/* cmd_bench's name for arg_int (core), which every other command calls. */
+static inline int parse_int_arg(const char *opt, const char *s, int lo, int hi, int *out, struct err *e)
+{
+    return arg_int(opt, s, lo, hi, out, e);
+}
+
+/* The sampling `maas run` and `maas chat` start from (llama.cpp's
+ * defaults): temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, the rest as
+ * sample_params_default. */
+struct sample_params gen_sample_defaults(void);
+
+/* The options `maas run` and `maas chat` share, as parsed by gen_parse_arg. */
+struct gen_args {
+    const char *model;          /* --model/-m (borrowed from argv); NULL until given */
+    struct sample_params sp;    /* gen_sample_defaults, then the sampling options */
+    int seed, seed_set;         /* --seed */
+    struct gen_opts go;         /* --threads, --kv-type; need_tokenizer set */
+};
+
+/* Defaults for a command whose KV cache holds kv_type unless --kv-type says. */
+void gen_args_init(struct gen_args *ga, enum ggml_type kv_type);
+/* --model/-m and the options of gen_parse_sample_arg and gen_parse_opts_arg,
+ * with value v: 1 when a is one of them, 0 when not, -1 with a message. */
+int gen_parse_arg(const char *a, const char *v, struct gen_args *ga, struct err *e);
+
+/* An option without a value: *set becomes 1 when it is given. */
+struct gen_flag {
+    const char *name;
+    int *set;
+};
+
+/* Parses a generating command's whole command line: --help/-h (usage on
+ * stdout), the flags (NULL-terminated list), the options of gen_parse_arg
+ * into ga, and the command's own options through opt(ctx, a, v, e) (1 when
+ * a is one of them, 0 when not, -1 with a message). 0 to go on, -1 after
+ * --help (exit 0), or the exit status of a usage error (reported as
+ * gen_usage_error does: a missing value, an unknown option, a bad value). */
+int gen_parse_argv(const char *cmd, int argc, char **argv, void (*usage)(FILE *out), const struct gen_flag *flags,
+                   int (*opt)(void *ctx, const char *a, const char *v, struct err *e), void *ctx,
+                   struct gen_args *ga);
+/* Seeds r from --seed, else from the clock. */
+void gen_rng_seed(struct rng *r, const struct gen_args *ga);
+
+/* A bad command line: prints "maas CMD: <message>" and then, when usage is
+ * not NULL, the usage on stderr. Returns 2, the exit status of a usage error. */
+int gen_usage_error(const char *cmd, void (*usage)(FILE *out), const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Options shared by the commands, each with its value v: 1 when opt is one
  * of them (v parsed into its place), 0 when it is not, -1 with a message
  * when v is bad.
  *   gen_parse_sample_arg: --temp, --top-k, --top-p, --min-p,
  *     --repeat-penalty, and --seed (into *seed, setting *seed_set);
- *   gen_parse_opts_arg: --threads/-t and --kv-type into go. */
+ *   gen_parse_opts_arg: --threads/-t and --kv-type ("f32" or "f16") into go. */
 int gen_parse_sample_arg(const char *opt, const char *v, struct sample_params *sp, int *seed, int *seed_set,
                          struct err *e);
 int gen_parse_opts_arg(const char *opt, const char *v, struct gen_opts *go, struct err *e);

@@ -5,6 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+static int cmd_version(int argc, char **argv)
+{
+    kernels_init();
+    printf("maas 0.1.0 (kernels: %s)\n", kernels_isa_name(kernels_isa()));
+    return 0;
+}
+
 struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -31,13 +38,6 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %s\n", commands[i].help);
     fprintf(out, "\n'maas <command> --help' describes a command.\n");
-}
-
-int cmd_version(int argc, char **argv)
-{
-    kernels_init();
-    printf("maas 0.1.0 (kernels: %s)\n", kernels_isa_name(kernels_isa()));
-    return 0;
 }
 
 int main(int argc, char **argv)

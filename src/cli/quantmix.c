@@ -105,7 +105,9 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && !memcmp(s + n - m, suffix, m);
 }
 
-bool qmix_tensor_quantizable(const char *name, int n_dims)
+/* Would llama.cpp quantize this tensor at all? (2-D or more, name ends in
+ * "weight", not a norm, not an MoE router ffn_gate_inp.) */
+static bool tensor_quantizable(const char *name, int n_dims)
 {
     return n_dims >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") &&
            !strstr(name, "ffn_gate_inp.weight");
@@ -255,7 +257,7 @@ enum ggml_type qmix_tensor_type(const struct qmix *q, const struct qmix_model *m
 {
     if (fallback)
         *fallback = false;
-    if (!qmix_tensor_quantizable(name, n_dims))
+    if (!tensor_quantizable(name, n_dims))
         return GGML_TYPE_F32;
     if (is_float_type(q->base))
         return q->base;

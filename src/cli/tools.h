@@ -65,10 +65,6 @@ struct qmix_model {
     bool has_output; /* has a separate output.weight (not tied to token_embd) */
 };
 
-/* Would llama.cpp quantize this tensor at all? (2-D or more, name ends in
- * "weight", not a norm, not an MoE router ffn_gate_inp.) */
-bool qmix_tensor_quantizable(const char *name, int n_dims);
-
 /* The type the tensor gets under q. Tensors that are not quantizable get
  * GGML_TYPE_F32. The k-quant fallback for rows that are not a multiple of 256
  * is applied; *fallback (may be NULL) is set when it changed the type. */
@@ -94,6 +90,10 @@ void qrow_from_f32(enum ggml_type dst, const float *x, void *y, int64_t n);
 int tool_check_out_path(const char *out, struct err *e);
 /* Reads a whole (non-empty, at most 1 GiB) file into a malloc'd buffer. */
 int tool_read_text(const char *path, char **out, size_t *len, struct err *e);
+/* Reads f to its end into *out (from malloc, NUL-terminated, length in
+ * *len); name is f's name for messages. -1 with ERR_INVALID past max bytes,
+ * ERR_IO on a read error, ERR_NOMEM. */
+int tool_read_stream(FILE *f, const char *name, size_t max, char **out, size_t *len, struct err *e);
 
 /* ---- byte-level BPE vocabulary training ---- */
 struct vocab {

@@ -1,5 +1,6 @@
-/* tools_io.c — the file chores of `maas quantize` and `maas mkmodel`:
- * refuse an unwritable output path before minutes of work, and read a text. */
+/* tools_io.c — the file chores of `maas quantize`, `maas mkmodel` and
+ * `maas tokenize`: refuse an unwritable output path before minutes of work,
+ * and read a text. */
 #include "cli/tools.h"
 
 #include <errno.h>
@@ -27,44 +28,45 @@ int tool_check_out_path(const char *out, struct err *e)
     return rc;
 }
 
+int tool_read_stream(FILE *f, const char *name, size_t max, char **out, size_t *len, struct err *e)
+{
+    struct sbuf b = SBUF_INIT;
+    char chunk[1 << 16];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (got > max - b.len) {
+            sbuf_release(&b);
+            return err_set(e, ERR_INVALID, "%s: the text is larger than %zu MiB", name, max >> 20);
+        }
+        sbuf_add(&b, chunk, got);
+    }
+    if (ferror(f)) {
+        sbuf_release(&b);
+        return err_set(e, ERR_IO, "%s: read error: %s", name, strerror(errno));
+    }
+    char *p = sbuf_detach(&b, len);
+    if (!p)
+        return err_set(e, ERR_NOMEM, "%s: out of memory", name);
+    *out = p;
+    return 0;
+}
+
 int tool_read_text(const char *path, char **out, size_t *len, struct err *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return err_set(e, ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            if (cap > (size_t)1 << 30) {
-                rc = err_set(e, ERR_INVALID, "%s: the text is larger than 1 GiB", path);
-                break;
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = err_set(e, ERR_NOMEM, "%s: out of memory", path);
-                break;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                rc = err_set(e, ERR_IO, "%s: read error: %s", path, strerror(errno));
-            break;
-        }
-    }
+    char *p;
+    size_t n;
+    int rc = tool_read_stream(f, path, (size_t)1 << 30, &p, &n, e);
     fclose(f);
-    if (rc == 0 && n == 0)
-        rc = err_set(e, ERR_INVALID, "%s: the text is empty", path);
-    if (rc) {
-        free(buf);
+    if (rc < 0)
         return -1;
+    if (n == 0) {
+        free(p);
+        return err_set(e, ERR_INVALID, "%s: the text is empty", path);
     }
-    *out = buf;
+    *out = p;
     *len = n;
     return 0;
 }

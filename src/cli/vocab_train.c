@@ -147,9 +147,11 @@ struct trainer {
     struct word *words; /* from malloc */
     size_t n_words, cap_words;
     struct bytes *wbytes; /* word texts while counting; from malloc */
+    size_t cap_wbytes;
     struct strtab wtab;
     struct bytes *tok; /* raw bytes of each token; from malloc */
-    uint32_t n_tok, cap_tok;
+    uint32_t n_tok;
+    size_t cap_tok;
     struct strtab ttab;
     struct pairtab pairs;
 };
@@ -174,18 +176,10 @@ static int add_word(struct trainer *tr, const unsigned char *s, size_t n, const 
         tr->words[idx].freq++;
         return 0;
     }
-    if (tr->n_words == tr->cap_words) {
-        size_t cap = tr->cap_words ? tr->cap_words * 2 : 1024;
-        struct word *w = realloc(tr->words, cap * sizeof *w);
-        if (!w)
-            return -1;
-        tr->words = w;
-        struct bytes *b = realloc(tr->wbytes, cap * sizeof *b);
-        if (!b)
-            return -1;
-        tr->wbytes = b;
-        tr->cap_words = cap;
-    }
+    /* words and wbytes grow together: each keeps its own capacity */
+    if (mem_grow(&tr->words, &tr->cap_words, tr->n_words + 1, sizeof *tr->words) != 0 ||
+        mem_grow(&tr->wbytes, &tr->cap_wbytes, tr->n_words + 1, sizeof *tr->wbytes) != 0)
+        return -1;
     if (strtab_grow(&tr->wtab, tr->wbytes) != 0)
         return -1;
     strtab_find(&tr->wtab, tr->wbytes, (const char *)s, n, &slot);
@@ -221,14 +215,8 @@ static int add_token(struct trainer *tr, const char *s, uint32_t n, uint32_t *id
             return 0;
         }
     }
-    if (tr->n_tok == tr->cap_tok) {
-        uint32_t cap = tr->cap_tok ? tr->cap_tok * 2 : 1024;
-        struct bytes *t = realloc(tr->tok, cap * sizeof *t);
-        if (!t)
-            return -1;
-        tr->tok = t;
-        tr->cap_tok = cap;
-    }
+    if (mem_grow(&tr->tok, &tr->cap_tok, (size_t)tr->n_tok + 1, sizeof *tr->tok) != 0)
+        return -1;
     if (strtab_grow(&tr->ttab, tr->tok) != 0)
         return -1;
     strtab_find(&tr->ttab, tr->tok, s, n, &slot);
@@ -375,6 +363,105 @@ static bool word_has(const struct word *w, uint32_t a, uint32_t b)
     return false;
 }
 
+/* The most frequent pair (lowest key on ties) as key + 1, or 0 when no pair
+ * is left: every word is a single token. */
+static uint64_t best_pair(const struct trainer *tr)
+{
+    int64_t best = 0;
+    uint64_t best_key = 0;
+    for (uint64_t k = 0; k < tr->pairs.cap; k++) {
+        const struct pair_slot *s = &tr->pairs.s[k];
+        if (s->key && s->count > 0 && (s->count > best || (s->count == best && s->key < best_key))) {
+            best = s->count;
+            best_key = s->key;
+        }
+    }
+    return best ? best_key : 0;
+}
+
+/* Learns merges until the trainer has target tokens or nothing is left to
+ * merge: *mrg (from malloc) gets them as (a, b) token pairs, in order. */
+static int learn_merges(struct trainer *tr, uint32_t target, uint32_t (**mrg)[2], uint32_t *n_merge)
+{
+    char *buf = NULL;
+    size_t cap_buf = 0, cap_merge = 0;
+    int rc = -1;
+    while (tr->n_tok < target) {
+        uint64_t key = best_pair(tr);
+        if (key == 0)
+            break;
+        uint32_t a = (uint32_t)((key - 1) >> 32), b = (uint32_t)(key - 1);
+        size_t n = (size_t)tr->tok[a].n + tr->tok[b].n;
+        if (mem_grow(&buf, &cap_buf, n, 1) != 0)
+            goto out;
+        memcpy(buf, tr->tok[a].p, tr->tok[a].n);
+        memcpy(buf + tr->tok[a].n, tr->tok[b].p, tr->tok[b].n);
+        uint32_t c;
+        if (add_token(tr, buf, (uint32_t)n, &c) != 0)
+            goto out;
+        if (mem_grow(mrg, &cap_merge, (size_t)*n_merge + 1, sizeof **mrg) != 0)
+            goto out;
+        (*mrg)[*n_merge][0] = a;
+        (*mrg)[*n_merge][1] = b;
+        (*n_merge)++;
+        for (size_t i = 0; i < tr->n_words; i++) {
+            struct word *w = &tr->words[i];
+            if (!word_has(w, a, b))
+                continue;
+            if (word_pairs(&tr->pairs, w, -1) != 0)
+                goto out;
+            merge_word(w, a, b, c);
+            if (word_pairs(&tr->pairs, w, 1) != 0)
+                goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}
+
+/* The trained vocabulary in GGUF form into v (released by the caller on
+ * failure): tokens as GPT-2 unicode, the three specials, merges as text. */
+static int build_vocab(const struct trainer *tr, const uint32_t *cp, uint32_t (*mrg)[2], uint32_t n_merge,
+                       struct vocab *v)
+{
+    v->n_tokens = tr->n_tok + 3;
+    v->n_merges = n_merge;
+    v->tokens = calloc(v->n_tokens, sizeof *v->tokens);
+    v->token_type = calloc(v->n_tokens, sizeof *v->token_type);
+    v->merges = calloc(n_merge ? n_merge : 1, sizeof *v->merges);
+    if (!v->tokens || !v->token_type || !v->merges)
+        return -1;
+    for (uint32_t i = 0; i < tr->n_tok; i++) {
+        if (to_unicode(&tr->tok[i], cp, &v->tokens[i]) != 0)
+            return -1;
+        v->token_type[i] = 1; /* normal */
+    }
+    for (int i = 0; i < 3; i++) {
+        char *s = strdup(specials[i]);
+        if (!s)
+            return -1;
+        v->tokens[tr->n_tok + i] = (struct gguf_str){s, strlen(s)};
+        v->token_type[tr->n_tok + i] = 3; /* control */
+    }
+    for (uint32_t i = 0; i < n_merge; i++) {
+        const struct gguf_str *l = &v->tokens[mrg[i][0]], *r = &v->tokens[mrg[i][1]];
+        char *s = malloc(l->len + r->len + 2);
+        if (!s)
+            return -1;
+        memcpy(s, l->ptr, l->len);
+        s[l->len] = ' ';
+        memcpy(s + l->len + 1, r->ptr, r->len);
+        s[l->len + 1 + r->len] = 0;
+        v->merges[i] = (struct gguf_str){s, l->len + 1 + r->len};
+    }
+    v->bos_id = tr->n_tok;     /* <|endoftext|> */
+    v->eos_id = tr->n_tok + 2; /* <|im_end|>, as ChatML models end a turn */
+    v->pad_id = tr->n_tok;
+    return 0;
+}
+
 int vocab_train(const char *text, size_t len, uint32_t n_vocab, struct vocab *out, struct err *e)
 {
     if (n_vocab < 256 + 3)
@@ -386,6 +473,8 @@ int vocab_train(const char *text, size_t len, uint32_t n_vocab, struct vocab *ou
     memset(&v, 0, sizeof v);
     uint8_t order[256];
     uint32_t cp[256], byte_tok[256];
+    uint32_t(*mrg)[2] = NULL;
+    uint32_t n_merge = 0;
     int rc = -1;
     gpt2_bytes(order, cp);
     for (int i = 0; i < 256; i++) {
@@ -398,107 +487,17 @@ int vocab_train(const char *text, size_t len, uint32_t n_vocab, struct vocab *ou
     for (size_t i = 0; i < tr.n_words; i++)
         if (word_pairs(&tr.pairs, &tr.words[i], 1) != 0)
             goto oom;
-
-    /* Merges as (a, b) token pairs, in order. */
-    uint32_t target = n_vocab - 3, n_merge = 0, cap_merge = 0;
-    uint32_t(*mrg)[2] = NULL;
-    char *buf = NULL;
-    size_t cap_buf = 0;
-    while (tr.n_tok < target) {
-        int64_t best = 0;
-        uint64_t best_key = 0;
-        for (uint64_t k = 0; k < tr.pairs.cap; k++) {
-            const struct pair_slot *s = &tr.pairs.s[k];
-            if (s->key && s->count > 0 && (s->count > best || (s->count == best && s->key < best_key))) {
-                best = s->count;
-                best_key = s->key;
-            }
-        }
-        if (best == 0)
-            break; /* every word is a single token: nothing left to learn */
-        uint32_t a = (uint32_t)((best_key - 1) >> 32), b = (uint32_t)(best_key - 1);
-        size_t n = (size_t)tr.tok[a].n + tr.tok[b].n;
-        if (n > cap_buf) {
-            char *nb = realloc(buf, n * 2);
-            if (!nb)
-                goto oom_m;
-            buf = nb;
-            cap_buf = n * 2;
-        }
-        memcpy(buf, tr.tok[a].p, tr.tok[a].n);
-        memcpy(buf + tr.tok[a].n, tr.tok[b].p, tr.tok[b].n);
-        uint32_t c;
-        if (add_token(&tr, buf, (uint32_t)n, &c) != 0)
-            goto oom_m;
-        if (n_merge == cap_merge) {
-            cap_merge = cap_merge ? cap_merge * 2 : 1024;
-            void *nm = realloc(mrg, cap_merge * sizeof *mrg);
-            if (!nm)
-                goto oom_m;
-            mrg = nm;
-        }
-        mrg[n_merge][0] = a;
-        mrg[n_merge][1] = b;
-        n_merge++;
-        for (size_t i = 0; i < tr.n_words; i++) {
-            struct word *w = &tr.words[i];
-            if (!word_has(w, a, b))
-                continue;
-            if (word_pairs(&tr.pairs, w, -1) != 0)
-                goto oom_m;
-            merge_word(w, a, b, c);
-            if (word_pairs(&tr.pairs, w, 1) != 0)
-                goto oom_m;
-        }
-    }
-
-    /* The vocabulary in GGUF form. */
-    v.n_tokens = tr.n_tok + 3;
-    v.n_merges = n_merge;
-    v.tokens = calloc(v.n_tokens, sizeof *v.tokens);
-    v.token_type = calloc(v.n_tokens, sizeof *v.token_type);
-    v.merges = calloc(n_merge ? n_merge : 1, sizeof *v.merges);
-    if (!v.tokens || !v.token_type || !v.merges)
-        goto oom_m;
-    for (uint32_t i = 0; i < tr.n_tok; i++) {
-        if (to_unicode(&tr.tok[i], cp, &v.tokens[i]) != 0)
-            goto oom_m;
-        v.token_type[i] = 1; /* normal */
-    }
-    for (int i = 0; i < 3; i++) {
-        char *s = strdup(specials[i]);
-        if (!s)
-            goto oom_m;
-        v.tokens[tr.n_tok + i] = (struct gguf_str){s, strlen(s)};
-        v.token_type[tr.n_tok + i] = 3; /* control */
-    }
-    for (uint32_t i = 0; i < n_merge; i++) {
-        const struct gguf_str *l = &v.tokens[mrg[i][0]], *r = &v.tokens[mrg[i][1]];
-        char *s = malloc(l->len + r->len + 2);
-        if (!s)
-            goto oom_m;
-        memcpy(s, l->ptr, l->len);
-        s[l->len] = ' ';
-        memcpy(s + l->len + 1, r->ptr, r->len);
-        s[l->len + 1 + r->len] = 0;
-        v.merges[i] = (struct gguf_str){s, l->len + 1 + r->len};
-    }
-    v.bos_id = tr.n_tok;     /* <|endoftext|> */
-    v.eos_id = tr.n_tok + 2; /* <|im_end|>, as ChatML models end a turn */
-    v.pad_id = tr.n_tok;
+    if (learn_merges(&tr, n_vocab - 3, &mrg, &n_merge) != 0 || build_vocab(&tr, cp, mrg, n_merge, &v) != 0)
+        goto oom;
     *out = v;
     memset(&v, 0, sizeof v);
     rc = 0;
-    free(mrg);
-    free(buf);
     goto out;
 
-oom_m:
-    free(mrg);
-    free(buf);
 oom:
     err_set(e, ERR_NOMEM, "out of memory training the vocabulary");
 out:
+    free(mrg);
     vocab_release(&v);
     trainer_release(&tr);
     return rc;

@@ -675,6 +675,11 @@ static void *engine_main(void *arg)
 
 /* ---- construction ---------------------------------------------------------------- */
 
+int engine_default_n_ctx(const struct model_hparams *hp)
+{
+    return hp->n_ctx_train > 0 && hp->n_ctx_train < ENGINE_MAX_DEFAULT_CTX ? hp->n_ctx_train : ENGINE_MAX_DEFAULT_CTX;
+}
+
 struct engine *engine_new(struct model *m, const struct tokenizer *tok, const struct engine_opts *o, struct err *e)
 {
     const struct model_hparams *hp = model_hparams(m);
@@ -692,7 +697,7 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
         return err_set(e, ERR_NOMEM, "engine: out of memory"), NULL;
     eng->m = m;
     eng->tok = tok;
-    eng->n_ctx = d.n_ctx > 0 ? d.n_ctx : (hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    eng->n_ctx = d.n_ctx > 0 ? d.n_ctx : engine_default_n_ctx(hp);
     eng->bs = d.block_size > 0 ? d.block_size : 16;
     eng->step_tokens = d.step_tokens > 0 ? d.step_tokens : 512;
     eng->max_running = d.max_running > 0 ? d.max_running : 64;
@@ -701,9 +706,7 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     eng->max_queue = d.max_queue > 0 ? d.max_queue : 256;
     eng->q_cap = eng->max_queue + eng->max_running;
     eng->n_vocab = hp->n_vocab;
-    eng->n_vocab_sample = hp->n_vocab;
-    if (tok && tok_n_vocab(tok) < eng->n_vocab_sample)
-        eng->n_vocab_sample = tok_n_vocab(tok);
+    eng->n_vocab_sample = tok_n_vocab_common(tok, hp->n_vocab);
     int ctx_blocks = (eng->n_ctx + eng->bs - 1) / eng->bs;
     int64_t kv_blocks = d.kv_blocks > 0 ? d.kv_blocks : ((int64_t)eng->n_ctx * 4 + eng->bs - 1) / eng->bs;
     int n_threads = d.n_threads > 0 ? d.n_threads : cpu_count();

@@ -33,7 +33,7 @@
 
 struct engine_opts {
     int n_threads;        /* kernel threads (0 = all cores) */
-    int n_ctx;            /* most positions one sequence may have (prompt + output) */
+    int n_ctx;            /* most positions one sequence may have (prompt + output); 0 = engine_default_n_ctx */
     int kv_blocks;        /* KV blocks in the cache (0 = enough for n_ctx * 4 positions) */
     int block_size;       /* positions per block (0 = 16) */
     int step_tokens;      /* token budget of one scheduler step (0 = 512) */
@@ -42,6 +42,12 @@ struct engine_opts {
 };
 
 struct engine;
+
+/* The context a sequence gets when none is asked for (engine_opts.n_ctx 0,
+ * and `maas chat`/`maas serve` without --ctx): the trained context, at most
+ * ENGINE_MAX_DEFAULT_CTX positions (and that when the model does not say). */
+#define ENGINE_MAX_DEFAULT_CTX 4096
+int engine_default_n_ctx(const struct model_hparams *hp);
 
 /* Starts the engine thread on a loaded model (borrowed: must outlive the
  * engine) and its tokenizer (borrowed; used for end-of-generation tokens).

@@ -154,14 +154,8 @@ struct spans {
 
 static int spans_push(struct spans *s, uint32_t off, uint32_t len)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct span *p = realloc(s->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        s->v = p;
-        s->cap = cap;
-    }
+    if (mem_grow(&s->v, &s->cap, s->n + 1, sizeof *s->v) < 0)
+        return -1;
     s->v[s->n++] = (struct span){off, len};
     return 0;
 }
@@ -185,7 +179,7 @@ struct bpe_ctx {
         int32_t lid, rid, res;
     } *heap;
     size_t heap_n, heap_cap;
-    struct tok_bytes word; /* byte-encoded word for ignore_merges */
+    struct sbuf word; /* byte-encoded word for ignore_merges */
 };
 
 static int split_one(struct bpe_ctx *c, pcre2_code *re, const char *text, struct span sp, struct spans *out,
@@ -311,29 +305,21 @@ static int encode_word(struct bpe_ctx *c, const char *w, size_t n, struct tok_id
         return id >= 0 ? tok_ids_push(out, id, e) : 0;
     }
     if (t->ignore_merges) {
-        c->word.len = 0;
+        sbuf_reset(&c->word);
         for (size_t i = 0; i < n; i++) {
             char u[4];
             size_t l = tok_utf8_put(u, tok_byte_to_cp((uint8_t)w[i]));
-            if (tok_bytes_put(&c->word, u, l))
+            if (sbuf_add(&c->word, u, l))
                 return err_set(e, ERR_NOMEM, "out of memory");
         }
-        int32_t id = tok_lookup(t, c->word.p, c->word.len);
+        int32_t id = tok_lookup(t, c->word.buf, c->word.len);
         if (id >= 0)
             return tok_ids_push(out, id, e);
     }
     if (n <= SMALL_WORD)
         return encode_small(t, w, n, out, e);
-    if (n > c->syms_cap) {
-        size_t cap = c->syms_cap ? c->syms_cap : 64;
-        while (cap < n)
-            cap *= 2;
-        struct sym *p = realloc(c->syms, cap * sizeof *p);
-        if (!p)
-            return err_set(e, ERR_NOMEM, "out of memory (word of %zu bytes)", n);
-        c->syms = p;
-        c->syms_cap = cap;
-    }
+    if (mem_grow(&c->syms, &c->syms_cap, n, sizeof *c->syms) < 0)
+        return err_set(e, ERR_NOMEM, "out of memory (word of %zu bytes)", n);
     struct sym *s = c->syms;
     for (size_t i = 0; i < n; i++)
         s[i] = (struct sym){t->byte_tok[(uint8_t)w[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1, 1};
@@ -397,7 +383,7 @@ out:
     free(c.b.v);
     free(c.syms);
     free(c.heap);
-    tok_bytes_release(&c.word);
+    sbuf_release(&c.word);
     pcre2_jit_stack_free(c.jstack);
     pcre2_match_context_free(c.mctx);
     pcre2_match_data_free(c.md);

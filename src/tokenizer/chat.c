@@ -147,7 +147,7 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
     if (name) {
         int f = tok_chat_family_from_name(name);
         if (f < 0)
-            return err_set(e, ERR_INVALID, "--chat-template '%s' is not a template family (choose one of: %s)", name, names_list());
+            return err_set(e, ERR_INVALID, "'%s' is not a chat template family (choose one of: %s)", name, names_list());
         *out = (enum tok_chat_family)f;
         return 0;
     }
@@ -162,10 +162,27 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
         for (const char *p = t->chat_template; *p && i < sizeof head - 1; p++)
             head[i++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
         head[i] = 0;
-        return err_set(e, ERR_INVALID, "tokenizer.chat_template is not a template family maas knows ('%s%s'); choose one with "
-                          "--chat-template NAME (%s)",
+        return err_set(e, ERR_INVALID, "tokenizer.chat_template is not a template family maas knows ('%s%s'); a family "
+                          "can be chosen by name (%s)",
                        head, t->chat_template[i] ? "..." : "", names_list());
     }
+    return 0;
+}
+
+int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *why,
+                    struct err *e)
+{
+    err_clear(why);
+    int rc = tok_chat_select(t, name, out, why);
+    if (rc < 0 && name) {
+        *e = *why;
+        err_clear(why);
+        return -1;
+    }
+    if (rc > 0)
+        err_set(why, ERR_NOT_FOUND, "the model has no chat template");
+    if (rc != 0)
+        *out = TOK_CHAT_CHATML;
     return 0;
 }
 
@@ -175,8 +192,8 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
  * comes from a message's content (raw: no control tokens may be read
  * there), 0 where it is the template's own. */
 struct render {
-    struct tok_bytes b;
-    struct tok_bytes mask;
+    struct sbuf b;
+    struct sbuf mask;
     bool oom;
 };
 
@@ -184,12 +201,14 @@ static void put_span(struct render *r, const char *s, size_t n, bool content)
 {
     if (r->oom)
         return;
-    if (tok_bytes_put(&r->b, s, n) || tok_bytes_reserve(&r->mask, n + 1)) {
+    if (sbuf_add(&r->b, s, n) || sbuf_grow(&r->mask, n)) {
         r->oom = true;
         return;
     }
-    memset(r->mask.p + r->mask.len, content ? 1 : 0, n);
+    /* n flag bytes written in place (sbuf has no fill), its NUL kept */
+    memset(r->mask.buf + r->mask.len, content ? 1 : 0, n);
     r->mask.len += n;
+    r->mask.buf[r->mask.len] = 0;
 }
 
 /* template text */
@@ -378,12 +397,12 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
             }
             put(&c, content_of(&m[i]));
             if (c.oom) {
-                tok_bytes_release(&c.b);
-                tok_bytes_release(&c.mask);
+                sbuf_release(&c.b);
+                sbuf_release(&c.mask);
                 r->oom = true;
                 return 0;
             }
-            const char *content = c.b.p ? c.b.p : "";
+            const char *content = c.b.buf ? c.b.buf : "";
             if (role_is(&m[i], "user")) {
                 put(r, bos);
                 put(r, "[INST] ");
@@ -395,8 +414,8 @@ static int render_llama2(struct render *r, const struct tok_chat_msg *m, size_t 
                 put(r, " ");
                 put(r, eos);
             }
-            tok_bytes_release(&c.b);
-            tok_bytes_release(&c.mask);
+            sbuf_release(&c.b);
+            sbuf_release(&c.mask);
         }
         return 0;
     }
@@ -630,14 +649,14 @@ char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const
 {
     struct render r = {{0}, {0}, false};
     int rc = render_all(t, fam, msgs, n_msgs, add_generation_prompt, &r, e);
-    tok_bytes_release(&r.mask);
+    sbuf_release(&r.mask);
     if (rc) {
-        tok_bytes_release(&r.b);
+        sbuf_release(&r.b);
         return NULL;
     }
     if (len)
         *len = r.b.len;
-    return r.b.p;
+    return r.b.buf;
 }
 
 int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
@@ -646,8 +665,8 @@ int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const s
     struct render r = {{0}, {0}, false};
     int rc = render_all(t, fam, msgs, n_msgs, add_generation_prompt, &r, e);
     if (rc == 0)
-        rc = tok_encode_masked(t, r.b.p, r.b.len, false, true, (const uint8_t *)r.mask.p, out, e);
-    tok_bytes_release(&r.b);
-    tok_bytes_release(&r.mask);
+        rc = tok_encode_masked(t, r.b.buf, r.b.len, false, true, (const uint8_t *)r.mask.buf, out, e);
+    sbuf_release(&r.b);
+    sbuf_release(&r.mask);
     return rc;
 }

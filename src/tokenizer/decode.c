@@ -19,15 +19,15 @@
 char *tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool render_special,
                  bool strip_leading_space, size_t *len, struct err *e)
 {
-    struct tok_bytes b = {0};
+    struct sbuf b = SBUF_INIT;
     bool strip = strip_leading_space && t->model == TOK_MODEL_SPM && t->add_space_prefix;
-    if (tok_bytes_put(&b, "", 0))
+    if (sbuf_add(&b, "", 0))
         goto oom;
     for (size_t i = 0; i < n; i++) {
         size_t l;
         const char *p = tok_piece(t, ids[i], render_special, &l);
         if (!p) {
-            tok_bytes_release(&b);
+            sbuf_release(&b);
             err_set(e, ERR_INVALID, "token %zu: id %d is not in the vocabulary (0 .. %d)", i, ids[i], t->n_vocab - 1);
             return NULL;
         }
@@ -37,14 +37,14 @@ char *tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool r
                 p++, l--;
             strip = false;
         }
-        if (tok_bytes_put(&b, p, l))
+        if (sbuf_add(&b, p, l))
             goto oom;
     }
     if (len)
         *len = b.len;
-    return b.p;
+    return b.buf;
 oom:
-    tok_bytes_release(&b);
+    sbuf_release(&b);
     err_set(e, ERR_NOMEM, "out of memory decoding %zu tokens", n);
     return NULL;
 }
@@ -57,7 +57,7 @@ struct tok_stream {
     char **stop;               /* from malloc: n_stop strings, each from malloc */
     size_t *stop_len;          /* from malloc */
     size_t n_stop;
-    struct tok_bytes raw, hold, out;
+    struct sbuf raw, hold, out;
     int stop_index;            /* -1 while running */
 };
 
@@ -102,9 +102,9 @@ void tok_stream_free(struct tok_stream *s)
         free(s->stop[i]);
     free(s->stop);
     free(s->stop_len);
-    tok_bytes_release(&s->raw);
-    tok_bytes_release(&s->hold);
-    tok_bytes_release(&s->out);
+    sbuf_release(&s->raw);
+    sbuf_release(&s->hold);
+    sbuf_release(&s->out);
     free(s);
 }
 
@@ -163,7 +163,7 @@ static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
  * tail too. */
 static int drain_raw(struct tok_stream *s, bool at_end)
 {
-    const uint8_t *u = (const uint8_t *)s->raw.p;
+    const uint8_t *u = (const uint8_t *)s->raw.buf;
     size_t i = 0, n = s->raw.len, start = 0;
     while (i < n) {
         size_t l = 0;
@@ -172,28 +172,25 @@ static int drain_raw(struct tok_stream *s, bool at_end)
             i += l;
             continue;
         }
-        if (i > start && tok_bytes_put(&s->hold, u + start, i - start))
+        if (i > start && sbuf_add(&s->hold, u + start, i - start))
             return -1;
         if (c == 0 && !at_end)
             break;
-        if (tok_bytes_put(&s->hold, replacement, 3))
+        if (sbuf_add(&s->hold, replacement, 3))
             return -1;
         i += c == 0 ? n - i : l;
         start = i;
     }
-    if (i >= n && n > start && tok_bytes_put(&s->hold, u + start, n - start))
+    if (i >= n && n > start && sbuf_add(&s->hold, u + start, n - start))
         return -1;
-    size_t keep = i < n ? n - i : 0;
-    if (keep)
-        memmove(s->raw.p, s->raw.p + (n - keep), keep);
-    s->raw.len = keep;
+    tok_sbuf_keep_tail(&s->raw, i < n ? n - i : 0);
     return 0;
 }
 
 /* Looks for stop strings in hold and releases what is safe into out. */
 static int release(struct tok_stream *s, bool at_end)
 {
-    const char *h = s->hold.p;
+    const char *h = s->hold.buf;
     size_t hl = s->hold.len;
     size_t best = SIZE_MAX;
     int best_i = -1;
@@ -209,10 +206,10 @@ static int release(struct tok_stream *s, bool at_end)
     }
     if (best_i >= 0) {
         s->stop_index = best_i;
-        if (tok_bytes_put(&s->out, h, best))
+        if (sbuf_add(&s->out, h, best))
             return -1;
-        s->hold.len = 0;
-        s->raw.len = 0;
+        sbuf_reset(&s->hold);
+        sbuf_reset(&s->raw);
         return 0;
     }
     size_t keep = 0;
@@ -229,20 +226,18 @@ static int release(struct tok_stream *s, bool at_end)
                 }
         }
     }
-    if (tok_bytes_put(&s->out, h, hl - keep))
+    if (sbuf_add(&s->out, h, hl - keep))
         return -1;
-    if (keep) /* hold.p may be NULL when nothing was ever held */
-        memmove(s->hold.p, s->hold.p + hl - keep, keep);
-    s->hold.len = keep;
+    tok_sbuf_keep_tail(&s->hold, keep);
     return 0;
 }
 
 int tok_stream_feed(struct tok_stream *s, int32_t id, const char **out, size_t *out_len, struct err *e)
 {
-    s->out.len = 0;
-    if (tok_bytes_put(&s->out, "", 0))
+    sbuf_reset(&s->out);
+    if (sbuf_add(&s->out, "", 0))
         goto oom;
-    *out = s->out.p;
+    *out = s->out.buf;
     *out_len = 0;
     if (s->stop_index >= 0)
         return 1;
@@ -250,9 +245,9 @@ int tok_stream_feed(struct tok_stream *s, int32_t id, const char **out, size_t *
     const char *p = tok_piece(s->t, id, s->render_special, &l);
     if (!p)
         return err_set(e, ERR_INVALID, "detokenizer: id %d is not in the vocabulary (0 .. %d)", id, s->t->n_vocab - 1);
-    if (tok_bytes_put(&s->raw, p, l) || drain_raw(s, false) || release(s, false))
+    if (sbuf_add(&s->raw, p, l) || drain_raw(s, false) || release(s, false))
         goto oom;
-    *out = s->out.p;
+    *out = s->out.buf;
     *out_len = s->out.len;
     return s->stop_index >= 0;
 oom:
@@ -261,12 +256,12 @@ oom:
 
 int tok_stream_finish(struct tok_stream *s, const char **out, size_t *out_len, struct err *e)
 {
-    s->out.len = 0;
-    if (tok_bytes_put(&s->out, "", 0))
+    sbuf_reset(&s->out);
+    if (sbuf_add(&s->out, "", 0))
         goto oom;
     if (s->stop_index < 0 && (drain_raw(s, true) || release(s, true)))
         goto oom;
-    *out = s->out.p;
+    *out = s->out.buf;
     *out_len = s->out.len;
     return 0;
 oom:

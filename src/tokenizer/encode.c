@@ -147,13 +147,8 @@ static int find_specials(const struct tokenizer *t, const char *text, size_t len
                 for (size_t k = i; k < j && !masked; k++)
                     masked = raw_mask[k] != 0;
             if (id >= 0 && !masked && claimable(t, id, parse_special)) {
-                if (n_occ == cap) {
-                    cap = cap ? cap * 2 : 64;
-                    struct occ *p = realloc(occ, cap * sizeof *p);
-                    if (!p)
-                        goto oom;
-                    occ = p;
-                }
+                if (mem_grow(&occ, &cap, n_occ + 1, sizeof *occ) < 0)
+                    goto oom;
                 occ[n_occ++] = (struct occ){t->special_rank[id], (uint32_t)i};
             }
             if (j >= len)

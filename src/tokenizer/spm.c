@@ -68,20 +68,20 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
                    struct err *e)
 {
     int rc = -1;
-    struct tok_bytes esc = {0};
+    struct sbuf esc = SBUF_INIT;
     struct spm_ctx c = {0};
     if (len == 0)
         return 0; /* the prefix space is only ever put before some text */
-    if (tok_bytes_reserve(&esc, len + 4) || (add_prefix && tok_bytes_put(&esc, "\xE2\x96\x81", 3)))
+    if (sbuf_grow(&esc, len + 3) || (add_prefix && sbuf_add(&esc, "\xE2\x96\x81", 3)))
         goto oom;
     for (size_t i = 0; i < len;) {
         const char *sp = memchr(text + i, ' ', len - i);
         size_t run = sp ? (size_t)(sp - (text + i)) : len - i;
-        if (tok_bytes_put(&esc, text + i, run))
+        if (sbuf_add(&esc, text + i, run))
             goto oom;
         i += run;
         if (sp) {
-            if (tok_bytes_put(&esc, "\xE2\x96\x81", 3))
+            if (sbuf_add(&esc, "\xE2\x96\x81", 3))
                 goto oom;
             i++;
         }
@@ -95,18 +95,18 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
     if (!c.s)
         goto oom;
     for (size_t off = 0; off < esc.len;) {
-        size_t l = tok_utf8_len((uint8_t)esc.p[off]);
+        size_t l = tok_utf8_len((uint8_t)esc.buf[off]);
         if (l > esc.len - off)
             l = esc.len - off;
         /* A lead byte not followed by its continuation bytes stands alone, so
          * that invalid UTF-8 never swallows the next character (llama.cpp
          * would take the following bytes with it and lose a space). */
         for (size_t k = 1; k < l; k++)
-            if (((uint8_t)esc.p[off + k] & 0xC0) != 0x80) {
+            if (((uint8_t)esc.buf[off + k] & 0xC0) != 0x80) {
                 l = 1;
                 break;
             }
-        c.s[nsym++] = (struct ssym){(uint32_t)off, (uint32_t)l, -1, -1, tok_lookup(t, esc.p + off, l)};
+        c.s[nsym++] = (struct ssym){(uint32_t)off, (uint32_t)l, -1, -1, tok_lookup(t, esc.buf + off, l)};
         off += l;
     }
     /* Segments: when no token has "▁" after another character, no merge can
@@ -115,7 +115,7 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
     for (size_t a = 0; a < nsym;) {
         size_t b = a + 1;
         if (t->spm_split_words)
-            while (b < nsym && !(is_space_sym(&c, esc.p, b) && !is_space_sym(&c, esc.p, b - 1)))
+            while (b < nsym && !(is_space_sym(&c, esc.buf, b) && !is_space_sym(&c, esc.buf, b - 1)))
                 b++;
         else
             b = nsym;
@@ -125,7 +125,7 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
         }
         c.heap_n = 0;
         for (size_t i = a + 1; i < b; i++)
-            if (try_pair(t, &c, esc.p, (int32_t)i - 1, (int32_t)i))
+            if (try_pair(t, &c, esc.buf, (int32_t)i - 1, (int32_t)i))
                 goto oom;
         while (c.heap_n) {
             struct scand bg = heap_pop(&c);
@@ -138,7 +138,7 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
             L->next = R->next;
             if (R->next >= 0)
                 c.s[R->next].prev = bg.left;
-            if (try_pair(t, &c, esc.p, L->prev, bg.left) || try_pair(t, &c, esc.p, bg.left, L->next))
+            if (try_pair(t, &c, esc.buf, L->prev, bg.left) || try_pair(t, &c, esc.buf, bg.left, L->next))
                 goto oom;
         }
         for (int32_t i = (int32_t)a; i >= 0; i = c.s[i].next) {
@@ -149,12 +149,12 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
                 continue;
             }
             for (uint32_t j = 0; j < sy->n; j++) {
-                int32_t bt = t->byte_tok[(uint8_t)esc.p[sy->off + j]];
+                int32_t bt = t->byte_tok[(uint8_t)esc.buf[sy->off + j]];
                 if (bt < 0)
                     bt = t->unk;
                 if (bt >= 0 && tok_ids_push(out, bt, e))
                     goto out;
-                if (t->byte_tok[(uint8_t)esc.p[sy->off + j]] < 0)
+                if (t->byte_tok[(uint8_t)esc.buf[sy->off + j]] < 0)
                     break; /* no byte tokens: one unknown token stands for the character */
             }
         }
@@ -165,7 +165,7 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
 oom:
     err_set(e, ERR_NOMEM, "out of memory encoding %zu bytes", len);
 out:
-    tok_bytes_release(&esc);
+    sbuf_release(&esc);
     free(c.s);
     free(c.heap);
     return rc;

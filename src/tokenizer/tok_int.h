@@ -9,6 +9,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <string.h>
 
 #define TOK_MAX_RE 8
 
@@ -104,14 +105,16 @@ static inline const struct tok_merge *tok_merge_find(const struct tokenizer *t, 
 /* Hash lookup of a token string: id or -1. */
 int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n);
 
-/* Growable byte buffer used inside the module. */
-struct tok_bytes {
-    char *p;
-    size_t len, cap;
-};
-int tok_bytes_reserve(struct tok_bytes *b, size_t extra); /* 0 or -1 */
-int tok_bytes_put(struct tok_bytes *b, const void *s, size_t n);
-void tok_bytes_release(struct tok_bytes *b);
+/* Keeps the last keep bytes of b (keep <= b->len) as its whole content:
+ * the streaming decoder's carry-over between tokens. */
+static inline void tok_sbuf_keep_tail(struct sbuf *b, size_t keep)
+{
+    if (!b->buf)
+        return; /* nothing was ever added: keep is 0 */
+    memmove(b->buf, b->buf + b->len - keep, keep);
+    b->len = keep;
+    b->buf[keep] = 0;
+}
 
 /* Encodes raw text (no special tokens inside) and appends ids. */
 /* SPM: add_prefix puts a space before the text; spaces become U+2581. */
@@ -153,14 +156,8 @@ size_t tok_utf8_put(char *out, uint32_t cp); /* writes 1..4 bytes */
 #define TOK_HEAP_DEFINE(NAME, CTX, TYPE, BEFORE)                                                              \
     static int NAME##_push(CTX *c, TYPE v)                                                                    \
     {                                                                                                         \
-        if (c->heap_n == c->heap_cap) {                                                                       \
-            size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;                                                  \
-            TYPE *p = realloc(c->heap, cap * sizeof *p);                                                      \
-            if (!p)                                                                                           \
-                return -1;                                                                                    \
-            c->heap = p;                                                                                      \
-            c->heap_cap = cap;                                                                                \
-        }                                                                                                     \
+        if (mem_grow(&c->heap, &c->heap_cap, c->heap_n + 1, sizeof *c->heap) < 0)                             \
+            return -1;                                                                                        \
         size_t i = c->heap_n++;                                                                               \
         while (i > 0) {                                                                                       \
             size_t parent = (i - 1) / 2;                                                                      \

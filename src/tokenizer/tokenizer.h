@@ -76,6 +76,10 @@ void tok_free(struct tokenizer *t); /* NULL does nothing */
 enum tok_model tok_model(const struct tokenizer *t);
 const char *tok_pre_name(const struct tokenizer *t); /* BPE pre-tokenizer ("" for SPM) */
 int32_t tok_n_vocab(const struct tokenizer *t);
+/* The token ids both t and a model with n_vocab_model logits know, so the
+ * ones a sampler may choose: min(n_vocab_model, tok_n_vocab(t)), or
+ * n_vocab_model when t is NULL. */
+int32_t tok_n_vocab_common(const struct tokenizer *t, int32_t n_vocab_model);
 
 /* Special token ids; -1 when the vocabulary has none. */
 int32_t tok_bos(const struct tokenizer *t);
@@ -192,18 +196,27 @@ enum tok_chat_family {
     TOK_CHAT_COUNT,
 };
 
-/* Short names as --chat-template takes them: "chatml", "llama3", "llama2",
- * "mistral-nemo", "deepseek", "phi3", "gemma", "glm4". */
+/* Short names of the families, as users choose them: "chatml", "llama3",
+ * "llama2", "mistral-nemo", "deepseek", "phi3", "gemma", "glm4". */
 const char *tok_chat_family_name(enum tok_chat_family f);
 int tok_chat_family_from_name(const char *name); /* -1 if unknown */
 
-/* Chooses the chat format. name (from --chat-template) when not NULL: a family
- * name, -1 with the list of names in e if unknown. Otherwise the model's
+/* Chooses the chat format. name (a family name the user gave) when not NULL:
+ * -1 with the list of names in e if unknown. Otherwise the model's
  * tokenizer.chat_template is recognised: returns 0 with *out set; returns 1
  * with *out = TOK_CHAT_CHATML when the model has no template (the caller
- * warns); -1 when the template is not one this program knows — e names
- * --chat-template NAME as the way to choose one by hand. */
+ * warns); -1 when the template is not one this program knows (e says a
+ * family can be chosen by name). Most callers want tok_chat_choose. */
 int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *e);
+
+/* tok_chat_select with the one fallback every caller uses: a model whose
+ * template is missing or not recognised is chatted with in ChatML. 0 with
+ * *out set and why->code ERR_OK, or, when it fell back to ChatML, why->code
+ * ERR_NOT_FOUND (no template) or ERR_INVALID (an unknown one) and why->msg
+ * the reason to warn about; -1 with e (ERR_INVALID) only for an unknown
+ * name. The caller adds the name of its option to e's message. */
+int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *why,
+                    struct err *e);
 
 /* The model's tokenizer.chat_template (NUL-terminated), or NULL. */
 const char *tok_chat_template_source(const struct tokenizer *t);

@@ -17,45 +17,7 @@
 
 #include <string.h>
 
-/* ---- small buffers ---- */
-
-int tok_bytes_reserve(struct tok_bytes *b, size_t extra)
-{
-    if (b->cap - b->len >= extra)
-        return 0;
-    size_t need = b->len + extra, cap = b->cap ? b->cap : 64;
-    if (need < b->len)
-        return -1;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2)
-            return -1;
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-int tok_bytes_put(struct tok_bytes *b, const void *s, size_t n)
-{
-    if (tok_bytes_reserve(b, n + 1))
-        return -1;
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-
-void tok_bytes_release(struct tok_bytes *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
+/* ---- token id lists ---- */
 
 void tok_ids_init(struct tok_ids *v)
 {
@@ -71,16 +33,8 @@ void tok_ids_release(struct tok_ids *v)
 
 int tok_ids_push(struct tok_ids *v, int32_t id, struct err *e)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        if (cap > SIZE_MAX / sizeof *v->ids)
-            return err_set(e, ERR_NOMEM, "token list: out of memory");
-        int32_t *p = realloc(v->ids, cap * sizeof *p);
-        if (!p)
-            return err_set(e, ERR_NOMEM, "token list: out of memory (%zu tokens)", cap);
-        v->ids = p;
-        v->cap = cap;
-    }
+    if (mem_grow(&v->ids, &v->cap, v->n + 1, sizeof *v->ids) < 0)
+        return err_set(e, ERR_NOMEM, "token list: out of memory (%zu tokens)", v->n + 1);
     v->ids[v->n++] = id;
     return 0;
 }
@@ -228,6 +182,10 @@ static void merge_insert(struct tokenizer *t, uint64_t key, uint32_t rank, int32
 enum tok_model tok_model(const struct tokenizer *t) { return t->model; }
 const char *tok_pre_name(const struct tokenizer *t) { return t->pre; }
 int32_t tok_n_vocab(const struct tokenizer *t) { return t->n_vocab; }
+int32_t tok_n_vocab_common(const struct tokenizer *t, int32_t n_vocab_model)
+{
+    return t && t->n_vocab < n_vocab_model ? t->n_vocab : n_vocab_model;
+}
 int32_t tok_bos(const struct tokenizer *t) { return t->bos; }
 int32_t tok_eos(const struct tokenizer *t) { return t->eos; }
 int32_t tok_eot(const struct tokenizer *t) { return t->eot; }
@@ -313,32 +271,32 @@ static int hexval(char c)
 }
 
 /* Writes the piece of token id (its bytes in text) to b. */
-static int build_piece(struct tokenizer *t, int32_t id, struct tok_bytes *b)
+static int build_piece(struct tokenizer *t, int32_t id, struct sbuf *b)
 {
     const char *s = tok_text_at(t, id);
     size_t n = t->text_len[id];
     uint8_t ty = t->types[id];
     if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED)
-        return tok_bytes_put(b, s, n);
+        return sbuf_add(b, s, n);
     if (t->model == TOK_MODEL_SPM) {
         if (ty == TOK_TYPE_BYTE) {
             /* "<0xNN>" */
             int hi = n == 6 ? hexval(s[3]) : -1, lo = n == 6 ? hexval(s[4]) : -1;
             if (n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && hi >= 0 && lo >= 0) {
                 char c = (char)(hi * 16 + lo);
-                return tok_bytes_put(b, &c, 1);
+                return sbuf_add(b, &c, 1);
             }
-            return tok_bytes_put(b, s, n);
+            return sbuf_add(b, s, n);
         }
         if (ty != TOK_TYPE_NORMAL)
             return 0;
         for (size_t i = 0; i < n;) {
             if (i + 3 <= n && !memcmp(s + i, "\xE2\x96\x81", 3)) {
-                if (tok_bytes_put(b, " ", 1))
+                if (sbuf_add(b, " ", 1))
                     return -1;
                 i += 3;
             } else {
-                if (tok_bytes_put(b, s + i, 1))
+                if (sbuf_add(b, s + i, 1))
                     return -1;
                 i++;
             }
@@ -355,9 +313,9 @@ static int build_piece(struct tokenizer *t, int32_t id, struct tok_bytes *b)
         int byte = cp >= 0 ? tok_cp_to_byte((uint32_t)cp) : -1;
         if (byte >= 0) {
             char c = (char)byte;
-            if (tok_bytes_put(b, &c, 1))
+            if (sbuf_add(b, &c, 1))
                 return -1;
-        } else if (tok_bytes_put(b, s + i, l)) {
+        } else if (sbuf_add(b, s + i, l)) {
             return -1;
         }
         i += l;
@@ -419,7 +377,8 @@ static const char *const eot_texts[] = {
     "<|eom_id|>", "<|end_of_text|>", "<|user|>", "<|observation|>",
 };
 
-static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err *e)
+/* tokenizer.ggml.model: which encoder. */
+static int load_model_kind(struct tokenizer *t, const struct gguf_file *f, struct err *e)
 {
     struct gguf_str model;
     int rc = gguf_get_str(f, "tokenizer.ggml.model", &model, e);
@@ -434,9 +393,15 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     else
         return err_set(e, ERR_CORRUPT, "tokenizer.ggml.model '%.*s' is not supported (supported: 'llama' = SentencePiece, "
                           "'gpt2' = byte-level BPE)", (int)(model.len > 64 ? 64 : model.len), model.ptr);
+    return 0;
+}
 
+/* tokenizer.ggml.tokens: the text blob, the per-token arrays (types
+ * NORMAL until the file says) and the text -> id table. */
+static int load_texts(struct tokenizer *t, const struct gguf_file *f, struct err *e)
+{
     const struct gguf_kv *toks;
-    rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, e);
+    int rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, e);
     if (rc < 0)
         return -1;
     if (rc == 1)
@@ -475,9 +440,20 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         t->types[i] = TOK_TYPE_NORMAL;
     }
     t->text[off] = 0;
+    for (size_t i = 0; i <= t->hash_mask; i++)
+        t->hash[i] = (struct tok_slot){-1, 0};
+    for (int32_t i = 0; i < n; i++)
+        if (t->text_len[i])
+            hash_insert(t, i);
+    return 0;
+}
 
+/* tokenizer.ggml.scores and .token_type, both optional. */
+static int load_scores_types(struct tokenizer *t, const struct gguf_file *f, struct err *e)
+{
     const struct gguf_kv *kv;
-    rc = gguf_get_arr(f, "tokenizer.ggml.scores", GGUF_VT_COUNT, &kv, e);
+    int32_t n = t->n_vocab;
+    int rc = gguf_get_arr(f, "tokenizer.ggml.scores", GGUF_VT_COUNT, &kv, e);
     if (rc < 0)
         return -1;
     if (rc == 0) {
@@ -503,14 +479,14 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
             t->types[i] = (uint8_t)(ty >= 0 && ty <= TOK_TYPE_BYTE ? ty : TOK_TYPE_UNDEFINED);
         }
     }
+    return 0;
+}
 
-    for (size_t i = 0; i <= t->hash_mask; i++)
-        t->hash[i] = (struct tok_slot){-1, 0};
-    for (int32_t i = 0; i < n; i++)
-        if (t->text_len[i])
-            hash_insert(t, i);
-
-    /* Defaults, then the file's values. */
+/* Special token ids and flags: llama.cpp's defaults, then the file's
+ * values; and the BPE pre-tokenizer. */
+static int load_specials(struct tokenizer *t, const struct gguf_file *f, struct err *e)
+{
+    int32_t n = t->n_vocab;
     t->bos = t->eos = t->eot = t->eom = t->unk = t->pad = -1;
     if (t->model == TOK_MODEL_SPM) {
         t->bos = n > 1 ? 1 : -1;
@@ -520,7 +496,7 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         t->add_space_prefix = true;
     } else {
         struct gguf_str pre;
-        rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre, e);
+        int rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre, e);
         if (rc < 0)
             return -1;
         if (rc == 1) {
@@ -550,8 +526,12 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         t->bos = -1; /* GLM-4 writes [gMASK]<sop> itself */
     if (t->unk >= 0 && t->unk >= n)
         t->unk = -1;
+    return 0;
+}
 
-    /* End of turn / generation. */
+/* eot and the end-of-generation flags. */
+static void mark_eog(struct tokenizer *t)
+{
     for (size_t i = 0; i < sizeof eot_texts / sizeof *eot_texts; i++) {
         int32_t id = find_text(t, eot_texts[i]);
         if (id < 0)
@@ -572,23 +552,32 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         t->eog[t->eot] = 1;
     if (t->eom >= 0)
         t->eog[t->eom] = 1;
+}
 
-    /* Pieces. */
-    struct tok_bytes pb = {0};
+/* The decoded bytes of every token. */
+static int build_pieces(struct tokenizer *t, struct err *e)
+{
+    int32_t n = t->n_vocab;
+    struct sbuf pb = SBUF_INIT;
     for (int32_t i = 0; i < n; i++) {
         size_t before = pb.len;
         if (build_piece(t, i, &pb) || pb.len >= UINT32_MAX) {
-            tok_bytes_release(&pb);
+            sbuf_release(&pb);
             return err_set(e, ERR_NOMEM, "out of memory building token pieces");
         }
         t->piece_off[i] = (uint32_t)before;
         t->piece_len[i] = (uint32_t)(pb.len - before);
     }
-    if (!pb.p && tok_bytes_put(&pb, "", 0))
+    if (!pb.buf && sbuf_add(&pb, "", 0))
         return err_set(e, ERR_NOMEM, "out of memory building token pieces");
-    t->piece = pb.p;
+    t->piece = pb.buf;
+    return 0;
+}
 
-    /* Special tokens that may appear in text, longest first. */
+/* Special tokens that may appear in text, longest first, and their trie. */
+static int build_special_list(struct tokenizer *t, struct err *e)
+{
+    int32_t n = t->n_vocab;
     size_t ns = 0;
     for (int32_t i = 0; i < n; i++) {
         uint8_t ty = t->types[i];
@@ -610,10 +599,12 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
     for (size_t i = 0; i < t->n_special; i++)
         t->special[i] = li[i].id;
     free(li);
-    if (tok_build_special_trie(t, e))
-        return -1;
+    return tok_build_special_trie(t, e);
+}
 
-    /* Byte tokens. */
+/* The token of each byte value (-1 when none). */
+static void find_byte_tokens(struct tokenizer *t)
+{
     for (int b = 0; b < 256; b++) {
         if (t->model == TOK_MODEL_SPM) {
             char name[8];
@@ -630,108 +621,118 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
             t->byte_tok[b] = tok_lookup(t, u, l);
         }
     }
+}
 
-    /* BPE merges. */
-    if (t->model == TOK_MODEL_BPE) {
-        rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_VT_STRING, &kv, e);
-        if (rc < 0)
-            return -1;
-        uint64_t nm = rc == 0 ? kv->arr_n : 0;
-        if (nm > INT32_MAX)
-            return err_set(e, ERR_CORRUPT, "tokenizer.ggml.merges: %llu merges is too many", (unsigned long long)nm);
-        t->merge_mask = pow2_at_least(2 * (size_t)nm) - 1;
-        t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
-        if (!t->merge)
-            return err_set(e, ERR_NOMEM, "out of memory loading %llu merges", (unsigned long long)nm);
-        for (size_t i = 0; i <= t->merge_mask; i++)
-            t->merge[i].key = UINT64_MAX;
-        struct tok_bytes cat = {0};
-        uint64_t skipped = 0;
-        for (uint64_t i = 0; i < nm; i++) {
-            struct gguf_str m = kv->arr_strs[i];
-            /* "left right": the separator is the first space after the first byte */
-            const char *sp = m.len > 1 ? memchr(m.ptr + 1, ' ', m.len - 1) : NULL;
-            if (!sp) {
-                tok_bytes_release(&cat);
-                return err_set(e, ERR_CORRUPT, "tokenizer.ggml.merges[%llu] = '%.*s': no space between the two parts",
-                               (unsigned long long)i, (int)(m.len > 64 ? 64 : m.len), m.ptr);
-            }
-            size_t ll = (size_t)(sp - m.ptr), rl = m.len - ll - 1;
-            int32_t l = tok_lookup(t, m.ptr, ll), r = tok_lookup(t, sp + 1, rl);
-            cat.len = 0;
-            if (tok_bytes_put(&cat, m.ptr, ll) || tok_bytes_put(&cat, sp + 1, rl)) {
-                tok_bytes_release(&cat);
-                return err_set(e, ERR_NOMEM, "out of memory loading merges");
-            }
-            int32_t res = tok_lookup(t, cat.p, cat.len);
-            if (l < 0 || r < 0 || res < 0) {
-                skipped++; /* can never apply: its parts or result are not tokens */
+/* tokenizer.ggml.merges into the merge table (pair -> rank, result); merges
+ * whose parts or result are not tokens can never apply and are skipped. */
+static int load_bpe_merges(struct tokenizer *t, const struct gguf_file *f, struct err *e)
+{
+    const struct gguf_kv *kv;
+    int rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_VT_STRING, &kv, e);
+    if (rc < 0)
+        return -1;
+    uint64_t nm = rc == 0 ? kv->arr_n : 0;
+    if (nm > INT32_MAX)
+        return err_set(e, ERR_CORRUPT, "tokenizer.ggml.merges: %llu merges is too many", (unsigned long long)nm);
+    t->merge_mask = pow2_at_least(2 * (size_t)nm) - 1;
+    t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
+    if (!t->merge)
+        return err_set(e, ERR_NOMEM, "out of memory loading %llu merges", (unsigned long long)nm);
+    for (size_t i = 0; i <= t->merge_mask; i++)
+        t->merge[i].key = UINT64_MAX;
+    struct sbuf cat = SBUF_INIT;
+    uint64_t skipped = 0;
+    for (uint64_t i = 0; i < nm; i++) {
+        struct gguf_str m = kv->arr_strs[i];
+        /* "left right": the separator is the first space after the first byte */
+        const char *sp = m.len > 1 ? memchr(m.ptr + 1, ' ', m.len - 1) : NULL;
+        if (!sp) {
+            sbuf_release(&cat);
+            return err_set(e, ERR_CORRUPT, "tokenizer.ggml.merges[%llu] = '%.*s': no space between the two parts",
+                           (unsigned long long)i, (int)(m.len > 64 ? 64 : m.len), m.ptr);
+        }
+        size_t ll = (size_t)(sp - m.ptr), rl = m.len - ll - 1;
+        int32_t l = tok_lookup(t, m.ptr, ll), r = tok_lookup(t, sp + 1, rl);
+        sbuf_reset(&cat);
+        if (sbuf_add(&cat, m.ptr, ll) || sbuf_add(&cat, sp + 1, rl)) {
+            sbuf_release(&cat);
+            return err_set(e, ERR_NOMEM, "out of memory loading merges");
+        }
+        int32_t res = tok_lookup(t, cat.buf, cat.len);
+        if (l < 0 || r < 0 || res < 0) {
+            skipped++; /* can never apply: its parts or result are not tokens */
+            continue;
+        }
+        merge_insert(t, (uint64_t)(uint32_t)l << 32 | (uint32_t)r, (uint32_t)i, res);
+    }
+    sbuf_release(&cat);
+    if (skipped)
+        log_warn("%s: %llu of %llu merges name strings that are not tokens; ignored", gguf_name(f),
+                 (unsigned long long)skipped, (unsigned long long)nm);
+    return 0;
+}
+
+/* SPM: whether no token has "▁" inside it after its leading ones, so that
+ * text may be split into words at spaces. */
+static bool spm_words_split(const struct tokenizer *t)
+{
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *s = tok_text_at(t, id);
+        uint32_t len = t->text_len[id], lead = 0;
+        while (lead + 3 <= len && !memcmp(s + lead, "\xE2\x96\x81", 3))
+            lead += 3;
+        for (uint32_t k = lead + 1; k + 3 <= len; k++)
+            if (!memcmp(s + k, "\xE2\x96\x81", 3))
+                return false;
+    }
+    return true;
+}
+
+/* SPM: every way a token splits into two tokens, so that the encoder
+ * finds a pair's token by ids instead of hashing strings. */
+static int build_spm_pairs(struct tokenizer *t, struct err *e)
+{
+    t->spm_split_words = spm_words_split(t);
+    struct tok_merge *pairs = NULL;
+    size_t np = 0, cap = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *s = tok_text_at(t, id);
+        uint32_t len = t->text_len[id];
+        if (len < 2 || tok_lookup(t, s, len) != id)
+            continue; /* a duplicate text: the table names the id the lookup gives */
+        for (uint32_t k = 1; k < len; k++) {
+            int32_t l = tok_lookup(t, s, k);
+            if (l < 0)
                 continue;
+            int32_t r = tok_lookup(t, s + k, len - k);
+            if (r < 0)
+                continue;
+            if (mem_grow(&pairs, &cap, np + 1, sizeof *pairs) < 0) {
+                free(pairs);
+                return err_set(e, ERR_NOMEM, "out of memory building the SPM pair table");
             }
-            merge_insert(t, (uint64_t)(uint32_t)l << 32 | (uint32_t)r, (uint32_t)i, res);
+            pairs[np++] = (struct tok_merge){(uint64_t)(uint32_t)l << 32 | (uint32_t)r, 0, id};
         }
-        tok_bytes_release(&cat);
-        if (skipped)
-            log_warn("%s: %llu of %llu merges name strings that are not tokens; ignored", gguf_name(f),
-                     (unsigned long long)skipped, (unsigned long long)nm);
     }
-
-    /* SPM: every way a token splits into two tokens, so that the encoder
-     * finds a pair's token by ids instead of hashing strings. */
-    if (t->model == TOK_MODEL_SPM) {
-        t->spm_split_words = true;
-        for (int32_t id = 0; id < n && t->spm_split_words; id++) {
-            const char *s = tok_text_at(t, id);
-            uint32_t len = t->text_len[id], lead = 0;
-            while (lead + 3 <= len && !memcmp(s + lead, "\xE2\x96\x81", 3))
-                lead += 3;
-            for (uint32_t k = lead + 1; k + 3 <= len; k++)
-                if (!memcmp(s + k, "\xE2\x96\x81", 3)) {
-                    t->spm_split_words = false;
-                    break;
-                }
-        }
-        struct tok_merge *pairs = NULL;
-        size_t np = 0, cap = 0;
-        for (int32_t id = 0; id < n; id++) {
-            const char *s = tok_text_at(t, id);
-            uint32_t len = t->text_len[id];
-            if (len < 2 || tok_lookup(t, s, len) != id)
-                continue; /* a duplicate text: the table names the id the lookup gives */
-            for (uint32_t k = 1; k < len; k++) {
-                int32_t l = tok_lookup(t, s, k);
-                if (l < 0)
-                    continue;
-                int32_t r = tok_lookup(t, s + k, len - k);
-                if (r < 0)
-                    continue;
-                if (np == cap) {
-                    cap = cap ? cap * 2 : 4096;
-                    struct tok_merge *p = realloc(pairs, cap * sizeof *p);
-                    if (!p) {
-                        free(pairs);
-                        return err_set(e, ERR_NOMEM, "out of memory building the SPM pair table");
-                    }
-                    pairs = p;
-                }
-                pairs[np++] = (struct tok_merge){(uint64_t)(uint32_t)l << 32 | (uint32_t)r, 0, id};
-            }
-        }
-        t->merge_mask = pow2_at_least(2 * np) - 1;
-        t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
-        if (!t->merge) {
-            free(pairs);
-            return err_set(e, ERR_NOMEM, "out of memory building the SPM pair table");
-        }
-        for (size_t i = 0; i <= t->merge_mask; i++)
-            t->merge[i].key = UINT64_MAX;
-        for (size_t i = 0; i < np; i++)
-            merge_insert(t, pairs[i].key, 0, pairs[i].res);
+    t->merge_mask = pow2_at_least(2 * np) - 1;
+    t->merge = malloc((t->merge_mask + 1) * sizeof *t->merge);
+    if (!t->merge) {
         free(pairs);
+        return err_set(e, ERR_NOMEM, "out of memory building the SPM pair table");
     }
+    for (size_t i = 0; i <= t->merge_mask; i++)
+        t->merge[i].key = UINT64_MAX;
+    for (size_t i = 0; i < np; i++)
+        merge_insert(t, pairs[i].key, 0, pairs[i].res);
+    free(pairs);
+    return 0;
+}
 
+/* tokenizer.chat_template, optional, copied NUL-terminated. */
+static int load_chat_template(struct tokenizer *t, const struct gguf_file *f, struct err *e)
+{
     struct gguf_str tmpl;
-    rc = gguf_get_str(f, "tokenizer.chat_template", &tmpl, e);
+    int rc = gguf_get_str(f, "tokenizer.chat_template", &tmpl, e);
     if (rc < 0)
         return -1;
     if (rc == 0) {
@@ -742,6 +743,21 @@ static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err 
         t->chat_template[tmpl.len] = 0;
     }
     return 0;
+}
+
+static int load_body(struct tokenizer *t, const struct gguf_file *f, struct err *e)
+{
+    if (load_model_kind(t, f, e) || load_texts(t, f, e) || load_scores_types(t, f, e) || load_specials(t, f, e))
+        return -1;
+    mark_eog(t);
+    if (build_pieces(t, e) || build_special_list(t, e))
+        return -1;
+    find_byte_tokens(t);
+    if (t->model == TOK_MODEL_BPE && load_bpe_merges(t, f, e))
+        return -1;
+    if (t->model == TOK_MODEL_SPM && build_spm_pairs(t, e))
+        return -1;
+    return load_chat_template(t, f, e);
 }
 
 struct tokenizer *tok_load(const struct gguf_file *f, struct err *e)

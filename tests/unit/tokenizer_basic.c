@@ -138,6 +138,15 @@ TEST(bpe_merges_by_rank)
     CHECK(tok_n_vocab(t) == (int32_t)(sizeof bpe_toks / sizeof *bpe_toks));
     CHECK(tok_model(t) == TOK_MODEL_BPE);
     CHECK(!tok_add_bos(t));
+    CHECK(!strcmp(tok_pre_name(t), "gpt-2"));
+    /* <|im_end|> ends a ChatML turn */
+    CHECK(tok_eot(t) == 11 && tok_is_eog(t, 11));
+    /* the vocabulary's own string, not the bytes it stands for */
+    p = tok_token_text(t, 9, &len);
+    CHECK(p && len == 4 && !memcmp(p, "\xC4\xA0" "ab", 4));
+    CHECK(tok_token_text(t, -1, &len) == NULL && tok_token_text(t, 22, &len) == NULL);
+    /* ids a model and this tokenizer both know */
+    CHECK(tok_n_vocab_common(t, 100) == 22 && tok_n_vocab_common(t, 10) == 10 && tok_n_vocab_common(NULL, 10) == 10);
     tok_ids_release(&v);
     tok_free(t);
 }
@@ -287,6 +296,7 @@ TEST(spm_scores_and_byte_fallback)
     v.n = 0;
     CHECK(tok_encode(t, "<s>", 3, false, true, &v, &e) == 0 && v.n == 1 && v.ids[0] == 1);
     CHECK(tok_bos(t) == 1 && tok_eos(t) == 2 && tok_add_bos(t) && !tok_add_eos(t));
+    CHECK(!strcmp(tok_pre_name(t), "") && tok_eot(t) == -1);
     CHECK(tok_is_eog(t, 2));
     /* decoding an id out of range is an error that names it */
     int32_t bad[] = {260, 5000};

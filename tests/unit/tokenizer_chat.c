@@ -288,6 +288,9 @@ TEST(select_and_errors)
     enum tok_chat_family fam = TOK_CHAT_COUNT;
     CHECK(tok_chat_select(t, NULL, &fam, &e) == 1 && fam == TOK_CHAT_CHATML);
     CHECK(tok_chat_template_source(t) == NULL);
+    struct err why;
+    fam = TOK_CHAT_COUNT;
+    CHECK(tok_chat_choose(t, NULL, &fam, &why, &e) == 0 && fam == TOK_CHAT_CHATML && why.code == ERR_NOT_FOUND);
     size_t len;
     char *s = tok_chat_render(t, fam, conv, 2, true, &len, &e);
     CHECK(s && !strcmp(s, "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi  <|im_end|>\n"
@@ -325,14 +328,19 @@ TEST(select_and_errors)
            NULL);
     tok_free(t);
 
-    /* a template of no known family is an error that names --chat-template */
+    /* a template of no known family is an error that says a family can be
+     * chosen by name, without naming the CLI's option; tok_chat_choose falls
+     * back to ChatML with that reason */
     t = vocab_with("{% for m in messages %}### {{ m.role }}: {{ m.content }}\n{% endfor %}", "<s>", "</s>", &e);
     CHECKF(t, "%s", e.msg);
     if (!t)
         return;
     CHECK(tok_chat_select(t, NULL, &fam, &e) == -1);
-    CHECKF(strstr(e.msg, "--chat-template NAME"), "%s", e.msg);
+    CHECKF(strstr(e.msg, "chosen by name") && !strstr(e.msg, "--"), "%s", e.msg);
     CHECK(tok_chat_select(t, "llama3", &fam, &e) == 0 && fam == TOK_CHAT_LLAMA3);
+    CHECK(tok_chat_choose(t, NULL, &fam, &why, &e) == 0 && fam == TOK_CHAT_CHATML && why.code == ERR_INVALID);
+    CHECK(tok_chat_choose(t, "gemma", &fam, &why, &e) == 0 && fam == TOK_CHAT_GEMMA && why.code == ERR_OK);
+    CHECK(tok_chat_choose(t, "vicuna", &fam, &why, &e) == -1 && e.code == ERR_INVALID && !strstr(e.msg, "--"));
     tok_free(t);
 }
 
