@@ -557,9 +557,8 @@ static int read_vocab(struct mk *k, struct err *e)
         if (!(k->vf = gguf_open(o->vocab, e)))
             return -1;
         const struct gguf_kv *toks;
-        int rc = gguf_get_arr(k->vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, e);
-        if (rc != 0) {
-            if (rc > 0)
+        if (gguf_get_arr(k->vf, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, e) < 0) {
+            if (e->code == ERR_NOT_FOUND)
                 err_set(e, ERR_INVALID, "%s: no tokenizer.ggml.tokens: not a vocabulary file", o->vocab);
             return -1;
         }

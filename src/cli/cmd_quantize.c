@@ -34,11 +34,19 @@ static void usage(FILE *out)
             qmix_names());
 }
 
-static int get_arch_int(const struct gguf_file *f, const char *arch, const char *suffix, int64_t *out, struct err *e)
+/* Sets *dst from the optional key "<arch>.<suffix>" when it is there and in
+ * [lo, 1000000). */
+static int opt_arch_int(const struct gguf_file *f, const char *arch, const char *suffix, int64_t lo, int *dst,
+                        struct err *e)
 {
     char key[256];
+    int64_t v;
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    return gguf_get_int(f, key, out, e);
+    if (gguf_get_int(f, key, &v, e) < 0)
+        return e->code == ERR_NOT_FOUND ? 0 : -1;
+    if (v >= lo && v < 1000000)
+        *dst = (int)v;
+    return 0;
 }
 
 /* Reads what the type choice needs from the model's metadata and tensors. */
@@ -47,11 +55,10 @@ static int model_info(const struct gguf_file *f, struct qmix_model *m, struct er
     memset(m, 0, sizeof *m);
     char arch[128] = "";
     struct gguf_str s;
-    int rc = gguf_get_str(f, "general.architecture", &s, e);
-    if (rc < 0)
-        return -1;
-    if (rc == 0)
+    if (gguf_get_str(f, "general.architecture", &s, e) == 0)
         snprintf(arch, sizeof arch, "%.*s", (int)(s.len < 127 ? s.len : 127), s.ptr);
+    else if (e->code != ERR_NOT_FOUND)
+        return -1;
 
     int max_layer = -1;
     for (size_t i = 0; i < gguf_n_tensors(f); i++) {
@@ -65,26 +72,15 @@ static int model_info(const struct gguf_file *f, struct qmix_model *m, struct er
         if (!strcmp(t->name, "output.weight"))
             m->has_output = true;
     }
-    int64_t v;
     m->n_layer = max_layer + 1;
     if (arch[0]) {
-        if ((rc = get_arch_int(f, arch, "block_count", &v, e)) < 0)
+        if (opt_arch_int(f, arch, "block_count", 1, &m->n_layer, e) < 0 ||
+            opt_arch_int(f, arch, "attention.head_count", 1, &m->n_head, e) < 0)
             return -1;
-        if (rc == 0 && v > 0 && v < 1000000)
-            m->n_layer = (int)v;
-        if ((rc = get_arch_int(f, arch, "attention.head_count", &v, e)) < 0)
-            return -1;
-        if (rc == 0 && v > 0 && v < 1000000)
-            m->n_head = (int)v;
         m->n_head_kv = m->n_head;
-        if ((rc = get_arch_int(f, arch, "attention.head_count_kv", &v, e)) < 0)
+        if (opt_arch_int(f, arch, "attention.head_count_kv", 1, &m->n_head_kv, e) < 0 ||
+            opt_arch_int(f, arch, "expert_count", 0, &m->n_expert, e) < 0)
             return -1;
-        if (rc == 0 && v > 0 && v < 1000000)
-            m->n_head_kv = (int)v;
-        if ((rc = get_arch_int(f, arch, "expert_count", &v, e)) < 0)
-            return -1;
-        if (rc == 0 && v >= 0 && v < 1000000)
-            m->n_expert = (int)v;
     }
     return 0;
 }

@@ -155,8 +155,10 @@ const struct gguf_kv *gguf_find_kv(const struct gguf_file *f, const char *key); 
 
 /* Typed getters. Return 0 and write *out when the key exists with a
  * compatible type (any integer type for get_int when the value fits; float32
- * or float64 for get_float; bool for get_bool; string for get_str), 1 when
- * the key is absent (out untouched), -1 with a message in e on a wrong type. */
+ * or float64 for get_float; bool for get_bool; string for get_str). -1 with
+ * out untouched otherwise: ERR_NOT_FOUND in e when the key is absent (an
+ * optional key reads as `if (gguf_get_int(f, k, &v, e) < 0 && e->code !=
+ * ERR_NOT_FOUND) return -1;`), ERR_CORRUPT on a wrong type. */
 int gguf_get_int(const struct gguf_file *f, const char *key, int64_t *out, struct err *e);
 int gguf_get_float(const struct gguf_file *f, const char *key, double *out, struct err *e);
 int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out, struct err *e);

@@ -724,11 +724,16 @@ static int wrong_type(const struct gguf_file *f, const struct gguf_kv *kv, const
     return err_set(e, ERR_CORRUPT, "%s: key '%s' has type %s, expected %s", f->name, kv->key, kv_type_desc(kv, d, sizeof d), want);
 }
 
+static int missing(const struct gguf_file *f, const char *key, struct err *e)
+{
+    return err_set(e, ERR_NOT_FOUND, "%s: key '%s' is missing", f->name, key);
+}
+
 int gguf_get_int(const struct gguf_file *f, const char *key, int64_t *out, struct err *e)
 {
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv)
-        return 1;
+        return missing(f, key, e);
     if (!vtype_integer(kv->type))
         return wrong_type(f, kv, "an integer", e);
     if (kv->type == GGUF_VT_UINT64) {
@@ -745,7 +750,7 @@ int gguf_get_float(const struct gguf_file *f, const char *key, double *out, stru
 {
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv)
-        return 1;
+        return missing(f, key, e);
     if (kv->type != GGUF_VT_FLOAT32 && kv->type != GGUF_VT_FLOAT64)
         return wrong_type(f, kv, "float32 or float64", e);
     *out = load_float(kv->type, kv->val);
@@ -756,7 +761,7 @@ int gguf_get_bool(const struct gguf_file *f, const char *key, bool *out, struct 
 {
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv)
-        return 1;
+        return missing(f, key, e);
     if (kv->type != GGUF_VT_BOOL)
         return wrong_type(f, kv, "bool", e);
     *out = *(const uint8_t *)kv->val != 0;
@@ -767,7 +772,7 @@ int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *ou
 {
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv)
-        return 1;
+        return missing(f, key, e);
     if (kv->type != GGUF_VT_STRING)
         return wrong_type(f, kv, "string", e);
     *out = kv->str;
@@ -779,7 +784,7 @@ int gguf_get_arr(const struct gguf_file *f, const char *key, enum gguf_vtype ele
 {
     const struct gguf_kv *kv = gguf_find_kv(f, key);
     if (!kv)
-        return 1;
+        return missing(f, key, e);
     if (kv->type != GGUF_VT_ARRAY || (elem != GGUF_VT_COUNT && kv->arr_type != elem)) {
         char want[64];
         if (elem == GGUF_VT_COUNT)

@@ -42,9 +42,11 @@ static int get_key(struct loader *L, const char *full, enum meta_kind kind, void
         rc = gguf_get_str(L->m->f, full, out, &e2);
         break;
     }
+    if (rc < 0 && e2.code == ERR_NOT_FOUND)
+        return 0;
     if (rc < 0)
         return err_set(L->e, ERR_CORRUPT, "%s: %s", L->fname, e2.msg);
-    return rc == 0;
+    return 1;
 }
 
 /* get_key of "<arch>.<key>", whose name is left in full. */

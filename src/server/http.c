@@ -456,20 +456,14 @@ struct server *server_new(const struct server_model *models, int n_models, const
                 err_set(e, ERR_INVALID, "server: two models are named '%s'; give each its own name", models[i].name);
                 goto fail;
             }
-        int nv = model_hparams(sm->cfg.m)->n_vocab, tv = tok_n_vocab(sm->cfg.tok);
-        sm->n_vocab = nv < tv ? nv : tv;
-        struct err ce;
-        int rc = tok_chat_select(sm->cfg.tok, sm->cfg.chat_template, &sm->fam, &ce);
-        if (rc < 0 && sm->cfg.chat_template) {
-            err_set(e, ERR_INVALID, "server: model '%s': %s", models[i].name, ce.msg);
+        sm->n_vocab = tok_n_vocab_common(sm->cfg.tok, model_hparams(sm->cfg.m)->n_vocab);
+        struct err why;
+        if (tok_chat_choose(sm->cfg.tok, sm->cfg.chat_template, &sm->fam, &why, e) < 0) {
+            err_prefix(e, "server: model '%s'", models[i].name);
             goto fail;
         }
-        if (rc < 0) {
-            log_warn("model '%s': %s; using chatml", models[i].name, ce.msg);
-            sm->fam = TOK_CHAT_CHATML;
-        } else if (rc == 1) {
-            log_warn("model '%s' has no chat template; using chatml", models[i].name);
-        }
+        if (why.code != ERR_OK)
+            log_warn("model '%s': %s; using chatml", models[i].name, why.msg);
     }
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};

@@ -151,10 +151,8 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
         *out = (enum tok_chat_family)f;
         return 0;
     }
-    if (!t->chat_template) {
-        *out = TOK_CHAT_CHATML;
-        return 1;
-    }
+    if (!t->chat_template)
+        return err_set(e, ERR_NOT_FOUND, "the model has no chat template");
     unsigned v;
     if (detect(t->chat_template, out, &v)) {
         char head[61];
@@ -179,9 +177,7 @@ int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_f
         err_clear(why);
         return -1;
     }
-    if (rc > 0)
-        err_set(why, ERR_NOT_FOUND, "the model has no chat template");
-    if (rc != 0)
+    if (rc < 0)
         *out = TOK_CHAT_CHATML;
     return 0;
 }

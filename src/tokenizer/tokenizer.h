@@ -202,11 +202,11 @@ const char *tok_chat_family_name(enum tok_chat_family f);
 int tok_chat_family_from_name(const char *name); /* -1 if unknown */
 
 /* Chooses the chat format. name (a family name the user gave) when not NULL:
- * -1 with the list of names in e if unknown. Otherwise the model's
- * tokenizer.chat_template is recognised: returns 0 with *out set; returns 1
- * with *out = TOK_CHAT_CHATML when the model has no template (the caller
- * warns); -1 when the template is not one this program knows (e says a
- * family can be chosen by name). Most callers want tok_chat_choose. */
+ * -1 with the list of names in e (ERR_INVALID) if unknown. Otherwise the
+ * model's tokenizer.chat_template is recognised: 0 with *out set; -1 with
+ * ERR_NOT_FOUND when the model has no template, or ERR_INVALID when the
+ * template is not one this program knows (e says a family can be chosen by
+ * name). Most callers want tok_chat_choose. */
 int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *e);
 
 /* tok_chat_select with the one fallback every caller uses: a model whose

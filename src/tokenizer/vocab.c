@@ -341,9 +341,9 @@ static int get_special(const struct gguf_file *f, struct tokenizer *t, const cha
 {
     int64_t v;
     int rc = gguf_get_int(f, key, &v, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
-    if (rc == 1)
+    if (rc < 0)
         return 0;
     if (v < 0 || v >= t->n_vocab) {
         log_warn("%s: %s = %lld is outside the vocabulary (%d tokens); ignored", gguf_name(f), key, (long long)v,
@@ -358,7 +358,7 @@ static int get_flag(const struct gguf_file *f, const char *key, bool *flag, stru
 {
     bool v;
     int rc = gguf_get_bool(f, key, &v, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
     if (rc == 0)
         *flag = v;
@@ -382,9 +382,9 @@ static int load_model_kind(struct tokenizer *t, const struct gguf_file *f, struc
 {
     struct gguf_str model;
     int rc = gguf_get_str(f, "tokenizer.ggml.model", &model, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
-    if (rc == 1)
+    if (rc < 0)
         return err_set(e, ERR_CORRUPT, "no tokenizer.ggml.model: the file carries no tokenizer");
     if (gguf_str_eq(model, "llama"))
         t->model = TOK_MODEL_SPM;
@@ -402,9 +402,9 @@ static int load_texts(struct tokenizer *t, const struct gguf_file *f, struct err
 {
     const struct gguf_kv *toks;
     int rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_VT_STRING, &toks, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
-    if (rc == 1)
+    if (rc < 0)
         return err_set(e, ERR_CORRUPT, "no tokenizer.ggml.tokens");
     if (toks->arr_n == 0 || toks->arr_n > INT32_MAX / 2)
         return err_set(e, ERR_CORRUPT, "tokenizer.ggml.tokens: %llu tokens (must be 1 .. %d)", (unsigned long long)toks->arr_n,
@@ -454,7 +454,7 @@ static int load_scores_types(struct tokenizer *t, const struct gguf_file *f, str
     const struct gguf_kv *kv;
     int32_t n = t->n_vocab;
     int rc = gguf_get_arr(f, "tokenizer.ggml.scores", GGUF_VT_COUNT, &kv, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
     if (rc == 0) {
         if (kv->arr_n != (uint64_t)n)
@@ -465,7 +465,7 @@ static int load_scores_types(struct tokenizer *t, const struct gguf_file *f, str
             t->scores[i] = (float)gguf_arr_float(kv, i);
     }
     rc = gguf_get_arr(f, "tokenizer.ggml.token_type", GGUF_VT_COUNT, &kv, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
     if (rc == 0) {
         if (kv->arr_n != (uint64_t)n)
@@ -497,9 +497,9 @@ static int load_specials(struct tokenizer *t, const struct gguf_file *f, struct 
     } else {
         struct gguf_str pre;
         int rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre, e);
-        if (rc < 0)
+        if (rc < 0 && e->code != ERR_NOT_FOUND)
             return -1;
-        if (rc == 1) {
+        if (rc < 0) {
             log_warn("%s: no tokenizer.ggml.pre; using the 'default' pre-tokenizer", gguf_name(f));
             strcpy(t->pre, "default");
         } else {
@@ -629,7 +629,7 @@ static int load_bpe_merges(struct tokenizer *t, const struct gguf_file *f, struc
 {
     const struct gguf_kv *kv;
     int rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_VT_STRING, &kv, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
     uint64_t nm = rc == 0 ? kv->arr_n : 0;
     if (nm > INT32_MAX)
@@ -733,7 +733,7 @@ static int load_chat_template(struct tokenizer *t, const struct gguf_file *f, st
 {
     struct gguf_str tmpl;
     int rc = gguf_get_str(f, "tokenizer.chat_template", &tmpl, e);
-    if (rc < 0)
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
         return -1;
     if (rc == 0) {
         t->chat_template = malloc(tmpl.len + 1);

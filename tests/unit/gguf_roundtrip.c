@@ -128,24 +128,24 @@ TEST(getter_type_checks)
     bool b = false;
     struct gguf_str s = {0};
     const struct gguf_kv *kv = NULL;
-    /* absent keys: 1, outputs untouched */
-    CHECK(gguf_get_int(f, "missing", &v, &e) == 1 && v == 42);
-    CHECK(gguf_get_float(f, "missing", &d, &e) == 1 && d == 4.2);
-    CHECK(gguf_get_bool(f, "missing", &b, &e) == 1 && !b);
-    CHECK(gguf_get_str(f, "missing", &s, &e) == 1 && s.ptr == NULL);
-    CHECK(gguf_get_arr(f, "missing", GGUF_VT_COUNT, &kv, &e) == 1 && kv == NULL);
+    /* absent keys: ERR_NOT_FOUND, outputs untouched */
+    CHECK(gguf_get_int(f, "missing", &v, &e) == -1 && e.code == ERR_NOT_FOUND && v == 42);
+    CHECK(gguf_get_float(f, "missing", &d, &e) == -1 && e.code == ERR_NOT_FOUND && d == 4.2);
+    CHECK(gguf_get_bool(f, "missing", &b, &e) == -1 && e.code == ERR_NOT_FOUND && !b);
+    CHECK(gguf_get_str(f, "missing", &s, &e) == -1 && e.code == ERR_NOT_FOUND && s.ptr == NULL);
+    CHECK(gguf_get_arr(f, "missing", GGUF_VT_COUNT, &kv, &e) == -1 && e.code == ERR_NOT_FOUND && kv == NULL);
     CHECK(gguf_find_kv(f, "missing") == NULL);
     /* wrong types: -1 with the key and both types named */
-    CHECK(gguf_get_int(f, "s", &v, &e) == -1 && v == 42);
+    CHECK(gguf_get_int(f, "s", &v, &e) == -1 && e.code == ERR_CORRUPT && v == 42);
     CHECKF(strstr(e.msg, "'s'") && strstr(e.msg, "string") && strstr(e.msg, "integer"), "%s", e.msg);
-    CHECK(gguf_get_int(f, "x", &v, &e) == -1);
-    CHECK(gguf_get_int(f, "b", &v, &e) == -1);
-    CHECK(gguf_get_float(f, "n", &d, &e) == -1 && d == 4.2);
+    CHECK(gguf_get_int(f, "x", &v, &e) == -1 && e.code == ERR_CORRUPT);
+    CHECK(gguf_get_int(f, "b", &v, &e) == -1 && e.code == ERR_CORRUPT);
+    CHECK(gguf_get_float(f, "n", &d, &e) == -1 && e.code == ERR_CORRUPT && d == 4.2);
     CHECKF(strstr(e.msg, "uint32") && strstr(e.msg, "float"), "%s", e.msg);
-    CHECK(gguf_get_bool(f, "n", &b, &e) == -1 && !b);
-    CHECK(gguf_get_str(f, "n", &s, &e) == -1 && s.ptr == NULL);
-    CHECK(gguf_get_arr(f, "s", GGUF_VT_COUNT, &kv, &e) == -1 && kv == NULL);
-    CHECK(gguf_get_arr(f, "a", GGUF_VT_STRING, &kv, &e) == -1 && kv == NULL);
+    CHECK(gguf_get_bool(f, "n", &b, &e) == -1 && e.code == ERR_CORRUPT && !b);
+    CHECK(gguf_get_str(f, "n", &s, &e) == -1 && e.code == ERR_CORRUPT && s.ptr == NULL);
+    CHECK(gguf_get_arr(f, "s", GGUF_VT_COUNT, &kv, &e) == -1 && e.code == ERR_CORRUPT && kv == NULL);
+    CHECK(gguf_get_arr(f, "a", GGUF_VT_STRING, &kv, &e) == -1 && e.code == ERR_CORRUPT && kv == NULL);
     CHECKF(strstr(e.msg, "array of uint32") && strstr(e.msg, "array of string"), "%s", e.msg);
     /* right types */
     CHECK(gguf_get_str(f, "s", &s, &e) == 0 && gguf_str_eq(s, "hello") && !gguf_str_eq(s, "hell"));
@@ -524,7 +524,7 @@ TEST(shared_vocabularies)
         if (want[i].n_merges)
             CHECK(rc == 0 && kv && kv->arr_n == want[i].n_merges);
         else
-            CHECK(rc == 1);
+            CHECK(rc == -1 && e.code == ERR_NOT_FOUND);
         CHECK(gguf_n_tensors(f) == 0);
         gguf_close(f);
     }

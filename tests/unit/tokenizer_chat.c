@@ -286,7 +286,7 @@ TEST(select_and_errors)
     if (!t)
         return;
     enum tok_chat_family fam = TOK_CHAT_COUNT;
-    CHECK(tok_chat_select(t, NULL, &fam, &e) == 1 && fam == TOK_CHAT_CHATML);
+    CHECK(tok_chat_select(t, NULL, &fam, &e) == -1 && e.code == ERR_NOT_FOUND && fam == TOK_CHAT_COUNT);
     CHECK(tok_chat_template_source(t) == NULL);
     struct err why;
     fam = TOK_CHAT_COUNT;
