@@ -97,14 +97,6 @@ struct pairtab {
     uint64_t cap, n;
 };
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    return x;
-}
-
 static int pair_add(struct pairtab *t, uint32_t a, uint32_t b, int64_t d)
 {
     if ((t->n + 1) * 2 > t->cap) {
@@ -115,7 +107,7 @@ static int pair_add(struct pairtab *t, uint32_t a, uint32_t b, int64_t d)
         for (uint64_t k = 0; k < t->cap; k++) {
             if (!t->s[k].key)
                 continue;
-            uint64_t i = mix64(t->s[k].key) & (cap - 1);
+            uint64_t i = hash_mix64(t->s[k].key) & (cap - 1);
             while (s[i].key)
                 i = (i + 1) & (cap - 1);
             s[i] = t->s[k];
@@ -125,7 +117,7 @@ static int pair_add(struct pairtab *t, uint32_t a, uint32_t b, int64_t d)
         t->cap = cap;
     }
     uint64_t key = (((uint64_t)a << 32) | b) + 1;
-    uint64_t i = mix64(key) & (t->cap - 1);
+    uint64_t i = hash_mix64(key) & (t->cap - 1);
     while (t->s[i].key && t->s[i].key != key)
         i = (i + 1) & (t->cap - 1);
     if (!t->s[i].key) {

@@ -180,6 +180,18 @@ static inline uint64_t hash_bytes(const void *p, size_t n)
 {
     return hash_fnv1a64(HASH_FNV64_BASIS, p, n);
 }
+/* Spreads the bits of a 64-bit key (MurmurHash3's finaliser) so that its low
+ * bits can index a power-of-two table. In-memory tables only: nothing
+ * persisted or shared between processes depends on it. */
+static inline uint64_t hash_mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
 
 /* ---- checked parsing of whole strings ----
  * parse_i64: s is entirely a base-10 integer (optional sign, no spaces) in

@@ -56,17 +56,11 @@ void pcache_release(struct pcache *c)
 }
 
 /* FNV-1a over the token ids' bytes (little-endian in memory on x86; the
- * hash lives only in this process), seeded with the previous hash, then a
- * splitmix64 finaliser to spread the bits over the bucket mask. */
+ * hash lives only in this process), seeded with the previous hash, then
+ * mixed to spread the bits over the bucket mask. */
 uint64_t pcache_hash(uint64_t prev, const int32_t *toks, int n)
 {
-    uint64_t h = hash_fnv1a64(prev ^ HASH_FNV64_BASIS, toks, (size_t)n * sizeof *toks);
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
+    return hash_mix64(hash_fnv1a64(prev ^ HASH_FNV64_BASIS, toks, (size_t)n * sizeof *toks));
 }
 
 int pcache_find(const struct pcache *c, uint64_t hash, uint64_t parent_uid, const int32_t *toks)

@@ -76,22 +76,12 @@ static inline const char *tok_text_at(const struct tokenizer *t, int32_t id)
     return t->text + t->text_off[id];
 }
 
-static inline uint64_t tok_mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 /* The merge table entry for the pair (l, r), or NULL. BPE: rank and
  * result of the merge; SPM: the token whose text is text(l) + text(r). */
 static inline const struct tok_merge *tok_merge_find(const struct tokenizer *t, int32_t l, int32_t r)
 {
     uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
-    size_t i = (size_t)tok_mix64(key) & t->merge_mask;
+    size_t i = (size_t)hash_mix64(key) & t->merge_mask;
     for (;;) {
         const struct tok_merge *m = &t->merge[i];
         if (m->key == key)

@@ -168,7 +168,7 @@ static void hash_insert(struct tokenizer *t, int32_t id)
 /* First occurrence of a pair keeps its rank. */
 static void merge_insert(struct tokenizer *t, uint64_t key, uint32_t rank, int32_t res)
 {
-    size_t i = (size_t)tok_mix64(key) & t->merge_mask;
+    size_t i = (size_t)hash_mix64(key) & t->merge_mask;
     while (t->merge[i].key != UINT64_MAX) {
         if (t->merge[i].key == key)
             return;
