@@ -5,13 +5,13 @@
  *   pp   one sequence's prompt of -p random tokens, prefilled in batches of
  *        --batch (default: the whole prompt up to 512) — tokens/s
  *   tg   -n greedy decode steps after that prompt — tokens/s
- *   bw   read bandwidth measured here (bench_probe: all threads, vectorised,
+ *   bw   read bandwidth measured here (kern_read_bandwidth: all threads, vectorised,
  *        a buffer far larger than the caches, best of several passes), before
  *        and after the timed runs; the larger is the roofline's denominator
  *   roofline = bw / (weight bytes read per generated token); generation's
  *        fraction of it = tg tokens/s x bytes per token / bw
  *   mac  the compute ceiling of prompt processing: this CPU's multiply-add
- *        rate (bench_mac_peak_avx2: register-only loops on all threads, the
+ *        rate (kern_mac_peak: register-only loops on all threads, the
  *        better of f32 FMA and the 8-bit multiply pair) divided by the
  *        multiply-adds of the weight matrices per prompt token (attention
  *        scores left out, so it stays an upper bound); pp's fraction of it
@@ -20,7 +20,6 @@
  *        allocated up front). Mapped weight pages are reported apart.
  * Timings of -r repetitions are reported as the best (least disturbed) run.
  */
-#include "cli/bench_probe.h"
 #include "cli/cli.h"
 #include "cli/gen.h"
 #include "kernels/kernels.h"
@@ -82,46 +81,9 @@ static double cpu_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Plain C probe for CPUs without AVX2 (eight independent chains). */
-struct probe_c {
-    const uint64_t *buf;
-    size_t n;
-    uint64_t sink[64];
-};
-
-static void probe_c_slice(void *ctx, int ith, int nth)
-{
-    struct probe_c *p = ctx;
-    int64_t lo, hi;
-    split_range((int64_t)(p->n / 8), ith, nth, &lo, &hi);
-    uint64_t s[8] = {0};
-    for (int64_t i = lo * 8; i < hi * 8; i += 8)
-        for (int j = 0; j < 8; j++)
-            s[j] += p->buf[i + j];
-    if (ith < 64)
-        p->sink[ith] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-}
-
 static double read_bandwidth(struct pool *pool, struct err *e)
 {
-    if (kernels_cpu_isa() >= KERN_AVX2)
-        return bench_read_bandwidth_avx2(pool, PROBE_BYTES, PROBE_REPS, e);
-    struct probe_c p = {0};
-    uint64_t *buf = maas_alloc_aligned(PROBE_BYTES);
-    if (!buf)
-        return err_set(e, ERR_NOMEM, "bandwidth probe: out of memory");
-    memset(buf, 1, PROBE_BYTES);
-    p.buf = buf;
-    p.n = PROBE_BYTES / 8;
-    double best = 0;
-    for (int r = 0; r < PROBE_REPS; r++) {
-        uint64_t t0 = now_ns();
-        pool_run(pool, probe_c_slice, &p);
-        double gbs = PROBE_BYTES / ((now_ns() - t0) / 1e9) / 1e9;
-        best = gbs > best ? gbs : best;
-    }
-    maas_free_aligned(buf);
-    return best;
+    return kern_read_bandwidth(pool, PROBE_BYTES, PROBE_REPS, e);
 }
 
 int cmd_bench(int argc, char **argv)
@@ -236,8 +198,8 @@ int cmd_bench(int argc, char **argv)
         goto out;
     double bw = bw1 > bw2 ? bw1 : bw2;
     double mac_peak = 0, pp_macs = prefill_macs_per_token(g.hp);
-    if (kernels_cpu_isa() >= KERN_AVX2) {
-        double fma = bench_mac_peak_avx2(g.pool, BENCH_FMA, NULL), i8 = bench_mac_peak_avx2(g.pool, BENCH_I8_PAIR, NULL);
+    {
+        double fma = kern_mac_peak(g.pool, KERN_MAC_FMA, NULL), i8 = kern_mac_peak(g.pool, KERN_MAC_I8_PAIR, NULL);
         mac_peak = fma > i8 ? fma : i8;
     }
     double pp_ceiling = mac_peak > 0 ? mac_peak / pp_macs : 0, pp_frac = pp_ceiling > 0 ? pp_best / pp_ceiling : 0;
@@ -259,12 +221,12 @@ int cmd_bench(int argc, char **argv)
                "\"mapped_after_tg_mib\":%.1f}\n",
                hp->arch_name, (unsigned long long)model_n_params(g.m), (unsigned long long)model_n_active_params(g.m),
                hp->n_expert, hp->n_expert_used, hp->n_layer, hp->n_embd, nth,
-               kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type), n_p, pp_best, n_g, tg_best, pp_cpu, tg_cpu, bw, bw1, bw2,
+               kern_variant_current(), ggml_type_name(g.kv_type), n_p, pp_best, n_g, tg_best, pp_cpu, tg_cpu, bw, bw1, bw2,
                bpt, roof, frac, mac_peak / 1e9, pp_macs, pp_ceiling, pp_frac, rss0, rss1, file0, file1);
     } else {
         printf("model:             %s (%s, %.1fM params, %d layers, n_embd %d), %d threads, kernels %s, kv %s\n",
                model, hp->arch_name, model_n_params(g.m) / 1e6, hp->n_layer, hp->n_embd, nth,
-               kernels_isa_name(kernels_isa()), ggml_type_name(g.kv_type));
+               kern_variant_current(), ggml_type_name(g.kv_type));
         if (hp->n_expert > 0)
             printf("experts:           %d, %d used per token: %.1fM active params of %.1fM\n", hp->n_expert,
                    hp->n_expert_used, model_n_active_params(g.m) / 1e6, model_n_params(g.m) / 1e6);

@@ -283,7 +283,7 @@ struct kern_tile kern_avx2_tile(enum ggml_type t)
 {
     struct kern_tile none = {NULL, 1, 1};
     const struct kern_type_ops *o = kern_ops(t);
-    if (!o || kernels_isa() < KERN_AVX2)
+    if (!o)
         return none;
     /* The tiles read activations in the layout they were written for; use
      * them only when that is the type's activation format in the table. */

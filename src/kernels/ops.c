@@ -55,8 +55,9 @@ static void swiglu_ref(float *out, const float *gate, const float *up, int64_t n
         out[i] = kern_silu(gate[i]) * up[i];
 }
 
-void kern_register_ref_f32ops(struct kern_f32_ops *ops)
+void kern_register_ref_ops(struct kern_table *tab)
 {
+    struct kern_f32_ops *ops = &tab->f32;
     ops->dot = dot_ref;
     ops->axpy = axpy_ref;
     ops->rmsnorm = rmsnorm_ref;
@@ -66,11 +67,11 @@ void kern_register_ref_f32ops(struct kern_f32_ops *ops)
 
 float kern_dot_f32(const float *a, const float *b, int64_t n)
 {
-    return kern_f32.dot(a, b, n);
+    return kern_tab.f32.dot(a, b, n);
 }
 void kern_axpy(float *y, float a, const float *x, int64_t n)
 {
-    kern_f32.axpy(y, a, x, n);
+    kern_tab.f32.axpy(y, a, x, n);
 }
 void kern_add(float *y, const float *x, int64_t n)
 {
@@ -79,15 +80,15 @@ void kern_add(float *y, const float *x, int64_t n)
 }
 void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
 {
-    kern_f32.rmsnorm(y, x, w, n, eps);
+    kern_tab.f32.rmsnorm(y, x, w, n, eps);
 }
 void kern_softmax(float *x, int64_t n)
 {
-    kern_f32.softmax(x, n);
+    kern_tab.f32.softmax(x, n);
 }
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 {
-    kern_f32.swiglu(out, gate, up, n);
+    kern_tab.f32.swiglu(out, gate, up, n);
 }
 
 void kern_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float base, float freq_scale,

@@ -762,7 +762,7 @@ static void q6_K_to_float_avx2(const void *vx, float *y, int64_t n)
     }
 }
 
-void kern_register_avx2(struct kern_type_ops *tab)
+static void register_types(struct kern_type_ops *tab)
 {
     static const struct {
         enum ggml_type t;
@@ -826,4 +826,16 @@ void kern_register_avx2(struct kern_type_ops *tab)
     for (size_t k = 0; k < sizeof to_floats / sizeof *to_floats; k++)
         if (tab[to_floats[k].t].to_float)
             tab[to_floats[k].t].to_float = to_floats[k].fn;
+}
+
+void kern_register_avx2(struct kern_table *tab)
+{
+    register_types(tab->type);
+    kern_register_avx2_ops(tab);
+    kern_register_avx2_attn(tab);
+    kern_register_avx2_probes(tab);
+    tab->tile = kern_avx2_tile;
+    tab->gemv = kern_avx2_gemv;
+    tab->ftile = kern_avx2_ftile();
+    tab->act_to_float = kern_avx2_act_to_float;
 }
