@@ -117,16 +117,9 @@ void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64
 /* ---- element-wise and row operations (f32) ---- */
 /* y = x / rms(x) * w (w may be NULL); y may equal x. */
 void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
-/* In-place softmax over n values. */
-void kern_softmax(float *x, int64_t n);
 /* out[i] = silu(gate[i]) * up[i]; out may alias gate or up. */
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 float kern_silu(float x);
-/* RoPE on n_head heads of head_dim floats each (contiguous), rotating the
- * first n_rot dims of each head at position pos. theta_i = pos * freq_scale *
- * base^(-2i/n_rot). neox: pairs (i, i + n_rot/2); otherwise (2i, 2i+1). */
-void kern_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float base, float freq_scale,
-               bool neox);
 /* ---- attention ----
  * n_q query heads that share one KV head attending over a paged sequence:
  * n_pos positions (0 .. n_pos-1) reached through the block table. k and v

@@ -47,7 +47,6 @@ struct kern_f32_ops {
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
-    void (*softmax)(float *x, int64_t n);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
 };
 

@@ -56,30 +56,6 @@ static void rmsnorm_avx2(float *y, const float *x, const float *w, int64_t n, fl
         y[i] = x[i] * scale * (w ? w[i] : 1.0f);
 }
 
-static void softmax_avx2(float *x, int64_t n)
-{
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    __m256 vmx = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = kern_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    float sum = avx2_hsum_ps(acc);
-    for (; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    __m256 inv = _mm256_set1_ps(1.0f / sum);
-    for (i = 0; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (; i < n; i++)
-        x[i] *= 1.0f / sum;
-}
-
 static void swiglu_avx2(float *out, const float *gate, const float *up, int64_t n)
 {
     int64_t i = 0;
@@ -95,10 +71,6 @@ static void swiglu_avx2(float *out, const float *gate, const float *up, int64_t 
 
 void kern_register_avx2_ops(struct kern_table *tab)
 {
-    struct kern_f32_ops *ops = &tab->f32;
-    ops->dot = dot_avx2;
-    ops->axpy = axpy_avx2;
-    ops->rmsnorm = rmsnorm_avx2;
-    ops->softmax = softmax_avx2;
-    ops->swiglu = swiglu_avx2;
+    tab->f32 = (struct kern_f32_ops){
+        .dot = dot_avx2, .axpy = axpy_avx2, .rmsnorm = rmsnorm_avx2, .swiglu = swiglu_avx2};
 }
