@@ -102,47 +102,51 @@ static float f32_vec_dot(int64_t n, const void *x, const void *y)
 {
     return kern_tab.f32.dot(x, y, n);
 }
-static void f16_to_float(const void *x, float *y, int64_t n)
+/* f16 and bf16 rows share their loops; cvt is a constant at every call. */
+static inline void half_to_float(const void *x, float *y, int64_t n, float (*cvt)(uint16_t))
 {
     const uint16_t *h = x;
     for (int64_t i = 0; i < n; i++)
-        y[i] = fp16_to_fp32(h[i]);
+        y[i] = cvt(h[i]);
+}
+static inline void half_from_float(const float *x, void *y, int64_t n, uint16_t (*cvt)(float))
+{
+    uint16_t *h = y;
+    for (int64_t i = 0; i < n; i++)
+        h[i] = cvt(x[i]);
+}
+static inline float half_vec_dot(int64_t n, const void *x, const void *y, float (*cvt)(uint16_t))
+{
+    const uint16_t *h = x;
+    const float *b = y;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)cvt(h[i]) * b[i];
+    return (float)s;
+}
+static void f16_to_float(const void *x, float *y, int64_t n)
+{
+    half_to_float(x, y, n, fp16_to_fp32);
 }
 static void f16_from_float(const float *x, void *y, int64_t n)
 {
-    uint16_t *h = y;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = fp32_to_fp16(x[i]);
+    half_from_float(x, y, n, fp32_to_fp16);
 }
 static float f16_vec_dot(int64_t n, const void *x, const void *y)
 {
-    const uint16_t *h = x;
-    const float *b = y;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++)
-        s += (double)fp16_to_fp32(h[i]) * b[i];
-    return (float)s;
+    return half_vec_dot(n, x, y, fp16_to_fp32);
 }
 static void bf16_to_float(const void *x, float *y, int64_t n)
 {
-    const uint16_t *h = x;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = bf16_to_fp32(h[i]);
+    half_to_float(x, y, n, bf16_to_fp32);
 }
 static void bf16_from_float(const float *x, void *y, int64_t n)
 {
-    uint16_t *h = y;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = fp32_to_bf16(x[i]);
+    half_from_float(x, y, n, fp32_to_bf16);
 }
 static float bf16_vec_dot(int64_t n, const void *x, const void *y)
 {
-    const uint16_t *h = x;
-    const float *b = y;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++)
-        s += (double)bf16_to_fp32(h[i]) * b[i];
-    return (float)s;
+    return half_vec_dot(n, x, y, bf16_to_fp32);
 }
 
 void kern_register_ref_float(struct kern_table *t)
