@@ -61,9 +61,8 @@ static void store_f16_ref(uint16_t *dst, const float *src, int64_t n)
 
 void kern_register_ref_attn(struct kern_table *tab)
 {
-    tab->attn_f32 = attn_head_f32_ref;
-    tab->attn_f16 = attn_head_f16_ref;
-    tab->attn_group_f16 = NULL;
+    tab->attn_f32 = attn_head_f32_ref, tab->attn_f16 = attn_head_f16_ref;
+    tab->attn_group_f16 = NULL; /* attn_f16 per head */
     tab->store_f16 = store_f16_ref;
 }
 

@@ -262,8 +262,7 @@ static void store_f16_avx2(uint16_t *dst, const float *src, int64_t n)
 
 void kern_register_avx2_attn(struct kern_table *tab)
 {
-    tab->attn_f32 = attn_head_f32_avx2;
-    tab->attn_f16 = attn_head_f16_avx2;
+    tab->attn_f32 = attn_head_f32_avx2, tab->attn_f16 = attn_head_f16_avx2;
     tab->attn_group_f16 = attn_group_f16_avx2;
     tab->store_f16 = store_f16_avx2;
 }

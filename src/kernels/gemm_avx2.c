@@ -102,6 +102,8 @@ static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, con
     case (rm) * 8 + (rn):                                                                                     \
         tile_q8_family(f, rm, rn, n, w, ldw, a, lda, y, ldy);                                                 \
         break;
+/* The three widths of rm weight rows. */
+#define TILE_CASES(f, rm) TILE_CASE(f, rm, 3) TILE_CASE(f, rm, 2) TILE_CASE(f, rm, 1)
 
 #define TILE_FN(name, f)                                                                                      \
     static void name(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc,       \
@@ -109,18 +111,10 @@ static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, con
     {                                                                                                         \
         const char *w = vw, *a = va;                                                                          \
         switch (nr * 8 + nc) {                                                                                \
-            TILE_CASE(f, 4, 3)                                                                                \
-            TILE_CASE(f, 4, 2)                                                                                \
-            TILE_CASE(f, 4, 1)                                                                                \
-            TILE_CASE(f, 3, 3)                                                                                \
-            TILE_CASE(f, 3, 2)                                                                                \
-            TILE_CASE(f, 3, 1)                                                                                \
-            TILE_CASE(f, 2, 3)                                                                                \
-            TILE_CASE(f, 2, 2)                                                                                \
-            TILE_CASE(f, 2, 1)                                                                                \
-            TILE_CASE(f, 1, 3)                                                                                \
-            TILE_CASE(f, 1, 2)                                                                                \
-            TILE_CASE(f, 1, 1)                                                                                \
+            TILE_CASES(f, 4)                                                                                  \
+            TILE_CASES(f, 3)                                                                                  \
+            TILE_CASES(f, 2)                                                                                  \
+            TILE_CASES(f, 1)                                                                                  \
         default:                                                                                              \
             MAAS_ASSERT(!"tile shape out of range");                                                          \
         }                                                                                                     \

@@ -124,30 +124,22 @@ static inline float half_vec_dot(int64_t n, const void *x, const void *y, float 
         s += (double)cvt(h[i]) * b[i];
     return (float)s;
 }
-static void f16_to_float(const void *x, float *y, int64_t n)
-{
-    half_to_float(x, y, n, fp16_to_fp32);
-}
-static void f16_from_float(const float *x, void *y, int64_t n)
-{
-    half_from_float(x, y, n, fp32_to_fp16);
-}
-static float f16_vec_dot(int64_t n, const void *x, const void *y)
-{
-    return half_vec_dot(n, x, y, fp16_to_fp32);
-}
-static void bf16_to_float(const void *x, float *y, int64_t n)
-{
-    half_to_float(x, y, n, bf16_to_fp32);
-}
-static void bf16_from_float(const float *x, void *y, int64_t n)
-{
-    half_from_float(x, y, n, fp32_to_bf16);
-}
-static float bf16_vec_dot(int64_t n, const void *x, const void *y)
-{
-    return half_vec_dot(n, x, y, bf16_to_fp32);
-}
+/* The three row functions of a 16-bit float type. */
+#define HALF_ROWS(name, to32, from32)                                                                         \
+    static void name##_to_float(const void *x, float *y, int64_t n)                                           \
+    {                                                                                                         \
+        half_to_float(x, y, n, to32);                                                                         \
+    }                                                                                                         \
+    static void name##_from_float(const float *x, void *y, int64_t n)                                         \
+    {                                                                                                         \
+        half_from_float(x, y, n, from32);                                                                     \
+    }                                                                                                         \
+    static float name##_vec_dot(int64_t n, const void *x, const void *y)                                      \
+    {                                                                                                         \
+        return half_vec_dot(n, x, y, to32);                                                                   \
+    }
+HALF_ROWS(f16, fp16_to_fp32, fp32_to_fp16)
+HALF_ROWS(bf16, bf16_to_fp32, fp32_to_bf16)
 
 void kern_register_ref_float(struct kern_table *t)
 {

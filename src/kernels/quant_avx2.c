@@ -786,29 +786,26 @@ static void register_types(struct kern_type_ops *tab)
             break;
         }
     }
-    if (tab[GGML_TYPE_Q8_0].from_float_act)
-        tab[GGML_TYPE_Q8_0].from_float_act = quantize_row_q8_0_avx2;
-    if (tab[GGML_TYPE_Q8_1].from_float_act)
-        tab[GGML_TYPE_Q8_1].from_float_act = quantize_row_q8_1_avx2;
-    if (tab[GGML_TYPE_Q8_K].from_float_act)
-        tab[GGML_TYPE_Q8_K].from_float_act = quantize_row_q8_K_avx2;
-    if (tab[GGML_TYPE_F16].to_float)
-        tab[GGML_TYPE_F16].to_float = f16_to_float_avx2;
-    if (tab[GGML_TYPE_BF16].to_float)
-        tab[GGML_TYPE_BF16].to_float = bf16_to_float_avx2;
-    if (tab[GGML_TYPE_Q8_0].to_float)
-        tab[GGML_TYPE_Q8_0].to_float = q8_0_to_float_avx2;
-    if (tab[GGML_TYPE_Q4_0].to_float)
-        tab[GGML_TYPE_Q4_0].to_float = q4_0_to_float_avx2;
-    if (tab[GGML_TYPE_Q5_0].to_float)
-        tab[GGML_TYPE_Q5_0].to_float = q5_0_to_float_avx2;
-    if (tab[GGML_TYPE_IQ4_NL].to_float)
-        tab[GGML_TYPE_IQ4_NL].to_float = iq4_nl_to_float_avx2;
+    /* the activation types themselves */
+    static const struct {
+        enum ggml_type t;
+        kern_from_float_fn fn;
+    } acts[] = {
+        {GGML_TYPE_Q8_0, quantize_row_q8_0_avx2},
+        {GGML_TYPE_Q8_1, quantize_row_q8_1_avx2},
+        {GGML_TYPE_Q8_K, quantize_row_q8_K_avx2},
+    };
+    for (size_t k = 0; k < sizeof acts / sizeof *acts; k++)
+        if (tab[acts[k].t].from_float_act)
+            tab[acts[k].t].from_float_act = acts[k].fn;
 
     static const struct {
         enum ggml_type t;
         kern_to_float_fn fn;
     } to_floats[] = {
+        {GGML_TYPE_F16, f16_to_float_avx2},   {GGML_TYPE_BF16, bf16_to_float_avx2},
+        {GGML_TYPE_Q8_0, q8_0_to_float_avx2}, {GGML_TYPE_Q4_0, q4_0_to_float_avx2},
+        {GGML_TYPE_Q5_0, q5_0_to_float_avx2}, {GGML_TYPE_IQ4_NL, iq4_nl_to_float_avx2},
         {GGML_TYPE_Q4_1, q4_1_to_float_avx2}, {GGML_TYPE_Q5_1, q5_1_to_float_avx2},
         {GGML_TYPE_Q2_K, q2_K_to_float_avx2}, {GGML_TYPE_Q3_K, q3_K_to_float_avx2},
         {GGML_TYPE_Q4_K, q4_K_to_float_avx2}, {GGML_TYPE_Q5_K, q5_K_to_float_avx2},
