@@ -41,7 +41,6 @@ struct kern_gemv {
 };
 struct kern_gemv kern_avx2_gemv(enum ggml_type t); /* gemv_avx2.c */
 
-
 /* f32 row operations that have SIMD versions. */
 struct kern_f32_ops {
     float (*dot)(const float *a, const float *b, int64_t n);
@@ -62,7 +61,7 @@ struct kern_table {
     /* n_q > 1 f16 heads sharing one KV head; NULL: attn_f16 per head */
     void (*attn_group_f16)(const struct kern_attn *a, int n_q);
     void (*store_f16)(uint16_t *dst, const float *src, int64_t n);
-    /* matrix kernels for kern_matmul; NULL: none (see below) */
+    /* matrix kernels for kern_matmul (above); NULL: none */
     struct kern_tile (*tile)(enum ggml_type t);
     struct kern_gemv (*gemv)(enum ggml_type t);
     kern_ftile_fn ftile;
@@ -87,8 +86,8 @@ void kern_register_ref_probes(struct kern_table *tab);  /* probe.c */
  * spreads over its files, one part each; kern_register_avx2 (quant_avx2.c)
  * fills the per-type entries and the matrix kernels and calls the others. */
 void kern_register_avx2(struct kern_table *tab);
-void kern_register_avx2_ops(struct kern_table *tab);  /* ops_avx2.c */
-void kern_register_avx2_attn(struct kern_table *tab); /* attn_avx2.c */
+void kern_register_avx2_ops(struct kern_table *tab);    /* ops_avx2.c */
+void kern_register_avx2_attn(struct kern_table *tab);   /* attn_avx2.c */
 void kern_register_avx2_probes(struct kern_table *tab); /* probe_avx2.c */
 
 #endif
