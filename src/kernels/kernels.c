@@ -19,6 +19,20 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static struct err init_err;
 
 /* ---- fp16 / bf16 ---- */
+static inline float f32_of_bits(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint32_t bits_of_f32(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return x;
+}
+
 float fp16_to_fp32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -39,15 +53,12 @@ float fp16_to_fp32(uint16_t h)
     } else {
         bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
     }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return f32_of_bits(bits);
 }
 
 uint16_t fp32_to_fp16(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = bits_of_f32(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7fffffffu;
     if (absx > 0x7f800000u) /* NaN: keep it a quiet NaN */
@@ -74,16 +85,12 @@ uint16_t fp32_to_fp16(float f)
 
 float bf16_to_fp32(uint16_t h)
 {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return f32_of_bits((uint32_t)h << 16);
 }
 
 uint16_t fp32_to_bf16(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = bits_of_f32(f);
     if ((x & 0x7fffffffu) > 0x7f800000u)
         return (uint16_t)((x >> 16) | 0x40);
     return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
