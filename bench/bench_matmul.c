@@ -182,8 +182,8 @@ int main(int argc, char **argv)
 {
     quick = argc > 1 && !strcmp(argv[1], "--quick");
     kernels_init();
-    printf("kernels: %s, %d CPUs\n", kernels_isa_name(kernels_isa()), cpu_count());
-    json_add("{\"bench\":\"matmul\",\"isa\":\"%s\"", kernels_isa_name(kernels_isa()));
+    printf("kernels: %s, %d CPUs\n", kern_variant_current(), cpu_count());
+    json_add("{\"bench\":\"matmul\",\"isa\":\"%s\"", kern_variant_current());
 
     struct pool *pools[3] = {NULL, pool_new(1), pool_new(2)};
     if (!pools[1] || !pools[2]) {

@@ -19,11 +19,11 @@
  * use of the units; real kernels also load, convert and reduce.
  *
  * The loops are the ones `maas bench` uses for its compute ceiling
- * (src/cli/cmd_bench_avx2.c, bench_mac_peak_avx2).
+ * (src/kernels/probe_avx2.c, kern_mac_peak).
  *
  *   make bench && build/bench/bench_peak [--threads T]
  */
-#include "cli/bench_probe.h"
+#include "kernels/kernels.h"
 #include "core/core.h"
 
 #include <stdio.h>
@@ -71,7 +71,7 @@ int main(int argc, char **argv)
                                   "i8 alone (vpmaddubsw)"};
     double all[3], one[3];
     for (int k = 0; k < 3; k++) {
-        all[k] = bench_mac_peak_avx2(pool, (enum bench_mac_kind)k, &one[k]);
+        all[k] = kern_mac_peak(pool, (enum kern_mac_kind)k, &one[k]);
         printf("peak  %-32s 1 thread %6.1f GMAC/s   %d threads %6.1f GMAC/s (per CPU-second, best of 3)\n",
                names[k], one[k] / 1e9, threads, all[k] / 1e9);
     }

@@ -8,7 +8,7 @@
 static int cmd_version(int argc, char **argv)
 {
     kernels_init();
-    printf("maas 0.1.0 (kernels: %s)\n", kernels_isa_name(kernels_isa()));
+    printf("maas 0.1.0 (kernels: %s)\n", kern_variant_current());
     return 0;
 }
 
@@ -49,6 +49,11 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
+    }
+    struct err e;
+    if (kern_init(&e) < 0) {
+        fprintf(stderr, "maas: %s\n", e.msg);
+        return 2;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (!strcmp(argv[1], commands[i].name))

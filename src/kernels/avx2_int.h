@@ -112,6 +112,24 @@ static inline __m128i avx2_unpack_scales_k4(const uint8_t *q)
     return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
 }
 
+/* Half a q6_K block (64 bytes of low nibbles at ql, 32 of high bit pairs at
+ * qh) as four vectors of 32 unsigned 6-bit values, before the -32 offset;
+ * m4 = 0x0f and m2 = 0x03 in every byte. */
+static inline __attribute__((always_inline)) void avx2_q6_K_unpack(const uint8_t *ql, const uint8_t *qh, __m256i m4,
+                                                                     __m256i m2, __m256i q[4])
+{
+    const __m256i qa = _mm256_loadu_si256((const __m256i *)ql);
+    const __m256i qb = _mm256_loadu_si256((const __m256i *)(ql + 32));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+    q[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(qb, m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+}
+
 /* The 16 values of the iq4_nl non-linear grid, in both lanes. */
 static inline __m256i avx2_iq4nl_table(void)
 {

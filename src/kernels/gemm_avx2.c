@@ -102,6 +102,8 @@ static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, con
     case (rm) * 8 + (rn):                                                                                     \
         tile_q8_family(f, rm, rn, n, w, ldw, a, lda, y, ldy);                                                 \
         break;
+/* The three widths of rm weight rows. */
+#define TILE_CASES(f, rm) TILE_CASE(f, rm, 3) TILE_CASE(f, rm, 2) TILE_CASE(f, rm, 1)
 
 #define TILE_FN(name, f)                                                                                      \
     static void name(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc,       \
@@ -109,18 +111,10 @@ static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, con
     {                                                                                                         \
         const char *w = vw, *a = va;                                                                          \
         switch (nr * 8 + nc) {                                                                                \
-            TILE_CASE(f, 4, 3)                                                                                \
-            TILE_CASE(f, 4, 2)                                                                                \
-            TILE_CASE(f, 4, 1)                                                                                \
-            TILE_CASE(f, 3, 3)                                                                                \
-            TILE_CASE(f, 3, 2)                                                                                \
-            TILE_CASE(f, 3, 1)                                                                                \
-            TILE_CASE(f, 2, 3)                                                                                \
-            TILE_CASE(f, 2, 2)                                                                                \
-            TILE_CASE(f, 2, 1)                                                                                \
-            TILE_CASE(f, 1, 3)                                                                                \
-            TILE_CASE(f, 1, 2)                                                                                \
-            TILE_CASE(f, 1, 1)                                                                                \
+            TILE_CASES(f, 4)                                                                                  \
+            TILE_CASES(f, 3)                                                                                  \
+            TILE_CASES(f, 2)                                                                                  \
+            TILE_CASES(f, 1)                                                                                  \
         default:                                                                                              \
             MAAS_ASSERT(!"tile shape out of range");                                                          \
         }                                                                                                     \
@@ -214,17 +208,8 @@ static inline __attribute__((always_inline)) void tile_q6_K_row(const int RN, in
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-            const __m256i qa = _mm256_loadu_si256((const __m256i *)ql);
-            const __m256i qb = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(qb, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            avx2_q6_K_unpack(ql, qh, m4, m2, q);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const int g = 4 * h + k;
@@ -283,7 +268,7 @@ struct kern_tile kern_avx2_tile(enum ggml_type t)
 {
     struct kern_tile none = {NULL, 1, 1};
     const struct kern_type_ops *o = kern_ops(t);
-    if (!o || kernels_isa() < KERN_AVX2)
+    if (!o)
         return none;
     /* The tiles read activations in the layout they were written for; use
      * them only when that is the type's activation format in the table. */

@@ -180,7 +180,7 @@ struct kern_gemv kern_avx2_gemv(enum ggml_type t)
 {
     struct kern_gemv none = {NULL, NULL};
     const struct kern_type_ops *o = kern_ops(t);
-    if (!o || o->vec_dot_type != GGML_TYPE_Q8_0 || kernels_isa() < KERN_AVX2)
+    if (!o || o->vec_dot_type != GGML_TYPE_Q8_0)
         return none;
     switch (t) {
     case GGML_TYPE_Q8_0:

@@ -1,21 +1,38 @@
 /*
- * Kernel dispatch: the per-type table and the f32 operation table, filled at
- * start-up with the reference functions and then overridden by the best
- * instruction set the CPU has (or MAAS_KERNELS forces). Also the f32/f16/bf16
- * row conversions, which are the reference for those types.
+ * Kernel dispatch: the list of variants and the table of every dispatched
+ * operation, filled at start-up with the reference functions and then
+ * overridden by the chosen variant's register function. Also the
+ * f32/f16/bf16 row conversions, which are the reference for those types.
  */
 #include "kernels/kernels_int.h"
 
 #include <pthread.h>
 #include <string.h>
 #include <cpuid.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 
-static struct kern_type_ops table[GGML_TYPE_COUNT];
-struct kern_f32_ops kern_f32;
-static enum kern_isa cur_isa = KERN_REF;
+struct kern_table kern_tab, kern_best;
+static int cur_variant;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static struct err init_err;
 
 /* ---- fp16 / bf16 ---- */
+static inline float f32_of_bits(uint32_t bits)
+{
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline uint32_t bits_of_f32(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return x;
+}
+
 float fp16_to_fp32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -36,15 +53,12 @@ float fp16_to_fp32(uint16_t h)
     } else {
         bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
     }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return f32_of_bits(bits);
 }
 
 uint16_t fp32_to_fp16(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = bits_of_f32(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7fffffffu;
     if (absx > 0x7f800000u) /* NaN: keep it a quiet NaN */
@@ -71,16 +85,12 @@ uint16_t fp32_to_fp16(float f)
 
 float bf16_to_fp32(uint16_t h)
 {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return f32_of_bits((uint32_t)h << 16);
 }
 
 uint16_t fp32_to_bf16(float f)
 {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = bits_of_f32(f);
     if ((x & 0x7fffffffu) > 0x7f800000u)
         return (uint16_t)((x >> 16) | 0x40);
     return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
@@ -97,53 +107,50 @@ static void f32_from_float(const float *x, void *y, int64_t n)
 }
 static float f32_vec_dot(int64_t n, const void *x, const void *y)
 {
-    return kern_f32.dot(x, y, n);
+    return kern_tab.f32.dot(x, y, n);
 }
-static void f16_to_float(const void *x, float *y, int64_t n)
+/* f16 and bf16 rows share their loops; cvt is a constant at every call. */
+static inline void half_to_float(const void *x, float *y, int64_t n, float (*cvt)(uint16_t))
 {
     const uint16_t *h = x;
     for (int64_t i = 0; i < n; i++)
-        y[i] = fp16_to_fp32(h[i]);
+        y[i] = cvt(h[i]);
 }
-static void f16_from_float(const float *x, void *y, int64_t n)
+static inline void half_from_float(const float *x, void *y, int64_t n, uint16_t (*cvt)(float))
 {
     uint16_t *h = y;
     for (int64_t i = 0; i < n; i++)
-        h[i] = fp32_to_fp16(x[i]);
+        h[i] = cvt(x[i]);
 }
-static float f16_vec_dot(int64_t n, const void *x, const void *y)
+static inline float half_vec_dot(int64_t n, const void *x, const void *y, float (*cvt)(uint16_t))
 {
     const uint16_t *h = x;
     const float *b = y;
     double s = 0;
     for (int64_t i = 0; i < n; i++)
-        s += (double)fp16_to_fp32(h[i]) * b[i];
+        s += (double)cvt(h[i]) * b[i];
     return (float)s;
 }
-static void bf16_to_float(const void *x, float *y, int64_t n)
-{
-    const uint16_t *h = x;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = bf16_to_fp32(h[i]);
-}
-static void bf16_from_float(const float *x, void *y, int64_t n)
-{
-    uint16_t *h = y;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = fp32_to_bf16(x[i]);
-}
-static float bf16_vec_dot(int64_t n, const void *x, const void *y)
-{
-    const uint16_t *h = x;
-    const float *b = y;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++)
-        s += (double)bf16_to_fp32(h[i]) * b[i];
-    return (float)s;
-}
+/* The three row functions of a 16-bit float type. */
+#define HALF_ROWS(name, to32, from32)                                                                         \
+    static void name##_to_float(const void *x, float *y, int64_t n)                                           \
+    {                                                                                                         \
+        half_to_float(x, y, n, to32);                                                                         \
+    }                                                                                                         \
+    static void name##_from_float(const float *x, void *y, int64_t n)                                         \
+    {                                                                                                         \
+        half_from_float(x, y, n, from32);                                                                     \
+    }                                                                                                         \
+    static float name##_vec_dot(int64_t n, const void *x, const void *y)                                      \
+    {                                                                                                         \
+        return half_vec_dot(n, x, y, to32);                                                                   \
+    }
+HALF_ROWS(f16, fp16_to_fp32, fp32_to_fp16)
+HALF_ROWS(bf16, bf16_to_fp32, fp32_to_bf16)
 
-void kern_register_ref_float(struct kern_type_ops *tab)
+void kern_register_ref_float(struct kern_table *t)
 {
+    struct kern_type_ops *tab = t->type;
     tab[GGML_TYPE_F32] = (struct kern_type_ops){f32_to_float, f32_from_float, f32_from_float, f32_vec_dot,
                                                 GGML_TYPE_F32};
     tab[GGML_TYPE_F16] = (struct kern_type_ops){f16_to_float, f16_from_float, f32_from_float, f16_vec_dot,
@@ -152,7 +159,7 @@ void kern_register_ref_float(struct kern_type_ops *tab)
                                                  GGML_TYPE_F32};
 }
 
-/* ---- CPU detection and table set-up ---- */
+/* ---- the variants ---- */
 static bool os_saves_ymm(void)
 {
     unsigned a, b, c, d;
@@ -164,82 +171,130 @@ static bool os_saves_ymm(void)
     return (lo & 0x6) == 0x6;
 }
 
-enum kern_isa kernels_cpu_isa(void)
+static bool cpu_any(void)
+{
+    return true;
+}
+
+/* AVX2 with FMA and F16C (the flags *_avx2.c files are compiled with). */
+static bool cpu_avx2(void)
 {
     unsigned a, b, c, d;
-    if (!os_saves_ymm())
-        return KERN_REF;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return KERN_REF;
+    if (!os_saves_ymm() || !__get_cpuid(1, &a, &b, &c, &d))
+        return false;
     bool fma = c & bit_FMA, f16c = c & bit_F16C;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-        return KERN_REF;
-    bool avx2 = b & bit_AVX2;
-    /* AVX-512 kernels are not built yet (no machine here to verify them on),
-     * so the best level offered is AVX2. */
-    if (avx2 && fma && f16c)
-        return KERN_AVX2;
-    return KERN_REF;
+        return false;
+    return (b & bit_AVX2) && fma && f16c;
 }
 
-const char *kernels_isa_name(enum kern_isa isa)
+/* In order of preference from the lowest. A new instruction set is one
+ * entry here: its CPUID check and its register function, which is applied
+ * to the reference table (it may call another variant's register function
+ * first to build on it). */
+static const struct kern_variant {
+    const char *name;
+    bool (*supported)(void);
+    void (*register_fn)(struct kern_table *tab); /* NULL: the reference alone */
+} variants[] = {
+    {"ref", cpu_any, NULL},
+    {"avx2", cpu_avx2, kern_register_avx2},
+};
+#define N_VARIANTS ((int)(sizeof variants / sizeof *variants))
+
+int kern_variant_count(void)
 {
-    switch (isa) {
-    case KERN_REF:
-        return "ref";
-    case KERN_AVX2:
-        return "avx2";
-    case KERN_AVX512:
-        return "avx512";
-    }
-    return "?";
+    return N_VARIANTS;
 }
 
-static void build_tables(enum kern_isa isa)
+const char *kern_variant_name(int i)
 {
-    memset(table, 0, sizeof table);
-    kern_register_ref_float(table);
-    kern_register_ref_quants(table);
-    kern_register_ref_f32ops(&kern_f32);
-    if (isa >= KERN_AVX2) {
-        kern_register_avx2(table);
-        kern_register_avx2_f32ops(&kern_f32);
+    return i >= 0 && i < N_VARIANTS ? variants[i].name : NULL;
+}
+
+bool kern_variant_supported(int i)
+{
+    return i >= 0 && i < N_VARIANTS && variants[i].supported();
+}
+
+const char *kern_variant_current(void)
+{
+    kernels_init();
+    return variants[cur_variant].name;
+}
+
+static void build_table(struct kern_table *tab, int v)
+{
+    memset(tab, 0, sizeof *tab);
+    kern_register_ref_float(tab);
+    kern_register_ref_quants(tab);
+    kern_register_ref_ops(tab);
+    kern_register_ref_attn(tab);
+    kern_register_ref_probes(tab);
+    if (variants[v].register_fn)
+        variants[v].register_fn(tab);
+}
+
+/* The index of the named variant, or -1 with the reason in e. */
+static int find_variant(const char *name, struct err *e)
+{
+    for (int i = 0; i < N_VARIANTS; i++) {
+        if (strcmp(name, variants[i].name) != 0)
+            continue;
+        if (!variants[i].supported())
+            return err_set(e, ERR_UNAVAILABLE, "kernel variant '%s' is not supported by this CPU", name);
+        return i;
     }
-    cur_isa = isa;
+    char known[128] = "";
+    for (int i = 0; i < N_VARIANTS; i++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", variants[i].name);
+    return err_set(e, ERR_NOT_FOUND, "unknown kernel variant '%s' (known: %s)", name, known);
 }
 
 static void init_once_fn(void)
 {
-    enum kern_isa isa = kernels_cpu_isa();
+    int best = 0;
+    for (int i = 0; i < N_VARIANTS; i++)
+        if (variants[i].supported())
+            best = i;
     const char *env = getenv("MAAS_KERNELS");
+    int v = best;
     if (env && *env) {
-        if (!strcmp(env, "ref"))
-            isa = KERN_REF;
-        else if (!strcmp(env, "avx2") && isa >= KERN_AVX2)
-            isa = KERN_AVX2;
-        else if (strcmp(env, "avx512") != 0 || isa < KERN_AVX512)
-            log_warn("MAAS_KERNELS=%s is not available on this CPU; using %s", env, kernels_isa_name(isa));
+        v = find_variant(env, &init_err);
+        if (v < 0) {
+            err_prefix(&init_err, "MAAS_KERNELS");
+            init_err.code = ERR_INVALID;
+            v = best;
+        }
     }
-    build_tables(isa);
+    build_table(&kern_best, best);
+    build_table(&kern_tab, v);
+    cur_variant = v;
+}
+
+int kern_init(struct err *e)
+{
+    pthread_once(&init_once, init_once_fn);
+    if (init_err.code == ERR_OK)
+        return 0;
+    return err_set(e, init_err.code, "%s", init_err.msg);
 }
 
 void kernels_init(void)
 {
-    pthread_once(&init_once, init_once_fn);
+    static atomic_bool reported;
+    if (kern_init(NULL) < 0 && !atomic_exchange(&reported, true))
+        log_error("%s; using '%s'", init_err.msg, variants[cur_variant].name);
 }
 
-enum kern_isa kernels_isa(void)
+int kern_use_variant(const char *name, struct err *e)
 {
     kernels_init();
-    return cur_isa;
-}
-
-int kernels_force_isa(enum kern_isa isa)
-{
-    kernels_init();
-    if (isa > kernels_cpu_isa())
+    int v = find_variant(name, e);
+    if (v < 0)
         return -1;
-    build_tables(isa);
+    build_table(&kern_tab, v);
+    cur_variant = v;
     return 0;
 }
 
@@ -248,7 +303,7 @@ const struct kern_type_ops *kern_ops(enum ggml_type t)
     kernels_init();
     if ((unsigned)t >= GGML_TYPE_COUNT)
         return NULL;
-    return &table[t];
+    return &kern_tab.type[t];
 }
 
 bool kern_type_supported(enum ggml_type t)

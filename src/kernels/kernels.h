@@ -1,18 +1,22 @@
 /*
  * kernels — tensor types and the numeric operations of inference.
  *
- * Every operation has a plain-C reference (kernels_ref*.c) that is its
- * specification; AVX2 (and, where written, AVX-512) versions live in files
- * named *_avx2.c / *_avx512.c, compiled with those flags only, and are chosen
- * once at start-up from CPUID into a table of function pointers.
- * MAAS_KERNELS=ref|avx2|avx512 forces a level (for tests and debugging).
+ * Every operation has a plain-C reference (*_ref.c, ops.c, attn.c) that is
+ * its specification; the versions for an instruction set live in files named
+ * *_avx2.c / *_avx512.c, compiled with those flags only. Each such variant
+ * is one entry in a list (kernels.c) with a CPUID check and a register
+ * function that overrides, in a table of function pointers already holding
+ * the reference, what it speeds up. The best variant the CPU supports is
+ * chosen once at start-up; MAAS_KERNELS=<name> forces one (for tests and
+ * debugging).
  *
  * Weights are rows of a type from gguf.h; activations are f32. A dot product
  * of a quantized weight row with activations first converts the activations
  * to the type's "vec_dot type" (q8_0, q8_1 or q8_K), as ggml does, so the
  * inner loop is integer arithmetic.
  *
- * Call kernels_init() once before anything else (it is idempotent).
+ * Call kern_init() or kernels_init() once before anything else (both are
+ * idempotent).
  */
 #ifndef MAAS_KERNELS_H
 #define MAAS_KERNELS_H
@@ -24,14 +28,24 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum kern_isa { KERN_REF = 0, KERN_AVX2 = 1, KERN_AVX512 = 2 };
-
+/* Chooses the variant: the one MAAS_KERNELS names or else the best this CPU
+ * supports. -1 with ERR_INVALID when MAAS_KERNELS names a variant that does
+ * not exist or that this CPU lacks (the best one is then in use). */
+int kern_init(struct err *e);
+/* kern_init for callers with nowhere to report: a bad MAAS_KERNELS is
+ * logged as an error and the best variant used. */
 void kernels_init(void);
-enum kern_isa kernels_isa(void);           /* the level in use */
-enum kern_isa kernels_cpu_isa(void);       /* the best level this CPU supports */
-const char *kernels_isa_name(enum kern_isa isa);
-/* Switches the table to a level (tests compare levels). -1 if the CPU lacks it. */
-int kernels_force_isa(enum kern_isa isa);
+
+/* The variants, 0 .. kern_variant_count() - 1, in order of preference from
+ * the lowest: 0 is "ref", the portable C every other one is tested against. */
+int kern_variant_count(void);
+const char *kern_variant_name(int i);      /* "ref", "avx2", ...; NULL out of range */
+bool kern_variant_supported(int i);        /* this CPU (and OS) can run variant i */
+/* Switches the table to the named variant (tests compare variants; call
+ * when no kernel is running). -1 with ERR_NOT_FOUND for an unknown name,
+ * ERR_UNAVAILABLE when this CPU lacks it; the table is then unchanged. */
+int kern_use_variant(const char *name, struct err *e);
+const char *kern_variant_current(void);    /* the name of the variant in use */
 
 /* ---- scalar conversions ---- */
 float fp16_to_fp32(uint16_t h);
@@ -103,19 +117,54 @@ void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64
 /* ---- element-wise and row operations (f32) ---- */
 /* y = x / rms(x) * w (w may be NULL); y may equal x. */
 void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
-/* In-place softmax over n values. */
-void kern_softmax(float *x, int64_t n);
 /* out[i] = silu(gate[i]) * up[i]; out may alias gate or up. */
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 float kern_silu(float x);
-/* RoPE on n_head heads of head_dim floats each (contiguous), rotating the
- * first n_rot dims of each head at position pos. theta_i = pos * freq_scale *
- * base^(-2i/n_rot). neox: pairs (i, i + n_rot/2); otherwise (2i, 2i+1). */
-void kern_rope(float *x, int64_t n_head, int64_t head_dim, int64_t n_rot, int64_t pos, float base, float freq_scale,
-               bool neox);
+/* ---- attention ----
+ * n_q query heads that share one KV head attending over a paged sequence:
+ * n_pos positions (0 .. n_pos-1) reached through the block table. k and v
+ * point at the sequence's first slot of block 0 for this KV head; block b's
+ * slots start blocks[b] * block_stride elements further, head_dim elements
+ * per position. q and out hold n_q heads of head_dim floats back to back.
+ * Softmax over q.k * scale, computed online (no buffer proportional to the
+ * context). */
+struct kern_attn {
+    const float *q;           /* n_q * head_dim */
+    float *out;               /* n_q * head_dim */
+    const void *k, *v;        /* elements of kv_type */
+    size_t block_stride;      /* elements between consecutive blocks */
+    const int32_t *blocks;
+    int n_pos, block_size, head_dim;
+    float scale;
+};
+/* kv_type is GGML_TYPE_F32 or GGML_TYPE_F16. */
+void kern_attn(const struct kern_attn *a, enum ggml_type kv_type, int n_q);
+/* dst[i] = fp32_to_fp16(src[i]) for i < n (how K and V are written). */
+void kern_store_f16(uint16_t *dst, const float *src, int64_t n);
+
 float kern_dot_f32(const float *a, const float *b, int64_t n);
 void kern_axpy(float *y, float a, const float *x, int64_t n); /* y += a*x */
 void kern_add(float *y, const float *x, int64_t n);           /* y += x */
+
+/* ---- machine probes (maas bench, bench/) ----
+ * They use the best variant this CPU supports, whatever variant is in use.
+ * Best of reps timed passes of all of pool's threads reading a buffer of
+ * `bytes` (vectorised where the variant can). GB/s (1e9 bytes per second),
+ * or -1 with ERR_NOMEM. */
+double kern_read_bandwidth(struct pool *pool, size_t bytes, int reps, struct err *e);
+
+/* The multiply-add rate of this CPU in register-only loops (no memory
+ * traffic), summed over pool's threads, each thread's rate per second of
+ * its own CPU time (so other processes lower it little), best of 3:
+ *   KERN_MAC_FMA       vfmadd231ps ymm: 8 MACs per instruction;
+ *   KERN_MAC_I8_PAIR   vpmaddubsw + vpmaddwd + vpaddd: the exact 8-bit block
+ *                      dot of the q8 kernels, 32 MACs per pair;
+ *   KERN_MAC_I8_ALONE  vpmaddubsw + vpaddw: 32 MACs with 16-bit results, too
+ *                      narrow to sum a block: a bound, not a kernel.
+ * MACs per second; *one_thread (if not NULL) gets thread 0's rate. 0 (and
+ * *one_thread 0) when no supported variant has a peak probe. */
+enum kern_mac_kind { KERN_MAC_FMA, KERN_MAC_I8_PAIR, KERN_MAC_I8_ALONE };
+double kern_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread);
 
 /* ---- inline AVX2 math for the *_avx2.c files of any module ----
  * e^x of 8 floats: Cody-Waite range reduction and a degree-6 polynomial;

@@ -4,25 +4,6 @@
 
 #include "kernels/kernels.h"
 
-/* f32 row operations that have SIMD versions. */
-struct kern_f32_ops {
-    float (*dot)(const float *a, const float *b, int64_t n);
-    void (*axpy)(float *y, float a, const float *x, int64_t n);
-    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
-    void (*softmax)(float *x, int64_t n);
-    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
-};
-
-/* Each fills or overrides the entries it implements. The reference ones fill
- * every supported type; the SIMD ones override only what they speed up. */
-void kern_register_ref_float(struct kern_type_ops *tab);    /* f32, f16, bf16: kernels.c */
-void kern_register_ref_quants(struct kern_type_ops *tab);   /* q4_0 ... q6_k, iq4_nl, q8_*: quant_ref.c */
-void kern_register_avx2(struct kern_type_ops *tab);         /* quant_avx2.c */
-void kern_register_ref_f32ops(struct kern_f32_ops *ops);    /* ops.c */
-void kern_register_avx2_f32ops(struct kern_f32_ops *ops);   /* ops_avx2.c */
-
-extern struct kern_f32_ops kern_f32;                        /* the table in use */
-
 /* Tiled matrix kernels (gemm_avx2.c) for kern_matmul: y[c * ldy + r] =
  * dot(weight row r, activation row c) for r < nr <= mr and c < nc <= nc_max,
  * where w holds weight rows ldw bytes apart and a holds activation rows
@@ -44,7 +25,7 @@ struct kern_tile kern_avx2_tile(enum ggml_type t); /* gemm_avx2.c */
 #define KERN_FTILE_NR 3
 typedef void (*kern_ftile_fn)(int64_t n, const float *w, int64_t ldw, int nr, const float *a, int64_t lda, int nc,
                               float *y, int64_t ldy, int accumulate);
-kern_ftile_fn kern_avx2_ftile(void); /* NULL below AVX2 */
+kern_ftile_fn kern_avx2_ftile(void); /* sgemm_avx2.c */
 /* A q8_0, q8_1 or q8_K activation row of n values as floats d * q (exact). */
 void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n);
 
@@ -59,5 +40,54 @@ struct kern_gemv {
     void (*fn)(int64_t n, const void *w, size_t ldw, int64_t nr, const void *act, float *y);
 };
 struct kern_gemv kern_avx2_gemv(enum ggml_type t); /* gemv_avx2.c */
+
+/* f32 row operations that have SIMD versions. */
+struct kern_f32_ops {
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+    void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+};
+
+/* Every dispatched operation. The reference registration fills all of it
+ * (NULL below means "this variant has no such kernel; use the portable
+ * path"); a variant's register function then overrides what it speeds up. */
+struct kern_table {
+    struct kern_type_ops type[GGML_TYPE_COUNT]; /* to-float, quantize, vec_dot */
+    struct kern_f32_ops f32;
+    /* attention of one head over a paged f32 or f16 sequence (attn.c) */
+    void (*attn_f32)(const struct kern_attn *a);
+    void (*attn_f16)(const struct kern_attn *a);
+    /* n_q > 1 f16 heads sharing one KV head; NULL: attn_f16 per head */
+    void (*attn_group_f16)(const struct kern_attn *a, int n_q);
+    void (*store_f16)(uint16_t *dst, const float *src, int64_t n);
+    /* matrix kernels for kern_matmul (above); NULL: none */
+    struct kern_tile (*tile)(enum ggml_type t);
+    struct kern_gemv (*gemv)(enum ggml_type t);
+    kern_ftile_fn ftile;
+    void (*act_to_float)(enum ggml_type t, const void *src, float *dst, int64_t n);
+    /* the machine probes (kern_read_bandwidth, kern_mac_peak; probe.c) */
+    double (*read_bandwidth)(struct pool *pool, size_t bytes, int reps, struct err *e);
+    double (*mac_peak)(struct pool *pool, enum kern_mac_kind kind, double *one_thread); /* NULL: none */
+};
+
+extern struct kern_table kern_tab;  /* the table in use */
+extern struct kern_table kern_best; /* the best supported variant's (for the probes) */
+
+/* The reference registrations, each filling its part of the table. */
+void kern_register_ref_float(struct kern_table *tab);   /* f32, f16, bf16: kernels.c */
+void kern_register_ref_quants(struct kern_table *tab);  /* q4_0 ... q6_k, iq4_nl, q8_*: quant_ref.c */
+void kern_register_ref_ops(struct kern_table *tab);     /* f32 operations: ops.c */
+void kern_register_ref_attn(struct kern_table *tab);    /* attn.c */
+void kern_register_ref_probes(struct kern_table *tab);  /* probe.c */
+
+/* A variant's register function: called on a table already holding the
+ * reference, it overrides the entries it implements. The AVX2 variant
+ * spreads over its files, one part each; kern_register_avx2 (quant_avx2.c)
+ * fills the per-type entries and the matrix kernels and calls the others. */
+void kern_register_avx2(struct kern_table *tab);
+void kern_register_avx2_ops(struct kern_table *tab);    /* ops_avx2.c */
+void kern_register_avx2_attn(struct kern_table *tab);   /* attn_avx2.c */
+void kern_register_avx2_probes(struct kern_table *tab); /* probe_avx2.c */
 
 #endif

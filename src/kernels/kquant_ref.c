@@ -759,28 +759,37 @@ float kern_ref_vec_dot_q3_K_q8_K(int64_t n, const void *vx, const void *vy)
     return sumf;
 }
 
+/* One q4_K or q5_K block (qh NULL for q4_K: no fifth bits) times a q8_K
+ * block: d * sum(sc * q * a) - dmin * sum(m * a), the latter from the bsums. */
+static inline float dot_k45_block(ggml_half xd, ggml_half xdmin, const uint8_t *scales, const uint8_t *qs,
+                                  const uint8_t *qh, const block_q8_K *y)
+{
+    int isum = 0, summs = 0;
+    for (int j = 0; j < QK_K / 32; j++) {
+        uint8_t sc, m;
+        kern_get_scale_min_k4(j, scales, &sc, &m);
+        summs += (y->bsums[2 * j] + y->bsums[2 * j + 1]) * m;
+        const uint8_t *q = qs + 32 * (j / 2);
+        const int shift = 4 * (j % 2);
+        int isuml = 0;
+        for (int l = 0; l < 32; l++) {
+            int v = ((q[l] >> shift) & 0xf) + (qh ? ((qh[l] >> j) & 1) * 16 : 0);
+            isuml += y->qs[32 * j + l] * v;
+        }
+        isum += sc * isuml;
+    }
+    const float d = fp16_to_fp32(xd) * y->d;
+    const float dmin = fp16_to_fp32(xdmin) * y->d;
+    return d * isum - dmin * summs;
+}
+
 float kern_ref_vec_dot_q4_K_q8_K(int64_t n, const void *vx, const void *vy)
 {
     const block_q4_K *x = vx;
     const block_q8_K *y = vy;
     float sumf = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        int isum = 0, summs = 0;
-        for (int j = 0; j < QK_K / 32; j++) {
-            uint8_t sc, m;
-            kern_get_scale_min_k4(j, x[i].scales, &sc, &m);
-            summs += (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]) * m;
-            const uint8_t *q = x[i].qs + 32 * (j / 2);
-            const int shift = 4 * (j % 2);
-            int isuml = 0;
-            for (int l = 0; l < 32; l++)
-                isuml += y[i].qs[32 * j + l] * ((q[l] >> shift) & 0xf);
-            isum += sc * isuml;
-        }
-        const float d = fp16_to_fp32(x[i].d) * y[i].d;
-        const float dmin = fp16_to_fp32(x[i].dmin) * y[i].d;
-        sumf += d * isum - dmin * summs;
-    }
+    for (int64_t i = 0; i < n / QK_K; i++)
+        sumf += dot_k45_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, &y[i]);
     return sumf;
 }
 
@@ -789,25 +798,8 @@ float kern_ref_vec_dot_q5_K_q8_K(int64_t n, const void *vx, const void *vy)
     const block_q5_K *x = vx;
     const block_q8_K *y = vy;
     float sumf = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        int isum = 0, summs = 0;
-        for (int j = 0; j < QK_K / 32; j++) {
-            uint8_t sc, m;
-            kern_get_scale_min_k4(j, x[i].scales, &sc, &m);
-            summs += (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]) * m;
-            const uint8_t *q = x[i].qs + 32 * (j / 2);
-            const int shift = 4 * (j % 2);
-            int isuml = 0;
-            for (int l = 0; l < 32; l++) {
-                int v = ((q[l] >> shift) & 0xf) + ((x[i].qh[l] >> j) & 1) * 16;
-                isuml += y[i].qs[32 * j + l] * v;
-            }
-            isum += sc * isuml;
-        }
-        const float d = fp16_to_fp32(x[i].d) * y[i].d;
-        const float dmin = fp16_to_fp32(x[i].dmin) * y[i].d;
-        sumf += d * isum - dmin * summs;
-    }
+    for (int64_t i = 0; i < n / QK_K; i++)
+        sumf += dot_k45_block(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, &y[i]);
     return sumf;
 }
 

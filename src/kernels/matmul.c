@@ -12,10 +12,10 @@
  *    (one token, few outputs and many tokens, ...) keeps all threads busy.
  *    - n_tok == 1 (decode): a unit is a run of consecutive rows streamed
  *      through the type's vec_dot, or through a matrix-vector kernel
- *      (kern_avx2_gemv) that first expands the activation once; the cost
+ *      (the table's gemv) that first expands the activation once; the cost
  *      should be reading the weights once.
  *    - n_tok > 1 (prefill): a unit's weight rows are reused for every token of
- *      its token chunk. Types with a tiled kernel (kern_avx2_tile) compute
+ *      its token chunk. Types with a tiled kernel (the table's tile) compute
  *      MR rows x NR tokens per tile in registers; the others dot one weight
  *      row, held in L1, with each token in turn. The token chunk is sized so
  *      that its converted activations stay in L2 while the rows go by.
@@ -24,7 +24,7 @@
  *      those of the integer kernels), are expanded to f32 once; a unit
  *      dequantizes its weight rows, 4 at a time and F32_KC elements of k at a
  *      time, into a panel on the stack that stays in L1, and multiplies it
- *      with every token of its chunk with FMAs (kern_avx2_ftile). On CPUs
+ *      with every token of its chunk with FMAs (the table's ftile). On CPUs
  *      with slow byte multiplies this beats the integer tiles once a row is
  *      reused by enough tokens; the threshold was measured with
  *      bench/bench_matmul.c.
@@ -114,7 +114,7 @@ static void convert_job(void *ctx, int ith, int nth)
         char *row = j->act + (size_t)t * j->lda;
         j->o->from_float_act(j->x + t * j->n_in, row, j->n_in);
         if (j->actf_buf)
-            kern_avx2_act_to_float(j->o->vec_dot_type, row, j->actf_buf + t * j->n_in, j->n_in);
+            kern_tab.act_to_float(j->o->vec_dot_type, row, j->actf_buf + t * j->n_in, j->n_in);
     }
 }
 
@@ -204,12 +204,12 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
     j->ldy = p->ldy;
     j->tile = (struct kern_tile){NULL, 1, 1};
     j->gemv = (struct kern_gemv){NULL, NULL};
-    if (n_tok > 1 && kernels_isa() >= KERN_AVX2)
-        j->tile = kern_avx2_tile(p->wt);
-    if (n_tok == 1 && kernels_isa() >= KERN_AVX2)
-        j->gemv = kern_avx2_gemv(p->wt);
+    if (n_tok > 1 && kern_tab.tile)
+        j->tile = kern_tab.tile(p->wt);
+    if (n_tok == 1 && kern_tab.gemv)
+        j->gemv = kern_tab.gemv(p->wt);
     if (n_tok >= f32_min_tok(p->wt) && n_in % 8 == 0 && o->to_float) {
-        j->ftile = kern_avx2_ftile();
+        j->ftile = kern_tab.ftile;
         j->w_to_float = o->to_float;
     }
 

@@ -1,18 +1,9 @@
 /* AVX2 + FMA versions of the f32 row operations. Each ends with a scalar tail
  * for the elements that do not fill a register. */
-#include "kernels/kernels_int.h"
+#include "kernels/avx2_int.h"
 
 #include <immintrin.h>
 #include <math.h>
-
-static inline float hsum256(__m256 v)
-{
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 static float dot_avx2(const float *a, const float *b, int64_t n)
 {
@@ -26,7 +17,7 @@ static float dot_avx2(const float *a, const float *b, int64_t n)
     }
     for (; i + 8 <= n; i += 8)
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float s = avx2_hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++)
         s += a[i] * b[i];
     return s;
@@ -50,7 +41,7 @@ static void rmsnorm_avx2(float *y, const float *x, const float *w, int64_t n, fl
         __m256 v = _mm256_loadu_ps(x + i);
         acc = _mm256_fmadd_ps(v, v, acc);
     }
-    float ss = hsum256(acc);
+    float ss = avx2_hsum_ps(acc);
     for (; i < n; i++)
         ss += x[i] * x[i];
     float scale = 1.0f / sqrtf(ss / (float)n + eps);
@@ -63,30 +54,6 @@ static void rmsnorm_avx2(float *y, const float *x, const float *w, int64_t n, fl
     }
     for (; i < n; i++)
         y[i] = x[i] * scale * (w ? w[i] : 1.0f);
-}
-
-static void softmax_avx2(float *x, int64_t n)
-{
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-        mx = x[i] > mx ? x[i] : mx;
-    __m256 vmx = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = kern_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    float sum = hsum256(acc);
-    for (; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    __m256 inv = _mm256_set1_ps(1.0f / sum);
-    for (i = 0; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (; i < n; i++)
-        x[i] *= 1.0f / sum;
 }
 
 static void swiglu_avx2(float *out, const float *gate, const float *up, int64_t n)
@@ -102,11 +69,8 @@ static void swiglu_avx2(float *out, const float *gate, const float *up, int64_t 
         out[i] = kern_silu(gate[i]) * up[i];
 }
 
-void kern_register_avx2_f32ops(struct kern_f32_ops *ops)
+void kern_register_avx2_ops(struct kern_table *tab)
 {
-    ops->dot = dot_avx2;
-    ops->axpy = axpy_avx2;
-    ops->rmsnorm = rmsnorm_avx2;
-    ops->softmax = softmax_avx2;
-    ops->swiglu = swiglu_avx2;
+    tab->f32 = (struct kern_f32_ops){
+        .dot = dot_avx2, .axpy = axpy_avx2, .rmsnorm = rmsnorm_avx2, .swiglu = swiglu_avx2};
 }

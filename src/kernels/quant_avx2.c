@@ -354,17 +354,8 @@ static float vec_dot_q6_K_q8_K(int64_t n, const void *vx, const void *vy)
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
             const int8_t *a = y[i].qs + 128 * h;
-            __m256i qa = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i qb = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(qb, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            avx2_q6_K_unpack(ql, qh, m4, m2, q);
             for (int k = 0; k < 4; k++) {
                 int g = 4 * h + k;
                 __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
@@ -762,7 +753,7 @@ static void q6_K_to_float_avx2(const void *vx, float *y, int64_t n)
     }
 }
 
-void kern_register_avx2(struct kern_type_ops *tab)
+static void register_types(struct kern_type_ops *tab)
 {
     static const struct {
         enum ggml_type t;
@@ -795,29 +786,26 @@ void kern_register_avx2(struct kern_type_ops *tab)
             break;
         }
     }
-    if (tab[GGML_TYPE_Q8_0].from_float_act)
-        tab[GGML_TYPE_Q8_0].from_float_act = quantize_row_q8_0_avx2;
-    if (tab[GGML_TYPE_Q8_1].from_float_act)
-        tab[GGML_TYPE_Q8_1].from_float_act = quantize_row_q8_1_avx2;
-    if (tab[GGML_TYPE_Q8_K].from_float_act)
-        tab[GGML_TYPE_Q8_K].from_float_act = quantize_row_q8_K_avx2;
-    if (tab[GGML_TYPE_F16].to_float)
-        tab[GGML_TYPE_F16].to_float = f16_to_float_avx2;
-    if (tab[GGML_TYPE_BF16].to_float)
-        tab[GGML_TYPE_BF16].to_float = bf16_to_float_avx2;
-    if (tab[GGML_TYPE_Q8_0].to_float)
-        tab[GGML_TYPE_Q8_0].to_float = q8_0_to_float_avx2;
-    if (tab[GGML_TYPE_Q4_0].to_float)
-        tab[GGML_TYPE_Q4_0].to_float = q4_0_to_float_avx2;
-    if (tab[GGML_TYPE_Q5_0].to_float)
-        tab[GGML_TYPE_Q5_0].to_float = q5_0_to_float_avx2;
-    if (tab[GGML_TYPE_IQ4_NL].to_float)
-        tab[GGML_TYPE_IQ4_NL].to_float = iq4_nl_to_float_avx2;
+    /* the activation types themselves */
+    static const struct {
+        enum ggml_type t;
+        kern_from_float_fn fn;
+    } acts[] = {
+        {GGML_TYPE_Q8_0, quantize_row_q8_0_avx2},
+        {GGML_TYPE_Q8_1, quantize_row_q8_1_avx2},
+        {GGML_TYPE_Q8_K, quantize_row_q8_K_avx2},
+    };
+    for (size_t k = 0; k < sizeof acts / sizeof *acts; k++)
+        if (tab[acts[k].t].from_float_act)
+            tab[acts[k].t].from_float_act = acts[k].fn;
 
     static const struct {
         enum ggml_type t;
         kern_to_float_fn fn;
     } to_floats[] = {
+        {GGML_TYPE_F16, f16_to_float_avx2},   {GGML_TYPE_BF16, bf16_to_float_avx2},
+        {GGML_TYPE_Q8_0, q8_0_to_float_avx2}, {GGML_TYPE_Q4_0, q4_0_to_float_avx2},
+        {GGML_TYPE_Q5_0, q5_0_to_float_avx2}, {GGML_TYPE_IQ4_NL, iq4_nl_to_float_avx2},
         {GGML_TYPE_Q4_1, q4_1_to_float_avx2}, {GGML_TYPE_Q5_1, q5_1_to_float_avx2},
         {GGML_TYPE_Q2_K, q2_K_to_float_avx2}, {GGML_TYPE_Q3_K, q3_K_to_float_avx2},
         {GGML_TYPE_Q4_K, q4_K_to_float_avx2}, {GGML_TYPE_Q5_K, q5_K_to_float_avx2},
@@ -826,4 +814,16 @@ void kern_register_avx2(struct kern_type_ops *tab)
     for (size_t k = 0; k < sizeof to_floats / sizeof *to_floats; k++)
         if (tab[to_floats[k].t].to_float)
             tab[to_floats[k].t].to_float = to_floats[k].fn;
+}
+
+void kern_register_avx2(struct kern_table *tab)
+{
+    register_types(tab->type);
+    kern_register_avx2_ops(tab);
+    kern_register_avx2_attn(tab);
+    kern_register_avx2_probes(tab);
+    tab->tile = kern_avx2_tile;
+    tab->gemv = kern_avx2_gemv;
+    tab->ftile = kern_avx2_ftile();
+    tab->act_to_float = kern_avx2_act_to_float;
 }

@@ -481,8 +481,9 @@ float kern_ref_vec_dot_iq4_nl_q8_0(int64_t n, const void *vx, const void *vy)
 }
 
 /* ---- registration ---- */
-void kern_register_ref_quants(struct kern_type_ops *tab)
+void kern_register_ref_quants(struct kern_table *t)
 {
+    struct kern_type_ops *tab = t->type;
     tab[GGML_TYPE_Q4_0] = (struct kern_type_ops){kern_ref_dequantize_q4_0, kern_ref_quantize_q4_0,
                                                  kern_ref_quantize_q8_0, kern_ref_vec_dot_q4_0_q8_0, GGML_TYPE_Q8_0};
     tab[GGML_TYPE_Q4_1] = (struct kern_type_ops){kern_ref_dequantize_q4_1, kern_ref_quantize_q4_1,

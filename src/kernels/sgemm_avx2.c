@@ -128,5 +128,5 @@ void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64
 
 kern_ftile_fn kern_avx2_ftile(void)
 {
-    return kernels_isa() >= KERN_AVX2 ? ftile_avx2 : NULL;
+    return ftile_avx2;
 }

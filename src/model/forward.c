@@ -32,9 +32,6 @@ struct fwd {
     int n_rows;               /* rows of x / xn the rows steps cover */
     const float *norm_w;      /* norm weight of the current rows step */
     bool add;                 /* rows step: x += xn first */
-    void (*attn)(const struct attn_args *);
-    void (*attn_group)(const struct attn_args *, int); /* NULL: attn per head */
-    void (*store16)(uint16_t *, const float *, int);
 };
 
 /* Runs fn over the pool, or on this thread alone when there is too little
@@ -110,8 +107,8 @@ static void step_qkv(void *ctx, int ith, int nth)
         for (int h = 0; h < nkv; h++) {
             size_t off = kv_offset(kv, f->layer, block, h, slot);
             if (kv->type == GGML_TYPE_F16) {
-                f->store16((uint16_t *)kv->k + off, k + h * hd, hd);
-                f->store16((uint16_t *)kv->v + off, v + h * hd, hd);
+                kern_store_f16((uint16_t *)kv->k + off, k + h * hd, hd);
+                kern_store_f16((uint16_t *)kv->v + off, v + h * hd, hd);
             } else {
                 memcpy((float *)kv->k + off, k + h * hd, (size_t)hd * sizeof(float));
                 memcpy((float *)kv->v + off, v + h * hd, (size_t)hd * sizeof(float));
@@ -140,7 +137,9 @@ static void step_attn(void *ctx, int ith, int nth)
         int hk = (int)(item % nkv);
         const struct batch_token *t = &f->b->tokens[i];
         size_t base = kv_offset(kv, f->layer, 0, hk, 0) * kv->elt;
-        struct attn_args a = {
+        struct kern_attn a = {
+            .q = m->q + i * QD + (int64_t)hk * group * hd,
+            .out = m->att + i * QD + (int64_t)hk * group * hd,
             .k = (const char *)kv->k + base,
             .v = (const char *)kv->v + base,
             .block_stride = stride,
@@ -150,17 +149,7 @@ static void step_attn(void *ctx, int ith, int nth)
             .head_dim = hd,
             .scale = 1.0f / sqrtf((float)hd),
         };
-        if (f->attn_group) {
-            a.q = m->q + i * QD + (int64_t)hk * group * hd;
-            a.out = m->att + i * QD + (int64_t)hk * group * hd;
-            f->attn_group(&a, group);
-            continue;
-        }
-        for (int h = hk * group; h < (hk + 1) * group; h++) {
-            a.q = m->q + i * QD + (int64_t)h * hd;
-            a.out = m->att + i * QD + (int64_t)h * hd;
-            f->attn(&a);
-        }
+        kern_attn(&a, kv->type, group);
     }
 }
 
@@ -351,16 +340,7 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
     int n = b->n_tokens;
     int64_t E = hp->n_embd, QD = (int64_t)hp->n_head * hp->head_dim, KD = (int64_t)hp->n_head_kv * hp->head_dim;
     int64_t F = hp->n_ff;
-    bool avx2 = kernels_isa() >= KERN_AVX2;
     struct fwd f = {.m = m, .kv = kv, .b = b, .n_rows = n};
-    if (kv->type == GGML_TYPE_F16) {
-        f.attn = avx2 ? attn_head_f16_avx2 : attn_head_f16_ref;
-        f.attn_group = avx2 && hp->n_head > hp->n_head_kv ? attn_group_f16_avx2 : NULL;
-    }
-    else {
-        f.attn = avx2 ? attn_head_f32_avx2 : attn_head_f32_ref;
-    }
-    f.store16 = avx2 ? store_f16_avx2 : store_f16_ref;
 
     /* embeddings and this batch's RoPE angles (computed in double, once) */
     size_t erow = ggml_row_size(m->tok_embd.type, E);

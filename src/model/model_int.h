@@ -96,26 +96,5 @@ static inline size_t kv_offset(const struct kv_cache *kv, int layer, int block, 
            kv->head_dim;
 }
 
-/* One query head attending over its sequence: n_pos positions (0..pos)
- * reached through the block table. k and v point at (layer, block 0, head
- * kvh, slot 0); block b's slots start at + blocks[b] * block_stride
- * elements. Writes head_dim floats to out. */
-struct attn_args {
-    const float *q;           /* (head_dim) */
-    float *out;               /* (head_dim) */
-    const void *k, *v;
-    size_t block_stride;      /* elements between consecutive blocks */
-    const int32_t *blocks;
-    int n_pos, block_size, head_dim;
-    float scale;
-};
-void attn_head_f32_ref(const struct attn_args *a);
-void attn_head_f16_ref(const struct attn_args *a);
-void attn_head_f32_avx2(const struct attn_args *a);
-void attn_head_f16_avx2(const struct attn_args *a);
-/* n_q query heads sharing one KV head, q and out n_q heads back to back. */
-void attn_group_f16_avx2(const struct attn_args *a, int n_q);
-void store_f16_ref(uint16_t *dst, const float *src, int n);
-void store_f16_avx2(uint16_t *dst, const float *src, int n);
 
 #endif

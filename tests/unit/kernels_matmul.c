@@ -13,6 +13,7 @@
  */
 #include "kernels/kernels.h"
 #include "test.h"
+#include "kernels_variants.h"
 
 static const enum ggml_type types[] = {
     GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
@@ -130,15 +131,17 @@ TEST(test_matmul)
     struct pool *pools[4] = {NULL, pool_new(1), pool_new(2), pool_new(3)};
     MAAS_ASSERT(pools[1] && pools[2] && pools[3]);
     /* The reference table once with one thread and once with three (the
-     * work split does not depend on the table); AVX2 with every pool. */
+     * work split does not depend on the table); every other supported
+     * variant with every pool. */
     struct pool *ref_pools[2] = {NULL, pools[3]};
-    MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
-    check_all(ref_pools, 2, "ref");
-    if (kernels_cpu_isa() >= KERN_AVX2) {
-        MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
-        check_all(pools, 4, "avx2");
+    use_variant(0);
+    check_all(ref_pools, 2, kern_variant_name(0));
+    FOR_EACH_SIMD_VARIANT(v)
+    {
+        use_variant(v);
+        check_all(pools, 4, kern_variant_name(v));
     }
-    kernels_force_isa(kernels_cpu_isa());
+    use_best_variant();
     for (int i = 1; i < 4; i++)
         pool_free(pools[i]);
 }
@@ -148,8 +151,8 @@ TEST(test_matmul)
  * against the reference table's result. */
 TEST(test_matmul_large_vs_ref)
 {
-    if (kernels_cpu_isa() < KERN_AVX2)
-        SKIP("CPU has no AVX2");
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
     static const enum ggml_type big[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL,
                                          GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_F16};
     const int64_t n_out = 131, n_in = 1280;
@@ -175,20 +178,23 @@ TEST(test_matmul_large_vs_ref)
         MAAS_ASSERT(wb);
         /* prefill (tiles) and decode (matrix-vector kernels) */
         for (int64_t n_tok = 77; n_tok >= 1; n_tok -= 76) {
-            MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+            use_variant(0);
             kern_matmul(NULL, t, wq, n_out, n_in, x, n_tok, y0, n_out, wb);
-            MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
-            kern_matmul(pool, t, wq, n_out, n_in, x, n_tok, y1, n_out, wb);
-            int bad = 0;
-            for (int64_t i = 0; i < n_tok * n_out; i++)
-                bad += !(fabsf(y0[i] - y1[i]) <= 1e-3f * (fabsf(y0[i]) + 1.0f));
-            CHECKF(bad == 0, "%s n_tok %lld: %d of %lld outputs differ from the reference", ggml_type_name(t),
-                   (long long)n_tok, bad, (long long)(n_tok * n_out));
+            FOR_EACH_SIMD_VARIANT(v)
+            {
+                use_variant(v);
+                kern_matmul(pool, t, wq, n_out, n_in, x, n_tok, y1, n_out, wb);
+                int bad = 0;
+                for (int64_t i = 0; i < n_tok * n_out; i++)
+                    bad += !(fabsf(y0[i] - y1[i]) <= 1e-3f * (fabsf(y0[i]) + 1.0f));
+                CHECKF(bad == 0, "%s %s n_tok %lld: %d of %lld outputs differ from the reference",
+                       kern_variant_name(v), ggml_type_name(t), (long long)n_tok, bad, (long long)(n_tok * n_out));
+            }
         }
         free(wq);
         free(wb);
     }
-    kernels_force_isa(kernels_cpu_isa());
+    use_best_variant();
     free(w);
     free(x);
     free(y0);

@@ -1,7 +1,7 @@
 /*
  * kernels: the reference quantized types (quant_ref.c, kquant_ref.c).
  *
- * Every test runs on the reference table (kernels_force_isa(KERN_REF)):
+ * Every test runs on the reference table (variant 0, "ref"):
  *   - golden: quantized bytes of fixed inputs hash to the values ggml's own
  *     quantizers produce for the same inputs (recorded from a build of
  *     ggml/llama.cpp, ggml-quants.c, without an importance matrix);
@@ -18,6 +18,7 @@
  */
 #include "kernels/kernels.h"
 #include "test.h"
+#include "kernels_variants.h"
 
 #include <stdint.h>
 
@@ -730,7 +731,7 @@ TEST(test_nonfinite_input)
 int main(void)
 {
     kernels_init();
-    MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+    use_variant(0);
     RUN(test_table);
     RUN(test_golden_ggml_bytes);
     RUN(test_known_q4_0);

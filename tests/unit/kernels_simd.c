@@ -1,5 +1,6 @@
 /*
- * AVX2 kernels against the reference, type by type: for seeded random rows
+ * Every SIMD kernel variant the CPU supports (the AVX2 one today) against
+ * the reference, type by type: for seeded random rows
  * of 1, 2, 3, 7 and 33 blocks (and longer ones for the float types),
  *  - the AVX2 activation quantizer writes exactly the reference's bytes
  *    (including rounding ties, zero blocks and +-max ties);
@@ -14,10 +15,11 @@
  *    (1 / (amax / 127), -127 / max) becomes infinite, +-FLT_MAX, blocks of
  *    huge and tiny values mixed, and rows holding +-inf or NaNs (quiet,
  *    signalling, with payloads), at several row lengths.
- * Skips cleanly when the CPU has no AVX2.
+ * Skips cleanly when the CPU supports no variant but the reference.
  */
 #include "kernels/kernels.h"
 #include "test.h"
+#include "kernels_variants.h"
 
 #include <float.h>
 #include <stdint.h>
@@ -93,23 +95,24 @@ static double dot_abs_deq(enum ggml_type wt, const void *wq, enum ggml_type at, 
     return sa;
 }
 
-static void check_type(enum ggml_type t, struct rng *r)
+static void check_type(enum ggml_type t, struct rng *r, int v)
 {
     static const int64_t quant_blocks[] = {1, 2, 3, 7, 33};
     static const int64_t float_lens[] = {1, 2, 3, 7, 33, 257, 4097};
     const bool is_float = block_elems(t) == 1;
     const int n_len = is_float ? 7 : 5;
-    MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+    use_variant(0);
     const struct kern_type_ops ref = *kern_ops(t);
     CHECKF(ref.vec_dot && ref.from_float && ref.to_float, "%s: no reference", ggml_type_name(t));
     if (!ref.vec_dot || !ref.from_float || !ref.to_float)
         return;
     const enum ggml_type at = ref.vec_dot_type;
-    MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
+    use_variant(v);
+    const char *vn = kern_variant_name(v);
     const struct kern_type_ops simd = *kern_ops(t);
-    CHECKF(simd.vec_dot != ref.vec_dot, "%s: AVX2 table has no vec_dot of its own", ggml_type_name(t));
+    CHECKF(simd.vec_dot != ref.vec_dot, "%s: %s table has no vec_dot of its own", ggml_type_name(t), vn);
     CHECKF(at == GGML_TYPE_F32 || simd.from_float_act != ref.from_float_act,
-           "%s: AVX2 table has no activation quantizer of its own", ggml_type_name(t));
+           "%s: %s table has no activation quantizer of its own", ggml_type_name(t), vn);
 
     for (int li = 0; li < n_len; li++) {
         const int64_t n = is_float ? float_lens[li] : quant_blocks[li] * block_elems(t);
@@ -163,21 +166,22 @@ static void check_type(enum ggml_type t, struct rng *r)
 
 TEST(test_simd_types)
 {
-    if (kernels_cpu_isa() < KERN_AVX2)
-        SKIP("CPU has no AVX2");
-    struct rng r;
-    rng_seed(&r, 20261129);
-    for (size_t k = 0; k < N_TYPES; k++)
-        check_type(types[k], &r);
-    kernels_force_isa(kernels_cpu_isa());
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
+    FOR_EACH_SIMD_VARIANT(v)
+    {
+        struct rng r;
+        rng_seed(&r, 20261129);
+        for (size_t k = 0; k < N_TYPES; k++)
+            check_type(types[k], &r, v);
+    }
+    use_best_variant();
 }
 
 /* The activation quantizers of q8_0 / q8_1 / q8_K, called directly on many
  * rows with large and tiny magnitudes. */
-TEST(test_simd_act_quantizers_bytes)
+static void act_quantizers_bytes(int v)
 {
-    if (kernels_cpu_isa() < KERN_AVX2)
-        SKIP("CPU has no AVX2");
     static const enum ggml_type acts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K};
     struct rng r;
     rng_seed(&r, 7);
@@ -185,9 +189,9 @@ TEST(test_simd_act_quantizers_bytes)
     float *x = malloc(n * sizeof *x);
     MAAS_ASSERT(x);
     for (size_t k = 0; k < 3; k++) {
-        MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+        use_variant(0);
         kern_from_float_fn fr = kern_ops(acts[k])->from_float_act;
-        MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
+        use_variant(v);
         kern_from_float_fn fs = kern_ops(acts[k])->from_float_act;
         CHECKF(fr && fs, "%s: no activation quantizer", ggml_type_name(acts[k]));
         if (!fr || !fs)
@@ -209,7 +213,15 @@ TEST(test_simd_act_quantizers_bytes)
         free(bs);
     }
     free(x);
-    kernels_force_isa(kernels_cpu_isa());
+}
+
+TEST(test_simd_act_quantizers_bytes)
+{
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
+    FOR_EACH_SIMD_VARIANT(v)
+        act_quantizers_bytes(v);
+    use_best_variant();
 }
 
 /* ---- activation quantizers on extreme rows ---- */
@@ -315,18 +327,16 @@ static void act_compare(struct act_pair *p, const float *x, int64_t n, const cha
            (long long)n, what, kind, (double)m, at, p->bs[at], p->br[at]);
 }
 
-TEST(test_simd_act_quantizers_extremes)
+static void act_quantizers_extremes(int v)
 {
-    if (kernels_cpu_isa() < KERN_AVX2)
-        SKIP("CPU has no AVX2");
     static const enum ggml_type acts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q8_1, GGML_TYPE_Q8_K};
     static const int64_t lens[] = {32, 96, QK_K, 3 * QK_K, X_MAX_N};
     struct act_pair p[3];
     for (int k = 0; k < 3; k++) {
         p[k].t = acts[k];
-        MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+        use_variant(0);
         p[k].ref = kern_ops(acts[k])->from_float_act;
-        MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
+        use_variant(v);
         p[k].simd = kern_ops(acts[k])->from_float_act;
         MAAS_ASSERT(p[k].ref && p[k].simd && p[k].ref != p[k].simd);
         p[k].br = alloc_filled(ggml_row_size(acts[k], X_MAX_N), 0);
@@ -414,7 +424,15 @@ TEST(test_simd_act_quantizers_extremes)
         free(p[k].bs);
     }
     free(x);
-    kernels_force_isa(kernels_cpu_isa());
+}
+
+TEST(test_simd_act_quantizers_extremes)
+{
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
+    FOR_EACH_SIMD_VARIANT(v)
+        act_quantizers_extremes(v);
+    use_best_variant();
 }
 
 int main(void)

@@ -23,6 +23,7 @@
  */
 #include "kernels/kernels.h"
 #include "test.h"
+#include "kernels_variants.h"
 
 #include <float.h>
 #include <stdint.h>
@@ -232,7 +233,7 @@ TEST(test_q2_K_tiny_min_is_zero_block)
 int main(void)
 {
     kernels_init();
-    MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+    use_variant(0); /* the reference */
     RUN(test_q2_K_tiny_min_is_zero_block);
     RUN(test_zero_rows);
     RUN(test_tiny_rows);

@@ -1,5 +1,5 @@
 /*
- * kernels: the AVX2 to_float (dequantization) of q4_1, q5_1 and the k-quants
+ * kernels: every SIMD variant's to_float (dequantization) of q4_1, q5_1 and the k-quants
  * gives the reference's floats, bit for bit (memcmp), for
  *  - rows quantized by the reference from gaussian data times row scales of
  *    every sign and size (zero, subnormal, tiny, ordinary, large), with
@@ -9,11 +9,12 @@
  * on rows of 1, 2, 3, 5, 7 and 33 blocks, read from an address aligned only
  * to 2 bytes into outputs pre-filled with two different NaNs, so
  * an element left unwritten shows up. The table is switched with
- * kernels_force_isa.
- * Skips cleanly when the CPU has no AVX2.
+ * kern_use_variant, to every variant the CPU supports.
+ * Skips cleanly when the CPU supports none but the reference.
  */
 #include "kernels/kernels.h"
 #include "test.h"
+#include "kernels_variants.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -116,26 +117,26 @@ static int compare_one(kern_to_float_fn fr, kern_to_float_fn fs, const uint8_t *
         memcpy(&a, &yr[i], 4);
         memcpy(&b, &ys[i], 4);
         if (a != b) {
-            fprintf(stderr, "  %s (%s, n=%lld): element %lld: ref %.9g (0x%08x), avx2 %.9g (0x%08x)\n",
-                    ggml_type_name(t), what, (long long)n, (long long)i, yr[i], a, ys[i], b);
+            fprintf(stderr, "  %s (%s, n=%lld): element %lld: ref %.9g (0x%08x), %s %.9g (0x%08x)\n",
+                    ggml_type_name(t), what, (long long)n, (long long)i, yr[i], a, kern_variant_current(), ys[i], b);
             break;
         }
     }
     return 1;
 }
 
-static void check_type(const struct half_fields *hf, struct rng *r)
+static void check_type(const struct half_fields *hf, struct rng *r, int v)
 {
     const enum ggml_type t = hf->type;
-    MAAS_ASSERT(kernels_force_isa(KERN_REF) == 0);
+    use_variant(0);
     const kern_to_float_fn fr = kern_ops(t)->to_float;
     const kern_from_float_fn quant = kern_ops(t)->from_float;
-    MAAS_ASSERT(kernels_force_isa(KERN_AVX2) == 0);
+    use_variant(v);
     const kern_to_float_fn fs = kern_ops(t)->to_float;
     CHECKF(fr && fs && quant, "%s: missing to_float or from_float", ggml_type_name(t));
     if (!fr || !fs || !quant)
         return;
-    CHECKF(fs != fr, "%s: the AVX2 table has no to_float of its own", ggml_type_name(t));
+    CHECKF(fs != fr, "%s: the %s table has no to_float of its own", ggml_type_name(t), kern_variant_name(v));
 
     const int64_t bk = ggml_blck_size(t);
     const int64_t nmax = n_blocks[N_LENS - 1] * bk;
@@ -184,13 +185,16 @@ static void check_type(const struct half_fields *hf, struct rng *r)
 
 TEST(test_tofloat_bit_identical)
 {
-    if (kernels_cpu_isa() < KERN_AVX2)
-        SKIP("CPU has no AVX2");
-    struct rng r;
-    rng_seed(&r, 20261129);
-    for (int k = 0; k < N_TYPES; k++)
-        check_type(&types[k], &r);
-    kernels_force_isa(kernels_cpu_isa());
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
+    FOR_EACH_SIMD_VARIANT(v)
+    {
+        struct rng r;
+        rng_seed(&r, 20261129);
+        for (int k = 0; k < N_TYPES; k++)
+            check_type(&types[k], &r, v);
+    }
+    use_best_variant();
 }
 
 int main(void)

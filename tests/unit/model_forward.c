@@ -7,6 +7,7 @@
 #include "kernels/kernels.h"
 #include "model_tiny.h"
 #include "test.h"
+#include "kernels_variants.h"
 
 #include <math.h>
 
@@ -398,10 +399,11 @@ TEST(test_two_sequences_one_batch)
     model_free(m);
 }
 
-TEST(test_ref_and_avx2_attention_agree)
+/* Every supported kernel variant (attention included) against the reference. */
+TEST(test_variants_agree_with_ref)
 {
-    if (kernels_cpu_isa() < KERN_AVX2)
-        SKIP("no AVX2 on this CPU");
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
     /* head sizes with and without a tail past the 8- and 16-wide loops */
     const int head_dims[] = {32, 20, 10};
     for (int hi = 0; hi < 3; hi++)
@@ -416,12 +418,16 @@ TEST(test_ref_and_avx2_attention_agree)
             struct kv_cache *kv = kv_new_typed(m, 8, BS, f16 ? GGML_TYPE_F16 : GGML_TYPE_F32, &e);
             int32_t blocks[] = {3, 1, 2, 0};
             float a[64], b[64];
-            kernels_force_isa(KERN_AVX2);
-            CHECK(prefill(m, kv, blocks, 4, prompt, NP, 0, a) == 0);
-            kernels_force_isa(KERN_REF);
+            use_variant(0);
             CHECK(prefill(m, kv, blocks, 4, prompt, NP, 0, b) == 0);
-            kernels_force_isa(kernels_cpu_isa());
-            CHECKF(max_diff(a, b, 64) < 1e-3, "head_dim %d f16 %d: %g", head_dims[hi], f16, max_diff(a, b, 64));
+            FOR_EACH_SIMD_VARIANT(v)
+            {
+                use_variant(v);
+                CHECK(prefill(m, kv, blocks, 4, prompt, NP, 0, a) == 0);
+                CHECKF(max_diff(a, b, 64) < 1e-3, "%s head_dim %d f16 %d: %g", kern_variant_name(v),
+                       head_dims[hi], f16, max_diff(a, b, 64));
+            }
+            use_best_variant();
             kv_free(kv);
             model_free(m);
         }
@@ -625,7 +631,7 @@ int main(void)
     RUN(test_batch_invariance_f16_kv);
     RUN(test_two_sequences_one_batch);
     RUN(test_logits_rows_in_batch_order);
-    RUN(test_ref_and_avx2_attention_agree);
+    RUN(test_variants_agree_with_ref);
     RUN(test_multithreaded_same_as_single);
     RUN(test_quantized_weights_close);
     RUN(test_load_errors);

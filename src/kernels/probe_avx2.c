@@ -2,10 +2,11 @@
  * The memory-bandwidth probe of `maas bench`: every thread streams through
  * its slice of a buffer far larger than the caches with 256-bit loads into
  * eight independent accumulators (so the loop is bound by memory, not by
- * the latency of one add chain), as STREAM's read kernels do. Compiled with
- * AVX2 (the file name selects the flags); only called when the CPU has it.
+ * the latency of one add chain), as STREAM's read kernels do; and the
+ * multiply-add peak. Compiled with AVX2 (the file name selects the flags);
+ * registered in the AVX2 variant's table.
  */
-#include "cli/bench_probe.h"
+#include "kernels/kernels_int.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -41,7 +42,7 @@ static void probe_slice(void *ctx, int ith, int nth)
         p->sink[ith] = out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
 }
 
-double bench_read_bandwidth_avx2(struct pool *pool, size_t bytes, int reps, struct err *e)
+static double read_bandwidth_avx2(struct pool *pool, size_t bytes, int reps, struct err *e)
 {
     bytes &= ~(size_t)255;
     struct probe p = {0};
@@ -67,7 +68,7 @@ double bench_read_bandwidth_avx2(struct pool *pool, size_t bytes, int reps, stru
     return best;
 }
 
-/* ---- the multiply-add peak (bench_mac_peak_avx2) ---- */
+/* ---- the multiply-add peak ---- */
 #include <time.h>
 
 #define PEAK_ITERS 20000000L
@@ -80,7 +81,7 @@ static double thread_cpu_s(void)
 }
 
 struct peak_job {
-    enum bench_mac_kind kind;
+    enum kern_mac_kind kind;
     long iters;
     double macs_per_cpu_s[64]; /* per thread: MACs / its CPU seconds */
     int sink[64];
@@ -90,11 +91,11 @@ struct peak_job {
  * iteration so that nothing is hoisted, and each accumulator starts from a
  * different value so that the compiler cannot merge two chains that share
  * their inputs (it did, when they all started at zero). */
-static void run_kind(enum bench_mac_kind kind, long iters, double *macs_per_s, int *sink)
+static void run_kind(enum kern_mac_kind kind, long iters, double *macs_per_s, int *sink)
 {
     const double t0 = thread_cpu_s();
     double macs = 0;
-    if (kind == BENCH_FMA) {
+    if (kind == KERN_MAC_FMA) {
         __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2), a3 = _mm256_set1_ps(3),
                a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5), a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7);
         __m256 w0 = _mm256_set1_ps(1.0f), w1 = _mm256_set1_ps(1.5f), x = _mm256_set1_ps(1e-9f);
@@ -121,7 +122,7 @@ static void run_kind(enum bench_mac_kind kind, long iters, double *macs_per_s, i
         __m256i u0 = _mm256_set1_epi8(3), u1 = _mm256_set1_epi8(5), u2 = _mm256_set1_epi8(7),
                 u3 = _mm256_set1_epi8(9), u4 = _mm256_set1_epi8(11), u5 = _mm256_set1_epi8(13),
                 s = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
-        if (kind == BENCH_I8_PAIR) {
+        if (kind == KERN_MAC_I8_PAIR) {
             for (long i = 0; i < iters; i++) {
                 a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, s), ones));
                 a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, s), ones));
@@ -163,7 +164,7 @@ static void peak_job_fn(void *ctx, int ith, int nth)
     }
 }
 
-double bench_mac_peak_avx2(struct pool *pool, enum bench_mac_kind kind, double *one_thread)
+static double mac_peak_avx2(struct pool *pool, enum kern_mac_kind kind, double *one_thread)
 {
     int nth = pool_n_threads(pool);
     double best_sum = 0, best_one = 0;
@@ -182,4 +183,10 @@ double bench_mac_peak_avx2(struct pool *pool, enum bench_mac_kind kind, double *
     if (one_thread)
         *one_thread = best_one;
     return best_sum;
+}
+
+void kern_register_avx2_probes(struct kern_table *tab)
+{
+    tab->read_bandwidth = read_bandwidth_avx2;
+    tab->mac_peak = mac_peak_avx2;
 }

@@ -1,27 +1,19 @@
 /*
  * AVX2 + FMA + F16C attention of one query head over a paged sequence (same
- * contract as attn.c). Scores are computed for up to CHUNK positions of a
+ * contract as kern_attn in kernels.h). Scores are computed for up to CHUNK positions of a
  * block at a time — eight keys at once into eight accumulators reduced by
  * one transpose-add, so no horizontal sum per key — exponentiated together
  * with a vectorised exp, and the values accumulated into registers that
  * stay live across the chunk's positions; the online-softmax rescale
  * happens once per chunk instead of once per position.
  */
-#include "model/model_int.h"
+#include "kernels/avx2_int.h"
 
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
 #define CHUNK 32
-
-static inline float hsum(__m256 v)
-{
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 static inline __m256 load8(const void *base, size_t i, bool f16)
 {
@@ -45,7 +37,7 @@ static inline float dot(const float *q, const void *k, size_t off, int hd, bool 
     }
     for (; i + 8 <= hd; i += 8)
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k, off + i, f16), s0);
-    float s = hsum(_mm256_add_ps(s0, s1));
+    float s = avx2_hsum_ps(_mm256_add_ps(s0, s1));
     for (; i < hd; i++)
         s += q[i] * load1(k, off + i, f16);
     return s;
@@ -104,7 +96,7 @@ static inline __attribute__((always_inline)) void accum(float *out, const float 
             out[i] += w[j] * load1(v, off[j] + i, f16);
 }
 
-static inline void attn_head(const struct attn_args *a, bool f16)
+static inline void attn_head(const struct kern_attn *a, bool f16)
 {
     int hd = a->head_dim, bs = a->block_size;
     float m = -INFINITY, l = 0;
@@ -148,7 +140,7 @@ static inline void attn_head(const struct attn_args *a, bool f16)
                 _mm256_storeu_ps(sc + j, e);
                 acc = _mm256_add_ps(acc, e);
             }
-            l += hsum(acc);
+            l += avx2_hsum_ps(acc);
             for (; j < nc; j++) {
                 sc[j] = expf(sc[j] - m);
                 l += sc[j];
@@ -170,12 +162,12 @@ static inline void attn_head(const struct attn_args *a, bool f16)
 #define GMAX_HD 256
 #define GMAX_Q 64
 
-void attn_group_f16_avx2(const struct attn_args *a, int n_q)
+static void attn_group_f16_avx2(const struct kern_attn *a, int n_q)
 {
     int hd = a->head_dim, bs = a->block_size;
     if (n_q > GMAX_Q || hd > GMAX_HD || hd % 8 != 0) {
         for (int g = 0; g < n_q; g++) {
-            struct attn_args h = *a;
+            struct kern_attn h = *a;
             h.q = a->q + (size_t)g * hd;
             h.out = a->out + (size_t)g * hd;
             attn_head(&h, true);
@@ -231,7 +223,7 @@ void attn_group_f16_avx2(const struct attn_args *a, int n_q)
                     _mm256_storeu_ps(sc + j, e);
                     acc = _mm256_add_ps(acc, e);
                 }
-                lrun[g] += hsum(acc);
+                lrun[g] += avx2_hsum_ps(acc);
                 for (; j < nc; j++) {
                     sc[j] = expf(sc[j] - mrun[g]);
                     lrun[g] += sc[j];
@@ -248,22 +240,29 @@ void attn_group_f16_avx2(const struct attn_args *a, int n_q)
     }
 }
 
-void attn_head_f32_avx2(const struct attn_args *a)
+static void attn_head_f32_avx2(const struct kern_attn *a)
 {
     attn_head(a, false);
 }
 
-void attn_head_f16_avx2(const struct attn_args *a)
+static void attn_head_f16_avx2(const struct kern_attn *a)
 {
     attn_head(a, true);
 }
 
-void store_f16_avx2(uint16_t *dst, const float *src, int n)
+static void store_f16_avx2(uint16_t *dst, const float *src, int64_t n)
 {
-    int i = 0;
+    int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(dst + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     for (; i < n; i++)
         dst[i] = fp32_to_fp16(src[i]);
+}
+
+void kern_register_avx2_attn(struct kern_table *tab)
+{
+    tab->attn_f32 = attn_head_f32_avx2, tab->attn_f16 = attn_head_f16_avx2;
+    tab->attn_group_f16 = attn_group_f16_avx2;
+    tab->store_f16 = store_f16_avx2;
 }
