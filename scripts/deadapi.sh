@@ -15,6 +15,8 @@ build=${1:-build/rel}
 [ -d "$build/obj/src" ] || { echo "deadapi: $build/obj/src: no objects; run make first" >&2; exit 2; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for o in $(find "$build/obj/src" -name '*.o' | sort); do
+    src=${o#"$build/obj/"}
+    [ -f "${src%.o}.c" ] || continue # left over from a file since removed
     nm -g --defined-only "$o" | awk -v f="$o" '$2=="T"{print $3, f}' >> "$tmp/defs"
     nm -u "$o" | awk -v f="$o" '{print $2, f}' >> "$tmp/refs"
 done

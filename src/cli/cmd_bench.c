@@ -119,13 +119,13 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
             o->model = v;
         } else if (!strcmp(a, "-p")) {
-            rc = parse_int_arg(a, v, 0, 1 << 20, &o->n_p, &e);
+            rc = arg_int(a, v, 0, 1 << 20, &o->n_p, &e);
         } else if (!strcmp(a, "-n")) {
-            rc = parse_int_arg(a, v, 0, 1 << 20, &o->n_g, &e);
+            rc = arg_int(a, v, 0, 1 << 20, &o->n_g, &e);
         } else if (!strcmp(a, "-r")) {
-            rc = parse_int_arg(a, v, 1, 1000, &o->reps, &e);
+            rc = arg_int(a, v, 1, 1000, &o->reps, &e);
         } else if (!strcmp(a, "--batch") || !strcmp(a, "-b")) {
-            rc = parse_int_arg(a, v, 1, 1 << 16, &o->batch, &e);
+            rc = arg_int(a, v, 1, 1 << 16, &o->batch, &e);
         } else if ((rc = gen_parse_opts_arg(a, v, &o->go, &e)) != 0) {
             /* parsed (or rc < 0: reported below) */
         } else {

@@ -57,12 +57,6 @@ int gen_feed(struct gen *g, const int32_t *toks, int n, struct err *e);
 /* Forgets tokens past position n (the KV of earlier ones stays valid). */
 void gen_truncate(struct gen *g, int n);
 
-/* cmd_bench's name for arg_int (core), which every other command calls. */
-static inline int parse_int_arg(const char *opt, const char *s, int lo, int hi, int *out, struct err *e)
-{
-    return arg_int(opt, s, lo, hi, out, e);
-}
-
 /* The sampling `maas run` and `maas chat` start from (llama.cpp's
  * defaults): temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, the rest as
  * sample_params_default. */
