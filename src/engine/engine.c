@@ -26,7 +26,8 @@
  * Blocks for all known tokens are taken at admission (after the prefix
  * cache has lent what it has); a decoding sequence takes one more block
  * when it crosses a block boundary. When none is left even after evicting
- * cached blocks, the youngest running sequence is preempted: its blocks are
+ * cached blocks, a running sequence is preempted (the youngest of the
+ * account most above its fair share; the youngest under fcfs): its blocks are
  * dropped (full ones stay in the prefix cache) and it goes back to the
  * front of the queue with all its tokens; on resumption it recomputes them
  * (or finds them cached). Its sampler state (rng, tokens seen) continues,
@@ -74,6 +75,10 @@ struct engine_seq {
     int n_gen;
     int n_cached;                     /* prompt tokens reused at first admission */
     bool admitted_once;
+    char account[ENGINE_ACCOUNT_MAX];  /* the fair-share class key ("" = none) */
+    int cls;                          /* its class in eng->fair, -1 until the engine thread binds it */
+    bool in_running;                  /* in eng->running (else queued) */
+    double compute_s;                 /* core-seconds attributed so far */
     int n_reg;                        /* leading blocks whose prefix-cache entry is known */
     uint64_t chain_hash, chain_uid;   /* hash and entry id of block n_reg-1 (root when 0) */
     struct rng rng;
@@ -107,6 +112,10 @@ struct engine {
     struct engine_seq **finished;     /* q_cap + max_running */
     int n_finished;
     uint64_t steps, tokens_prefilled, tokens_decoded, tokens_cached, preemptions;
+    struct fair fair;                 /* admission policy and per-account classes */
+    int *qcls, *rcls;                 /* q_cap, max_running: scratch class lists for fair_pick / fair_victim */
+    int n_threads;
+    double busy_s, busy_core_s;
 
     /* shared, under mu: */
     pthread_mutex_t mu;
@@ -182,6 +191,7 @@ static void seq_publish_done(struct engine_seq *s, enum engine_finish fin, const
     d->n_prompt = s->n_prompt;
     d->n_cached = s->n_cached;
     d->n_completion = s->n_gen;
+    d->compute_s = s->compute_s;
     if (why)
         snprintf(d->error, sizeof d->error, "%s", why);
     s->done = true;
@@ -276,12 +286,21 @@ struct engine_seq *engine_submit(struct engine *eng, const struct engine_request
         return NULL;
     if (r->sample.n_bias < 0 || (r->sample.n_bias > 0 && !r->sample.bias))
         return err_set(e, ERR_INVALID, "engine: logit bias of %d entries without entries", r->sample.n_bias), NULL;
+    if (r->weight < 0 || r->weight > 1000)
+        return err_set(e, ERR_INVALID, "engine: weight %d is outside 1..1000", r->weight), NULL;
+    if (r->account && strlen(r->account) >= ENGINE_ACCOUNT_MAX)
+        return err_set(e, ERR_INVALID, "engine: account name of %zu bytes is longer than %d", strlen(r->account),
+                       ENGINE_ACCOUNT_MAX - 1),
+               NULL;
 
     struct engine_seq *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(e, ERR_NOMEM, "engine: out of memory for a request"), NULL;
     s->req = *r;
     s->req.prompt = NULL;
+    s->req.account = NULL;
+    snprintf(s->account, sizeof s->account, "%s", r->account ? r->account : "");
+    s->cls = -1;
     s->n_prompt = r->n_prompt;
     s->n_tok = r->n_prompt;
     int cap = r->n_prompt + r->max_tokens;
@@ -366,6 +385,10 @@ static void seq_drop_blocks(struct engine *eng, struct engine_seq *s)
 static void seq_finish(struct engine *eng, struct engine_seq *s, enum engine_finish fin)
 {
     seq_drop_blocks(eng, s);
+    if (s->cls >= 0)
+        fair_leave(&eng->fair, s->cls, s->in_running);
+    s->cls = -1;
+    s->in_running = false;
     s->finished = true;
     s->fin = fin;
     eng->finished[eng->n_finished++] = s;
@@ -377,12 +400,22 @@ static void remove_running(struct engine *eng, int i)
     eng->n_running--;
 }
 
-/* Moves the youngest running sequence back to the front of the queue. */
-static void preempt_youngest(struct engine *eng)
+/* Moves a running sequence back to the front of the queue: the youngest
+ * of the account most above its share (the youngest under fcfs). Returns
+ * its former index in eng->running. */
+static int preempt_one(struct engine *eng, int *n_decode)
 {
-    struct engine_seq *v = eng->running[eng->n_running - 1];
-    eng->n_running--;
+    for (int i = 0; i < eng->n_running; i++)
+        eng->rcls[i] = eng->running[i]->cls;
+    int k = fair_victim(&eng->fair, eng->rcls, eng->n_running);
+    struct engine_seq *v = eng->running[k];
+    remove_running(eng, k);
     seq_drop_blocks(eng, v);
+    fair_preempted(&eng->fair, v->cls);
+    v->in_running = false;
+    if (v->chunk == 1)
+        (*n_decode)--; /* it was counted among this step's decodes */
+    v->chunk = 0;
     eng->preemptions++;
     pthread_mutex_lock(&eng->mu);
     MAAS_ASSERT(eng->q_len < eng->q_cap);
@@ -390,6 +423,7 @@ static void preempt_youngest(struct engine *eng)
     eng->queue[eng->q_head] = v;
     eng->q_len++;
     pthread_mutex_unlock(&eng->mu);
+    return k;
 }
 
 /* Registers the sequence's newly full, computed blocks in the prefix cache. */
@@ -476,15 +510,30 @@ static void admit(struct engine *eng)
         }
     }
     eng->q_len = kept;
+    for (int i = 0; i < eng->q_len; i++) {
+        struct engine_seq *s = eng->queue[(eng->q_head + i) % eng->q_cap];
+        if (s->cls < 0)
+            s->cls = fair_join(&eng->fair, s->account, s->req.weight);
+        eng->qcls[i] = s->cls;
+    }
     while (eng->q_len > 0 && eng->n_running < eng->max_running) {
-        struct engine_seq *s = eng->queue[eng->q_head];
+        int p = fair_pick(&eng->fair, eng->qcls, eng->q_len);
+        struct engine_seq *s = eng->queue[(eng->q_head + p) % eng->q_cap];
         bool fresh = !s->admitted_once;
         if (!try_admit(eng, s))
             break;
         if (fresh)
             eng->q_new--;
+        /* close the gap: entries before p move one place towards the back */
+        for (int i = p; i > 0; i--) {
+            eng->queue[(eng->q_head + i) % eng->q_cap] = eng->queue[(eng->q_head + i - 1) % eng->q_cap];
+            eng->qcls[i] = eng->qcls[i - 1];
+        }
         eng->q_head = (eng->q_head + 1) % eng->q_cap;
+        memmove(eng->qcls, eng->qcls + 1, (size_t)(eng->q_len - 1) * sizeof *eng->qcls);
         eng->q_len--;
+        fair_admitted(&eng->fair, s->cls);
+        s->in_running = true;
         eng->running[eng->n_running++] = s;
     }
     pthread_mutex_unlock(&eng->mu);
@@ -505,6 +554,70 @@ static void sample_fn(void *ctx, int ith, int nth)
     }
 }
 
+/* Splits a step's core-seconds among its sequences in proportion to the
+ * tokens each fed, and charges those tokens to their accounts. */
+static void charge_step(struct engine *eng, int nt, int nseq, double wall_s)
+{
+    double core_s = wall_s * eng->n_threads;
+    eng->busy_s += wall_s;
+    eng->busy_core_s += core_s;
+    for (int k = 0; k < nseq; k++) {
+        struct engine_seq *s = eng->bseqs[k];
+        s->compute_s += core_s * s->chunk / nt;
+        if (s->cls >= 0)
+            fair_charge(&eng->fair, s->cls, s->chunk);
+    }
+}
+
+/* Runs the batch of nt tokens over nseq sequences (eng->bt, bseq, bseqs):
+ * one forward pass, sampling, events; charges the step's time. */
+static void run_batch(struct engine *eng, int nt, int nseq)
+{
+    struct batch b = {nt, eng->bt, nseq, eng->bseq};
+    struct err e;
+    uint64_t t0 = now_ns();
+    if (model_forward(eng->m, eng->kv, &b, eng->logits, &e) < 0) {
+        charge_step(eng, nt, nseq, (double)(now_ns() - t0) * 1e-9);
+        log_error("engine: forward pass of %d tokens failed: %s", nt, e.msg);
+        for (int k = 0; k < nseq; k++) {
+            struct engine_seq *s = eng->bseqs[k];
+            snprintf(s->why, sizeof s->why, "forward pass failed: %s", e.msg);
+            seq_finish(eng, s, ENGINE_FINISH_ERROR);
+        }
+        return;
+    }
+    eng->steps++;
+    eng->n_sampled = 0;
+    for (int k = 0; k < nseq; k++) {
+        struct engine_seq *s = eng->bseqs[k];
+        if (s->chunk == 1 && s->n_computed >= s->n_prompt)
+            eng->tokens_decoded++;
+        else
+            eng->tokens_prefilled += (uint64_t)s->chunk;
+        s->n_computed += s->chunk;
+        seq_register_blocks(eng, s);
+        if (s->logit_row >= 0)
+            eng->sampled[eng->n_sampled++] = s;
+    }
+    struct sample_job job = {eng};
+    if (eng->n_sampled > 0)
+        pool_run(eng->pool, sample_fn, &job);
+    charge_step(eng, nt, nseq, (double)(now_ns() - t0) * 1e-9);
+    for (int k = 0; k < eng->n_sampled; k++) {
+        struct engine_seq *s = eng->sampled[k];
+        int32_t t = s->res.token;
+        if (!s->req.ignore_eog && eng->tok && tok_is_eog(eng->tok, t)) {
+            seq_finish(eng, s, ENGINE_FINISH_STOP);
+            continue;
+        }
+        seq_push_token(s, &s->res);
+        s->toks[s->n_tok++] = t;
+        s->n_gen++;
+        if (s->n_gen >= s->req.max_tokens || s->n_tok >= eng->n_ctx)
+            seq_finish(eng, s, ENGINE_FINISH_LENGTH);
+    }
+}
+
 /* One scheduler step: admission, cancellations, one batch, one forward
  * pass, sampling. Finished sequences are left in eng->finished. */
 static void step(struct engine *eng)
@@ -521,11 +634,12 @@ static void step(struct engine *eng)
     }
 
     /* decoding sequences: one token each, one more block at a boundary;
-     * when no block is left, the youngest running sequence makes room */
+     * when no block is left, a running sequence makes room (preempt_one) */
     int n_decode = 0;
+    for (int i = 0; i < eng->n_running; i++)
+        eng->running[i]->chunk = 0;
     for (int i = 0; i < eng->n_running; i++) {
         struct engine_seq *s = eng->running[i];
-        s->chunk = 0;
         if (s->n_tok - s->n_computed != 1)
             continue;
         bool gone = false;
@@ -535,13 +649,18 @@ static void step(struct engine *eng)
                 s->blocks[s->n_blocks++] = b;
                 continue;
             }
-            gone = eng->running[eng->n_running - 1] == s;
-            preempt_youngest(eng);
-            if (gone)
+            int k = preempt_one(eng, &n_decode);
+            if (k == i) {
+                gone = true;
                 break;
+            }
+            if (k < i)
+                i--; /* an older sequence went: s moved down by one */
         }
-        if (gone)
-            break; /* s was the youngest: no sequence after it */
+        if (gone) {
+            i--; /* s went: the next sequence is at index i now */
+            continue;
+        }
         s->chunk = 1;
         n_decode++;
     }
@@ -572,46 +691,7 @@ static void step(struct engine *eng)
     if (nt == 0)
         return;
 
-    struct batch b = {nt, eng->bt, nseq, eng->bseq};
-    struct err e;
-    if (model_forward(eng->m, eng->kv, &b, eng->logits, &e) < 0) {
-        log_error("engine: forward pass of %d tokens failed: %s", nt, e.msg);
-        for (int k = 0; k < nseq; k++) {
-            struct engine_seq *s = eng->bseqs[k];
-            snprintf(s->why, sizeof s->why, "forward pass failed: %s", e.msg);
-            seq_finish(eng, s, ENGINE_FINISH_ERROR);
-        }
-    } else {
-        eng->steps++;
-        eng->n_sampled = 0;
-        for (int k = 0; k < nseq; k++) {
-            struct engine_seq *s = eng->bseqs[k];
-            if (s->chunk == 1 && s->n_computed >= s->n_prompt)
-                eng->tokens_decoded++;
-            else
-                eng->tokens_prefilled += (uint64_t)s->chunk;
-            s->n_computed += s->chunk;
-            seq_register_blocks(eng, s);
-            if (s->logit_row >= 0)
-                eng->sampled[eng->n_sampled++] = s;
-        }
-        struct sample_job job = {eng};
-        if (eng->n_sampled > 0)
-            pool_run(eng->pool, sample_fn, &job);
-        for (int k = 0; k < eng->n_sampled; k++) {
-            struct engine_seq *s = eng->sampled[k];
-            int32_t t = s->res.token;
-            if (!s->req.ignore_eog && eng->tok && tok_is_eog(eng->tok, t)) {
-                seq_finish(eng, s, ENGINE_FINISH_STOP);
-                continue;
-            }
-            seq_push_token(s, &s->res);
-            s->toks[s->n_tok++] = t;
-            s->n_gen++;
-            if (s->n_gen >= s->req.max_tokens || s->n_tok >= eng->n_ctx)
-                seq_finish(eng, s, ENGINE_FINISH_LENGTH);
-        }
-    }
+    run_batch(eng, nt, nseq);
     for (int i = 0; i < eng->n_running;) {
         if (eng->running[i]->finished)
             remove_running(eng, i);
@@ -636,6 +716,9 @@ static void publish(struct engine *eng)
     st->tokens_decoded = eng->tokens_decoded;
     st->tokens_cached = eng->tokens_cached;
     st->preemptions = eng->preemptions;
+    st->busy_s = eng->busy_s;
+    st->busy_core_s = eng->busy_core_s;
+    st->n_threads = eng->n_threads;
     pthread_mutex_unlock(&eng->mu);
     for (int i = 0; i < eng->n_finished; i++) {
         struct engine_seq *s = eng->finished[i];
@@ -732,6 +815,9 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     if (pcache_init(&eng->pc, eng->kv, e) < 0)
         goto fail;
     eng->n_smp = pool_n_threads(eng->pool);
+    eng->n_threads = eng->n_smp;
+    if (fair_init(&eng->fair, eng->q_cap, d.fcfs, e) < 0)
+        goto fail;
     eng->smp = calloc((size_t)eng->n_smp, sizeof *eng->smp);
     if (!eng->smp) {
         err_set(e, ERR_NOMEM, "engine: out of memory");
@@ -749,7 +835,9 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     eng->sampled = malloc(mr * sizeof *eng->sampled);
     eng->finished = malloc(((size_t)eng->q_cap + mr) * sizeof *eng->finished);
     eng->queue = malloc((size_t)eng->q_cap * sizeof *eng->queue);
-    if (!eng->bt || !eng->bseq || !eng->bseqs || !eng->logits || !eng->running || !eng->sampled || !eng->finished ||
+    eng->qcls = malloc((size_t)eng->q_cap * sizeof *eng->qcls);
+    eng->rcls = malloc(mr * sizeof *eng->rcls);
+    if (!eng->qcls || !eng->rcls || !eng->bt || !eng->bseq || !eng->bseqs || !eng->logits || !eng->running || !eng->sampled || !eng->finished ||
         !eng->queue) {
         err_set(e, ERR_NOMEM, "engine: out of memory for batches of %d tokens and %d sequences", eng->step_tokens,
                 eng->max_running);
@@ -792,6 +880,9 @@ void engine_free(struct engine *eng)
             log_warn("engine: detaching the thread pool from the model: %s", e.msg);
     }
     free(eng->queue);
+    free(eng->qcls);
+    free(eng->rcls);
+    fair_release(&eng->fair);
     free(eng->finished);
     free(eng->sampled);
     free(eng->running);

@@ -39,6 +39,7 @@ struct engine_opts {
     int step_tokens;      /* token budget of one scheduler step (0 = 512) */
     int max_running;      /* most sequences decoding at once (0 = 64) */
     int max_queue;        /* most requests waiting; engine_submit refuses beyond (0 = 256) */
+    bool fcfs;            /* admit first come, first served instead of weighted fair shares */
 };
 
 struct engine;
@@ -64,7 +65,11 @@ struct engine_request {
     uint64_t seed;
     int max_tokens;               /* most tokens to generate (>= 1) */
     bool ignore_eog;              /* keep going past end-of-generation tokens */
+    const char *account;          /* copied; the fair-share class (NULL or "" = the class of requests
+                                     without an account); at most ENGINE_ACCOUNT_MAX - 1 bytes */
+    int weight;                   /* the account's share weight, 1..1000 (0 = 1) */
 };
+#define ENGINE_ACCOUNT_MAX 64
 
 enum engine_finish {
     ENGINE_FINISH_STOP = 0,       /* an end-of-generation token (not emitted as text) */
@@ -84,6 +89,7 @@ struct engine_event {
     int n_prompt;                 /* prompt tokens */
     int n_cached;                 /* of which served from the prefix cache */
     int n_completion;             /* tokens generated (the EOG token not counted) */
+    double compute_s;             /* core-seconds of the steps it took part in, its share (see engine_stats) */
     char error[256];              /* ENGINE_FINISH_ERROR: why */
 };
 
@@ -91,7 +97,15 @@ struct engine_seq;
 
 /* Enqueues a request. NULL with a reason when the queue is full (the
  * message says so: callers answer 429/503), the prompt plus max_tokens
- * exceeds n_ctx, or the parameters are invalid. */
+ * exceeds n_ctx, or the parameters are invalid (a weight outside 0..1000,
+ * an account name too long).
+ *
+ * Admission order (unless engine_opts.fcfs): weighted fair shares across
+ * accounts by virtual time in tokens processed — the waiting request of the
+ * account with the least tokens processed per unit of weight goes first,
+ * FCFS inside an account; an account that was not waiting carries no
+ * credit; preemption takes the youngest sequence of the account most above
+ * its share. */
 struct engine_seq *engine_submit(struct engine *eng, const struct engine_request *r, struct err *e);
 /* Waits up to timeout_ms (-1 = forever) for the next event. 0 with *ev
  * written; 1 on timeout. After ENGINE_EV_DONE no more events come. */
@@ -109,6 +123,14 @@ struct engine_stats {
     int kv_blocks_total, kv_blocks_used, kv_blocks_free, kv_blocks_cached; /* cached: held only by the prefix cache */
     uint64_t steps, tokens_prefilled, tokens_decoded, tokens_cached;
     uint64_t preemptions;
+    /* Compute attribution: each step's wall time (forward pass and sampling)
+     * times the engine's kernel threads is split among the step's sequences
+     * in proportion to the tokens each fed (its prompt chunk, or 1 when
+     * decoding); recomputation after preemption is charged to the preempted
+     * sequence. The shares of all sequences add up to busy_core_s. */
+    double busy_s;                /* wall seconds spent in steps */
+    double busy_core_s;           /* busy_s times the kernel threads */
+    int n_threads;                /* kernel threads */
 };
 void engine_get_stats(struct engine *eng, struct engine_stats *out);
 

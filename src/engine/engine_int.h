@@ -59,4 +59,44 @@ void pcache_unref(struct pcache *c, int b); /* a sequence drops block b */
  * recently used cached block if needed; -1 when none can be had. */
 int pcache_alloc(struct pcache *c);
 
+/*
+ * Weighted fair admission (fair.c). A class is the requests of one account
+ * (key "" for requests without one); it exists while it has members
+ * (sequences queued or running). Charges are tokens processed; v = tokens /
+ * weight. fcfs turns the policy into first come, first served (pick the
+ * oldest, preempt the youngest) for comparison. Engine thread only.
+ */
+#define FAIR_KEY_MAX 64
+struct fair_class {
+    char key[FAIR_KEY_MAX];
+    int weight;                   /* >= 1: the latest weight a member was submitted with */
+    double vtime;                 /* virtual time: tokens processed / weight, raised on rejoining */
+    uint64_t tokens;              /* tokens processed while the class existed */
+    int members, n_queued, n_running;
+};
+struct fair {
+    bool fcfs;
+    struct fair_class *cls;       /* from calloc: cap slots; a slot with no members is free */
+    int cap;                      /* at least the most sequences the engine holds */
+    double vfloor;                /* the least v of present classes when last computed (only grows) */
+};
+int fair_init(struct fair *f, int cap, bool fcfs, struct err *e);
+void fair_release(struct fair *f);
+/* A new waiting member of class key (created if absent) with this weight
+ * (< 1 counts as 1); returns the class index. A class that had nothing
+ * waiting has its v raised to the least v of the other present classes. */
+int fair_join(struct fair *f, const char *key, int weight);
+void fair_admitted(struct fair *f, int c);   /* a member of c went from waiting to running */
+void fair_preempted(struct fair *f, int c);  /* ... and back */
+void fair_leave(struct fair *f, int c, bool running); /* a member finished (running or waiting) */
+void fair_charge(struct fair *f, int c, int tokens);  /* c had tokens processed */
+/* The position (0..n-1) of the waiting sequence to admit next, given the
+ * class of each in queue order (n >= 1): the first of the class with the
+ * least v (ties: fewer running, then earlier); 0 under fcfs. */
+int fair_pick(const struct fair *f, const int *cls, int n);
+/* The running sequence to preempt, given the class of each in admission
+ * order (oldest first, n >= 1): the youngest of the class with the greatest
+ * v; n - 1 under fcfs. */
+int fair_victim(const struct fair *f, const int *cls, int n);
+
 #endif

@@ -561,6 +561,102 @@ TEST(test_free_with_live_sequences)
     model_free(m);
 }
 
+/* Reads what is left of s up to its DONE (unless *seen already), adding its
+ * compute_s to *sum. */
+static void finish_seq(struct engine_seq *s, bool *seen, double *sum)
+{
+    struct engine_event ev;
+    while (!*seen) {
+        int rc = engine_next(s, &ev, 20000);
+        CHECK(rc == 0);
+        if (rc != 0)
+            return;
+        if (ev.kind == ENGINE_EV_DONE) {
+            *seen = true;
+            *sum += ev.compute_s;
+        }
+    }
+}
+
+/* Accounts: one running sequence at a time, six requests of account "a"
+ * submitted, then one of "b". Under fair shares b overtakes most of a's
+ * backlog; under fcfs it ends last. Returns how many of a's had ended when
+ * b did. Every request's compute_s adds up to the engine's busy
+ * core-seconds, which are busy_s times the threads. */
+static int b_overtakes(bool fcfs)
+{
+    enum { NA = 6, NP = 12, GEN = 12 };
+    struct model *m;
+    struct engine *eng = new_engine(
+        &m, (struct engine_opts){.n_threads = 2, .n_ctx = 64, .block_size = 4, .max_running = 1, .fcfs = fcfs});
+    if (!eng)
+        return -1;
+    int32_t prompt[NP];
+    make_prompt(prompt, NP, 77);
+    struct engine_seq *h[NA + 1];
+    bool seen[NA + 1] = {0};
+    struct err e;
+    for (int i = 0; i <= NA; i++) {
+        struct engine_request r = req_of(prompt, NP, GEN, 0, 1);
+        r.account = i < NA ? "acct_a" : "acct_b";
+        r.weight = i < NA ? 1 : 2;
+        h[i] = engine_submit(eng, &r, &e);
+        CHECKF(h[i] != NULL, "%s", e.msg);
+        if (!h[i])
+            seen[i] = true;
+    }
+    double sum = 0;
+    if (h[NA])
+        finish_seq(h[NA], &seen[NA], &sum);
+    int a_done = 0;
+    for (int i = 0; i < NA; i++) {
+        struct engine_event ev;
+        while (!seen[i] && engine_next(h[i], &ev, 0) == 0) {
+            if (ev.kind == ENGINE_EV_DONE) {
+                seen[i] = true;
+                sum += ev.compute_s;
+                a_done++;
+            }
+        }
+    }
+    for (int i = 0; i < NA; i++)
+        finish_seq(h[i], &seen[i], &sum);
+    struct engine_stats st;
+    engine_get_stats(eng, &st);
+    CHECK(st.n_threads == 2);
+    CHECK(st.busy_s > 0 && fabs(st.busy_core_s - st.busy_s * st.n_threads) <= 1e-9 * st.busy_core_s);
+    CHECKF(fabs(sum - st.busy_core_s) <= 1e-6 * st.busy_core_s, "compute_s adds up to %.9f, busy %.9f core-s", sum,
+           st.busy_core_s);
+    for (int i = 0; i <= NA; i++)
+        engine_release(h[i]);
+    close_engine(eng, m);
+    return a_done;
+}
+
+TEST(test_fair_accounts_and_compute)
+{
+    int fair = b_overtakes(false), fcfs = b_overtakes(true);
+    CHECKF(fair >= 0 && fair <= 3, "fair: %d of a's 6 requests ended before b's", fair);
+    CHECKF(fcfs == 6, "fcfs: %d of a's 6 requests ended before b's", fcfs);
+    /* a weight outside 1..1000 and an account name too long are refused */
+    struct model *m;
+    struct engine *eng = new_engine(&m, (struct engine_opts){.n_threads = 1, .n_ctx = 64});
+    if (!eng)
+        return;
+    int32_t p[4] = {1, 2, 3, 4};
+    struct engine_request r = req_of(p, 4, 2, 0, 1);
+    struct err e;
+    r.weight = 1001;
+    CHECK(!engine_submit(eng, &r, &e) && e.code == ERR_INVALID);
+    r.weight = 1000;
+    char longname[ENGINE_ACCOUNT_MAX + 1];
+    memset(longname, 'x', ENGINE_ACCOUNT_MAX);
+    longname[ENGINE_ACCOUNT_MAX] = 0;
+    r.account = longname;
+    CHECK(!engine_submit(eng, &r, &e) && e.code == ERR_INVALID);
+    close_engine(eng, m);
+}
+
 int main(void)
 {
     kernels_init();
@@ -584,6 +680,7 @@ int main(void)
     RUN(test_small_kv_preemption);
     RUN(test_shared_prefixes_preemption_cancel);
     RUN(test_free_with_live_sequences);
+    RUN(test_fair_accounts_and_compute);
     model_free(m_ref);
     unlink(model_path);
     TEST_END();
