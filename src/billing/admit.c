@@ -136,6 +136,12 @@ static int admit_key(struct admission *ad, struct err *e)
         return -1;
     snprintf(ad->a.key_id, sizeof ad->a.key_id, "%s", ad->k.id);
     snprintf(ad->a.account_id, sizeof ad->a.account_id, "%s", ad->k.account_id);
+    int64_t w = 1;
+    int found = 0;
+    if (store_query_int(ad->s, "SELECT weight FROM accounts WHERE id = $1",
+                        (struct store_val[]){SV_TEXT(ad->k.account_id)}, 1, &w, &found, e))
+        return -1;
+    ad->a.weight = found && w >= 1 && w <= 1000 ? (int)w : 1;
     return 0;
 }
 

@@ -462,6 +462,7 @@ static int credit_in_tx(struct billing *b, struct store *s, const char *id, int6
 #define A_INT(f) BILLING_COL_INT(struct billing_account, f)
 static const struct billing_col account_cols[] = {
     A_TEXT(id), A_TEXT(name), A_INT(balance), A_INT(held), A_INT(credited), A_INT(created_at), A_INT(n_keys),
+    A_INT(weight),
 };
 
 /* Reads one account (ACCOUNT_COLS) into ctx and stops. */
@@ -473,7 +474,7 @@ static int account_row(void *ctx, const struct store_row *r)
 
 #define ACCOUNT_COLS \
     "a.id, a.name, a.balance, a.held, a.credited, a.created_at," \
-    " (SELECT COUNT(*) FROM api_keys k WHERE k.account_id = a.id)"
+    " (SELECT COUNT(*) FROM api_keys k WHERE k.account_id = a.id), a.weight"
 
 int billing_account_get(struct billing *b, const char *id, struct billing_account *out, struct err *e)
 {
@@ -488,6 +489,25 @@ int billing_account_get(struct billing *b, const char *id, struct billing_accoun
     if (!a.id[0])
         return err_set(e, ERR_NOT_FOUND, "account '%s': no such account", id);
     *out = a;
+    return 0;
+}
+
+int billing_account_set_weight(struct billing *b, const char *id, int64_t weight, struct err *e)
+{
+    if (weight < 1 || weight > 1000)
+        return err_set(e, ERR_INVALID, "weight %lld: must be an integer from 1 to 1000", (long long)weight);
+    struct store *s = billing_conn_get(b);
+    int64_t changed = 0;
+    int rc = store_begin(s, STORE_TX_WRITE, e) ||
+                     store_exec(s, "UPDATE accounts SET weight = $1 WHERE id = $2",
+                                (struct store_val[]){SV_INT(weight), SV_TEXT(id)}, 2, &changed, e) ||
+                     store_commit(s, e)
+                 ? -1
+                 : 0;
+    if (write_done(b, s, rc))
+        return -1;
+    if (changed == 0)
+        return err_set(e, ERR_NOT_FOUND, "account '%s': no such account", id);
     return 0;
 }
 

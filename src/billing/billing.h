@@ -155,6 +155,7 @@ struct billing_account {
     int64_t balance, held, credited; /* micro-units */
     int64_t created_at;
     int64_t n_keys;
+    int64_t weight;                  /* fair-share weight in the engine's scheduler, 1..1000 */
 };
 
 /* Creates an account (with an optional first credit, >= 0) and writes its id
@@ -164,6 +165,10 @@ int billing_account_create(struct billing *b, const char *name, int64_t credit, 
 int billing_account_credit(struct billing *b, const char *id, int64_t amount, const char *note,
                            struct billing_account *after, struct err *e);
 int billing_account_get(struct billing *b, const char *id, struct billing_account *out, struct err *e);
+/* Sets the account's fair-share weight (1..1000, else ERR_INVALID; an
+ * unknown account is ERR_NOT_FOUND). Servers see it at their next admission
+ * of the account's requests (billing_admission.weight). */
+int billing_account_set_weight(struct billing *b, const char *id, int64_t weight, struct err *e);
 typedef int (*billing_account_fn)(void *ctx, const struct billing_account *a);
 int billing_account_list(struct billing *b, billing_account_fn fn, void *ctx, struct err *e);
 
@@ -273,6 +278,7 @@ struct billing_admission {
     int64_t hold;            /* micro-units reserved */
     int64_t price_input, price_cached, price_output;
     int64_t admitted_at;
+    int weight;              /* the account's fair-share weight (1..1000) at admission */
 };
 
 /* See the top of this file. Returns 0 with *out filled once the hold is

@@ -107,8 +107,13 @@ static const char v1[] =
     " created_at BIGINT NOT NULL,"
     " revoked_at BIGINT);";
 
+/* v2: each account's fair-share weight for the engine's scheduler (1..1000). */
+static const char v2[] = "ALTER TABLE accounts ADD COLUMN weight BIGINT NOT NULL DEFAULT 1"
+                         " CHECK (weight >= 1 AND weight <= 1000);";
+
 static const struct store_migration migrations[] = {
     {1, v1, NULL},
+    {2, v2, NULL},
 };
 
 const struct store_schema billing_schema = {migrations, sizeof migrations / sizeof *migrations};

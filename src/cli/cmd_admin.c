@@ -4,6 +4,7 @@
  *
  *   maas admin [--data DIR] account create NAME [--credit AMOUNT]
  *   maas admin [--data DIR] account list | show ID | credit ID AMOUNT
+ *   maas admin [--data DIR] account set ID --weight N   (fair-share weight, 1..1000)
  *   maas admin [--data DIR] key create ACCOUNT [--models M1,M2] [--rpm N] [--tpm N]
  *                               [--budget AMOUNT --budget-period day|month|total] [--expires YYYY-MM-DD]
  *   maas admin [--data DIR] key list [ACCOUNT] | revoke KEY_ID
@@ -34,12 +35,12 @@ enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV };
 
 enum opt_id {
     O_DATA, O_DB, O_FORMAT, O_SECRET, O_CREDIT, O_MODELS, O_RPM, O_TPM, O_BUDGET, O_PERIOD, O_EXPIRES, O_INPUT,
-    O_CACHED, O_OUTPUT, O_FROM, O_TO, O_ACCOUNT, O_KEY, O_BY, O_COUNT
+    O_CACHED, O_OUTPUT, O_FROM, O_TO, O_ACCOUNT, O_KEY, O_BY, O_WEIGHT, O_COUNT
 };
 
 static const char *opt_names[O_COUNT] = {
     "data", "db", "format", "secret-file", "credit", "models", "rpm", "tpm", "budget", "budget-period",
-    "expires", "input", "cached-input", "output", "from", "to", "account", "key", "by",
+    "expires", "input", "cached-input", "output", "from", "to", "account", "key", "by", "weight",
 };
 
 #define GLOBAL_OPTS ((1u << O_DATA) | (1u << O_DB) | (1u << O_FORMAT) | (1u << O_SECRET))
@@ -58,6 +59,7 @@ static const char usage_text[] =
     "  account list\n"
     "  account show ID\n"
     "  account credit ID AMOUNT\n"
+    "  account set ID --weight N                  fair-share weight in the scheduler, 1..1000 (default 1)\n"
     "  key create ACCOUNT [--models M1,M2] [--rpm N] [--tpm N] [--budget AMOUNT --budget-period day|month|total]\n"
     "                     [--expires YYYY-MM-DD]   prints the key on its last line (shown only once)\n"
     "  key list [ACCOUNT]\n"
@@ -229,9 +231,9 @@ static void print_account_table(const struct billing_account *a)
 {
     char b1[32], b2[32], b3[32], b4[32], t[32];
     printf("id:         %s\nname:       %s\nbalance:    %s\nheld:       %s\navailable:  %s\ncredited:   %s\n"
-           "keys:       %lld\ncreated:    %s\n",
+           "keys:       %lld\nweight:     %lld\ncreated:    %s\n",
            a->id, a->name, amt(a->balance, b1), amt(a->held, b2), amt(a->balance - a->held, b3),
-           amt(a->credited, b4), (long long)a->n_keys, when(a->created_at, t));
+           amt(a->credited, b4), (long long)a->n_keys, (long long)a->weight, when(a->created_at, t));
 }
 
 /* A listing's JSON, made by srv_json_* (rc, *o): printed, or the error. */
@@ -245,10 +247,10 @@ static int account_list_row(void *ctx, const struct billing_account *a)
     int *n = ctx;
     char b1[32], b2[32], b3[32], t[32];
     if (*n == 0)
-        printf("%-22s %-20s %16s %14s %16s %5s  %s\n", "ID", "NAME", "BALANCE", "HELD", "CREDITED", "KEYS",
-               "CREATED");
-    printf("%-22s %-20s %16s %14s %16s %5lld  %s\n", a->id, a->name, amt(a->balance, b1), amt(a->held, b2),
-           amt(a->credited, b3), (long long)a->n_keys, when(a->created_at, t));
+        printf("%-22s %-20s %16s %14s %16s %5s %6s  %s\n", "ID", "NAME", "BALANCE", "HELD", "CREDITED", "KEYS",
+               "WEIGHT", "CREATED");
+    printf("%-22s %-20s %16s %14s %16s %5lld %6lld  %s\n", a->id, a->name, amt(a->balance, b1), amt(a->held, b2),
+           amt(a->credited, b3), (long long)a->n_keys, (long long)a->weight, when(a->created_at, t));
     (*n)++;
     return 0;
 }
@@ -309,6 +311,27 @@ static int account_show(struct billing *b, const struct args *a)
     } else if (billing_account_get(b, a->pos[2], &acc, &e)) {
         return fail("%s", e.msg);
     }
+    if (a->fmt == FMT_JSON)
+        return print_json(srv_json_account(&acc));
+    print_account_table(&acc);
+    return 0;
+}
+
+/* account set ID --weight N */
+static int account_set(struct billing *b, const struct args *a)
+{
+    struct err e = {0};
+    const char *syn = "account set ID --weight N";
+    if (only(a, 1u << O_WEIGHT, "account set") || npos(a, 1, 1, syn))
+        return 2;
+    if (!a->opt[O_WEIGHT])
+        return fail("account set: --weight is required (%s)", syn), 2;
+    int w;
+    if (arg_int("--weight", a->opt[O_WEIGHT], 1, 1000, &w, &e))
+        return fail("%s", e.msg), 2;
+    struct billing_account acc;
+    if (billing_account_set_weight(b, a->pos[2], w, &e) || billing_account_get(b, a->pos[2], &acc, &e))
+        return fail("%s", e.msg);
     if (a->fmt == FMT_JSON)
         return print_json(srv_json_account(&acc));
     print_account_table(&acc);
@@ -616,7 +639,7 @@ struct subcmd {
 /* In the order the error messages list them. */
 static const struct subcmd subcmds[] = {
     {"account", "create", account_create}, {"account", "list", account_list}, {"account", "show", account_show},
-    {"account", "credit", account_show},   {"key", "create", key_create},     {"key", "list", key_list},
+    {"account", "credit", account_show},   {"account", "set", account_set},   {"key", "create", key_create},     {"key", "list", key_list},
     {"key", "revoke", key_revoke},         {"price", "set", price_set},       {"price", "list", price_list},
     {"usage", NULL, do_usage},             {"admin-key", NULL, do_admin_key}, {"audit", NULL, do_audit},
 };

@@ -38,6 +38,8 @@ static void usage(FILE *out)
             "  --kv-blocks N         KV cache blocks of 16 positions per model (default: 4 contexts)\n"
             "  --max-queue N         requests waiting per model before 429 (default 256)\n"
             "  --max-running N       sequences decoding at once per model (default 64)\n"
+            "  --sched fair|fcfs     admission order: weighted fair shares across accounts (default),\n"
+            "                        or first come, first served\n"
             "  --max-body BYTES      largest request body, else 413 (default 1048576)\n"
             "  --timeout S           close a connection idle or stalled for S seconds (default 30)\n"
             "  --data DIR            the ledger (accounts, keys, prices, usage) in DIR (default ./maas-data)\n"
@@ -216,6 +218,10 @@ static int parse_opt(const char *a, const char *v, struct serve_args *sa, struct
         rc = arg_int(a, v, 1, 1 << 20, &sa->eo.max_queue, e);
     } else if (!strcmp(a, "--max-running")) {
         rc = arg_int(a, v, 1, 4096, &sa->eo.max_running, e);
+    } else if (!strcmp(a, "--sched")) {
+        if (strcmp(v, "fair") && strcmp(v, "fcfs"))
+            return gen_usage_error("serve", NULL, "--sched '%s': expected fair or fcfs", v);
+        sa->eo.fcfs = !strcmp(v, "fcfs");
     } else if (!strcmp(a, "--max-body")) {
         rc = arg_int(a, v, 16, 1 << 30, &sa->max_body, e);
     } else if (!strcmp(a, "--timeout")) {

@@ -29,10 +29,10 @@ static json_t *jwhen_or_null(int64_t t)
 
 json_t *srv_json_account(const struct billing_account *a)
 {
-    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:o}", "id", a->id, "name", a->name, "balance",
+    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:I,s:I,s:o}", "id", a->id, "name", a->name, "balance",
                      jamount(a->balance), "held", jamount(a->held), "available", jamount(a->balance - a->held),
-                     "credited", jamount(a->credited), "keys", (json_int_t)a->n_keys, "created_at",
-                     jwhen(a->created_at));
+                     "credited", jamount(a->credited), "keys", (json_int_t)a->n_keys, "weight",
+                     (json_int_t)a->weight, "created_at", jwhen(a->created_at));
 }
 
 json_t *srv_json_key(const struct billing_key *k, const char *whole)

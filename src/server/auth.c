@@ -145,8 +145,13 @@ static int hook_admit(void *ctx, const struct server_admit_info *a, void **req_c
         return -1;
     }
     *req_ctx = NULL;
-    if (rc == 0)
+    if (rc == 0) {
+        if (a->sched) {
+            snprintf(a->sched->account, sizeof a->sched->account, "%s", ad.account_id);
+            a->sched->weight = ad.weight;
+        }
         return 0;
+    }
     return srv_refusal_http(&e, ad.retry_after, err);
 }
 

@@ -209,12 +209,17 @@ static int admit_submit(struct job *j, const struct oai_request *req, const char
 {
     struct server *srv = j->srv;
     struct err e;
+    struct server_sched sched = {{0}, 0};
     if (srv->hooks.admit) {
-        struct server_admit_info a = {j->id,     authorization,   req->model,     req->user,
-                                      req->kind, er->n_prompt, er->max_tokens};
+        struct server_admit_info a = {j->id,     authorization, req->model,     req->user,
+                                      req->kind, er->n_prompt,  er->max_tokens, &sched};
         if (srv->hooks.admit(srv->hooks.ctx, &a, &j->hook_ctx, err) < 0)
             return -1;
     }
+    struct engine_request sub = *er;
+    sub.account = sched.account;
+    sub.weight = sched.weight;
+    er = &sub;
     j->admitted = true;
     j->usage.prompt_tokens = er->n_prompt;
     j->t_submit = now_ns();

@@ -64,6 +64,13 @@ struct server_model {
     const char *chat_template;     /* borrowed: family name to force, or NULL to recognise the model's */
 };
 
+/* What admit() tells the engine about an admitted request: the account in
+ * whose fair share it runs and that account's weight (see engine_submit). */
+struct server_sched {
+    char account[ENGINE_ACCOUNT_MAX]; /* "" = the one class of requests without an account */
+    int weight;                       /* 1..1000; 0 = 1 */
+};
+
 struct server_admit_info {
     const char *request_id;        /* the response's id, unique: the ledger's request id */
     const char *authorization;     /* the Authorization header, or NULL */
@@ -72,6 +79,7 @@ struct server_admit_info {
     enum oai_kind kind;
     int n_prompt;
     int max_tokens;
+    struct server_sched *sched;    /* out: zeroed before admit(), which may fill it */
 };
 
 struct server_settle_info {

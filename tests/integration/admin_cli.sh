@@ -48,6 +48,19 @@ expect_rc 1 "account credit unknown" adm account credit acct_nope 5
 expect_rc 2 "account show without id" adm account show
 expect_rc 2 "unknown subcommand" adm frobnicate
 expect_rc 2 "unknown option" adm account list --bogus 1
+# fair-share weights: default 1, set 1..1000, shown in text and JSON
+adm account show "$A" --format json | json "assert d['weight']==1, d" || fail "account weight default"
+adm account set "$A" --weight 3 --format json | json "assert d['weight']==3 and d['id']=='$A', d" || fail "account set --weight json"
+adm account show "$A" | grep -qE '^weight: +3$' || fail "account show weight table"
+adm account list --format json | json "w={x['id']:x['weight'] for x in d['accounts']}; assert w['$A']==3 and w['$B']==1, d" || fail "account list weight json"
+adm account list | grep -q "WEIGHT" || fail "account list weight column"
+for bad in 0 1001 -1 abc 2.5 ""; do
+  expect_rc 2 "account set --weight '$bad'" adm account set "$A" --weight "$bad"
+done
+expect_rc 2 "account set without --weight" adm account set "$A"
+expect_rc 1 "account set unknown" adm account set acct_nope --weight 2
+adm account set "$A" --weight 1000 >/dev/null || fail "account set --weight 1000"
+adm account set "$A" --weight 1 >/dev/null || fail "account set --weight 1"
 expect_rc 2 "bad format" adm account list --format xml
 
 # ---- keys ----

@@ -62,6 +62,7 @@ struct adm {
     int status;
     char message[256];
     int64_t retry_after, hold, price_input, price_output;
+    int weight;
     char request_id[BILLING_ID_MAX], account_id[BILLING_ID_MAX];
 };
 
@@ -82,6 +83,7 @@ static struct adm admit(struct billing *b, const char *key, const char *model, i
     out.hold = a.hold;
     out.price_input = a.price_input;
     out.price_output = a.price_output;
+    out.weight = a.weight;
     snprintf(out.request_id, sizeof out.request_id, "%s", a.request_id);
     snprintf(out.account_id, sizeof out.account_id, "%s", a.account_id);
     return out;
@@ -593,9 +595,33 @@ TEST(fault_injection_ledger_balances)
     CHECK(total_failures > 50); /* the injection really hit */
 }
 
+/* Fair-share weights: 1 by default, set within 1..1000, seen by the next
+ * admission; bad values and unknown accounts are refused. */
+TEST(account_weights)
+{
+    struct billing *b = open_b("n1", 1, 1);
+    if (!b)
+        return;
+    struct err e = {0};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    setup_acct(b, "10", acct, key, NULL);
+    set_price(b, "m", 1, 1, 1, 0);
+    CHECK(acct_get(b, acct).weight == 1);
+    CHECK(admit(b, key, "m", 1, 1).weight == 1);
+    must(billing_account_set_weight(b, acct, 7, &e), &e);
+    CHECK(acct_get(b, acct).weight == 7);
+    CHECK(admit(b, key, "m", 1, 1).weight == 7);
+    CHECK(billing_account_set_weight(b, acct, 0, &e) == -1 && e.code == ERR_INVALID);
+    CHECK(billing_account_set_weight(b, acct, 1001, &e) == -1 && e.code == ERR_INVALID);
+    CHECK(billing_account_set_weight(b, "acct_nope", 2, &e) == -1 && e.code == ERR_NOT_FOUND);
+    CHECK(acct_get(b, acct).weight == 7);
+    billing_close(b);
+}
+
 int main(void)
 {
     RUN(keys_verify);
+    RUN(account_weights);
     RUN(refusals);
     RUN(concurrent_64_no_overdraw);
     RUN(settle_idempotent);
