@@ -337,12 +337,12 @@ int billing_settle_check(const char *request_id, int64_t prompt, int64_t cached,
 
 #define USAGE_COLS \
     "request_id, account_id, key_id, model, prompt_tokens, cached_tokens, completion_tokens," \
-    " price_input, price_cached, price_output, cost, admitted_at, ended_at, finish_reason"
+    " price_input, price_cached, price_output, cost, admitted_at, ended_at, finish_reason, compute_us, compute_cost"
 /* A hold read as the usage it reserves: no cached tokens, max_tokens
  * completion tokens, its amount as the cost. */
 #define HOLD_AS_USAGE_COLS \
     "request_id, account_id, key_id, model, prompt_tokens, 0, max_tokens," \
-    " price_input, price_cached, price_output, amount, admitted_at, admitted_at, 'held'"
+    " price_input, price_cached, price_output, amount, admitted_at, admitted_at, 'held', 0, 0"
 
 #define U_TEXT(f) BILLING_COL_TEXT(struct billing_usage, f)
 #define U_INT(f) BILLING_COL_INT(struct billing_usage, f)
@@ -350,7 +350,7 @@ static const struct billing_col usage_cols[] = {
     U_TEXT(request_id),  U_TEXT(account_id),    U_TEXT(key_id),       U_TEXT(model),
     U_INT(prompt_tokens), U_INT(cached_tokens), U_INT(completion_tokens), U_INT(price_input),
     U_INT(price_cached), U_INT(price_output),   U_INT(cost),          U_INT(admitted_at),
-    U_INT(ended_at),     U_TEXT(finish_reason),
+    U_INT(ended_at),     U_TEXT(finish_reason), U_INT(compute_us),    U_INT(compute_cost),
 };
 
 /* Reads one usage record (USAGE_COLS or HOLD_AS_USAGE_COLS) into ctx and stops. */
@@ -400,16 +400,25 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
     int64_t now = billing_now(b);
     char day[24];
     time_format_day(h.admitted_at, day, sizeof day);
-    struct store_val up[15] = {SV_TEXT(j->request_id), SV_TEXT(h.account_id),   SV_TEXT(h.key_id),
+    int64_t pch = 0;
+    if (store_query_int(s,
+                        "SELECT per_core_hour FROM compute_prices WHERE effective_from <= $1"
+                        " ORDER BY effective_from DESC LIMIT 1",
+                        (struct store_val[]){SV_INT(h.admitted_at)}, 1, &pch, NULL, e))
+        return -1;
+    int64_t ccost = billing_compute_cost(j->compute_us, pch);
+    struct store_val up[17] = {SV_TEXT(j->request_id), SV_TEXT(h.account_id),   SV_TEXT(h.key_id),
                                SV_TEXT(h.model),       SV_INT(j->prompt),       SV_INT(j->cached),
                                SV_INT(j->completion),  SV_INT(h.price_input),   SV_INT(h.price_cached),
                                SV_INT(h.price_output), SV_INT(cost),            SV_INT(h.admitted_at),
-                               SV_INT(now),            SV_TEXT(day),            SV_TEXT(j->finish_reason)};
+                               SV_INT(now),            SV_TEXT(day),            SV_TEXT(j->finish_reason),
+                               SV_INT(j->compute_us),  SV_INT(ccost)};
     if (store_exec(s,
                    "INSERT INTO usage (request_id, account_id, key_id, model, prompt_tokens, cached_tokens,"
                    " completion_tokens, price_input, price_cached, price_output, cost, admitted_at, ended_at, day,"
-                   " finish_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                   up, 15, NULL, e))
+                   " finish_reason, compute_us, compute_cost)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                   up, 17, NULL, e))
         return -1;
     int64_t balance = 0;
     int found = 0;

@@ -590,6 +590,36 @@ int billing_price_set(struct billing *b, const struct billing_price *p, struct e
     return write_done(b, s, rc);
 }
 
+int64_t billing_compute_cost(int64_t compute_us, int64_t per_core_hour)
+{
+    if (compute_us <= 0 || per_core_hour <= 0)
+        return 0;
+    /* 2^50 us x 2^63 does not fit 64 bits: exact in 128, rounded half up */
+    __int128 v = (__int128)compute_us * per_core_hour + 1800000000;
+    v /= 3600000000;
+    return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+int billing_compute_price_set(struct billing *b, int64_t per_core_hour, int64_t effective_from, struct err *e)
+{
+    if (per_core_hour < 0)
+        return err_set(e, ERR_INVALID, "compute price must not be negative");
+    if (effective_from < 0)
+        return err_set(e, ERR_INVALID, "compute price: time must not be negative");
+    struct store *s = billing_conn_get(b);
+    struct store_val v[3] = {SV_INT(effective_from), SV_INT(per_core_hour), SV_INT(billing_now(b))};
+    int rc = store_begin(s, STORE_TX_WRITE, e) ||
+                     store_exec(s, "DELETE FROM compute_prices WHERE effective_from = $1", v, 1, NULL, e) ||
+                     store_exec(s,
+                                "INSERT INTO compute_prices (effective_from, per_core_hour, created_at)"
+                                " VALUES ($1, $2, $3)",
+                                v, 3, NULL, e) ||
+                     store_commit(s, e)
+                 ? -1
+                 : 0;
+    return write_done(b, s, rc);
+}
+
 #define P_TEXT(f) BILLING_COL_TEXT(struct billing_price, f)
 #define P_INT(f) BILLING_COL_INT(struct billing_price, f)
 static const struct billing_col price_cols[] = {

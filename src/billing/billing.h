@@ -248,6 +248,13 @@ typedef int (*billing_price_fn)(void *ctx, const struct billing_price *p);
 /* Every price row, by model then time. */
 int billing_price_list(struct billing *b, billing_price_fn fn, void *ctx, struct err *e);
 
+/* The operator's compute price: per_core_hour micro-units per core-hour
+ * (>= 0) from effective_from (Unix seconds) on; a second one for the same
+ * time replaces the first. A request's compute_cost uses the price in force
+ * at its admission (0 before any): round(compute_us * per_core_hour / 3.6e9). */
+int billing_compute_price_set(struct billing *b, int64_t per_core_hour, int64_t effective_from, struct err *e);
+int64_t billing_compute_cost(int64_t compute_us, int64_t per_core_hour);
+
 /* ---- admission and settlement ---- */
 /* Why an admission (or an authentication) was refused: e->reason of an
  * ERR_REFUSED. */
@@ -299,6 +306,8 @@ struct billing_usage {
     int64_t cost;
     int64_t admitted_at, ended_at;
     char finish_reason[32]; /* stop, length, cancelled, disconnected, error, abandoned ... */
+    int64_t compute_us;     /* core-microseconds the engine spent on it (operator-only) */
+    int64_t compute_cost;   /* micro-units: compute_us at the compute price in force at admission */
 };
 
 /* Settles an admitted request: writes its usage record and ledger row,
@@ -309,6 +318,11 @@ struct billing_usage {
 int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tokens, int64_t cached_tokens,
                    int64_t completion_tokens, const char *finish_reason, struct billing_usage *out,
                    struct err *e);
+/* billing_settle with the request's compute time (core-microseconds, >= 0,
+ * at most 2^50) stored in its record with its compute cost. */
+int billing_settle_compute(struct billing *b, const char *request_id, int64_t prompt_tokens, int64_t cached_tokens,
+                           int64_t completion_tokens, int64_t compute_us, const char *finish_reason,
+                           struct billing_usage *out, struct err *e);
 
 /* Releases stale holds with a zero-cost "abandoned" usage record: those of
  * this node (on a shared ledger: of any node) made by a process that is gone
@@ -340,6 +354,7 @@ struct billing_usage_filter {
 struct billing_usage_row {
     char group[BILLING_MODEL_MAX]; /* the day, account id, key id, model or request id */
     int64_t requests, prompt_tokens, cached_tokens, completion_tokens, cost;
+    int64_t compute_us, compute_cost; /* operator-only: never shown to tenants; margin = cost - compute_cost */
 };
 
 const char *billing_group_name(enum billing_group g);

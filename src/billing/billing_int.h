@@ -11,6 +11,7 @@
 struct settle_job {
     const char *request_id;       /* borrowed from the waiting caller */
     int64_t prompt, cached, completion;
+    int64_t compute_us;           /* core-microseconds */
     const char *finish_reason;    /* borrowed */
     struct billing_usage *out;    /* borrowed; written by the writer */
     struct err err;               /* the writer's message when rc != 0 */

@@ -46,6 +46,8 @@ static void fill(struct billing_usage_row *u, const struct store_row *r, int has
     u->cached_tokens = store_row_int(r, c++);
     u->completion_tokens = store_row_int(r, c++);
     u->cost = store_row_int(r, c++);
+    u->compute_us = store_row_int(r, c++);
+    u->compute_cost = store_row_int(r, c++);
 }
 
 static int group_row(void *ctx, const struct store_row *r)
@@ -69,7 +71,8 @@ static int total_row(void *ctx, const struct store_row *r)
 
 #define SUMS \
     " COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0)," \
-    " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0) FROM usage"
+    " COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), COALESCE(SUM(compute_us), 0)," \
+    " COALESCE(SUM(compute_cost), 0) FROM usage"
 
 int billing_usage_report(struct billing *b, const struct billing_usage_filter *f, enum billing_group by,
                          billing_usage_fn fn, void *ctx, struct billing_usage_row *total, struct err *e)
@@ -98,7 +101,7 @@ int billing_usage_report(struct billing *b, const struct billing_usage_filter *f
     if (f->key_id)
         COND("key_id = $%d", SV_TEXT(f->key_id));
 #undef COND
-    char sql_groups[768], sql_total[512];
+    char sql_groups[1024], sql_total[768];
     snprintf(sql_groups, sizeof sql_groups, "SELECT %s," SUMS "%s GROUP BY %s ORDER BY %s", group_col[by], where,
              group_col[by], group_col[by]);
     snprintf(sql_total, sizeof sql_total, "SELECT" SUMS "%s", where);

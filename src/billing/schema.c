@@ -107,9 +107,18 @@ static const char v1[] =
     " created_at BIGINT NOT NULL,"
     " revoked_at BIGINT);";
 
-/* v2: each account's fair-share weight for the engine's scheduler (1..1000). */
+/* v2: each account's fair-share weight for the engine's scheduler (1..1000);
+ * what each request cost to compute (core-microseconds, and their cost at
+ * the operator's compute price in force at admission, micro-units); the
+ * operator's compute prices (micro-units per core-hour, versioned). */
 static const char v2[] = "ALTER TABLE accounts ADD COLUMN weight BIGINT NOT NULL DEFAULT 1"
-                         " CHECK (weight >= 1 AND weight <= 1000);";
+                         " CHECK (weight >= 1 AND weight <= 1000);"
+                         "ALTER TABLE usage ADD COLUMN compute_us BIGINT NOT NULL DEFAULT 0;"
+                         "ALTER TABLE usage ADD COLUMN compute_cost BIGINT NOT NULL DEFAULT 0;"
+                         "CREATE TABLE compute_prices ("
+                         " effective_from BIGINT PRIMARY KEY,"
+                         " per_core_hour BIGINT NOT NULL CHECK (per_core_hour >= 0),"
+                         " created_at BIGINT NOT NULL);";
 
 static const struct store_migration migrations[] = {
     {1, v1, NULL},

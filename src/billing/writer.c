@@ -240,8 +240,19 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
                    int64_t completion_tokens, const char *finish_reason, struct billing_usage *out,
                    struct err *e)
 {
+    return billing_settle_compute(b, request_id, prompt_tokens, cached_tokens, completion_tokens, 0, finish_reason,
+                                  out, e);
+}
+
+int billing_settle_compute(struct billing *b, const char *request_id, int64_t prompt_tokens, int64_t cached_tokens,
+                           int64_t completion_tokens, int64_t compute_us, const char *finish_reason,
+                           struct billing_usage *out, struct err *e)
+{
     if (billing_settle_check(request_id, prompt_tokens, cached_tokens, completion_tokens, finish_reason, e))
         return -1;
+    if (compute_us < 0 || compute_us > (INT64_C(1) << 50))
+        return err_set(e, ERR_INVALID, "request %s: compute time %lld core-us is outside 0..2^50", request_id,
+                       (long long)compute_us);
     struct billing_usage u;
     struct settle_job j;
     memset(&j, 0, sizeof j);
@@ -249,6 +260,7 @@ int billing_settle(struct billing *b, const char *request_id, int64_t prompt_tok
     j.prompt = prompt_tokens;
     j.cached = cached_tokens;
     j.completion = completion_tokens;
+    j.compute_us = compute_us;
     j.finish_reason = finish_reason;
     j.out = &u;
     if (!b->has_writer) {

@@ -10,6 +10,7 @@
  *   maas admin [--data DIR] key list [ACCOUNT] | revoke KEY_ID
  *   maas admin [--data DIR] price set MODEL --input A --cached-input A --output A [--from TIMESTAMP]
  *   maas admin [--data DIR] price list
+ *   maas admin [--data DIR] cost set --per-core-hour AMOUNT [--from TIMESTAMP]   (the operator's compute price)
  *   maas admin [--data DIR] usage [--from DATE] [--to DATE] [--account ID] [--key KEY_ID]
  *                               [--by day|account|key|model|request] [--format table|json|csv]
  *   maas admin [--data DIR] admin-key create
@@ -35,12 +36,12 @@ enum fmt { FMT_TABLE, FMT_JSON, FMT_CSV };
 
 enum opt_id {
     O_DATA, O_DB, O_FORMAT, O_SECRET, O_CREDIT, O_MODELS, O_RPM, O_TPM, O_BUDGET, O_PERIOD, O_EXPIRES, O_INPUT,
-    O_CACHED, O_OUTPUT, O_FROM, O_TO, O_ACCOUNT, O_KEY, O_BY, O_WEIGHT, O_COUNT
+    O_CACHED, O_OUTPUT, O_FROM, O_TO, O_ACCOUNT, O_KEY, O_BY, O_WEIGHT, O_PER_CORE_HOUR, O_COUNT
 };
 
 static const char *opt_names[O_COUNT] = {
     "data", "db", "format", "secret-file", "credit", "models", "rpm", "tpm", "budget", "budget-period",
-    "expires", "input", "cached-input", "output", "from", "to", "account", "key", "by", "weight",
+    "expires", "input", "cached-input", "output", "from", "to", "account", "key", "by", "weight", "per-core-hour",
 };
 
 #define GLOBAL_OPTS ((1u << O_DATA) | (1u << O_DB) | (1u << O_FORMAT) | (1u << O_SECRET))
@@ -67,6 +68,8 @@ static const char usage_text[] =
     "  price set MODEL --input AMOUNT --cached-input AMOUNT --output AMOUNT [--from TIMESTAMP]\n"
     "                                             amounts per million tokens\n"
     "  price list\n"
+    "  cost set --per-core-hour AMOUNT [--from TIMESTAMP]\n"
+    "                                             the operator's compute price, for usage's compute_cost and margin\n"
     "  usage [--from DATE] [--to DATE] [--account ID] [--key KEY_ID] [--by day|account|key|model|request]\n"
     "        [--format table|json|csv]\n"
     "  admin-key create                           a key for the /admin HTTP routes (last line)\n"
@@ -457,6 +460,36 @@ static int price_row(void *ctx, const struct billing_price *p)
     return 0;
 }
 
+/* cost set --per-core-hour AMOUNT [--from TIMESTAMP] */
+static int cost_set(struct billing *b, const struct args *a)
+{
+    struct err e = {0};
+    const char *syn = "cost set --per-core-hour AMOUNT [--from TIMESTAMP]";
+    if (only(a, (1u << O_PER_CORE_HOUR) | (1u << O_FROM), "cost set") || npos(a, 0, 0, syn))
+        return 2;
+    if (!a->opt[O_PER_CORE_HOUR]) {
+        fprintf(stderr, "maas admin: usage: maas admin %s\n", syn);
+        return 2;
+    }
+    int64_t pch = 0, from = billing_now(b);
+    if (parse_amount("--per-core-hour", a->opt[O_PER_CORE_HOUR], &pch))
+        return 2;
+    if (a->opt[O_FROM] && strcmp(a->opt[O_FROM], "now") && time_parse(a->opt[O_FROM], &from, &e)) {
+        fprintf(stderr, "maas admin: --from: %s\n", e.msg);
+        return 2;
+    }
+    if (billing_compute_price_set(b, pch, from, &e))
+        return fail("%s", e.msg);
+    char t[32], c[32];
+    if (a->fmt == FMT_JSON) {
+        json_t *o = json_pack("{s:s,s:s,s:s}", "per_core_hour", amt(pch, c), "from", when(from, t), "per",
+                              "core-hour");
+        return print_json(o);
+    }
+    printf("compute price %s per core-hour set from %s\n", amt(pch, c), when(from, t));
+    return 0;
+}
+
 static int price_set(struct billing *b, const struct args *a)
 {
     struct err e = {0};
@@ -516,18 +549,28 @@ struct usage_state {
     int n;
 };
 
+/* Core-microseconds as exact decimal seconds. */
+static const char *secs(int64_t us, char *buf)
+{
+    snprintf(buf, 32, "%lld.%06lld", (long long)(us / 1000000), (long long)(us % 1000000));
+    return buf;
+}
+
 static int usage_row(void *ctx, const struct billing_usage_row *r)
 {
     struct usage_state *st = ctx;
-    char c[32];
+    char c[32], cs[32], cc[32], mg[32];
+    secs(r->compute_us, cs);
+    amt(r->compute_cost, cc);
+    amt(r->cost - r->compute_cost, mg);
     if (st->fmt == FMT_CSV) {
         csv_str(stdout, r->group);
-        printf(",%lld,%lld,%lld,%lld,%s\n", (long long)r->requests, (long long)r->prompt_tokens,
-               (long long)r->cached_tokens, (long long)r->completion_tokens, amt(r->cost, c));
+        printf(",%lld,%lld,%lld,%lld,%s,%s,%s,%s\n", (long long)r->requests, (long long)r->prompt_tokens,
+               (long long)r->cached_tokens, (long long)r->completion_tokens, amt(r->cost, c), cs, cc, mg);
     } else {
-        printf("%-28s %9lld %14lld %14lld %14lld %16s\n", r->group, (long long)r->requests,
+        printf("%-28s %9lld %14lld %14lld %14lld %16s %14s %16s %16s\n", r->group, (long long)r->requests,
                (long long)r->prompt_tokens, (long long)r->cached_tokens, (long long)r->completion_tokens,
-               amt(r->cost, c));
+               amt(r->cost, c), cs, cc, mg);
     }
     st->n++;
     return 0;
@@ -574,13 +617,15 @@ static int do_usage(struct billing *b, const struct args *a)
     }
     if (a->fmt == FMT_JSON) {
         json_t *o = NULL;
-        return print_listing(srv_json_usage(b, &f, by, &o, &e), &o, &e);
+        return print_listing(srv_json_usage(b, &f, by, true, &o, &e), &o, &e);
     }
     struct usage_state st = {a->fmt, billing_group_name(by), 0};
     if (a->fmt == FMT_CSV)
-        printf("%s,requests,prompt_tokens,cached_tokens,completion_tokens,cost\n", st.group);
+        printf("%s,requests,prompt_tokens,cached_tokens,completion_tokens,cost,compute_s,compute_cost,margin\n",
+               st.group);
     else
-        printf("%-28s %9s %14s %14s %14s %16s\n", st.group, "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST");
+        printf("%-28s %9s %14s %14s %14s %16s %14s %16s %16s\n", st.group, "REQUESTS", "PROMPT", "CACHED",
+               "COMPLETION", "COST", "COMPUTE_S", "COMPUTE_COST", "MARGIN");
     struct billing_usage_row total;
     if (billing_usage_report(b, &f, by, usage_row, &st, &total, &e))
         return fail("%s", e.msg);
@@ -641,6 +686,7 @@ static const struct subcmd subcmds[] = {
     {"account", "create", account_create}, {"account", "list", account_list}, {"account", "show", account_show},
     {"account", "credit", account_show},   {"account", "set", account_set},   {"key", "create", key_create},     {"key", "list", key_list},
     {"key", "revoke", key_revoke},         {"price", "set", price_set},       {"price", "list", price_list},
+    {"cost", "set", cost_set},
     {"usage", NULL, do_usage},             {"admin-key", NULL, do_admin_key}, {"audit", NULL, do_audit},
 };
 #define N_SUBCMDS ((int)(sizeof subcmds / sizeof subcmds[0]))

@@ -79,6 +79,8 @@ struct engine_seq {
     int cls;                          /* its class in eng->fair, -1 until the engine thread binds it */
     bool in_running;                  /* in eng->running (else queued) */
     double compute_s;                 /* core-seconds attributed so far */
+    int reserved;                     /* tokens charged to the class at admission and not yet processed */
+    double res_w;                     /* the class weight they were charged at */
     int n_reg;                        /* leading blocks whose prefix-cache entry is known */
     uint64_t chain_hash, chain_uid;   /* hash and entry id of block n_reg-1 (root when 0) */
     struct rng rng;
@@ -382,9 +384,18 @@ static void seq_drop_blocks(struct engine *eng, struct engine_seq *s)
     s->chain_uid = 0;
 }
 
+/* Gives back to s's class the work charged at admission and not done. */
+static void seq_unreserve(struct engine *eng, struct engine_seq *s)
+{
+    if (s->cls >= 0 && s->reserved > 0)
+        fair_reserve(&eng->fair, s->cls, -(double)s->reserved / s->res_w);
+    s->reserved = 0;
+}
+
 static void seq_finish(struct engine *eng, struct engine_seq *s, enum engine_finish fin)
 {
     seq_drop_blocks(eng, s);
+    seq_unreserve(eng, s);
     if (s->cls >= 0)
         fair_leave(&eng->fair, s->cls, s->in_running);
     s->cls = -1;
@@ -411,6 +422,7 @@ static int preempt_one(struct engine *eng, int *n_decode)
     struct engine_seq *v = eng->running[k];
     remove_running(eng, k);
     seq_drop_blocks(eng, v);
+    seq_unreserve(eng, v);
     fair_preempted(&eng->fair, v->cls);
     v->in_running = false;
     if (v->chunk == 1)
@@ -533,6 +545,10 @@ static void admit(struct engine *eng)
         memmove(eng->qcls, eng->qcls + 1, (size_t)(eng->q_len - 1) * sizeof *eng->qcls);
         eng->q_len--;
         fair_admitted(&eng->fair, s->cls);
+        /* charge the work it will do now, so that the next pick sees it */
+        s->res_w = eng->fair.cls[s->cls].weight;
+        s->reserved = (s->n_tok - s->n_computed) + (s->req.max_tokens - s->n_gen);
+        fair_reserve(&eng->fair, s->cls, s->reserved / s->res_w);
         s->in_running = true;
         eng->running[eng->n_running++] = s;
     }
@@ -564,8 +580,13 @@ static void charge_step(struct engine *eng, int nt, int nseq, double wall_s)
     for (int k = 0; k < nseq; k++) {
         struct engine_seq *s = eng->bseqs[k];
         s->compute_s += core_s * s->chunk / nt;
-        if (s->cls >= 0)
-            fair_charge(&eng->fair, s->cls, s->chunk);
+        if (s->cls < 0)
+            continue;
+        /* processed work was charged at admission; beyond that, charge it now */
+        int from_res = s->chunk < s->reserved ? s->chunk : s->reserved;
+        s->reserved -= from_res;
+        fair_charge(&eng->fair, s->cls, s->chunk);
+        fair_reserve(&eng->fair, s->cls, -(double)from_res / s->res_w);
     }
 }
 

@@ -90,6 +90,7 @@ void fair_admitted(struct fair *f, int c);   /* a member of c went from waiting 
 void fair_preempted(struct fair *f, int c);  /* ... and back */
 void fair_leave(struct fair *f, int c, bool running); /* a member finished (running or waiting) */
 void fair_charge(struct fair *f, int c, int tokens);  /* c had tokens processed */
+void fair_reserve(struct fair *f, int c, double vdelta); /* adds vdelta (may be < 0) to c's v */
 /* The position (0..n-1) of the waiting sequence to admit next, given the
  * class of each in queue order (n >= 1): the first of the class with the
  * least v (ties: fewer running, then earlier); 0 under fcfs. */

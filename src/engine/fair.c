@@ -3,8 +3,12 @@
  * time measured in tokens processed. See engine_int.h for the contract.
  *
  * Each class c has a weight w_c and a virtual time v_c: the tokens the
- * engine processed for it (prompt chunks and decoded tokens, charged after
- * each step) divided by w_c. Admission serves the class with the least v
+ * engine processed for it (prompt chunks and decoded tokens) divided by w_c.
+ * The engine charges a sequence's work when it admits it — the prompt
+ * tokens it must compute plus max_tokens, at the class's weight then — and
+ * gives back what was not done when it finishes or is preempted, so that
+ * several admissions in one step already interleave by weight, and over time
+ * v counts the tokens actually processed. Admission serves the class with the least v
  * among those with a request waiting (ties: fewer running sequences, then
  * queue order), FCFS inside a class. A class that starts waiting after a
  * pause (nothing of it queued) has its v raised to the least v of the other
@@ -118,6 +122,11 @@ void fair_charge(struct fair *f, int c, int tokens)
     struct fair_class *k = &f->cls[c];
     k->tokens += (uint64_t)tokens;
     k->vtime += (double)tokens / k->weight;
+}
+
+void fair_reserve(struct fair *f, int c, double vdelta)
+{
+    f->cls[c].vtime += vdelta;
 }
 
 /* Whether class a goes before class b (a != b). */

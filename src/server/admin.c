@@ -127,8 +127,10 @@ static const char *path_id(const char *rest, char *id, size_t size)
 
 /* ---- routes ---- */
 
+/* operator: with compute_s, compute_cost and margin (the /admin route;
+ * tenants never see them). */
 static int usage_report(struct server *srv, const struct admin_query *q, const char *account, const char *key_id,
-                        char **out, struct oai_error *err)
+                        bool operator, char **out, struct oai_error *err)
 {
     struct billing_usage_filter f = {.account_id = account, .key_id = key_id};
     struct err e;
@@ -146,7 +148,7 @@ static int usage_report(struct server *srv, const struct admin_query *q, const c
     if (q->by && billing_group_parse(q->by, &by, &e) < 0)
         return bad(err, "by", "'by': %s", e.msg);
     json_t *o = NULL;
-    return listed(srv_json_usage(srv->o.billing, &f, by, &o, &e), &o, "usage report", &e, out, err);
+    return listed(srv_json_usage(srv->o.billing, &f, by, operator, &o, &e), &o, "usage report", &e, out, err);
 }
 
 int admin_usage_for_key(struct server *srv, const struct billing_key *k, const struct admin_query *q, char **out,
@@ -156,7 +158,7 @@ int admin_usage_for_key(struct server *srv, const struct billing_key *k, const s
     if (own.by && strcmp(own.by, "day") && strcmp(own.by, "model") && strcmp(own.by, "key") &&
         strcmp(own.by, "request"))
         return bad(err, "by", "'by' must be day, model, key or request here.%s", NULL);
-    return usage_report(srv, &own, k->account_id, NULL, out, err);
+    return usage_report(srv, &own, k->account_id, NULL, false, out, err);
 }
 
 static int accounts(struct server *srv, const char *method, const char *rest, json_t *body, char **out,
@@ -352,7 +354,7 @@ int admin_handle(struct server *srv, const char *method, const char *path, const
     else if (!strcmp(path, "/prices"))
         rc = prices(srv, method, root, out, err);
     else if (!strcmp(path, "/usage"))
-        rc = strcmp(method, "GET") ? -2 : usage_report(srv, q, q->account, q->key, out, err);
+        rc = strcmp(method, "GET") ? -2 : usage_report(srv, q, q->account, q->key, true, out, err);
     else if (!strcmp(path, "/audit")) {
         struct err e;
         if (strcmp(method, "GET"))

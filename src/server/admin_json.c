@@ -67,7 +67,7 @@ json_t *srv_json_price(const struct billing_price *p)
 }
 
 /* {GROUP: ..., "requests", ..., "cost"} with the group first; no group for the total. */
-static json_t *counters_json(const struct billing_usage_row *r, const char *group_name)
+static json_t *counters_json(const struct billing_usage_row *r, const char *group_name, bool operator)
 {
     json_t *o = json_object();
     if (!o)
@@ -80,6 +80,11 @@ static json_t *counters_json(const struct billing_usage_row *r, const char *grou
     rc |= json_object_set_new(o, "cached_tokens", json_integer(r->cached_tokens));
     rc |= json_object_set_new(o, "completion_tokens", json_integer(r->completion_tokens));
     rc |= json_object_set_new(o, "cost", jamount(r->cost));
+    if (operator) {
+        rc |= json_object_set_new(o, "compute_s", json_real((double)r->compute_us / 1e6));
+        rc |= json_object_set_new(o, "compute_cost", jamount(r->compute_cost));
+        rc |= json_object_set_new(o, "margin", jamount(r->cost - r->compute_cost));
+    }
     if (rc) {
         json_decref(o);
         return NULL;
@@ -92,6 +97,7 @@ static json_t *counters_json(const struct billing_usage_row *r, const char *grou
 struct list {
     json_t *items;
     const char *group;             /* usage rows: the grouping's name */
+    bool operator;                 /* usage rows: with compute and margin */
     bool oom;
 };
 
@@ -122,12 +128,12 @@ static int add_price(void *ctx, const struct billing_price *p)
 static int add_usage(void *ctx, const struct billing_usage_row *r)
 {
     struct list *l = ctx;
-    return append(l, counters_json(r, l->group));
+    return append(l, counters_json(r, l->group, l->operator));
 }
 
 static int list_begin(struct list *l, const char *group, struct err *e)
 {
-    *l = (struct list){json_array(), group, false};
+    *l = (struct list){json_array(), group, false, false};
     return l->items ? 0 : err_set(e, ERR_NOMEM, "out of memory");
 }
 
@@ -182,16 +188,17 @@ int srv_json_prices(struct billing *b, json_t **out, struct err *e)
     return list_end(&l, billing_price_list(b, add_price, &l, e), "prices", NULL, out, e);
 }
 
-int srv_json_usage(struct billing *b, const struct billing_usage_filter *f, enum billing_group by, json_t **out,
-                   struct err *e)
+int srv_json_usage(struct billing *b, const struct billing_usage_filter *f, enum billing_group by, bool operator,
+                   json_t **out, struct err *e)
 {
     struct list l;
     struct billing_usage_row total;
     if (list_begin(&l, billing_group_name(by), e) < 0)
         return -1;
+    l.operator = operator;
     int rc = billing_usage_report(b, f, by, add_usage, &l, &total, e);
     json_t *t = NULL;
-    if (rc == 0 && !(t = counters_json(&total, NULL)))
+    if (rc == 0 && !(t = counters_json(&total, NULL, operator)))
         rc = -1, l.oom = true;
     return list_end(&l, rc, "rows", t, out, e);
 }

@@ -161,8 +161,8 @@ static int hook_settle(void *ctx, void *req_ctx, const struct server_settle_info
     struct billing_usage u;
     struct err e;
     int cached = s->n_cached <= s->n_prompt ? s->n_cached : s->n_prompt;
-    if (billing_settle(srv->o.billing, s->request_id, s->n_prompt, cached, s->n_completion, s->finish, &u, &e) <
-        0) {
+    if (billing_settle_compute(srv->o.billing, s->request_id, s->n_prompt, cached, s->n_completion, s->compute_us,
+                               s->finish, &u, &e) < 0) {
         log_error("billing: settlement of %s (%s, %d + %d tokens) failed: %s; its hold is released at the "
                   "next start",
                   s->request_id, s->finish, s->n_prompt, s->n_completion, e.msg);

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "server/server_int.h"
 
+#include <math.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdatomic.h>
@@ -48,6 +49,7 @@ struct job {
     int n_fed;                     /* tokens fed to the detokenizer */
     int n_stop_tok;                /* stop_hit: token events up to the one that completed the stop string */
     uint64_t t_submit, t_last;
+    int64_t compute_us;            /* the engine's compute_s of the request, in core-microseconds */
     uint64_t t_checked;            /* last look at the client's socket */
     size_t text_total;             /* bytes of text produced (for text_offset) */
     struct sbuf text;              /* non-streaming: the whole text */
@@ -84,7 +86,8 @@ static void settle(struct job *j, const char *model, const char *finish)
     j->settled = true;
     if (j->srv->hooks.settle) {
         struct server_settle_info s = {j->id, model, j->usage.prompt_tokens, j->usage.cached_tokens,
-                                       j->usage.completion_tokens, finish, j->usage.cost, sizeof j->usage.cost};
+                                       j->usage.completion_tokens, finish, j->usage.cost, sizeof j->usage.cost,
+                                       j->compute_us};
         if (j->srv->hooks.settle(j->srv->hooks.ctx, j->hook_ctx, &s) < 0) {
             j->settle_failed = true;
             j->usage.cost[0] = 0;
@@ -398,6 +401,7 @@ static void on_done(struct job *j, const struct engine_event *ev)
     j->usage.prompt_tokens = ev->n_prompt;
     j->usage.cached_tokens = ev->n_cached;
     j->usage.completion_tokens = ev->n_completion;
+    j->compute_us = (int64_t)llround(ev->compute_s * 1e6);
     if (j->stop_hit && j->n_stop_tok < ev->n_completion)
         j->usage.completion_tokens = j->n_stop_tok;
     if (ev->finish == ENGINE_FINISH_ERROR) {

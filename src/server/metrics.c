@@ -232,6 +232,10 @@ char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
     render_requests(&o, req);
     for (size_t k = 0; k < sizeof series / sizeof series[0]; k++)
         render_series(&o, &series[k], labels, snap, st, nm);
+    sbuf_addf(&o, "# HELP maas_compute_seconds_total Core-seconds the engine spent in steps (wall time x threads).\n"
+                  "# TYPE maas_compute_seconds_total counter\n");
+    for (int i = 0; i < nm; i++)
+        sbuf_addf(&o, "maas_compute_seconds_total{model=\"%s\"} %.6f\n", labels[i], st[i].busy_core_s);
 
     render_hist_family(&o, "maas_time_to_first_token_seconds", "Time from submission to the first generated token.",
                        labels, snap, nm, false);

@@ -91,6 +91,7 @@ struct server_settle_info {
     const char *finish;            /* "stop", "length", "cancelled" (client gone), "error" */
     char *cost;                    /* out: the charged amount as a decimal string ("" = none) */
     size_t cost_size;
+    int64_t compute_us;            /* core-microseconds the engine spent on it (engine_event.compute_s) */
 };
 
 struct server_hooks {
@@ -156,12 +157,14 @@ struct json_t *srv_json_audit(const char *error);
 /* The listings, read from the ledger: {"accounts":[...]}, {"keys":[...]}
  * (account_id NULL: every account's), {"prices":[...]}, and the usage report
  * {"rows":[{GROUP:...,"requests",...,"cost"}...],"total":{...}} where GROUP
- * is billing_group_name(by). 0 with *out (a new reference), or -1 with *e:
- * billing's error, or ERR_NOMEM. */
+ * is billing_group_name(by); with operator set, every row and the total also
+ * carry "compute_s" (core-seconds, a number), "compute_cost" and "margin"
+ * (cost - compute_cost, exact; amounts as decimal strings). 0 with *out (a
+ * new reference), or -1 with *e: billing's error, or ERR_NOMEM. */
 int srv_json_accounts(struct billing *b, struct json_t **out, struct err *e);
 int srv_json_keys(struct billing *b, const char *account_id, struct json_t **out, struct err *e);
 int srv_json_prices(struct billing *b, struct json_t **out, struct err *e);
-int srv_json_usage(struct billing *b, const struct billing_usage_filter *f, enum billing_group by,
+int srv_json_usage(struct billing *b, const struct billing_usage_filter *f, enum billing_group by, bool operator,
                    struct json_t **out, struct err *e);
 /* Compact JSON text (from malloc) of o, whose reference it takes; NULL when
  * o is NULL or out of memory. */

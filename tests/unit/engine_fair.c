@@ -1,8 +1,9 @@
 /* engine: the weighted fair admission policy (fair.c) on simulated queues.
  * A small simulator stands in for the engine: requests wait in a queue in
  * arrival order, at most R run at once, every step each running request
- * processes one token (charged to its account) and leaves when its work is
- * done. Checked: equal shares, 3:1 weights, work conservation (a lone
+ * processes one token and leaves when its work is done; as in the engine,
+ * a request's work is charged to its account at admission and given back as
+ * it is processed. Checked: equal shares, 3:1 weights, work conservation (a lone
  * account gets every slot, an idle one's share goes to the others), no
  * credit for an account that was idle, a short request from a light account
  * overtaking a flood, FCFS when asked, and which sequence preemption takes. */
@@ -66,6 +67,8 @@ static void sim_step(struct sim *s)
         memmove(cls + p, cls + p + 1, (size_t)(s->q_len - p - 1) * sizeof *cls);
         s->q_len--;
         fair_admitted(&s->f, s->req[i].cls);
+        /* as the engine does: its work charged at admission, given back as it is done */
+        fair_reserve(&s->f, s->req[i].cls, (double)s->req[i].work / s->f.cls[s->req[i].cls].weight);
         if (s->req[i].admitted_at < 0)
             s->req[i].admitted_at = s->now;
         s->running[s->n_run++] = i;
@@ -75,6 +78,7 @@ static void sim_step(struct sim *s)
     for (int k = 0; k < s->n_run;) {
         struct sim_req *r = &s->req[s->running[k]];
         fair_charge(&s->f, r->cls, 1);
+        fair_reserve(&s->f, r->cls, -1.0 / s->f.cls[r->cls].weight);
         s->tokens[r->acct]++;
         if (--r->work == 0) {
             fair_leave(&s->f, r->cls, true);
