@@ -118,35 +118,65 @@ def test_weights(keys):
     check(all(s == 200 for s in statuses), "flood of 2 x 16 streamed requests answered 200")
     # while both are backlogged: from the moment both have a token out (the
     # first arrivals may find the other account not there yet: work
-    # conserving) to the moment the first account's last token arrives
+    # conserving) to the moment the first account's last request starts
+    # (from then on it has nothing waiting and the other takes the slots)
     starts = {a: min(min(s) for s in res[a] if s) for a in res}
-    ends = {a: max(max(s) for s in res[a] if s) for a in res}
-    t_start, t_end = max(starts.values()), min(ends.values())
+    last_starts = {a: max(min(s) for s in res[a] if s) for a in res}
+    t_start, t_end = max(starts.values()), min(last_starts.values())
     n = {a: sum(1 for s in res[a] for t in s if t_start <= t <= t_end) for a in res}
+    if os.environ.get("FAIR_DEBUG"):
+        t0 = min(starts.values())
+        for a in res:
+            print(a, sorted((round(min(s) - t0, 3), round(max(s) - t0, 3), len(s)) for s in res[a] if s))
+        print("window", t_start - t0, t_end - t0)
     ratio = n["a"] / max(n["b"], 1)
     check(2.25 <= ratio <= 3.75, "weights 3:1, both backlogged: tokens %d : %d = %.2f (3 +- 25%%)" % (n["a"], n["b"],
                                                                                                       ratio))
 
 
-def test_light_overtakes(keys):
-    stamps = {"a": [[] for _ in range(24)]}
-    threads = []
-    for i in range(24):
-        threads.append(threading.Thread(target=lambda i=i: stream(keys["a"], "flood %d" % i, 40, stamps["a"][i])))
+def light_under_flood(keys, n_flood):
+    """Account a keeps n_flood requests outstanding (each ended one replaced
+    at once) while account c sends 7 short ones, one at a time. Returns (c's
+    median time to first token, the mean latency of a's requests meanwhile)."""
+    stop = threading.Event()
+    res, lock = [], threading.Lock()
+
+    def loop(i):
+        k = 0
+        while not stop.is_set():
+            st = []
+            with lock:
+                res.append((time.monotonic(), st))
+            stream(keys["a"], "flood %d.%d" % (i, k), 40, st)
+            k += 1
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(n_flood)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
-    b = []
-    t0 = time.monotonic()
-    stream(keys["c"], "a short one", 4, b)
-    wait_b = (b[0] - t0) if b else 1e9
+    time.sleep(0.5)  # the backlog builds up
+    t_begin = time.monotonic()
+    ttft = []
+    for _ in range(7):
+        b = []
+        t0 = time.monotonic()
+        stream(keys["c"], "a short one", 4, b)
+        ttft.append((b[0] - t0) if b else 1e9)
+    t_end = time.monotonic()
+    stop.set()
     for t in threads:
         t.join()
-    lat_a = sorted(max(s) for s in stamps["a"] if s)
-    median_a = lat_a[len(lat_a) // 2] - t0 if lat_a else 0
-    check(b and wait_b <= median_a / 4 + 0.05,
-          "a light account's first token (%.3f s) within a quarter of the flood's median end (%.3f s)" %
-          (wait_b, median_a))
+    lat = [max(s) - t for t, s in res if s and t_begin <= max(s) <= t_end]
+    return sorted(ttft)[3], (sum(lat) / len(lat) if lat else 0)
+
+
+def test_light_overtakes(keys):
+    t32, a32 = light_under_flood(keys, 32)
+    t64, a64 = light_under_flood(keys, 64)
+    check(t32 <= a32 / 4 and t64 <= a64 / 4,
+          "a light account's time to first token (%.3f s, %.3f s) within a quarter of the flood's latency "
+          "(%.3f s, %.3f s) at 32 and 64 waiting" % (t32, t64, a32, a64))
+    # 30 ms of allowance: the wait for a free slot varies with where in a
+    # request's life it comes, whatever the backlog
+    check(t64 <= 1.5 * t32 + 0.03, "it does not grow with the flood: %.3f s at 64 vs %.3f s at 32" % (t64, t32))
 
 
 def test_compute_and_margin(keys):
