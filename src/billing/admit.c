@@ -438,6 +438,8 @@ int billing_settle_in_tx(struct billing *b, struct store *s, const struct settle
     out->prompt_tokens = j->prompt;
     out->cached_tokens = j->cached;
     out->completion_tokens = j->completion;
+    out->compute_us = j->compute_us;
+    out->compute_cost = ccost;
     out->cost = cost;
     out->ended_at = now;
     snprintf(out->finish_reason, sizeof out->finish_reason, "%s", j->finish_reason);

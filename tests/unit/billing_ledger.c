@@ -618,10 +618,48 @@ TEST(account_weights)
     billing_close(b);
 }
 
+/* Compute time with the usage record: its cost at the compute price in
+ * force at admission (versioned), rounded half up; report sums; a request
+ * settled without compute time costs nothing to compute. */
+TEST(compute_cost)
+{
+    CHECK(billing_compute_cost(1, 1800000000) == 1 && billing_compute_cost(1, 1799999999) == 0);
+    CHECK(billing_compute_cost(INT64_C(1) << 50, INT64_MAX) == INT64_MAX); /* saturates, no overflow */
+    CHECK(billing_compute_cost(0, 5) == 0 && billing_compute_cost(5, 0) == 0);
+    struct billing *b = open_b("n1", 1, 1);
+    if (!b)
+        return;
+    struct err e = {0};
+    char acct[BILLING_ID_MAX], key[BILLING_KEY_LEN + 1];
+    setup_acct(b, "10", acct, key, NULL);
+    set_price(b, "m", 1000000, 100000, 3000000, 0);
+    struct adm a0 = admit(b, key, "m", 10, 10); /* admitted before the price was set, but after its --from */
+    must(billing_compute_price_set(b, 3600000, 1, &e), &e); /* 3.6 per core-hour from t = 1 */
+    CHECK(billing_compute_price_set(b, -1, 1, &e) == -1 && e.code == ERR_INVALID);
+    struct billing_usage u0, u1, u2;
+    must(billing_settle_compute(b, a0.request_id, 10, 0, 10, 2000000, "stop", &u0, &e), &e);
+    CHECKF(u0.compute_us == 2000000 && u0.compute_cost == 2000, "%lld %lld", (long long)u0.compute_us, (long long)u0.compute_cost);
+    struct adm a1 = admit(b, key, "m", 10, 10);
+    CHECK(billing_settle_compute(b, a1.request_id, 10, 0, 10, -1, "stop", &u1, &e) == -1 && e.code == ERR_INVALID);
+    must(billing_settle_compute(b, a1.request_id, 10, 0, 10, 1500000, "stop", &u1, &e), &e);
+    CHECK(u1.compute_us == 1500000 && u1.compute_cost == 1500);
+    struct adm a2 = admit(b, key, "m", 10, 10);
+    must(billing_settle(b, a2.request_id, 10, 0, 10, "stop", &u2, &e), &e);
+    CHECK(u2.compute_us == 0 && u2.compute_cost == 0);
+    int n = 0;
+    struct billing_usage_row tot;
+    must(billing_usage_report(b, NULL, BILLING_BY_REQUEST, count_row, &n, &tot, &e), &e);
+    CHECK(n == 3 && tot.compute_us == 3500000 && tot.compute_cost == 3500);
+    CHECK(tot.cost == u0.cost + u1.cost + u2.cost);
+    audit_ok(b);
+    billing_close(b);
+}
+
 int main(void)
 {
     RUN(keys_verify);
     RUN(account_weights);
+    RUN(compute_cost);
     RUN(refusals);
     RUN(concurrent_64_no_overdraw);
     RUN(settle_idempotent);
