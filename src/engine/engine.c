@@ -721,6 +721,28 @@ static void step(struct engine *eng)
     }
 }
 
+/* The accounts with the most waiting requests into st->top (insertion into
+ * a short sorted list). Engine thread. */
+static void publish_top(struct engine *eng, struct engine_stats *st)
+{
+    st->n_top = 0;
+    for (int i = 0; i < eng->fair.cap; i++) {
+        const struct fair_class *c = &eng->fair.cls[i];
+        if (c->members == 0 || c->n_queued == 0)
+            continue;
+        int k = st->n_top < ENGINE_TOP_ACCOUNTS ? st->n_top++ : ENGINE_TOP_ACCOUNTS;
+        while (k > 0 && st->top[k - 1].queued < c->n_queued) {
+            if (k < ENGINE_TOP_ACCOUNTS)
+                st->top[k] = st->top[k - 1];
+            k--;
+        }
+        if (k < ENGINE_TOP_ACCOUNTS) {
+            snprintf(st->top[k].account, sizeof st->top[k].account, "%s", c->key);
+            st->top[k].queued = c->n_queued;
+        }
+    }
+}
+
 /* Refreshes the stats copy, then sends the DONE events of the step. */
 static void publish(struct engine *eng)
 {
@@ -740,6 +762,7 @@ static void publish(struct engine *eng)
     st->busy_s = eng->busy_s;
     st->busy_core_s = eng->busy_core_s;
     st->n_threads = eng->n_threads;
+    publish_top(eng, st);
     pthread_mutex_unlock(&eng->mu);
     for (int i = 0; i < eng->n_finished; i++) {
         struct engine_seq *s = eng->finished[i];

@@ -70,6 +70,7 @@ struct engine_request {
     int weight;                   /* the account's share weight, 1..1000 (0 = 1) */
 };
 #define ENGINE_ACCOUNT_MAX 64
+#define ENGINE_TOP_ACCOUNTS 8
 
 enum engine_finish {
     ENGINE_FINISH_STOP = 0,       /* an end-of-generation token (not emitted as text) */
@@ -131,6 +132,13 @@ struct engine_stats {
     double busy_s;                /* wall seconds spent in steps */
     double busy_core_s;           /* busy_s times the kernel threads */
     int n_threads;                /* kernel threads */
+    /* The accounts with the most requests waiting (most first, at most
+     * ENGINE_TOP_ACCOUNTS; "" = requests without an account). */
+    struct engine_account_queue {
+        char account[ENGINE_ACCOUNT_MAX];
+        int queued;
+    } top[ENGINE_TOP_ACCOUNTS];
+    int n_top;
 };
 void engine_get_stats(struct engine *eng, struct engine_stats *out);
 

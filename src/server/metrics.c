@@ -236,6 +236,18 @@ char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
                   "# TYPE maas_compute_seconds_total counter\n");
     for (int i = 0; i < nm; i++)
         sbuf_addf(&o, "maas_compute_seconds_total{model=\"%s\"} %.6f\n", labels[i], st[i].busy_core_s);
+    sbuf_addf(&o, "# HELP maas_account_queue_length Requests waiting, for the accounts with the most waiting "
+                  "(at most %d per model; account \"-\": requests without one).\n"
+                  "# TYPE maas_account_queue_length gauge\n",
+              ENGINE_TOP_ACCOUNTS);
+    for (int i = 0; i < nm; i++)
+        for (int k = 0; k < st[i].n_top; k++) {
+            char *acct = label_value(st[i].top[k].account[0] ? st[i].top[k].account : "-");
+            if (acct)
+                sbuf_addf(&o, "maas_account_queue_length{model=\"%s\",account=\"%s\"} %d\n", labels[i], acct,
+                          st[i].top[k].queued);
+            free(acct);
+        }
 
     render_hist_family(&o, "maas_time_to_first_token_seconds", "Time from submission to the first generated token.",
                        labels, snap, nm, false);

@@ -153,6 +153,9 @@ def light_under_flood(keys, n_flood):
     for t in threads:
         t.start()
     time.sleep(0.5)  # the backlog builds up
+    st, body = get("/metrics", ADMIN_KEY)
+    m = re.search(rb'maas_account_queue_length\{model="tiny",account="%s"\} (\d+)' % state["acct_a"].encode(), body)
+    state.setdefault("queue_seen", []).append(int(m.group(1)) if m else -1)
     t_begin = time.monotonic()
     ttft = []
     for _ in range(7):
@@ -176,6 +179,9 @@ def test_light_overtakes(keys):
           "(%.3f s, %.3f s) at 32 and 64 waiting" % (t32, t64, a32, a64))
     # 30 ms of allowance: the wait for a free slot varies with where in a
     # request's life it comes, whatever the backlog
+    q = state.get("queue_seen", [])
+    check(len(q) == 2 and q[0] >= 20 and q[1] >= 50,
+          "/metrics maas_account_queue_length shows a's backlog (%s at 32 and 64 outstanding)" % q)
     check(t64 <= 1.5 * t32 + 0.03, "it does not grow with the flood: %.3f s at 64 vs %.3f s at 32" % (t64, t32))
 
 
@@ -219,6 +225,7 @@ def main():
         acct[name] = admin("account", "create", name, "--credit", "1000").strip().splitlines()[-1]
         keys[name] = admin("key", "create", acct[name]).strip().splitlines()[-1]
     admin("account", "set", acct["a"], "--weight", "3")
+    state["acct_a"] = acct["a"]
     p, state["port"] = start_server(os.path.join(TMP, "serve.log"))
     try:
         test_weights(keys)
