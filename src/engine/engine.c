@@ -79,6 +79,8 @@ struct engine_seq {
     int cls;                          /* its class in eng->fair, -1 until the engine thread binds it */
     bool in_running;                  /* in eng->running (else queued) */
     double compute_s;                 /* core-seconds attributed so far */
+    uint64_t t_submit;                /* now_ns() at engine_submit */
+    double queue_s;                   /* seconds waited before the first admission, once admitted */
     int reserved;                     /* tokens charged to the class at admission and not yet processed */
     double res_w;                     /* the class weight they were charged at */
     int n_reg;                        /* leading blocks whose prefix-cache entry is known */
@@ -194,6 +196,7 @@ static void seq_publish_done(struct engine_seq *s, enum engine_finish fin, const
     d->n_cached = s->n_cached;
     d->n_completion = s->n_gen;
     d->compute_s = s->compute_s;
+    d->queue_s = s->admitted_once ? s->queue_s : (double)(now_ns() - s->t_submit) * 1e-9;
     if (why)
         snprintf(d->error, sizeof d->error, "%s", why);
     s->done = true;
@@ -301,6 +304,7 @@ struct engine_seq *engine_submit(struct engine *eng, const struct engine_request
     s->req = *r;
     s->req.prompt = NULL;
     s->req.account = NULL;
+    s->t_submit = now_ns();
     snprintf(s->account, sizeof s->account, "%s", r->account ? r->account : "");
     s->cls = -1;
     s->n_prompt = r->n_prompt;
@@ -500,6 +504,7 @@ static bool try_admit(struct engine *eng, struct engine_seq *s)
     s->chain_uid = uid;
     if (!s->admitted_once) {
         s->admitted_once = true;
+        s->queue_s = (double)(now_ns() - s->t_submit) * 1e-9;
         s->n_cached = n_hit * bs;
     }
     eng->tokens_cached += (uint64_t)n_hit * bs;

@@ -91,6 +91,7 @@ struct engine_event {
     int n_cached;                 /* of which served from the prefix cache */
     int n_completion;             /* tokens generated (the EOG token not counted) */
     double compute_s;             /* core-seconds of the steps it took part in, its share (see engine_stats) */
+    double queue_s;               /* seconds from engine_submit to its first admission (or to its end, if never) */
     char error[256];              /* ENGINE_FINISH_ERROR: why */
 };
 

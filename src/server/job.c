@@ -426,6 +426,7 @@ static void on_done(struct job *j, const struct engine_event *ev)
                                                         : "stop";
     metrics_usage(&j->srv->mt, j->sm->index, j->usage.prompt_tokens, j->usage.cached_tokens,
                   j->usage.completion_tokens);
+    metrics_queue_wait(&j->srv->mt, j->sm->index, ev->queue_s);
     settle(j, j->req.model, j->gone ? "cancelled" : j->finish);
 }
 

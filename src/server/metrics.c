@@ -79,6 +79,13 @@ void metrics_itl(struct metrics *mt, int model, double seconds)
     pthread_mutex_unlock(&mt->mu);
 }
 
+void metrics_queue_wait(struct metrics *mt, int model, double seconds)
+{
+    pthread_mutex_lock(&mt->mu);
+    hist_add(&mt->models[model].qwait, ttft_bounds, HIST_TTFT_N, seconds);
+    pthread_mutex_unlock(&mt->mu);
+}
+
 void metrics_usage(struct metrics *mt, int model, int n_prompt, int n_cached, int n_completion)
 {
     pthread_mutex_lock(&mt->mu);
@@ -251,6 +258,10 @@ char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len)
 
     render_hist_family(&o, "maas_time_to_first_token_seconds", "Time from submission to the first generated token.",
                        labels, snap, nm, false);
+    sbuf_addf(&o, "# HELP maas_queue_wait_seconds Time from submission to admission by the engine's scheduler.\n"
+                  "# TYPE maas_queue_wait_seconds histogram\n");
+    for (int i = 0; i < nm; i++)
+        render_hist(&o, "maas_queue_wait_seconds", labels[i], &snap[i].qwait, ttft_bounds, HIST_TTFT_N);
     render_hist_family(&o, "maas_inter_token_latency_seconds",
                        "Time between consecutive generated tokens of a request.", labels, snap, nm, true);
     ret = sbuf_detach(&o, len);

@@ -64,7 +64,7 @@ struct hist {
 
 struct model_metrics {
     uint64_t requests, prompt_tokens, cached_tokens, completion_tokens;
-    struct hist ttft, itl;
+    struct hist ttft, itl, qwait;  /* qwait: submission to first admission by the engine */
 };
 
 struct metrics {
@@ -79,6 +79,7 @@ void metrics_release(struct metrics *mt);
 void metrics_request(struct metrics *mt, const struct route *r, int status);
 void metrics_ttft(struct metrics *mt, int model, double seconds);
 void metrics_itl(struct metrics *mt, int model, double seconds);
+void metrics_queue_wait(struct metrics *mt, int model, double seconds);
 void metrics_usage(struct metrics *mt, int model, int n_prompt, int n_cached, int n_completion);
 /* The Prometheus text exposition, from malloc (NULL on out of memory). */
 char *metrics_render(struct metrics *mt, const struct server *srv, size_t *len);

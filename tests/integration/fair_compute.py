@@ -190,6 +190,9 @@ def test_compute_and_margin(keys):
     m = re.search(rb'maas_compute_seconds_total\{model="tiny"\} ([0-9.]+)', body)
     check(st == 200 and m is not None, "/metrics has maas_compute_seconds_total")
     busy = float(m.group(1)) if m else 0
+    w = re.search(rb'maas_queue_wait_seconds_count\{model="tiny"\} (\d+)', body)
+    check(w is not None and int(w.group(1)) > 100, "/metrics has the queue-wait histogram (%s requests)" %
+          (w.group(1).decode() if w else None))
     rep = json.loads(admin("--format", "json", "usage", "--by", "request"))
     total = rep["total"]
     check(busy > 0 and abs(total["compute_s"] - busy) <= 0.01 * busy,
