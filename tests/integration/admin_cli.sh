@@ -135,8 +135,12 @@ for i in range(60):
     t = base + i * 7200  # every 2 hours from 2024-05-30
     day = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime('%Y-%m-%d')
     rid = 'req_test%04d' % i
-    c.execute("INSERT INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-              (rid, acct, key, model, p, cached, comp, pin, pc, pout, cost, t, t + 5, day, 'stop'))
+    cus = random.randint(0, 90000000)  # core-microseconds, at 3.6 per core-hour
+    ccost = (cus * 3600000 + 1800000000) // 3600000000
+    c.execute("INSERT INTO usage (request_id, account_id, key_id, model, prompt_tokens, cached_tokens,"
+              " completion_tokens, price_input, price_cached, price_output, cost, admitted_at, ended_at, day,"
+              " finish_reason, compute_us, compute_cost) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+              (rid, acct, key, model, p, cached, comp, pin, pc, pout, cost, t, t + 5, day, 'stop', cus, ccost))
     bal = c.execute("UPDATE accounts SET balance = balance - ? WHERE id = ? RETURNING balance", (cost, acct)).fetchone()[0]
     c.execute("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?)", ('use_' + rid, acct, 'usage', -cost, bal, rid, None, t + 5))
 c.commit()
@@ -160,10 +164,12 @@ if '--from' in opts: where.append('admitted_at >= ?'); params.append(ts(opts['--
 if '--to' in opts: where.append('admitted_at < ?'); params.append(ts(opts['--to'], True))
 if '--account' in opts: where.append('account_id = ?'); params.append(opts['--account'])
 w = (' WHERE ' + ' AND '.join(where)) if where else ''
-recs = sqlite3.connect(db).execute('SELECT %s, prompt_tokens, cached_tokens, completion_tokens, cost FROM usage%s' % (col, w), params).fetchall()
+recs = sqlite3.connect(db).execute('SELECT %s, prompt_tokens, cached_tokens, completion_tokens, cost, compute_us, compute_cost FROM usage%s' % (col, w), params).fetchall()
 def micro(s):
+    neg = s.startswith('-'); s = s.lstrip('-')
     u, _, f = s.partition('.')
-    return int(u) * 1000000 + int((f + '000000')[:6])
+    v = int(u) * 1000000 + int((f + '000000')[:6])
+    return -v if neg else v
 keys = ['requests', 'prompt_tokens', 'cached_tokens', 'completion_tokens']
 tot = d['total']
 # rows add up to the total
@@ -176,6 +182,11 @@ assert tot['prompt_tokens'] == sum(r[1] for r in recs)
 assert tot['cached_tokens'] == sum(r[2] for r in recs)
 assert tot['completion_tokens'] == sum(r[3] for r in recs)
 assert micro(tot['cost']) == sum(r[4] for r in recs)
+# the operator's figures: sums of the records, margin = cost - compute_cost exactly
+assert round(tot['compute_s'] * 1000000) == sum(r[5] for r in recs), tot
+assert micro(tot['compute_cost']) == sum(r[6] for r in recs), tot
+for r in d['rows'] + [tot]:
+    assert micro(r['margin']) == micro(r['cost']) - micro(r['compute_cost']), r
 # each row is the sum of its group's records
 for r in d['rows']:
     g = [x for x in recs if x[0] == r[by]]
@@ -196,9 +207,16 @@ adm usage --from 2024-05-31 --to 2024-05-31 --format json | json "assert [r['day
 adm usage --by model --format csv >"$D/u.csv" || fail "usage csv"
 "$PY" - "$D/u.csv" <<'PYEOF' || fail "usage csv content"
 import csv, sys
+def micro(s):
+    neg = s.startswith('-'); s = s.lstrip('-')
+    u, _, f = s.partition('.')
+    v = int(u) * 1000000 + int((f + '000000')[:6])
+    return -v if neg else v
 rows = list(csv.DictReader(open(sys.argv[1])))
 assert [r['model'] for r in rows] == ['m1', 'm2'], rows
 assert sum(int(r['requests']) for r in rows) == 60
+for r in rows:
+    assert micro(r['margin']) == micro(r['cost']) - micro(r['compute_cost']), r
 PYEOF
 adm usage --by account | grep -qE '^TOTAL +60 ' || fail "usage table total line"
 adm usage --key "$KID" --format json | json "assert d['total']['requests']==20" || fail "usage --key by id"
