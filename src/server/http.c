@@ -2,10 +2,13 @@
  * http.c — the libmicrohttpd daemon: routing, request bodies, and
  * answering (JSON, SSE, Prometheus text, errors).
  *
- * Threads: MHD_USE_THREAD_PER_CONNECTION with an internal listening thread.
- * A connection's thread may block as long as its request generates (in
- * job_run_to_end, or in the streaming content reader), which is what makes
- * the code straight-line; the engine thread is never blocked by it.
+ * Threads: MHD_USE_THREAD_PER_CONNECTION without a listening socket: the
+ * front thread (front.c) accepts connections, holds them until their
+ * request head is whole and sound, and hands them over. A connection's
+ * thread may block as long as its request generates (in job_run_to_end, or
+ * in the streaming content reader), which is what makes the code
+ * straight-line; the engine thread is never blocked by it. Every response
+ * says "Connection: close", so every request passes the front door.
  *
  * Bodies: the access handler is called first with the headers only: an
  * unknown route (404), a wrong method (405) or a Content-Length over
@@ -16,8 +19,9 @@
  * one that goes on for more than 4 x max_body + 1 MiB gets its connection
  * closed instead.
  *
- * Headers: all of a request's headers must fit in HEADER_MEMORY bytes (MHD's
- * per-connection memory pool), else MHD answers 431; a bearer token longer
+ * Headers: all of a request's headers must fit in HEADER_MEMORY bytes (the
+ * front door answers 431 past it; MHD's per-connection memory pool has the
+ * same size); a bearer token longer
  * than AUTH_KEY_MAX is a 401 (auth.c).
  */
 #include "server/server_int.h"
@@ -27,10 +31,9 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
-
-#define HEADER_MEMORY (32 * 1024)
 
 struct req {
     const struct route *route;     /* an entry of srv_routes */
@@ -44,7 +47,7 @@ struct req {
 struct server_opts server_opts_default(void)
 {
     struct server_opts o = {.host = "127.0.0.1", .port = 8080, .max_body = 1 << 20, .timeout_s = 30,
-                            .max_connections = 256};
+                            .header_timeout_s = 10};
     return o;
 }
 
@@ -67,6 +70,7 @@ static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, 
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close"); /* the next request: via front.c */
     if (status == 429 || status == 503) {
         char ra[24];
         snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
@@ -125,15 +129,24 @@ static enum MHD_Result h_health(struct server *srv, struct MHD_Connection *c, co
     return respond(srv, c, r, 200, "application/json", (char *)"{\"status\":\"ok\"}", 15, false);
 }
 
+/* Whether the caller may see model name: an account's key only the models
+ * it may use, everyone else all. */
+static bool model_visible(const struct req *q, const char *name)
+{
+    return q->who.caller != CALLER_TENANT || billing_key_allows(&q->who.key, name);
+}
+
 static enum MHD_Result h_models(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
                                 const char *url, const char *method)
 {
     const char **names = calloc((size_t)srv->n_models, sizeof *names);
     if (!names)
         return respond_json(srv, c, r, NULL);
+    int n = 0;
     for (int i = 0; i < srv->n_models; i++)
-        names[i] = srv->models[i].cfg.name;
-    char *body = oai_build_models(names, srv->n_models, srv->started);
+        if (model_visible(q, srv->models[i].cfg.name))
+            names[n++] = srv->models[i].cfg.name;
+    char *body = oai_build_models(names, n, srv->started);
     free(names);
     return respond_json(srv, c, r, body);
 }
@@ -142,7 +155,7 @@ static enum MHD_Result h_model(struct server *srv, struct MHD_Connection *c, con
                                const char *url, const char *method)
 {
     const char *name = url + strlen(r->path);
-    if (!find_model(srv, name)) {
+    if (!find_model(srv, name) || !model_visible(q, name)) {
         struct oai_error e;
         oai_err(&e, 404, "invalid_request_error", "model", "model_not_found", "The model '%.200s' does not exist.",
                 name);
@@ -203,6 +216,7 @@ static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, co
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp); /* job_free runs when MHD is done with it */
     if (rc == MHD_YES)
@@ -419,6 +433,30 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
+/* The limits left at 0: the defaults, the connection limit lowered to what
+ * the open-file limit leaves room for. */
+static void size_defaults(struct server_opts *o)
+{
+    if (o->timeout_s <= 0)
+        o->timeout_s = 30;
+    if (o->header_timeout_s <= 0)
+        o->header_timeout_s = 10;
+    if (o->max_active <= 0)
+        o->max_active = SERVER_MAX_ACTIVE;
+    if (o->max_connections <= 0) {
+        struct rlimit rl;
+        o->max_connections = SERVER_MAX_CONNECTIONS;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+            /* room for the ledger, the models and MHD's own descriptors */
+            long room = (long)rl.rlim_cur - 256;
+            if (room < o->max_connections)
+                o->max_connections = room > 64 ? (int)room : 64;
+        }
+    }
+    if (o->max_active > o->max_connections)
+        o->max_active = o->max_connections;
+}
+
 struct server *server_new(const struct server_model *models, int n_models, const struct server_opts *o,
                           struct err *e)
 {
@@ -429,10 +467,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
     s->o = *o;
     if (!s->o.host)
         s->o.host = "127.0.0.1";
-    if (s->o.timeout_s <= 0)
-        s->o.timeout_s = 30;
-    if (s->o.max_connections <= 0)
-        s->o.max_connections = 256;
+    size_defaults(&s->o);
     if (o->hooks)
         s->hooks = *o->hooks;
     else if (o->billing)
@@ -479,24 +514,25 @@ struct server *server_new(const struct server_model *models, int n_models, const
                    "this machine (127.0.0.1 or ::1)", s->o.host);
         goto fail;
     }
+    /* MHD runs the requests (a thread each) and never listens: front.c
+     * accepts, holds and checks connections and hands them over */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,
+                     MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                             MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+                            /* above max_active, which front.c enforces with an answer */
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_active + 64,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, front_notify, s,
                             MHD_OPTION_END);
     if (!s->d) {
-        err_set(e, ERR_INVALID, "server: cannot listen on %s port %d (address in use, or not permitted)", s->o.host, o->port);
+        err_set(e, ERR_INTERNAL, "server: cannot start the HTTP daemon");
         goto fail;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di && di->port ? di->port : o->port;
+    if (front_start(s, ai->ai_addr, ai->ai_addrlen, e) < 0)
+        goto fail;
     if (sweeper_start(s, e) < 0)
         goto fail;
     freeaddrinfo(ai);
@@ -513,8 +549,10 @@ void server_free(struct server *s)
     if (!s)
         return;
     sweeper_stop(s);
+    front_stop(s);
     if (s->d)
         MHD_stop_daemon(s->d);
+    front_free(s);
     metrics_release(&s->mt);
     free(s->models);
     free(s);

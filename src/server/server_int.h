@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 /* ---- routes (http.c) ---- */
@@ -102,7 +103,34 @@ struct server {
     int port;
     int64_t started;               /* unix seconds, "created" of the models */
     struct sweeper *sweep;         /* owned (sweep.c), NULL without billing */
+    struct front *front;           /* owned (front.c) */
 };
+
+/* ---- the front door (front.c) and the request head (head.c) ---- */
+
+#define HEADER_MEMORY (32 * 1024)      /* a request's line and headers must fit in this */
+
+/* Listens on sa and starts the thread that accepts connections, holds them
+ * until their request head is whole and sound, and hands them to srv->d
+ * (which must run with MHD_USE_NO_LISTEN_SOCKET). Sets srv->front and
+ * srv->port. 0, or -1 with *e (srv->front may be set: front_free it). */
+int front_start(struct server *srv, const struct sockaddr *sa, socklen_t len, struct err *e);
+/* Stops accepting and closes the connections still held. */
+void front_stop(struct server *srv);
+/* front_stop, then frees srv->front; after MHD_stop_daemon. NULL front: nothing. */
+void front_free(struct server *srv);
+/* MHD's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the server): a
+ * connection MHD closes gives back its place in the counts. */
+void front_notify(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode toe);
+/* The length of the request head at buf (through the blank line that ends
+ * it), or 0 when it has not all arrived. */
+size_t srv_head_end(const char *buf, size_t n);
+/* Checks the framing of a whole head (n from srv_head_end): 0, or -1 with
+ * *err a 400 naming what is wrong (repeated Content-Length, Content-Length
+ * with Transfer-Encoding, a length that is not a decimal number, a transfer
+ * coding other than chunked, NUL or control bytes, folded or malformed
+ * header lines). */
+int srv_head_check(const char *head, size_t n, struct oai_error *err);
 
 /* ---- stale holds (sweep.c) ---- */
 
