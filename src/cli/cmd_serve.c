@@ -47,6 +47,9 @@ static void usage(FILE *out)
             "  --max-connections N   open client connections, idle ones included; past N a new one gets\n"
             "                        503 (default 10000, or what the open-file limit leaves room for)\n"
             "  --max-connections-per-ip N  the same, from one client address (default: no own limit)\n"
+            "  --access-log FILE|-   append one JSON line per request to FILE (- = stdout): time, request id,\n"
+            "                        account and key id (never the key), model, status, tokens, duration,\n"
+            "                        client address\n"
             "  --data DIR            the ledger (accounts, keys, prices, usage) in DIR (default ./maas-data)\n"
             "  --db URL              the ledger in a store URL instead (postgresql://...)\n"
             "  --admin-key-file F    register the admin key in F (first line) instead of creating one\n"
@@ -243,6 +246,8 @@ static int parse_opt(const char *a, const char *v, struct serve_args *sa, struct
         rc = arg_int(a, v, 1, 1 << 20, &sa->so.max_connections, e);
     } else if (!strcmp(a, "--max-connections-per-ip")) {
         rc = arg_int(a, v, 1, 1 << 20, &sa->so.max_per_ip, e);
+    } else if (!strcmp(a, "--access-log")) {
+        sa->so.access_log = v;
     } else if (!strcmp(a, "--hold-max-age")) {
         rc = arg_int(a, v, 60, 30 * 86400, &sa->hold_max_age, e);
     } else if (!strcmp(a, "--hold-sweep")) {

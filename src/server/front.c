@@ -67,6 +67,8 @@ struct front {
     struct fconn **conns;          /* front thread: the held connections */
     size_t n_conns, cap_conns;
     char *peek;                    /* front thread: HEADER_MEMORY bytes */
+    bool accept_paused;            /* front thread: out of descriptors, the listening socket is off for a tick */
+    uint64_t last_warn_ms;         /* front thread: the last warning about it */
     pthread_mutex_t mu;            /* guards what follows */
     int total;                     /* open client connections, here or in MHD */
     int active;                    /* connections handed to MHD */
@@ -75,9 +77,7 @@ struct front {
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return now_ns() / 1000000;
 }
 
 /* ---- the counts ---- */
@@ -308,9 +308,18 @@ static void accept_all(struct front *f)
         socklen_t len = sizeof sa;
         int fd = accept4(f->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                log_warn("http: cannot accept a connection: %s (raise the open-file limit or lower "
-                         "--max-connections)", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE) {
+                /* out of descriptors: stop listening for a tick instead of spinning on the backlog */
+                uint64_t now = now_ms();
+                if (now - f->last_warn_ms > 10000) {
+                    log_warn("http: cannot accept a connection: %s (raise the open-file limit or lower "
+                             "--max-connections)", strerror(errno));
+                    f->last_warn_ms = now;
+                }
+                struct epoll_event ev = {.events = 0, .data.ptr = &f->lfd};
+                epoll_ctl(f->epfd, EPOLL_CTL_MOD, f->lfd, &ev);
+                f->accept_paused = true;
+            }
             return;
         }
         int one = 1;
@@ -361,6 +370,11 @@ static void *front_main(void *arg)
         if (now_ms() - last_sweep >= TICK_MS) {
             sweep_deadlines(f);
             last_sweep = now_ms();
+            if (f->accept_paused) {
+                struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &f->lfd};
+                epoll_ctl(f->epfd, EPOLL_CTL_MOD, f->lfd, &ev);
+                f->accept_paused = false;
+            }
         }
     }
 }

@@ -42,6 +42,7 @@ struct req {
     bool too_big;                  /* the body grew past max_body: answered 413 at its end */
     size_t discarded;              /* bytes dropped since */
     struct auth_who who;           /* the caller, checked with the headers */
+    struct access_rec log;         /* its access-log line */
 };
 
 struct server_opts server_opts_default(void)
@@ -82,8 +83,10 @@ static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, 
     }
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    if (rc == MHD_YES)
+    if (rc == MHD_YES) {
         metrics_request(&srv->mt, r, status);
+        access_status(status, false);
+    }
     return rc;
 }
 
@@ -187,6 +190,7 @@ static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, co
     struct oai_error e;
     if (oai_parse_request(kind, q->body.buf, q->body.len, &oreq, &e) < 0)
         return respond_error(srv, c, r, &e);
+    snprintf(q->log.model, sizeof q->log.model, "%s", oreq.model);
     struct smodel *sm = find_model(srv, oreq.model);
     if (!sm) {
         oai_err(&e, 404, "invalid_request_error", "model", "model_not_found",
@@ -219,8 +223,10 @@ static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, co
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp); /* job_free runs when MHD is done with it */
-    if (rc == MHD_YES)
+    if (rc == MHD_YES) {
         metrics_request(&srv->mt, r, 200);
+        access_status(200, true);
+    }
     return rc;
 }
 
@@ -321,6 +327,7 @@ static enum MHD_Result on_headers(struct server *srv, struct MHD_Connection *c, 
 {
     struct oai_error e;
     q->route = route_of(url);
+    access_begin(&q->log, c, method, q->route->label);
     if (!q->route->path) {
         q->answered = true;
         oai_err(&e, 404, "invalid_request_error", NULL, "unknown_url", "Unknown request URL: %s %.200s.", method,
@@ -340,6 +347,7 @@ static enum MHD_Result on_headers(struct server *srv, struct MHD_Connection *c, 
         q->answered = true;
         return respond_error(srv, c, q->route, &e);
     }
+    access_who(&q->log, &q->who);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
@@ -370,17 +378,14 @@ static enum MHD_Result on_upload(struct server *srv, struct req *q, const char *
     return sbuf_add(&q->body, data, n) < 0 ? MHD_NO : MHD_YES;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
+/* One call of MHD's access handler for request q (headers, a piece of the
+ * body, or its end). */
+static enum MHD_Result on_request_step(struct server *srv, struct MHD_Connection *c, struct req *q, bool fresh,
+                                       const char *url, const char *method, const char *upload_data,
+                                       size_t *upload_size)
 {
-    struct server *srv = cls;
-    struct req *q = *req_cls;
-    if (!q) { /* headers only */
-        if (!(q = calloc(1, sizeof *q)))
-            return MHD_NO;
-        *req_cls = q;
+    if (fresh) /* headers only */
         return on_headers(srv, c, q, url, method);
-    }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
@@ -398,10 +403,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return q->route->handle(srv, c, q->route, q, url, method);
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
+{
+    struct server *srv = cls;
+    struct req *q = *req_cls;
+    bool fresh = !q;
+    if (fresh) {
+        if (!(q = calloc(1, sizeof *q)))
+            return MHD_NO;
+        *req_cls = q;
+    }
+    access_enter(&q->log);
+    enum MHD_Result rc = on_request_step(srv, c, q, fresh, url, method, upload_data, upload_size);
+    access_leave();
+    return rc;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
+    struct server *srv = cls;
     struct req *q = *req_cls;
     if (q) {
+        access_end(srv, &q->log);
         sbuf_release(&q->body);
         free(q);
         *req_cls = NULL;
@@ -531,7 +555,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
         err_set(e, ERR_INTERNAL, "server: cannot start the HTTP daemon");
         goto fail;
     }
-    if (front_start(s, ai->ai_addr, ai->ai_addrlen, e) < 0)
+    if (access_open(s, e) < 0 || front_start(s, ai->ai_addr, ai->ai_addrlen, e) < 0)
         goto fail;
     if (sweeper_start(s, e) < 0)
         goto fail;
@@ -553,6 +577,7 @@ void server_free(struct server *s)
     if (s->d)
         MHD_stop_daemon(s->d);
     front_free(s);
+    access_close(s);
     metrics_release(&s->mt);
     free(s->models);
     free(s);

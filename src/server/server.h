@@ -111,6 +111,9 @@ struct server_opts {
     int max_active;                /* connections with a request in progress, one thread each; past it a
                                       request gets 503 (0 = SERVER_MAX_ACTIVE) */
     const struct server_hooks *hooks; /* borrowed, may be NULL */
+    const char *access_log;        /* a file to append one JSON line per request to, "-" for stdout,
+                                      NULL for none: time, request_id, account, key (its id), model,
+                                      status, method, route, client, tokens, finish, duration_us */
     bool loopback_only;            /* refuse to listen on anything but a loopback address */
     struct billing *billing;       /* borrowed, may be NULL: keys, holds, metering, /admin, /v1/usage */
     int recover_every_ms;          /* with billing: release stale holds this often (billing_recover_live);

@@ -3,7 +3,7 @@
 Arguments: MAIN_PORT (--no-auth, --header-timeout 2), LIMITS_PORT
 (--max-connections 40 --max-connections-per-ip 10), LOAD_PORT and its PID
 (defaults), BILLING_PORT (models tiny and other), KEY_TINY (allowed: tiny),
-KEY_ALL. Standard library only.
+KEY_ALL, and the billing server's --access-log file. Standard library only.
 """
 import json
 import os
@@ -15,7 +15,7 @@ import threading
 import time
 
 MAIN, LIMITS, LOAD, LOAD_PID, BILLING = (int(a) for a in sys.argv[1:6])
-KEY_TINY, KEY_ALL = sys.argv[6], sys.argv[7]
+KEY_TINY, KEY_ALL, ACCESS_LOG = sys.argv[6], sys.argv[7], sys.argv[8]
 HEADER_TIMEOUT = 2
 failures = 0
 
@@ -272,11 +272,61 @@ def test_models_filter():
     check(st == 200, "/v1/models/tiny is a 200 for it (%d)" % st)
 
 
+def post_chat(port, key, stream=False):
+    body = json.loads(CHAT)
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    data = json.dumps(body).encode()
+    out, _ = exchange(port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                      b"Content-Length: %d\r\n\r\n" % (key.encode(), len(data)) + data, 30)
+    head, _, body = out.partition(b"\r\n\r\n")
+    if not stream:
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+    usage, rid = None, None
+    for line in body.split(b"\n"):
+        if line.startswith(b"data: {"):
+            obj = json.loads(line[6:])
+            rid = obj["id"]
+            usage = obj.get("usage") or usage
+    return {"id": rid, "usage": usage}
+
+
+def test_access_log():
+    plain = post_chat(BILLING, KEY_TINY)
+    streamed = post_chat(BILLING, KEY_TINY, stream=True)
+    get(BILLING, "/v1/models/nope", KEY_ALL)
+    get(BILLING, "/health")
+    time.sleep(0.5)
+    with open(ACCESS_LOG) as f:
+        text = f.read()
+    lines = [json.loads(l) for l in text.splitlines()]
+    by_id = {l["request_id"]: l for l in lines if l["request_id"]}
+    key_id = KEY_TINY[len("sk-maas-"):][:12]
+    for what, resp in (("a chat", plain), ("a stream", streamed)):
+        l = by_id.get(resp and resp["id"])
+        u = resp and resp["usage"]
+        check(l is not None and u is not None and l["status"] == 200 and l["model"] == "tiny" and
+              l["key"] == key_id and l["account"] and l["client"] == "127.0.0.1" and
+              l["prompt_tokens"] == u["prompt_tokens"] and l["completion_tokens"] == u["completion_tokens"] and
+              l["duration_us"] > 0,
+              "the access log has %s's line with its id, key id, account, status, tokens and client: %s"
+              % (what, l))
+    statuses = sorted((l["route"], l["status"]) for l in lines)
+    check(("/v1/models/{model}", 404) in statuses and ("/health", 200) in statuses,
+          "the access log has the 404 and /health lines too")
+    check(KEY_TINY not in text and KEY_ALL not in text and "sk-maas-" not in text, "no key in the access log")
+
+
 def main():
     test_framing()
     test_header_deadline()
     test_limits()
     test_models_filter()
+    test_access_log()
     test_load()
     print("%d failures" % failures)
     return 1 if failures else 0
