@@ -10,6 +10,8 @@
 #   make fuzz       build the libFuzzer targets (clang), replay each corpus and
 #                   fuzz each target for FUZZ_SECONDS (default 30)
 #   make bench      build the benchmarks
+#   make soak       the serving soak under SIGKILLs for SOAK_SECONDS (default 600)
+#                   with SOAK_KILLS restarts (default 40); `make test` runs a 60 s one
 #
 # Layout: one module per folder under src/, layered bottom-up in LAYERS. Each
 # module becomes an archive; a unit test tests/unit/<module>_*.c links its
@@ -73,7 +75,7 @@ libs_for = $(foreach m,$(call below_incl,$(2)),$(if $(call mod_srcs,$(m)),build/
 ALL_REL_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/rel/lib$(m).a)
 ALL_DBG_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/dbg/lib$(m).a)
 
-.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan
+.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan soak
 all: build/maas
 
 build/maas: $(ALL_REL_LIBS)
@@ -142,6 +144,9 @@ test: setup
 run: setup
 	$(MAKE) -j$$(nproc) build/maas
 	scripts/demo.sh
+
+soak: build/maas
+	SOAK_SECONDS=$${SOAK_SECONDS:-600} SOAK_KILLS=$${SOAK_KILLS:-40} bash tests/integration/serve_soak.sh
 
 clean:
 	rm -rf build

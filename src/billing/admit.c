@@ -34,21 +34,21 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int model_allowed(const char *models, const char *model)
+bool billing_key_allows(const struct billing_key *k, const char *model)
 {
-    if (!models[0])
-        return 1;
+    if (!k->models[0])
+        return true;
     size_t n = strlen(model);
-    for (const char *p = models; *p;) {
+    for (const char *p = k->models; *p;) {
         const char *c = strchr(p, ',');
         size_t len = c ? (size_t)(c - p) : strlen(p);
         if (len == n && !strncmp(p, model, n))
-            return 1;
+            return true;
         if (!c)
             break;
         p = c + 1;
     }
-    return 0;
+    return false;
 }
 
 static int check_request_id(const char *id, struct err *e)
@@ -149,7 +149,7 @@ static int admit_key(struct admission *ad, struct err *e)
 static int admit_price(struct admission *ad, struct err *e)
 {
     const struct billing_request *r = ad->r;
-    if (!model_allowed(ad->k.models, r->model))
+    if (!billing_key_allows(&ad->k, r->model))
         return err_refuse(e, BILLING_MODEL_NOT_ALLOWED, "this API key may not use model '%s'", r->model);
     struct billing_price price;
     int found = 0;

@@ -212,6 +212,10 @@ typedef int (*billing_key_fn)(void *ctx, const struct billing_key *k);
 /* account_id NULL lists all keys. */
 int billing_key_list(struct billing *b, const char *account_id, billing_key_fn fn, void *ctx, struct err *e);
 
+/* Whether key k may use model (its allowed-models list is empty, or names
+ * it exactly). */
+bool billing_key_allows(const struct billing_key *k, const char *model);
+
 /* Checks a presented key (constant-time hash compare) without placing a hold:
  * for routes that need only the identity (GET /v1/usage, /v1/models).
  * Returns 0 and fills *out for a valid, unrevoked, unexpired key; otherwise -1

@@ -20,6 +20,8 @@
 #include <signal.h>
 #include <sodium.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define MAX_MODELS 16
@@ -42,6 +44,14 @@ static void usage(FILE *out)
             "                        or first come, first served\n"
             "  --max-body BYTES      largest request body, else 413 (default 1048576)\n"
             "  --timeout S           close a connection idle or stalled for S seconds (default 30)\n"
+            "  --header-timeout S    a request's line and headers must arrive within S seconds of their\n"
+            "                        first byte, else 408 and close (default 10)\n"
+            "  --max-connections N   open client connections, idle ones included; past N a new one gets\n"
+            "                        503 (default 10000, or what the open-file limit leaves room for)\n"
+            "  --max-connections-per-ip N  the same, from one client address (default: no own limit)\n"
+            "  --access-log FILE|-   append one JSON line per request to FILE (- = stdout): time, request id,\n"
+            "                        account and key id (never the key), model, status, tokens, duration,\n"
+            "                        client address\n"
             "  --data DIR            the ledger (accounts, keys, prices, usage) in DIR (default ./maas-data)\n"
             "  --db URL              the ledger in a store URL instead (postgresql://...)\n"
             "  --admin-key-file F    register the admin key in F (first line) instead of creating one\n"
@@ -88,12 +98,22 @@ static char *default_name(const struct model *m, const char *path)
     return strndup(base, n);
 }
 
-/* The first line of path, without surrounding blanks, into buf. */
+/* The first line of path, without surrounding blanks, into buf. Like the
+ * secret file, a key file that its group or others may read is refused. */
 static int read_key_file(const char *path, char *buf, size_t n)
 {
     FILE *f = fopen(path, "r");
-    if (!f) {
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
         fprintf(stderr, "maas serve: --admin-key-file %s: %s\n", path, strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    if (st.st_mode & 077) {
+        fprintf(stderr, "maas serve: --admin-key-file %s: readable by others (mode %03o); run chmod 600 on it\n",
+                path, (unsigned)(st.st_mode & 0777));
+        fclose(f);
         return -1;
     }
     char *line = fgets(buf, (int)n, f);
@@ -226,6 +246,14 @@ static int parse_opt(const char *a, const char *v, struct serve_args *sa, struct
         rc = arg_int(a, v, 16, 1 << 30, &sa->max_body, e);
     } else if (!strcmp(a, "--timeout")) {
         rc = arg_int(a, v, 1, 86400, &sa->so.timeout_s, e);
+    } else if (!strcmp(a, "--header-timeout")) {
+        rc = arg_int(a, v, 1, 3600, &sa->so.header_timeout_s, e);
+    } else if (!strcmp(a, "--max-connections")) {
+        rc = arg_int(a, v, 1, 1 << 20, &sa->so.max_connections, e);
+    } else if (!strcmp(a, "--max-connections-per-ip")) {
+        rc = arg_int(a, v, 1, 1 << 20, &sa->so.max_per_ip, e);
+    } else if (!strcmp(a, "--access-log")) {
+        sa->so.access_log = v;
     } else if (!strcmp(a, "--hold-max-age")) {
         rc = arg_int(a, v, 60, 30 * 86400, &sa->hold_max_age, e);
     } else if (!strcmp(a, "--hold-sweep")) {
@@ -328,6 +356,12 @@ static int serve(struct server_model *sm, int n_models, const struct serve_args 
     sigaction(SIGINT, &sig, NULL);
     sigaction(SIGTERM, &sig, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* a connection is a descriptor: take all the open-file limit allows */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     if (!(*srv = server_new(sm, n_models, &sa->so, &e))) {
         fprintf(stderr, "maas serve: %s\n", e.msg);

@@ -2,10 +2,13 @@
  * http.c — the libmicrohttpd daemon: routing, request bodies, and
  * answering (JSON, SSE, Prometheus text, errors).
  *
- * Threads: MHD_USE_THREAD_PER_CONNECTION with an internal listening thread.
- * A connection's thread may block as long as its request generates (in
- * job_run_to_end, or in the streaming content reader), which is what makes
- * the code straight-line; the engine thread is never blocked by it.
+ * Threads: MHD_USE_THREAD_PER_CONNECTION without a listening socket: the
+ * front thread (front.c) accepts connections, holds them until their
+ * request head is whole and sound, and hands them over. A connection's
+ * thread may block as long as its request generates (in job_run_to_end, or
+ * in the streaming content reader), which is what makes the code
+ * straight-line; the engine thread is never blocked by it. Every response
+ * says "Connection: close", so every request passes the front door.
  *
  * Bodies: the access handler is called first with the headers only: an
  * unknown route (404), a wrong method (405) or a Content-Length over
@@ -16,8 +19,9 @@
  * one that goes on for more than 4 x max_body + 1 MiB gets its connection
  * closed instead.
  *
- * Headers: all of a request's headers must fit in HEADER_MEMORY bytes (MHD's
- * per-connection memory pool), else MHD answers 431; a bearer token longer
+ * Headers: all of a request's headers must fit in HEADER_MEMORY bytes (the
+ * front door answers 431 past it; MHD's per-connection memory pool has the
+ * same size); a bearer token longer
  * than AUTH_KEY_MAX is a 401 (auth.c).
  */
 #include "server/server_int.h"
@@ -27,10 +31,9 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
-
-#define HEADER_MEMORY (32 * 1024)
 
 struct req {
     const struct route *route;     /* an entry of srv_routes */
@@ -39,12 +42,13 @@ struct req {
     bool too_big;                  /* the body grew past max_body: answered 413 at its end */
     size_t discarded;              /* bytes dropped since */
     struct auth_who who;           /* the caller, checked with the headers */
+    struct access_rec log;         /* its access-log line */
 };
 
 struct server_opts server_opts_default(void)
 {
     struct server_opts o = {.host = "127.0.0.1", .port = 8080, .max_body = 1 << 20, .timeout_s = 30,
-                            .max_connections = 256};
+                            .header_timeout_s = 10};
     return o;
 }
 
@@ -67,6 +71,7 @@ static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, 
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close"); /* the next request: via front.c */
     if (status == 429 || status == 503) {
         char ra[24];
         snprintf(ra, sizeof ra, "%d", retry_after > 0 ? retry_after : 1);
@@ -78,8 +83,10 @@ static enum MHD_Result respond_ra(struct server *srv, struct MHD_Connection *c, 
     }
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
-    if (rc == MHD_YES)
+    if (rc == MHD_YES) {
         metrics_request(&srv->mt, r, status);
+        access_status(status, false);
+    }
     return rc;
 }
 
@@ -125,15 +132,24 @@ static enum MHD_Result h_health(struct server *srv, struct MHD_Connection *c, co
     return respond(srv, c, r, 200, "application/json", (char *)"{\"status\":\"ok\"}", 15, false);
 }
 
+/* Whether the caller may see model name: an account's key only the models
+ * it may use, everyone else all. */
+static bool model_visible(const struct req *q, const char *name)
+{
+    return q->who.caller != CALLER_TENANT || billing_key_allows(&q->who.key, name);
+}
+
 static enum MHD_Result h_models(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
                                 const char *url, const char *method)
 {
     const char **names = calloc((size_t)srv->n_models, sizeof *names);
     if (!names)
         return respond_json(srv, c, r, NULL);
+    int n = 0;
     for (int i = 0; i < srv->n_models; i++)
-        names[i] = srv->models[i].cfg.name;
-    char *body = oai_build_models(names, srv->n_models, srv->started);
+        if (model_visible(q, srv->models[i].cfg.name))
+            names[n++] = srv->models[i].cfg.name;
+    char *body = oai_build_models(names, n, srv->started);
     free(names);
     return respond_json(srv, c, r, body);
 }
@@ -142,7 +158,7 @@ static enum MHD_Result h_model(struct server *srv, struct MHD_Connection *c, con
                                const char *url, const char *method)
 {
     const char *name = url + strlen(r->path);
-    if (!find_model(srv, name)) {
+    if (!find_model(srv, name) || !model_visible(q, name)) {
         struct oai_error e;
         oai_err(&e, 404, "invalid_request_error", "model", "model_not_found", "The model '%.200s' does not exist.",
                 name);
@@ -174,6 +190,7 @@ static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, co
     struct oai_error e;
     if (oai_parse_request(kind, q->body.buf, q->body.len, &oreq, &e) < 0)
         return respond_error(srv, c, r, &e);
+    snprintf(q->log.model, sizeof q->log.model, "%s", oreq.model);
     struct smodel *sm = find_model(srv, oreq.model);
     if (!sm) {
         oai_err(&e, 404, "invalid_request_error", "model", "model_not_found",
@@ -203,10 +220,13 @@ static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, co
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp); /* job_free runs when MHD is done with it */
-    if (rc == MHD_YES)
+    if (rc == MHD_YES) {
         metrics_request(&srv->mt, r, 200);
+        access_status(200, true);
+    }
     return rc;
 }
 
@@ -307,6 +327,7 @@ static enum MHD_Result on_headers(struct server *srv, struct MHD_Connection *c, 
 {
     struct oai_error e;
     q->route = route_of(url);
+    access_begin(&q->log, c, method, q->route->label);
     if (!q->route->path) {
         q->answered = true;
         oai_err(&e, 404, "invalid_request_error", NULL, "unknown_url", "Unknown request URL: %s %.200s.", method,
@@ -326,6 +347,7 @@ static enum MHD_Result on_headers(struct server *srv, struct MHD_Connection *c, 
         q->answered = true;
         return respond_error(srv, c, q->route, &e);
     }
+    access_who(&q->log, &q->who);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
@@ -356,17 +378,14 @@ static enum MHD_Result on_upload(struct server *srv, struct req *q, const char *
     return sbuf_add(&q->body, data, n) < 0 ? MHD_NO : MHD_YES;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
+/* One call of MHD's access handler for request q (headers, a piece of the
+ * body, or its end). */
+static enum MHD_Result on_request_step(struct server *srv, struct MHD_Connection *c, struct req *q, bool fresh,
+                                       const char *url, const char *method, const char *upload_data,
+                                       size_t *upload_size)
 {
-    struct server *srv = cls;
-    struct req *q = *req_cls;
-    if (!q) { /* headers only */
-        if (!(q = calloc(1, sizeof *q)))
-            return MHD_NO;
-        *req_cls = q;
+    if (fresh) /* headers only */
         return on_headers(srv, c, q, url, method);
-    }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
@@ -384,10 +403,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return q->route->handle(srv, c, q->route, q, url, method);
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
+{
+    struct server *srv = cls;
+    struct req *q = *req_cls;
+    bool fresh = !q;
+    if (fresh) {
+        if (!(q = calloc(1, sizeof *q)))
+            return MHD_NO;
+        *req_cls = q;
+    }
+    access_enter(&q->log);
+    enum MHD_Result rc = on_request_step(srv, c, q, fresh, url, method, upload_data, upload_size);
+    access_leave();
+    return rc;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
+    struct server *srv = cls;
     struct req *q = *req_cls;
     if (q) {
+        access_end(srv, &q->log);
         sbuf_release(&q->body);
         free(q);
         *req_cls = NULL;
@@ -419,6 +457,30 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
+/* The limits left at 0: the defaults, the connection limit lowered to what
+ * the open-file limit leaves room for. */
+static void size_defaults(struct server_opts *o)
+{
+    if (o->timeout_s <= 0)
+        o->timeout_s = 30;
+    if (o->header_timeout_s <= 0)
+        o->header_timeout_s = 10;
+    if (o->max_active <= 0)
+        o->max_active = SERVER_MAX_ACTIVE;
+    if (o->max_connections <= 0) {
+        struct rlimit rl;
+        o->max_connections = SERVER_MAX_CONNECTIONS;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+            /* room for the ledger, the models and MHD's own descriptors */
+            long room = (long)rl.rlim_cur - 256;
+            if (room < o->max_connections)
+                o->max_connections = room > 64 ? (int)room : 64;
+        }
+    }
+    if (o->max_active > o->max_connections)
+        o->max_active = o->max_connections;
+}
+
 struct server *server_new(const struct server_model *models, int n_models, const struct server_opts *o,
                           struct err *e)
 {
@@ -429,10 +491,7 @@ struct server *server_new(const struct server_model *models, int n_models, const
     s->o = *o;
     if (!s->o.host)
         s->o.host = "127.0.0.1";
-    if (s->o.timeout_s <= 0)
-        s->o.timeout_s = 30;
-    if (s->o.max_connections <= 0)
-        s->o.max_connections = 256;
+    size_defaults(&s->o);
     if (o->hooks)
         s->hooks = *o->hooks;
     else if (o->billing)
@@ -479,24 +538,25 @@ struct server *server_new(const struct server_model *models, int n_models, const
                    "this machine (127.0.0.1 or ::1)", s->o.host);
         goto fail;
     }
+    /* MHD runs the requests (a thread each) and never listens: front.c
+     * accepts, holds and checks connections and hands them over */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                     MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,
+                     MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                             MHD_OPTION_EXTERNAL_LOGGER, log_mhd, s,
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.timeout_s,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+                            /* above max_active, which front.c enforces with an answer */
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_active + 64,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_NOTIFY_CONNECTION, front_notify, s,
                             MHD_OPTION_END);
     if (!s->d) {
-        err_set(e, ERR_INVALID, "server: cannot listen on %s port %d (address in use, or not permitted)", s->o.host, o->port);
+        err_set(e, ERR_INTERNAL, "server: cannot start the HTTP daemon");
         goto fail;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di && di->port ? di->port : o->port;
+    if (access_open(s, e) < 0 || front_start(s, ai->ai_addr, ai->ai_addrlen, e) < 0)
+        goto fail;
     if (sweeper_start(s, e) < 0)
         goto fail;
     freeaddrinfo(ai);
@@ -513,8 +573,11 @@ void server_free(struct server *s)
     if (!s)
         return;
     sweeper_stop(s);
+    front_stop(s);
     if (s->d)
         MHD_stop_daemon(s->d);
+    front_free(s);
+    access_close(s);
     metrics_release(&s->mt);
     free(s->models);
     free(s);

@@ -111,8 +111,18 @@ struct server_opts {
     int port;                      /* 0 = any free port (see server_port) */
     size_t max_body;               /* bytes; larger bodies get 413 (default 1 MiB) */
     int timeout_s;                 /* an idle or stalled connection is closed after this (default 30) */
-    int max_connections;           /* default 256 */
+    int header_timeout_s;          /* a request's line and headers must arrive within this many seconds
+                                      of their first byte, else 408 and close (default 10) */
+    int max_connections;           /* open client connections, idle ones included; past it a new one gets
+                                      503 and is closed (0 = SERVER_MAX_CONNECTIONS, lowered to fit the
+                                      open-file limit) */
+    int max_per_ip;                /* open connections from one client address (0 = no limit of its own) */
+    int max_active;                /* connections with a request in progress, one thread each; past it a
+                                      request gets 503 (0 = SERVER_MAX_ACTIVE) */
     const struct server_hooks *hooks; /* borrowed, may be NULL */
+    const char *access_log;        /* a file to append one JSON line per request to, "-" for stdout,
+                                      NULL for none: time, request_id, account, key (its id), model,
+                                      status, method, route, client, tokens, finish, duration_us */
     bool loopback_only;            /* refuse to listen on anything but a loopback address */
     struct billing *billing;       /* borrowed, may be NULL: keys, holds, metering, /admin, /v1/usage */
     int recover_every_ms;          /* with billing: release stale holds this often (billing_recover_live);
@@ -120,6 +130,8 @@ struct server_opts {
     int64_t recover_after_s;       /* a hold is stale this long after admission; 0 = SERVER_STALE_HOLD_S */
 };
 
+#define SERVER_MAX_CONNECTIONS 10000
+#define SERVER_MAX_ACTIVE 512
 #define SERVER_RECOVER_EVERY_MS 300000 /* five minutes */
 #define SERVER_STALE_HOLD_S 86400      /* no request runs a day; the age maas serve uses at start too */
 

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 /* ---- routes (http.c) ---- */
@@ -103,7 +104,72 @@ struct server {
     int port;
     int64_t started;               /* unix seconds, "created" of the models */
     struct sweeper *sweep;         /* owned (sweep.c), NULL without billing */
+    struct front *front;           /* owned (front.c) */
+    FILE *access;                  /* the access log (access.c); NULL = none */
+    pthread_mutex_t access_mu;     /* one line at a time */
+    struct server_hooks access_inner; /* the hooks the access log wraps */
 };
+
+/* ---- the front door (front.c) and the request head (head.c) ---- */
+
+#define HEADER_MEMORY (32 * 1024)      /* a request's line and headers must fit in this */
+
+/* Listens on sa and starts the thread that accepts connections, holds them
+ * until their request head is whole and sound, and hands them to srv->d
+ * (which must run with MHD_USE_NO_LISTEN_SOCKET). Sets srv->front and
+ * srv->port. 0, or -1 with *e (srv->front may be set: front_free it). */
+int front_start(struct server *srv, const struct sockaddr *sa, socklen_t len, struct err *e);
+/* Stops accepting and closes the connections still held. */
+void front_stop(struct server *srv);
+/* front_stop, then frees srv->front; after MHD_stop_daemon. NULL front: nothing. */
+void front_free(struct server *srv);
+/* MHD's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the server): a
+ * connection MHD closes gives back its place in the counts. */
+void front_notify(void *cls, struct MHD_Connection *c, void **socket_context, enum MHD_ConnectionNotificationCode toe);
+/* The length of the request head at buf (through the blank line that ends
+ * it), or 0 when it has not all arrived. */
+size_t srv_head_end(const char *buf, size_t n);
+/* Checks the framing of a whole head (n from srv_head_end): 0, or -1 with
+ * *err a 400 naming what is wrong (repeated Content-Length, Content-Length
+ * with Transfer-Encoding, a length that is not a decimal number, a transfer
+ * coding other than chunked, NUL or control bytes, folded or malformed
+ * header lines). */
+int srv_head_check(const char *head, size_t n, struct oai_error *err);
+
+/* ---- the access log (access.c) ---- */
+
+struct auth_who;
+
+/* One request's line of the access log, filled as the request goes. */
+struct access_rec {
+    uint64_t t0_ns;                /* its headers arrived (monotonic) */
+    int status;                    /* the status answered; 0 = none */
+    bool stream;                   /* answered with a stream */
+    bool admitted;                 /* admitted for generation: its usage comes at settlement */
+    const char *method, *route;    /* borrowed: MHD's method, the route's metrics label */
+    char client[64];               /* the client's address */
+    char account[BILLING_ID_MAX], key[BILLING_ID_MAX]; /* the key's id ("admin": the admin key), never the key */
+    char model[128], request_id[64], finish[16];
+    int n_prompt, n_cached, n_completion;
+};
+
+/* Opens srv->o.access_log (a path, or "-" for stdout; NULL: nothing) and
+ * wraps srv->hooks to learn the admitted requests' usage. 0, or -1 with *e. */
+int access_open(struct server *srv, struct err *e);
+/* Closes it; nothing when none is open. */
+void access_close(struct server *srv);
+/* A request's headers have arrived on c: a fresh record. */
+void access_begin(struct access_rec *r, struct MHD_Connection *c, const char *method, const char *route);
+/* The caller, once authenticated. */
+void access_who(struct access_rec *r, const struct auth_who *who);
+/* Around a handler: r is the record of the request this thread handles. */
+void access_enter(struct access_rec *r);
+void access_leave(void);
+/* The status answered by the handler of the current record (stream: a
+ * 200 whose body follows). Nothing outside access_enter/access_leave. */
+void access_status(int status, bool stream);
+/* The request is complete: its line, unless a stream's settlement writes it. */
+void access_end(struct server *srv, struct access_rec *r);
 
 /* ---- stale holds (sweep.c) ---- */
 

@@ -309,13 +309,14 @@ def test_costs(acct, keys):
     c = http.client.HTTPConnection("127.0.0.1", state["port"], timeout=30)
     c.request("POST", "/v1/chat/completions", json.dumps(body).encode(),
               {"Content-Type": "application/json", "Authorization": "Bearer " + keys["a"]})
+    sock = c.sock  # the response takes it over: every response says Connection: close
     r = c.getresponse()
     rid = None
     for _ in range(6):
         line = r.readline().strip()
         if line.startswith(b"data: {"):
             rid = json.loads(line[6:])["id"]
-    c.sock.shutdown(2)
+    sock.shutdown(2)
     c.close()
     row = None
     for _ in range(100):
