@@ -158,6 +158,17 @@ static int lex_tag(struct lex *l, const char *s, bool block, const char **endp, 
                 while (q < l->end && is_digit(*q))
                     q++;
             }
+            if (q < l->end && (*q == 'e' || *q == 'E')) { /* exponent */
+                const char *x = q + 1;
+                if (x < l->end && (*x == '+' || *x == '-'))
+                    x++;
+                if (x < l->end && is_digit(*x)) {
+                    fl = true;
+                    q = x;
+                    while (q < l->end && is_digit(*q))
+                        q++;
+                }
+            }
             char buf[64];
             size_t n = 0;
             for (const char *x = p; x < q && n < sizeof buf - 1; x++)

@@ -314,6 +314,8 @@ static struct node *postfix(struct parser *p, struct node *n)
             n = subscript(p, n, t);
         } else if (is_op(t, "(")) {
             struct node *c = mk(p, N_CALL, t);
+            c->line = n->line; /* errors in a call point at what is called */
+            c->col = n->col;
             c->a = n;
             call_args(p, c);
             n = c;
@@ -791,8 +793,13 @@ static struct node *body(struct parser *p, const char *const *ends, const char *
     for (;;) {
         struct tok *t = cur(p);
         if (t->t == T_EOF) {
-            if (ends)
-                perr(p, start, "unexpected end of template: missing {%% %s %%}", ends[0][0] == 'e' ? ends[0] : ends[1]);
+            if (ends) {
+                const char *want = ends[0];
+                for (size_t i = 0; ends[i]; i++)
+                    if (!strncmp(ends[i], "end", 3))
+                        want = ends[i];
+                perr(p, start, "unexpected end of template: missing {%% %s %%}", want);
+            }
             break;
         }
         if (t->t == T_TEXT) {
