@@ -275,7 +275,7 @@ static int lex_raw(struct lex *l, const char **pp)
         if (q[0] != '{' || q[1] != '%')
             continue;
         const char *r = q + 2;
-        char sign = (*r == '-' || *r == '+') ? *r : 0;
+        char sign = (r < l->end && (*r == '-' || *r == '+')) ? *r : 0;
         r += sign ? 1 : 0;
         while (r < l->end && is_ws(*r))
             r++;
