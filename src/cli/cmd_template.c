@@ -119,6 +119,23 @@ static char *template_source(const char *model, const char *file, struct tokeniz
     return strdup(src);
 }
 
+int cli_chat_template_file(struct tokenizer *tok, const char **name, struct err *e)
+{
+    size_t n = *name ? strlen(*name) : 0;
+    if (n < 6 || strcmp(*name + n - 6, ".jinja"))
+        return 0;
+    size_t len;
+    char *src = slurp(*name, &len);
+    if (!src)
+        return err_set(e, ERR_IO, "%s: cannot read", *name);
+    int rc = tok_chat_set_template(tok, src, len, e);
+    free(src);
+    if (rc)
+        return err_prefix(e, "%s", *name);
+    *name = NULL;
+    return 0;
+}
+
 int cmd_template(int argc, char **argv)
 {
     const char *model = NULL, *file = NULL, *now = NULL, *cas = NULL;

@@ -414,6 +414,28 @@ void tok_chat_prepare(struct tokenizer *t)
     snprintf(t->jinja_why, sizeof t->jinja_why, "the Jinja engine cannot parse it: %s", e.msg);
 }
 
+int tok_chat_set_template(struct tokenizer *t, const char *src, size_t len, struct err *e)
+{
+    struct tokenizer saved = *t;
+    t->chat_template = malloc(len + 1);
+    if (!t->chat_template) {
+        *t = saved;
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    memcpy(t->chat_template, src, len);
+    t->chat_template[len] = 0;
+    tok_chat_prepare(t);
+    if (!t->jinja) {
+        err_set(e, ERR_INVALID, "%s", t->jinja_why);
+        free(t->chat_template);
+        *t = saved;
+        return -1;
+    }
+    free(saved.chat_template);
+    tmpl_free(saved.jinja);
+    return 0;
+}
+
 /* ---- the families ---- */
 
 static int render_chatml(struct render *r, const struct tok_chat_msg *m, size_t n, bool gen, unsigned v)

@@ -226,6 +226,13 @@ int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_f
 int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *why,
                     struct err *e);
 
+/* Replaces the model's chat template by src (len bytes of Jinja, as from a
+ * --chat-template FILE.jinja option); tok_chat_choose then gives
+ * TOK_CHAT_MODEL for it. Call before t is shared between threads. 0, or -1
+ * with t unchanged and e: ERR_INVALID with the engine's error when src does
+ * not parse or cannot render a one-message chat, ERR_NOMEM. */
+int tok_chat_set_template(struct tokenizer *t, const char *src, size_t len, struct err *e);
+
 /* The model's tokenizer.chat_template (NUL-terminated), or NULL. */
 const char *tok_chat_template_source(const struct tokenizer *t);
 

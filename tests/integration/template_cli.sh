@@ -2,7 +2,8 @@
 # maas template: a few shared chat templates over every shared chat case
 # must print exactly what ../shared/tools/render_chat_template.py prints,
 # and fail (exit 1) where the reference fails; --now fixes strftime_now;
-# --model reads the template and the BOS/EOS texts from a GGUF file.
+# --model reads the template and the BOS/EOS texts from a GGUF file;
+# --chat-template FILE.jinja replaces a model's template in chat and serve.
 set -u
 cd "$(dirname "$0")/../.."
 MAAS_BIN=${MAAS_BIN:-build/maas}
@@ -37,5 +38,12 @@ case "$out" in *"<|im_start|>user"*"Hi"*"<|im_start|>assistant"*) ;; *) echo "FA
 printf '{{ raise_exception("no") }}' >"$tmp/t.jinja"
 msg=$("$MAAS_BIN" template --template-file "$tmp/t.jinja" "$tmp/case.json" 2>&1); rc=$?
 [ $rc = 1 ] && [[ "$msg" == *"line 1 col 4: no"* ]] || { echo "FAIL: raise_exception: exit $rc, '$msg'"; fail=1; }
+# --chat-template FILE.jinja replaces the model's template in chat and serve; one that does not parse is refused
+printf '{%% for m in messages %%}### {{ m.role }}: {{ m.content }}\n{%% endfor %%}### assistant:' >"$tmp/good.jinja"
+echo hello | timeout 120 "$MAAS_BIN" chat --model "$tmp/m.gguf" --chat-template "$tmp/good.jinja" -n 2 >/dev/null 2>"$tmp/err" \
+  || { echo "FAIL: chat with a template file: $(head -c 300 "$tmp/err")"; fail=1; }
+printf '{%% for m in messages %%}' >"$tmp/bad.jinja"
+msg=$(timeout 60 "$MAAS_BIN" serve --model "$tmp/m.gguf" --chat-template "$tmp/bad.jinja" --no-auth --port 1 2>&1); rc=$?
+[ $rc != 0 ] && [[ "$msg" == *"missing {% endfor %}"* ]] || { echo "FAIL: serve with a bad template file: exit $rc, '$msg'"; fail=1; }
 [ $fail = 0 ] && echo "ok: $n template × case renderings match the reference; --model and errors behave"
 exit $fail
