@@ -8,6 +8,7 @@ PKGS=(
   libtsan2                         # ThreadSanitizer runtime (make tsan)
   clang libclang-rt-14-dev         # libFuzzer targets
   python3 python3-numpy            # the independent NumPy reference in tests/
+  python3-jinja2                   # the Jinja2 reference the chat template golden test compares with
   libpcre2-dev                     # tokenizer pre-splitting
   libsqlite3-dev libsodium-dev     # the ledger (SQLite) and API-key hashing
   libmicrohttpd-dev libjansson-dev # HTTP server and JSON

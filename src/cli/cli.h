@@ -14,5 +14,13 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_template(int argc, char **argv);
+
+struct tokenizer;
+struct err;
+/* --chat-template: a value ending in .jinja is a template file that replaces
+ * the model's (tok_chat_set_template) and *name becomes NULL; any other
+ * value (a family name) is left for tok_chat_choose. 0, or -1 with e. */
+int cli_chat_template_file(struct tokenizer *tok, const char **name, struct err *e);
 
 #endif

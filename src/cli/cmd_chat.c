@@ -18,7 +18,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: maas chat --model FILE [options]\n"
                  "  --system TEXT          system message\n"
-                 "  --chat-template NAME   chatml, llama3, llama2, mistral-nemo, deepseek, phi3, gemma, glm4\n"
+                 "  --chat-template NAME   a built-in format (chatml, llama3, llama2, mistral-nemo, deepseek,\n"
+                 "                         phi3, gemma, glm4) or FILE.jinja (a template replacing the model's)\n"
                  "  -n N                   most tokens per reply (default 512)\n"
                  "  --temp T, --top-k K, --top-p P, --min-p P, --seed S, --repeat-penalty R\n"
                  "  --threads T, --ctx N (default min(trained context, 4096)), --kv-type f16|f32 (default f16)\n"
@@ -119,7 +120,10 @@ static int chat_open(struct chat *c, const struct chat_args *ca, struct err *e)
     if (gen_open(&c->g, &go, e) < 0)
         return -1;
     struct err why;
-    if (tok_chat_choose(c->g.tok, ca->tmpl, &c->fam, &why, e) < 0)
+    const char *tmpl_name = ca->tmpl;
+    if (cli_chat_template_file(c->g.tok, &tmpl_name, e) < 0)
+        return err_prefix(e, "--chat-template");
+    if (tok_chat_choose(c->g.tok, tmpl_name, &c->fam, &why, e) < 0)
         return err_prefix(e, "--chat-template");
     if (why.code != ERR_OK)
         fprintf(stderr, "maas chat: %s; using chatml%s\n", why.msg,

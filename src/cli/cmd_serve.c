@@ -62,8 +62,9 @@ static void usage(FILE *out)
             "  --hold-sweep S        look for stale holds and dead processes' holds every S seconds\n"
             "                        while serving (default 300)\n"
             "  --no-auth             serve without API keys and without metering (loopback only)\n"
-            "  --chat-template NAME  force a chat format (chatml, llama3, llama2, mistral-nemo, deepseek,\n"
-            "                        phi3, gemma, glm4) instead of recognising the model's\n",
+            "  --chat-template NAME  force a built-in chat format (chatml, llama3, llama2, mistral-nemo,\n"
+            "                        deepseek, phi3, gemma, glm4) instead of the model's own template;\n"
+            "                        or FILE.jinja: a Jinja chat template that replaces the model's\n",
             MAX_MODELS);
 }
 
@@ -302,7 +303,8 @@ static int parse_args(int argc, char **argv, struct serve_args *sa)
     }
     if (sa->n_specs == 0)
         return gen_usage_error("serve", usage, "--model is required");
-    if (sa->chat_template && tok_chat_family_from_name(sa->chat_template) < 0)
+    if (sa->chat_template && tok_chat_family_from_name(sa->chat_template) < 0 &&
+        !(strlen(sa->chat_template) > 6 && !strcmp(sa->chat_template + strlen(sa->chat_template) - 6, ".jinja")))
         return gen_usage_error("serve", NULL, "--chat-template: unknown format '%s'", sa->chat_template);
     sa->so.max_body = (size_t)sa->max_body;
     sa->so.loopback_only = sa->no_auth;
@@ -326,6 +328,11 @@ static int load_model(const struct serve_args *sa, int i, struct served *sv, str
         fprintf(stderr, "maas serve: %s: %s\n", sv->path, e.msg);
         return -1;
     }
+    const char *tmpl_name = sa->chat_template;
+    if (cli_chat_template_file(sv->tok, &tmpl_name, &e) < 0) {
+        fprintf(stderr, "maas serve: --chat-template: %s\n", e.msg);
+        return -1;
+    }
     sv->name = eq ? strndup(spec, (size_t)(eq - spec)) : default_name(sv->m, sv->path);
     if (!sv->name) {
         fprintf(stderr, "maas serve: out of memory\n");
@@ -340,7 +347,7 @@ static int load_model(const struct serve_args *sa, int i, struct served *sv, str
         return -1;
     }
     *sm = (struct server_model){.name = sv->name, .m = sv->m, .tok = sv->tok, .eng = sv->eng, .n_ctx = o.n_ctx,
-                                .chat_template = sa->chat_template};
+                                .chat_template = tmpl_name};
     log_info("model '%s' from %s: %s, %d layers, context %d", sv->name, sv->path, hp->arch_name, hp->n_layer, o.n_ctx);
     return 0;
 }

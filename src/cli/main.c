@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"tokenize", cmd_tokenize, "tokenize --model FILE [--bos] [--special] (--file F | TEXT)  token ids of a text"},
     {"detokenize", cmd_detokenize, "detokenize --model FILE [--special] ID...  text of token ids"},
     {"run", cmd_run, "run --model FILE --prompt TEXT [-n N] [--json]  generate a continuation"},
+    {"template", cmd_template, "template (--model F | --template-file T) CASE.json  render a chat template"},
     {"chat", cmd_chat, "chat --model FILE                 interactive multi-turn chat (stdin lines)"},
     {"serve", cmd_serve, "serve --model FILE [--port 8080]   OpenAI-compatible HTTP API (chat, completions, /metrics)"},
     {"bench", cmd_bench, "bench --model FILE [-p 512] [-n 128]  prompt/generation speed and bandwidth roofline"},

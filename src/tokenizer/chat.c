@@ -1,7 +1,10 @@
 /*
- * chat.c — chat templates without a Jinja interpreter.
+ * chat.c — chat templates: the model's own, and the built-in families.
  *
- * A model's tokenizer.chat_template is recognised by substrings that only its
+ * A model's tokenizer.chat_template is parsed at load by the Jinja engine
+ * (src/template) and, when it renders a probe chat, is what a conversation
+ * is rendered with (TOK_CHAT_MODEL). Otherwise, or when a family is chosen
+ * by name, the template is recognised by substrings that only its
  * family writes (<|im_start|>, <|start_header_id|>, [gMASK], <start_of_turn>,
  * <｜User｜>, <|user|>...<|end|>, [INST]); each family is rendered by C code
  * that follows its Jinja source line by line, including the source's quirks
@@ -15,8 +18,10 @@
  * Tool calls are not rendered: a role other than system/user/assistant is an
  * error naming the message.
  */
+#define _GNU_SOURCE /* memmem */
 #include "tokenizer/tok_int.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -28,6 +33,8 @@ static const char *const family_names[TOK_CHAT_COUNT] = {
 
 const char *tok_chat_family_name(enum tok_chat_family f)
 {
+    if (f == TOK_CHAT_MODEL)
+        return "model";
     return (unsigned)f < TOK_CHAT_COUNT ? family_names[f] : "?";
 }
 
@@ -171,14 +178,23 @@ int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_f
                     struct err *e)
 {
     err_clear(why);
+    if (!name && t->jinja) {
+        *out = TOK_CHAT_MODEL;
+        return 0;
+    }
     int rc = tok_chat_select(t, name, out, why);
+    if (!name && t->chat_template && rc == 0)
+        log_warn("tokenizer.chat_template: %s; using the built-in %s format", t->jinja_why, tok_chat_family_name(*out));
     if (rc < 0 && name) {
         *e = *why;
         err_clear(why);
         return -1;
     }
-    if (rc < 0)
+    if (rc < 0) {
         *out = TOK_CHAT_CHATML;
+        if (t->jinja_why[0])
+            err_prefix(why, "%s", t->jinja_why);
+    }
     return 0;
 }
 
@@ -283,6 +299,140 @@ static int check_roles(const struct tok_chat_msg *msgs, size_t n, enum tok_chat_
         if (!role_is(&msgs[i], "system") && !role_is(&msgs[i], "user") && !role_is(&msgs[i], "assistant"))
             return err_set(e, ERR_INVALID, "message %zu: role '%s' is not supported by the %s chat format (system, user, assistant)",
                            i, msgs[i].role ? msgs[i].role : "(none)", tok_chat_family_name(fam));
+    return 0;
+}
+
+/* ---- the model's own template (Jinja) ---- */
+
+static void json_string(struct sbuf *b, const char *s, size_t n)
+{
+    sbuf_addch(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            sbuf_addf(b, "\\%c", c);
+        else if (c < 0x20)
+            sbuf_addf(b, "\\u%04x", c);
+        else
+            sbuf_addch(b, c);
+    }
+    sbuf_addch(b, '"');
+}
+
+static void json_token(struct sbuf *b, const struct tokenizer *t, int32_t id)
+{
+    if (id < 0 || id >= t->n_vocab)
+        json_string(b, "", 0);
+    else
+        json_string(b, tok_text_at(t, id), t->text_len[id]);
+}
+
+/* The template's variables as a JSON object: messages, add_generation_prompt, bos_token, eos_token. */
+static char *model_vars(const struct tokenizer *t, const struct tok_chat_msg *m, size_t n, bool gen, size_t *len)
+{
+    struct sbuf b = SBUF_INIT;
+    sbuf_addstr(&b, "{\"messages\": [");
+    for (size_t i = 0; i < n; i++) {
+        sbuf_addstr(&b, i ? ", {\"role\": " : "{\"role\": ");
+        json_string(&b, m[i].role ? m[i].role : "", m[i].role ? strlen(m[i].role) : 0);
+        sbuf_addstr(&b, ", \"content\": ");
+        json_string(&b, content_of(&m[i]), strlen(content_of(&m[i])));
+        sbuf_addch(&b, '}');
+    }
+    sbuf_addf(&b, "], \"add_generation_prompt\": %s, \"bos_token\": ", gen ? "true" : "false");
+    json_token(&b, t, t->bos);
+    sbuf_addstr(&b, ", \"eos_token\": ");
+    json_token(&b, t, t->eos);
+    sbuf_addch(&b, '}');
+    return sbuf_detach(&b, len);
+}
+
+/* Marks in r->mask the message contents found in the rendering, in order. */
+static void mark_contents(struct render *r, const struct tok_chat_msg *m, size_t n)
+{
+    size_t pos = 0;
+    for (size_t i = 0; i < n && r->b.buf; i++) {
+        const char *c = content_of(&m[i]);
+        size_t a = 0, z = strlen(c), l;
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) { /* the template may have trimmed it */
+                while (a < z && (l = space_at(c + a, z - a)))
+                    a += l;
+                while (z > a && space_at(c + z - 1, 1)) /* ASCII whitespace at the end */
+                    z--;
+            }
+            if (z <= a)
+                break;
+            const char *hit = memmem(r->b.buf + pos, r->b.len - pos, c + a, z - a);
+            if (hit) {
+                size_t off = (size_t)(hit - r->b.buf);
+                memset(r->mask.buf + off, 1, z - a);
+                pos = off + (z - a);
+                break;
+            }
+        }
+    }
+}
+
+static int render_model(const struct tokenizer *t, const struct tok_chat_msg *m, size_t n, bool gen,
+                        struct render *r, struct err *e)
+{
+    size_t vlen = 0, olen = 0;
+    char *vars = model_vars(t, m, n, gen, &vlen);
+    if (!vars)
+        return err_set(e, ERR_NOMEM, "out of memory rendering %zu chat messages", n);
+    char *out = tmpl_render(t->jinja, vars, vlen, NULL, &olen, e);
+    free(vars);
+    if (!out)
+        return err_prefix(e, "chat template");
+    put_span(r, out, olen, false);
+    free(out);
+    if (r->oom)
+        return err_set(e, ERR_NOMEM, "out of memory rendering %zu chat messages", n);
+    mark_contents(r, m, n);
+    return 0;
+}
+
+void tok_chat_prepare(struct tokenizer *t)
+{
+    struct err e = {0};
+    t->jinja_why[0] = 0;
+    t->jinja = tmpl_parse(t->chat_template, strlen(t->chat_template), &e);
+    if (t->jinja) {
+        static const struct tok_chat_msg probe[] = {{"user", "Hello"}};
+        struct render r = {{0}, {0}, false};
+        int rc = render_model(t, probe, 1, true, &r, &e);
+        sbuf_release(&r.b);
+        sbuf_release(&r.mask);
+        if (rc == 0)
+            return;
+        tmpl_free(t->jinja);
+        t->jinja = NULL;
+        snprintf(t->jinja_why, sizeof t->jinja_why, "cannot render a one-message chat: %s", e.msg);
+        return;
+    }
+    snprintf(t->jinja_why, sizeof t->jinja_why, "the Jinja engine cannot parse it: %s", e.msg);
+}
+
+int tok_chat_set_template(struct tokenizer *t, const char *src, size_t len, struct err *e)
+{
+    struct tokenizer saved = *t;
+    t->chat_template = malloc(len + 1);
+    if (!t->chat_template) {
+        *t = saved;
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    memcpy(t->chat_template, src, len);
+    t->chat_template[len] = 0;
+    tok_chat_prepare(t);
+    if (!t->jinja) {
+        err_set(e, ERR_INVALID, "%s", t->jinja_why);
+        free(t->chat_template);
+        *t = saved;
+        return -1;
+    }
+    free(saved.chat_template);
+    tmpl_free(saved.jinja);
     return 0;
 }
 
@@ -592,6 +742,8 @@ static int render_glm4(struct render *r, const struct tok_chat_msg *m, size_t n,
 static int render_all(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
                       size_t n_msgs, bool add_generation_prompt, struct render *r, struct err *e)
 {
+    if (fam == TOK_CHAT_MODEL)
+        return render_model(t, msgs, n_msgs, add_generation_prompt, r, e);
     if ((unsigned)fam >= TOK_CHAT_COUNT)
         return err_set(e, ERR_NOT_FOUND, "chat format %d does not exist", (int)fam);
     if (check_roles(msgs, n_msgs, fam, e))

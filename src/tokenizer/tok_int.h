@@ -6,6 +6,7 @@
 #define MAAS_TOK_INT_H
 
 #include "tokenizer/tokenizer.h"
+#include "template/template.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -69,7 +70,14 @@ struct tokenizer {
     bool ignore_merges;         /* BPE llama3: a word that is a whole token is taken as is */
 
     char *chat_template;        /* from malloc, NUL-terminated; NULL when the model has none */
+    struct tmpl *jinja;         /* owned: chat_template parsed, when it parses and renders a probe chat */
+    char jinja_why[256];        /* why jinja is NULL although chat_template is not ("" otherwise) */
 };
+
+/* Parses t->chat_template with the Jinja engine and renders a one-message
+ * probe; on success t->jinja is set, else t->jinja_why says why (the
+ * built-in families are then the fallback). Never fails the load. */
+void tok_chat_prepare(struct tokenizer *t);
 
 static inline const char *tok_text_at(const struct tokenizer *t, int32_t id)
 {

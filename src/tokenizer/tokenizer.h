@@ -30,9 +30,12 @@
  * streaming detokenizer (tok_stream) holds incomplete characters back and
  * recognises stop strings that span tokens.
  *
- * Chat templates: the families of real models are recognised from
- * tokenizer.chat_template by distinctive substrings and rendered in C
- * exactly as their Jinja source would render them (no Jinja interpreter).
+ * Chat templates: a model's own tokenizer.chat_template is rendered by the
+ * Jinja engine (src/template) as Hugging Face renders it (TOK_CHAT_MODEL).
+ * The built-in families (recognised from the template text by distinctive
+ * substrings, rendered in C as their Jinja source would render them) are
+ * what a user forces by name, and the fallback for a model without a
+ * template or with one the engine cannot parse or render.
  *
  * A loaded tokenizer is immutable: every function taking a const pointer may
  * be called from several threads at once.
@@ -194,10 +197,12 @@ enum tok_chat_family {
     TOK_CHAT_GEMMA,        /* <start_of_turn>user\n...<end_of_turn>\n<start_of_turn>model\n */
     TOK_CHAT_GLM4,         /* [gMASK]<sop><|user|>\n... */
     TOK_CHAT_COUNT,
+    TOK_CHAT_MODEL,        /* not a family: the model's own tokenizer.chat_template, run by the Jinja engine */
 };
 
 /* Short names of the families, as users choose them: "chatml", "llama3",
- * "llama2", "mistral-nemo", "deepseek", "phi3", "gemma", "glm4". */
+ * "llama2", "mistral-nemo", "deepseek", "phi3", "gemma", "glm4"; "model"
+ * for TOK_CHAT_MODEL (not a name tok_chat_family_from_name accepts). */
 const char *tok_chat_family_name(enum tok_chat_family f);
 int tok_chat_family_from_name(const char *name); /* -1 if unknown */
 
@@ -209,14 +214,24 @@ int tok_chat_family_from_name(const char *name); /* -1 if unknown */
  * name). Most callers want tok_chat_choose. */
 int tok_chat_select(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *e);
 
-/* tok_chat_select with the one fallback every caller uses: a model whose
- * template is missing or not recognised is chatted with in ChatML. 0 with
+/* What every caller uses. With a name: that family (as tok_chat_select).
+ * Without: TOK_CHAT_MODEL when the model's tokenizer.chat_template parses
+ * and renders with the Jinja engine; otherwise (logged as a warning when
+ * the template exists but the engine cannot use it, with the reason) the
+ * family recognised from the template text, and failing that ChatML. 0 with
  * *out set and why->code ERR_OK, or, when it fell back to ChatML, why->code
  * ERR_NOT_FOUND (no template) or ERR_INVALID (an unknown one) and why->msg
  * the reason to warn about; -1 with e (ERR_INVALID) only for an unknown
  * name. The caller adds the name of its option to e's message. */
 int tok_chat_choose(const struct tokenizer *t, const char *name, enum tok_chat_family *out, struct err *why,
                     struct err *e);
+
+/* Replaces the model's chat template by src (len bytes of Jinja, as from a
+ * --chat-template FILE.jinja option); tok_chat_choose then gives
+ * TOK_CHAT_MODEL for it. Call before t is shared between threads. 0, or -1
+ * with t unchanged and e: ERR_INVALID with the engine's error when src does
+ * not parse or cannot render a one-message chat, ERR_NOMEM. */
+int tok_chat_set_template(struct tokenizer *t, const char *src, size_t len, struct err *e);
 
 /* The model's tokenizer.chat_template (NUL-terminated), or NULL. */
 const char *tok_chat_template_source(const struct tokenizer *t);
@@ -226,7 +241,10 @@ struct tok_chat_msg {
     const char *content; /* NUL-terminated UTF-8 */
 };
 
-/* Renders the conversation as the family's Jinja template would, including
+/* Renders the conversation as the family's Jinja template would (with
+ * TOK_CHAT_MODEL: as the model's own template does, given messages,
+ * add_generation_prompt, bos_token and eos_token as the vocabulary's BOS and
+ * EOS texts, and strftime_now the current UTC time), including
  * the BOS text where the template writes bos_token, and the opening of the
  * assistant's turn when add_generation_prompt. To turn a conversation into
  * tokens use tok_chat_encode, not tok_encode on this string: encoding the
@@ -241,7 +259,11 @@ char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const
 /* Renders (as tok_chat_render) and APPENDS the tokens of the rendering to
  * out: the template's own text is encoded with its control tokens (BOS,
  * <|im_start|>, ...), while the text of every message content is raw — a
- * control token's text inside a message stays ordinary text. No BOS/EOS is
+ * control token's text inside a message stays ordinary text. (With
+ * TOK_CHAT_MODEL a content is found in the rendering by searching for it,
+ * or for it stripped of surrounding whitespace, in message order after the
+ * previous one; a content the template rewrote beyond that is encoded with
+ * control tokens recognised.) No BOS/EOS is
  * added beyond what the template writes. 0, or -1 with the reason in e (as
  * tok_chat_render); out keeps its earlier ids on failure. */
 int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,

@@ -254,6 +254,7 @@ void tok_free(struct tokenizer *t)
     free(t->trie_val);
     free(t->trie_tok);
     free(t->chat_template);
+    tmpl_free(t->jinja);
     free(t);
 }
 
@@ -741,6 +742,7 @@ static int load_chat_template(struct tokenizer *t, const struct gguf_file *f, st
             return err_set(e, ERR_NOMEM, "out of memory");
         memcpy(t->chat_template, tmpl.ptr, tmpl.len);
         t->chat_template[tmpl.len] = 0;
+        tok_chat_prepare(t);
     }
     return 0;
 }
