@@ -187,6 +187,7 @@ struct kern_tile kern_avx512_tile(enum ggml_type t)
 void kern_register_avx512(struct kern_table *tab)
 {
     kern_register_avx2(tab);
+    kern_register_avx512_probes(tab);
     tab->tile = kern_avx512_tile;
     tab->gemv = kern_avx512_gemv;
 }

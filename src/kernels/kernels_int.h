@@ -96,5 +96,16 @@ void kern_register_avx2_probes(struct kern_table *tab); /* probe_avx2.c */
  * with the 8-bit dot products of the q8_0-family tiles and decode kernels
  * done by vpdpbusd. */
 void kern_register_avx512(struct kern_table *tab);
+void kern_register_avx512_probes(struct kern_table *tab); /* probe_avx512.c */
+
+/* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
+ * &sink) runs iters iterations of a register-only loop and stores its MACs
+ * per second of the thread's CPU time; kern_peak_run runs it on every
+ * thread of pool, 3 times, and returns the best sum (*one_thread: the best
+ * rate of thread 0). */
+typedef void (*kern_peak_loop_fn)(enum kern_mac_kind kind, long iters, double *macs_per_s, int *sink);
+double kern_peak_run(struct pool *pool, kern_peak_loop_fn loop, enum kern_mac_kind kind, double *one_thread);
+/* The AVX2 variant's mac_peak (0 for KERN_MAC_I8_VNNI). */
+double kern_avx2_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread);
 
 #endif
