@@ -56,9 +56,12 @@ static inline __attribute__((always_inline)) __m256i fam_ubytes(enum fam f, cons
         return _mm256_xor_si256(avx2_q8_0_bytes((const block_q8_0 *)blk), flip);
     case FAM_Q4_0:
         return avx2_nibbles32(((const block_q4_0 *)blk)->qs);
-    case FAM_Q5_0: {
+    case FAM_Q5_0: { /* the 32 high bits are an AVX-512BW byte mask: + 16 where set */
         const block_q5_0 *x = (const block_q5_0 *)blk;
-        return _mm256_or_si256(avx2_nibbles32(x->qs), _mm256_and_si256(avx2_bits32(x->qh), _mm256_set1_epi8(0x10)));
+        uint32_t qh;
+        memcpy(&qh, x->qh, 4);
+        const __m256i lo = avx2_nibbles32(x->qs);
+        return _mm256_mask_add_epi8(lo, (__mmask32)qh, lo, _mm256_set1_epi8(0x10));
     }
     case FAM_IQ4_NL:
         return _mm256_xor_si256(avx2_iq4_nl_bytes((const block_iq4_nl *)blk, table), flip);
