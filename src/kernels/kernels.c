@@ -188,6 +188,23 @@ static bool cpu_avx2(void)
     return (b & bit_AVX2) && fma && f16c;
 }
 
+/* AVX-512 F, BW, VL and DQ with VNNI (the flags *_avx512.c files are
+ * compiled with), on top of everything cpu_avx2 asks for, and an OS that
+ * saves the opmask and zmm state (XCR0 bits 5-7 as well as 1-2). */
+static bool cpu_avx512(void)
+{
+    unsigned a, b, c, d;
+    if (!cpu_avx2() || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    const unsigned need_b = bit_AVX512F | bit_AVX512BW | bit_AVX512VL | bit_AVX512DQ;
+    if ((b & need_b) != need_b || !(c & bit_AVX512VNNI))
+        return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    return (lo & 0xe6) == 0xe6;
+}
+
 /* In order of preference from the lowest. A new instruction set is one
  * entry here: its CPUID check and its register function, which is applied
  * to the reference table (it may call another variant's register function
@@ -199,6 +216,7 @@ static const struct kern_variant {
 } variants[] = {
     {"ref", cpu_any, NULL},
     {"avx2", cpu_avx2, kern_register_avx2},
+    {"avx512", cpu_avx512, kern_register_avx512},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof *variants))
 

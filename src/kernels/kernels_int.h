@@ -14,8 +14,10 @@ typedef void (*kern_tile_fn)(int64_t n, const void *w, size_t ldw, int nr, const
 struct kern_tile {
     kern_tile_fn fn; /* NULL when the type has no tiled kernel */
     int mr, nc_max;  /* largest tile: weight rows x activation rows */
+    bool over_f32;   /* faster than the f32 path (ftile) at every token count */
 };
-struct kern_tile kern_avx2_tile(enum ggml_type t); /* gemm_avx2.c */
+struct kern_tile kern_avx2_tile(enum ggml_type t);   /* gemm_avx2.c */
+struct kern_tile kern_avx512_tile(enum ggml_type t); /* gemm_avx512.c */
 
 /* f32 tile kernel (sgemm_avx2.c) for prompt processing on dequantized
  * weights: for r < nr <= KERN_FTILE_MR and c < nc <= KERN_FTILE_NR,
@@ -39,7 +41,8 @@ struct kern_gemv {
     void (*prepare)(const void *q8_0_row, void *act, int64_t n); /* NULL when the type has none */
     void (*fn)(int64_t n, const void *w, size_t ldw, int64_t nr, const void *act, float *y);
 };
-struct kern_gemv kern_avx2_gemv(enum ggml_type t); /* gemv_avx2.c */
+struct kern_gemv kern_avx2_gemv(enum ggml_type t);   /* gemv_avx2.c */
+struct kern_gemv kern_avx512_gemv(enum ggml_type t); /* gemv_avx512.c */
 
 /* f32 row operations that have SIMD versions. */
 struct kern_f32_ops {
@@ -89,5 +92,20 @@ void kern_register_avx2(struct kern_table *tab);
 void kern_register_avx2_ops(struct kern_table *tab);    /* ops_avx2.c */
 void kern_register_avx2_attn(struct kern_table *tab);   /* attn_avx2.c */
 void kern_register_avx2_probes(struct kern_table *tab); /* probe_avx2.c */
+/* The AVX-512 variant (F/BW/VL/DQ with VNNI; gemm_avx512.c): the AVX2 table
+ * with the 8-bit dot products of the q8_0-family tiles and decode kernels
+ * done by vpdpbusd. */
+void kern_register_avx512(struct kern_table *tab);
+void kern_register_avx512_probes(struct kern_table *tab); /* probe_avx512.c */
+
+/* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
+ * &sink) runs iters iterations of a register-only loop and stores its MACs
+ * per second of the thread's CPU time; kern_peak_run runs it on every
+ * thread of pool, 3 times, and returns the best sum (*one_thread: the best
+ * rate of thread 0). */
+typedef void (*kern_peak_loop_fn)(enum kern_mac_kind kind, long iters, double *macs_per_s, int *sink);
+double kern_peak_run(struct pool *pool, kern_peak_loop_fn loop, enum kern_mac_kind kind, double *one_thread);
+/* The AVX2 variant's mac_peak (0 for KERN_MAC_I8_VNNI). */
+double kern_avx2_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread);
 
 #endif

@@ -202,13 +202,13 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
     j->n_tok = n_tok;
     j->y = p->y;
     j->ldy = p->ldy;
-    j->tile = (struct kern_tile){NULL, 1, 1};
+    j->tile = (struct kern_tile){NULL, 1, 1, false};
     j->gemv = (struct kern_gemv){NULL, NULL};
     if (n_tok > 1 && kern_tab.tile)
         j->tile = kern_tab.tile(p->wt);
     if (n_tok == 1 && kern_tab.gemv)
         j->gemv = kern_tab.gemv(p->wt);
-    if (n_tok >= f32_min_tok(p->wt) && n_in % 8 == 0 && o->to_float) {
+    if (n_tok >= f32_min_tok(p->wt) && n_in % 8 == 0 && o->to_float && !j->tile.over_f32) {
         j->ftile = kern_tab.ftile;
         j->w_to_float = o->to_float;
     }

@@ -81,6 +81,7 @@ static double thread_cpu_s(void)
 }
 
 struct peak_job {
+    kern_peak_loop_fn loop;
     enum kern_mac_kind kind;
     long iters;
     double macs_per_cpu_s[64]; /* per thread: MACs / its CPU seconds */
@@ -157,20 +158,21 @@ static void peak_job_fn(void *ctx, int ith, int nth)
     struct peak_job *j = ctx;
     double rate;
     int sink = 0;
-    run_kind(j->kind, j->iters, &rate, &sink);
+    j->loop(j->kind, j->iters, &rate, &sink);
     if (ith < 64) {
         j->macs_per_cpu_s[ith] = rate;
         j->sink[ith] = sink;
     }
 }
 
-static double mac_peak_avx2(struct pool *pool, enum kern_mac_kind kind, double *one_thread)
+double kern_peak_run(struct pool *pool, kern_peak_loop_fn loop, enum kern_mac_kind kind, double *one_thread)
 {
     int nth = pool_n_threads(pool);
     double best_sum = 0, best_one = 0;
     for (int rep = 0; rep < 3; rep++) {
         struct peak_job j;
         memset(&j, 0, sizeof j);
+        j.loop = loop;
         j.kind = kind;
         j.iters = PEAK_ITERS;
         pool_run(pool, peak_job_fn, &j);
@@ -185,8 +187,18 @@ static double mac_peak_avx2(struct pool *pool, enum kern_mac_kind kind, double *
     return best_sum;
 }
 
+double kern_avx2_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread)
+{
+    if (kind == KERN_MAC_I8_VNNI) { /* not an AVX2 instruction */
+        if (one_thread)
+            *one_thread = 0;
+        return 0;
+    }
+    return kern_peak_run(pool, run_kind, kind, one_thread);
+}
+
 void kern_register_avx2_probes(struct kern_table *tab)
 {
     tab->read_bandwidth = read_bandwidth_avx2;
-    tab->mac_peak = mac_peak_avx2;
+    tab->mac_peak = kern_avx2_mac_peak;
 }

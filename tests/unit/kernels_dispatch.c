@@ -10,7 +10,9 @@
  *    f16 caches, one head and grouped heads, head sizes with and without a
  *    tail past the vector width, odd position counts over a shuffled block
  *    table, into NaN-prefilled outputs;
- *  - kern_store_f16 of every variant gives the reference's bits.
+ *  - kern_store_f16 of every variant gives the reference's bits;
+ *  - the VNNI multiply-add probe is positive exactly when the best variant
+ *    is avx512 (its speed is bench_peak's business, not a test's).
  */
 #include "kernels/kernels.h"
 #include "test.h"
@@ -183,6 +185,24 @@ TEST(test_env_unknown_variant)
     unsetenv("MAAS_KERNELS");
 }
 
+/* KERN_MAC_I8_VNNI: measured by the avx512 variant, 0 below it. */
+TEST(test_vnni_peak)
+{
+    const char *best = NULL;
+    for (int v = 0; v < kern_variant_count(); v++)
+        if (kern_variant_supported(v))
+            best = kern_variant_name(v);
+    struct pool *pool = pool_new(1);
+    MAAS_ASSERT(pool);
+    double one = -1, vnni = kern_mac_peak(pool, KERN_MAC_I8_VNNI, &one);
+    if (strcmp(best, "avx512") != 0) {
+        CHECKF(vnni == 0 && one == 0, "best variant %s: VNNI peak %g, one thread %g", best, vnni, one);
+    } else {
+        CHECKF(vnni > 0 && one > 0, "VNNI peak %g, one thread %g", vnni, one);
+    }
+    pool_free(pool);
+}
+
 int main(void)
 {
     RUN(test_env_unknown_variant);
@@ -190,5 +210,6 @@ int main(void)
     RUN(test_use_variant);
     RUN(test_attn_variants);
     RUN(test_store_f16_variants);
+    RUN(test_vnni_peak);
     TEST_END();
 }

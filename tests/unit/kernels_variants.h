@@ -39,11 +39,20 @@ static inline int simd_variant_count(void)
     return n;
 }
 
+/* Says on stderr that variant v is not tested here; returns 0. */
+static inline int variant_skipped(int v)
+{
+    fprintf(stderr, "  %s: skipped: CPU lacks %s\n", kern_variant_name(v), kern_variant_name(v));
+    return 0;
+}
+
 /* Runs the statement that follows once for each supported variant other
- * than the reference, with v its index (the table is not switched). */
+ * than the reference, with v its index (the table is not switched); a
+ * variant the CPU lacks is named as skipped. */
 #define FOR_EACH_SIMD_VARIANT(v)                                               \
     for (int v = 1; v < kern_variant_count(); v++)                            \
         if (!kern_variant_supported(v)) {                                      \
+            variant_skipped(v);                                                \
         } else
 
 #endif
