@@ -341,11 +341,42 @@ static int parse_model(json_t *root, struct oai_request *r, struct oai_error *e)
     return 0;
 }
 
-/* n, and the completion parameters this server refuses (best_of, echo, suffix). */
+/* Fields that change what the answer must be and that this server does not
+ * honour yet: tools (and the older functions), a tool_choice that demands a
+ * call, a response_format other than text. A 400 naming the field, never a
+ * silently different answer. */
+static int parse_output_shaping(json_t *root, struct oai_error *e)
+{
+    static const char *const lists[] = {"tools", "functions"};
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
+        json_t *v = json_object_get(root, lists[i]);
+        if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
+            return BAD(lists[i], "Unsupported parameter: '%s': this server does not return tool calls yet.", lists[i]);
+    }
+    json_t *tc = json_object_get(root, "tool_choice");
+    const char *tcs = json_string_value(tc);
+    if (tc && !json_is_null(tc) && !(tcs && (!strcmp(tcs, "none") || !strcmp(tcs, "auto"))))
+        return BAD("tool_choice", "Unsupported value: 'tool_choice' can only be 'none' or 'auto' on this server.");
+    json_t *rf = json_object_get(root, "response_format");
+    if (!rf || json_is_null(rf))
+        return 0;
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    if (!json_is_object(rf) || !type)
+        return BAD("response_format", "Invalid type for 'response_format': expected an object with a string 'type'.");
+    if (strcmp(type, "text") != 0)
+        return BAD("response_format", "Unsupported value: 'response_format' type '%.64s' is not supported by this server "
+                   "(only 'text').", type);
+    return 0;
+}
+
+/* n, the output-shaping fields above, and the completion parameters this
+ * server refuses (best_of, echo, suffix). */
 static int parse_unsupported(enum oai_kind kind, json_t *root, struct oai_error *e)
 {
     long long ll;
     int rc;
+    if (parse_output_shaping(root, e) < 0)
+        return -1;
     if ((rc = get_int(root, "n", 1, LLONG_MAX, &ll, e)) < 0)
         return -1;
     if (rc && ll != 1)

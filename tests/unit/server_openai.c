@@ -82,6 +82,12 @@ static const struct bad_case bad[] = {
     {OAI_CHAT, CHAT_PRE "\"n\":2}", "n"},
     {OAI_CHAT, CHAT_PRE "\"n\":0}", "n"},
     {OAI_CHAT, CHAT_PRE "\"n\":\"1\"}", "n"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", "tools"},
+    {OAI_CHAT, CHAT_PRE "\"functions\":[{\"name\":\"f\"}]}", "functions"},
+    {OAI_CHAT, CHAT_PRE "\"tool_choice\":\"required\"}", "tool_choice"},
+    {OAI_CHAT, CHAT_PRE "\"response_format\":{\"type\":\"json_object\"}}", "response_format"},
+    {OAI_CHAT, CHAT_PRE "\"response_format\":\"json\"}", "response_format"},
+    {OAI_COMPLETION, CMPL_PRE "\"response_format\":{\"type\":\"json_schema\"}}", "response_format"},
     {OAI_COMPLETION, "{\"model\":\"m\"}", "prompt"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":5}", "prompt"},
     {OAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[]}", "prompt"},
@@ -164,6 +170,19 @@ TEST(full_chat_request)
     CHECK(r.logprobs && r.top_logprobs == 4 && r.user && !strcmp(r.user, "u"));
     CHECK(r.stream && r.include_usage);
     oai_request_release(&r);
+}
+
+TEST(output_shaping_defaults_accepted)
+{
+    /* the values that ask for nothing different are accepted */
+    const char *body = CHAT_PRE "\"tools\":[],\"tool_choice\":\"auto\",\"functions\":null,"
+                                "\"response_format\":{\"type\":\"text\"}}";
+    struct oai_request r;
+    struct oai_error e;
+    int rc = oai_parse_request(OAI_CHAT, body, strlen(body), &r, &e);
+    CHECKF(rc == 0, "%s", e.message);
+    if (rc == 0)
+        oai_request_release(&r);
 }
 
 TEST(defaults_and_completion)
@@ -302,6 +321,7 @@ int main(void)
     RUN(malformed_bodies);
     RUN(body_with_nul_bytes_and_binary);
     RUN(full_chat_request);
+    RUN(output_shaping_defaults_accepted);
     RUN(defaults_and_completion);
     RUN(builders);
     TEST_END();
