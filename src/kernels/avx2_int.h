@@ -157,4 +157,24 @@ static inline __m256i avx2_iq4_nl_bytes(const block_iq4_nl *b, __m256i table)
     return _mm256_shuffle_epi8(table, avx2_nibbles32(b->qs));
 }
 
+/* The q8_0 family: the 32-weight block types whose weights come out as one
+ * 32-byte vector of signed values (the prompt tiles of gemm_avx2.c and
+ * gemm_avx512.c). */
+enum fam { FAM_Q8_0, FAM_Q4_0, FAM_Q5_0, FAM_IQ4_NL };
+
+static inline __attribute__((always_inline)) size_t fam_block_size(enum fam f)
+{
+    switch (f) {
+    case FAM_Q8_0:
+        return sizeof(block_q8_0);
+    case FAM_Q4_0:
+        return sizeof(block_q4_0);
+    case FAM_Q5_0:
+        return sizeof(block_q5_0);
+    case FAM_IQ4_NL:
+        return sizeof(block_iq4_nl);
+    }
+    return 0;
+}
+
 #endif

@@ -20,23 +20,6 @@
 #define MR 4
 #define NR 3
 
-enum fam { FAM_Q8_0, FAM_Q4_0, FAM_Q5_0, FAM_IQ4_NL };
-
-static inline __attribute__((always_inline)) size_t fam_block_size(enum fam f)
-{
-    switch (f) {
-    case FAM_Q8_0:
-        return sizeof(block_q8_0);
-    case FAM_Q4_0:
-        return sizeof(block_q4_0);
-    case FAM_Q5_0:
-        return sizeof(block_q5_0);
-    case FAM_IQ4_NL:
-        return sizeof(block_iq4_nl);
-    }
-    return 0;
-}
-
 static inline __attribute__((always_inline)) __m256i fam_bytes(enum fam f, const char *blk, __m256i table)
 {
     switch (f) {

@@ -24,23 +24,6 @@
 #define MR 4
 #define NR 4
 
-enum fam { FAM_Q8_0, FAM_Q4_0, FAM_Q5_0, FAM_IQ4_NL };
-
-static inline __attribute__((always_inline)) size_t fam_size(enum fam f)
-{
-    switch (f) {
-    case FAM_Q8_0:
-        return sizeof(block_q8_0);
-    case FAM_Q4_0:
-        return sizeof(block_q4_0);
-    case FAM_Q5_0:
-        return sizeof(block_q5_0);
-    case FAM_IQ4_NL:
-        return sizeof(block_iq4_nl);
-    }
-    return 0;
-}
-
 /* value = code - offset for the unsigned codes of fam_ubytes. */
 static inline __attribute__((always_inline)) int fam_offset(enum fam f)
 {
@@ -85,7 +68,7 @@ static inline __attribute__((always_inline)) void tile_step(enum fam f, const in
                                                              int64_t b, const char *w, size_t ldw, const char *a,
                                                              size_t lda, __m512 acc[MR][NR])
 {
-    const size_t bs = fam_size(f);
+    const size_t bs = fam_block_size(f);
     const __m256i table = avx2_iq4nl_table(), z256 = _mm256_setzero_si256();
     const __m512i off = _mm512_set1_epi8((char)fam_offset(f)), z512 = _mm512_setzero_si512();
     __m512i av[NR], start[NR];
