@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE /* timegm */
 #include "cli/cli.h"
+#include "cli/tools.h"
 #include "template/template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -67,20 +68,6 @@ static char *case_vars(const char *path, const struct tokenizer *t)
     return s;
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct sbuf b = SBUF_INIT;
-    char buf[65536];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0)
-        sbuf_add(&b, buf, k);
-    fclose(f);
-    return sbuf_detach(&b, n);
-}
-
 /* --now YYYY-MM-DD as unix seconds at 09:30 UTC, or -1. */
 static int64_t parse_day(const char *s)
 {
@@ -96,13 +83,13 @@ static int64_t parse_day(const char *s)
 /* The template source: the file's, or the model's tokenizer.chat_template. */
 static char *template_source(const char *model, const char *file, struct tokenizer **tok, size_t *n)
 {
+    struct err e = {0};
     if (file) {
-        char *s = slurp(file, n);
-        if (!s)
-            fprintf(stderr, "maas template: %s: cannot read\n", file);
+        char *s = NULL;
+        if (tool_read_text(file, &s, n, &e) < 0)
+            fprintf(stderr, "maas template: %s\n", e.msg);
         return s;
     }
-    struct err e = {0};
     struct gguf_file *f = gguf_open(model, &e);
     *tok = f ? tok_load(f, &e) : NULL;
     gguf_close(f);
@@ -125,9 +112,9 @@ int cli_chat_template_file(struct tokenizer *tok, const char **name, struct err 
     if (n < 6 || strcmp(*name + n - 6, ".jinja"))
         return 0;
     size_t len;
-    char *src = slurp(*name, &len);
-    if (!src)
-        return err_set(e, ERR_IO, "%s: cannot read", *name);
+    char *src;
+    if (tool_read_text(*name, &src, &len, e) < 0)
+        return -1;
     int rc = tok_chat_set_template(tok, src, len, e);
     free(src);
     if (rc)
