@@ -55,37 +55,6 @@ static struct val sb_val(struct rstate *r, struct sbuf *b)
     return v;
 }
 
-/* the items of an iterable (list, dict keys, string characters; undefined: none) */
-static struct val items_of(struct rstate *r, const struct node *at, const struct val *v)
-{
-    switch (v->t) {
-    case V_LIST:
-        return *v;
-    case V_UNDEF:
-        return v_list(r, 0);
-    case V_DICT: {
-        struct val l = v_list(r, v->u.d->n);
-        for (size_t i = 0; i < v->u.d->n; i++)
-            list_push(r, l.u.l, v->u.d->k[i]);
-        return l;
-    }
-    case V_STR: {
-        struct val l = v_list(r, 0);
-        const struct str *s = v->u.s;
-        for (size_t i = 0; i < s->n;) {
-            size_t j = i + 1;
-            while (j < s->n && ((unsigned char)s->s[j] & 0xC0) == 0x80)
-                j++;
-            list_push(r, l.u.l, v_str(r, s->s + i, j - i));
-            i = j;
-        }
-        return l;
-    }
-    default:
-        rs_fail(r, at, ERR_INVALID, "'%s' object is not iterable", v_type_name(v));
-    }
-}
-
 /* ---- string helpers ---- */
 
 static bool in_chars(const char *s, size_t n, const struct str *chars)
@@ -338,7 +307,7 @@ static struct val f_items(struct rstate *r, const struct node *at, const struct 
 
 static struct val f_join(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
-    struct val l = items_of(r, at, x);
+    struct val l = tmpl_iter_items(r, at, x);
     const struct val *d = arg(a, 0, "d"), *attr = arg(a, 1, "attribute");
     struct sbuf *b = rs_buf(r);
     for (size_t i = 0; i < l.u.l->n; i++) {
@@ -362,21 +331,21 @@ static struct val f_default(struct rstate *r, const struct node *at, const struc
 
 static struct val f_first(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
-    struct val l = items_of(r, at, x);
+    struct val l = tmpl_iter_items(r, at, x);
     struct val u = {.t = V_UNDEF};
     return l.u.l->n ? l.u.l->v[0] : u;
 }
 
 static struct val f_last(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
-    struct val l = items_of(r, at, x);
+    struct val l = tmpl_iter_items(r, at, x);
     struct val u = {.t = V_UNDEF};
     return l.u.l->n ? l.u.l->v[l.u.l->n - 1] : u;
 }
 
 static struct val f_list(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
-    struct val l = items_of(r, at, x), out = v_list(r, l.u.l->n);
+    struct val l = tmpl_iter_items(r, at, x), out = v_list(r, l.u.l->n);
     for (size_t i = 0; i < l.u.l->n; i++)
         list_push(r, out.u.l, l.u.l->v[i]);
     return out;
@@ -384,7 +353,7 @@ static struct val f_list(struct rstate *r, const struct node *at, const struct v
 
 static struct val f_unique(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
-    struct val l = items_of(r, at, x), out = v_list(r, 0);
+    struct val l = tmpl_iter_items(r, at, x), out = v_list(r, 0);
     const struct val *attr = arg(a, 1, "attribute");
     for (size_t i = 0; i < l.u.l->n; i++) {
         struct val k = attr ? attr_path(r, at, &l.u.l->v[i], attr) : l.u.l->v[i];
@@ -536,7 +505,7 @@ static struct val f_indent(struct rstate *r, const struct node *at, const struct
 static struct val select_common(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a,
                                 bool by_attr, bool keep)
 {
-    struct val l = items_of(r, at, x), out = v_list(r, 0);
+    struct val l = tmpl_iter_items(r, at, x), out = v_list(r, 0);
     size_t t0 = by_attr ? 1 : 0;
     if (by_attr && !a->n_pos)
         rs_fail(r, at, ERR_INVALID, "selectattr/rejectattr need an attribute");
@@ -580,7 +549,7 @@ static struct val f_rejectattr(struct rstate *r, const struct node *at, const st
 
 static struct val f_map(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
-    struct val l = items_of(r, at, x), out = v_list(r, l.u.l->n);
+    struct val l = tmpl_iter_items(r, at, x), out = v_list(r, l.u.l->n);
     const struct val *attr = arg(a, 99, "attribute"), *dflt = arg(a, 99, "default");
     if (!attr && !a->n_pos)
         rs_fail(r, at, ERR_INVALID, "map needs a filter name or attribute=");
@@ -666,13 +635,13 @@ static struct val f_dictsort(struct rstate *r, const struct node *at, const stru
 static struct val f_reverse(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
     if (x->t == V_STR) {
-        struct val l = items_of(r, at, x);
+        struct val l = tmpl_iter_items(r, at, x);
         struct sbuf *b = rs_buf(r);
         for (size_t i = l.u.l->n; i-- > 0;)
             sbuf_add(b, l.u.l->v[i].u.s->s, l.u.l->v[i].u.s->n);
         return sb_val(r, b);
     }
-    struct val l = items_of(r, at, x), out = v_list(r, l.u.l->n);
+    struct val l = tmpl_iter_items(r, at, x), out = v_list(r, l.u.l->n);
     for (size_t i = l.u.l->n; i-- > 0;)
         list_push(r, out.u.l, l.u.l->v[i]);
     return out;
@@ -680,7 +649,7 @@ static struct val f_reverse(struct rstate *r, const struct node *at, const struc
 
 static struct val f_sum(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a)
 {
-    struct val l = items_of(r, at, x);
+    struct val l = tmpl_iter_items(r, at, x);
     const struct val *attr = arg(a, 0, "attribute"), *start = arg(a, 1, "start");
     int64_t si = start && start->t == V_INT ? start->u.i : 0;
     double sf = 0;
@@ -703,7 +672,7 @@ static struct val f_sum(struct rstate *r, const struct node *at, const struct va
 static struct val minmax(struct rstate *r, const struct node *at, const struct val *x, const struct call_args *a,
                          int sign)
 {
-    struct val l = items_of(r, at, x);
+    struct val l = tmpl_iter_items(r, at, x);
     bool cs = arg_true(a, 0, "case_sensitive");
     const struct val *attr = arg(a, 1, "attribute");
     struct val best = {.t = V_UNDEF}, bk = best;
@@ -1124,7 +1093,7 @@ static struct val m_join(struct rstate *r, const struct node *at, const struct v
 {
     if (!a->n_pos)
         rs_fail(r, at, ERR_INVALID, "join needs an iterable");
-    struct val l = items_of(r, at, &a->pos[0]);
+    struct val l = tmpl_iter_items(r, at, &a->pos[0]);
     struct sbuf *b = rs_buf(r);
     for (size_t i = 0; i < l.u.l->n; i++) {
         if (i)

@@ -667,7 +667,7 @@ static void assign_targets(struct rstate *r, const struct node *at, struct node 
 }
 
 /* The items a for loop walks: a list's items, a dict's keys, a string's characters. */
-static struct val iter_items(struct rstate *r, const struct node *at, const struct val *v)
+struct val tmpl_iter_items(struct rstate *r, const struct node *at, const struct val *v)
 {
     switch (v->t) {
     case V_LIST:
@@ -699,7 +699,7 @@ static struct val iter_items(struct rstate *r, const struct node *at, const stru
 static void exec_for(struct rstate *r, const struct node *n, struct frame *outer)
 {
     struct val src = eval(r, n->a);
-    struct val items = iter_items(r, n, &src);
+    struct val items = tmpl_iter_items(r, n, &src);
     struct frame *f = frame_new(r, outer);
     if (n->d) { /* for x in xs if cond: the loop sees only the items that pass */
         struct val kept = v_list(r, 0);

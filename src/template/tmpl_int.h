@@ -120,6 +120,11 @@ struct rstate {
 _Noreturn void rs_fail(struct rstate *r, const struct node *at, enum err_code code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The items a for loop or a filter walks (eval.c): a list's items, a dict's
+ * keys, a string's characters (UTF-8 sequences); undefined gives an empty
+ * list; anything else fails the render. */
+struct val tmpl_iter_items(struct rstate *r, const struct node *at, const struct val *v);
+
 /* A scratch buffer released when the render ends (even by a failure). */
 struct sbuf *rs_buf(struct rstate *r);
 
