@@ -8,7 +8,7 @@
 #   make tsan       build the engine, server and ledger tests under ThreadSanitizer
 #                   into build/tsan/tests (run by `make test`)
 #   make fuzz       build the libFuzzer targets (clang), replay each corpus and
-#                   fuzz each target for FUZZ_SECONDS (default 30)
+#                   fuzz each target for FUZZ_SECONDS (default 20)
 #   make bench      build the benchmarks
 #   make soak       the serving soak under SIGKILLs for SOAK_SECONDS (default 600)
 #                   with SOAK_KILLS restarts (default 40); `make test` runs a 60 s one

@@ -7,6 +7,7 @@
 # within 1%; margin = cost - compute_cost exactly in every grouping, in JSON
 # and CSV; /v1/usage shows no compute figures. Exit 77 (skip) when the
 # program, `serve` or mkmodel is not available.
+# maas-test: serial
 set -u
 BIN=${MAAS_BIN:-build/maas}
 PY=/usr/bin/python3

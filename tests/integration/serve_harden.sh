@@ -5,6 +5,7 @@
 # senders while /health answers, a world-readable --admin-key-file refused,
 # /v1/models filtered by the key's allowed models, the access log. Checks in
 # serve_harden.py.
+# maas-test: serial
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/serve_lib.bash"
