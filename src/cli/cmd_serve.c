@@ -46,6 +46,9 @@ static void usage(FILE *out)
             "  --timeout S           close a connection idle or stalled for S seconds (default 30)\n"
             "  --header-timeout S    a request's line and headers must arrive within S seconds of their\n"
             "                        first byte, else 408 and close (default 10)\n"
+            "  --min-body-rate B     a request body must arrive at B bytes/s or more, after a grace of\n"
+            "                        --header-timeout seconds, else the connection is closed (default 4096;\n"
+            "                        0 = no minimum)\n"
             "  --max-connections N   open client connections, idle ones included; past N a new one gets\n"
             "                        503 (default 10000, or what the open-file limit leaves room for)\n"
             "  --max-connections-per-ip N  the same, from one client address (default: no own limit)\n"
@@ -249,6 +252,8 @@ static int parse_opt(const char *a, const char *v, struct serve_args *sa, struct
         rc = arg_int(a, v, 1, 86400, &sa->so.timeout_s, e);
     } else if (!strcmp(a, "--header-timeout")) {
         rc = arg_int(a, v, 1, 3600, &sa->so.header_timeout_s, e);
+    } else if (!strcmp(a, "--min-body-rate")) {
+        rc = arg_int(a, v, 0, 1 << 30, &sa->so.min_body_rate, e);
     } else if (!strcmp(a, "--max-connections")) {
         rc = arg_int(a, v, 1, 1 << 20, &sa->so.max_connections, e);
     } else if (!strcmp(a, "--max-connections-per-ip")) {

@@ -41,6 +41,8 @@ struct req {
     bool answered;                 /* a response has been queued early */
     bool too_big;                  /* the body grew past max_body: answered 413 at its end */
     size_t discarded;              /* bytes dropped since */
+    uint64_t body_start_ms;        /* the headers arrived: the body's clock starts */
+    size_t body_seen;              /* body bytes arrived so far (kept or dropped) */
     struct auth_who who;           /* the caller, checked with the headers */
     struct access_rec log;         /* its access-log line */
 };
@@ -48,7 +50,7 @@ struct req {
 struct server_opts server_opts_default(void)
 {
     struct server_opts o = {.host = "127.0.0.1", .port = 8080, .max_body = 1 << 20, .timeout_s = 30,
-                            .header_timeout_s = 10};
+                            .header_timeout_s = 10, .min_body_rate = 4096};
     return o;
 }
 
@@ -348,6 +350,7 @@ static enum MHD_Result on_headers(struct server *srv, struct MHD_Connection *c, 
         return respond_error(srv, c, q->route, &e);
     }
     access_who(&q->log, &q->who);
+    q->body_start_ms = now_ns() / 1000000;
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
@@ -362,9 +365,28 @@ static enum MHD_Result on_headers(struct server *srv, struct MHD_Connection *c, 
     return MHD_YES;
 }
 
+/* A body that arrives slower than --min-body-rate bytes a second, after a
+ * grace of --header-timeout seconds, is cut off: a client dripping its body
+ * cannot hold a connection (and its thread) for long. (One that sends
+ * nothing at all is closed by MHD after --timeout.) */
+static bool body_too_slow(const struct server *srv, struct req *q, size_t n)
+{
+    q->body_seen += n;
+    uint64_t elapsed = now_ns() / 1000000 - q->body_start_ms;
+    uint64_t grace = (uint64_t)srv->o.header_timeout_s * 1000;
+    if (elapsed <= grace || srv->o.min_body_rate <= 0)
+        return false;
+    return (double)q->body_seen < (double)srv->o.min_body_rate * (double)(elapsed - grace) / 1000.0;
+}
+
 /* A piece of the body: collected up to max_body. */
 static enum MHD_Result on_upload(struct server *srv, struct req *q, const char *data, size_t n)
 {
+    if (body_too_slow(srv, q, n)) {
+        log_warn("server: a request body arrived slower than %d bytes/s; connection closed",
+                 srv->o.min_body_rate);
+        return MHD_NO;
+    }
     if (q->answered)
         return MHD_YES; /* discard what follows an early answer */
     if (q->too_big || q->body.len + n > srv->o.max_body) {
@@ -465,6 +487,8 @@ static void size_defaults(struct server_opts *o)
         o->timeout_s = 30;
     if (o->header_timeout_s <= 0)
         o->header_timeout_s = 10;
+    if (o->min_body_rate < 0)
+        o->min_body_rate = 0;
     if (o->max_active <= 0)
         o->max_active = SERVER_MAX_ACTIVE;
     if (o->max_connections <= 0) {

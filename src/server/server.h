@@ -113,6 +113,9 @@ struct server_opts {
     int timeout_s;                 /* an idle or stalled connection is closed after this (default 30) */
     int header_timeout_s;          /* a request's line and headers must arrive within this many seconds
                                       of their first byte, else 408 and close (default 10) */
+    int min_body_rate;             /* bytes a second a request body must keep up, counted from the end of
+                                      its headers after a grace of header_timeout_s; slower, the
+                                      connection is closed (default 4096; 0 = no minimum) */
     int max_connections;           /* open client connections, idle ones included; past it a new one gets
                                       503 and is closed (0 = SERVER_MAX_CONNECTIONS, lowered to fit the
                                       open-file limit) */

@@ -3,7 +3,9 @@
 Arguments: MAIN_PORT (--no-auth, --header-timeout 2), LIMITS_PORT
 (--max-connections 40 --max-connections-per-ip 10), LOAD_PORT and its PID
 (defaults), BILLING_PORT (models tiny and other), KEY_TINY (allowed: tiny),
-KEY_ALL, and the billing server's --access-log file. Standard library only.
+KEY_ALL, the billing server's --access-log file, STALL_PORT (--timeout 4
+--ctx 4096), its --access-log file, and the model's special token ids
+(comma-separated). Standard library only.
 """
 import json
 import os
@@ -16,6 +18,8 @@ import time
 
 MAIN, LIMITS, LOAD, LOAD_PID, BILLING = (int(a) for a in sys.argv[1:6])
 KEY_TINY, KEY_ALL, ACCESS_LOG = sys.argv[6], sys.argv[7], sys.argv[8]
+STALL, STALL_LOG = int(sys.argv[9]), sys.argv[10]          # --timeout 4 --ctx 4096 --access-log STALL_LOG
+EOG_IDS = [int(x) for x in sys.argv[11].split(",") if x]   # the model's special token ids, biased away
 HEADER_TIMEOUT = 2
 failures = 0
 
@@ -143,6 +147,76 @@ def test_header_deadline():
     check(closed_at is not None and HEADER_TIMEOUT - 0.3 <= dt <= HEADER_TIMEOUT + 1.5 and ok,
           "a sender of one header byte per 0.25 s gets 408 and is closed after %.1f s (--header-timeout %d): %s"
           % (dt, HEADER_TIMEOUT, m))
+
+
+def test_body_rate():
+    """A body dripped at 4 bytes/s is cut once the grace (--header-timeout) is over."""
+    s = socket.create_connection(("127.0.0.1", MAIN))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 2000\r\n\r\n")
+    t0 = time.monotonic()
+    closed_at = None
+    while time.monotonic() - t0 < HEADER_TIMEOUT + 8:
+        try:
+            s.send(b" ")
+        except OSError:
+            closed_at = time.monotonic()
+            break
+        r, _, _ = select.select([s], [], [], 0.25)
+        if r:
+            try:
+                b = s.recv(4096)
+            except OSError:
+                b = b""
+            if not b:
+                closed_at = time.monotonic()
+                break
+    s.close()
+    dt = (closed_at or time.monotonic()) - t0
+    check(closed_at is not None and dt <= HEADER_TIMEOUT + 2,
+          "a body sent at 4 bytes/s is cut off after %.1f s (grace %d s, --min-body-rate 4096)"
+          % (dt, HEADER_TIMEOUT))
+
+
+def test_stalled_reader():
+    """A stream whose client stops reading: the connection is closed about --timeout (4 s) after the
+    socket buffers fill, the sequence ends as cancelled, and /health is served meanwhile."""
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                       "max_tokens": 4000, "logprobs": True, "top_logprobs": 20,
+                       "logit_bias": {str(t): -100 for t in EOG_IDS}}).encode()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", STALL))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    t0 = time.monotonic()
+    health = []
+    ended = None
+    while time.monotonic() - t0 < 25 and ended is None:
+        time.sleep(0.5)
+        st, _ = get(STALL, "/health")
+        health.append(st)
+        with open(STALL_LOG) as f:
+            lines = [json.loads(x) for x in f if '"/v1/chat/completions"' in x]
+        if lines:
+            ended = (time.monotonic() - t0, lines[-1])
+    got = b""
+    s.settimeout(2)
+    try:
+        while True:  # what the server sent before it gave up: the client reads it now
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            got += b
+    except (socket.timeout, OSError):
+        pass
+    s.close()
+    check(ended is not None and ended[1].get("finish") == "cancelled" and ended[0] < 15,
+          "a stream nobody reads is closed and cancelled after %.1f s (--timeout 4): %s"
+          % (ended[0] if ended else -1, ended[1] if ended else "no access-log line"))
+    check(all(st == 200 for st in health), "/health answered meanwhile (%d times)" % len(health))
+    check(b"[DONE]" not in got and len(got) > 0, "the stalled client got a partial stream (%d bytes), no [DONE]"
+          % len(got))
 
 
 def test_limits():
@@ -324,6 +398,8 @@ def test_access_log():
 def main():
     test_framing()
     test_header_deadline()
+    test_body_rate()
+    test_stalled_reader()
     test_limits()
     test_models_filter()
     test_access_log()

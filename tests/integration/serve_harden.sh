@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hostile clients (issue 19): framing errors through a raw socket (one JSON
-# 400, then the connection closed), the header deadline, the connection
+# 400, then the connection closed), the header deadline, a body dripped below
+# --min-body-rate, a stream whose client stops reading, the connection
 # limits (in all and per address), thousands of idle connections and slow
 # senders while /health answers, a world-readable --admin-key-file refused,
 # /v1/models filtered by the key's allowed models, the access log. Checks in
@@ -42,9 +43,13 @@ limits_port=$port
 serve_start "$tmp/load.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 256 || exit 1
 load_port=$port
 load_pid=${serve_pids[-1]}
+serve_start "$tmp/stall.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 4096 --timeout 4 \
+  --access-log "$tmp/stall-access.log" || exit 1
+stall_port=$port
+eog=$("$BIN" inspect "$tmp/tiny.gguf" | awk '/tokenizer.ggml.*_token_id/ {print $3}' | paste -sd, -)
 
 timeout 300 "$PY" "$HERE/serve_harden.py" "$main_port" "$limits_port" "$load_port" "$load_pid" \
-  "$billing_port" "$key_tiny" "$key_all" "$tmp/access.log"
+  "$billing_port" "$key_tiny" "$key_all" "$tmp/access.log" "$stall_port" "$tmp/stall-access.log" "$eog"
 rc=$?
 [ $rc -eq 0 ] || { for l in main limits load billing; do echo "--- $l log (tail)"; tail -5 "$tmp/$l.log"; done; }
 exit $rc
