@@ -19,15 +19,21 @@ struct kern_tile {
 struct kern_tile kern_avx2_tile(enum ggml_type t);   /* gemm_avx2.c */
 struct kern_tile kern_avx512_tile(enum ggml_type t); /* gemm_avx512.c */
 
-/* f32 tile kernel (sgemm_avx2.c) for prompt processing on dequantized
- * weights: for r < nr <= KERN_FTILE_MR and c < nc <= KERN_FTILE_NR,
- * y[c * ldy + r] = sum over k < n of w[r * ldw + k] * a[c * lda + k]
- * (added to y when accumulate is non-zero); n is a multiple of 8. */
+/* f32 tile kernel (sgemm_avx2.c, sgemm_avx512.c) for prompt processing on
+ * dequantized weights: for r < nr <= KERN_FTILE_MR and c < nc <= nc_max
+ * (at most KERN_FTILE_NR_MAX), y[c * ldy + r] = sum over k < n of
+ * w[r * ldw + k] * a[c * lda + k] (added to y when accumulate is non-zero);
+ * n is a multiple of 8. */
 #define KERN_FTILE_MR 4
-#define KERN_FTILE_NR 3
+#define KERN_FTILE_NR_MAX 6
 typedef void (*kern_ftile_fn)(int64_t n, const float *w, int64_t ldw, int nr, const float *a, int64_t lda, int nc,
                               float *y, int64_t ldy, int accumulate);
-kern_ftile_fn kern_avx2_ftile(void); /* sgemm_avx2.c */
+struct kern_ftile {
+    kern_ftile_fn fn; /* NULL: no f32 path */
+    int nc_max;       /* activation rows per tile, at most */
+};
+struct kern_ftile kern_avx2_ftile(void);   /* sgemm_avx2.c: 4 x 3 */
+struct kern_ftile kern_avx512_ftile(void); /* sgemm_avx512.c: 4 x 6 */
 /* A q8_0, q8_1 or q8_K activation row of n values as floats d * q (exact). */
 void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n);
 
@@ -67,7 +73,7 @@ struct kern_table {
     /* matrix kernels for kern_matmul (above); NULL: none */
     struct kern_tile (*tile)(enum ggml_type t);
     struct kern_gemv (*gemv)(enum ggml_type t);
-    kern_ftile_fn ftile;
+    struct kern_ftile ftile;
     void (*act_to_float)(enum ggml_type t, const void *src, float *dst, int64_t n);
     /* the machine probes (kern_read_bandwidth, kern_mac_peak; probe.c) */
     double (*read_bandwidth)(struct pool *pool, size_t bytes, int reps, struct err *e);

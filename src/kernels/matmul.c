@@ -66,6 +66,7 @@ struct mm_job {
     struct kern_tile tile;
     struct kern_gemv gemv;  /* decode kernel, used when n_tok == 1 */
     kern_ftile_fn ftile;    /* f32 path, used when not NULL */
+    int ftile_nc;           /* its tiles' activation rows, at most */
     const float *actf;      /* its activations: n_tok rows of n_in f32 */
     float *actf_buf;        /* where they are written (in wbuf), or NULL */
     kern_to_float_fn w_to_float;
@@ -130,8 +131,8 @@ static void run_unit_f32(struct mm_job *j, int64_t r0, int64_t r1, int64_t t0, i
             const int nr = (int)(r1 - r < KERN_FTILE_MR ? r1 - r : KERN_FTILE_MR);
             for (int i = 0; i < nr; i++)
                 j->w_to_float(j->W + (size_t)(r + i) * j->ldw + koff, panel + i * F32_KC, len);
-            for (int64_t t = t0; t < t1; t += KERN_FTILE_NR) {
-                const int nc = (int)(t1 - t < KERN_FTILE_NR ? t1 - t : KERN_FTILE_NR);
+            for (int64_t t = t0; t < t1; t += j->ftile_nc) {
+                const int nc = (int)(t1 - t < j->ftile_nc ? t1 - t : j->ftile_nc);
                 j->ftile(len, panel, F32_KC, nr, j->actf + t * j->n_in + k0, j->n_in, nc, j->y + t * j->ldy + r,
                          j->ldy, k0 > 0);
             }
@@ -209,7 +210,8 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
     if (n_tok == 1 && kern_tab.gemv)
         j->gemv = kern_tab.gemv(p->wt);
     if (n_tok >= f32_min_tok(p->wt) && n_in % 8 == 0 && o->to_float && !j->tile.over_f32) {
-        j->ftile = kern_tab.ftile;
+        j->ftile = kern_tab.ftile.fn;
+        j->ftile_nc = kern_tab.ftile.nc_max;
         j->w_to_float = o->to_float;
     }
 
@@ -245,7 +247,7 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
         if (j->rows_per_unit > max_rows)
             j->rows_per_unit = max_rows;
     } else {
-        int64_t nc = j->ftile ? KERN_FTILE_NR : j->tile.nc_max;
+        int64_t nc = j->ftile ? j->ftile_nc : j->tile.nc_max;
         /* the f32 path keeps F32_KC floats of each token of the chunk in L2 */
         j->toks_per_unit = (int64_t)(ACT_CHUNK_BYTES / (j->ftile ? F32_KC * sizeof(float) : j->lda));
         j->toks_per_unit = (j->toks_per_unit / nc) * nc;

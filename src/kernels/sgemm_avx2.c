@@ -19,6 +19,8 @@
  */
 #include "kernels/avx2_int.h"
 
+#define FNR 3 /* activation rows per tile */
+
 /* 4 accumulators (rows 0..3 of one token) -> their 4 sums in one vector. */
 static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
 {
@@ -30,14 +32,14 @@ static inline __attribute__((always_inline)) void ftile(const int RM, const int 
                                                          int64_t ldw, const float *a, int64_t lda, float *y,
                                                          int64_t ldy, int accumulate)
 {
-    __m256 acc[KERN_FTILE_MR][KERN_FTILE_NR];
+    __m256 acc[KERN_FTILE_MR][FNR];
 #pragma GCC unroll 4
     for (int r = 0; r < KERN_FTILE_MR; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < KERN_FTILE_NR; c++)
+        for (int c = 0; c < FNR; c++)
             acc[r][c] = _mm256_setzero_ps();
     for (int64_t k = 0; k < n; k += 8) {
-        __m256 x[KERN_FTILE_NR];
+        __m256 x[FNR];
 #pragma GCC unroll 4
         for (int c = 0; c < RN; c++)
             x[c] = _mm256_loadu_ps(a + c * lda + k);
@@ -87,7 +89,7 @@ static void ftile_avx2(int64_t n, const float *w, int64_t ldw, int nr, const flo
     }
 }
 
-_Static_assert(KERN_FTILE_MR == 4 && KERN_FTILE_NR == 3, "ftile_avx2 lists the shapes up to 4 x 3");
+_Static_assert(KERN_FTILE_MR == 4 && KERN_FTILE_NR_MAX >= FNR, "ftile_avx2 lists the shapes up to 4 x 3");
 
 /* ---- the activations of the f32 path: q8 rows back to floats ---- */
 static inline void scale8x4(float *y, const int8_t *q, __m256 d)
@@ -126,7 +128,7 @@ void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64
     }
 }
 
-kern_ftile_fn kern_avx2_ftile(void)
+struct kern_ftile kern_avx2_ftile(void)
 {
-    return ftile_avx2;
+    return (struct kern_ftile){ftile_avx2, FNR};
 }

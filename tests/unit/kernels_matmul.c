@@ -8,8 +8,9 @@
  * types take the f32 path, whose k is cut in panels of 512: n_in 608 and
  * 1280 end in a partial one), pools of 1, 2 and 3
  * threads, and ldy > n_out, with y pre-filled with NaN so that a missed
- * output shows and a write into the padding columns is caught. Both the
- * reference table and (when the CPU has it) the AVX2 table are exercised.
+ * output shows and a write into the padding columns is caught. Every
+ * kernel variant the CPU has is exercised (ref, avx2, avx512: 4 x 3 and
+ * 4 x 6 f32 tiles).
  */
 #include "kernels/kernels.h"
 #include "test.h"
@@ -118,9 +119,12 @@ static void check_all(struct pool **pools, int n_pools, const char *isa)
             continue;
         int64_t bs = ggml_blck_size(t);
         /* one block, an odd number of them, and (for the decode kernels'
-         * groups of 8 blocks) 19 blocks; f32/f16/bf16: odd lengths */
-        int64_t n_ins[3] = {bs == 1 ? 37 : bs, bs == 1 ? 333 : 3 * bs, bs == 1 ? 1001 : bs == 32 ? 19 * bs : 5 * bs};
-        for (int ni = 0; ni < 3; ni++)
+         * groups of 8 blocks) 19 blocks; f32/f16/bf16: odd lengths, and
+         * 520 (a multiple of 8 but not of 16: the f32 path's last panel
+         * ends with the AVX-512 tile's masked half step) */
+        int64_t n_ins[4] = {bs == 1 ? 37 : bs, bs == 1 ? 333 : 3 * bs, bs == 1 ? 1001 : bs == 32 ? 19 * bs : 5 * bs,
+                            520};
+        for (int ni = 0; ni < (bs == 1 ? 4 : 3); ni++)
             for (size_t oi = 0; oi < sizeof n_outs / sizeof *n_outs; oi++)
                 check_shape(t, n_outs[oi], n_ins[ni], pools, n_pools, &r, isa);
     }
