@@ -55,9 +55,16 @@ build/$(1)/obj/%.o: %.c
 	$(2) $(CSTD) $(WARN) $(INC) $(3) $$(call isa_flags,$$<) -MMD -MP -c $$< -o $$@
 endef
 
+# Generated sources compiled into a module: the web console's files (web/*)
+# become a C table in the server (src/server/console.c serves them).
+WEB_FILES  := $(sort $(wildcard web/*))
+GEN_server := build/gen/console_web.c
+build/gen/console_web.c: $(WEB_FILES) scripts/embed_web.sh
+	sh scripts/embed_web.sh $@ $(WEB_FILES)
+
 # $(1) = config, $(2) = module
 define ARCHIVE
-build/$(1)/lib$(2).a: $(patsubst %.c,build/$(1)/obj/%.o,$(call mod_srcs,$(2)))
+build/$(1)/lib$(2).a: $(patsubst %.c,build/$(1)/obj/%.o,$(call mod_srcs,$(2)) $(GEN_$(2)))
 	@rm -f $$@
 	ar rcs $$@ $$^
 endef

@@ -14,6 +14,7 @@ PKGS=(
   libmicrohttpd-dev libjansson-dev # HTTP server and JSON
   libpq-dev postgresql nginx       # shared ledger (PostgreSQL) and scale-out tests
   nodejs npm                       # the OpenAI Node SDK tests (tests/sdk)
+  chromium                         # the web console's browser test (tests/browser, puppeteer-core)
   prometheus                       # promtool checks /metrics
 )
 
