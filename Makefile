@@ -82,7 +82,7 @@ libs_for = $(foreach m,$(call below_incl,$(2)),$(if $(call mod_srcs,$(m)),build/
 ALL_REL_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/rel/lib$(m).a)
 ALL_DBG_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/dbg/lib$(m).a)
 
-.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan soak
+.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan soak screenshots
 all: build/maas
 
 build/maas: $(ALL_REL_LIBS)
@@ -159,3 +159,8 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# The web console's screenshots in docs/, made by the browser test's chromium.
+screenshots: build/maas
+	mkdir -p docs
+	SHOTS=$(CURDIR)/docs bash tests/integration/console_browser.sh
