@@ -190,7 +190,10 @@ function drawChart() {
   if (!chartData)
     return;
   const {days, models, cells} = chartData;
-  const W = 720, H = 240, left = 52, bottom = 22, top = 8;
+  // drawn in CSS pixels: the viewBox is the element's size, so text is never stretched
+  const W = Math.max(280, Math.round(root.clientWidth || 720)), H = Math.max(160, Math.round(root.clientHeight || 240));
+  const left = 52, bottom = 22, top = 8;
+  root.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
   const totals = cells.map((m) => models.reduce((s, name) => s + measureOf(m.get(name)).all, 0));
   const max = Math.max(...totals, 0) || 1;
   const plotH = H - bottom - top;
@@ -211,14 +214,12 @@ function drawChart() {
       const m = measureOf(row);
       if (!m.all)
         return;
-      const h = (m.all / max) * plotH;
+      const h = (m.all / max) * plotH, ch = (m.cached / max) * plotH;
       const cls = 'c' + (mi % 6);
       const g = svg('g', {'data-model': name, 'data-day': day});
-      g.append(svg('rect', {x, y: y - h, width: barW, height: h, class: cls}));
-      if (m.cached) {
-        const ch = (m.cached / max) * plotH;
-        g.append(svg('rect', {x, y: y - ch, width: barW, height: ch, class: 'cached'}));
-      }
+      if (ch)   // the cached prompt tokens: the lighter bottom part of the model's segment
+        g.append(svg('rect', {x, y: y - ch, width: barW, height: ch, class: cls + ' cached'}));
+      g.append(svg('rect', {x, y: y - h, width: barW, height: h - ch, class: cls}));
       g.append(svg('title', {}, day + ' · ' + name + ': ' + row.requests + ' requests, ' +
                    tokensOf(row) + ' tokens (' + row.cached_tokens + ' cached), cost ' + row.cost));
       root.append(g);
@@ -506,6 +507,11 @@ function init() {
     });
   }
   wireOperatorForms();
+  let resizeTimer = null;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(drawChart, 100);
+  });
   key = sessionStorage.getItem(KEY_SLOT);
   if (key)
     open();

@@ -85,6 +85,12 @@ async function tenant(page) {
   await page.waitForSelector('[data-testid="usage-chart"] rect');
   const bars = await page.$$eval('[data-testid="usage-chart"] g[data-model]', (g) => g.length);
   check(bars >= 1, `the usage chart has ${bars} bar(s)`);
+  const cached = await page.$$eval('[data-testid="usage-chart"] rect.cached', (r) => r.length);
+  check(cached >= 1 === usage.total.cached_tokens > 0, `cached tokens (${usage.total.cached_tokens}) are drawn`);
+  await page.click('.seg-btn[data-measure="cost"]');
+  const costBars = await page.$$eval('[data-testid="usage-chart"] g[data-model]', (g) => g.length);
+  check(costBars === bars, 'the chart by cost has the same bars');
+  await page.click('.seg-btn[data-measure="tokens"]');
   const rows = await page.$$eval('[data-testid="recent-requests"] tbody tr', (r) => r.length);
   check(rows === Math.min(usage.total.requests, 50), `recent requests lists ${rows} requests`);
   const keys = await page.$$eval('[data-testid="keys"] tbody tr', (r) => r.length);

@@ -51,6 +51,7 @@ XSS_NAME='<img src=x onerror=alert(1)>'
 admin account create "$XSS_NAME" --credit 1 >/dev/null || fail "account create"
 admin price set demo --input 0.50 --cached-input 0.25 --output 1.50 >/dev/null
 admin price set mini --input 0.20 --cached-input 0.10 --output 0.60 >/dev/null
+admin cost set --per-core-hour 0.05 --from 2020-01-01 >/dev/null || fail "cost set"
 tenant_key=$(admin key create "$account" | tail -n 1)
 admin_key=$(cat "$tmp/admin-key")
 
