@@ -87,7 +87,7 @@ for u in /console/nope.js /console/../README.md /consolex; do
   [ "$code" = 404 ] || fail "$u: $code, not 404"
 done
 me=$(curl -s "$URL/v1/me" -H "Authorization: Bearer $tenant_key")
-[ "$(jq -r .account.id <<<"$me" 2>/dev/null || python3 -c 'import json,sys;print(json.load(sys.stdin)["account"]["id"])' <<<"$me")" = "$account" ] \
+[ "$("$PY" -c 'import json,sys;print(json.load(sys.stdin)["account"]["id"])' <<<"$me")" = "$account" ] \
   || fail "/v1/me: $me"
 grep -q '"sk-maas-' <<<"$me" && fail "/v1/me shows a whole key"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/me" -H "Authorization: Bearer $admin_key")
