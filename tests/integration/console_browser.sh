@@ -22,7 +22,8 @@ BROWSER_DIR="$ROOT/tests/browser"
 t0=$(date +%s.%N)
 
 CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
-[ -n "$CHROMIUM" ] || { echo "chromium is not installed (scripts/setup.sh installs it)"; exit 77; }
+[ -n "$CHROMIUM" ] && [ -x "$CHROMIUM" ] \
+  || { echo "chromium is not installed${CHROMIUM:+ at $CHROMIUM} (scripts/setup.sh installs it)"; exit 77; }
 command -v node >/dev/null || { echo "node is not installed (scripts/setup.sh installs nodejs)"; exit 77; }
 command -v curl >/dev/null || { echo "curl is not installed"; exit 77; }
 major=$(node -p 'process.versions.node.split(".")[0]')
