@@ -131,6 +131,20 @@ async function operator(page, dialogs) {
   await page.waitForFunction(() => document.querySelector('#account-credit input[name="amount"]').value === '');
   const after = admin('account', 'show', ACCOUNT).balance;
   check(Math.round((Number(after) - Number(before)) * 1e6) === 1500000, `credit 1.5 in the page: ${before} -> ${after}`);
+  // an account and a price made in the page, as maas admin sees them
+  await page.type('#account-create input[name="name"]', 'Made in the page');
+  await page.type('#account-create input[name="credit"]', '3');
+  await page.click('#account-create button[type="submit"]');
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="accounts"] td.name')]
+    .some((td) => td.textContent === 'Made in the page'));
+  const made = admin('account', 'list').accounts.find((a) => a.name === 'Made in the page');
+  check(made && made.balance === '3', 'an account created in the page, with its credit');
+  for (const [name, v] of [['model', 'mini'], ['input', '0.3'], ['cached_input', '0.15'], ['output', '0.9']])
+    await page.type(`#price-set input[name="${name}"]`, v);
+  await page.click('#price-set button[type="submit"]');
+  await page.waitForFunction(() => document.querySelector('#price-set input[name="model"]').value === '');
+  const price = admin('price', 'list').prices.filter((p) => p.model === 'mini').pop();
+  check(price && price.input === '0.3' && price.output === '0.9', 'a price set in the page: ' + JSON.stringify(price));
   await page.waitForSelector('[data-testid="usage-by-model"] tbody td.name');
   await shot(page, 'console-operator-desktop-dark', 1280, 800, 'dark');
   await shot(page, 'console-operator-phone-light', 390, 844, 'light');
