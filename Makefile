@@ -55,9 +55,16 @@ build/$(1)/obj/%.o: %.c
 	$(2) $(CSTD) $(WARN) $(INC) $(3) $$(call isa_flags,$$<) -MMD -MP -c $$< -o $$@
 endef
 
+# Generated sources compiled into a module: the web console's files (web/*)
+# become a C table in the server (src/server/console.c serves them).
+WEB_FILES  := $(sort $(wildcard web/*))
+GEN_server := build/gen/console_web.c
+build/gen/console_web.c: $(WEB_FILES) scripts/embed_web.sh
+	sh scripts/embed_web.sh $@ $(WEB_FILES)
+
 # $(1) = config, $(2) = module
 define ARCHIVE
-build/$(1)/lib$(2).a: $(patsubst %.c,build/$(1)/obj/%.o,$(call mod_srcs,$(2)))
+build/$(1)/lib$(2).a: $(patsubst %.c,build/$(1)/obj/%.o,$(call mod_srcs,$(2)) $(GEN_$(2)))
 	@rm -f $$@
 	ar rcs $$@ $$^
 endef
@@ -75,7 +82,7 @@ libs_for = $(foreach m,$(call below_incl,$(2)),$(if $(call mod_srcs,$(m)),build/
 ALL_REL_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/rel/lib$(m).a)
 ALL_DBG_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/dbg/lib$(m).a)
 
-.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan soak
+.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan soak screenshots
 all: build/maas
 
 build/maas: $(ALL_REL_LIBS)
@@ -152,3 +159,8 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# The web console's screenshots in docs/, made by the browser test's chromium.
+screenshots: build/maas
+	mkdir -p docs
+	SHOTS=$(CURDIR)/docs bash tests/integration/console_browser.sh

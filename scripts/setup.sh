@@ -14,6 +14,7 @@ PKGS=(
   libmicrohttpd-dev libjansson-dev # HTTP server and JSON
   libpq-dev postgresql nginx       # shared ledger (PostgreSQL) and scale-out tests
   nodejs npm                       # the OpenAI Node SDK tests (tests/sdk)
+  chromium                         # the web console's browser test (tests/browser, puppeteer-core)
   prometheus                       # promtool checks /metrics
 )
 
@@ -26,16 +27,24 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup: done"
 fi
 
-echo "setup: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
+# npm packages of the browser test (tests/browser/package-lock.json): the
+# driver for chromium. A failure here is not fatal: the test installs them
+# itself or skips, saying why.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -f "$ROOT/tests/browser/node_modules/puppeteer-core/package.json" ] && command -v npm >/dev/null; then
+  echo "setup: npm ci in tests/browser (puppeteer-core)"
+  (cd "$ROOT/tests/browser" && timeout 180 npm ci --no-audit --no-fund >/dev/null 2>&1) \
+    || echo "setup: npm ci in tests/browser failed (the browser test will retry or skip)"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "setup: done"

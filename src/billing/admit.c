@@ -607,3 +607,40 @@ out:
     free(l.old);
     return rc;
 }
+
+/* ---- an account's recent usage records ---- */
+
+struct recent_ctx {
+    billing_recent_fn fn;
+    void *ctx;
+};
+
+static int recent_row(void *ctx, const struct store_row *r)
+{
+    struct recent_ctx *rc = ctx;
+    struct billing_usage u;
+    memset(&u, 0, sizeof u);
+    billing_row_read(r, usage_cols, sizeof usage_cols / sizeof *usage_cols, &u);
+    return rc->fn(rc->ctx, &u) ? 1 : 0;
+}
+
+int billing_usage_recent(struct billing *b, const char *account_id, int limit, billing_recent_fn fn, void *ctx,
+                         struct err *e)
+{
+    if (limit < 1 || limit > BILLING_RECENT_MAX)
+        return err_set(e, ERR_INVALID, "recent requests: limit %d is not in [1, %d]", limit, BILLING_RECENT_MAX);
+    struct recent_ctx rc = {fn, ctx};
+    struct store *s = billing_conn_get(b);
+    int64_t found = 0;
+    int rv = store_query_int(s, "SELECT COUNT(*) FROM accounts WHERE id = $1",
+                             (struct store_val[]){SV_TEXT(account_id)}, 1, &found, NULL, e);
+    if (rv == 0 && !found)
+        rv = err_set(e, ERR_NOT_FOUND, "account '%s': no such account", account_id);
+    if (rv == 0)
+        rv = store_query(s,
+                         "SELECT " USAGE_COLS " FROM usage WHERE account_id = $1"
+                         " ORDER BY admitted_at DESC, request_id DESC LIMIT $2",
+                         (struct store_val[]){SV_TEXT(account_id), SV_INT(limit)}, 2, recent_row, &rc, e);
+    billing_conn_put(b, s);
+    return rv;
+}

@@ -328,6 +328,14 @@ int billing_settle_compute(struct billing *b, const char *request_id, int64_t pr
                            int64_t completion_tokens, int64_t compute_us, const char *finish_reason,
                            struct billing_usage *out, struct err *e);
 
+/* The account's latest usage records (settled requests), newest first: fn
+ * is called for at most limit (1..BILLING_RECENT_MAX) of them and may stop
+ * the walk by returning non-zero. An unknown account is ERR_NOT_FOUND. */
+#define BILLING_RECENT_MAX 1000
+typedef int (*billing_recent_fn)(void *ctx, const struct billing_usage *u);
+int billing_usage_recent(struct billing *b, const char *account_id, int limit, billing_recent_fn fn, void *ctx,
+                         struct err *e);
+
 /* Releases stale holds with a zero-cost "abandoned" usage record: those of
  * this node (on a shared ledger: of any node) made by a process that is gone
  * (on a shared ledger this waits lease_grace_ms when some process's lease is

@@ -292,6 +292,8 @@ const struct route srv_routes[] = {
     {"/metrics", ROUTE_EXACT, ROUTE_GET, ROUTE_ANYONE, false, NULL, "/metrics", h_metrics},
     {"/v1/usage", ROUTE_EXACT, ROUTE_GET, ROUTE_TENANT, true, "/v1/usage (see /admin/usage)", "/v1/usage", h_usage},
     {"/admin/", ROUTE_PREFIX, ADMIN_METHODS, ROUTE_ADMIN_KEY, true, NULL, "/admin", h_admin},
+    {"/v1/me", ROUTE_PREFIX, ROUTE_GET, ROUTE_TENANT, true, "/v1/me (see /admin/accounts)", "/v1/me", me_serve},
+    {"/console", ROUTE_PREFIX, ROUTE_GET, ROUTE_ANYONE, false, NULL, "/console", console_serve},
     {NULL, ROUTE_EXACT, 0, ROUTE_ANYONE, false, NULL, "other", NULL},
 };
 const int srv_n_routes = (int)(sizeof srv_routes / sizeof srv_routes[0]);

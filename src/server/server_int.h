@@ -219,6 +219,32 @@ int admin_handle(struct server *srv, const char *method, const char *path, const
 int admin_usage_for_key(struct server *srv, const struct billing_key *k, const struct admin_query *q, char **out,
                         struct oai_error *err);
 
+/* ---- the web console (console.c) and /v1/me (me.c) ---- */
+
+/* One file of web/, compiled into the program (build/gen/console_web.c,
+ * made by scripts/embed_web.sh). */
+struct console_file {
+    const char *name;              /* "index.html" */
+    const unsigned char *data;
+    size_t len;
+};
+extern const struct console_file console_files[];
+extern const int console_n_files;
+
+/* Answers status with body (ctype NULL: no Content-Type) and
+ * "X-Content-Type-Options: nosniff"; headers: NULL, or name, value, ...,
+ * NULL. free_body: body is from malloc and becomes MHD's. */
+enum MHD_Result srv_reply(struct server *srv, struct MHD_Connection *c, const struct route *r, int status,
+                          const char *ctype, char *body, size_t len, bool free_body, const char *const *headers);
+/* The OpenAI-style error e as the answer. */
+enum MHD_Result srv_reply_error(struct server *srv, struct MHD_Connection *c, const struct route *r,
+                                const struct oai_error *e);
+/* The route handlers of /console (a file of web/) and /v1/me. */
+enum MHD_Result console_serve(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                              const char *url, const char *method);
+enum MHD_Result me_serve(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                         const char *url, const char *method);
+
 /* ---- one generation request (job.c) ---- */
 
 struct job;

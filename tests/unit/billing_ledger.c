@@ -655,6 +655,67 @@ TEST(compute_cost)
     billing_close(b);
 }
 
+/* billing_usage_recent: an account's own records only, newest first, the
+ * limit and an early stop obeyed, bad limits and unknown accounts refused. */
+struct recent_seen {
+    int n, stop_at;
+    char ids[8][BILLING_ID_MAX];
+    char account[BILLING_ID_MAX];
+    bool foreign;
+};
+
+static int recent_cb(void *ctx, const struct billing_usage *u)
+{
+    struct recent_seen *r = ctx;
+    if (r->n < 8)
+        snprintf(r->ids[r->n], sizeof r->ids[0], "%s", u->request_id);
+    r->foreign |= strcmp(u->account_id, r->account) != 0 || strcmp(u->finish_reason, "stop") != 0;
+    r->n++;
+    return r->stop_at && r->n >= r->stop_at;
+}
+
+TEST(recent_requests)
+{
+    struct billing *b = open_b("n1", 0, 1);
+    struct err e = {0};
+    char a1[BILLING_ID_MAX], a2[BILLING_ID_MAX], k1[BILLING_KEY_LEN + 1], k2[BILLING_KEY_LEN + 1];
+    setup_acct(b, "5", a1, k1, NULL);
+    setup_acct(b, "5", a2, k2, NULL);
+    set_price(b, "m", 1000000, 500000, 2000000, 0);
+    char ids[3][BILLING_ID_MAX];
+    for (int i = 0; i < 4; i++) {
+        __atomic_add_fetch(&fake_now, 10, __ATOMIC_SEQ_CST);
+        struct adm a = admit(b, i == 3 ? k2 : k1, "m", 10, 5);
+        CHECK(a.status == ADMITTED);
+        if (i < 3)
+            snprintf(ids[i], sizeof ids[i], "%s", a.request_id);
+        struct billing_usage u;
+        must(billing_settle(b, a.request_id, 10, 0, 5, "stop", &u, &e), &e);
+    }
+    struct recent_seen r = {0};
+    snprintf(r.account, sizeof r.account, "%s", a1);
+    must(billing_usage_recent(b, a1, 2, recent_cb, &r, &e), &e);
+    CHECK(r.n == 2 && !r.foreign);
+    CHECK(!strcmp(r.ids[0], ids[2]) && !strcmp(r.ids[1], ids[1]));
+    memset(r.ids, 0, sizeof r.ids);
+    r.n = 0;
+    must(billing_usage_recent(b, a1, BILLING_RECENT_MAX, recent_cb, &r, &e), &e);
+    CHECK(r.n == 3 && !r.foreign && !strcmp(r.ids[2], ids[0]));
+    r.n = 0;
+    r.stop_at = 1;
+    must(billing_usage_recent(b, a1, 10, recent_cb, &r, &e), &e);
+    CHECK(r.n == 1);
+    r.n = 0;
+    r.stop_at = 0;
+    snprintf(r.account, sizeof r.account, "%s", a2);
+    must(billing_usage_recent(b, a2, 10, recent_cb, &r, &e), &e);
+    CHECK(r.n == 1 && !r.foreign);
+    CHECK(billing_usage_recent(b, a1, 0, recent_cb, &r, &e) < 0 && e.code == ERR_INVALID);
+    CHECK(billing_usage_recent(b, a1, BILLING_RECENT_MAX + 1, recent_cb, &r, &e) < 0 && e.code == ERR_INVALID);
+    CHECK(billing_usage_recent(b, "acct_nope", 5, recent_cb, &r, &e) < 0 && e.code == ERR_NOT_FOUND);
+    billing_close(b);
+}
+
 int main(void)
 {
     RUN(keys_verify);
@@ -669,6 +730,7 @@ int main(void)
     RUN(rate_limits);
     RUN(recovery);
     RUN(fault_injection_ledger_balances);
+    RUN(recent_requests);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
