@@ -14,6 +14,7 @@
 #include "server/server_int.h"
 #include "server/toolcall.h"
 
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <sodium.h>
@@ -564,13 +565,28 @@ static int split_stream(struct job *j, const struct tc_delta *d)
     return rc ? -1 : 0;
 }
 
-/* Text through the splitter: streamed as what it settles, or kept for the response. */
+/* The most calls the answer may carry: one when parallel_tool_calls is false. */
+static int max_calls(const struct job *j)
+{
+    return j->req.parallel_tool_calls ? INT_MAX : 1;
+}
+
+/* Text through the splitter: streamed as what it settles, or kept for the
+ * response. With parallel_tool_calls false, generation ends at the first
+ * complete call, as at a stop string. */
 static int split_text(struct job *j, const char *s, size_t n, bool final)
 {
     struct tc_delta d;
     j->text_total += n;
     if (tc_stream_feed(j->tc, s, n, final, &d) < 0)
         return -1;
+    if (d.first_index + d.n_calls > max_calls(j))
+        d.n_calls = max_calls(j) > d.first_index ? max_calls(j) - d.first_index : 0;
+    if (!j->stop_hit && !final && tc_stream_result(j->tc)->n_calls >= max_calls(j)) {
+        j->stop_hit = true;
+        j->n_stop_tok = j->n_tok;
+        engine_cancel(j->seq);
+    }
     return j->req.stream ? split_stream(j, &d) : 0;
 }
 
@@ -578,19 +594,20 @@ static int split_text(struct job *j, const char *s, size_t n, bool final)
 static char *split_response(struct job *j)
 {
     const struct tc_result *r = tc_stream_result(j->tc);
-    if (call_ids_upto(j, r->n_calls) < 0)
+    int n_calls = r->n_calls < max_calls(j) ? r->n_calls : max_calls(j);
+    if (call_ids_upto(j, n_calls) < 0)
         return NULL;
-    struct oai_call_out *calls = calloc((size_t)r->n_calls + 1, sizeof *calls);
+    struct oai_call_out *calls = calloc((size_t)n_calls + 1, sizeof *calls);
     if (!calls)
         return NULL;
-    for (int i = 0; i < r->n_calls; i++)
+    for (int i = 0; i < n_calls; i++)
         calls[i] = (struct oai_call_out){i, j->call_ids[i], r->calls[i].name, r->calls[i].arguments};
     bool blank = true;
     for (size_t i = 0; i < r->content.len; i++)
         blank &= r->content.buf[i] == ' ' || r->content.buf[i] == '\n' || r->content.buf[i] == '\t' ||
                  r->content.buf[i] == '\r';
-    struct oai_parts p = {blank && r->n_calls > 0, r->reasoning.len ? r->reasoning.buf : NULL, r->reasoning.len, calls,
-                          r->n_calls};
+    struct oai_parts p = {blank && n_calls > 0, r->reasoning.len ? r->reasoning.buf : NULL, r->reasoning.len, calls,
+                          n_calls};
     struct oai_meta m = j->meta;
     m.parts = &p;
     char *body = oai_build_response(&m, r->content.buf ? r->content.buf : "", r->content.len, client_finish(j), j->lp,

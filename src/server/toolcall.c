@@ -717,8 +717,10 @@ struct tc_stream {
 struct tc_stream *tc_stream_new(const struct tc_config *c)
 {
     struct tc_stream *s = calloc(1, sizeof *s);
-    if (s)
+    if (s) {
         s->c = *c;
+        s->r.in_reasoning = c->start_in_think && c->think_open; /* before the first feed */
+    }
     return s;
 }
 
