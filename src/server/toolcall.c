@@ -352,7 +352,7 @@ static bool name_ok(const char *t, size_t a, size_t z)
     if (a >= z || z - a > 256)
         return false;
     for (size_t i = a; i < z; i++)
-        if (isspace((unsigned char)t[i]) || t[i] == '{' || t[i] == '<' || t[i] == '"')
+        if ((unsigned char)t[i] <= 0x20 || t[i] == 0x7f || t[i] == '{' || t[i] == '<' || t[i] == '"')
             return false;
     return true;
 }
