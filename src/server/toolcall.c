@@ -409,6 +409,10 @@ static int body_glm(struct scan *s, size_t from, size_t to)
             rc = -1;
             break;
         }
+        if (memchr(s->t + ka, 0, kz - ka) || memchr(s->t + va, 0, vz - va)) { /* no NUL in a key or a value */
+            rc = -1;
+            break;
+        }
         json_t *v = json_loadb(s->t + va, vz - va, JSON_DECODE_ANY, NULL);
         if (!v)
             v = json_stringn(s->t + va, vz - va);
@@ -561,7 +565,7 @@ static bool in_think(struct scan *s, size_t *pos)
         size_t h = s->final ? 0 : prefix_tail(s, *pos, s->c->think_close);
         add(s, &s->r->reasoning, *pos, s->n - h);
         s->r->in_reasoning = !s->final;
-        *pos = s->n;
+        *pos = s->n - h;
         return false;
     }
     add(s, &s->r->reasoning, *pos, k);
@@ -569,41 +573,63 @@ static bool in_think(struct scan *s, size_t *pos)
     return true;
 }
 
-static void scan_markers(struct scan *s)
+/* Where a partial scan stopped: everything before pos is settled, so the
+ * next scan of a longer text resumes there with the same state. */
+struct resume {
+    size_t pos;
+    bool started;     /* the lead call (if the format has one) is decided */
+    bool think;       /* inside reasoning */
+    bool after_close; /* right after a reasoning close or a call: whitespace is skipped */
+};
+
+static void scan_markers(struct scan *s, struct resume *st)
 {
-    size_t pos = 0, end = 0, len;
-    bool think = s->c->think_open && s->c->start_in_think;
-    if (s->c->fmt != TC_NONE && s->sx->lead_call && !think) {
-        int rc = lead_call(s, &end);
-        if (rc == 0)
-            return;
-        if (rc == 1)
-            pos = skip_ws(s, end, s->n);
-    }
-    while (pos < s->n && !s->oom) {
-        if (think) {
-            if (!in_think(s, &pos))
+    size_t pos = st->pos, end = 0, len;
+    if (!st->started) {
+        st->think = s->c->think_open && s->c->start_in_think;
+        if (s->c->fmt != TC_NONE && s->sx->lead_call && !st->think) {
+            int rc = lead_call(s, &end);
+            if (rc == 0)
                 return;
-            think = false;
+            if (rc == 1)
+                pos = end, st->after_close = true;
+        }
+        st->started = true;
+    }
+    if (st->after_close)
+        pos = skip_ws(s, pos, s->n);
+    st->pos = pos;
+    while (pos < s->n && !s->oom) {
+        st->after_close = false;
+        if (st->think) {
+            bool closed = in_think(s, &pos);
+            st->pos = pos;
+            if (!closed)
+                return;
+            st->think = false, st->after_close = true;
             continue;
         }
         enum mark kind = M_DROP;
         size_t k = next_marker(s, pos, &kind, &len);
         if (k == NONE) {
             add(s, &s->r->content, pos, s->n - len);
+            st->pos = s->n - len;
             return;
         }
         add(s, &s->r->content, pos, k);
-        pos = k + len;
+        st->pos = pos = k + len;
         if (kind == M_THINK) {
-            think = true;
+            st->think = true;
         } else if (kind == M_CALL) {
             int rc = call_block(s, k, len, *s->sx->section_open != 0, &end);
-            if (rc == 0)
+            if (rc == 0) {
+                st->pos = k;
                 return;
+            }
             if (rc < 0)
                 add(s, &s->r->content, k, end);
-            pos = rc > 0 ? skip_ws(s, end, s->n) : end;
+            st->pos = pos = rc > 0 ? skip_ws(s, end, s->n) : end;
+            st->after_close = rc > 0;
         }
     }
 }
@@ -691,17 +717,25 @@ static void scan_harmony(struct scan *s)
     }
 }
 
-int tc_parse(const struct tc_config *c, const char *text, size_t n, bool final, struct tc_result *r)
+/* One scan of text[0..n) into r, from *st (zeroed: from the start). */
+static int scan(const struct tc_config *c, const char *text, size_t n, bool final, struct tc_result *r,
+                struct resume *st)
 {
     struct scan s = {c, tc_syntax(c->fmt), text ? text : "", text ? n : 0, final, r, false};
     r->in_reasoning = false;
     if (c->fmt == TC_HARMONY)
         scan_harmony(&s);
     else
-        scan_markers(&s);
+        scan_markers(&s, st);
     if (s.oom || sbuf_failed(&r->content) || sbuf_failed(&r->reasoning))
         return -1;
     return 0;
+}
+
+int tc_parse(const struct tc_config *c, const char *text, size_t n, bool final, struct tc_result *r)
+{
+    struct resume st = {0, false, false, false};
+    return scan(c, text, n, final, r, &st);
 }
 
 /* ---- streaming ---- */
@@ -710,6 +744,7 @@ struct tc_stream {
     struct tc_config c;
     struct sbuf text;
     struct tc_result r;
+    struct resume st;          /* where the last partial scan stopped (harmony: always re-scanned) */
     size_t sent_content, sent_reasoning;
     int sent_calls;
 };
@@ -738,8 +773,11 @@ int tc_stream_feed(struct tc_stream *s, const char *text, size_t n, bool final, 
     memset(d, 0, sizeof *d);
     if (n && sbuf_add(&s->text, text, n) < 0)
         return -1;
-    tc_result_release(&s->r);
-    if (tc_parse(&s->c, s->text.buf, s->text.len, final, &s->r) < 0)
+    if (s->c.fmt == TC_HARMONY) {
+        tc_result_release(&s->r);
+        memset(&s->st, 0, sizeof s->st);
+    }
+    if (scan(&s->c, s->text.buf, s->text.len, final, &s->r, &s->st) < 0)
         return -1;
     /* every partial result is a prefix of the later ones (see the top of the file) */
     if (s->r.content.len > s->sent_content) {
