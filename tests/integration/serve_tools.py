@@ -128,6 +128,7 @@ def tool_round():
     ids = subprocess.run([BIN, "tokenize", "--model", MODEL, "--special", "--file", TMP + "/rendered.txt"],
                          capture_output=True, text=True).stdout.split()
     check(b'"arguments": {"city": "Paris"}' in rendered, "maas template renders the arguments as an object")
+    check(b"(tool_use variant)" in rendered, "with tools, maas template uses tokenizer.chat_template.tool_use")
     check(st == 200 and r["usage"]["prompt_tokens"] == len(ids),
           "the served prompt is what maas template renders (%s tokens vs %d)" % (r["usage"]["prompt_tokens"] if st == 200 else "-", len(ids)))
 

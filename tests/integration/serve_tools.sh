@@ -7,7 +7,8 @@
 # response path is tested deterministically: tool_calls (whole and
 # streamed), finish_reason, parallel_tool_calls, tool_choice none, a
 # malformed call returned as text, reasoning_content and its token count,
-# a tool round rendered as `maas template` renders it (same prompt tokens),
+# a tool round rendered as `maas template` renders it (same prompt tokens,
+# both with the file's tokenizer.chat_template.tool_use since it has tools),
 # and the 400 for a forced call. Checks in serve_tools.py.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +16,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 "$BIN" mkmodel --arch qwen2 --train-vocab "$ROOT/data/vocab-train.txt" --n-embd 64 --n-layer 2 --n-head 4 \
   --n-head-kv 2 --n-ff 128 -o "$tmp/base.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel: $(tail -1 "$tmp/mk.err")"; exit 1; }
-ids=$("$PY" "$HERE/tools_vocab.py" "$tmp/base.gguf" "$tmp/vocab.gguf" "$HERE/serve_tools.jinja" \
+# the file's tool_use variant: the same template with a marker, so that its use shows
+sed 's/^# Tools$/# Tools (tool_use variant)/' "$HERE/serve_tools.jinja" >"$tmp/tool_use.jinja"
+ids=$("$PY" "$HERE/tools_vocab.py" --tool-use "$tmp/tool_use.jinja" "$tmp/base.gguf" "$tmp/vocab.gguf" "$HERE/serve_tools.jinja" \
   '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>' \
   '<tool_call>{"name": "get_weather", "arguments": {"city": </tool_call>') || { echo "FAIL: tools_vocab.py"; exit 1; }
 "$BIN" mkmodel --arch qwen2 --vocab "$tmp/vocab.gguf" --n-embd 64 --n-layer 2 --n-head 4 --n-head-kv 2 --n-ff 128 \

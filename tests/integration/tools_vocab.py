@@ -1,10 +1,11 @@
 #!/usr/bin/python3
-"""tools_vocab.py IN.gguf OUT.gguf TEMPLATE.jinja TOKEN... — a vocabulary-only
+"""tools_vocab.py [--tool-use T.jinja] IN.gguf OUT.gguf TEMPLATE.jinja TOKEN... — a vocabulary-only
 GGUF for the tool-call tests (standard library only, written from the GGUF
 format): the tokenizer.* keys of IN, with each TOKEN appended to the
 vocabulary as a user-defined token (one id holding a whole call, so that a
 logit_bias on it makes a random-weight model write exactly that call) and
-tokenizer.chat_template set to TEMPLATE. Prints the new tokens' ids.
+tokenizer.chat_template set to TEMPLATE (and tokenizer.chat_template.tool_use
+to T with --tool-use). Prints the new tokens' ids.
 """
 import struct
 import sys
@@ -53,8 +54,12 @@ def w_value(out, t, v):
 
 
 def main():
-    src, dst, tmpl = sys.argv[1], sys.argv[2], sys.argv[3]
-    extra = [t.encode() for t in sys.argv[4:]]
+    args = sys.argv[1:]
+    tool_use = None
+    if args[0] == "--tool-use":
+        tool_use, args = args[1], args[2:]
+    src, dst, tmpl = args[0], args[1], args[2]
+    extra = [t.encode() for t in args[3:]]
     r = Reader(open(src, "rb").read())
     assert r.d[:4] == b"GGUF", "not a GGUF file"
     r.o = 4
@@ -64,7 +69,7 @@ def main():
         k = r.string()
         t = r.take("<I")
         kv.append([k, t, r.value(t)])
-    kv = [e for e in kv if e[0].startswith(b"tokenizer.") and e[0] != b"tokenizer.chat_template"]
+    kv = [e for e in kv if e[0].startswith(b"tokenizer.") and not e[0].startswith(b"tokenizer.chat_template")]
     ids = []
     for e in kv:
         if e[0] == b"tokenizer.ggml.tokens":
@@ -75,6 +80,8 @@ def main():
         elif e[0] == b"tokenizer.ggml.scores":
             e[2][1].extend([0.0] * len(extra))
     kv.append([b"tokenizer.chat_template", 8, open(tmpl, "rb").read()])
+    if tool_use:
+        kv.append([b"tokenizer.chat_template.tool_use", 8, open(tool_use, "rb").read()])
     out = bytearray(b"GGUF" + struct.pack("<IQQ", version, 0, len(kv)))
     for k, t, v in kv:
         w_string(out, k)
