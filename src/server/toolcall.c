@@ -50,6 +50,8 @@ static const struct tc_syntax syntaxes[TC_FORMAT_COUNT] = {
     [TC_HARMONY] = {"harmony", "", "", "<|channel|>commentary to=functions.", "<|call|>", TC_LAYOUT_HARMONY,
                     "<|message|>", false, "<|channel|>analysis<|message|>", "<|end|>"},
     [TC_GRANITE] = {"granite", "", "", "<|tool_call|>", "", TC_LAYOUT_JSON, "", false, "<think>", "</think>"},
+    [TC_QWEN3_CODER] = {"qwen3-coder", "", "", "<tool_call>", "</tool_call>", TC_LAYOUT_XML, ">", false, "<think>",
+                        "</think>"},
 };
 
 const struct tc_syntax *tc_syntax(enum tc_format f)
@@ -82,7 +84,7 @@ static enum tc_format detect_format(const char *t)
     if (has(t, "<|START_ACTION|>"))
         return TC_COMMAND_R7B;
     if (has(t, "<tool_call>"))
-        return has(t, "<arg_key>") ? TC_GLM45 : TC_HERMES;
+        return has(t, "<arg_key>") ? TC_GLM45 : has(t, "<function=") ? TC_QWEN3_CODER : TC_HERMES;
     if (has(t, "[TOOL_CALLS]"))
         return TC_MISTRAL;
     if (has(t, "<|tool_call|>"))
@@ -392,6 +394,24 @@ static bool tagged(const struct scan *s, size_t pos, size_t to, const char *open
     return true;
 }
 
+/* Sets args[k] = v for the texts t[ka..kz) and t[va..vz): v as JSON when it parses, else a string. -1 if malformed. */
+static int set_arg(const struct scan *s, json_t *args, size_t ka, size_t kz, size_t va, size_t vz)
+{
+    if (kz == ka || memchr(s->t + ka, 0, kz - ka) || memchr(s->t + va, 0, vz - va)) /* no NUL in a key or a value */
+        return -1;
+    json_t *v = json_loadb(s->t + va, vz - va, JSON_DECODE_ANY, NULL);
+    if (!v)
+        v = json_stringn(s->t + va, vz - va);
+    char *key = strndup(s->t + ka, kz - ka);
+    int rc = -1;
+    if (v && key)
+        rc = json_object_set_new(args, key, v) < 0 ? -1 : 0; /* takes v, also on failure */
+    else
+        json_decref(v);
+    free(key);
+    return rc;
+}
+
 /* GLM-4.5: NAME then <arg_key>k</arg_key><arg_value>v</arg_value> pairs (v: JSON if it parses, else a string). */
 static int body_glm(struct scan *s, size_t from, size_t to)
 {
@@ -405,21 +425,43 @@ static int body_glm(struct scan *s, size_t from, size_t to)
     int rc = args ? 0 : -1;
     while (rc == 0 && skip_ws(s, pos, to) < to) {
         if (!tagged(s, pos, to, "<arg_key>", "</arg_key>", &ka, &kz, &pos) ||
-            !tagged(s, pos, to, "<arg_value>", "</arg_value>", &va, &vz, &pos)) {
+            !tagged(s, pos, to, "<arg_value>", "</arg_value>", &va, &vz, &pos))
+            rc = -1;
+        else
+            rc = set_arg(s, args, ka, kz, va, vz);
+    }
+    if (rc == 0)
+        rc = push_json_args(s, s->t + na, nz - na, args);
+    json_decref(args);
+    return rc;
+}
+
+/* Qwen3-Coder: <function=N> then <parameter=k>\nv\n</parameter> (v: JSON if it parses, else a string), </function>. */
+static int body_xml(struct scan *s, size_t from, size_t to)
+{
+    size_t a, z, pos, gt;
+    if (!tagged(s, from, to, "<function=", "</function>", &a, &z, &pos) || skip_ws(s, pos, to) < to ||
+        (gt = find(s, a, z, ">")) == NONE)
+        return -1;
+    size_t na = a, nz = gt;
+    clean_name(s->t, &na, &nz);
+    if (!name_ok(s->t, na, nz))
+        return -1;
+    json_t *args = json_object();
+    int rc = args ? 0 : -1;
+    pos = gt + 1;
+    while (rc == 0 && skip_ws(s, pos, z) < z) {
+        size_t pa, pz, kgt;
+        if (!tagged(s, pos, z, "<parameter=", "</parameter>", &pa, &pz, &pos) || (kgt = find(s, pa, pz, ">")) == NONE) {
             rc = -1;
             break;
         }
-        if (memchr(s->t + ka, 0, kz - ka) || memchr(s->t + va, 0, vz - va)) { /* no NUL in a key or a value */
-            rc = -1;
-            break;
-        }
-        json_t *v = json_loadb(s->t + va, vz - va, JSON_DECODE_ANY, NULL);
-        if (!v)
-            v = json_stringn(s->t + va, vz - va);
-        char *key = strndup(s->t + ka, kz - ka);
-        if (!v || !key || json_object_set_new(args, key, v) < 0)
-            rc = -1;
-        free(key);
+        size_t va = kgt + 1, vz = pz;
+        if (va < vz && s->t[va] == '\n') /* the template writes the value on its own lines */
+            va++;
+        if (vz > va && s->t[vz - 1] == '\n')
+            vz--;
+        rc = set_arg(s, args, pa, kgt, va, vz);
     }
     if (rc == 0)
         rc = push_json_args(s, s->t + na, nz - na, args);
@@ -440,6 +482,8 @@ static int body(struct scan *s, size_t from, size_t to)
         return body_name_args(s, from, to);
     case TC_LAYOUT_GLM:
         return body_glm(s, from, to);
+    case TC_LAYOUT_XML:
+        return body_xml(s, from, to);
     default:
         return -1;
     }

@@ -25,6 +25,8 @@
  *   harmony        <|channel|>                     <|channel|>commentary to=functions.N <|constrain|>json
  *                                                  <|message|>{..}<|call|>  (gpt-oss)
  *   granite        <|tool_call|>                   <|tool_call|>[{"name":N,"arguments":{..}},..]
+ *   qwen3-coder    <tool_call> and <function=      <tool_call>\n<function=N>\n<parameter=k>\nv\n</parameter>\n
+ *                                                  </function>\n</tool_call>
  *
  * Reasoning: <think>…</think> when the template mentions <think> (Qwen3,
  * QwQ, DeepSeek-R1, GLM-4.5, Granite 3.3, …), <|START_THINKING|>… for
@@ -61,6 +63,7 @@ enum tc_format {
     TC_KIMI_K2,
     TC_HARMONY,
     TC_GRANITE,
+    TC_QWEN3_CODER,
     TC_FORMAT_COUNT,
 };
 
@@ -70,6 +73,7 @@ enum tc_layout {
     TC_LAYOUT_NAME_ARGS, /* the name, then name_sep, then the arguments as a JSON object */
     TC_LAYOUT_GLM,      /* the name, then <arg_key>k</arg_key><arg_value>v</arg_value> pairs */
     TC_LAYOUT_HARMONY,  /* harmony messages; a call is a commentary message to=functions.N */
+    TC_LAYOUT_XML,      /* <function=N><parameter=k>v</parameter>...</function> */
 };
 
 /* A format's call syntax, for a later grammar step that constrains output

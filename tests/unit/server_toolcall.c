@@ -248,6 +248,17 @@ TEST(granite)
                  &W("", NULL, 1, {"get_weather"}, {"{\"city\":\"Paris\"}"}));
 }
 
+TEST(qwen3_coder)
+{
+    struct tc_config c = cfg(TC_QWEN3_CODER, "<think>", "</think>", false);
+    check_format("qwen3-coder", &c,
+                 "I'll check.\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n"
+                 "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
+                 &W("I'll check.\n", NULL, 1, {"get_weather"}, {"{\"city\":\"Paris\",\"days\":3}"}));
+    check_format("qwen3-coder malformed", &c, "<tool_call>\n<function=f>\n<parameter=a>1</function>\n</tool_call>",
+                 &W("<tool_call>\n<function=f>\n<parameter=a>1</function>\n</tool_call>", NULL, 0, {0}, {0}));
+}
+
 TEST(detect)
 {
     struct tc_config c;
@@ -266,6 +277,8 @@ TEST(detect)
     CHECK(c.fmt == TC_LLAMA3);
     tc_config_for(&c, "<|tool_calls_section_begin|>", true, NULL, 0);
     CHECK(c.fmt == TC_KIMI_K2);
+    tc_config_for(&c, "<tool_call>\n<function=example_function_name>", true, NULL, 0);
+    CHECK(c.fmt == TC_QWEN3_CODER);
     CHECK(!strcmp(tc_format_name(TC_KIMI_K2), "kimi-k2") && !strcmp(tc_syntax(TC_HERMES)->call_open, "<tool_call>"));
 }
 
@@ -282,6 +295,7 @@ int main(void)
     RUN(kimi);
     RUN(harmony);
     RUN(granite);
+    RUN(qwen3_coder);
     RUN(detect);
     TEST_END();
 }
