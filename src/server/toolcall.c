@@ -469,11 +469,56 @@ static int body_xml(struct scan *s, size_t from, size_t to)
     return rc;
 }
 
+/* Llama 3.1's built-in tools: NAME.call(k=v, ...) with JSON literal values. */
+static int body_builtin(struct scan *s, size_t from, size_t to)
+{
+    size_t na = skip_ws(s, from, to), open = find(s, na, to, ".call(");
+    if (open == NONE || !name_ok(s->t, na, open))
+        return -1;
+    json_t *args = json_object();
+    size_t pos = open + 6;
+    int rc = args ? 0 : -1;
+    while (rc == 0) {
+        pos = skip_ws(s, pos, to);
+        if (pos < to && s->t[pos] == ')')
+            break;
+        size_t ka = pos;
+        while (pos < to && (isalnum((unsigned char)s->t[pos]) || s->t[pos] == '_'))
+            pos++;
+        size_t kz = pos;
+        pos = skip_ws(s, pos, to);
+        json_error_t je;
+        json_t *v = kz > ka && pos < to && s->t[pos] == '='
+                        ? json_loadb(s->t + pos + 1, to - pos - 1, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je)
+                        : NULL;
+        char *key = v ? strndup(s->t + ka, kz - ka) : NULL;
+        rc = v && key && json_object_set_new(args, key, v) == 0 ? 0 : -1;
+        if (v && !key)
+            json_decref(v);
+        free(key);
+        if (rc == 0) {
+            pos = skip_ws(s, pos + 1 + je.position, to);
+            if (pos < to && s->t[pos] == ',')
+                pos++;
+            else if (pos >= to || s->t[pos] != ')')
+                rc = -1;
+        }
+    }
+    if (rc == 0 && skip_ws(s, pos + 1, to) < to)
+        rc = -1;
+    if (rc == 0)
+        rc = push_json_args(s, s->t + na, open - na, args);
+    json_decref(args);
+    return rc;
+}
+
 static int body(struct scan *s, size_t from, size_t to)
 {
     switch (s->sx->layout) {
     case TC_LAYOUT_JSON: {
         size_t p = skip_ws(s, from, to);
+        if (p < to && s->t[p] != '{' && s->t[p] != '[' && s->c->fmt == TC_LLAMA3)
+            return body_builtin(s, from, to);
         if (p < to && s->t[p] != '{' && s->t[p] != '[' && *s->sx->name_sep) /* Mistral v11: N[ARGS]{..} */
             return body_name_args(s, from, to);
         return body_json(s, from, to);

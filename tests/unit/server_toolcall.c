@@ -148,6 +148,11 @@ TEST(llama3)
     check_format("llama3 python_tag", &c,
                  "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
                  &W("", NULL, 1, {"get_weather"}, {"{\"city\":\"Paris\"}"}));
+    check_format("llama3 built-in tool", &c, "<|python_tag|>brave_search.call(query=\"weather in Paris\", n=3)",
+                 &W("", NULL, 1, {"brave_search"}, {"{\"query\":\"weather in Paris\",\"n\":3}"}));
+    check_format("llama3 built-in tool, no args", &c, "<|python_tag|>clock.call()", &W("", NULL, 1, {"clock"}, {"{}"}));
+    check_format("llama3 built-in malformed", &c, "<|python_tag|>x.call(q=)",
+                 &W("<|python_tag|>x.call(q=)", NULL, 0, {0}, {0}));
     check_format("llama3 text", &c, "The weather is {nice}.", &W("The weather is {nice}.", NULL, 0, {0}, {0}));
     check_format("llama3 bad json", &c, "{\"name\": \"f\", \"parameters\": ", &W("{\"name\": \"f\", \"parameters\": ", NULL, 0, {0}, {0}));
     check_format("llama3 two", &c, "{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", \"parameters\": {}}",
