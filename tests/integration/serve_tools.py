@@ -6,6 +6,7 @@ BAD_CALL_ID one holding a malformed call.
 """
 import http.client
 import json
+import os
 import subprocess
 import sys
 
@@ -25,8 +26,8 @@ def check(cond, what):
     return cond
 
 
-def post(body):
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+def post(body, port=PORT):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
     r = c.getresponse()
     data = r.read().decode()
@@ -139,6 +140,13 @@ def errors():
           "tool_choice required: 400 naming tool_choice")
     st, r = post(req(tools=[{"type": "function", "function": {"name": "bad name"}}]))
     check(st == 400 and r["error"]["param"] == "tools[0].function.name", "a bad tool name: 400 naming it")
+    family = int(os.environ.get("FAMILY_PORT", "0"))
+    if family:
+        st, r = post(req(), port=family)
+        check(st == 400 and r["error"]["param"] == "tools" and "built-in" in r["error"]["message"],
+              "a built-in family (--chat-template chatml): tools get a 400")
+        st, r = post({"model": "tiny", "messages": USER, "max_tokens": 2}, port=family)
+        check(st == 200, "a built-in family: a plain chat still works")
 
 
 plain = one_call()

@@ -9,7 +9,8 @@
 # malformed call returned as text, reasoning_content and its token count,
 # a tool round rendered as `maas template` renders it (same prompt tokens,
 # both with the file's tokenizer.chat_template.tool_use since it has tools),
-# and the 400 for a forced call. Checks in serve_tools.py.
+# the 400 for a forced call, and the 400 for tools on a model served with
+# a built-in family (--chat-template chatml). Checks in serve_tools.py.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/serve_lib.bash"
@@ -24,7 +25,10 @@ ids=$("$PY" "$HERE/tools_vocab.py" --tool-use "$tmp/tool_use.jinja" "$tmp/base.g
 "$BIN" mkmodel --arch qwen2 --vocab "$tmp/vocab.gguf" --n-embd 64 --n-layer 2 --n-head 4 --n-head-kv 2 --n-ff 128 \
   -o "$tmp/tools.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel --vocab: $(tail -1 "$tmp/mk.err")"; exit 1; }
 serve_start "$tmp/serve.log" --model "tiny=$tmp/tools.gguf" --threads 1 --ctx 2048 || exit 1
-timeout 120 "$PY" "$HERE/serve_tools.py" "$port" "$BIN" "$tmp/tools.gguf" "$tmp" $ids
+main_port=$port
+# the same model forced to the built-in ChatML family: tools need the model's own template
+serve_start "$tmp/family.log" --model "tiny=$tmp/tools.gguf" --chat-template chatml --threads 1 --ctx 2048 || exit 1
+FAMILY_PORT=$port timeout 120 "$PY" "$HERE/serve_tools.py" "$main_port" "$BIN" "$tmp/tools.gguf" "$tmp" $ids
 rc=$?
 [ $rc -eq 0 ] || { echo "--- server log (tail)"; tail -20 "$tmp/serve.log"; }
 exit $rc
