@@ -617,7 +617,8 @@ static size_t next_marker(const struct scan *s, size_t pos, enum mark *kind, siz
     return best;
 }
 
-/* A call at the very start (Llama 3's bare JSON, Functionary's first turn). 1, 0 or -1 as call_block; 2: none. */
+/* A call at the very start (Llama 3's bare JSON, Functionary's first turn). 1, 0 or -1 as call_block; 2: none;
+ * 3: no call, the text starts at *pos. */
 static int lead_call(struct scan *s, size_t *pos)
 {
     size_t p = skip_ws(s, 0, s->n);
@@ -636,10 +637,14 @@ static int lead_call(struct scan *s, size_t *pos)
         }
         return 1;
     }
-    /* Functionary: "all\n" (text) or "NAME\n{..}" up to the next >>> */
+    /* Functionary: "all\n" (text, scanned as such: 3) or "NAME\n{..}" up to the next >>> */
     size_t nl = find(s, 0, s->n, "\n");
     if (nl == NONE)
         return s->final ? 2 : 0;
+    if (nl == 3 && !memcmp(s->t, "all", 3)) {
+        *pos = 4;
+        return 3;
+    }
     if (!name_ok(s->t, 0, nl))
         return 2;
     int rc = call_block(s, 0, 0, false, pos);
@@ -682,6 +687,8 @@ static void scan_markers(struct scan *s, struct resume *st)
                 return;
             if (rc == 1)
                 pos = end, st->after_close = true;
+            else if (rc == 3)
+                pos = end;
         }
         st->started = true;
     }

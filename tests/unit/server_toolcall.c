@@ -213,6 +213,10 @@ TEST(functionary)
     check_format("functionary text then call", &c, "all\nLet me check.>>>get_weather\n{\"city\": \"Paris\"}>>>b\n{}",
                  &W("Let me check.", NULL, 2, {"get_weather", "b"}, {"{\"city\":\"Paris\"}", "{}"}));
     check_format("functionary text", &c, "Hello there", &W("Hello there", NULL, 0, {0}, {0}));
+    struct tc_result part = {0}; /* a text turn streams before the output ends, all but a possible ">>" */
+    CHECK(tc_parse(&c, "all\nHello wor>>", 16, false, &part) == 0);
+    CHECKF(part.content.buf && !strcmp(part.content.buf, "Hello wor"), "%s", part.content.buf);
+    tc_result_release(&part);
     struct tc_config c31 = cfg(TC_FUNCTIONARY31, NULL, NULL, false);
     check_format("functionary v3.1", &c31, "Sure <function=get_weather>{\"city\": \"Paris\"}</function>",
                  &W("Sure ", NULL, 1, {"get_weather"}, {"{\"city\":\"Paris\"}"}));
