@@ -214,7 +214,7 @@ TEST(functionary)
                  &W("Let me check.", NULL, 2, {"get_weather", "b"}, {"{\"city\":\"Paris\"}", "{}"}));
     check_format("functionary text", &c, "Hello there", &W("Hello there", NULL, 0, {0}, {0}));
     struct tc_result part = {0}; /* a text turn streams before the output ends, all but a possible ">>" */
-    CHECK(tc_parse(&c, "all\nHello wor>>", 16, false, &part) == 0);
+    CHECK(tc_parse(&c, "all\nHello wor>>", 15, false, &part) == 0);
     CHECKF(part.content.buf && !strcmp(part.content.buf, "Hello wor"), "%s", part.content.buf);
     tc_result_release(&part);
     struct tc_config c31 = cfg(TC_FUNCTIONARY31, NULL, NULL, false);
