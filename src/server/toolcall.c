@@ -8,8 +8,9 @@
  * final) it stops at the first thing not settled: a suffix that may be
  * the start of a marker, a call whose close has not come. Because the
  * walk is the same in both modes, every partial result is a prefix of the
- * final one, which is what the streaming form relies on: it re-scans the
- * text it has so far at each feed and hands back what grew.
+ * final one, which is what the streaming form relies on: each feed resumes
+ * the scan where the last one stopped (struct resume: everything before is
+ * settled) and hands back what grew.
  * Harmony (gpt-oss) is a sequence of messages rather than markers in text
  * and has its own walk.
  */
@@ -674,6 +675,7 @@ struct resume {
     bool started;     /* the lead call (if the format has one) is decided */
     bool think;       /* inside reasoning */
     bool after_close; /* right after a reasoning close or a call: whitespace is skipped */
+    size_t sent;      /* harmony: bytes of the unfinished message at pos already added */
 };
 
 static void scan_markers(struct scan *s, struct resume *st)
@@ -760,7 +762,8 @@ static bool header_word(const struct scan *s, size_t a, size_t z, const char *ke
 }
 
 /* One message: header t[h..m), body t[b..e). */
-static void harmony_message(struct scan *s, size_t h, size_t m, size_t b, size_t e, size_t raw_end)
+/* One message: header t[h..m), body t[b..e); sent: body bytes a partial scan already added. */
+static void harmony_message(struct scan *s, size_t h, size_t m, size_t b, size_t e, size_t raw_end, size_t sent)
 {
     size_t ca = 0, cz = 0, ra, rz;
     bool chan = header_word(s, h, m, "<|channel|>", &ca, &cz);
@@ -774,13 +777,14 @@ static void harmony_message(struct scan *s, size_t h, size_t m, size_t b, size_t
         return;
     }
     bool analysis = chan && cz - ca == 8 && !memcmp(s->t + ca, "analysis", 8);
-    add(s, analysis ? &s->r->reasoning : &s->r->content, b, e);
+    add(s, analysis ? &s->r->reasoning : &s->r->content, b + sent, e);
 }
 
-static void scan_harmony(struct scan *s)
+static void scan_harmony(struct scan *s, struct resume *st)
 {
-    size_t pos = 0, len = 0;
+    size_t pos = st->pos, len = 0, sent = st->sent;
     while (pos < s->n && !s->oom) {
+        st->pos = pos, st->sent = sent;
         if (at(s, pos, "<|start|>"))
             pos += 9;
         size_t m = find(s, pos, s->n, "<|message|>");
@@ -802,15 +806,17 @@ static void scan_harmony(struct scan *s)
                     size_t t = prefix_tail(s, b, harmony_ends[i]);
                     h = t > h ? t : h;
                 }
-                add(s, an ? &s->r->reasoning : &s->r->content, b, s->n - h);
+                add(s, an ? &s->r->reasoning : &s->r->content, b + sent, s->n - h);
+                st->sent = s->n - h - b;
                 s->r->in_reasoning = an;
                 return;
             }
             e = s->n, len = 0;
         }
-        harmony_message(s, pos, m, b, e, e + len);
-        pos = e + len;
+        harmony_message(s, pos, m, b, e, e + len, sent);
+        pos = e + len, sent = 0;
     }
+    st->pos = pos, st->sent = 0;
 }
 
 /* One scan of text[0..n) into r, from *st (zeroed: from the start). */
@@ -820,7 +826,7 @@ static int scan(const struct tc_config *c, const char *text, size_t n, bool fina
     struct scan s = {c, tc_syntax(c->fmt), text ? text : "", text ? n : 0, final, r, false};
     r->in_reasoning = false;
     if (c->fmt == TC_HARMONY)
-        scan_harmony(&s);
+        scan_harmony(&s, st);
     else
         scan_markers(&s, st);
     if (s.oom || sbuf_failed(&r->content) || sbuf_failed(&r->reasoning))
@@ -830,7 +836,7 @@ static int scan(const struct tc_config *c, const char *text, size_t n, bool fina
 
 int tc_parse(const struct tc_config *c, const char *text, size_t n, bool final, struct tc_result *r)
 {
-    struct resume st = {0, false, false, false};
+    struct resume st = {0, false, false, false, 0};
     return scan(c, text, n, final, r, &st);
 }
 
@@ -840,7 +846,7 @@ struct tc_stream {
     struct tc_config c;
     struct sbuf text;
     struct tc_result r;
-    struct resume st;          /* where the last partial scan stopped (harmony: always re-scanned) */
+    struct resume st;          /* where the last partial scan stopped */
     size_t sent_content, sent_reasoning;
     int sent_calls;
 };
@@ -869,10 +875,6 @@ int tc_stream_feed(struct tc_stream *s, const char *text, size_t n, bool final, 
     memset(d, 0, sizeof *d);
     if (n && sbuf_add(&s->text, text, n) < 0)
         return -1;
-    if (s->c.fmt == TC_HARMONY) {
-        tc_result_release(&s->r);
-        memset(&s->st, 0, sizeof s->st);
-    }
     if (scan(&s->c, s->text.buf, s->text.len, final, &s->r, &s->st) < 0)
         return -1;
     /* every partial result is a prefix of the later ones (see the top of the file) */
