@@ -123,6 +123,21 @@ int cli_chat_template_file(struct tokenizer *tok, const char **name, struct err 
     return 0;
 }
 
+/* With --model and a case that has tools: the file's tokenizer.chat_template.tool_use
+ * when it has one the engine parses (as maas serve uses it), replacing *src. */
+static void tool_use_source(const struct tokenizer *tok, const char *vars, char **src, size_t *n)
+{
+    json_t *v = tok && vars ? json_loads(vars, 0, NULL) : NULL;
+    const char *tu = json_array_size(json_object_get(v, "tools")) ? tok_chat_template_for(tok, true) : NULL;
+    json_decref(v);
+    char *c = tu && tu != tok_chat_template_source(tok) ? strdup(tu) : NULL;
+    if (!c)
+        return;
+    free(*src);
+    *src = c;
+    *n = strlen(c);
+}
+
 int cmd_template(int argc, char **argv)
 {
     const char *model = NULL, *file = NULL, *now = NULL, *cas = NULL;
@@ -151,6 +166,7 @@ int cmd_template(int argc, char **argv)
     size_t sn = 0, on = 0;
     char *src = template_source(model, file, &tok, &sn), *vars = src ? case_vars(cas, tok) : NULL, *out = NULL;
     int rc = 2;
+    tool_use_source(tok, vars, &src, &sn);
     if (vars) {
         struct err e = {0};
         struct tmpl *t = tmpl_parse(src, sn, &e);

@@ -12,7 +12,9 @@
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "server/server_int.h"
+#include "server/toolcall.h"
 
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <sodium.h>
@@ -56,6 +58,10 @@ struct job {
     struct sbuf out;               /* streaming: bytes to hand to MHD */
     size_t out_pos;                /* of out, handed already */
     enum phase phase;
+    struct tc_stream *tc;          /* owned: content/reasoning/tool calls split (chat), or NULL */
+    int n_reasoning_tok;           /* tokens fed while inside reasoning */
+    char (*call_ids)[32];          /* from malloc: "call_..." of each tool call so far */
+    int n_call_ids;
 };
 
 /* Appends "data: <payload>\n\n" to the stream output and frees payload. */
@@ -110,27 +116,72 @@ static int check_bias(const struct smodel *sm, const struct oai_request *req, st
     return 0;
 }
 
-/* The prompt's tokens: the chat template over the messages, or the raw prompt. */
+/* The model's own template over the request's whole variable set (tools, tool calls, kwargs). */
+static int encode_chat_json(const struct smodel *sm, const struct oai_request *req, struct tok_ids *ids,
+                            char **rendered, size_t *rendered_len, struct oai_error *err)
+{
+    struct err e;
+    const char **raw = calloc((size_t)req->n_msgs, sizeof *raw);
+    if (!raw)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    for (int i = 0; i < req->n_msgs; i++)
+        raw[i] = req->msgs[i].content;
+    int rc = tok_chat_encode_json(sm->cfg.tok, req->chat_vars, strlen(req->chat_vars), req->n_tools > 0, raw,
+                                  (size_t)req->n_msgs, true, ids, rendered, rendered_len, &e);
+    free(raw);
+    if (rc < 0)
+        return oai_err(err, e.code == ERR_NOMEM ? 500 : 400, e.code == ERR_NOMEM ? "server_error" : "invalid_request_error",
+                       "messages", NULL, "Invalid 'messages': %s", e.msg);
+    return 0;
+}
+
+/* The prompt's tokens: the chat template over the messages, or the raw
+ * prompt. *rendered: the rendered chat prompt (from malloc) or NULL. */
 static int encode_prompt(const struct smodel *sm, const struct oai_request *req, struct tok_ids *ids,
-                         struct oai_error *err)
+                         char **rendered, size_t *rendered_len, struct oai_error *err)
 {
     const struct tokenizer *tok = sm->cfg.tok;
     struct err e;
+    *rendered = NULL;
     if (req->kind != OAI_CHAT) {
         if (tok_encode(tok, req->prompt, strlen(req->prompt), true, false, ids, &e) < 0)
             return oai_err(err, 400, "invalid_request_error", "prompt", NULL, "Invalid 'prompt': %s", e.msg);
         return 0;
     }
+    if (sm->fam == TOK_CHAT_MODEL && req->chat_vars)
+        return encode_chat_json(sm, req, ids, rendered, rendered_len, err);
+    if (req->n_tools || req->tool_msgs)
+        return oai_err(err, 400, "invalid_request_error", req->n_tools ? "tools" : "messages", NULL,
+                       "This model is served with the built-in '%s' chat format (it carries no chat template maas "
+                       "can run): tools and tool messages need the model's own template (see --chat-template).",
+                       tok_chat_family_name(sm->fam));
     struct tok_chat_msg *msgs = calloc((size_t)req->n_msgs, sizeof *msgs);
     if (!msgs)
         return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
     for (int i = 0; i < req->n_msgs; i++)
         msgs[i].role = req->msgs[i].role, msgs[i].content = req->msgs[i].content;
     int rc = tok_chat_encode(tok, sm->fam, msgs, (size_t)req->n_msgs, true, ids, &e);
+    if (rc == 0)
+        *rendered = tok_chat_render(tok, sm->fam, msgs, (size_t)req->n_msgs, true, rendered_len, &e);
     free(msgs);
     if (rc < 0)
         return oai_err(err, 400, "invalid_request_error", "messages", NULL, "Invalid 'messages': %s", e.msg);
     return 0;
+}
+
+/* The output split a chat request needs (tool calls when it has tools and
+ * tool_choice is not none, reasoning when the template writes it): *c set
+ * and true, or false when the output is plain text. */
+static bool split_config(const struct smodel *sm, const struct oai_request *req, const char *rendered, size_t n,
+                         struct tc_config *c)
+{
+    if (req->kind != OAI_CHAT)
+        return false;
+    bool tools = req->n_tools > 0 && req->tool_choice != OAI_TOOL_NONE;
+    const char *tm = tok_chat_template_for(sm->cfg.tok, req->n_tools > 0);
+    if (!tm)
+        tm = tok_chat_template_source(sm->cfg.tok);
+    return tm && tc_config_for(c, tm, tools, rendered, n);
 }
 
 /* The prompt and the completion must fit in the context; *max_tokens gets
@@ -157,7 +208,7 @@ static int fit_context(const struct smodel *sm, const struct oai_request *req, s
 /* A job with its id, detokenizer and logprobs; *serial: its number in this
  * process (a seed ingredient). NULL with *err. */
 static struct job *job_new(struct server *srv, struct smodel *sm, const struct oai_request *req, int fd,
-                           uint64_t *serial, struct oai_error *err)
+                           const struct tc_config *tc, uint64_t *serial, struct oai_error *err)
 {
     struct job *j = calloc(1, sizeof *j);
     struct err e;
@@ -173,17 +224,19 @@ static struct job *job_new(struct server *srv, struct smodel *sm, const struct o
     randombytes_buf(&rnd, sizeof rnd);
     snprintf(j->id, sizeof j->id, "%s-%012llx%016llx", req->kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)(ms & 0xffffffffffffULL), (unsigned long long)rnd);
-    if (!(j->ts = tok_stream_new(sm->cfg.tok, (const char *const *)req->stop, (size_t)req->n_stop, false, &e))) {
+    /* a split output needs the format's markers, which are often control tokens */
+    if (!(j->ts = tok_stream_new(sm->cfg.tok, (const char *const *)req->stop, (size_t)req->n_stop, tc != NULL, &e))) {
         oai_err(err, 500, "server_error", NULL, NULL, "%s", e.msg);
         goto fail;
     }
-    if (req->logprobs && !(j->lp = oai_logprobs_new(req->kind))) {
+    if ((req->logprobs && !(j->lp = oai_logprobs_new(req->kind))) || (tc && !(j->tc = tc_stream_new(tc)))) {
         oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
         goto fail;
     }
     return j;
 fail:
     tok_stream_free(j->ts);
+    oai_logprobs_free(j->lp);
     free(j);
     return NULL;
 }
@@ -244,11 +297,15 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
     struct tok_ids ids;
     struct job *j = NULL;
     struct engine_request er = {0};
+    struct tc_config tc;
     uint64_t serial;
     int rc = -1;
+    char *rendered = NULL;
+    size_t rendered_len = 0;
     tok_ids_init(&ids);
-    if (check_bias(sm, req, err) < 0 || encode_prompt(sm, req, &ids, err) < 0 ||
-        fit_context(sm, req, ids.n, &er.max_tokens, err) < 0 || !(j = job_new(srv, sm, req, fd, &serial, err)) ||
+    if (check_bias(sm, req, err) < 0 || encode_prompt(sm, req, &ids, &rendered, &rendered_len, err) < 0 ||
+        fit_context(sm, req, ids.n, &er.max_tokens, err) < 0 ||
+        !(j = job_new(srv, sm, req, fd, split_config(sm, req, rendered, rendered_len, &tc) ? &tc : NULL, &serial, err)) ||
         sampling_of(req, &er.sample, err) < 0)
         goto out;
     er.prompt = ids.ids;
@@ -271,8 +328,10 @@ out:
     if (j) {
         tok_stream_free(j->ts);
         oai_logprobs_free(j->lp);
+        tc_stream_free(j->tc);
         free(j);
     }
+    free(rendered);
     tok_ids_release(&ids);
     return rc;
 }
@@ -314,9 +373,13 @@ static int wait_event(struct job *j, struct engine_event *ev, int idle_ms)
     }
 }
 
+static int split_text(struct job *j, const char *s, size_t n, bool final);
+
 /* Text released by the detokenizer: collected or sent as a chunk. */
 static int emit_text(struct job *j, const char *s, size_t n)
 {
+    if (j->tc)
+        return split_text(j, s, n, false);
     j->text_total += n;
     if (!j->req.stream)
         return n ? sbuf_add(&j->text, s, n) : 0;
@@ -362,6 +425,8 @@ static int on_token(struct job *j, const struct sample_result *t)
     size_t n;
     struct err e;
     j->n_fed++;
+    if (j->tc && tc_stream_in_reasoning(j->tc))
+        j->n_reasoning_tok++;
     int rc = tok_stream_feed(j->ts, t->token, &s, &n, &e);
     if (rc < 0) {
         snprintf(j->error_msg, sizeof j->error_msg, "%s", e.msg);
@@ -419,6 +484,12 @@ static void on_done(struct job *j, const struct engine_event *ev)
             snprintf(j->error_msg, sizeof j->error_msg, "out of memory");
         }
     }
+    if (!j->error && j->tc && split_text(j, "", 0, true) < 0) {
+        j->error = true;
+        snprintf(j->error_msg, sizeof j->error_msg, "out of memory");
+    }
+    j->usage.reasoning_tokens = j->n_reasoning_tok < j->usage.completion_tokens ? j->n_reasoning_tok
+                                                                                  : j->usage.completion_tokens;
     j->finish = j->error ? "error"
                 : j->stop_hit ? "stop"
                 : ev->finish == ENGINE_FINISH_LENGTH ? "length"
@@ -430,10 +501,119 @@ static void on_done(struct job *j, const struct engine_event *ev)
     settle(j, j->req.model, j->gone ? "cancelled" : j->finish);
 }
 
-/* The finish_reason clients see: OpenAI knows only stop and length here. */
+/* The finish_reason clients see: stop, length, or tool_calls when the answer holds calls. */
 static const char *client_finish(const struct job *j)
 {
-    return !strcmp(j->finish, "length") ? "length" : "stop";
+    if (!strcmp(j->finish, "length"))
+        return "length";
+    return j->tc && tc_stream_result(j->tc)->n_calls ? "tool_calls" : "stop";
+}
+
+/* ---- tool calls and reasoning (toolcall.h) ---- */
+
+/* The ids of calls [0, upto): made once each, "call_" and 24 random hex digits. */
+static int call_ids_upto(struct job *j, int upto)
+{
+    if (upto <= j->n_call_ids)
+        return 0;
+    char(*ids)[32] = realloc(j->call_ids, (size_t)upto * sizeof *ids);
+    if (!ids)
+        return -1;
+    j->call_ids = ids;
+    for (; j->n_call_ids < upto; j->n_call_ids++) {
+        unsigned char r[12];
+        randombytes_buf(r, sizeof r);
+        char *p = j->call_ids[j->n_call_ids];
+        p += sprintf(p, "call_");
+        for (int i = 0; i < 12; i++)
+            p += sprintf(p, "%02x", r[i]);
+    }
+    return 0;
+}
+
+/* One streamed chunk carrying text and/or parts (the logprobs so far ride on it). */
+static int split_chunk(struct job *j, const char *text, size_t n, const struct oai_parts *p)
+{
+    struct oai_meta m = j->meta;
+    m.parts = p;
+    int rc = sse(j, oai_build_chunk(&m, false, text, n, NULL, j->lp));
+    if (j->lp)
+        oai_logprobs_clear(j->lp);
+    return rc;
+}
+
+/* What one feed settled, as chunks: reasoning, content, then each call (id and name, then its arguments). */
+static int split_stream(struct job *j, const struct tc_delta *d)
+{
+    int rc = 0;
+    if (d->n_reasoning) {
+        struct oai_parts p = {false, d->reasoning, d->n_reasoning, NULL, 0};
+        rc |= split_chunk(j, NULL, 0, &p);
+    }
+    if (d->n_content)
+        rc |= split_chunk(j, d->content, d->n_content, NULL);
+    if (d->n_calls && call_ids_upto(j, d->first_index + d->n_calls) < 0)
+        return -1;
+    for (int i = 0; i < d->n_calls; i++) {
+        int k = d->first_index + i;
+        struct oai_call_out head = {k, j->call_ids[k], d->calls[i].name, ""};
+        struct oai_call_out args = {k, NULL, NULL, d->calls[i].arguments};
+        struct oai_parts p1 = {false, NULL, 0, &head, 1}, p2 = {false, NULL, 0, &args, 1};
+        rc |= split_chunk(j, NULL, 0, &p1);
+        rc |= split_chunk(j, NULL, 0, &p2);
+    }
+    return rc ? -1 : 0;
+}
+
+/* The most calls the answer may carry: one when parallel_tool_calls is false. */
+static int max_calls(const struct job *j)
+{
+    return j->req.parallel_tool_calls ? INT_MAX : 1;
+}
+
+/* Text through the splitter: streamed as what it settles, or kept for the
+ * response. With parallel_tool_calls false, generation ends at the first
+ * complete call, as at a stop string. */
+static int split_text(struct job *j, const char *s, size_t n, bool final)
+{
+    struct tc_delta d;
+    j->text_total += n;
+    if (tc_stream_feed(j->tc, s, n, final, &d) < 0)
+        return -1;
+    if (d.first_index + d.n_calls > max_calls(j))
+        d.n_calls = max_calls(j) > d.first_index ? max_calls(j) - d.first_index : 0;
+    if (!j->stop_hit && !final && tc_stream_result(j->tc)->n_calls >= max_calls(j)) {
+        j->stop_hit = true;
+        j->n_stop_tok = j->n_tok;
+        engine_cancel(j->seq);
+    }
+    return j->req.stream ? split_stream(j, &d) : 0;
+}
+
+/* The whole response of a split output: content (null when empty and there are calls), reasoning, tool_calls. */
+static char *split_response(struct job *j)
+{
+    const struct tc_result *r = tc_stream_result(j->tc);
+    int n_calls = r->n_calls < max_calls(j) ? r->n_calls : max_calls(j);
+    if (call_ids_upto(j, n_calls) < 0)
+        return NULL;
+    struct oai_call_out *calls = calloc((size_t)n_calls + 1, sizeof *calls);
+    if (!calls)
+        return NULL;
+    for (int i = 0; i < n_calls; i++)
+        calls[i] = (struct oai_call_out){i, j->call_ids[i], r->calls[i].name, r->calls[i].arguments};
+    bool blank = true;
+    for (size_t i = 0; i < r->content.len; i++)
+        blank &= r->content.buf[i] == ' ' || r->content.buf[i] == '\n' || r->content.buf[i] == '\t' ||
+                 r->content.buf[i] == '\r';
+    struct oai_parts p = {blank && n_calls > 0, r->reasoning.len ? r->reasoning.buf : NULL, r->reasoning.len, calls,
+                          n_calls};
+    struct oai_meta m = j->meta;
+    m.parts = &p;
+    char *body = oai_build_response(&m, r->content.buf ? r->content.buf : "", r->content.len, client_finish(j), j->lp,
+                                    &j->usage);
+    free(calls);
+    return body;
 }
 
 /* ---- non-streaming ---- */
@@ -465,7 +645,8 @@ char *job_run_to_end(struct job *j, int *status, struct oai_error *err)
                 "The usage of request %s could not be recorded; it is not charged. Please retry.", j->id);
         return NULL;
     }
-    char *body = oai_build_response(&j->meta, j->text.buf ? j->text.buf : "", j->text.len, client_finish(j), j->lp, &j->usage);
+    char *body = j->tc ? split_response(j) :
+                 oai_build_response(&j->meta, j->text.buf ? j->text.buf : "", j->text.len, client_finish(j), j->lp, &j->usage);
     if (!body) {
         *status = 500;
         oai_err(err, 500, "server_error", NULL, NULL, "Out of memory while building the response.");
@@ -565,6 +746,8 @@ void job_free(void *cls)
     engine_release(j->seq);
     tok_stream_free(j->ts);
     oai_logprobs_free(j->lp);
+    tc_stream_free(j->tc);
+    free(j->call_ids);
     oai_request_release(&j->req);
     sbuf_release(&j->text);
     sbuf_release(&j->out);

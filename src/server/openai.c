@@ -13,6 +13,7 @@
  * own convention for "impossible").
  */
 #include "server/openai.h"
+#include "server/oai_tools.h"
 #include "server/server.h" /* srv_json_dump */
 
 #include <jansson.h>
@@ -57,6 +58,11 @@ static const char *json_type_name(const json_t *v)
     case JSON_NULL: return "null";
     }
     return "a value";
+}
+
+const char *oai_json_type_name(const json_t *v)
+{
+    return json_type_name(v);
 }
 
 /* ---- field helpers: 0 = absent or null, 1 = present (value written), -1 = error ---- */
@@ -210,11 +216,12 @@ static int parse_messages(json_t *root, struct oai_request *r, struct oai_error 
         const char *canon = !strcmp(rs, "system") || !strcmp(rs, "developer") ? "system"
                             : !strcmp(rs, "user")                            ? "user"
                             : !strcmp(rs, "assistant")                       ? "assistant"
+                            : !strcmp(rs, "tool")                            ? "tool"
                                                                              : NULL;
         if (!canon)
             return BAD(param,
                        "Invalid value for '%s': '%.40s' is not supported; supported values are 'system', "
-                       "'developer', 'user' and 'assistant'.",
+                       "'developer', 'user', 'assistant' and 'tool'.",
                        param, rs);
         if (!(r->msgs[i].role = strdup(canon)))
             return nomem(e);
@@ -342,21 +349,14 @@ static int parse_model(json_t *root, struct oai_request *r, struct oai_error *e)
 }
 
 /* Fields that change what the answer must be and that this server does not
- * honour yet: tools (and the older functions), a tool_choice that demands a
- * call, a response_format other than text. A 400 naming the field, never a
- * silently different answer. */
+ * honour yet: the older functions (tools replace them), a response_format
+ * other than text. A 400 naming the field, never a silently different
+ * answer. (tools and tool_choice: oai_tools.c.) */
 static int parse_output_shaping(json_t *root, struct oai_error *e)
 {
-    static const char *const lists[] = {"tools", "functions"};
-    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
-        json_t *v = json_object_get(root, lists[i]);
-        if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0))
-            return BAD(lists[i], "Unsupported parameter: '%s': this server does not return tool calls yet.", lists[i]);
-    }
-    json_t *tc = json_object_get(root, "tool_choice");
-    const char *tcs = json_string_value(tc);
-    if (tc && !json_is_null(tc) && !(tcs && (!strcmp(tcs, "none") || !strcmp(tcs, "auto"))))
-        return BAD("tool_choice", "Unsupported value: 'tool_choice' can only be 'none' or 'auto' on this server.");
+    json_t *fv = json_object_get(root, "functions");
+    if (fv && !json_is_null(fv) && !(json_is_array(fv) && json_array_size(fv) == 0))
+        return BAD("functions", "Unsupported parameter: 'functions' is deprecated; send them as 'tools'.");
     json_t *rf = json_object_get(root, "response_format");
     if (!rf || json_is_null(rf))
         return 0;
@@ -509,7 +509,8 @@ static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, s
 {
     if (parse_model(root, r, e) < 0)
         return -1;
-    if (kind == OAI_CHAT ? parse_messages(root, r, e) < 0 : parse_prompt(root, r, e) < 0)
+    if (kind == OAI_CHAT ? parse_messages(root, r, e) < 0 || oai_parse_tools(root, r, e) < 0
+                         : parse_prompt(root, r, e) < 0)
         return -1;
     if (parse_unsupported(kind, root, e) < 0 || parse_sampling(root, r, e) < 0 || parse_stop(root, r, e) < 0 ||
         parse_logit_bias(root, r, e) < 0 || parse_logprobs(kind, root, r, e) < 0 || parse_user_stream(root, r, e) < 0)
@@ -559,6 +560,8 @@ void oai_request_release(struct oai_request *r)
         free(r->stop[i]);
     free(r->bias);
     free(r->user);
+    free(r->chat_vars);
+    free(r->tool_choice_name);
     memset(r, 0, sizeof *r);
 }
 
@@ -755,9 +758,10 @@ static json_t *logprobs_json(const struct oai_logprobs *lp)
 
 static json_t *usage_json(const struct oai_usage *u)
 {
-    json_t *o = json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", u->prompt_tokens, "completion_tokens",
+    json_t *o = json_pack("{s:i,s:i,s:i,s:{s:i},s:{s:i}}", "prompt_tokens", u->prompt_tokens, "completion_tokens",
                           u->completion_tokens, "total_tokens", u->prompt_tokens + u->completion_tokens,
-                          "prompt_tokens_details", "cached_tokens", u->cached_tokens);
+                          "prompt_tokens_details", "cached_tokens", u->cached_tokens, "completion_tokens_details",
+                          "reasoning_tokens", u->reasoning_tokens);
     if (o && u->cost[0] && json_object_set_new(o, "cost", json_string(u->cost))) {
         json_decref(o);
         return NULL;
@@ -802,6 +806,10 @@ char *oai_build_response(const struct oai_meta *m, const char *text, size_t len,
     else
         choice = json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "text", jstr(text, len), "logprobs", logprobs_json(lp),
                            "finish_reason", finish_json(finish_reason));
+    if (choice && m->parts && oai_parts_apply(json_object_get(choice, "message"), m->parts, false) < 0) {
+        json_decref(choice);
+        choice = NULL;
+    }
     if (!choice || json_object_set_new(o, "choices", json_pack("[o]", choice)) ||
         json_object_set_new(o, "usage", usage_json(u))) {
         json_decref(o);
@@ -823,6 +831,10 @@ char *oai_build_chunk(const struct oai_meta *m, bool with_role, const char *text
             json_object_set_new(delta, "role", json_string("assistant"));
         if (delta && text)
             json_object_set_new(delta, "content", jstr(text, len));
+        if (delta && m->parts && oai_parts_apply(delta, m->parts, true) < 0) {
+            json_decref(delta);
+            delta = NULL;
+        }
         choice = json_pack("{s:i,s:o,s:o,s:o}", "index", 0, "delta", delta, "logprobs", logprobs_json(lp),
                            "finish_reason", finish_json(finish_reason));
     } else {

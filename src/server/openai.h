@@ -40,8 +40,10 @@ struct oai_error {
 int oai_err(struct oai_error *e, int status, const char *type, const char *param, const char *code,
             const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+enum oai_tool_choice { OAI_TOOL_AUTO, OAI_TOOL_NONE, OAI_TOOL_REQUIRED, OAI_TOOL_NAMED };
+
 struct oai_msg {
-    char *role;     /* from malloc: "system", "user" or "assistant" ("developer" becomes "system") */
+    char *role;     /* from malloc: "system", "user", "assistant" or "tool" ("developer" becomes "system") */
     char *content;  /* from malloc, NUL-terminated UTF-8 (text parts joined) */
 };
 
@@ -67,6 +69,15 @@ struct oai_request {
     char *user;                    /* from malloc or NULL */
     bool stream;
     bool include_usage;            /* stream_options.include_usage */
+    /* chat: tools and the chat template's variables (server/oai_tools.h) */
+    char *chat_vars;               /* from malloc: a JSON object: messages as full objects (tool_calls'
+                                    * arguments as objects), tools, tool_choice and parallel_tool_calls
+                                    * when given, chat_template_kwargs' keys */
+    int n_tools;
+    enum oai_tool_choice tool_choice;  /* default auto */
+    char *tool_choice_name;        /* from malloc: the function OAI_TOOL_NAMED names */
+    bool parallel_tool_calls;      /* default true */
+    bool tool_msgs;                /* some message has role tool or tool_calls */
 };
 
 /* Parses body[0..len). 0 with *out filled (release with
@@ -80,6 +91,7 @@ void oai_request_release(struct oai_request *r);
 
 struct oai_usage {
     int prompt_tokens, completion_tokens, cached_tokens;
+    int reasoning_tokens;          /* of completion_tokens (completion_tokens_details.reasoning_tokens) */
     char cost[32];                 /* the charged amount, a decimal string; "" = not billed (omitted) */
 };
 
@@ -108,12 +120,33 @@ int oai_logprobs_add(struct oai_logprobs *lp, const struct oai_token_lp *t, size
 void oai_logprobs_clear(struct oai_logprobs *lp);      /* forget the tokens (after a chunk took them) */
 int oai_logprobs_count(const struct oai_logprobs *lp);
 
+/* A tool call as the response carries it. In a streamed delta the first
+ * chunk of a call has id, type and name (and arguments ""), later ones
+ * arguments fragments only (id NULL). */
+struct oai_call_out {
+    int index;
+    const char *id;        /* "call_..."; NULL in an arguments-only delta */
+    const char *name;
+    const char *arguments; /* a JSON text; NULL = omitted */
+};
+
+/* What tool calls and reasoning add to a chat message or delta (NULL in
+ * struct oai_meta: a plain text answer). */
+struct oai_parts {
+    bool content_null;                  /* message: content is null (no text) */
+    const char *reasoning;              /* reasoning_content, NULL = omitted */
+    size_t n_reasoning;
+    const struct oai_call_out *calls;
+    int n_calls;
+};
+
 /* What the builders need to name the response. */
 struct oai_meta {
     enum oai_kind kind;
     const char *id;        /* "chatcmpl-..." / "cmpl-..." */
     int64_t created;       /* unix seconds */
     const char *model;     /* any bytes; invalid UTF-8 replaced */
+    const struct oai_parts *parts; /* chat: tool calls and reasoning of this message or chunk, or NULL */
 };
 
 /* The builders return NUL-terminated JSON text from malloc, or NULL on out

@@ -15,8 +15,10 @@
  * default system message, Llama-3.1's date header, Llama-2's <<SYS>> versus
  * Mistral's plain [INST], Phi-3 versus Phi-3.5, DeepSeek V2's "User:" turns
  * versus V3/R1's <｜User｜> and R1's <think>.
- * Tool calls are not rendered: a role other than system/user/assistant is an
- * error naming the message.
+ * The built-in families render system/user/assistant only: another role is
+ * an error naming the message. Tools, tool calls and tool results are
+ * rendered by the model's own template (tok_chat_encode_json), with the
+ * file's tokenizer.chat_template.tool_use variant when a request has tools.
  */
 #define _GNU_SOURCE /* memmem */
 #include "tokenizer/tok_int.h"
@@ -433,6 +435,11 @@ int tok_chat_set_template(struct tokenizer *t, const char *src, size_t len, stru
     }
     free(saved.chat_template);
     tmpl_free(saved.jinja);
+    /* the file's tool_use variant is the file's: an override replaces both */
+    free(t->chat_template_tools);
+    tmpl_free(t->jinja_tools);
+    t->chat_template_tools = NULL;
+    t->jinja_tools = NULL;
     return 0;
 }
 
@@ -816,5 +823,90 @@ int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const s
         rc = tok_encode_masked(t, r.b.buf, r.b.len, false, true, (const uint8_t *)r.mask.buf, out, e);
     sbuf_release(&r.b);
     sbuf_release(&r.mask);
+    return rc;
+}
+
+/* ---- the whole request's variables (tools, tool calls, kwargs) ---- */
+
+void tok_chat_prepare_tools(struct tokenizer *t)
+{
+    struct err e = {0};
+    t->jinja_tools = tmpl_parse(t->chat_template_tools, strlen(t->chat_template_tools), &e);
+    if (!t->jinja_tools)
+        log_warn("tokenizer.chat_template.tool_use: the Jinja engine cannot parse it (%s); requests with tools use "
+                 "tokenizer.chat_template", e.msg);
+}
+
+const char *tok_chat_template_for(const struct tokenizer *t, bool tools)
+{
+    if (tools && t->jinja_tools)
+        return t->chat_template_tools;
+    return t->jinja ? t->chat_template : NULL;
+}
+
+/* "{" + add_generation_prompt, bos_token, eos_token + the caller's keys (which win). */
+static char *json_vars(const struct tokenizer *t, const char *vars, size_t n, bool gen, size_t *len)
+{
+    struct sbuf b = SBUF_INIT;
+    sbuf_addf(&b, "{\"add_generation_prompt\": %s, \"bos_token\": ", gen ? "true" : "false");
+    json_token(&b, t, t->bos);
+    sbuf_addstr(&b, ", \"eos_token\": ");
+    json_token(&b, t, t->eos);
+    size_t i = 0;
+    while (i < n && (vars[i] == ' ' || vars[i] == '\n' || vars[i] == '\t' || vars[i] == '\r'))
+        i++;
+    i++; /* the caller's '{' (checked by the caller) */
+    size_t j = i;
+    while (j < n && (vars[j] == ' ' || vars[j] == '\n' || vars[j] == '\t' || vars[j] == '\r'))
+        j++;
+    if (j < n && vars[j] != '}')
+        sbuf_addstr(&b, ", ");
+    sbuf_add(&b, vars + i, n - i);
+    return sbuf_detach(&b, len);
+}
+
+int tok_chat_encode_json(const struct tokenizer *t, const char *vars_json, size_t vars_len, bool tools,
+                         const char *const *raw, size_t n_raw, bool add_generation_prompt, struct tok_ids *out,
+                         char **rendered, size_t *rendered_len, struct err *e)
+{
+    const struct tmpl *tm = tools && t->jinja_tools ? t->jinja_tools : t->jinja;
+    if (!tm)
+        return err_set(e, ERR_INVALID, "the model has no chat template the Jinja engine can run (%s)",
+                       t->jinja_why[0] ? t->jinja_why : "the file carries none");
+    size_t k = 0;
+    while (k < vars_len && (vars_json[k] == ' ' || vars_json[k] == '\n' || vars_json[k] == '\t'))
+        k++;
+    if (k == vars_len || vars_json[k] != '{')
+        return err_set(e, ERR_INVALID, "chat template variables: not a JSON object");
+    size_t vlen = 0, olen = 0;
+    char *vars = json_vars(t, vars_json, vars_len, add_generation_prompt, &vlen);
+    if (!vars)
+        return err_set(e, ERR_NOMEM, "out of memory rendering a chat");
+    char *text = tmpl_render(tm, vars, vlen, NULL, &olen, e);
+    free(vars);
+    if (!text)
+        return err_prefix(e, "chat template");
+    struct render r = {{0}, {0}, false};
+    put_span(&r, text, olen, false);
+    struct tok_chat_msg *m = calloc(n_raw ? n_raw : 1, sizeof *m);
+    int rc = -1;
+    if (!m || r.oom) {
+        err_set(e, ERR_NOMEM, "out of memory rendering a chat");
+    } else {
+        for (size_t i = 0; i < n_raw; i++)
+            m[i].role = "", m[i].content = raw[i];
+        mark_contents(&r, m, n_raw);
+        rc = tok_encode_masked(t, r.b.buf, r.b.len, false, true, (const uint8_t *)r.mask.buf, out, e);
+    }
+    free(m);
+    sbuf_release(&r.b);
+    sbuf_release(&r.mask);
+    if (rc == 0 && rendered) {
+        *rendered = text;
+        if (rendered_len)
+            *rendered_len = olen;
+    } else {
+        free(text);
+    }
     return rc;
 }

@@ -71,6 +71,8 @@ struct tokenizer {
 
     char *chat_template;        /* from malloc, NUL-terminated; NULL when the model has none */
     struct tmpl *jinja;         /* owned: chat_template parsed, when it parses and renders a probe chat */
+    struct tmpl *jinja_tools;   /* owned: tokenizer.chat_template.tool_use parsed, when the file has one that parses */
+    char *chat_template_tools;  /* from malloc: tokenizer.chat_template.tool_use, or NULL */
     char jinja_why[256];        /* why jinja is NULL although chat_template is not ("" otherwise) */
 };
 
@@ -78,6 +80,9 @@ struct tokenizer {
  * probe; on success t->jinja is set, else t->jinja_why says why (the
  * built-in families are then the fallback). Never fails the load. */
 void tok_chat_prepare(struct tokenizer *t);
+/* Parses t->chat_template_tools into t->jinja_tools (left NULL, with a
+ * warning logged, when the engine cannot parse it). */
+void tok_chat_prepare_tools(struct tokenizer *t);
 
 static inline const char *tok_text_at(const struct tokenizer *t, int32_t id)
 {

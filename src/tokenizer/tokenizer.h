@@ -269,4 +269,26 @@ char *tok_chat_render(const struct tokenizer *t, enum tok_chat_family fam, const
 int tok_chat_encode(const struct tokenizer *t, enum tok_chat_family fam, const struct tok_chat_msg *msgs,
                     size_t n_msgs, bool add_generation_prompt, struct tok_ids *out, struct err *e);
 
+/* The whole template variable set of a request, for the model's own
+ * template (TOK_CHAT_MODEL): vars_json is a JSON object whose keys become
+ * template variables as they are — messages as full objects (tool_calls,
+ * tool_call_id, name, ...), tools, chat_template_kwargs' keys such as
+ * enable_thinking. add_generation_prompt, bos_token and eos_token (the
+ * vocabulary's texts) are added unless vars_json sets them. tools: render
+ * with tokenizer.chat_template.tool_use when the file has one the engine
+ * parses. raw: the n_raw texts (message contents, in message order) that
+ * are encoded raw as in tok_chat_encode — never read as control tokens.
+ * Appends the tokens to out; when rendered is not NULL the rendered text
+ * (from malloc, NUL-terminated) goes there and its length to *rendered_len.
+ * 0, or -1 with e: ERR_INVALID when the model has no template the engine
+ * runs, vars_json is not an object, or the template fails (raise_exception,
+ * a wrong type); ERR_EXHAUSTED for a render limit; ERR_NOMEM. */
+int tok_chat_encode_json(const struct tokenizer *t, const char *vars_json, size_t vars_len, bool tools,
+                         const char *const *raw, size_t n_raw, bool add_generation_prompt, struct tok_ids *out,
+                         char **rendered, size_t *rendered_len, struct err *e);
+
+/* The template text a request is rendered with (the tool_use variant when
+ * tools and the file has one), or NULL when the model's template is not run. */
+const char *tok_chat_template_for(const struct tokenizer *t, bool tools);
+
 #endif

@@ -255,6 +255,8 @@ void tok_free(struct tokenizer *t)
     free(t->trie_tok);
     free(t->chat_template);
     tmpl_free(t->jinja);
+    free(t->chat_template_tools);
+    tmpl_free(t->jinja_tools);
     free(t);
 }
 
@@ -743,6 +745,14 @@ static int load_chat_template(struct tokenizer *t, const struct gguf_file *f, st
         memcpy(t->chat_template, tmpl.ptr, tmpl.len);
         t->chat_template[tmpl.len] = 0;
         tok_chat_prepare(t);
+    }
+    rc = gguf_get_str(f, "tokenizer.chat_template.tool_use", &tmpl, e);
+    if (rc < 0 && e->code != ERR_NOT_FOUND)
+        return -1;
+    if (rc == 0) {
+        if (!(t->chat_template_tools = strndup(tmpl.ptr, tmpl.len)))
+            return err_set(e, ERR_NOMEM, "out of memory");
+        tok_chat_prepare_tools(t);
     }
     return 0;
 }

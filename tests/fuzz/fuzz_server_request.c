@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < r.n_stop; i++)
         if (!r.stop[i][0])
             abort();
-    struct oai_meta m = {kind, "id", 0, r.model};
+    struct oai_meta m = {kind, "id", 0, r.model, NULL};
     struct oai_usage u = {.prompt_tokens = 1, .completion_tokens = 2};
     const char *text = kind == OAI_CHAT ? r.msgs[r.n_msgs - 1].content : r.prompt;
     char *s = oai_build_response(&m, text, strlen(text), "stop", NULL, &u);

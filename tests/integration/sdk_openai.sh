@@ -29,14 +29,20 @@ fi
 echo "openai SDK $(node -p "require('$SDK/node_modules/openai/package.json').version"), node $(node --version)"
 
 serve_tiny_model
-serve_start "$tmp/main.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 4096 || exit 1
+# a second model whose vocabulary holds a whole Hermes call as one token (serve_tools.sh explains)
+call_id=$("$PY" "$HERE/tools_vocab.py" "$tmp/tiny.gguf" "$tmp/tools-vocab.gguf" "$HERE/serve_tools.jinja" \
+  '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>') || { echo "FAIL: tools_vocab.py"; exit 1; }
+"$BIN" mkmodel --arch qwen2 --vocab "$tmp/tools-vocab.gguf" --n-embd 64 --n-layer 2 --n-head 4 --n-head-kv 2 \
+  --n-ff 128 -o "$tmp/tools.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel: $(tail -1 "$tmp/mk.err")"; exit 1; }
+serve_start "$tmp/main.log" --model "tiny=$tmp/tiny.gguf" --model "tools=$tmp/tools.gguf" --threads 1 --ctx 4096 \
+  || exit 1
 main_port=$port
 # a server that is full with one running and one queued request: the third gets 429
 serve_start "$tmp/busy.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 65536 --max-queue 1 --max-running 1 \
   || exit 1
 busy_port=$port
 
-MAAS_URL="http://127.0.0.1:$main_port/v1" MAAS_BUSY_URL="http://127.0.0.1:$busy_port/v1" MAAS_MODEL=tiny \
+MAAS_CALL_TOKEN=$call_id MAAS_URL="http://127.0.0.1:$main_port/v1" MAAS_BUSY_URL="http://127.0.0.1:$busy_port/v1" MAAS_MODEL=tiny \
   timeout 85 node --test --test-reporter=spec "$SDK/openai.test.mjs"
 rc=$?
 [ $rc -eq 0 ] || { echo "--- server log (tail)"; tail -20 "$tmp/main.log"; tail -5 "$tmp/busy.log"; }

@@ -213,3 +213,45 @@ test('RateLimitError with Retry-After when the queue is full', async () => {
   const r = await queued;
   assert.equal(r.usage.completion_tokens > 0, true);
 });
+
+// tools: a model whose vocabulary holds a whole Hermes call as one token
+// (sdk_openai.sh); logit_bias on it makes the random-weight model call.
+const WEATHER = {
+  type: 'function',
+  function: { name: 'get_weather', description: 'Current weather.', parameters: { type: 'object', properties: { city: { type: 'string' } } } },
+};
+
+test('tools with tool_choice auto: the SDK reads tool_calls, whole and streamed', async () => {
+  const token = process.env.MAAS_CALL_TOKEN;
+  const base = {
+    model: 'tools', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: [WEATHER],
+    tool_choice: 'auto', parallel_tool_calls: false, temperature: 0, max_tokens: 4, logit_bias: { [token]: 100 },
+  };
+  const r = await client.chat.completions.create(base);
+  const ch = r.choices[0];
+  assert.equal(ch.finish_reason, 'tool_calls');
+  assert.equal(ch.message.content, null);
+  assert.equal(ch.message.tool_calls.length, 1);
+  const call = ch.message.tool_calls[0];
+  assert.match(call.id, /^call_/);
+  assert.equal(call.type, 'function');
+  assert.equal(call.function.name, 'get_weather');
+  assert.deepEqual(JSON.parse(call.function.arguments), { city: 'Paris' });
+  // the SDK's stream helper assembles the deltas into the same message
+  const stream = client.chat.completions.stream(base);
+  const fin = await stream.finalChatCompletion();
+  const sc = fin.choices[0];
+  assert.equal(sc.finish_reason, 'tool_calls');
+  assert.equal(sc.message.tool_calls[0].function.name, 'get_weather');
+  assert.equal(sc.message.tool_calls[0].function.arguments, call.function.arguments);
+  // the answer goes back as a tool message and the conversation continues
+  const next = await client.chat.completions.create({
+    ...base, logit_bias: { [token]: -100 }, parallel_tool_calls: undefined,
+    messages: [...base.messages, ch.message, { role: 'tool', tool_call_id: call.id, content: '{"temp": 18}' }],
+  });
+  assert.ok(['stop', 'length'].includes(next.choices[0].finish_reason));
+  assert.equal(typeof next.choices[0].message.content, 'string');
+  // a forced call needs constrained decoding: a BadRequestError naming tool_choice
+  await assert.rejects(client.chat.completions.create({ ...base, tool_choice: 'required' }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tool_choice');
+});

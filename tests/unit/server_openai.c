@@ -30,7 +30,7 @@ static const struct bad_case bad[] = {
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[5]}", "messages[0]"},
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"content\":\"hi\"}]}", "messages[0].role"},
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":1,\"content\":\"hi\"}]}", "messages[0].role"},
-    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"hi\"}]}", "messages[0].role"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"robot\",\"content\":\"hi\"}]}", "messages[0].role"},
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\"}]}",
      "messages[1].content"},
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":7}]}", "messages[0].content"},
@@ -82,7 +82,28 @@ static const struct bad_case bad[] = {
     {OAI_CHAT, CHAT_PRE "\"n\":2}", "n"},
     {OAI_CHAT, CHAT_PRE "\"n\":0}", "n"},
     {OAI_CHAT, CHAT_PRE "\"n\":\"1\"}", "n"},
-    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", "tools"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":{}}", "tools"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"retrieval\"}]}", "tools[0].type"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\"}]}", "tools[0].function"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}", "tools[0].function.name"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":[]}}]}",
+     "tools[0].function.parameters"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"sometimes\"}", "tool_choice"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}}", "tool_choice"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"f\"}}}", "tool_choice"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"required\"}", "tool_choice"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":5}", "tool_choice"},
+    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"parallel_tool_calls\":\"yes\"}", "parallel_tool_calls"},
+    {OAI_CHAT, CHAT_PRE "\"chat_template_kwargs\":[1]}", "chat_template_kwargs"},
+    {OAI_CHAT, CHAT_PRE "\"chat_template_kwargs\":{\"messages\":[]}}", "chat_template_kwargs"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\","
+               "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{oops\"}}]}]}",
+     "messages[0].tool_calls[0].function.arguments"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\"}]}]}",
+     "messages[0].tool_calls[0]"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]}",
+     "messages[0].tool_calls"},
+    {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"tool_call_id\":\"c\"}]}", "messages[0].content"},
     {OAI_CHAT, CHAT_PRE "\"functions\":[{\"name\":\"f\"}]}", "functions"},
     {OAI_CHAT, CHAT_PRE "\"tool_choice\":\"required\"}", "tool_choice"},
     {OAI_CHAT, CHAT_PRE "\"response_format\":{\"type\":\"json_object\"}}", "response_format"},
@@ -211,7 +232,7 @@ static json_t *parse(char *s)
 
 TEST(builders)
 {
-    struct oai_meta m = {OAI_CHAT, "chatcmpl-1", 1700000000, "tiny\xff"};
+    struct oai_meta m = {OAI_CHAT, "chatcmpl-1", 1700000000, "tiny\xff", NULL};
     struct oai_usage u = {.prompt_tokens = 10, .completion_tokens = 4, .cached_tokens = 8};
     json_t *v = parse(oai_build_response(&m, "hi \xe2\x82", 5, "length", NULL, &u));
     CHECK(v != NULL);
