@@ -219,6 +219,15 @@ int admin_handle(struct server *srv, const char *method, const char *path, const
 int admin_usage_for_key(struct server *srv, const struct billing_key *k, const struct admin_query *q, char **out,
                         struct oai_error *err);
 
+/* ---- /v1/embeddings (embed.c) ---- */
+
+/* Answers a POST /v1/embeddings body: 200 with *out the JSON response (from
+ * malloc), or -1 with *err (400 bad input or a model that does not embed,
+ * 404 unknown model, 429 queue full, the admit hook's refusal, 503). The
+ * body's model name, when it has one, goes to model_out. */
+int srv_embeddings(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
+                   size_t model_size, char **out, struct oai_error *err);
+
 /* ---- one generation request (job.c) ---- */
 
 struct job;

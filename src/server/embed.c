@@ -1,0 +1,320 @@
+/*
+ * embed.c — POST /v1/embeddings in OpenAI's shape.
+ *
+ * Request: {"model", "input", "encoding_format"?, "dimensions"?, "user"?}
+ * where input is a string, an array of strings, an array of token ids or an
+ * array of arrays of token ids. Strings are tokenized with the model's
+ * special tokens ([CLS] ... [SEP] for BERT); token ids are taken as given.
+ * Response: {"object":"list","data":[{"object":"embedding","index",
+ * "embedding"}...],"model","usage":{"prompt_tokens","total_tokens"[,"cost"]}}
+ * with each embedding L2-normalised; "dimensions" keeps the first N values
+ * and normalises them again (Matryoshka models); "encoding_format":"base64"
+ * gives the little-endian float32 bytes in base64.
+ *
+ * Billing: the request is admitted (hold at the input price for its
+ * tokens, no output) and settled through the same hooks as a chat request;
+ * the work runs on the model's engine thread (engine_embed), this
+ * connection thread only waits.
+ */
+#include "server/server_int.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+struct emb_req {
+    char *model;                   /* from malloc */
+    char *user;                    /* from malloc or NULL */
+    bool base64;
+    int dimensions;                /* 0: all */
+    struct tok_ids *in;            /* from calloc: n_in token lists */
+    int n_in;
+    int64_t n_tokens;
+};
+
+static void emb_req_release(struct emb_req *r)
+{
+    for (int i = 0; r->in && i < r->n_in; i++)
+        tok_ids_release(&r->in[i]);
+    free(r->in);
+    free(r->model);
+    free(r->user);
+    memset(r, 0, sizeof *r);
+}
+
+static int bad(struct oai_error *err, const char *param, const char *code, const char *msg)
+{
+    return oai_err(err, 400, "invalid_request_error", param, code, "%s", msg);
+}
+
+/* One element of "input" (a string or an array of ids) into ids. */
+static int parse_item(const struct smodel *sm, json_t *v, const char *where, struct tok_ids *ids,
+                      struct oai_error *err)
+{
+    struct err e;
+    char msg[300];
+    if (json_is_string(v)) {
+        if (json_string_length(v) == 0) {
+            snprintf(msg, sizeof msg, "Invalid '%s': empty string.", where);
+            return bad(err, "input", NULL, msg);
+        }
+        if (tok_encode(sm->cfg.tok, json_string_value(v), json_string_length(v), true, false, ids, &e) < 0)
+            return oai_err(err, 400, "invalid_request_error", "input", NULL, "Invalid '%s': %s", where, e.msg);
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        snprintf(msg, sizeof msg, "Invalid '%s': expected a non-empty string or a non-empty array of token ids.",
+                 where);
+        return bad(err, "input", NULL, msg);
+    }
+    size_t k;
+    json_t *t;
+    json_array_foreach(v, k, t) {
+        json_int_t id = json_is_integer(t) ? json_integer_value(t) : -1;
+        if (id < 0 || id >= sm->n_vocab) {
+            snprintf(msg, sizeof msg, "Invalid '%s[%zu]': expected a token id in 0..%d.", where, k, sm->n_vocab - 1);
+            return bad(err, "input", NULL, msg);
+        }
+        if (tok_ids_push(ids, (int32_t)id, &e) < 0)
+            return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    }
+    return 0;
+}
+
+/* "input": its items, each checked against the longest input a pass takes. */
+static int parse_input(const struct smodel *sm, json_t *in, struct emb_req *r, struct oai_error *err)
+{
+    bool list = json_is_array(in) && json_array_size(in) > 0 && !json_is_integer(json_array_get(in, 0));
+    size_t n = list ? json_array_size(in) : 1;
+    if (!in || (json_is_array(in) && json_array_size(in) == 0))
+        return bad(err, "input", NULL, "'input' is required and must not be empty.");
+    if (n > 2048)
+        return bad(err, "input", NULL, "'input' has more than 2048 items.");
+    if (!(r->in = calloc(n, sizeof *r->in)))
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    r->n_in = (int)n;
+    int max = engine_embed_max_tokens(sm->cfg.eng);
+    for (size_t i = 0; i < n; i++) {
+        char where[48];
+        snprintf(where, sizeof where, list ? "input[%zu]" : "input", i);
+        if (parse_item(sm, list ? json_array_get(in, i) : in, where, &r->in[i], err) < 0)
+            return -1;
+        if (r->in[i].n > (size_t)max)
+            return oai_err(err, 400, "invalid_request_error", "input", "context_length_exceeded",
+                           "Invalid '%s': %zu tokens, more than this model's maximum of %d per input.", where,
+                           r->in[i].n, max);
+        r->n_tokens += (int64_t)r->in[i].n;
+    }
+    return 0;
+}
+
+static int parse_options(const struct smodel *sm, json_t *root, struct emb_req *r, struct oai_error *err)
+{
+    json_t *fmt = json_object_get(root, "encoding_format"), *dim = json_object_get(root, "dimensions");
+    json_t *user = json_object_get(root, "user");
+    if (fmt && !json_is_null(fmt)) {
+        const char *f = json_string_value(fmt);
+        if (!f || (strcmp(f, "float") && strcmp(f, "base64")))
+            return bad(err, "encoding_format", NULL, "Invalid 'encoding_format': expected 'float' or 'base64'.");
+        r->base64 = !strcmp(f, "base64");
+    }
+    int n_embd = model_hparams(sm->cfg.m)->n_embd;
+    if (dim && !json_is_null(dim)) {
+        if (!json_is_integer(dim) || json_integer_value(dim) < 1 || json_integer_value(dim) > n_embd)
+            return oai_err(err, 400, "invalid_request_error", "dimensions", NULL,
+                           "Invalid 'dimensions': expected an integer in 1..%d (the model's size).", n_embd);
+        r->dimensions = (int)json_integer_value(dim);
+    }
+    if (user && !json_is_null(user)) {
+        if (!json_is_string(user))
+            return bad(err, "user", NULL, "Invalid 'user': expected a string.");
+        if (!(r->user = strdup(json_string_value(user))))
+            return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    }
+    return 0;
+}
+
+/* The model named by the body: found, and one for embeddings. */
+static struct smodel *emb_model(struct server *srv, json_t *root, struct emb_req *r, struct oai_error *err)
+{
+    const char *name = json_string_value(json_object_get(root, "model"));
+    if (!name)
+        return bad(err, "model", NULL, "'model' is required and must be a string."), NULL;
+    if (!(r->model = strdup(name)))
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory."), NULL;
+    for (int i = 0; i < srv->n_models; i++) {
+        struct smodel *sm = &srv->models[i];
+        if (strcmp(sm->cfg.name, name))
+            continue;
+        const struct model_hparams *hp = model_hparams(sm->cfg.m);
+        if (!model_is_embedding(sm->cfg.m))
+            return oai_err(err, 400, "invalid_request_error", "model", "model_not_embedding",
+                           "The model '%.200s' is not an embedding model (no pooling_type; use it for chat).", name),
+                   NULL;
+        if (hp->pooling != MODEL_POOL_MEAN && hp->pooling != MODEL_POOL_CLS && hp->pooling != MODEL_POOL_LAST)
+            return oai_err(err, 400, "invalid_request_error", "model", "unsupported_pooling",
+                           "The model '%.200s' pools by '%s', which /v1/embeddings does not serve.", name,
+                           model_pooling_name(hp->pooling)),
+                   NULL;
+        return sm;
+    }
+    return oai_err(err, 404, "invalid_request_error", "model", "model_not_found",
+                   "The model '%.200s' does not exist or you do not have access to it.", name),
+           NULL;
+}
+
+static struct smodel *emb_parse(struct server *srv, const char *body, size_t len, struct emb_req *r,
+                                struct oai_error *err)
+{
+    json_error_t je;
+    json_t *root = json_loadb(body ? body : "", len, 0, &je);
+    struct smodel *sm = NULL;
+    if (!root || !json_is_object(root)) {
+        oai_err(err, 400, "invalid_request_error", NULL, NULL, "The body is not a JSON object: %s",
+                root ? "another JSON value" : je.text);
+    } else if ((sm = emb_model(srv, root, r, err)) &&
+               (parse_input(sm, json_object_get(root, "input"), r, err) < 0 || parse_options(sm, root, r, err) < 0)) {
+        sm = NULL;
+    }
+    json_decref(root);
+    return sm;
+}
+
+/* One vector, truncated to dims and normalised again when dims < n. */
+static json_t *vec_json(float *v, int n, int dims, bool base64)
+{
+    if (dims > 0 && dims < n) {
+        double s = 0;
+        for (int d = 0; d < dims; d++)
+            s += (double)v[d] * v[d];
+        for (int d = 0; s > 0 && d < dims; d++)
+            v[d] = (float)(v[d] / sqrt(s));
+        n = dims;
+    }
+    if (base64) {
+        size_t blen = sodium_base64_encoded_len((size_t)n * 4, sodium_base64_VARIANT_ORIGINAL);
+        char *b = malloc(blen);
+        if (!b)
+            return NULL;
+        sodium_bin2base64(b, blen, (const unsigned char *)v, (size_t)n * 4, sodium_base64_VARIANT_ORIGINAL);
+        json_t *s = json_string(b);
+        free(b);
+        return s;
+    }
+    json_t *a = json_array();
+    for (int d = 0; a && d < n; d++)
+        if (json_array_append_new(a, json_real(v[d])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+static char *emb_response(const struct emb_req *r, float *out, int n_embd, const struct oai_usage *u)
+{
+    json_t *data = json_array();
+    for (int i = 0; data && i < r->n_in; i++) {
+        json_t *item = json_pack("{s:s,s:i,s:o*}", "object", "embedding", "index", i, "embedding",
+                                 vec_json(out + (size_t)i * n_embd, n_embd, r->dimensions, r->base64));
+        if (!item || json_array_append_new(data, item) < 0) {
+            json_decref(data);
+            data = NULL;
+        }
+    }
+    json_t *usage = json_pack("{s:I,s:I}", "prompt_tokens", (json_int_t)r->n_tokens, "total_tokens",
+                              (json_int_t)r->n_tokens);
+    if (usage && u->cost[0])
+        json_object_set_new(usage, "cost", json_string(u->cost));
+    json_t *o = json_pack("{s:s,s:o*,s:s%,s:o*}", "object", "list", "data", data, "model", r->model, strlen(r->model),
+                          "usage", usage);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(o);
+    return text;
+}
+
+static atomic_uint_fast64_t emb_counter;
+
+/* Admission, the engine, settlement; 0 with out filled and u's cost. */
+static int emb_run(struct server *srv, struct smodel *sm, const struct emb_req *r, const char *auth, float *out,
+                   struct oai_usage *u, struct oai_error *err)
+{
+    char id[64];
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t rnd;
+    randombytes_buf(&rnd, sizeof rnd);
+    snprintf(id, sizeof id, "embd-%012llx%016llx",
+             (unsigned long long)(((uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000) & 0xffffffffffffULL),
+             (unsigned long long)(rnd ^ atomic_fetch_add(&emb_counter, 1)));
+    void *hook_ctx = NULL;
+    struct server_sched sched = {{0}, 0};
+    if (srv->hooks.admit) {
+        struct server_admit_info a = {id, auth, r->model, r->user, OAI_EMBEDDING, (int)r->n_tokens, 0, &sched};
+        if (srv->hooks.admit(srv->hooks.ctx, &a, &hook_ctx, err) < 0)
+            return -1;
+    }
+    const int32_t **seqs = malloc((size_t)r->n_in * sizeof *seqs);
+    int *lens = malloc((size_t)r->n_in * sizeof *lens);
+    struct err e = {0};
+    double compute_s = 0;
+    int rc = -1;
+    if (!seqs || !lens) {
+        err_set(&e, ERR_NOMEM, "out of memory");
+    } else {
+        for (int i = 0; i < r->n_in; i++)
+            seqs[i] = r->in[i].ids, lens[i] = (int)r->in[i].n;
+        struct engine_embed_request er = {r->n_in, seqs, lens};
+        rc = engine_embed(sm->cfg.eng, &er, out, &compute_s, &e);
+    }
+    free(seqs);
+    free(lens);
+    if (rc < 0 && e.code == ERR_EXHAUSTED)
+        oai_err(err, 429, "rate_limit_exceeded", NULL, "queue_full", "The server is busy: %s", e.msg);
+    else if (rc < 0)
+        oai_err(err, e.code == ERR_INVALID ? 400 : 503, e.code == ERR_INVALID ? "invalid_request_error" : "server_error",
+                e.code == ERR_INVALID ? "input" : NULL, NULL, "The embeddings could not be computed: %s", e.msg);
+    if (srv->hooks.settle) {
+        struct server_settle_info s = {id, r->model, rc < 0 ? 0 : (int)r->n_tokens, 0, 0, rc < 0 ? "error" : "stop",
+                                       u->cost, sizeof u->cost, (int64_t)(compute_s * 1e6)};
+        if (srv->hooks.settle(srv->hooks.ctx, hook_ctx, &s) < 0 && rc == 0) {
+            u->cost[0] = 0;
+            return oai_err(err, 503, "server_error", NULL, "billing_unavailable",
+                           "The usage could not be recorded; the result is withheld. Please retry.");
+        }
+    }
+    return rc;
+}
+
+int srv_embeddings(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
+                   size_t model_size, char **out, struct oai_error *err)
+{
+    struct emb_req r = {0};
+    struct oai_usage u = {0};
+    float *vecs = NULL;
+    int status = -1;
+    struct smodel *sm = emb_parse(srv, body, len, &r, err);
+    if (r.model)
+        snprintf(model_out, model_size, "%s", r.model);
+    if (!sm)
+        goto out;
+    int n_embd = model_hparams(sm->cfg.m)->n_embd;
+    if (!(vecs = malloc((size_t)r.n_in * (size_t)n_embd * sizeof *vecs))) {
+        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+        goto out;
+    }
+    if (emb_run(srv, sm, &r, auth, vecs, &u, err) < 0)
+        goto out;
+    metrics_usage(&srv->mt, sm->index, (int)r.n_tokens, 0, 0);
+    if (!(*out = emb_response(&r, vecs, n_embd, &u))) {
+        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+        goto out;
+    }
+    status = 200;
+out:
+    free(vecs);
+    emb_req_release(&r);
+    return status;
+}
