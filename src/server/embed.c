@@ -25,24 +25,18 @@
 #include <string.h>
 #include <time.h>
 
-struct emb_req {
-    char *model;                   /* from malloc */
-    char *user;                    /* from malloc or NULL */
-    bool base64;
-    int dimensions;                /* 0: all */
-    struct tok_ids *in;            /* from calloc: n_in token lists */
-    int n_in;
-    int64_t n_tokens;
-};
+/* ---- the body (srv_embed_parse: JSON only, no model) ---- */
 
-static void emb_req_release(struct emb_req *r)
+void srv_embed_body_release(struct emb_body *b)
 {
-    for (int i = 0; r->in && i < r->n_in; i++)
-        tok_ids_release(&r->in[i]);
-    free(r->in);
-    free(r->model);
-    free(r->user);
-    memset(r, 0, sizeof *r);
+    for (int i = 0; b->items && i < b->n_items; i++) {
+        free(b->items[i].text);
+        free(b->items[i].ids);
+    }
+    free(b->items);
+    free(b->model);
+    free(b->user);
+    memset(b, 0, sizeof *b);
 }
 
 static int bad(struct oai_error *err, const char *param, const char *code, const char *msg)
@@ -50,19 +44,24 @@ static int bad(struct oai_error *err, const char *param, const char *code, const
     return oai_err(err, 400, "invalid_request_error", param, code, "%s", msg);
 }
 
-/* One element of "input" (a string or an array of ids) into ids. */
-static int parse_item(const struct smodel *sm, json_t *v, const char *where, struct tok_ids *ids,
-                      struct oai_error *err)
+static int oom(struct oai_error *err)
 {
-    struct err e;
-    char msg[300];
+    return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+}
+
+/* One element of "input": a non-empty string or a non-empty array of ids. */
+static int parse_item(json_t *v, const char *where, struct emb_item *it, struct oai_error *err)
+{
+    char msg[200];
     if (json_is_string(v)) {
         if (json_string_length(v) == 0) {
             snprintf(msg, sizeof msg, "Invalid '%s': empty string.", where);
             return bad(err, "input", NULL, msg);
         }
-        if (tok_encode(sm->cfg.tok, json_string_value(v), json_string_length(v), true, false, ids, &e) < 0)
-            return oai_err(err, 400, "invalid_request_error", "input", NULL, "Invalid '%s': %s", where, e.msg);
+        it->len = json_string_length(v);
+        if (!(it->text = malloc(it->len + 1)))
+            return oom(err);
+        memcpy(it->text, json_string_value(v), it->len + 1);
         return 0;
     }
     if (!json_is_array(v) || json_array_size(v) == 0) {
@@ -70,48 +69,44 @@ static int parse_item(const struct smodel *sm, json_t *v, const char *where, str
                  where);
         return bad(err, "input", NULL, msg);
     }
+    if (!(it->ids = malloc(json_array_size(v) * sizeof *it->ids)))
+        return oom(err);
     size_t k;
     json_t *t;
     json_array_foreach(v, k, t) {
         json_int_t id = json_is_integer(t) ? json_integer_value(t) : -1;
-        if (id < 0 || id >= sm->n_vocab) {
-            snprintf(msg, sizeof msg, "Invalid '%s[%zu]': expected a token id in 0..%d.", where, k, sm->n_vocab - 1);
+        if (id < 0 || id > INT32_MAX) {
+            snprintf(msg, sizeof msg, "Invalid '%s[%zu]': expected a token id (an integer >= 0).", where, k);
             return bad(err, "input", NULL, msg);
         }
-        if (tok_ids_push(ids, (int32_t)id, &e) < 0)
-            return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+        it->ids[it->n_ids++] = (int32_t)id;
     }
     return 0;
 }
 
-/* "input": its items, each checked against the longest input a pass takes. */
-static int parse_input(const struct smodel *sm, json_t *in, struct emb_req *r, struct oai_error *err)
+/* "input": one item (a string, or an array of ids) or a list of them. */
+static int parse_input(json_t *in, struct emb_body *b, struct oai_error *err)
 {
-    bool list = json_is_array(in) && json_array_size(in) > 0 && !json_is_integer(json_array_get(in, 0));
-    size_t n = list ? json_array_size(in) : 1;
-    if (!in || (json_is_array(in) && json_array_size(in) == 0))
+    if (!in || json_is_null(in) || (json_is_array(in) && json_array_size(in) == 0))
         return bad(err, "input", NULL, "'input' is required and must not be empty.");
-    if (n > 2048)
-        return bad(err, "input", NULL, "'input' has more than 2048 items.");
-    if (!(r->in = calloc(n, sizeof *r->in)))
-        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
-    r->n_in = (int)n;
-    int max = engine_embed_max_tokens(sm->cfg.eng);
+    bool list = json_is_array(in) && !json_is_integer(json_array_get(in, 0));
+    size_t n = list ? json_array_size(in) : 1;
+    if (n > SRV_EMBED_MAX_ITEMS)
+        return oai_err(err, 400, "invalid_request_error", "input", NULL, "'input' has %zu items (at most %d).", n,
+                       SRV_EMBED_MAX_ITEMS);
+    if (!(b->items = calloc(n, sizeof *b->items)))
+        return oom(err);
     for (size_t i = 0; i < n; i++) {
         char where[48];
         snprintf(where, sizeof where, list ? "input[%zu]" : "input", i);
-        if (parse_item(sm, list ? json_array_get(in, i) : in, where, &r->in[i], err) < 0)
+        b->n_items = (int)i + 1;
+        if (parse_item(list ? json_array_get(in, i) : in, where, &b->items[i], err) < 0)
             return -1;
-        if (r->in[i].n > (size_t)max)
-            return oai_err(err, 400, "invalid_request_error", "input", "context_length_exceeded",
-                           "Invalid '%s': %zu tokens, more than this model's maximum of %d per input.", where,
-                           r->in[i].n, max);
-        r->n_tokens += (int64_t)r->in[i].n;
     }
     return 0;
 }
 
-static int parse_options(const struct smodel *sm, json_t *root, struct emb_req *r, struct oai_error *err)
+static int parse_options(json_t *root, struct emb_body *b, struct oai_error *err)
 {
     json_t *fmt = json_object_get(root, "encoding_format"), *dim = json_object_get(root, "dimensions");
     json_t *user = json_object_get(root, "user");
@@ -119,32 +114,53 @@ static int parse_options(const struct smodel *sm, json_t *root, struct emb_req *
         const char *f = json_string_value(fmt);
         if (!f || (strcmp(f, "float") && strcmp(f, "base64")))
             return bad(err, "encoding_format", NULL, "Invalid 'encoding_format': expected 'float' or 'base64'.");
-        r->base64 = !strcmp(f, "base64");
+        b->base64 = !strcmp(f, "base64");
     }
-    int n_embd = model_hparams(sm->cfg.m)->n_embd;
     if (dim && !json_is_null(dim)) {
-        if (!json_is_integer(dim) || json_integer_value(dim) < 1 || json_integer_value(dim) > n_embd)
-            return oai_err(err, 400, "invalid_request_error", "dimensions", NULL,
-                           "Invalid 'dimensions': expected an integer in 1..%d (the model's size).", n_embd);
-        r->dimensions = (int)json_integer_value(dim);
+        if (!json_is_integer(dim) || json_integer_value(dim) < 1 || json_integer_value(dim) > 1 << 20)
+            return bad(err, "dimensions", NULL, "Invalid 'dimensions': expected a positive integer.");
+        b->dimensions = (int)json_integer_value(dim);
     }
     if (user && !json_is_null(user)) {
         if (!json_is_string(user))
             return bad(err, "user", NULL, "Invalid 'user': expected a string.");
-        if (!(r->user = strdup(json_string_value(user))))
-            return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+        if (!(b->user = strdup(json_string_value(user))))
+            return oom(err);
     }
     return 0;
 }
 
-/* The model named by the body: found, and one for embeddings. */
-static struct smodel *emb_model(struct server *srv, json_t *root, struct emb_req *r, struct oai_error *err)
+int srv_embed_parse(const char *body, size_t len, struct emb_body *out, struct oai_error *err)
 {
+    json_error_t je;
+    memset(out, 0, sizeof *out);
+    json_t *root = json_loadb(body ? body : "", len, 0, &je);
+    int rc = -1;
     const char *name = json_string_value(json_object_get(root, "model"));
-    if (!name)
-        return bad(err, "model", NULL, "'model' is required and must be a string."), NULL;
-    if (!(r->model = strdup(name)))
-        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory."), NULL;
+    if (!root || !json_is_object(root))
+        oai_err(err, 400, "invalid_request_error", NULL, NULL, "The body is not a JSON object: %s",
+                root ? "another JSON value" : je.text);
+    else if (!name)
+        bad(err, "model", NULL, "'model' is required and must be a string.");
+    else if (!(out->model = strdup(name)))
+        oom(err);
+    else if (parse_input(json_object_get(root, "input"), out, err) == 0 && parse_options(root, out, err) == 0)
+        rc = 0;
+    json_decref(root);
+    if (rc < 0) {
+        char *model = out->model; /* kept for the access log */
+        out->model = NULL;
+        srv_embed_body_release(out);
+        out->model = model;
+    }
+    return rc;
+}
+
+/* ---- against the model ---- */
+
+/* The model named by the body: found, and one for embeddings. */
+static struct smodel *emb_model(struct server *srv, const char *name, struct oai_error *err)
+{
     for (int i = 0; i < srv->n_models; i++) {
         struct smodel *sm = &srv->models[i];
         if (strcmp(sm->cfg.name, name))
@@ -166,21 +182,35 @@ static struct smodel *emb_model(struct server *srv, json_t *root, struct emb_req
            NULL;
 }
 
-static struct smodel *emb_parse(struct server *srv, const char *body, size_t len, struct emb_req *r,
-                                struct oai_error *err)
+/* The inputs' tokens (strings tokenized with the model's special tokens),
+ * each within the vocabulary and the longest input a pass takes. */
+static int emb_tokens(const struct smodel *sm, const struct emb_body *b, struct tok_ids *in, int64_t *n_tokens,
+                      struct oai_error *err)
 {
-    json_error_t je;
-    json_t *root = json_loadb(body ? body : "", len, 0, &je);
-    struct smodel *sm = NULL;
-    if (!root || !json_is_object(root)) {
-        oai_err(err, 400, "invalid_request_error", NULL, NULL, "The body is not a JSON object: %s",
-                root ? "another JSON value" : je.text);
-    } else if ((sm = emb_model(srv, root, r, err)) &&
-               (parse_input(sm, json_object_get(root, "input"), r, err) < 0 || parse_options(sm, root, r, err) < 0)) {
-        sm = NULL;
+    int max = engine_embed_max_tokens(sm->cfg.eng);
+    struct err e;
+    *n_tokens = 0;
+    for (int i = 0; i < b->n_items; i++) {
+        const struct emb_item *it = &b->items[i];
+        char where[48];
+        snprintf(where, sizeof where, b->n_items > 1 ? "input[%d]" : "input", i);
+        if (it->text && tok_encode(sm->cfg.tok, it->text, it->len, true, false, &in[i], &e) < 0)
+            return oai_err(err, 400, "invalid_request_error", "input", NULL, "Invalid '%s': %s", where, e.msg);
+        for (size_t k = 0; !it->text && k < it->n_ids; k++) {
+            if (it->ids[k] >= sm->n_vocab)
+                return oai_err(err, 400, "invalid_request_error", "input", NULL,
+                               "Invalid '%s[%zu]': token id %d is outside the vocabulary (0..%d).", where, k,
+                               (int)it->ids[k], sm->n_vocab - 1);
+            if (tok_ids_push(&in[i], it->ids[k], &e) < 0)
+                return oom(err);
+        }
+        if (in[i].n > (size_t)max)
+            return oai_err(err, 400, "invalid_request_error", "input", "context_length_exceeded",
+                           "Invalid '%s': %zu tokens, more than this model's maximum of %d per input.", where,
+                           in[i].n, max);
+        *n_tokens += (int64_t)in[i].n;
     }
-    json_decref(root);
-    return sm;
+    return 0;
 }
 
 /* One vector, truncated to dims and normalised again when dims < n. */
@@ -213,10 +243,11 @@ static json_t *vec_json(float *v, int n, int dims, bool base64)
     return a;
 }
 
-static char *emb_response(const struct emb_req *r, float *out, int n_embd, const struct oai_usage *u)
+static char *emb_response(const struct emb_body *r, int64_t n_tokens, float *out, int n_embd,
+                          const struct oai_usage *u)
 {
     json_t *data = json_array();
-    for (int i = 0; data && i < r->n_in; i++) {
+    for (int i = 0; data && i < r->n_items; i++) {
         json_t *item = json_pack("{s:s,s:i,s:o*}", "object", "embedding", "index", i, "embedding",
                                  vec_json(out + (size_t)i * n_embd, n_embd, r->dimensions, r->base64));
         if (!item || json_array_append_new(data, item) < 0) {
@@ -224,8 +255,8 @@ static char *emb_response(const struct emb_req *r, float *out, int n_embd, const
             data = NULL;
         }
     }
-    json_t *usage = json_pack("{s:I,s:I}", "prompt_tokens", (json_int_t)r->n_tokens, "total_tokens",
-                              (json_int_t)r->n_tokens);
+    json_t *usage = json_pack("{s:I,s:I}", "prompt_tokens", (json_int_t)n_tokens, "total_tokens",
+                              (json_int_t)n_tokens);
     if (usage && u->cost[0])
         json_object_set_new(usage, "cost", json_string(u->cost));
     json_t *o = json_pack("{s:s,s:o*,s:s%,s:o*}", "object", "list", "data", data, "model", r->model, strlen(r->model),
@@ -238,8 +269,8 @@ static char *emb_response(const struct emb_req *r, float *out, int n_embd, const
 static atomic_uint_fast64_t emb_counter;
 
 /* Admission, the engine, settlement; 0 with out filled and u's cost. */
-static int emb_run(struct server *srv, struct smodel *sm, const struct emb_req *r, const char *auth, float *out,
-                   struct oai_usage *u, struct oai_error *err)
+static int emb_run(struct server *srv, struct smodel *sm, const struct emb_body *r, const struct tok_ids *in,
+                   int64_t n_tokens, const char *auth, float *out, struct oai_usage *u, struct oai_error *err)
 {
     char id[64];
     struct timespec wall;
@@ -252,21 +283,21 @@ static int emb_run(struct server *srv, struct smodel *sm, const struct emb_req *
     void *hook_ctx = NULL;
     struct server_sched sched = {{0}, 0};
     if (srv->hooks.admit) {
-        struct server_admit_info a = {id, auth, r->model, r->user, OAI_EMBEDDING, (int)r->n_tokens, 0, &sched};
+        struct server_admit_info a = {id, auth, r->model, r->user, OAI_EMBEDDING, (int)n_tokens, 0, &sched};
         if (srv->hooks.admit(srv->hooks.ctx, &a, &hook_ctx, err) < 0)
             return -1;
     }
-    const int32_t **seqs = malloc((size_t)r->n_in * sizeof *seqs);
-    int *lens = malloc((size_t)r->n_in * sizeof *lens);
+    const int32_t **seqs = malloc((size_t)r->n_items * sizeof *seqs);
+    int *lens = malloc((size_t)r->n_items * sizeof *lens);
     struct err e = {0};
     double compute_s = 0;
     int rc = -1;
     if (!seqs || !lens) {
         err_set(&e, ERR_NOMEM, "out of memory");
     } else {
-        for (int i = 0; i < r->n_in; i++)
-            seqs[i] = r->in[i].ids, lens[i] = (int)r->in[i].n;
-        struct engine_embed_request er = {r->n_in, seqs, lens};
+        for (int i = 0; i < r->n_items; i++)
+            seqs[i] = in[i].ids, lens[i] = (int)in[i].n;
+        struct engine_embed_request er = {r->n_items, seqs, lens};
         rc = engine_embed(sm->cfg.eng, &er, out, &compute_s, &e);
     }
     free(seqs);
@@ -277,7 +308,7 @@ static int emb_run(struct server *srv, struct smodel *sm, const struct emb_req *
         oai_err(err, e.code == ERR_INVALID ? 400 : 503, e.code == ERR_INVALID ? "invalid_request_error" : "server_error",
                 e.code == ERR_INVALID ? "input" : NULL, NULL, "The embeddings could not be computed: %s", e.msg);
     if (srv->hooks.settle) {
-        struct server_settle_info s = {id, r->model, rc < 0 ? 0 : (int)r->n_tokens, 0, 0, rc < 0 ? "error" : "stop",
+        struct server_settle_info s = {id, r->model, rc < 0 ? 0 : (int)n_tokens, 0, 0, rc < 0 ? "error" : "stop",
                                        u->cost, sizeof u->cost, (int64_t)(compute_s * 1e6)};
         if (srv->hooks.settle(srv->hooks.ctx, hook_ctx, &s) < 0 && rc == 0) {
             u->cost[0] = 0;
@@ -291,30 +322,43 @@ static int emb_run(struct server *srv, struct smodel *sm, const struct emb_req *
 int srv_embeddings(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
                    size_t model_size, char **out, struct oai_error *err)
 {
-    struct emb_req r = {0};
+    struct emb_body b;
     struct oai_usage u = {0};
+    struct tok_ids *in = NULL;
     float *vecs = NULL;
+    int64_t n_tokens = 0;
     int status = -1;
-    struct smodel *sm = emb_parse(srv, body, len, &r, err);
-    if (r.model)
-        snprintf(model_out, model_size, "%s", r.model);
+    int rc = srv_embed_parse(body, len, &b, err);
+    if (b.model)
+        snprintf(model_out, model_size, "%s", b.model);
+    struct smodel *sm = rc == 0 ? emb_model(srv, b.model, err) : NULL;
     if (!sm)
         goto out;
     int n_embd = model_hparams(sm->cfg.m)->n_embd;
-    if (!(vecs = malloc((size_t)r.n_in * (size_t)n_embd * sizeof *vecs))) {
-        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    if (b.dimensions > n_embd) {
+        oai_err(err, 400, "invalid_request_error", "dimensions", NULL,
+                "Invalid 'dimensions': %d is more than the model's %d.", b.dimensions, n_embd);
         goto out;
     }
-    if (emb_run(srv, sm, &r, auth, vecs, &u, err) < 0)
+    in = calloc((size_t)b.n_items, sizeof *in);
+    vecs = malloc((size_t)b.n_items * (size_t)n_embd * sizeof *vecs);
+    if (!in || !vecs) {
+        oom(err);
         goto out;
-    metrics_usage(&srv->mt, sm->index, (int)r.n_tokens, 0, 0);
-    if (!(*out = emb_response(&r, vecs, n_embd, &u))) {
-        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    }
+    if (emb_tokens(sm, &b, in, &n_tokens, err) < 0 || emb_run(srv, sm, &b, in, n_tokens, auth, vecs, &u, err) < 0)
+        goto out;
+    metrics_usage(&srv->mt, sm->index, (int)n_tokens, 0, 0);
+    if (!(*out = emb_response(&b, n_tokens, vecs, n_embd, &u))) {
+        oom(err);
         goto out;
     }
     status = 200;
 out:
+    for (int i = 0; in && i < b.n_items; i++)
+        tok_ids_release(&in[i]);
+    free(in);
     free(vecs);
-    emb_req_release(&r);
+    srv_embed_body_release(&b);
     return status;
 }
