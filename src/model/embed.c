@@ -10,7 +10,7 @@
  *     att = softmax(q k^T / sqrt(hd)) v over every token of the row's own input
  *     x = LN(att Wo + bo + x)                    (attn_output_norm)
  *     x = LN(gelu(x Wup + bup) Wdown + bdown + x) (layer_output_norm)
- * GELU is the tanh approximation ggml uses; LN is LayerNorm with weight and
+ * GELU is the tanh approximation ggml uses (kern_gelu); LN is LayerNorm with weight and
  * bias. Every matrix multiplies all rows of the batch in one kern_matmul,
  * as in forward.c; the row-wise work and the attention (one item per
  * (row, head), online softmax, no score buffer) are split over the pool.
@@ -47,12 +47,6 @@ static void layernorm(float *y, const float *x, const float *w, const float *b, 
     double inv = 1.0 / sqrt(s2 / (double)n + eps);
     for (int64_t i = 0; i < n; i++)
         y[i] = (float)(((double)x[i] - mean) * inv) * w[i] + b[i];
-}
-
-static inline float gelu(float x)
-{
-    const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
-    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
 }
 
 enum enc_phase { PH_QKV, PH_ATTN_OUT, PH_UP, PH_FFN_OUT };
@@ -97,8 +91,7 @@ static void enc_rows(void *ctx, int ith, int nth)
         case PH_UP: {
             float *a = m->ff_a + r * F;
             kern_add(a, ly->up_b, F);
-            for (int64_t i = 0; i < F; i++)
-                a[i] = gelu(a[i]);
+            kern_gelu(a, a, F);
             break;
         }
         }

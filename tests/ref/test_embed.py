@@ -80,7 +80,7 @@ def check_model(label, ty, path):
                 fails += 1
         ok = worst >= TOL[ty]
         fails += not ok
-        print("%s %-12s %-5s worst cosine %.9f (>= %g)" % ("ok  " if ok else "FAIL", label, pooling, worst, TOL[ty]))
+        print("%s %-15s %-5s worst cosine %.9f, 1 - cos %.1e (>= %g)" % ("ok  " if ok else "FAIL", label, pooling, worst, 1 - worst, TOL[ty]))
     return fails
 
 
