@@ -166,7 +166,7 @@ static int tiny_write(const struct tiny_cfg *c, const char *path)
 /* A tiny BERT encoder (bert.* keys, llama.cpp's tensor names) with
  * c->n_vocab tokens and pooling_type pooling (-1: no key); the config's
  * arch, n_head_kv, head_dim and tied are ignored. 0 or -1. */
-static int tiny_write_bert(const struct tiny_cfg *c, int pooling, const char *path)
+static inline int tiny_write_bert(const struct tiny_cfg *c, int pooling, const char *path)
 {
     struct tiny_writer tw = {0};
     tw.w = gguf_writer_new();
