@@ -1,6 +1,8 @@
 /* maas embed — sentence embeddings of texts with an embedding model.
  *
  *   maas embed --model FILE [--pooling P] [--threads N] [--json] TEXT...
+ * With pooling rank (a reranker) each TEXT gets one score; /v1/rerank of
+ * `maas serve` builds the query-document pairs.
  *
  * Each TEXT is tokenized with the model's special tokens ([CLS] ... [SEP]
  * for BERT, BOS/EOS as the vocabulary says), all of them go through one
@@ -19,8 +21,9 @@
 
 static void embed_usage(FILE *out)
 {
-    fprintf(out, "usage: maas embed --model FILE [--pooling none|mean|cls|last] [--threads N] [--json] TEXT...\n"
-                 "  prints one L2-normalised embedding per TEXT (one per token with --pooling none)\n");
+    fprintf(out, "usage: maas embed --model FILE [--pooling none|mean|cls|last|rank] [--threads N] [--json] TEXT...\n"
+                 "  prints one L2-normalised embedding per TEXT (one per token with --pooling none;\n"
+                 "  with rank, a reranker's score of the text)\n");
 }
 
 struct embed_args {
@@ -55,11 +58,11 @@ static int parse_embed_args(int argc, char **argv, struct embed_args *a)
         } else if (!strcmp(s, "--pooling") && i + 1 < argc) {
             const char *p = argv[++i];
             a->pooling = -2;
-            for (int k = MODEL_POOL_NONE; k <= MODEL_POOL_LAST; k++)
+            for (int k = MODEL_POOL_NONE; k <= MODEL_POOL_RANK; k++)
                 if (!strcmp(p, model_pooling_name(k)))
                     a->pooling = k;
             if (a->pooling == -2) {
-                fprintf(stderr, "maas embed: unknown --pooling '%s' (none, mean, cls, last)\n", p);
+                fprintf(stderr, "maas embed: unknown --pooling '%s' (none, mean, cls, last, rank)\n", p);
                 return 2;
             }
         } else if (s[0] == '-' && s[1]) {
@@ -114,8 +117,8 @@ static int embed_texts(const struct embed_args *a, struct model *m, const struct
     const int32_t **seqs = calloc((size_t)n, sizeof *seqs);
     int *lens = calloc((size_t)n, sizeof *lens);
     float *out = NULL;
-    int64_t total = 0, E = model_hparams(m)->n_embd;
     int pooling = a->pooling >= 0 ? a->pooling : model_hparams(m)->pooling;
+    int64_t total = 0, E = pooling == MODEL_POOL_RANK ? 1 : model_hparams(m)->n_embd;
     if (!ids || !seqs || !lens)
         goto out;
     for (int i = 0; i < n; i++) {

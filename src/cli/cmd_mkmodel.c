@@ -90,7 +90,8 @@ static void usage(FILE *out)
             "  --embd-std X        std of token_embd and output (default %.2f)\n"
             "  --threads N         worker threads (default: all cores)\n"
             "  --pooling P         none|mean|cls|last|rank: <arch>.pooling_type, which makes an embedding\n"
-            "                      model (bert: default mean; a decoder gets none unless given)\n",
+            "                      model (bert: default mean; a decoder gets none unless given; rank: a bert\n"
+            "                      reranker with the cls / cls.output classification head)\n",
             archs, MKMODEL_EMBD_STD);
 }
 
@@ -233,6 +234,10 @@ static int apply_embed(struct opts *o)
             return 2;
         }
     }
+    if (o->pooling == MODEL_POOL_RANK && !bert) {
+        fprintf(stderr, "maas mkmodel: --pooling rank needs --arch bert (the classification head is an encoder's)\n");
+        return 2;
+    }
     if (bert && o->n_head_kv != o->n_head) {
         fprintf(stderr, "maas mkmodel: bert has no grouped-query attention: --n-head-kv must be --n-head\n");
         return 2;
@@ -367,6 +372,8 @@ static void hparams_of(const struct opts *o, int64_t n_vocab, struct model_hpara
     hp->n_ff_shexp = o->arch->flags & MODEL_ARCH_SHARED_EXPERT ? (int)o->n_ff_shexp : 0;
     hp->tied_output = o->tie;
     hp->n_token_types = 2;
+    hp->pooling = o->pooling;
+    hp->n_cls_out = 1;
 }
 
 static int add(struct tlist *l, const struct model_tensor *mt, int il, const struct model_hparams *hp, double embd_std)

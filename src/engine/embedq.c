@@ -155,7 +155,7 @@ void embedq_run(struct embed_queue *q, pthread_mutex_t *mu, struct model *m, int
     take_submitted(q, mu);
     if (!q->work)
         return;
-    int n_tok = 0, E = model_hparams(m)->n_embd;
+    int n_tok = 0, E = model_embed_n_out(m);
     int n = gather(q, max_tokens, model_hparams(m)->n_vocab, &n_tok);
     if (n > 0) {
         float *out = malloc((size_t)n * (size_t)E * sizeof *out);

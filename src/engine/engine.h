@@ -158,7 +158,8 @@ struct engine_embed_request {
 /* The longest input a pass takes: min(step_tokens, the model's context). */
 int engine_embed_max_tokens(const struct engine *eng);
 /* Embeds the inputs with the model's pooling and blocks until done: out
- * receives n_inputs rows of n_embd floats, L2-normalised; *compute_s the
+ * receives n_inputs rows of model_embed_n_out floats (n_embd, L2-normalised;
+ * with pooling rank one score each); *compute_s the
  * core-seconds of its share of the passes. 0, or -1 with e: ERR_INVALID (an
  * input too long or empty, an id outside the vocabulary), ERR_EXHAUSTED
  * (max_queue requests already waiting), ERR_UNAVAILABLE (shutting down),

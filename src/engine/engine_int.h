@@ -111,7 +111,7 @@ struct embed_job {
     const int32_t *const *inputs; /* borrowed from the caller, who waits */
     const int *lens;
     int n_inputs;
-    float *out;                   /* the caller's: n_inputs rows of n_embd */
+    float *out;                   /* the caller's: n_inputs rows of model_embed_n_out floats */
     int next_input;               /* engine thread: first input not yet in a pass */
     int n_done;                   /* engine thread: inputs embedded */
     double compute_s;             /* engine thread: its share of the passes */

@@ -69,6 +69,11 @@ static const struct model_tensor tensors[] = {
     L("ffn_down_shexp.weight", SHARED, WEIGHT_OUT, 2, FF_SHEXP, EMBD, 1, down_sh),
     G("output_norm.weight", DECODER, NORM, 1, EMBD, 1, output_norm),
     G("output.weight", OUTPUT, EMBD, 2, EMBD, VOCAB, output),
+    /* an encoder's classification head (pooling rank: rerankers) */
+    G("cls.weight", RANK, WEIGHT, 2, EMBD, EMBD, cls),
+    G("cls.bias", RANK, BIAS, 1, EMBD, 1, cls_b),
+    G("cls.output.weight", RANK, WEIGHT, 2, EMBD, CLS_OUT, cls_out),
+    G("cls.output.bias", RANK, BIAS, 1, CLS_OUT, 1, cls_out_b),
     /* llama3-style per-dimension RoPE factors */
     G("rope_freqs.weight", OPTIONAL, NONE, 1, ROT_HALF, 1, rope_freqs),
 };
@@ -136,6 +141,7 @@ int64_t model_dim(const struct model_hparams *hp, enum model_dim d)
     case MODEL_DIM_ROT_HALF: return hp->n_rot / 2;
     case MODEL_DIM_CTX: return hp->n_ctx_train;
     case MODEL_DIM_TYPES: return hp->n_token_types;
+    case MODEL_DIM_CLS_OUT: return hp->n_cls_out;
     }
     MAAS_ASSERT(!"unknown model_dim");
     return 0;
@@ -157,6 +163,10 @@ enum model_need model_tensor_need(const struct model_arch *a, const struct model
     case MODEL_GROUP_GATE:
         return hp->n_expert == 0 && !(a->flags & MODEL_ARCH_BERT) ? MODEL_NEED_REQUIRED : MODEL_NEED_NONE;
     case MODEL_GROUP_BERT: return a->flags & MODEL_ARCH_BERT ? MODEL_NEED_REQUIRED : MODEL_NEED_NONE;
+    case MODEL_GROUP_RANK:
+        if (!(a->flags & MODEL_ARCH_BERT))
+            return MODEL_NEED_NONE;
+        return hp->pooling == MODEL_POOL_RANK ? MODEL_NEED_REQUIRED : MODEL_NEED_OPTIONAL;
     }
     MAAS_ASSERT(!"unknown model_group");
     return MODEL_NEED_NONE;

@@ -30,6 +30,11 @@ const char *model_pooling_name(int pooling)
     return pooling >= 0 && pooling <= MODEL_POOL_RANK ? names[pooling] : "?";
 }
 
+int model_embed_n_out(const struct model *m)
+{
+    return m->hp.pooling == MODEL_POOL_RANK ? 1 : m->hp.n_embd;
+}
+
 bool model_is_embedding(const struct model *m)
 {
     return (m->hp.arch->flags & MODEL_ARCH_BERT) || m->hp.pooling_meta;
@@ -235,6 +240,30 @@ static void pool_rows(const float *hid, int64_t E, const int32_t *start, const i
     }
 }
 
+/* Pooling rank: the classification head on each input's first row of
+ * m->x, cls.output(tanh(cls(h) + b) + b), its first output into out[s]. */
+static int rank_rows(struct model *m, const int32_t *start, int n_seqs, float *out, struct err *e)
+{
+    int64_t E = m->hp.n_embd, C = m->hp.n_cls_out;
+    float *s = malloc((size_t)n_seqs * (size_t)C * sizeof *s);
+    if (!s)
+        return err_set(e, ERR_NOMEM, "model_embed: out of memory");
+    for (int i = 0; i < n_seqs; i++)
+        memcpy(m->xn + i * E, m->x + (int64_t)start[i] * E, (size_t)E * sizeof(float));
+    mm(m, &m->cls, m->xn, n_seqs, m->q);
+    for (int i = 0; i < n_seqs; i++) {
+        float *h = m->q + i * E;
+        kern_add(h, m->cls_b, E);
+        for (int64_t d = 0; d < E; d++)
+            h[d] = tanhf(h[d]);
+    }
+    mm(m, &m->cls_out, m->q, n_seqs, s);
+    for (int i = 0; i < n_seqs; i++)
+        out[i] = s[i * C] + m->cls_out_b[0];
+    free(s);
+    return 0;
+}
+
 /* A decoder's final normed hidden states of the rows pooling needs: all
  * rows (mean, none) or one per input (cls: first, last: last), through
  * forward.c with a scratch KV cache of f32 blocks. hid receives the rows;
@@ -287,9 +316,10 @@ out:
 static int check_inputs(const struct model *m, const int32_t *const *seqs, const int *lens, int n_seqs, int pooling,
                         int *n, struct err *e)
 {
-    if (pooling < MODEL_POOL_NONE || pooling > MODEL_POOL_LAST)
-        return err_set(e, ERR_INVALID, "model_embed: pooling '%s' is not supported (none, mean, cls, last)",
-                       model_pooling_name(pooling));
+    bool rank_ok = pooling == MODEL_POOL_RANK && (m->hp.arch->flags & MODEL_ARCH_BERT) && m->cls.data;
+    if (pooling < MODEL_POOL_NONE || (pooling > MODEL_POOL_LAST && !rank_ok))
+        return err_set(e, ERR_INVALID, "model_embed: pooling '%s' is not supported (none, mean, cls, last; rank "
+                          "with an encoder's classification head)", model_pooling_name(pooling));
     if (m->max_batch == 0)
         return err_set(e, ERR_INVALID, "model_embed: no scratch reserved (call model_reserve first)");
     if (n_seqs < 1)
@@ -338,6 +368,10 @@ int model_embed(struct model *m, const int32_t *const *seqs, const int *lens, in
     if (m->hp.arch->flags & MODEL_ARCH_BERT) {
         struct enc c = {.m = m, .n = n, .seq_of = seq_of, .start = start, .lens = lens};
         encode(m, seqs, lens, n_seqs, &c);
+        if (pooling == MODEL_POOL_RANK) {
+            rc = rank_rows(m, start, n_seqs, out, e);
+            goto out;
+        }
         pool_rows(m->x, E, start, cnt, n_seqs, pooling, out);
         rc = 0;
         goto out;

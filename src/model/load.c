@@ -270,6 +270,12 @@ static int load_embed_hparams(struct loader *L)
                        (long long)v);
     if (rc)
         hp->n_token_types = (int)v;
+    hp->n_cls_out = 1;
+    const struct gguf_kv *labels;
+    struct err e2;
+    snprintf(key, sizeof key, "%s.classifier.output_labels", L->arch);
+    if (gguf_get_arr(L->m->f, key, GGUF_VT_STRING, &labels, &e2) == 0 && labels->arr_n >= 1 && labels->arr_n <= 65536)
+        hp->n_cls_out = (int)labels->arr_n;
     bool causal;
     rc = get_arch_key(L, "attention.causal", META_BOOL, &causal, key, sizeof key);
     if (rc < 0)
@@ -611,6 +617,12 @@ int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err 
      * (q, k, v; gate and up; every chosen expert's gate and up, or down, in
      * one kern_matmul_multi), each bounded by kern_matmul_wsize_bound */
     size_t ws = kern_matmul_wsize(m->output.type, m->output.n_in, max_batch);
+    if (m->cls.data) {
+        size_t a = kern_matmul_wsize(m->cls.type, m->cls.n_in, max_batch),
+               b = kern_matmul_wsize(m->cls_out.type, m->cls_out.n_in, max_batch);
+        ws = a > ws ? a : ws;
+        ws = b > ws ? b : ws;
+    }
     for (int i = 0; i < hp->n_layer; i++) {
         const struct layer *l = &m->layers[i];
         const struct wmat *ws_of[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down,

@@ -99,6 +99,7 @@ enum model_group {
     MODEL_GROUP_DECODER,      /* every model but an encoder (RMS norms) */
     MODEL_GROUP_GATE,         /* the SwiGLU gate of a dense decoder layer */
     MODEL_GROUP_BERT,         /* MODEL_ARCH_BERT: positions, token types, LayerNorms, output and FFN biases */
+    MODEL_GROUP_RANK,         /* an encoder's classification head: required with pooling rank, else optional */
 };
 
 /* Symbolic sizes in tensor shapes (model_dim). */
@@ -106,7 +107,7 @@ enum model_dim {
     MODEL_DIM_1, MODEL_DIM_EMBD, MODEL_DIM_VOCAB, MODEL_DIM_Q /* n_head * head_dim */,
     MODEL_DIM_KV /* n_head_kv * head_dim */, MODEL_DIM_HEAD, MODEL_DIM_FF, MODEL_DIM_EXPERT, MODEL_DIM_FF_EXP,
     MODEL_DIM_FF_SHEXP, MODEL_DIM_ROT_HALF /* n_rot / 2 */, MODEL_DIM_CTX /* n_ctx_train */,
-    MODEL_DIM_TYPES /* n_token_types */
+    MODEL_DIM_TYPES /* n_token_types */, MODEL_DIM_CLS_OUT /* n_cls_out */
 };
 
 /* How a new model (mkmodel) fills a tensor. */
@@ -162,6 +163,7 @@ struct model_hparams {
     int pooling;              /* enum model_pooling: <arch>.pooling_type, or the default (mean for an
                                * encoder, last for a decoder) */
     bool pooling_meta;        /* the file has <arch>.pooling_type: an embedding model */
+    int n_cls_out;            /* bert: outputs of the classification head (classifier.output_labels, default 1) */
     int n_rot;                /* rotated dims per head (rope.dimension_count) */
     float rms_eps;            /* bert: attention.layer_norm_epsilon (LayerNorm) */
     float rope_base;
@@ -264,7 +266,7 @@ enum model_pooling {        /* numbered as llama.cpp's pooling_type */
     MODEL_POOL_MEAN = 1,    /* the mean over the input's tokens */
     MODEL_POOL_CLS = 2,     /* the first token's ([CLS]) */
     MODEL_POOL_LAST = 3,    /* the last token's */
-    MODEL_POOL_RANK = 4,    /* a classification head's score (reranking): not supported yet */
+    MODEL_POOL_RANK = 4,    /* bert: the classification head on the first token: one score per input */
 };
 /* "none", "mean", "cls", "last", "rank" ("?" otherwise). */
 const char *model_pooling_name(int pooling);
@@ -273,12 +275,18 @@ const char *model_pooling_name(int pooling);
  * output matrix). */
 bool model_is_embedding(const struct model *m);
 
+/* Floats per input model_embed writes with the model's own pooling: 1 for
+ * rank (the score), else n_embd. */
+int model_embed_n_out(const struct model *m);
+
 /* Embeds n_seqs inputs in one forward pass: input i is the lens[i] token ids
  * at seqs[i] (its [CLS]/[SEP] or BOS/EOS included: what the tokenizer gave).
  * pooling is an enum model_pooling, or -1 for the model's own
  * (hparams.pooling). Writes, L2-normalised, one row of n_embd floats per
  * input to out — with MODEL_POOL_NONE one row per token, inputs one after
- * another. The inputs' tokens together must fit in model_max_batch (call
+ * another; with MODEL_POOL_RANK (an encoder with cls weights) one float per
+ * input, the classification head's first output on the [CLS] row:
+ * cls.output(tanh(cls(h))), not normalised. The inputs' tokens together must fit in model_max_batch (call
  * model_reserve first); each input holds 1..n_ctx_train tokens. Encoders
  * attend over the whole input, decoders causally (their KV lives in a
  * scratch cache the model keeps; nothing survives the call). -1 with e:

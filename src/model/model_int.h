@@ -55,6 +55,10 @@ struct model {
     struct wmat tok_types;    /* bert: (n_embd -> n_token_types) as rows */
     struct wmat pos_embd;     /* bert: (n_embd -> n_ctx_train) as rows */
     const float *tok_norm, *tok_norm_b; /* bert: embedding LayerNorm (n_embd) */
+    struct wmat cls;          /* bert, optional: (n_embd -> n_embd) classification dense layer */
+    const float *cls_b;       /* (n_embd) */
+    struct wmat cls_out;      /* (n_embd -> n_cls_out) */
+    const float *cls_out_b;   /* (n_cls_out) */
     struct kv_cache *embd_kv; /* owned: a decoder's scratch cache for model_embed, grown on demand */
     struct layer *layers;     /* n_layer, from malloc */
     double *inv_freq;         /* n_rot/2 RoPE frequencies incl. scaling, from malloc */

@@ -733,13 +733,18 @@ class Bert:
         return x
 
 
-POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3}
+POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 
 
 def embed(model, tokens, pooling):
     """The L2-normalised embedding of one input (a Bert or a decoder Model)
-    with pooling none|mean|cls|last: (n_embd,), or (T, n_embd) for none."""
+    with pooling none|mean|cls|last: (n_embd,), or (T, n_embd) for none;
+    rank (a Bert with a classification head): the score
+    cls.output(tanh(cls(h[0])))[0], as a (1,) array."""
     h = model.hidden(tokens) if isinstance(model, Bert) else model.forward(tokens, hidden=True)[0]
+    if pooling == "rank":
+        t = np.tanh(model.lin("cls", h[0]))
+        return model.lin("cls.output", t)[:1]
     if pooling == "none":
         return h / np.linalg.norm(h, axis=1, keepdims=True)
     v = {"mean": lambda: h.mean(axis=0), "cls": lambda: h[0], "last": lambda: h[-1]}[pooling]()

@@ -5,7 +5,8 @@ pooling type (none, mean, cls, last), L2-normalised.
 
 Models: `maas mkmodel` writes a small BERT (n_embd 128, 2 layers, 4 heads,
 n_ff 256; the bert-bge WordPiece vocabulary when ../shared is there, else a
-learned BPE one: the encoder does not care which) and a qwen3 decoder with
+learned BPE one: the encoder does not care which; MAAS_BERT_VOCAB names
+another) and a qwen3 decoder with
 pooling metadata (Qwen3-Embedding's shape: last-token pooling), each in F32
 and q8_0 (`maas quantize`). The reference reads the same file and
 dequantizes its weights itself; maas's token ids (printed with the vectors)
@@ -32,7 +33,8 @@ import gguf_ref as R  # noqa: E402
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog, twice!",
          "Äpfel und Birnen: 3.5 kg"]
 TOL = {"f32": 0.99999, "q8_0": 0.999}
-BERT_VOCAB = os.path.join(R.REPO_ROOT, "..", "shared", "testdata", "tokenizer", "bert-bge.gguf")
+BERT_VOCAB = os.environ.get("MAAS_BERT_VOCAB") or os.path.join(R.REPO_ROOT, "..", "shared", "testdata", "tokenizer",
+                                                               "bert-bge.gguf")
 
 
 def make_models(tmp):
@@ -41,6 +43,8 @@ def make_models(tmp):
     bert_vocab = ["--vocab", os.path.abspath(BERT_VOCAB)] if os.path.exists(BERT_VOCAB) else R.vocab_args(tmp)
     specs = [("bert", ["--arch", "bert"] + bert_vocab + ["--n-embd", 128, "--n-layer", 2, "--n-head", 4,
                                                          "--n-ff", 256]),
+             ("bert-rank", ["--arch", "bert", "--pooling", "rank"] + bert_vocab + ["--n-embd", 128, "--n-layer", 2,
+                                                                             "--n-head", 4, "--n-ff", 256]),
              ("qwen3-last", ["--arch", "qwen3", "--pooling", "last"] + R.vocab_args(tmp) +
               ["--n-embd", 128, "--n-layer", 2, "--n-head", 4, "--n-head-kv", 2, "--n-ff", 256])]
     out = []
@@ -62,6 +66,8 @@ def check_model(label, ty, path):
     kv = R.GGUFFile(path)
     ref = R.Bert(kv) if kv.kv["general.architecture"] == "bert" else R.Model(kv)
     fails = 0
+    if kv.kv.get("bert.pooling_type") == 4:
+        return check_rank(label, ty, path, ref)
     for pooling in ("none", "mean", "cls", "last"):
         rc, out, err = R.run_maas(["embed", "--model", path, "--json", "--pooling", pooling] + TEXTS)
         if rc != 0:
@@ -82,6 +88,26 @@ def check_model(label, ty, path):
         fails += not ok
         print("%s %-15s %-5s worst cosine %.9f, 1 - cos %.1e (>= %g)" % ("ok  " if ok else "FAIL", label, pooling, worst, 1 - worst, TOL[ty]))
     return fails
+
+
+RANK_TOL = {"f32": 1e-4, "q8_0": 2e-2}
+
+
+def check_rank(label, ty, path, ref):
+    """A reranker: each text's score against the reference's, absolute
+    difference within RANK_TOL (scores are O(1) here)."""
+    rc, out, err = R.run_maas(["embed", "--model", path, "--json"] + TEXTS)
+    if rc != 0:
+        print("FAIL %s rank: maas embed: %s" % (label, err.strip()[-300:]))
+        return 1
+    worst = 0.0
+    for line in out.strip().splitlines():
+        r = json.loads(line)
+        worst = max(worst, abs(r["embedding"][0] - float(R.embed(ref, r["ids"], "rank")[0])))
+    ok = worst <= RANK_TOL[ty]
+    print("%s %-15s rank  worst |score - reference| %.1e (<= %g)" % ("ok  " if ok else "FAIL", label, worst,
+                                                                      RANK_TOL[ty]))
+    return 0 if ok else 1
 
 
 def main():
