@@ -36,6 +36,7 @@ void srv_embed_body_release(struct emb_body *b)
     free(b->items);
     free(b->model);
     free(b->user);
+    free(b->query);
     memset(b, 0, sizeof *b);
 }
 
@@ -130,7 +131,55 @@ static int parse_options(json_t *root, struct emb_body *b, struct oai_error *err
     return 0;
 }
 
-int srv_embed_parse(const char *body, size_t len, struct emb_body *out, struct oai_error *err)
+/* "query", "documents", "top_n", "return_documents" of a /v1/rerank body. */
+static int parse_rerank(json_t *root, struct emb_body *b, struct oai_error *err)
+{
+    json_t *q = json_object_get(root, "query"), *docs = json_object_get(root, "documents");
+    json_t *top = json_object_get(root, "top_n"), *ret = json_object_get(root, "return_documents");
+    if (!json_is_string(q) || json_string_length(q) == 0)
+        return bad(err, "query", NULL, "'query' is required and must be a non-empty string.");
+    b->query_len = json_string_length(q);
+    if (!(b->query = malloc(b->query_len + 1)))
+        return oom(err);
+    memcpy(b->query, json_string_value(q), b->query_len + 1);
+    if (!json_is_array(docs) || json_array_size(docs) == 0)
+        return bad(err, "documents", NULL, "'documents' is required and must be a non-empty array of strings.");
+    size_t n = json_array_size(docs);
+    if (n > SRV_EMBED_MAX_ITEMS)
+        return oai_err(err, 400, "invalid_request_error", "documents", NULL, "'documents' has %zu items (at most %d).",
+                       n, SRV_EMBED_MAX_ITEMS);
+    if (!(b->items = calloc(n, sizeof *b->items)))
+        return oom(err);
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_array_get(docs, i);
+        char where[48];
+        snprintf(where, sizeof where, "documents[%zu]", i);
+        b->n_items = (int)i + 1;
+        if (!json_is_string(d))
+            return oai_err(err, 400, "invalid_request_error", "documents", NULL, "Invalid '%s': expected a string.",
+                           where);
+        if (parse_item(d, where, &b->items[i], err) < 0) {
+            snprintf(err->param, sizeof err->param, "documents");
+            return -1;
+        }
+    }
+    b->top_n = b->n_items;
+    if (top && !json_is_null(top)) {
+        if (!json_is_integer(top) || json_integer_value(top) < 1)
+            return bad(err, "top_n", NULL, "Invalid 'top_n': expected a positive integer.");
+        if (json_integer_value(top) < b->n_items)
+            b->top_n = (int)json_integer_value(top);
+    }
+    if (ret && !json_is_null(ret)) {
+        if (!json_is_boolean(ret))
+            return bad(err, "return_documents", NULL, "Invalid 'return_documents': expected a boolean.");
+        b->return_documents = json_is_true(ret);
+    }
+    return 0;
+}
+
+/* The body of either route: the model, then the route's own fields. */
+static int parse_body(const char *body, size_t len, bool rerank, struct emb_body *out, struct oai_error *err)
 {
     json_error_t je;
     memset(out, 0, sizeof *out);
@@ -144,7 +193,8 @@ int srv_embed_parse(const char *body, size_t len, struct emb_body *out, struct o
         bad(err, "model", NULL, "'model' is required and must be a string.");
     else if (!(out->model = strdup(name)))
         oom(err);
-    else if (parse_input(json_object_get(root, "input"), out, err) == 0 && parse_options(root, out, err) == 0)
+    else if (rerank ? parse_rerank(root, out, err) == 0 && parse_options(root, out, err) == 0
+                    : parse_input(json_object_get(root, "input"), out, err) == 0 && parse_options(root, out, err) == 0)
         rc = 0;
     json_decref(root);
     if (rc < 0) {
@@ -156,10 +206,21 @@ int srv_embed_parse(const char *body, size_t len, struct emb_body *out, struct o
     return rc;
 }
 
+int srv_embed_parse(const char *body, size_t len, struct emb_body *out, struct oai_error *err)
+{
+    return parse_body(body, len, false, out, err);
+}
+
+int srv_rerank_parse(const char *body, size_t len, struct emb_body *out, struct oai_error *err)
+{
+    return parse_body(body, len, true, out, err);
+}
+
 /* ---- against the model ---- */
 
-/* The model named by the body: found, and one for embeddings. */
-static struct smodel *emb_model(struct server *srv, const char *name, struct oai_error *err)
+/* The model named by the body: found, and one for embeddings (rerank:
+ * a reranker, pooling rank). */
+static struct smodel *emb_model(struct server *srv, const char *name, bool rerank, struct oai_error *err)
 {
     for (int i = 0; i < srv->n_models; i++) {
         struct smodel *sm = &srv->models[i];
@@ -170,7 +231,13 @@ static struct smodel *emb_model(struct server *srv, const char *name, struct oai
             return oai_err(err, 400, "invalid_request_error", "model", "model_not_embedding",
                            "The model '%.200s' is not an embedding model (no pooling_type; use it for chat).", name),
                    NULL;
-        if (hp->pooling != MODEL_POOL_MEAN && hp->pooling != MODEL_POOL_CLS && hp->pooling != MODEL_POOL_LAST)
+        if (rerank && hp->pooling != MODEL_POOL_RANK)
+            return oai_err(err, 400, "invalid_request_error", "model", "model_not_reranker",
+                           "The model '%.200s' is not a reranker (its pooling is '%s', not 'rank').", name,
+                           model_pooling_name(hp->pooling)),
+                   NULL;
+        if (!rerank && hp->pooling != MODEL_POOL_MEAN && hp->pooling != MODEL_POOL_CLS &&
+            hp->pooling != MODEL_POOL_LAST)
             return oai_err(err, 400, "invalid_request_error", "model", "unsupported_pooling",
                            "The model '%.200s' pools by '%s', which /v1/embeddings does not serve.", name,
                            model_pooling_name(hp->pooling)),
@@ -180,6 +247,18 @@ static struct smodel *emb_model(struct server *srv, const char *name, struct oai
     return oai_err(err, 404, "invalid_request_error", "model", "model_not_found",
                    "The model '%.200s' does not exist or you do not have access to it.", name),
            NULL;
+}
+
+/* A reranker's input: [CLS] query [SEP] document [SEP] (the query with
+ * the model's special tokens, the document after it, then EOS/SEP). */
+static int emb_pair(const struct smodel *sm, const struct emb_body *b, const struct emb_item *doc,
+                    struct tok_ids *out, struct err *e)
+{
+    const struct tokenizer *t = sm->cfg.tok;
+    if (tok_encode(t, b->query, b->query_len, true, false, out, e) < 0 ||
+        tok_encode(t, doc->text, doc->len, false, false, out, e) < 0)
+        return -1;
+    return tok_eos(t) >= 0 ? tok_ids_push(out, tok_eos(t), e) : 0;
 }
 
 /* The inputs' tokens (strings tokenized with the model's special tokens),
@@ -193,8 +272,11 @@ static int emb_tokens(const struct smodel *sm, const struct emb_body *b, struct 
     for (int i = 0; i < b->n_items; i++) {
         const struct emb_item *it = &b->items[i];
         char where[48];
-        snprintf(where, sizeof where, b->n_items > 1 ? "input[%d]" : "input", i);
-        if (it->text && tok_encode(sm->cfg.tok, it->text, it->len, true, false, &in[i], &e) < 0)
+        snprintf(where, sizeof where, b->query ? "documents[%d]" : b->n_items > 1 ? "input[%d]" : "input", i);
+        if (b->query && emb_pair(sm, b, it, &in[i], &e) < 0)
+            return oai_err(err, 400, "invalid_request_error", "documents", NULL, "Invalid 'documents[%d]': %s", i,
+                           e.msg);
+        if (!b->query && it->text && tok_encode(sm->cfg.tok, it->text, it->len, true, false, &in[i], &e) < 0)
             return oai_err(err, 400, "invalid_request_error", "input", NULL, "Invalid '%s': %s", where, e.msg);
         for (size_t k = 0; !it->text && k < it->n_ids; k++) {
             if (it->ids[k] >= sm->n_vocab)
@@ -205,9 +287,9 @@ static int emb_tokens(const struct smodel *sm, const struct emb_body *b, struct 
                 return oom(err);
         }
         if (in[i].n > (size_t)max)
-            return oai_err(err, 400, "invalid_request_error", "input", "context_length_exceeded",
-                           "Invalid '%s': %zu tokens, more than this model's maximum of %d per input.", where,
-                           in[i].n, max);
+            return oai_err(err, 400, "invalid_request_error", b->query ? "documents" : "input",
+                           "context_length_exceeded", "Invalid '%s': %zu tokens%s, more than this model's maximum of %d "
+                           "per input.", where, in[i].n, b->query ? " with the query" : "", max);
         *n_tokens += (int64_t)in[i].n;
     }
     return 0;
@@ -277,7 +359,7 @@ static int emb_run(struct server *srv, struct smodel *sm, const struct emb_body 
     clock_gettime(CLOCK_REALTIME, &wall);
     uint64_t rnd;
     randombytes_buf(&rnd, sizeof rnd);
-    snprintf(id, sizeof id, "embd-%012llx%016llx",
+    snprintf(id, sizeof id, "%s-%012llx%016llx", r->query ? "rrnk" : "embd",
              (unsigned long long)(((uint64_t)wall.tv_sec * 1000 + (uint64_t)wall.tv_nsec / 1000000) & 0xffffffffffffULL),
              (unsigned long long)(rnd ^ atomic_fetch_add(&emb_counter, 1)));
     void *hook_ctx = NULL;
@@ -331,7 +413,7 @@ int srv_embeddings(struct server *srv, const char *body, size_t len, const char 
     int rc = srv_embed_parse(body, len, &b, err);
     if (b.model)
         snprintf(model_out, model_size, "%s", b.model);
-    struct smodel *sm = rc == 0 ? emb_model(srv, b.model, err) : NULL;
+    struct smodel *sm = rc == 0 ? emb_model(srv, b.model, false, err) : NULL;
     if (!sm)
         goto out;
     int n_embd = model_hparams(sm->cfg.m)->n_embd;
@@ -359,6 +441,88 @@ out:
         tok_ids_release(&in[i]);
     free(in);
     free(vecs);
+    srv_embed_body_release(&b);
+    return status;
+}
+
+struct scored {
+    int index;
+    float score;
+};
+
+static int by_score(const void *a, const void *b)
+{
+    const struct scored *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->index - y->index;
+}
+
+static char *rerank_response(const struct emb_body *b, int64_t n_tokens, const float *scores,
+                             const struct oai_usage *u)
+{
+    struct scored *sc = malloc((size_t)b->n_items * sizeof *sc);
+    if (!sc)
+        return NULL;
+    for (int i = 0; i < b->n_items; i++)
+        sc[i] = (struct scored){i, scores[i]};
+    qsort(sc, (size_t)b->n_items, sizeof *sc, by_score);
+    json_t *res = json_array();
+    for (int k = 0; res && k < b->top_n; k++) {
+        const struct emb_item *d = &b->items[sc[k].index];
+        json_t *item = json_pack("{s:i,s:f}", "index", sc[k].index, "relevance_score", (double)sc[k].score);
+        if (item && b->return_documents)
+            json_object_set_new(item, "document", json_pack("{s:s%}", "text", d->text, d->len));
+        if (!item || json_array_append_new(res, item) < 0) {
+            json_decref(res);
+            res = NULL;
+        }
+    }
+    free(sc);
+    json_t *usage = json_pack("{s:I,s:I}", "prompt_tokens", (json_int_t)n_tokens, "total_tokens", (json_int_t)n_tokens);
+    if (usage && u->cost[0])
+        json_object_set_new(usage, "cost", json_string(u->cost));
+    json_t *o = json_pack("{s:s,s:s%,s:o*,s:o*}", "object", "list", "model", b->model, strlen(b->model), "results", res,
+                          "usage", usage);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(o);
+    return text;
+}
+
+int srv_rerank(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
+               size_t model_size, char **out, struct oai_error *err)
+{
+    struct emb_body b;
+    struct oai_usage u = {0};
+    struct tok_ids *in = NULL;
+    float *scores = NULL;
+    int64_t n_tokens = 0;
+    int status = -1;
+    int rc = srv_rerank_parse(body, len, &b, err);
+    if (b.model)
+        snprintf(model_out, model_size, "%s", b.model);
+    struct smodel *sm = rc == 0 ? emb_model(srv, b.model, true, err) : NULL;
+    if (!sm)
+        goto out;
+    in = calloc((size_t)b.n_items, sizeof *in);
+    scores = malloc((size_t)b.n_items * sizeof *scores);
+    if (!in || !scores) {
+        oom(err);
+        goto out;
+    }
+    if (emb_tokens(sm, &b, in, &n_tokens, err) < 0 || emb_run(srv, sm, &b, in, n_tokens, auth, scores, &u, err) < 0)
+        goto out;
+    metrics_usage(&srv->mt, sm->index, (int)n_tokens, 0, 0);
+    if (!(*out = rerank_response(&b, n_tokens, scores, &u))) {
+        oom(err);
+        goto out;
+    }
+    status = 200;
+out:
+    for (int i = 0; in && i < b.n_items; i++)
+        tok_ids_release(&in[i]);
+    free(in);
+    free(scores);
     srv_embed_body_release(&b);
     return status;
 }

@@ -259,6 +259,17 @@ static enum MHD_Result h_embeddings(struct server *srv, struct MHD_Connection *c
     return respond(srv, c, r, 200, "application/json", body, strlen(body), true);
 }
 
+static enum MHD_Result h_rerank(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                                const char *url, const char *method)
+{
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    struct oai_error e;
+    char *body = NULL;
+    if (srv_rerank(srv, q->body.buf, q->body.len, auth, q->log.model, sizeof q->log.model, &body, &e) < 0)
+        return respond_error(srv, c, r, &e);
+    return respond(srv, c, r, 200, "application/json", body, strlen(body), true);
+}
+
 /* /admin/... (admin_handle) and /v1/usage (admin_usage_for_key) */
 static enum MHD_Result billing_route(struct server *srv, struct MHD_Connection *c, const struct route *r,
                                      struct req *q, const char *url, const char *method, bool admin)
@@ -302,6 +313,7 @@ const struct route srv_routes[] = {
      h_chat},
     {"/v1/completions", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/completions", h_completions},
     {"/v1/embeddings", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/embeddings", h_embeddings},
+    {"/v1/rerank", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/rerank", h_rerank},
     {"/v1/models", ROUTE_EXACT, ROUTE_GET, ROUTE_ANY_KEY, false, NULL, "/v1/models", h_models},
     {"/v1/models/", ROUTE_PARAM, ROUTE_GET, ROUTE_ANY_KEY, false, NULL, "/v1/models/{model}", h_model},
     {"/health", ROUTE_EXACT, ROUTE_GET, ROUTE_ANYONE, false, NULL, "/health", h_health},

@@ -1,4 +1,7 @@
-/* libFuzzer target for the /v1/embeddings body parser (srv_embed_parse).
+/* libFuzzer target for the /v1/embeddings and /v1/rerank body parsers
+ * (srv_embed_parse; srv_rerank_parse when the first byte is 'R', on the
+ * rest). For a rerank body, success also means a non-empty query, every
+ * item a text, and top_n in 1..the number of documents.
  * Properties: it never crashes; it fails with a 400 (or 500) and a message,
  * or succeeds with a model name, 1..SRV_EMBED_MAX_ITEMS items each either a
  * non-empty text or a non-empty list of ids >= 0, and dimensions in
@@ -14,7 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct emb_body b;
     struct oai_error e;
     memset(&e, 0, sizeof e);
-    if (srv_embed_parse((const char *)data, size, &b, &e) < 0) {
+    bool rerank = size > 0 && data[0] == 'R';
+    int rc = rerank ? srv_rerank_parse((const char *)data + 1, size - 1, &b, &e)
+                    : srv_embed_parse((const char *)data, size, &b, &e);
+    if (rc < 0) {
         if ((e.status != 400 && e.status != 500) || !e.message[0])
             abort();
         free(oai_build_error(&e));
@@ -23,7 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!b.model || b.n_items < 1 || b.n_items > SRV_EMBED_MAX_ITEMS || b.dimensions < 0 || b.dimensions > 1 << 20)
         abort();
+    if (rerank && (!b.query || b.query_len == 0 || b.top_n < 1 || b.top_n > b.n_items))
+        abort();
     for (int i = 0; i < b.n_items; i++) {
+        if (rerank && !b.items[i].text)
+            abort();
         const struct emb_item *it = &b.items[i];
         if (it->text ? it->len == 0 || it->ids : !it->ids || it->n_ids == 0)
             abort();

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""POST /v1/embeddings against `maas serve` with billing (see serve_embed.sh).
+"""POST /v1/embeddings and /v1/rerank against `maas serve` with billing (see
+serve_embed.sh).
 
 Usage: serve_embed.py BIN EMB_MODEL CHAT_MODEL TMPDIR
 """
@@ -16,6 +17,7 @@ import threading
 import time
 
 BIN, EMB, CHAT, TMP = sys.argv[1:5]
+RR = os.path.join(TMP, "rr.gguf")
 DATA = os.path.join(TMP, "data")
 fails = 0
 
@@ -34,7 +36,7 @@ def admin(*args):
 
 
 def start_server(log):
-    cmd = [BIN, "serve", "--model", "emb=" + EMB, "--model", "chat=" + CHAT, "--data", DATA, "--port", "0",
+    cmd = [BIN, "serve", "--model", "emb=" + EMB, "--model", "chat=" + CHAT, "--model", "rr=" + RR, "--data", DATA, "--port", "0",
            "--threads", "2", "--timeout", "20"]
     p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     for _ in range(300):
@@ -162,12 +164,47 @@ def test_concurrent(emb):
     check(ok and worst > 0.999999, "16 concurrent requests: all 200, same vectors (worst cosine %.9f)" % worst)
 
 
+def test_rerank(key, port):
+    rr = lambda body: request("/v1/rerank", body, key, port)
+    docs = ["The giant panda is a bear native to China.", "Paris is the capital of France.", "hi",
+            "Pandas eat bamboo."]
+    st, r = rr({"model": "rr", "query": "What do pandas eat?", "documents": docs})
+    res = r.get("results", [])
+    scores = [x["relevance_score"] for x in res]
+    check(st == 200 and sorted(x["index"] for x in res) == [0, 1, 2, 3] and scores == sorted(scores, reverse=True),
+          "rerank: every document once, best first (%d)" % st)
+    check(r["usage"]["prompt_tokens"] > 0 and "cost" in r["usage"], "rerank usage and cost (%s)" % r.get("usage"))
+    worst = 0.0
+    for x in res:
+        st1, one = rr({"model": "rr", "query": "What do pandas eat?", "documents": [docs[x["index"]]]})
+        worst = max(worst, abs(one["results"][0]["relevance_score"] - x["relevance_score"]))
+    check(worst < 1e-5, "rerank: batch equals singles (worst %.1e)" % worst)
+    st, top = rr({"model": "rr", "query": "What do pandas eat?", "documents": docs, "top_n": 2,
+                  "return_documents": True})
+    check(st == 200 and [x["index"] for x in top["results"]] == [x["index"] for x in res[:2]] and
+          all(x["document"]["text"] == docs[x["index"]] for x in top["results"]), "top_n 2 with the documents")
+    cases = [({"model": "rr", "query": "", "documents": docs}, "query"),
+             ({"model": "rr", "query": "q", "documents": []}, "documents"),
+             ({"model": "rr", "query": "q", "documents": ["a", 3]}, "documents"),
+             ({"model": "rr", "query": "q", "documents": ["a"], "top_n": 0}, "top_n"),
+             ({"model": "emb", "query": "q", "documents": ["a"]}, "model")]
+    for body, param in cases:
+        st, e = rr(body)
+        check(st == 400 and e["error"]["param"] == param, "rerank %s -> 400 %s (%d: %s)" % (
+            json.dumps(body)[:50], param, st, e.get("error", {}).get("message", "")[:80]))
+    st, e = request("/v1/embeddings", {"model": "rr", "input": "x"}, key, port)
+    check(st == 400 and e["error"]["param"] == "model", "embeddings on the reranker: 400 (%d)" % st)
+
+
 def test_ledger(acct):
     r = subprocess.run([BIN, "admin", "--data", DATA, "--format", "json", "usage", "--by", "request", "--account",
                         acct], capture_output=True, text=True, timeout=30)
-    rows = [x for x in json.loads(r.stdout)["rows"] if x["request"].startswith("embd-")]
+    all_rows = json.loads(r.stdout)["rows"]
+    rows = [x for x in all_rows if x["request"].startswith("embd-")]
     ok = rows and all(x["completion_tokens"] == 0 and x["prompt_tokens"] > 0 for x in rows)
     check(bool(ok), "%d usage records of embeddings requests, input tokens only" % len(rows))
+    rr = [x for x in all_rows if x["request"].startswith("rrnk-")]
+    check(len(rr) >= 6 and all(x["completion_tokens"] == 0 for x in rr), "%d usage records of rerank requests" % len(rr))
     if rows:
         x = rows[0]
         cost = float(x["cost"])
@@ -180,6 +217,7 @@ def main():
     os.makedirs(DATA, exist_ok=True)
     admin("price", "set", "emb", "--input", "2", "--cached-input", "1", "--output", "8")
     admin("price", "set", "chat", "--input", "2", "--cached-input", "1", "--output", "8")
+    admin("price", "set", "rr", "--input", "2", "--cached-input", "1", "--output", "8")
     acct = admin("account", "create", "a", "--credit", "10")
     key = admin("key", "create", acct)
     p, port = start_server(os.path.join(TMP, "serve.log"))
@@ -189,6 +227,7 @@ def main():
         test_shapes(emb, key)
         test_errors(emb, key, port)
         test_concurrent(emb)
+        test_rerank(key, port)
     finally:
         p.terminate()
         p.wait()
