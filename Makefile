@@ -27,7 +27,7 @@ CC      ?= cc
 CSTD    := -std=gnu11
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wvla -Wno-format-truncation
 INC     := -Isrc $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
-LIBS    := -lm -lpthread -lpcre2-8 -lsqlite3 -lsodium -lmicrohttpd -ljansson -lpq
+LIBS    := -lm -lpthread -lpcre2-8 -licuuc -licudata -lsqlite3 -lsodium -lmicrohttpd -ljansson -lpq
 
 REL_FLAGS := -O2 -g -DNDEBUG
 DBG_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

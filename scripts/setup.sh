@@ -10,6 +10,7 @@ PKGS=(
   python3 python3-numpy            # the independent NumPy reference in tests/
   python3-jinja2                   # the Jinja2 reference the chat template golden test compares with
   libpcre2-dev                     # tokenizer pre-splitting
+  libicu-dev                       # WordPiece: Unicode decomposition, categories, lower case
   libsqlite3-dev libsodium-dev     # the ledger (SQLite) and API-key hashing
   libmicrohttpd-dev libjansson-dev # HTTP server and JSON
   libpq-dev postgresql nginx       # shared ledger (PostgreSQL) and scale-out tests

@@ -40,6 +40,8 @@ struct opts {
     const struct model_arch *arch;
     const char *arch_name, *type_name; /* as given */
     const char *vocab, *train_vocab, *out, *name;
+    const char *pooling_name; /* --pooling, or NULL */
+    int pooling;              /* enum model_pooling; -1: write no pooling_type */
     int64_t n_vocab_train;
     int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx, n_expert, n_expert_used, n_ff_exp, n_ff_shexp,
         head_dim;
@@ -78,7 +80,7 @@ static void usage(FILE *out)
             "  --vocab-size N      tokens of the learned vocabulary (default 4096)\n"
             "  -o, --output OUT    the file to write\n"
             "  --n-embd N (256)  --n-layer N (2)  --n-head N (4)  --n-head-kv N (n_head/2*)  --n-ff N (768)\n"
-            "  --n-ctx N (4096)  --head-dim N (n_embd/n_head; qwen3, qwen3moe, llama)\n"
+            "  --n-ctx N (4096; bert 512)  --head-dim N (n_embd/n_head; qwen3, qwen3moe, llama)\n"
             "      * or the largest divisor of n_head below that\n"
             "  --rope-theta X      (llama 10000, qwen 1000000)\n"
             "  --n-expert N (8 for qwen2moe/qwen3moe, 0 for llama) --n-expert-used N (2)\n"
@@ -86,7 +88,10 @@ static void usage(FILE *out)
             "  --tie | --no-tie    share token_embd as the output matrix (default: tied for qwen2 and qwen3)\n"
             "  --seed S (1)  --type TYPE (f32; any type or mix of maas quantize)  --name NAME\n"
             "  --embd-std X        std of token_embd and output (default %.2f)\n"
-            "  --threads N         worker threads (default: all cores)\n",
+            "  --threads N         worker threads (default: all cores)\n"
+            "  --pooling P         none|mean|cls|last|rank: <arch>.pooling_type, which makes an embedding\n"
+            "                      model (bert: default mean; a decoder gets none unless given; rank: a bert\n"
+            "                      reranker with the cls / cls.output classification head)\n",
             archs, MKMODEL_EMBD_STD);
 }
 
@@ -123,6 +128,7 @@ static const struct opt_spec opt_specs[] = {
     O("--n-ff-shexp", I64, n_ff_shexp, 1, MKMODEL_MAX_DIM),
     O("--head-dim", I64, head_dim, 1, 65536),
     O("--name", STR, name, 0, 0),
+    O("--pooling", STR, pooling_name, 0, 0),
     O("--threads", INT, n_threads, 1, 1024),
     O("--embd-std", F64, embd_std, 0, 100),
 };
@@ -176,7 +182,7 @@ static int parse_options(int argc, char **argv, struct opts *o)
     memset(o, 0, sizeof *o);
     o->type_name = "f32";
     o->n_vocab_train = 4096;
-    o->n_embd = 256, o->n_layer = 2, o->n_head = 4, o->n_head_kv = -1, o->n_ff = 768, o->n_ctx = 4096;
+    o->n_embd = 256, o->n_layer = 2, o->n_head = 4, o->n_head_kv = -1, o->n_ff = 768, o->n_ctx = -1;
     o->n_expert = -1, o->n_expert_used = 2, o->n_ff_exp = -1, o->n_ff_shexp = 512, o->head_dim = -1;
     o->rope_theta = -1, o->embd_std = MKMODEL_EMBD_STD, o->seed = 1, o->tie = -1, o->n_threads = cpu_count();
     for (int i = 1; i < argc; i++) {
@@ -211,6 +217,34 @@ static int parse_options(int argc, char **argv, struct opts *o)
     return 0;
 }
 
+/* --pooling, the encoder's context and heads. 0, or 2 after printing why. */
+static int apply_embed(struct opts *o)
+{
+    bool bert = o->arch->flags & MODEL_ARCH_BERT;
+    if (o->n_ctx < 0)
+        o->n_ctx = bert ? 512 : 4096;
+    o->pooling = bert ? MODEL_POOL_MEAN : -1;
+    if (o->pooling_name) {
+        o->pooling = -1;
+        for (int p = MODEL_POOL_NONE; p <= MODEL_POOL_RANK; p++)
+            if (!strcmp(o->pooling_name, model_pooling_name(p)))
+                o->pooling = p;
+        if (o->pooling < 0) {
+            fprintf(stderr, "maas mkmodel: unknown --pooling '%s' (none, mean, cls, last, rank)\n", o->pooling_name);
+            return 2;
+        }
+    }
+    if (o->pooling == MODEL_POOL_RANK && !bert) {
+        fprintf(stderr, "maas mkmodel: --pooling rank needs --arch bert (the classification head is an encoder's)\n");
+        return 2;
+    }
+    if (bert && o->n_head_kv != o->n_head) {
+        fprintf(stderr, "maas mkmodel: bert has no grouped-query attention: --n-head-kv must be --n-head\n");
+        return 2;
+    }
+    return 0;
+}
+
 /* The architecture's defaults and the options' consistency. 0, or 2 after
  * printing why. */
 static int apply_arch(struct opts *o)
@@ -235,6 +269,8 @@ static int apply_arch(struct opts *o)
     }
     if (o->n_ff_exp < 0)
         o->n_ff_exp = moe_arch ? 256 : o->n_ff;
+    if (o->n_head_kv < 0 && (flags & MODEL_ARCH_BERT))
+        o->n_head_kv = o->n_head;
     if (o->n_head_kv < 0) { /* grouped-query attention: the largest divisor of n_head up to n_head/2 */
         o->n_head_kv = o->n_head >= 2 ? o->n_head / 2 : 1;
         while (o->n_head % o->n_head_kv != 0)
@@ -274,7 +310,7 @@ static int apply_arch(struct opts *o)
     }
     if (o->rope_theta < 0)
         o->rope_theta = o->arch->rope_base;
-    return 0;
+    return apply_embed(o);
 }
 
 /* Parses argv into o. 0, -1 after --help, or the exit code (2) after
@@ -335,6 +371,9 @@ static void hparams_of(const struct opts *o, int64_t n_vocab, struct model_hpara
     hp->n_ff_exp = (int)o->n_ff_exp;
     hp->n_ff_shexp = o->arch->flags & MODEL_ARCH_SHARED_EXPERT ? (int)o->n_ff_shexp : 0;
     hp->tied_output = o->tie;
+    hp->n_token_types = 2;
+    hp->pooling = o->pooling;
+    hp->n_cls_out = 1;
 }
 
 static int add(struct tlist *l, const struct model_tensor *mt, int il, const struct model_hparams *hp, double embd_std)
@@ -489,8 +528,17 @@ static int write_hparams(struct gguf_writer *w, const struct opts *o, int64_t n_
                        !(flags & MODEL_ARCH_MOE) && o->n_expert > 0 ? o->n_ff_exp : o->n_ff);
     rc |= set_arch_u32(w, a, "attention.head_count", o->n_head);
     rc |= set_arch_u32(w, a, "attention.head_count_kv", o->n_head_kv);
-    rc |= set_arch_f32(w, a, "rope.freq_base", o->rope_theta);
-    rc |= set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", o->arch->rms_eps);
+    if (flags & MODEL_ARCH_BERT) {
+        rc |= set_arch_f32(w, a, "attention.layer_norm_epsilon", o->arch->rms_eps);
+        char k[128];
+        snprintf(k, sizeof k, "%s.attention.causal", a);
+        rc |= gguf_writer_set_bool(w, k, false);
+    } else {
+        rc |= set_arch_f32(w, a, "rope.freq_base", o->rope_theta);
+        rc |= set_arch_f32(w, a, "attention.layer_norm_rms_epsilon", o->arch->rms_eps);
+    }
+    if (o->pooling >= 0)
+        rc |= set_arch_u32(w, a, "pooling_type", o->pooling);
     if (flags & MODEL_ARCH_LLAMA_KEYS)
         rc |= set_arch_u32(w, a, "rope.dimension_count", o->head_dim);
     if ((flags & MODEL_ARCH_KEY_LENGTH) || o->head_dim * o->n_head != o->n_embd) {

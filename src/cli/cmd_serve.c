@@ -354,6 +354,9 @@ static int load_model(const struct serve_args *sa, int i, struct served *sv, str
     *sm = (struct server_model){.name = sv->name, .m = sv->m, .tok = sv->tok, .eng = sv->eng, .n_ctx = o.n_ctx,
                                 .chat_template = tmpl_name};
     log_info("model '%s' from %s: %s, %d layers, context %d", sv->name, sv->path, hp->arch_name, hp->n_layer, o.n_ctx);
+    if (model_is_embedding(sv->m))
+        log_info("model '%s' is for %s (pooling %s): chat and completions on it answer 400", sv->name,
+                 hp->pooling == MODEL_POOL_RANK ? "/v1/rerank" : "/v1/embeddings", model_pooling_name(hp->pooling));
     return 0;
 }
 

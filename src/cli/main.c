@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"mkmodel", cmd_mkmodel, "mkmodel --arch A --vocab V -o OUT  write a model with seeded random weights"},
     {"tokenize", cmd_tokenize, "tokenize --model FILE [--bos] [--special] (--file F | TEXT)  token ids of a text"},
     {"detokenize", cmd_detokenize, "detokenize --model FILE [--special] ID...  text of token ids"},
+    {"embed", cmd_embed, "embed --model FILE [--json] TEXT...  sentence embeddings (bert, pooling models)"},
     {"run", cmd_run, "run --model FILE --prompt TEXT [-n N] [--json]  generate a continuation"},
     {"template", cmd_template, "template (--model F | --template-file T) CASE.json  render a chat template"},
     {"chat", cmd_chat, "chat --model FILE                 interactive multi-turn chat (stdin lines)"},

@@ -100,6 +100,7 @@ struct engine {
     struct pool *pool;                /* owned */
     struct kv_cache *kv;              /* owned */
     struct pcache pc;
+    struct embed_queue eq;            /* embedding requests (embedq.c): queue under mu, work list engine thread */
     struct sampler **smp;             /* owned: one per pool thread */
     int n_smp;
     int n_ctx, bs, step_tokens, max_running, max_queue, n_vocab, n_vocab_sample;
@@ -776,20 +777,53 @@ static void publish(struct engine *eng)
     eng->n_finished = 0;
 }
 
+/* One pass of waiting embedding inputs (embedq.c), between scheduler steps. */
+static void embed_between_steps(struct engine *eng)
+{
+    embedq_run(&eng->eq, &eng->mu, eng->m, engine_embed_max_tokens(eng), eng->n_threads, &eng->busy_s,
+               &eng->busy_core_s);
+}
+
+int engine_embed_max_tokens(const struct engine *eng)
+{
+    int ctx = model_hparams(eng->m)->n_ctx_train;
+    return ctx < eng->step_tokens ? ctx : eng->step_tokens;
+}
+
+int engine_embed(struct engine *eng, const struct engine_embed_request *r, float *out, double *compute_s,
+                 struct err *e)
+{
+    struct embed_job j = {.inputs = r->inputs, .lens = r->lens, .n_inputs = r->n_inputs, .out = out};
+    if (r->n_inputs < 1)
+        return err_set(e, ERR_INVALID, "engine_embed: no inputs");
+    pthread_cond_init(&j.cv, NULL);
+    int rc = embedq_submit(&eng->eq, &eng->mu, &eng->cv, &eng->stop, &j);
+    pthread_cond_destroy(&j.cv);
+    if (rc < 0) {
+        *e = j.err;
+        return -1;
+    }
+    *compute_s = j.compute_s;
+    return 0;
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *eng = arg;
     for (;;) {
         pthread_mutex_lock(&eng->mu);
-        while (!eng->stop && eng->q_len == 0 && eng->n_running == 0)
+        while (!eng->stop && eng->q_len == 0 && eng->n_running == 0 && !embedq_pending(&eng->eq))
             pthread_cond_wait(&eng->cv, &eng->mu);
-        bool stop = eng->stop;
+        bool stop = eng->stop, chat = eng->q_len > 0 || eng->n_running > 0;
         pthread_mutex_unlock(&eng->mu);
         if (stop)
             break;
-        step(eng);
+        if (chat)
+            step(eng);
+        embed_between_steps(eng);
         publish(eng);
     }
+    embedq_cancel_all(&eng->eq, &eng->mu);
     /* shutting down: everything still here is cancelled */
     while (eng->n_running > 0) {
         seq_finish(eng, eng->running[eng->n_running - 1], ENGINE_FINISH_CANCELLED);
@@ -836,6 +870,7 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     if (eng->max_running > eng->step_tokens)
         eng->max_running = eng->step_tokens; /* every running sequence decodes in every step */
     eng->max_queue = d.max_queue > 0 ? d.max_queue : 256;
+    embedq_init(&eng->eq, eng->max_queue);
     eng->q_cap = eng->max_queue + eng->max_running;
     eng->n_vocab = hp->n_vocab;
     eng->n_vocab_sample = tok_n_vocab_common(tok, hp->n_vocab);
@@ -928,6 +963,7 @@ void engine_free(struct engine *eng)
         if (model_reserve(eng->m, model_max_batch(eng->m) > 0 ? model_max_batch(eng->m) : 1, NULL, &e) < 0)
             log_warn("engine: detaching the thread pool from the model: %s", e.msg);
     }
+    embedq_release(&eng->eq);
     free(eng->queue);
     free(eng->qcls);
     free(eng->rcls);

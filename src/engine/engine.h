@@ -143,4 +143,28 @@ struct engine_stats {
 };
 void engine_get_stats(struct engine *eng, struct engine_stats *out);
 
+/* ---- embeddings ----
+ * For an embedding model (model_is_embedding): the inputs go to the engine
+ * thread, which runs them between scheduler steps in forward passes of at
+ * most step_tokens tokens — several inputs, and the inputs of several
+ * requests, share a pass, and a pass is no longer than one prefill step, so
+ * chat streams on the same engine wait at most about one step. No KV is
+ * kept. */
+struct engine_embed_request {
+    int n_inputs;                 /* >= 1 */
+    const int32_t *const *inputs; /* borrowed until engine_embed returns: n_inputs token lists */
+    const int *lens;              /* their lengths, each 1..engine_embed_max_tokens */
+};
+/* The longest input a pass takes: min(step_tokens, the model's context). */
+int engine_embed_max_tokens(const struct engine *eng);
+/* Embeds the inputs with the model's pooling and blocks until done: out
+ * receives n_inputs rows of model_embed_n_out floats (n_embd, L2-normalised;
+ * with pooling rank one score each); *compute_s the
+ * core-seconds of its share of the passes. 0, or -1 with e: ERR_INVALID (an
+ * input too long or empty, an id outside the vocabulary), ERR_EXHAUSTED
+ * (max_queue requests already waiting), ERR_UNAVAILABLE (shutting down),
+ * ERR_NOMEM. Safe from any thread but the engine's. */
+int engine_embed(struct engine *eng, const struct engine_embed_request *r, float *out, double *compute_s,
+                 struct err *e);
+
 #endif

@@ -7,6 +7,7 @@
 
 #include "engine/engine.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -99,5 +100,50 @@ int fair_pick(const struct fair *f, const int *cls, int n);
  * order (oldest first, n >= 1): the youngest of the class with the greatest
  * v; n - 1 under fcfs. */
 int fair_victim(const struct fair *f, const int *cls, int n);
+
+/*
+ * Embedding requests (embedq.c). A job is made by engine_embed on the
+ * caller's thread, appended to the queue under the engine's mutex, and
+ * waited for on its own condition variable. The engine thread moves
+ * submitted jobs to its work list and runs embedq_run between steps.
+ */
+struct embed_job {
+    const int32_t *const *inputs; /* borrowed from the caller, who waits */
+    const int *lens;
+    int n_inputs;
+    float *out;                   /* the caller's: n_inputs rows of model_embed_n_out floats */
+    int next_input;               /* engine thread: first input not yet in a pass */
+    int n_done;                   /* engine thread: inputs embedded */
+    double compute_s;             /* engine thread: its share of the passes */
+    bool finished;                /* under the engine's mu */
+    struct err err;               /* code ERR_OK unless it failed; written before finished */
+    pthread_cond_t cv;            /* signalled when finished */
+    struct embed_job *next;
+};
+struct embed_queue {
+    struct embed_job *head, *tail;  /* under the engine's mu: submitted, not yet taken */
+    int n, max;                     /* under mu: jobs submitted and not finished; the most allowed */
+    struct embed_job *work;         /* engine thread: taken, not finished (FIFO linked by next) */
+    /* engine thread scratch, grown on demand (from malloc): */
+    const int32_t **seqs;
+    int *lens;
+    struct embed_job **owner;       /* the job of each input of a pass */
+    int *idx;                       /* the input's index in its job */
+    size_t cap_seqs, cap_lens, cap_owner, cap_idx;
+};
+void embedq_init(struct embed_queue *q, int max);
+void embedq_release(struct embed_queue *q);
+/* Caller thread: submits j and waits for it. 0 or -1 (j->err says why). */
+int embedq_submit(struct embed_queue *q, pthread_mutex_t *mu, pthread_cond_t *eng_cv, const bool *stop,
+                  struct embed_job *j);
+/* Under mu: whether there is work. */
+bool embedq_pending(const struct embed_queue *q);
+/* Engine thread: one pass over at most max_tokens tokens of the waiting
+ * inputs (oldest job first); adds its wall time to *busy_s and times
+ * n_threads to *busy_core_s. Nothing when there is no work. */
+void embedq_run(struct embed_queue *q, pthread_mutex_t *mu, struct model *m, int max_tokens, int n_threads,
+                double *busy_s, double *busy_core_s);
+/* Engine thread, shutting down: every job fails with ERR_UNAVAILABLE. */
+void embedq_cancel_all(struct embed_queue *q, pthread_mutex_t *mu);
 
 #endif

@@ -120,6 +120,10 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps
 /* out[i] = silu(gate[i]) * up[i]; out may alias gate or up. */
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n);
 float kern_silu(float x);
+/* y = gelu(x), ggml's tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x +
+ * 0.044715 x^3))), computed as x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3));
+ * y may be x. */
+void kern_gelu(float *y, const float *x, int64_t n);
 /* ---- attention ----
  * n_q query heads that share one KV head attending over a paged sequence:
  * n_pos positions (0 .. n_pos-1) reached through the block table. k and v

@@ -56,6 +56,7 @@ struct kern_f32_ops {
     void (*axpy)(float *y, float a, const float *x, int64_t n);
     void (*rmsnorm)(float *y, const float *x, const float *w, int64_t n, float eps);
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+    void (*gelu)(float *y, const float *x, int64_t n);
 };
 
 /* Every dispatched operation. The reference registration fills all of it

@@ -40,9 +40,19 @@ static void swiglu_ref(float *out, const float *gate, const float *up, int64_t n
         out[i] = kern_silu(gate[i]) * up[i];
 }
 
+/* 0.5 x (1 + tanh(z)) = x sigmoid(2 z), z = sqrt(2/pi) (x + 0.044715 x^3) */
+static void gelu_ref(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i], z = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+        y[i] = (float)(0.5 * v * (1.0 + tanh(z)));
+    }
+}
+
 void kern_register_ref_ops(struct kern_table *tab)
 {
-    tab->f32 = (struct kern_f32_ops){.dot = dot_ref, .axpy = axpy_ref, .rmsnorm = rmsnorm_ref, .swiglu = swiglu_ref};
+    tab->f32 = (struct kern_f32_ops){
+        .dot = dot_ref, .axpy = axpy_ref, .rmsnorm = rmsnorm_ref, .swiglu = swiglu_ref, .gelu = gelu_ref};
 }
 
 float kern_dot_f32(const float *a, const float *b, int64_t n)
@@ -65,4 +75,8 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps
 void kern_swiglu(float *out, const float *gate, const float *up, int64_t n)
 {
     kern_tab.f32.swiglu(out, gate, up, n);
+}
+void kern_gelu(float *y, const float *x, int64_t n)
+{
+    kern_tab.f32.gelu(y, x, n);
 }

@@ -69,8 +69,27 @@ static void swiglu_avx2(float *out, const float *gate, const float *up, int64_t 
         out[i] = kern_silu(gate[i]) * up[i];
 }
 
+/* x * sigmoid(2 z), z = sqrt(2/pi) (x + 0.044715 x^3); the argument of exp
+ * is clamped so that exp cannot overflow (the result is then -0 or x). */
+static void gelu_avx2(float *y, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f), k = _mm256_set1_ps(-1.5957691216057308f),
+                 c = _mm256_set1_ps(0.044715f), lo = _mm256_set1_ps(-80.0f), hi = _mm256_set1_ps(80.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 u = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_mul_ps(c, v), _mm256_mul_ps(v, v), v));
+        u = _mm256_min_ps(_mm256_max_ps(u, lo), hi);
+        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, kern_exp256(u))));
+    }
+    for (; i < n; i++) {
+        float v = x[i], u = -1.5957691216057308f * (v + 0.044715f * v * v * v);
+        y[i] = v / (1.0f + expf(u < -80.0f ? -80.0f : u > 80.0f ? 80.0f : u));
+    }
+}
+
 void kern_register_avx2_ops(struct kern_table *tab)
 {
     tab->f32 = (struct kern_f32_ops){
-        .dot = dot_avx2, .axpy = axpy_avx2, .rmsnorm = rmsnorm_avx2, .swiglu = swiglu_avx2};
+        .dot = dot_avx2, .axpy = axpy_avx2, .rmsnorm = rmsnorm_avx2, .swiglu = swiglu_avx2, .gelu = gelu_avx2};
 }

@@ -19,6 +19,9 @@ static const struct model_arch archs[] = {
     {"qwen2moe", F(ATTN_BIAS) | F(MOE) | F(SHARED_EXPERT) | F(ROPE_NEOX) | F(UNTIED), 1000000.0, 1e-6},
     {"qwen3moe", F(QK_NORM) | F(MOE) | F(EXPERT_NORM) | F(ROPE_NEOX) | F(HEAD_DIM_FREE) | F(KEY_LENGTH), 1000000.0,
      1e-6},
+    /* BERT encoders (bge, e5, all-MiniLM): learned positions, token types,
+     * post-norms with biases, GELU, attention over the whole input */
+    {"bert", F(BERT) | F(ATTN_BIAS) | F(TIED), 0.0, 1e-12},
 };
 
 #undef F
@@ -30,7 +33,11 @@ static const struct model_arch archs[] = {
 
 static const struct model_tensor tensors[] = {
     G("token_embd.weight", ALWAYS, EMBD, 2, EMBD, VOCAB, tok_embd),
-    L("attn_norm.weight", ALWAYS, NORM, 1, EMBD, 1, 1, attn_norm),
+    G("token_types.weight", BERT, EMBD, 2, EMBD, TYPES, tok_types),
+    G("position_embd.weight", BERT, EMBD, 2, EMBD, CTX, pos_embd),
+    G("token_embd_norm.weight", BERT, NORM, 1, EMBD, 1, tok_norm),
+    G("token_embd_norm.bias", BERT, BIAS, 1, EMBD, 1, tok_norm_b),
+    L("attn_norm.weight", DECODER, NORM, 1, EMBD, 1, 1, attn_norm),
     L("attn_q.weight", ALWAYS, WEIGHT, 2, EMBD, Q, 1, wq),
     L("attn_k.weight", ALWAYS, WEIGHT, 2, EMBD, KV, 1, wk),
     L("attn_v.weight", ALWAYS, WEIGHT, 2, EMBD, KV, 1, wv),
@@ -40,10 +47,17 @@ static const struct model_tensor tensors[] = {
     L("attn_q_norm.weight", QK_NORM, NORM, 1, HEAD, 1, 1, q_norm),
     L("attn_k_norm.weight", QK_NORM, NORM, 1, HEAD, 1, 1, k_norm),
     L("attn_output.weight", ALWAYS, WEIGHT_OUT, 2, Q, EMBD, 1, wo),
-    L("ffn_norm.weight", ALWAYS, NORM, 1, EMBD, 1, 1, ffn_norm),
-    L("ffn_gate.weight", DENSE, WEIGHT, 2, EMBD, FF, 1, gate),
+    L("attn_output.bias", BERT, BIAS, 1, EMBD, 1, 1, bo),
+    L("attn_output_norm.weight", BERT, NORM, 1, EMBD, 1, 1, attn_out_norm),
+    L("attn_output_norm.bias", BERT, BIAS, 1, EMBD, 1, 1, attn_out_norm_b),
+    L("ffn_norm.weight", DECODER, NORM, 1, EMBD, 1, 1, ffn_norm),
+    L("ffn_gate.weight", GATE, WEIGHT, 2, EMBD, FF, 1, gate),
     L("ffn_up.weight", DENSE, WEIGHT, 2, EMBD, FF, 1, up),
+    L("ffn_up.bias", BERT, BIAS, 1, FF, 1, 1, up_b),
     L("ffn_down.weight", DENSE, WEIGHT_OUT, 2, FF, EMBD, 1, down),
+    L("ffn_down.bias", BERT, BIAS, 1, EMBD, 1, 1, down_b),
+    L("layer_output_norm.weight", BERT, NORM, 1, EMBD, 1, 1, out_norm),
+    L("layer_output_norm.bias", BERT, BIAS, 1, EMBD, 1, 1, out_norm_b),
     L("ffn_gate_inp.weight", MOE, WEIGHT, 2, EMBD, EXPERT, 1, gate_inp),
     L("ffn_gate_exps.weight", MOE, WEIGHT, 3, EMBD, FF_EXP, EXPERT, gate_exps),
     L("ffn_up_exps.weight", MOE, WEIGHT, 3, EMBD, FF_EXP, EXPERT, up_exps),
@@ -53,8 +67,13 @@ static const struct model_tensor tensors[] = {
     L("ffn_gate_shexp.weight", SHARED, WEIGHT, 2, EMBD, FF_SHEXP, 1, gate_sh),
     L("ffn_up_shexp.weight", SHARED, WEIGHT, 2, EMBD, FF_SHEXP, 1, up_sh),
     L("ffn_down_shexp.weight", SHARED, WEIGHT_OUT, 2, FF_SHEXP, EMBD, 1, down_sh),
-    G("output_norm.weight", ALWAYS, NORM, 1, EMBD, 1, output_norm),
+    G("output_norm.weight", DECODER, NORM, 1, EMBD, 1, output_norm),
     G("output.weight", OUTPUT, EMBD, 2, EMBD, VOCAB, output),
+    /* an encoder's classification head (pooling rank: rerankers) */
+    G("cls.weight", RANK, WEIGHT, 2, EMBD, EMBD, cls),
+    G("cls.bias", RANK, BIAS, 1, EMBD, 1, cls_b),
+    G("cls.output.weight", RANK, WEIGHT, 2, EMBD, CLS_OUT, cls_out),
+    G("cls.output.bias", RANK, BIAS, 1, CLS_OUT, 1, cls_out_b),
     /* llama3-style per-dimension RoPE factors */
     G("rope_freqs.weight", OPTIONAL, NONE, 1, ROT_HALF, 1, rope_freqs),
 };
@@ -120,6 +139,9 @@ int64_t model_dim(const struct model_hparams *hp, enum model_dim d)
     case MODEL_DIM_FF_EXP: return hp->n_ff_exp;
     case MODEL_DIM_FF_SHEXP: return hp->n_ff_shexp;
     case MODEL_DIM_ROT_HALF: return hp->n_rot / 2;
+    case MODEL_DIM_CTX: return hp->n_ctx_train;
+    case MODEL_DIM_TYPES: return hp->n_token_types;
+    case MODEL_DIM_CLS_OUT: return hp->n_cls_out;
     }
     MAAS_ASSERT(!"unknown model_dim");
     return 0;
@@ -137,6 +159,14 @@ enum model_need model_tensor_need(const struct model_arch *a, const struct model
     case MODEL_GROUP_SHARED: return hp->n_expert > 0 && hp->n_ff_shexp > 0 ? MODEL_NEED_REQUIRED : MODEL_NEED_NONE;
     case MODEL_GROUP_OUTPUT: return hp->tied_output ? MODEL_NEED_NONE : MODEL_NEED_REQUIRED;
     case MODEL_GROUP_OPTIONAL: return MODEL_NEED_OPTIONAL;
+    case MODEL_GROUP_DECODER: return a->flags & MODEL_ARCH_BERT ? MODEL_NEED_NONE : MODEL_NEED_REQUIRED;
+    case MODEL_GROUP_GATE:
+        return hp->n_expert == 0 && !(a->flags & MODEL_ARCH_BERT) ? MODEL_NEED_REQUIRED : MODEL_NEED_NONE;
+    case MODEL_GROUP_BERT: return a->flags & MODEL_ARCH_BERT ? MODEL_NEED_REQUIRED : MODEL_NEED_NONE;
+    case MODEL_GROUP_RANK:
+        if (!(a->flags & MODEL_ARCH_BERT))
+            return MODEL_NEED_NONE;
+        return hp->pooling == MODEL_POOL_RANK ? MODEL_NEED_REQUIRED : MODEL_NEED_OPTIONAL;
     }
     MAAS_ASSERT(!"unknown model_group");
     return MODEL_NEED_NONE;

@@ -332,7 +332,10 @@ static int check_batch(const struct model *m, const struct kv_cache *kv, const s
     return 0;
 }
 
-int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, float *logits_out, struct err *e)
+/* The pass; the flagged tokens' logits go to logits_out, or, when hidden_out
+ * is not NULL, their final normed hidden states instead. */
+static int forward(struct model *m, struct kv_cache *kv, const struct batch *b, float *logits_out, float *hidden_out,
+                   struct err *e)
 {
     if (check_batch(m, kv, b, e) < 0)
         return -1;
@@ -404,6 +407,21 @@ int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, f
     f.norm_w = m->output_norm;
     f.add = true;
     run(m, step_norm, &f, n);
-    matmul(m, &m->output, m->xn, n, logits_out, hp->n_vocab);
+    if (hidden_out)
+        memcpy(hidden_out, m->xn, (size_t)n * E * sizeof(float));
+    else
+        matmul(m, &m->output, m->xn, n, logits_out, hp->n_vocab);
     return 0;
+}
+
+int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, float *logits_out, struct err *e)
+{
+    if (m->hp.arch->flags & MODEL_ARCH_BERT)
+        return err_set(e, ERR_INVALID, "model_forward: %s is an encoder (no logits; use model_embed)", m->hp.arch_name);
+    return forward(m, kv, b, logits_out, NULL, e);
+}
+
+int model_forward_hidden(struct model *m, struct kv_cache *kv, const struct batch *b, float *hidden_out, struct err *e)
+{
+    return forward(m, kv, b, NULL, hidden_out, e);
 }

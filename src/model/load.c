@@ -242,6 +242,49 @@ static int load_rope_scaling(struct loader *L)
     return 0;
 }
 
+/* Pooling (<arch>.pooling_type, numbered as llama.cpp: none 0, mean 1,
+ * cls 2, last 3, rank 4), and for an encoder its LayerNorm epsilon and
+ * token-type count. */
+static int load_embed_hparams(struct loader *L)
+{
+    struct model_hparams *hp = &L->m->hp;
+    bool bert = hp->arch->flags & MODEL_ARCH_BERT;
+    char key[256];
+    int64_t v;
+    int rc = get_arch_key(L, "pooling_type", META_INT, &v, key, sizeof key);
+    if (rc < 0)
+        return -1;
+    if (rc && (v < MODEL_POOL_NONE || v > MODEL_POOL_RANK))
+        return err_set(L->e, ERR_CORRUPT, "%s: metadata '%s' = %lld is not a pooling type (0 none, 1 mean, 2 cls, 3 last, 4 rank)",
+                       L->fname, key, (long long)v);
+    hp->pooling_meta = rc == 1;
+    hp->pooling = rc ? (int)v : bert ? MODEL_POOL_MEAN : MODEL_POOL_LAST;
+    if (!bert)
+        return 0;
+    hp->n_token_types = 2;
+    rc = get_key(L, "tokenizer.ggml.token_type_count", META_INT, &v);
+    if (rc < 0)
+        return -1;
+    if (rc && (v < 1 || v > 1 << 16))
+        return err_set(L->e, ERR_CORRUPT, "%s: tokenizer.ggml.token_type_count = %lld is out of range [1, 65536]", L->fname,
+                       (long long)v);
+    if (rc)
+        hp->n_token_types = (int)v;
+    hp->n_cls_out = 1;
+    const struct gguf_kv *labels;
+    struct err e2;
+    snprintf(key, sizeof key, "%s.classifier.output_labels", L->arch);
+    if (gguf_get_arr(L->m->f, key, GGUF_VT_STRING, &labels, &e2) == 0 && labels->arr_n >= 1 && labels->arr_n <= 65536)
+        hp->n_cls_out = (int)labels->arr_n;
+    bool causal;
+    rc = get_arch_key(L, "attention.causal", META_BOOL, &causal, key, sizeof key);
+    if (rc < 0)
+        return -1;
+    if (rc && causal)
+        return err_set(L->e, ERR_CORRUPT, "%s: %s = true: a causal BERT is not supported", L->fname, key);
+    return meta_float(L, "attention.layer_norm_epsilon", 1e-12, 0, 1, &hp->rms_eps);
+}
+
 static int load_hparams(struct loader *L)
 {
     struct model_hparams *hp = &L->m->hp;
@@ -252,7 +295,7 @@ static int load_hparams(struct loader *L)
         meta_int(L, "feed_forward_length", !(flags & MODEL_ARCH_MOE), 0, 0, BIG, &hp->n_ff) < 0 ||
         meta_int(L, "attention.head_count", true, 0, 1, 4096, &hp->n_head) < 0 ||
         meta_int(L, "attention.head_count_kv", false, hp->n_head, 1, hp->n_head, &hp->n_head_kv) < 0 ||
-        meta_int(L, "context_length", false, 4096, 1, 1 << 30, &hp->n_ctx_train) < 0)
+        meta_int(L, "context_length", false, (flags & MODEL_ARCH_BERT) ? 512 : 4096, 1, 1 << 30, &hp->n_ctx_train) < 0)
         return -1;
     if (load_moe_hparams(L) < 0)
         return -1;
@@ -285,7 +328,7 @@ static int load_hparams(struct loader *L)
         meta_float(L, "rope.freq_base", 10000.0, 1e-3, 1e12, &hp->rope_base) < 0 || load_rope_scaling(L) < 0)
         return -1;
     hp->rope_neox = flags & MODEL_ARCH_ROPE_NEOX;
-    return 0;
+    return load_embed_hparams(L);
 }
 
 static uint64_t mat_bytes(const struct wmat *w)
@@ -495,6 +538,7 @@ void model_free(struct model *m)
     if (!m)
         return;
     free_scratch(m);
+    kv_free(m->embd_kv);
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);
@@ -573,6 +617,12 @@ int model_reserve(struct model *m, int max_batch, struct pool *pool, struct err 
      * (q, k, v; gate and up; every chosen expert's gate and up, or down, in
      * one kern_matmul_multi), each bounded by kern_matmul_wsize_bound */
     size_t ws = kern_matmul_wsize(m->output.type, m->output.n_in, max_batch);
+    if (m->cls.data) {
+        size_t a = kern_matmul_wsize(m->cls.type, m->cls.n_in, max_batch),
+               b = kern_matmul_wsize(m->cls_out.type, m->cls_out.n_in, max_batch);
+        ws = a > ws ? a : ws;
+        ws = b > ws ? b : ws;
+    }
     for (int i = 0; i < hp->n_layer; i++) {
         const struct layer *l = &m->layers[i];
         const struct wmat *ws_of[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down,

@@ -66,6 +66,9 @@ enum {
     MODEL_ARCH_TIED = 1u << 9,          /* new models share token_embd as the output matrix by default */
     MODEL_ARCH_UNTIED = 1u << 10,       /* new models need a separate output.weight (llama.cpp requires it) */
     MODEL_ARCH_LLAMA_KEYS = 1u << 11,   /* the converter also writes vocab_size and rope.dimension_count */
+    MODEL_ARCH_BERT = 1u << 12,         /* an encoder: learned positions and token types, LayerNorms with
+                                         * biases after attention and FFN, GELU, no causal mask, no RoPE,
+                                         * no KV cache (model_embed only) */
 };
 
 struct model_arch {
@@ -93,13 +96,18 @@ enum model_group {
     MODEL_GROUP_SHARED,       /* the shared expert: all of the group's tensors or none */
     MODEL_GROUP_OUTPUT,       /* the output matrix, absent when tied to token_embd */
     MODEL_GROUP_OPTIONAL,     /* read when present, never written (rope_freqs) */
+    MODEL_GROUP_DECODER,      /* every model but an encoder (RMS norms) */
+    MODEL_GROUP_GATE,         /* the SwiGLU gate of a dense decoder layer */
+    MODEL_GROUP_BERT,         /* MODEL_ARCH_BERT: positions, token types, LayerNorms, output and FFN biases */
+    MODEL_GROUP_RANK,         /* an encoder's classification head: required with pooling rank, else optional */
 };
 
 /* Symbolic sizes in tensor shapes (model_dim). */
 enum model_dim {
     MODEL_DIM_1, MODEL_DIM_EMBD, MODEL_DIM_VOCAB, MODEL_DIM_Q /* n_head * head_dim */,
     MODEL_DIM_KV /* n_head_kv * head_dim */, MODEL_DIM_HEAD, MODEL_DIM_FF, MODEL_DIM_EXPERT, MODEL_DIM_FF_EXP,
-    MODEL_DIM_FF_SHEXP, MODEL_DIM_ROT_HALF /* n_rot / 2 */
+    MODEL_DIM_FF_SHEXP, MODEL_DIM_ROT_HALF /* n_rot / 2 */, MODEL_DIM_CTX /* n_ctx_train */,
+    MODEL_DIM_TYPES /* n_token_types */, MODEL_DIM_CLS_OUT /* n_cls_out */
 };
 
 /* How a new model (mkmodel) fills a tensor. */
@@ -150,9 +158,14 @@ struct model_hparams {
     int n_head_kv;
     int head_dim;             /* key_length (= value_length) */
     int n_ff;                 /* dense FFN width (0 in MoE-only models) */
-    int n_ctx_train;
+    int n_ctx_train;          /* bert: the rows of position_embd, the longest input */
+    int n_token_types;        /* bert: rows of token_types (tokenizer.ggml.token_type_count, default 2) */
+    int pooling;              /* enum model_pooling: <arch>.pooling_type, or the default (mean for an
+                               * encoder, last for a decoder) */
+    bool pooling_meta;        /* the file has <arch>.pooling_type: an embedding model */
+    int n_cls_out;            /* bert: outputs of the classification head (classifier.output_labels, default 1) */
     int n_rot;                /* rotated dims per head (rope.dimension_count) */
-    float rms_eps;
+    float rms_eps;            /* bert: attention.layer_norm_epsilon (LayerNorm) */
     float rope_base;
     float rope_freq_scale;    /* 1 / linear scaling factor */
     bool rope_neox;           /* rotate (i, i + n_rot/2) instead of (2i, 2i+1) */
@@ -242,5 +255,45 @@ struct batch {
  * not fit (more tokens than reserved, a token id, position, sequence or block
  * out of range); nothing is computed then. */
 int model_forward(struct model *m, struct kv_cache *kv, const struct batch *b, float *logits_out, struct err *e);
+
+/* ---- embeddings (embed.c) ----
+ * A sentence embedding is the network's final hidden states pooled over one
+ * input: the encoder's last layer output (bert), or a decoder's final
+ * RMS-normed hidden states (llama, qwen2, qwen3 files carrying
+ * <arch>.pooling_type, as Qwen3-Embedding ships), then L2-normalised. */
+enum model_pooling {        /* numbered as llama.cpp's pooling_type */
+    MODEL_POOL_NONE = 0,    /* one vector per token */
+    MODEL_POOL_MEAN = 1,    /* the mean over the input's tokens */
+    MODEL_POOL_CLS = 2,     /* the first token's ([CLS]) */
+    MODEL_POOL_LAST = 3,    /* the last token's */
+    MODEL_POOL_RANK = 4,    /* bert: the classification head on the first token: one score per input */
+};
+/* "none", "mean", "cls", "last", "rank" ("?" otherwise). */
+const char *model_pooling_name(int pooling);
+/* Whether the model is for embeddings: an encoder, or a file with
+ * <arch>.pooling_type. Such a model is not for chat (an encoder has no
+ * output matrix). */
+bool model_is_embedding(const struct model *m);
+
+/* Floats per input model_embed writes with the model's own pooling: 1 for
+ * rank (the score), else n_embd. */
+int model_embed_n_out(const struct model *m);
+
+/* Embeds n_seqs inputs in one forward pass: input i is the lens[i] token ids
+ * at seqs[i] (its [CLS]/[SEP] or BOS/EOS included: what the tokenizer gave).
+ * pooling is an enum model_pooling, or -1 for the model's own
+ * (hparams.pooling). Writes, L2-normalised, one row of n_embd floats per
+ * input to out — with MODEL_POOL_NONE one row per token, inputs one after
+ * another; with MODEL_POOL_RANK (an encoder with cls weights) one float per
+ * input, the classification head's first output on the [CLS] row:
+ * cls.output(tanh(cls(h))), not normalised. The inputs' tokens together must fit in model_max_batch (call
+ * model_reserve first); each input holds 1..n_ctx_train tokens. Encoders
+ * attend over the whole input, decoders causally (their KV lives in a
+ * scratch cache the model keeps; nothing survives the call). -1 with e:
+ * ERR_INVALID for an input that is empty, too long, has an id outside the
+ * vocabulary (the input and position are named), a batch over the
+ * reservation or an unsupported pooling; ERR_NOMEM. */
+int model_embed(struct model *m, const int32_t *const *seqs, const int *lens, int n_seqs, int pooling, float *out,
+                struct err *e);
 
 #endif

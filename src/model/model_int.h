@@ -22,6 +22,13 @@ struct layer {
     const float *bq, *bk, *bv;/* biases or NULL: (n_head * head_dim), (n_head_kv * head_dim) x2 */
     const float *q_norm, *k_norm; /* per-head RMS norm weights or NULL: (head_dim) */
     const float *ffn_norm;    /* (n_embd) */
+    /* bert (NULL elsewhere): attention output bias, post-attention and
+     * post-FFN LayerNorms, FFN biases */
+    const float *bo;          /* (n_embd) */
+    const float *attn_out_norm, *attn_out_norm_b; /* (n_embd) */
+    const float *out_norm, *out_norm_b;           /* (n_embd) */
+    const float *up_b;        /* (n_ff) */
+    const float *down_b;      /* (n_embd) */
     /* Dense feed-forward (when gate_inp.data is NULL). */
     struct wmat gate, up;     /* (n_embd -> n_ff) */
     struct wmat down;         /* (n_ff -> n_embd) */
@@ -45,6 +52,14 @@ struct model {
     struct wmat output;       /* (n_embd -> n_vocab); == tok_embd when tied */
     const float *output_norm; /* (n_embd) */
     const float *rope_freqs;  /* (n_rot / 2) llama3-style RoPE factors, or NULL */
+    struct wmat tok_types;    /* bert: (n_embd -> n_token_types) as rows */
+    struct wmat pos_embd;     /* bert: (n_embd -> n_ctx_train) as rows */
+    const float *tok_norm, *tok_norm_b; /* bert: embedding LayerNorm (n_embd) */
+    struct wmat cls;          /* bert, optional: (n_embd -> n_embd) classification dense layer */
+    const float *cls_b;       /* (n_embd) */
+    struct wmat cls_out;      /* (n_embd -> n_cls_out) */
+    const float *cls_out_b;   /* (n_cls_out) */
+    struct kv_cache *embd_kv; /* owned: a decoder's scratch cache for model_embed, grown on demand */
     struct layer *layers;     /* n_layer, from malloc */
     double *inv_freq;         /* n_rot/2 RoPE frequencies incl. scaling, from malloc */
     float **owned;            /* converted (non-f32) norm and bias vectors, from malloc */
@@ -89,6 +104,11 @@ struct kv_cache {
     int32_t *free_list;       /* stack of free block ids, from malloc */
     int n_free;
 };
+
+/* model_forward with the flagged tokens' final RMS-normed hidden states
+ * (n_embd floats each, in batch order) written to hidden_out instead of
+ * logits: a decoder's embeddings (embed.c). */
+int model_forward_hidden(struct model *m, struct kv_cache *kv, const struct batch *b, float *hidden_out, struct err *e);
 
 static inline size_t kv_offset(const struct kv_cache *kv, int layer, int block, int head, int slot)
 {

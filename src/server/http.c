@@ -200,6 +200,12 @@ static enum MHD_Result generate(struct server *srv, struct MHD_Connection *c, co
         oai_request_release(&oreq);
         return respond_error(srv, c, r, &e);
     }
+    if (model_is_embedding(sm->cfg.m)) {
+        oai_err(&e, 400, "invalid_request_error", "model", "model_not_chat",
+                "The model '%.200s' is an embedding model: use it with /v1/embeddings.", oreq.model);
+        oai_request_release(&oreq);
+        return respond_error(srv, c, r, &e);
+    }
     const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     struct job *j;
     if (job_start(srv, sm, &oreq, auth, client_fd(c), &j, &e) < 0) {
@@ -244,6 +250,28 @@ static enum MHD_Result h_completions(struct server *srv, struct MHD_Connection *
     return generate(srv, c, r, q, OAI_COMPLETION);
 }
 
+static enum MHD_Result h_embeddings(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                                    const char *url, const char *method)
+{
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    struct oai_error e;
+    char *body = NULL;
+    if (srv_embeddings(srv, q->body.buf, q->body.len, auth, q->log.model, sizeof q->log.model, &body, &e) < 0)
+        return respond_error(srv, c, r, &e);
+    return respond(srv, c, r, 200, "application/json", body, strlen(body), true);
+}
+
+static enum MHD_Result h_rerank(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
+                                const char *url, const char *method)
+{
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    struct oai_error e;
+    char *body = NULL;
+    if (srv_rerank(srv, q->body.buf, q->body.len, auth, q->log.model, sizeof q->log.model, &body, &e) < 0)
+        return respond_error(srv, c, r, &e);
+    return respond(srv, c, r, 200, "application/json", body, strlen(body), true);
+}
+
 /* /admin/... (admin_handle) and /v1/usage (admin_usage_for_key) */
 static enum MHD_Result billing_route(struct server *srv, struct MHD_Connection *c, const struct route *r,
                                      struct req *q, const char *url, const char *method, bool admin)
@@ -286,6 +314,8 @@ const struct route srv_routes[] = {
     {"/v1/chat/completions", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/chat/completions",
      h_chat},
     {"/v1/completions", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/completions", h_completions},
+    {"/v1/embeddings", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/embeddings", h_embeddings},
+    {"/v1/rerank", ROUTE_EXACT, ROUTE_POST, ROUTE_TENANT, false, "inference", "/v1/rerank", h_rerank},
     {"/v1/models", ROUTE_EXACT, ROUTE_GET, ROUTE_ANY_KEY, false, NULL, "/v1/models", h_models},
     {"/v1/models/", ROUTE_PARAM, ROUTE_GET, ROUTE_ANY_KEY, false, NULL, "/v1/models/{model}", h_model},
     {"/health", ROUTE_EXACT, ROUTE_GET, ROUTE_ANYONE, false, NULL, "/health", h_health},

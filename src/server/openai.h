@@ -25,7 +25,7 @@
 
 #define OAI_MAX_STOP 4
 
-enum oai_kind { OAI_CHAT, OAI_COMPLETION };
+enum oai_kind { OAI_CHAT, OAI_COMPLETION, OAI_EMBEDDING /* /v1/embeddings (server/embed.c) */ };
 
 struct oai_error {
     int status;          /* HTTP status: 400, 404, 405, 413, 429, 500, 503 */

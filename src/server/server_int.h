@@ -245,6 +245,55 @@ enum MHD_Result console_serve(struct server *srv, struct MHD_Connection *c, cons
 enum MHD_Result me_serve(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
                          const char *url, const char *method);
 
+/* ---- /v1/embeddings (embed.c) ---- */
+
+#define SRV_EMBED_MAX_ITEMS 2048
+
+/* A /v1/embeddings body as parsed, before any model is looked at. */
+struct emb_item {
+    char *text;                    /* from malloc, NUL-terminated (len bytes, may hold NULs), or NULL */
+    size_t len;
+    int32_t *ids;                  /* from malloc when text is NULL: n_ids >= 1 ids, each >= 0 */
+    size_t n_ids;
+};
+struct emb_body {
+    char *model;                   /* from malloc */
+    char *user;                    /* from malloc or NULL */
+    bool base64;                   /* encoding_format "base64" (else "float") */
+    int dimensions;                /* 0 = all, else 1..2^20 (checked against the model later) */
+    struct emb_item *items;        /* from calloc: n_items (1..SRV_EMBED_MAX_ITEMS); rerank: the documents */
+    int n_items;
+    /* /v1/rerank only (srv_rerank_parse): */
+    char *query;                   /* from malloc, non-empty; NULL for /v1/embeddings */
+    size_t query_len;
+    int top_n;                     /* 1..n_items */
+    bool return_documents;
+};
+/* Parses body[0..len): 0 with *out filled, or -1 with *err (400: not a JSON
+ * object, no model, an empty or malformed input naming the item, a bad
+ * encoding_format, dimensions or user; 500 out of memory) and *out empty
+ * but for its model when the body named one. Never crashes on any bytes.
+ * Release with srv_embed_body_release. */
+int srv_embed_parse(const char *body, size_t len, struct emb_body *out, struct oai_error *err);
+void srv_embed_body_release(struct emb_body *b);
+/* The same for a /v1/rerank body: {"model", "query" (a non-empty string),
+ * "documents" (1..SRV_EMBED_MAX_ITEMS non-empty strings, as items with
+ * text), "top_n"? (>= 1; more than the documents means all),
+ * "return_documents"? (bool), "user"?}. */
+int srv_rerank_parse(const char *body, size_t len, struct emb_body *out, struct oai_error *err);
+/* Answers a POST /v1/rerank body as srv_embeddings does: 200 with
+ * {"object":"list","model","results":[{"index","relevance_score"
+ * [,"document":{"text"}]}...] (best first, top_n of them),"usage"}. */
+int srv_rerank(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
+               size_t model_size, char **out, struct oai_error *err);
+
+/* Answers a POST /v1/embeddings body: 200 with *out the JSON response (from
+ * malloc), or -1 with *err (400 bad input or a model that does not embed,
+ * 404 unknown model, 429 queue full, the admit hook's refusal, 503). The
+ * body's model name, when it has one, goes to model_out. */
+int srv_embeddings(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
+                   size_t model_size, char **out, struct oai_error *err);
+
 /* ---- one generation request (job.c) ---- */
 
 struct job;

@@ -20,7 +20,7 @@ char *tok_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool r
                  bool strip_leading_space, size_t *len, struct err *e)
 {
     struct sbuf b = SBUF_INIT;
-    bool strip = strip_leading_space && t->model == TOK_MODEL_SPM && t->add_space_prefix;
+    bool strip = strip_leading_space && ((t->model == TOK_MODEL_SPM && t->add_space_prefix) || t->model == TOK_MODEL_WPM);
     if (sbuf_add(&b, "", 0))
         goto oom;
     for (size_t i = 0; i < n; i++) {

@@ -203,6 +203,8 @@ static int encode_raw(const struct tokenizer *t, const char *text, size_t len, b
     int rc;
     if (t->model == TOK_MODEL_SPM)
         rc = tok_spm_encode(t, text, len, t->add_space_prefix && *prev_special, out, e);
+    else if (t->model == TOK_MODEL_WPM)
+        rc = tok_wpm_encode(t, text, len, out, e);
     else
         rc = tok_bpe_encode(t, text, len, out, e);
     *prev_special = false;

@@ -67,7 +67,8 @@ struct tokenizer {
     bool add_bos, add_eos;
     bool add_space_prefix;      /* SPM */
     bool spm_split_words;       /* SPM: no token has U+2581 after another character */
-    bool ignore_merges;         /* BPE llama3: a word that is a whole token is taken as is */
+    bool ignore_merges;
+    uint32_t max_token_len;     /* WPM: the longest token text in bytes */         /* BPE llama3: a word that is a whole token is taken as is */
 
     char *chat_template;        /* from malloc, NUL-terminated; NULL when the model has none */
     struct tmpl *jinja;         /* owned: chat_template parsed, when it parses and renders a probe chat */
@@ -123,6 +124,8 @@ static inline void tok_sbuf_keep_tail(struct sbuf *b, size_t keep)
 /* SPM: add_prefix puts a space before the text; spaces become U+2581. */
 int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool add_prefix, struct tok_ids *out,
                    struct err *e);
+/* WPM: the BERT pre-tokenizer and greedy longest-match (wpm.c). */
+int tok_wpm_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out, struct err *e);
 int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t len, struct tok_ids *out, struct err *e);
 
 /* tok_encode with a mask: where raw_mask[i] != 0 (one byte per byte of
@@ -151,6 +154,9 @@ static inline size_t tok_utf8_len(uint8_t c)
     return lookup[c >> 4];
 }
 size_t tok_utf8_put(char *out, uint32_t cp); /* writes 1..4 bytes */
+/* Decodes one character at s[0..n) (n >= 1): its length, and the code point
+ * in *cp, or length 1 and *cp = -1 for an invalid byte. */
+size_t tok_utf8_next(const char *s, size_t n, int32_t *cp);
 
 /* A binary heap of TYPE, first the element for which BEFORE(a, b) holds,
  * kept in the fields heap, heap_n and heap_cap of a CTX (the merge queues of

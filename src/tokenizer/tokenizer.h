@@ -8,6 +8,10 @@
  *   BPE   tokenizer.ggml.model = "gpt2": byte-level BPE with merge ranks,
  *         the byte<->unicode mapping and the pre-tokenizer split expressions
  *         chosen by tokenizer.ggml.pre (PCRE2 with Unicode properties).
+ *   WPM   tokenizer.ggml.model = "bert": BERT's WordPiece (lower-cased,
+ *         accents dropped, punctuation split, greedy longest match, [UNK]
+ *         for a word no tokens cover); add_special puts [CLS] before and
+ *         [SEP] after the text (they are tok_bos / tok_eos).
  *
  * Use:
  *     struct tokenizer *t = tok_load(f, &e);       // f may be closed after
@@ -64,6 +68,7 @@ enum tok_type {
 enum tok_model {
     TOK_MODEL_SPM, /* "llama" */
     TOK_MODEL_BPE, /* "gpt2" */
+    TOK_MODEL_WPM, /* "bert": WordPiece */
 };
 
 struct tokenizer;

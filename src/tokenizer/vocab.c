@@ -98,7 +98,7 @@ int tok_cp_to_byte(uint32_t cp)
 
 /* Decodes one UTF-8 character at s[0..n); returns its length and the code
  * point, or length 1 and cp = -1 for an invalid byte. */
-static size_t utf8_next(const char *s, size_t n, int32_t *cp)
+size_t tok_utf8_next(const char *s, size_t n, int32_t *cp)
 {
     const uint8_t *u = (const uint8_t *)s;
     size_t len = tok_utf8_len(u[0]);
@@ -281,7 +281,7 @@ static int build_piece(struct tokenizer *t, int32_t id, struct sbuf *b)
     uint8_t ty = t->types[id];
     if (ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_USER_DEFINED)
         return sbuf_add(b, s, n);
-    if (t->model == TOK_MODEL_SPM) {
+    if (t->model == TOK_MODEL_SPM || t->model == TOK_MODEL_WPM) {
         if (ty == TOK_TYPE_BYTE) {
             /* "<0xNN>" */
             int hi = n == 6 ? hexval(s[3]) : -1, lo = n == 6 ? hexval(s[4]) : -1;
@@ -312,7 +312,7 @@ static int build_piece(struct tokenizer *t, int32_t id, struct sbuf *b)
      * mapping are kept as they are (llama.cpp does the same). */
     for (size_t i = 0; i < n;) {
         int32_t cp;
-        size_t l = utf8_next(s + i, n - i, &cp);
+        size_t l = tok_utf8_next(s + i, n - i, &cp);
         int byte = cp >= 0 ? tok_cp_to_byte((uint32_t)cp) : -1;
         if (byte >= 0) {
             char c = (char)byte;
@@ -393,9 +393,11 @@ static int load_model_kind(struct tokenizer *t, const struct gguf_file *f, struc
         t->model = TOK_MODEL_SPM;
     else if (gguf_str_eq(model, "gpt2"))
         t->model = TOK_MODEL_BPE;
+    else if (gguf_str_eq(model, "bert"))
+        t->model = TOK_MODEL_WPM;
     else
         return err_set(e, ERR_CORRUPT, "tokenizer.ggml.model '%.*s' is not supported (supported: 'llama' = SentencePiece, "
-                          "'gpt2' = byte-level BPE)", (int)(model.len > 64 ? 64 : model.len), model.ptr);
+                          "'gpt2' = byte-level BPE, 'bert' = WordPiece)", (int)(model.len > 64 ? 64 : model.len), model.ptr);
     return 0;
 }
 
@@ -497,6 +499,18 @@ static int load_specials(struct tokenizer *t, const struct gguf_file *f, struct 
         t->unk = 0;
         t->add_bos = true;
         t->add_space_prefix = true;
+    } else if (t->model == TOK_MODEL_WPM) {
+        /* [CLS] text [SEP], [UNK] 100, as llama.cpp's defaults */
+        t->bos = n > 101 ? 101 : -1;
+        t->eos = n > 102 ? 102 : -1;
+        t->unk = n > 100 ? 100 : -1;
+        t->add_bos = t->add_eos = true;
+        if (get_special(f, t, "tokenizer.ggml.cls_token_id", &t->bos, e) ||
+            get_special(f, t, "tokenizer.ggml.seperator_token_id", &t->eos, e))
+            return -1;
+        for (int32_t i = 0; i < n; i++)
+            if (t->text_len[i] > t->max_token_len)
+                t->max_token_len = t->text_len[i];
     } else {
         struct gguf_str pre;
         int rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre, e);

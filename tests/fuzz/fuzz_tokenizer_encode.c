@@ -2,8 +2,9 @@
  * ids decoded and streamed back, with properties checked on every input.
  *
  * Vocabularies: a small byte-level BPE and a small SPM with byte fallback,
- * both built here (so the target needs no files), plus gpt-2 and llama-spm
- * from ../shared/testdata when present. The first input byte chooses the
+ * both built here (so the target needs no files), plus gpt-2, llama-spm and
+ * the WordPiece bert-bge from ../shared/testdata when present (bit 7 of the
+ * first byte reaches the fifth). The first input byte chooses the
  * vocabulary and the flags; the rest is the text.
  *
  * Properties: encoding never fails on any bytes; every id is in range; for
@@ -20,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_TOK 4
+#define MAX_TOK 5
 static struct tokenizer *toks[MAX_TOK];
 static int n_toks;
 
@@ -132,6 +133,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         toks[n_toks++] = t;
     if ((t = load_path("../shared/testdata/tokenizer/llama-spm.gguf")))
         toks[n_toks++] = t;
+    if ((t = load_path("../shared/testdata/tokenizer/bert-bge.gguf")))
+        toks[n_toks++] = t;
     MAAS_ASSERT(n_toks >= 2);
     return 0;
 }
@@ -195,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     uint8_t sel = data[0];
-    struct tokenizer *t = toks[(sel & 3) % n_toks];
+    struct tokenizer *t = toks[((sel & 3) + 4 * (sel >> 7)) % n_toks];
     bool parse_special = sel & 4, add_special = sel & 8;
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
@@ -217,7 +220,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* SPM is lossy by definition in two ways: it puts a space after every
      * special token it parses, and a literal U+2581 in the text decodes as a
      * space (the character is SentencePiece's escape for spaces). */
-    if (!(spm && (parse_special || memmem(text, len, "\xE2\x96\x81", 3))))
+    /* WordPiece lower-cases and drops accents, control characters and
+     * spaces: only the properties above and below hold for it. */
+    if (tok_model(t) != TOK_MODEL_WPM && !(spm && (parse_special || memmem(text, len, "\xE2\x96\x81", 3))))
         MAAS_ASSERT(dl == len && !memcmp(dec, text, len));
     free(dec);
     /* the stream does not drop SPM's prefix space: compare with the plain decoding */

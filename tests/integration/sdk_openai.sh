@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # maas serve driven by the official OpenAI Node SDK (npm package `openai`,
 # pinned in tests/sdk/package-lock.json): plain, streamed and usage-carrying
-# chat, completions, stop strings, seeds, model listing, and errors surfacing
+# chat, completions, embeddings, stop strings, seeds, model listing, and errors surfacing
 # as the SDK's BadRequestError / NotFoundError / RateLimitError. The checks
 # are in tests/sdk/openai.test.mjs (node --test).
 #
@@ -34,15 +34,17 @@ call_id=$("$PY" "$HERE/tools_vocab.py" "$tmp/tiny.gguf" "$tmp/tools-vocab.gguf" 
   '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>') || { echo "FAIL: tools_vocab.py"; exit 1; }
 "$BIN" mkmodel --arch qwen2 --vocab "$tmp/tools-vocab.gguf" --n-embd 64 --n-layer 2 --n-head 4 --n-head-kv 2 \
   --n-ff 128 -o "$tmp/tools.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel: $(tail -1 "$tmp/mk.err")"; exit 1; }
-serve_start "$tmp/main.log" --model "tiny=$tmp/tiny.gguf" --model "tools=$tmp/tools.gguf" --threads 1 --ctx 4096 \
-  || exit 1
+# an embedding model beside it: a tiny random BERT
+"$BIN" mkmodel --arch bert --train-vocab "$ROOT/data/vocab-train.txt" --n-embd 64 --n-layer 2 --n-head 4 --n-ff 128 \
+  -o "$tmp/emb.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel bert: $(tail -1 "$tmp/mk.err")"; exit 1; }
+serve_start "$tmp/main.log" --model "tiny=$tmp/tiny.gguf" --model "tools=$tmp/tools.gguf" --model "emb=$tmp/emb.gguf" --threads 1 --ctx 4096 || exit 1
 main_port=$port
 # a server that is full with one running and one queued request: the third gets 429
 serve_start "$tmp/busy.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 65536 --max-queue 1 --max-running 1 \
   || exit 1
 busy_port=$port
 
-MAAS_CALL_TOKEN=$call_id MAAS_URL="http://127.0.0.1:$main_port/v1" MAAS_BUSY_URL="http://127.0.0.1:$busy_port/v1" MAAS_MODEL=tiny \
+MAAS_CALL_TOKEN=$call_id MAAS_URL="http://127.0.0.1:$main_port/v1" MAAS_BUSY_URL="http://127.0.0.1:$busy_port/v1" MAAS_MODEL=tiny MAAS_EMB_MODEL=emb \
   timeout 85 node --test --test-reporter=spec "$SDK/openai.test.mjs"
 rc=$?
 [ $rc -eq 0 ] || { echo "--- server log (tail)"; tail -20 "$tmp/main.log"; tail -5 "$tmp/busy.log"; }

@@ -618,10 +618,12 @@ class Model:
                 "v": [np.zeros((0, self.n_head_kv, self.head_dim_v)) for _ in range(self.n_layer)],
                 "n": 0}
 
-    def forward(self, tokens, cache=None, n_out=None):
+    def forward(self, tokens, cache=None, n_out=None, hidden=False):
         """Appends tokens to the sequence held in cache (a new one when None);
         returns (logits (T, n_vocab), cache), or only the logits of the last
-        n_out tokens when n_out is given (the output matrix is the costly part)."""
+        n_out tokens when n_out is given (the output matrix is the costly part).
+        hidden=True returns the final RMS-normed hidden states instead of the
+        logits (what a decoder's embeddings are pooled from)."""
         if cache is None:
             cache = self.new_cache()
         tokens = np.asarray(tokens, dtype=np.int64)
@@ -662,7 +664,91 @@ class Model:
         if n_out is not None:
             x = x[T - n_out:]
         h = rms_norm(x, self.w("output_norm.weight"), self.eps)
+        if hidden:
+            return h, cache
         return self.matmul(self.out_name, h), cache
+
+
+def layer_norm(x, w, b, eps):
+    m = x.mean(axis=-1, keepdims=True)
+    v = ((x - m) ** 2).mean(axis=-1, keepdims=True)
+    return (x - m) / np.sqrt(v + eps) * w + b
+
+
+def gelu(x):
+    """The tanh approximation (ggml's gelu, which llama.cpp's bert graph uses)."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+class Bert:
+    """A BERT encoder as llama.cpp's bert graph reads a GGUF file: token +
+    token type 0 + learned position embeddings, LayerNorm; per layer
+    attention over the whole input (q, k, v and output with biases), residual,
+    LayerNorm (attn_output_norm), GELU FFN with biases, residual, LayerNorm
+    (layer_output_norm). No causal mask, no RoPE, no final norm."""
+
+    def __init__(self, src):
+        self.f = src if isinstance(src, GGUFFile) else GGUFFile(src)
+        kv = self.f.kv
+        if kv["general.architecture"] != "bert":
+            raise ValueError("not a bert file")
+        g = lambda k, d=None: kv.get("bert.%s" % k, d)
+        self.n_embd = int(g("embedding_length"))
+        self.n_layer = int(g("block_count"))
+        self.n_head = int(g("attention.head_count"))
+        self.eps = float(g("attention.layer_norm_epsilon", 1e-12))
+        self.pooling = int(g("pooling_type", 1))
+        self._w = {}
+
+    def w(self, name):
+        if name not in self._w:
+            self._w[name] = self.f.dequant(name)
+        return self._w[name]
+
+    def lin(self, name, x):
+        return x @ self.w(name + ".weight").T + self.w(name + ".bias")
+
+    def hidden(self, tokens):
+        """(T, n_embd) final hidden states of one input."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        T = tokens.size
+        x = self.w("token_embd.weight")[tokens] + self.w("token_types.weight")[0] + \
+            self.w("position_embd.weight")[np.arange(T)]
+        x = layer_norm(x, self.w("token_embd_norm.weight"), self.w("token_embd_norm.bias"), self.eps)
+        nh = self.n_head
+        hd = self.n_embd // nh
+        for il in range(self.n_layer):
+            p = "blk.%d." % il
+            q = self.lin(p + "attn_q", x).reshape(T, nh, hd)
+            k = self.lin(p + "attn_k", x).reshape(T, nh, hd)
+            v = self.lin(p + "attn_v", x).reshape(T, nh, hd)
+            s = np.einsum("thd,phd->htp", q, k) / math.sqrt(hd)
+            a = np.exp(log_softmax(s))
+            o = np.einsum("htp,phd->thd", a, v).reshape(T, nh * hd)
+            x = layer_norm(self.lin(p + "attn_output", o) + x, self.w(p + "attn_output_norm.weight"),
+                           self.w(p + "attn_output_norm.bias"), self.eps)
+            h = self.lin(p + "ffn_down", gelu(self.lin(p + "ffn_up", x)))
+            x = layer_norm(h + x, self.w(p + "layer_output_norm.weight"), self.w(p + "layer_output_norm.bias"),
+                           self.eps)
+        return x
+
+
+POOLING = {"none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
+
+
+def embed(model, tokens, pooling):
+    """The L2-normalised embedding of one input (a Bert or a decoder Model)
+    with pooling none|mean|cls|last: (n_embd,), or (T, n_embd) for none;
+    rank (a Bert with a classification head): the score
+    cls.output(tanh(cls(h[0])))[0], as a (1,) array."""
+    h = model.hidden(tokens) if isinstance(model, Bert) else model.forward(tokens, hidden=True)[0]
+    if pooling == "rank":
+        t = np.tanh(model.lin("cls", h[0]))
+        return model.lin("cls.output", t)[:1]
+    if pooling == "none":
+        return h / np.linalg.norm(h, axis=1, keepdims=True)
+    v = {"mean": lambda: h.mean(axis=0), "cls": lambda: h[0], "last": lambda: h[-1]}[pooling]()
+    return v / np.linalg.norm(v)
 
 
 def logits_for_prompt(model, token_ids, all_positions=False):

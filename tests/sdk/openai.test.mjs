@@ -3,6 +3,7 @@
 //   MAAS_URL       base URL of a server with a tiny random model (…/v1)
 //   MAAS_BUSY_URL  a server with --max-queue 1 --max-running 1 (queue-full test)
 //   MAAS_MODEL     the model name both serve
+//   MAAS_EMB_MODEL an embedding model (a tiny BERT) the first one also serves
 // The model is random: its text is gibberish, but deterministic at
 // temperature 0 and for a fixed seed, which is what these tests compare.
 import { test } from 'node:test';
@@ -177,6 +178,31 @@ test('errors: BadRequestError with param, NotFoundError for an unknown model', a
   assert.equal(e.code, 'model_not_found');
   assert.equal(e.param, 'model');
   await expectError(client.models.retrieve('no-such-model'), OpenAI.NotFoundError, 404);
+});
+
+test('embeddings.create: a string, a batch, base64 (the SDK default) and float, dimensions', async () => {
+  const EMB = process.env.MAAS_EMB_MODEL;
+  if (!EMB) return;
+  const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+  const one = await client.embeddings.create({ model: EMB, input: 'Hello world' });
+  assert.equal(one.object, 'list');
+  assert.equal(one.data.length, 1);
+  assert.equal(one.data[0].index, 0);
+  const v = one.data[0].embedding;
+  assert.equal(v.length, 64);
+  assert.ok(Math.abs(norm(v) - 1) < 1e-5, `norm ${norm(v)}`);
+  assert.ok(one.usage.prompt_tokens > 0 && one.usage.total_tokens === one.usage.prompt_tokens);
+  const batch = await client.embeddings.create({ model: EMB, input: ['Hello world', 'second text'],
+    encoding_format: 'float' });
+  assert.deepEqual(batch.data.map((d) => d.index), [0, 1]);
+  const diff = Math.max(...batch.data[0].embedding.map((x, i) => Math.abs(x - v[i])));
+  assert.ok(diff < 1e-5, `batch vs single ${diff}`);
+  const d8 = await client.embeddings.create({ model: EMB, input: 'Hello world', dimensions: 8 });
+  assert.equal(d8.data[0].embedding.length, 8);
+  assert.ok(Math.abs(norm(d8.data[0].embedding) - 1) < 1e-5);
+  const e = await expectError(client.embeddings.create({ model: EMB, input: '' }), OpenAI.BadRequestError, 400);
+  assert.equal(e.param, 'input');
+  await expectError(client.embeddings.create({ model: MODEL, input: 'x' }), OpenAI.BadRequestError, 400);
 });
 
 test('RateLimitError with Retry-After when the queue is full', async () => {

@@ -11,6 +11,7 @@
  *    tail past the vector width, odd position counts over a shuffled block
  *    table, into NaN-prefilled outputs;
  *  - kern_store_f16 of every variant gives the reference's bits;
+ *  - kern_gelu of every variant is within 1e-5 (relative) of the reference;
  *  - the VNNI multiply-add probe is positive exactly when the best variant
  *    is avx512 (its speed is bench_peak's business, not a test's).
  */
@@ -203,6 +204,44 @@ TEST(test_vnni_peak)
     pool_free(pool);
 }
 
+/* kern_gelu of every variant against the reference, odd sizes, NaN-filled
+ * outputs, in place too, over a range that reaches both saturations. */
+TEST(test_gelu_variants)
+{
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
+    static const int sizes[] = {1, 7, 31, 33, 4097};
+    struct rng r;
+    rng_seed(&r, 77);
+    float *x = malloc(4097 * sizeof *x), *ref = malloc(4097 * sizeof *ref), *y = malloc(4097 * sizeof *y);
+    FOR_EACH_SIMD_VARIANT(v)
+    {
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+            int n = sizes[si];
+            for (int i = 0; i < n; i++) {
+                x[i] = (float)(rng_normal(&r) * (i % 5 == 4 ? 40.0 : 3.0));
+                ref[i] = y[i] = NAN;
+            }
+            use_variant(0);
+            kern_gelu(ref, x, n);
+            use_variant(v);
+            kern_gelu(y, x, n);
+            double worst = 0;
+            for (int i = 0; i < n; i++) {
+                double d = fabs((double)y[i] - ref[i]) / (1e-3 + fabs((double)ref[i]));
+                worst = isnan(d) || d > worst ? (isnan(d) ? INFINITY : d) : worst;
+            }
+            CHECKF(worst < 1e-5, "%s: gelu of %d values off by %g (relative)", kern_variant_name(v), n, worst);
+            kern_gelu(x, x, n); /* in place */
+            CHECKF(!memcmp(x, y, (size_t)n * sizeof *x), "%s: gelu in place differs", kern_variant_name(v));
+        }
+    }
+    use_best_variant();
+    free(x);
+    free(ref);
+    free(y);
+}
+
 int main(void)
 {
     RUN(test_env_unknown_variant);
@@ -210,6 +249,7 @@ int main(void)
     RUN(test_use_variant);
     RUN(test_attn_variants);
     RUN(test_store_f16_variants);
+    RUN(test_gelu_variants);
     RUN(test_vnni_peak);
     TEST_END();
 }

@@ -16,7 +16,9 @@ TEST(test_archs_well_formed_and_found)
             CHECKF(strcmp(a->name, model_arch_at(j)->name) != 0, "%s twice", a->name);
         struct err e = {0};
         CHECKF(model_arch_find(a->name, strlen(a->name), &e) == a, "%s not found", a->name);
-        CHECKF(a->rope_base > 0 && a->rms_eps > 0 && a->rms_eps < 1, "%s defaults", a->name);
+        /* an encoder has no RoPE: its rope_base is 0 */
+        CHECKF((a->rope_base > 0) != ((a->flags & MODEL_ARCH_BERT) != 0) && a->rms_eps > 0 && a->rms_eps < 1,
+               "%s defaults", a->name);
         unsigned f = a->flags;
         CHECKF(!((f & MODEL_ARCH_MOE) && (f & MODEL_ARCH_DENSE)), "%s is both MoE and dense", a->name);
         CHECKF(!((f & MODEL_ARCH_TIED) && (f & MODEL_ARCH_UNTIED)), "%s is both tied and untied", a->name);
@@ -35,13 +37,13 @@ TEST(test_arch_lookup)
     CHECK(a != NULL && !strcmp(a->name, "qwen2moe") && (a->flags & MODEL_ARCH_SHARED_EXPERT));
     CHECK(model_arch_find("gpt9", 4, &e) == NULL);
     CHECK(e.code == ERR_NOT_FOUND);
-    CHECKF(!strcmp(e.msg, "architecture 'gpt9' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe)"), "%s",
+    CHECKF(!strcmp(e.msg, "architecture 'gpt9' is not supported (llama, qwen2, qwen3, qwen2moe, qwen3moe, bert)"), "%s",
            e.msg);
     CHECK(model_arch_find("", 0, &e) == NULL && e.code == ERR_NOT_FOUND);
     CHECK(model_arch_find("llam", 4, &e) == NULL && e.code == ERR_NOT_FOUND);
     char buf[256];
     model_arch_names(buf, sizeof buf);
-    CHECK(!strcmp(buf, "llama, qwen2, qwen3, qwen2moe, qwen3moe"));
+    CHECK(!strcmp(buf, "llama, qwen2, qwen3, qwen2moe, qwen3moe, bert"));
     model_arch_names(buf, 8);
     CHECK(!strcmp(buf, "llama, "));
 }
@@ -118,6 +120,16 @@ TEST(test_need_per_architecture)
     CHECK(need("llama", "rope_freqs.weight", &dense) == MODEL_NEED_OPTIONAL);
     dense.tied_output = true;
     CHECK(need("qwen2", "output.weight", &dense) == MODEL_NEED_NONE);
+    /* bert: positions, token types and LayerNorms; no RMS norms, gate or output matrix */
+    CHECK(need("bert", "position_embd.weight", &dense) == MODEL_NEED_REQUIRED);
+    CHECK(need("bert", "layer_output_norm.bias", &dense) == MODEL_NEED_REQUIRED);
+    CHECK(need("bert", "attn_q.bias", &dense) == MODEL_NEED_REQUIRED);
+    CHECK(need("bert", "attn_norm.weight", &dense) == MODEL_NEED_NONE);
+    CHECK(need("bert", "ffn_gate.weight", &dense) == MODEL_NEED_NONE);
+    CHECK(need("bert", "ffn_up.weight", &dense) == MODEL_NEED_REQUIRED);
+    CHECK(need("bert", "output_norm.weight", &dense) == MODEL_NEED_NONE);
+    CHECK(need("llama", "token_types.weight", &dense) == MODEL_NEED_NONE);
+    CHECK(need("qwen2", "attn_output_norm.weight", &dense) == MODEL_NEED_NONE);
 
     struct model_hparams moe = dense;
     moe.n_ff = 0, moe.n_expert = 6, moe.n_expert_used = 2, moe.n_ff_exp = 32;
@@ -133,6 +145,8 @@ TEST(test_need_per_architecture)
     CHECK(model_dim(&moe, MODEL_DIM_FF_EXP) == 32 && model_dim(&moe, MODEL_DIM_EXPERT) == 6);
     CHECK(model_dim(&moe, MODEL_DIM_ROT_HALF) == 8 && model_dim(&moe, MODEL_DIM_VOCAB) == 50);
     CHECK(model_dim(&moe, MODEL_DIM_FF_SHEXP) == 48 && model_dim(&moe, MODEL_DIM_1) == 1);
+    moe.n_ctx_train = 512, moe.n_token_types = 2;
+    CHECK(model_dim(&moe, MODEL_DIM_CTX) == 512 && model_dim(&moe, MODEL_DIM_TYPES) == 2);
 }
 
 int main(void)

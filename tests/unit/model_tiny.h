@@ -163,6 +163,61 @@ static int tiny_write(const struct tiny_cfg *c, const char *path)
     return rc;
 }
 
+/* A tiny BERT encoder (bert.* keys, llama.cpp's tensor names) with
+ * c->n_vocab tokens and pooling_type pooling (-1: no key); the config's
+ * arch, n_head_kv, head_dim and tied are ignored. 0 or -1. */
+static inline int tiny_write_bert(const struct tiny_cfg *c, int pooling, const char *path)
+{
+    struct tiny_writer tw = {0};
+    tw.w = gguf_writer_new();
+    tw.c = c;
+    rng_seed(&tw.r, c->seed ? c->seed : 1);
+    int E = c->n_embd, F = c->n_ff;
+    gguf_writer_set_str(tw.w, "general.architecture", "bert");
+    gguf_writer_set_u32(tw.w, "bert.context_length", 32);
+    gguf_writer_set_u32(tw.w, "bert.embedding_length", (uint32_t)E);
+    gguf_writer_set_u32(tw.w, "bert.block_count", (uint32_t)c->n_layer);
+    gguf_writer_set_u32(tw.w, "bert.feed_forward_length", (uint32_t)F);
+    gguf_writer_set_u32(tw.w, "bert.attention.head_count", (uint32_t)c->n_head);
+    gguf_writer_set_f32(tw.w, "bert.attention.layer_norm_epsilon", 1e-12f);
+    gguf_writer_set_bool(tw.w, "bert.attention.causal", false);
+    if (pooling >= 0)
+        gguf_writer_set_u32(tw.w, "bert.pooling_type", (uint32_t)pooling);
+    gguf_writer_set_u32(tw.w, "tokenizer.ggml.token_type_count", 2);
+    tiny_tensor(&tw, "token_embd.weight", E, c->n_vocab, 0.5, 0);
+    tiny_tensor(&tw, "token_types.weight", E, 2, 0.5, 0);
+    tiny_tensor(&tw, "position_embd.weight", E, 32, 0.5, 0);
+    tiny_tensor(&tw, "token_embd_norm.weight", E, 1, 0.1, 1.0);
+    tiny_tensor(&tw, "token_embd_norm.bias", E, 1, 0.1, 0);
+    for (int l = 0; l < c->n_layer; l++) {
+        char n[96];
+#define T(s, a, b, sd, mu) (snprintf(n, sizeof n, "blk.%d." s, l), tiny_tensor(&tw, n, a, b, sd, mu))
+        T("attn_q.weight", E, E, 0.15, 0);
+        T("attn_k.weight", E, E, 0.15, 0);
+        T("attn_v.weight", E, E, 0.15, 0);
+        T("attn_q.bias", E, 1, 0.1, 0);
+        T("attn_k.bias", E, 1, 0.1, 0);
+        T("attn_v.bias", E, 1, 0.1, 0);
+        T("attn_output.weight", E, E, 0.15, 0);
+        T("attn_output.bias", E, 1, 0.1, 0);
+        T("attn_output_norm.weight", E, 1, 0.1, 1.0);
+        T("attn_output_norm.bias", E, 1, 0.1, 0);
+        T("ffn_up.weight", E, F, 0.15, 0);
+        T("ffn_up.bias", F, 1, 0.1, 0);
+        T("ffn_down.weight", F, E, 0.15, 0);
+        T("ffn_down.bias", E, 1, 0.1, 0);
+        T("layer_output_norm.weight", E, 1, 0.1, 1.0);
+        T("layer_output_norm.bias", E, 1, 0.1, 0);
+#undef T
+    }
+    struct err e;
+    int rc = tw.failed ? -1 : gguf_writer_write(tw.w, path, &e);
+    for (int i = 0; i < tw.n_bufs; i++)
+        free(tw.bufs[i]);
+    gguf_writer_free(tw.w);
+    return rc;
+}
+
 /* A fresh temporary path (the file itself is created by tiny_write). */
 static void tiny_path(char *buf, size_t n, const char *tag)
 {
