@@ -752,7 +752,7 @@ struct grammar *grammar_compile(const char *gbnf, size_t len, struct err *e)
 {
     struct builder b = {.src = gbnf, .len = len, .e = e};
     struct grammar *g = NULL;
-    int root;
+    int root = 0;
     for (;;) {
         skip_space(&b, true);
         if (b.pos >= b.len)
