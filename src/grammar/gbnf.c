@@ -165,7 +165,8 @@ static int ranges_normalise(struct builder *b, size_t first, bool negated)
 {
     uint32_t *r = b->ranges + 2 * first;
     size_t n = b->n_ranges - first, w = 0;
-    qsort(r, n, 2 * sizeof *r, cmp_u32pair);
+    if (n > 1)
+        qsort(r, n, 2 * sizeof *r, cmp_u32pair);
     for (size_t i = 0; i < n; i++) {
         if (w > 0 && r[2 * i] <= r[2 * (w - 1) + 1] + 1) {
             if (r[2 * i + 1] > r[2 * (w - 1) + 1])
@@ -182,7 +183,8 @@ static int ranges_normalise(struct builder *b, size_t first, bool negated)
     uint32_t *in = malloc((nin + 1) * 2 * sizeof *in);
     if (!in)
         return fail_nomem(b);
-    memcpy(in, b->ranges + 2 * first, nin * 2 * sizeof *in);
+    if (nin > 0)
+        memcpy(in, b->ranges + 2 * first, nin * 2 * sizeof *in);
     b->n_ranges = first;
     uint32_t next = 0;
     for (size_t i = 0; i <= nin; i++) {
