@@ -67,6 +67,9 @@ struct oai_request {
     char *user;                    /* from malloc or NULL */
     bool stream;
     bool include_usage;            /* stream_options.include_usage */
+    char *grammar;                 /* from malloc or NULL: structured output as GBNF text, from
+                                      response_format (json_object, json_schema) or the `grammar` field */
+    const char *grammar_param;     /* static: "response_format" or "grammar" (whence grammar came) */
 };
 
 /* Parses body[0..len). 0 with *out filled (release with
