@@ -25,6 +25,7 @@
 #define MAX_DEPTH 64
 #define MAX_POSITIONS 2000 /* most array positions or string length a schema may spell out */
 #define MAX_DIGITS 16
+#define MAX_KEY 32 /* characters of a key of additionalProperties */
 
 struct sref {
     char *ref;           /* from malloc */
@@ -635,10 +636,10 @@ static int gen_object(struct sc *c, json_t *s, const char *path, struct sbuf *o)
             const char *comma = f ? "" : "\",\" ";
             if (i == n) {
                 if (av[0] && f)
-                    sbuf_addf(&x, "( %sstring %sws \":\" %sws %s %sws ( \",\" %sws %sstring %sws \":\" %sws %s %sws )* )?",
+                    sbuf_addf(&x, "( %skey %sws \":\" %sws %s %sws ( \",\" %sws %skey %sws \":\" %sws %s %sws )* )?",
                               c->p, c->p, c->p, av, c->p, c->p, c->p, c->p, c->p, av, c->p);
                 else if (av[0])
-                    sbuf_addf(&x, "( \",\" %sws %sstring %sws \":\" %sws %s %sws )*", c->p, c->p, c->p, c->p, av, c->p);
+                    sbuf_addf(&x, "( \",\" %sws %skey %sws \":\" %sws %s %sws )*", c->p, c->p, c->p, c->p, av, c->p);
                 else
                     sbuf_addstr(&x, "\"\"");
             } else if (pl[i].required) {
@@ -842,6 +843,32 @@ static int gen_expr(struct sc *c, json_t *s, const char *path, struct sbuf *o)
     return gen_typed(c, s, t, path, o);
 }
 
+/* After an allOf merge: a member (or the schema itself) that closes its
+ * object (additionalProperties not true) while the merged schema has
+ * properties it does not declare would reject them in JSON Schema's
+ * semantics, which merging cannot express: an error. */
+static int check_closed(struct sc *c, json_t *s, json_t *merged, const char *path)
+{
+    json_t *all = json_object_get(s, "allOf");
+    size_t n = json_array_size(all);
+    for (size_t i = 0; i <= n; i++) {
+        json_t *m = i < n ? json_array_get(all, i) : s;
+        json_t *addl = json_is_object(m) ? json_object_get(m, "additionalProperties") : NULL;
+        if (!addl || json_is_true(addl))
+            continue;
+        json_t *own = json_object_get(m, "properties");
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(merged, "properties"), k, v) {
+            if (!json_object_get(own, k))
+                return sc_fail(c, path, "allOf: additionalProperties of one member would reject property '%.60s' "
+                                        "of another",
+                               k);
+        }
+    }
+    return 0;
+}
+
 /* Compiles schema s into a rule and writes its name. */
 static int gen(struct sc *c, json_t *s, const char *path, char *name)
 {
@@ -865,6 +892,8 @@ static int gen(struct sc *c, json_t *s, const char *path, char *name)
     } else if (ref || json_object_get(s, "allOf")) {
         json_t *m = json_object();
         rc = merge_into(c, m, s, path);
+        if (rc == 0)
+            rc = check_closed(c, s, m, path);
         if (rc == 0)
             rc = gen(c, m, path, name);
         json_decref(m);
@@ -891,6 +920,7 @@ static void primitives(struct sc *c)
     sbuf_addf(r, "%schar ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" ( [0-9a-cA-CefEF] [0-9a-fA-F]{3} | "
                  "[dD] [0-7] [0-9a-fA-F]{2} ) )\n", p);
     sbuf_addf(r, "%sstring ::= \"\\\"\" %schar* \"\\\"\"\n", p, p);
+    sbuf_addf(r, "%skey ::= \"\\\"\" %schar{0,%d} \"\\\"\"\n", p, p, MAX_KEY);
     sbuf_addf(r, "%sinteger ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} )\n", p);
     sbuf_addf(r, "%snumber ::= %sinteger ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n", p, p);
     sbuf_addf(r, "%sboolean ::= \"true\" | \"false\"\n", p);

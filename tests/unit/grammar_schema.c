@@ -162,6 +162,9 @@ TEST(errors_name_the_keyword)
     CHECK(!g && strstr(e.msg, "fraction"));
     g = grammar_schema_to_gbnf("{\"type\":", NULL, &e);
     CHECK(!g && e.code == ERR_INVALID);
+    g = grammar_schema_to_gbnf("{\"allOf\":[{\"properties\":{\"a\":{}}},{\"properties\":{\"b\":{}}}],"
+                               "\"additionalProperties\":false}", NULL, &e);
+    CHECK(!g && strstr(e.msg, "allOf") && strstr(e.msg, "'a'"));
     /* a prefix keeps every rule apart */
     g = grammar_schema_to_gbnf("{\"type\":\"integer\"}", "tool-", &e);
     CHECK(g && strstr(g, "tool-root ::=") && !strstr(g, "\nroot ::="));
