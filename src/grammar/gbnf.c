@@ -163,7 +163,7 @@ static int cmp_u32pair(const void *x, const void *y)
  * removes surrogates; leaves the result at [first, n_ranges). */
 static int ranges_normalise(struct builder *b, size_t first, bool negated)
 {
-    uint32_t *r = b->ranges + 2 * first;
+    uint32_t *r = b->ranges ? b->ranges + 2 * first : NULL;
     size_t n = b->n_ranges - first, w = 0;
     if (n > 1)
         qsort(r, n, 2 * sizeof *r, cmp_u32pair);
@@ -184,7 +184,7 @@ static int ranges_normalise(struct builder *b, size_t first, bool negated)
     if (!in)
         return fail_nomem(b);
     if (nin > 0)
-        memcpy(in, b->ranges + 2 * first, nin * 2 * sizeof *in);
+        memcpy(in, r, nin * 2 * sizeof *in);
     b->n_ranges = first;
     uint32_t next = 0;
     for (size_t i = 0; i <= nin; i++) {
@@ -728,7 +728,8 @@ static struct grammar *flatten(struct builder *b, int root)
         grammar_free(g);
         return fail_nomem(b), NULL;
     }
-    memcpy(g->ranges, b->ranges, 2 * b->n_ranges * sizeof *g->ranges);
+    if (b->n_ranges)
+        memcpy(g->ranges, b->ranges, 2 * b->n_ranges * sizeof *g->ranges);
     g->n_ranges = (int)b->n_ranges;
     int ne = 0, na = 0;
     for (size_t r = 0; r < b->n_rules; r++) {
