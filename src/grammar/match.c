@@ -353,11 +353,32 @@ static int utf8_step(struct utf8 *u, uint8_t c, uint32_t *lo, uint32_t *hi)
 
 /* ---- one stack's mask: the trie walk -------------------------------------- */
 
+/* The sets of stacks a trie walk reaches, each stored once in the arena
+ * for the whole walk, with the transitions found from it: advance()'s
+ * result depends on the code point only through which of the set's stacks
+ * take it (match_bits), so every trie node whose set and matching stacks
+ * were seen before (all the letters under a node, every position inside a
+ * string) costs a lookup instead of an expansion. */
+struct wset {
+    uint32_t s0, s1;   /* stacks [s0, s1) of the arena */
+    int32_t tr;        /* first transition, -1 = none */
+};
+
+struct wtr {
+    uint64_t bits;     /* the stacks that matched */
+    int32_t child;     /* the set reached, -1 = none */
+    int32_t next;
+};
+
 struct walk {
     const struct grammar *g;
     const struct grammar_vocab *v;
     struct arena *a;
     uint32_t *mask;
+    struct wset *sets; /* from malloc (the state's scratch) */
+    size_t n_sets, cap_sets;
+    struct wtr *trs;   /* from malloc (the state's scratch) */
+    size_t n_trs, cap_trs;
 };
 
 static void allow_node(struct walk *w, uint32_t node)
@@ -369,7 +390,56 @@ static void allow_node(struct walk *w, uint32_t node)
     }
 }
 
-static void walk(struct walk *w, uint32_t node, size_t s0, size_t s1, struct utf8 u)
+/* Which stacks of [s0, s1) (at most 64) take code point c. */
+static uint64_t match_bits(const struct walk *w, size_t s0, size_t s1, uint32_t c)
+{
+    uint64_t bits = 0;
+    for (size_t i = s0; i < s1; i++) {
+        struct stk s = w->a->stk[i];
+        if (s.len > 0 && gelem_has(w->g, &w->g->elems[w->a->pos[s.off + s.len - 1]], c))
+            bits |= 1ull << (i - s0);
+    }
+    return bits;
+}
+
+/* Stores stacks [s0, s1) as a new set; its index, or -1 (out of memory). */
+static int32_t set_new(struct walk *w, size_t s0, size_t s1)
+{
+    if (mem_grow(&w->sets, &w->cap_sets, w->n_sets + 1, sizeof *w->sets) < 0) {
+        w->a->oom = true;
+        return -1;
+    }
+    w->sets[w->n_sets] = (struct wset){(uint32_t)s0, (uint32_t)s1, -1};
+    return (int32_t)w->n_sets++;
+}
+
+/* The set reached from set by code point c (-1 when no stack takes it). */
+static int32_t transition(struct walk *w, int32_t set, uint32_t c)
+{
+    struct wset ws = w->sets[set];
+    bool memo = ws.s1 - ws.s0 <= 64;
+    uint64_t bits = 0;
+    if (memo) {
+        bits = match_bits(w, ws.s0, ws.s1, c);
+        if (!bits)
+            return -1;
+        for (int32_t t = ws.tr; t >= 0; t = w->trs[t].next)
+            if (w->trs[t].bits == bits)
+                return w->trs[t].child;
+    }
+    size_t b0 = w->a->n_stk;
+    advance(w->g, w->a, ws.s0, ws.s1, c);
+    int32_t child = w->a->n_stk > b0 ? set_new(w, b0, w->a->n_stk) : -1;
+    if (memo && mem_grow(&w->trs, &w->cap_trs, w->n_trs + 1, sizeof *w->trs) == 0) {
+        w->trs[w->n_trs] = (struct wtr){bits, child, w->sets[set].tr};
+        w->sets[set].tr = (int32_t)w->n_trs++;
+    }
+    return child;
+}
+
+/* Visits the children of node with the set reached so far and the
+ * character begun u. */
+static void walk(struct walk *w, uint32_t node, int32_t set, struct utf8 u)
 {
     const struct tnode *nodes = w->v->nodes;
     for (uint32_t c = node + 1; c < nodes[node].end && !w->a->oom; c = nodes[c].end) {
@@ -379,20 +449,17 @@ static void walk(struct walk *w, uint32_t node, size_t s0, size_t s1, struct utf
         if (st < 0)
             continue;
         if (st == 0) {
-            if (set_meets(w->g, w->a, s0, s1, lo, hi)) {
+            if (set_meets(w->g, w->a, w->sets[set].s0, w->sets[set].s1, lo, hi)) {
                 allow_node(w, c);
-                walk(w, c, s0, s1, nu);
+                walk(w, c, set, nu);
             }
             continue;
         }
-        size_t m_stk = w->a->n_stk, m_pos = w->a->n_pos;
-        advance(w->g, w->a, s0, s1, nu.cp);
-        if (w->a->n_stk > m_stk) {
+        int32_t child = transition(w, set, nu.cp);
+        if (child >= 0) {
             allow_node(w, c);
-            walk(w, c, m_stk, w->a->n_stk, (struct utf8){0, 0, 0});
+            walk(w, c, child, (struct utf8){0, 0, 0});
         }
-        w->a->n_stk = m_stk;
-        w->a->n_pos = m_pos;
     }
 }
 
@@ -480,6 +547,7 @@ struct grammar_state {
     int32_t *key;                     /* from malloc: cache key scratch */
     size_t cap_key;
     uint32_t *one;                    /* from malloc: one stack's mask (words) */
+    struct walk w;                    /* the trie walk's set and transition tables (scratch) */
 };
 
 static int arena_copy(struct arena *dst, const struct arena *src)
@@ -548,6 +616,8 @@ void grammar_state_free(struct grammar_state *s)
     arena_release(&s->scratch);
     free(s->key);
     free(s->one);
+    free(s->w.sets);
+    free(s->w.trs);
     grammar_free(s->g);
     free(s);
 }
@@ -605,8 +675,15 @@ static int stack_mask(struct grammar_state *s, size_t i, uint32_t *mask)
     memcpy(a->work, s->key, st.len * sizeof *a->work);
     commit(a, st.len, 0);
     memset(s->one, 0, (size_t)words * 4);
-    struct walk w = {s->g, s->v, a, s->one};
-    walk(&w, 0, 0, a->n_stk, s->pend);
+    struct walk *w = &s->w;
+    w->g = s->g;
+    w->v = s->v;
+    w->a = a;
+    w->mask = s->one;
+    w->n_sets = w->n_trs = 0;
+    int32_t root = set_new(w, 0, a->n_stk);
+    if (root >= 0)
+        walk(w, 0, root, s->pend);
     if (a->oom) {
         a->oom = false;
         return -1;
