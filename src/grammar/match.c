@@ -660,13 +660,13 @@ static int stack_mask(struct grammar_state *s, size_t i, uint32_t *mask)
     int words = s->v->words;
     pthread_mutex_lock(&s->g->mu);
     struct gcache_entry *c = cache_find(s->g, s->v, h, s->key, (int)n_key);
-    if (c) {
+    const uint32_t *hit = c ? c->mask : NULL; /* entries' masks stay put until the grammar is freed */
+    pthread_mutex_unlock(&s->g->mu);
+    if (hit) {
         for (int k = 0; k < words; k++)
-            mask[k] |= c->mask[k];
-        pthread_mutex_unlock(&s->g->mu);
+            mask[k] |= hit[k];
         return 0;
     }
-    pthread_mutex_unlock(&s->g->mu);
     /* walk: the one stack copied into the scratch arena */
     struct arena *a = &s->scratch;
     a->n_pos = a->n_stk = 0;
