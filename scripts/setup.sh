@@ -9,6 +9,7 @@ PKGS=(
   clang libclang-rt-14-dev         # libFuzzer targets
   python3 python3-numpy            # the independent NumPy reference in tests/
   python3-jinja2                   # the Jinja2 reference the chat template golden test compares with
+  python3-jsonschema               # the validator of the structured-output conformance test
   libpcre2-dev                     # tokenizer pre-splitting
   libicu-dev                       # WordPiece: Unicode decomposition, categories, lower case
   libsqlite3-dev libsodium-dev     # the ledger (SQLite) and API-key hashing

@@ -92,6 +92,10 @@ struct engine_seq {
     enum engine_finish fin;           /* when finished */
     char why[256];                    /* ENGINE_FINISH_ERROR: the reason */
     struct sample_result res;
+    /* structured output (engine thread, or the pool thread sampling it): */
+    struct grammar_state *gst;        /* owned, or NULL without a grammar */
+    uint32_t *gmask;                  /* from malloc: the allowed tokens of this step */
+    int g_allowed;                    /* tokens allowed this step; < 0 when the mask failed */
 };
 
 struct engine {
@@ -129,6 +133,8 @@ struct engine {
     int q_cap, q_head, q_len, q_new;  /* q_new: of q_len, requests never admitted */
     bool stop;
     struct engine_stats stats;
+    struct grammar_vocab *gv;         /* owned; built by the first request with a grammar, under mu,
+                                         then immutable */
 
     pthread_t thread;
     bool thread_started;
@@ -160,6 +166,8 @@ static void seq_free(struct engine_seq *s)
     free(s->bias);
     free(s->toks);
     free(s->blocks);
+    grammar_state_free(s->gst);
+    free(s->gmask);
     free(s);
 }
 
@@ -273,6 +281,31 @@ void engine_release(struct engine_seq *s)
 
 /* ---- submission ----------------------------------------------------------------- */
 
+/* A new sequence's grammar state and mask, building the engine's token
+ * trie on first use (under mu: the engine thread only reads it through
+ * the states). */
+static int grammar_start(struct engine *eng, struct grammar *g, struct grammar_state **gst, uint32_t **gmask,
+                         struct err *e)
+{
+    if (!eng->tok)
+        return err_set(e, ERR_INVALID, "engine: a grammar needs the model's tokenizer");
+    pthread_mutex_lock(&eng->mu);
+    if (!eng->gv)
+        eng->gv = grammar_vocab_new(eng->tok, eng->n_vocab_sample, e);
+    struct grammar_vocab *gv = eng->gv;
+    pthread_mutex_unlock(&eng->mu);
+    if (!gv)
+        return -1;
+    if (!(*gst = grammar_state_new(g, gv, e)))
+        return -1;
+    if (!(*gmask = malloc((size_t)grammar_vocab_words(gv) * sizeof **gmask))) {
+        grammar_state_free(*gst);
+        *gst = NULL;
+        return err_set(e, ERR_NOMEM, "engine: out of memory for a grammar mask");
+    }
+    return 0;
+}
+
 struct engine_seq *engine_submit(struct engine *eng, const struct engine_request *r, struct err *e)
 {
     if (r->n_prompt < 1 || !r->prompt)
@@ -299,12 +332,22 @@ struct engine_seq *engine_submit(struct engine *eng, const struct engine_request
                        ENGINE_ACCOUNT_MAX - 1),
                NULL;
 
+    struct grammar_state *gst = NULL;
+    uint32_t *gmask = NULL;
+    if (r->grammar && grammar_start(eng, r->grammar, &gst, &gmask, e) < 0)
+        return NULL;
     struct engine_seq *s = calloc(1, sizeof *s);
-    if (!s)
+    if (!s) {
+        grammar_state_free(gst);
+        free(gmask);
         return err_set(e, ERR_NOMEM, "engine: out of memory for a request"), NULL;
+    }
+    s->gst = gst;
+    s->gmask = gmask;
     s->req = *r;
     s->req.prompt = NULL;
     s->req.account = NULL;
+    s->req.grammar = NULL; /* the state holds its reference */
     s->t_submit = now_ns();
     snprintf(s->account, sizeof s->account, "%s", r->account ? r->account : "");
     s->cls = -1;
@@ -331,6 +374,8 @@ struct engine_seq *engine_submit(struct engine *eng, const struct engine_request
         free(s->ring);
         free(s->ring_top);
         free(s->bias);
+        grammar_state_free(s->gst);
+        free(s->gmask);
         free(s);
         return err_set(e, ERR_NOMEM, "engine: out of memory for a request of %d tokens", cap), NULL;
     }
@@ -571,9 +616,52 @@ static void sample_fn(void *ctx, int ith, int nth)
     struct sampler *smp = eng->smp[ith];
     for (int i = ith; i < eng->n_sampled; i += nth) {
         struct engine_seq *s = eng->sampled[i];
-        sampler_sample(smp, eng->logits + (size_t)s->logit_row * eng->n_vocab, &s->req.sample, s->toks, s->n_tok,
-                       &s->rng, &s->res);
+        struct sample_params p = s->req.sample;
+        if (s->gst) {
+            struct err e;
+            s->g_allowed = grammar_state_mask(s->gst, s->gmask, &e);
+            if (s->g_allowed <= 0)
+                continue; /* run_batch finishes it */
+            p.allowed = s->gmask;
+        }
+        sampler_sample(smp, eng->logits + (size_t)s->logit_row * eng->n_vocab, &p, s->toks, s->n_tok, &s->rng,
+                       &s->res);
     }
+}
+
+/* Structured output, before the sampled token is used: a step in which
+ * no token was allowed ends the sequence (stop when the grammar may end
+ * there, an error when the vocabulary cannot continue it). True when it
+ * ended. */
+static bool grammar_before_token(struct engine_seq *s)
+{
+    if (s->g_allowed > 0)
+        return false;
+    if (s->g_allowed < 0 || !grammar_state_can_end(s->gst)) {
+        snprintf(s->why, sizeof s->why, "%s", s->g_allowed < 0 ? "grammar: out of memory"
+                                                               : "grammar: no token of the vocabulary can continue the output");
+        s->fin = ENGINE_FINISH_ERROR;
+    } else {
+        s->fin = ENGINE_FINISH_STOP;
+    }
+    return true;
+}
+
+/* Structured output, after the token was emitted: advances the grammar.
+ * True (with s->fin) when the sequence ends here: the grammar is complete,
+ * or (a bug) it refused the token it allowed. */
+static bool grammar_after_token(struct engine_seq *s)
+{
+    struct err e;
+    if (grammar_state_accept(s->gst, s->res.token, &e) < 0) {
+        snprintf(s->why, sizeof s->why, "%s", e.msg);
+        s->fin = ENGINE_FINISH_ERROR;
+        return true;
+    }
+    if (!grammar_state_is_done(s->gst))
+        return false;
+    s->fin = ENGINE_FINISH_STOP;
+    return true;
 }
 
 /* Splits a step's core-seconds among its sequences in proportion to the
@@ -632,6 +720,10 @@ static void run_batch(struct engine *eng, int nt, int nseq)
     charge_step(eng, nt, nseq, (double)(now_ns() - t0) * 1e-9);
     for (int k = 0; k < eng->n_sampled; k++) {
         struct engine_seq *s = eng->sampled[k];
+        if (s->gst && grammar_before_token(s)) {
+            seq_finish(eng, s, s->fin);
+            continue;
+        }
         int32_t t = s->res.token;
         if (!s->req.ignore_eog && eng->tok && tok_is_eog(eng->tok, t)) {
             seq_finish(eng, s, ENGINE_FINISH_STOP);
@@ -640,7 +732,9 @@ static void run_batch(struct engine *eng, int nt, int nseq)
         seq_push_token(s, &s->res);
         s->toks[s->n_tok++] = t;
         s->n_gen++;
-        if (s->n_gen >= s->req.max_tokens || s->n_tok >= eng->n_ctx)
+        if (s->gst && grammar_after_token(s))
+            seq_finish(eng, s, s->fin);
+        else if (s->n_gen >= s->req.max_tokens || s->n_tok >= eng->n_ctx)
             seq_finish(eng, s, ENGINE_FINISH_LENGTH);
     }
 }
@@ -978,6 +1072,7 @@ void engine_free(struct engine *eng)
     for (int i = 0; i < eng->n_smp && eng->smp; i++)
         sampler_free(eng->smp[i]);
     free(eng->smp);
+    grammar_vocab_free(eng->gv);
     if (eng->kv)
         pcache_release(&eng->pc);
     kv_free(eng->kv);

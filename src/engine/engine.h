@@ -24,6 +24,7 @@
 #define MAAS_ENGINE_H
 
 #include "core/core.h"
+#include "grammar/grammar.h"
 #include "model/model.h"
 #include "sample/sample.h"
 #include "tokenizer/tokenizer.h"
@@ -68,12 +69,21 @@ struct engine_request {
     const char *account;          /* copied; the fair-share class (NULL or "" = the class of requests
                                      without an account); at most ENGINE_ACCOUNT_MAX - 1 bytes */
     int weight;                   /* the account's share weight, 1..1000 (0 = 1) */
+    struct grammar *grammar;      /* NULL, or structured output: the sequence's tokens must follow this
+                                     grammar. engine_submit takes its own reference (grammar_ref) and
+                                     drops it when the sequence ends, so the caller may free its
+                                     reference at once. Each sequence keeps its own state; tokens the
+                                     grammar forbids are masked before sampling (sample_params.allowed
+                                     is set by the engine), and when the grammar is complete (no token
+                                     can continue it) the sequence finishes with ENGINE_FINISH_STOP.
+                                     Needs the engine's tokenizer. */
 };
 #define ENGINE_ACCOUNT_MAX 64
 #define ENGINE_TOP_ACCOUNTS 8
 
 enum engine_finish {
-    ENGINE_FINISH_STOP = 0,       /* an end-of-generation token (not emitted as text) */
+    ENGINE_FINISH_STOP = 0,       /* an end-of-generation token (not emitted as text), or the
+                                     request's grammar complete */
     ENGINE_FINISH_LENGTH,         /* max_tokens or n_ctx reached */
     ENGINE_FINISH_CANCELLED,      /* engine_cancel or engine_free */
     ENGINE_FINISH_ERROR,

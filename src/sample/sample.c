@@ -160,6 +160,20 @@ static void top_sorted(struct cand *c, int n, int k)
     qsort(c, (size_t)k, sizeof *c, cmp_cand);
 }
 
+/* Masks the tokens outside the allowed bitset. */
+static void apply_allowed(float *l, int n, const uint32_t *allowed)
+{
+    for (int w = 0; w * 32 < n; w++) {
+        uint32_t bits = allowed[w];
+        if (bits == 0xFFFFFFFFu)
+            continue;
+        int end = w * 32 + 32 < n ? w * 32 + 32 : n;
+        for (int i = w * 32; i < end; i++)
+            if (!(bits >> (i % 32) & 1))
+                l[i] = -INFINITY;
+    }
+}
+
 static void apply_penalties(struct sampler *s, const struct sample_params *p, const int32_t *prev, int n_prev)
 {
     bool rep = p->repeat_penalty != 1.0f, pres = p->presence_penalty != 0.0f, freq = p->frequency_penalty != 0.0f;
@@ -193,6 +207,8 @@ void sampler_sample(struct sampler *s, const float *logits, const struct sample_
     for (int i = 0; i < p->n_bias; i++)
         if (p->bias[i].token >= 0 && p->bias[i].token < n)
             l[p->bias[i].token] += p->bias[i].bias;
+    if (p->allowed)
+        apply_allowed(l, n, p->allowed);
     apply_penalties(s, p, prev, n_prev);
     bool greedy = p->temperature == 0.0f;
     if (!greedy) {
@@ -204,6 +220,9 @@ void sampler_sample(struct sampler *s, const float *logits, const struct sample_
     /* Normaliser of the distribution the logprobs describe. A logit of
      * -inf (a ban through logit_bias) gets probability 0. */
     int arg = 0;
+    if (p->allowed) /* start from an allowed token, so that it wins even when all are at -inf */
+        while (arg < n - 1 && !(p->allowed[arg / 32] >> (arg % 32) & 1))
+            arg++;
     for (int i = 1; i < n; i++)
         if (l[i] > l[arg])
             arg = i;
@@ -277,13 +296,13 @@ void sampler_sample(struct sampler *s, const float *logits, const struct sample_
         tok = arg;
         if (m > 0 && kept > 0) {
             double r = rng_uniform(rng) * kept, acc = 0;
-            tok = c[m - 1].id;
             for (int i = 0; i < m; i++) {
+                if (c[i].p <= 0) /* never a token of probability 0 (a masked one), even on rounding */
+                    continue;
                 acc += c[i].p;
-                if (r < acc) {
-                    tok = c[i].id;
+                tok = c[i].id;
+                if (r < acc)
                     break;
-                }
             }
         }
     }

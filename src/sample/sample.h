@@ -9,6 +9,9 @@
  *
  * The pipeline, in order (each step only if enabled):
  *   1. logit bias            l[t] += bias[t]
+ *      allowed tokens        l[t] = -inf for t not in the allowed bitset (when
+ *                            given: structured output's grammar mask), so
+ *                            greedy decoding and every later step respect it
  *   2. repetition penalty    for t seen in the last penalty_last_n tokens:
  *                            l[t] = l[t] > 0 ? l[t] / r : l[t] * r  (CTRL)
  *   3. presence / frequency  l[t] -= presence * (count[t] > 0) + frequency * count[t]
@@ -51,6 +54,9 @@ struct sample_params {
     const struct sample_bias *bias; /* borrowed; n_bias entries; tokens out of range are ignored */
     int n_bias;
     int n_top_logprobs;       /* alternatives to report, 0..SAMPLE_MAX_TOP */
+    const uint32_t *allowed;  /* borrowed; NULL = every token; else bit t of word t/32 set when token t
+                                 may be sampled ((n_vocab + 31) / 32 words). At least one token must be
+                                 allowed; the result is always an allowed token. */
 };
 
 struct sample_logprob {

@@ -306,7 +306,7 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
     if (check_bias(sm, req, err) < 0 || encode_prompt(sm, req, &ids, &rendered, &rendered_len, err) < 0 ||
         fit_context(sm, req, ids.n, &er.max_tokens, err) < 0 ||
         !(j = job_new(srv, sm, req, fd, split_config(sm, req, rendered, rendered_len, &tc) ? &tc : NULL, &serial, err)) ||
-        sampling_of(req, &er.sample, err) < 0)
+        sampling_of(req, &er.sample, err) < 0 || srv_grammar_get(req, &er.grammar, err) < 0)
         goto out;
     er.prompt = ids.ids;
     er.n_prompt = (int)ids.n;
@@ -325,6 +325,7 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
     j = NULL;
     rc = 0;
 out:
+    grammar_free(er.grammar); /* the engine holds its own reference */
     if (j) {
         tok_stream_free(j->ts);
         oai_logprobs_free(j->lp);

@@ -15,6 +15,7 @@
 #include "server/openai.h"
 #include "server/oai_tools.h"
 #include "server/server.h" /* srv_json_dump */
+#include "grammar/grammar.h"
 
 #include <jansson.h>
 
@@ -348,24 +349,73 @@ static int parse_model(json_t *root, struct oai_request *r, struct oai_error *e)
     return 0;
 }
 
-/* Fields that change what the answer must be and that this server does not
- * honour yet: the older functions (tools replace them), a response_format
- * other than text. A 400 naming the field, never a silently different
- * answer. (tools and tool_choice: oai_tools.c.) */
+/* A field that changes what the answer must be and that this server does
+ * not honour: the older functions (tools replace them). A 400 naming the
+ * field, never a silently different answer. (tools and tool_choice:
+ * oai_tools.c; response_format and grammar: parse_structured below.) */
 static int parse_output_shaping(json_t *root, struct oai_error *e)
 {
     json_t *fv = json_object_get(root, "functions");
     if (fv && !json_is_null(fv) && !(json_is_array(fv) && json_array_size(fv) == 0))
         return BAD("functions", "Unsupported parameter: 'functions' is deprecated; send them as 'tools'.");
-    json_t *rf = json_object_get(root, "response_format");
-    if (!rf || json_is_null(rf))
-        return 0;
+    return 0;
+}
+
+/* ---- structured output: response_format and grammar ---- */
+
+/* The GBNF of response_format (NULL for text), or -1 with the error. */
+static int response_format_gbnf(json_t *rf, char **out, struct oai_error *e)
+{
+    *out = NULL;
     const char *type = json_string_value(json_object_get(rf, "type"));
     if (!json_is_object(rf) || !type)
         return BAD("response_format", "Invalid type for 'response_format': expected an object with a string 'type'.");
-    if (strcmp(type, "text") != 0)
-        return BAD("response_format", "Unsupported value: 'response_format' type '%.64s' is not supported by this server "
-                   "(only 'text').", type);
+    if (!strcmp(type, "text"))
+        return 0;
+    char *schema = NULL;
+    if (!strcmp(type, "json_object")) {
+        schema = strdup("{\"type\":\"json_object\"}");
+    } else if (!strcmp(type, "json_schema")) {
+        json_t *js = json_object_get(rf, "json_schema");
+        json_t *sch = json_object_get(js, "schema");
+        if (!json_is_object(js) || !(json_is_object(sch) || json_is_boolean(sch)))
+            return BAD("response_format", "Invalid 'response_format': type 'json_schema' needs 'json_schema' with an "
+                       "object 'schema'.");
+        schema = json_dumps(sch, JSON_COMPACT | JSON_ENCODE_ANY);
+    } else {
+        return BAD("response_format", "Invalid value for 'response_format': type '%.64s' is not one of 'text', "
+                   "'json_object', 'json_schema'.", type);
+    }
+    if (!schema)
+        return oai_err(e, 500, "server_error", NULL, NULL, "Out of memory.");
+    struct err ge;
+    *out = grammar_schema_to_gbnf(schema, NULL, &ge);
+    free(schema);
+    if (!*out)
+        return ge.code == ERR_NOMEM ? oai_err(e, 500, "server_error", NULL, NULL, "Out of memory.")
+                                    : BAD("response_format", "Invalid 'response_format': %s.", ge.msg);
+    return 0;
+}
+
+/* response_format (json_object, json_schema) or `grammar` (GBNF, an
+ * extension as llama.cpp's server has it) into r->grammar. The GBNF is
+ * compiled (and its errors reported) when the job starts. */
+static int parse_structured(json_t *root, struct oai_request *r, struct oai_error *e)
+{
+    json_t *rf = json_object_get(root, "response_format"), *g = json_object_get(root, "grammar");
+    if (rf && !json_is_null(rf) && response_format_gbnf(rf, &r->grammar, e) < 0)
+        return -1;
+    if (r->grammar)
+        r->grammar_param = "response_format";
+    if (!g || json_is_null(g))
+        return 0;
+    if (!json_is_string(g))
+        return BAD("grammar", "Invalid type for 'grammar': expected a string (GBNF), but got %s.", json_type_name(g));
+    if (r->grammar)
+        return BAD("grammar", "Invalid 'grammar': give either 'grammar' or a JSON 'response_format', not both.");
+    if (!(r->grammar = strdup(json_string_value(g))))
+        return oai_err(e, 500, "server_error", NULL, NULL, "Out of memory.");
+    r->grammar_param = "grammar";
     return 0;
 }
 
@@ -512,7 +562,8 @@ static int parse_root(enum oai_kind kind, json_t *root, struct oai_request *r, s
     if (kind == OAI_CHAT ? parse_messages(root, r, e) < 0 || oai_parse_tools(root, r, e) < 0
                          : parse_prompt(root, r, e) < 0)
         return -1;
-    if (parse_unsupported(kind, root, e) < 0 || parse_sampling(root, r, e) < 0 || parse_stop(root, r, e) < 0 ||
+    if (parse_unsupported(kind, root, e) < 0 || parse_structured(root, r, e) < 0 || parse_sampling(root, r, e) < 0 ||
+        parse_stop(root, r, e) < 0 ||
         parse_logit_bias(root, r, e) < 0 || parse_logprobs(kind, root, r, e) < 0 || parse_user_stream(root, r, e) < 0)
         return -1;
     return 0;
@@ -562,6 +613,7 @@ void oai_request_release(struct oai_request *r)
     free(r->user);
     free(r->chat_vars);
     free(r->tool_choice_name);
+    free(r->grammar);
     memset(r, 0, sizeof *r);
 }
 

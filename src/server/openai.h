@@ -78,6 +78,9 @@ struct oai_request {
     char *tool_choice_name;        /* from malloc: the function OAI_TOOL_NAMED names */
     bool parallel_tool_calls;      /* default true */
     bool tool_msgs;                /* some message has role tool or tool_calls */
+    char *grammar;                 /* from malloc or NULL: structured output as GBNF text, from
+                                      response_format (json_object, json_schema) or the `grammar` field */
+    const char *grammar_param;     /* static: "response_format" or "grammar" (whence grammar came) */
 };
 
 /* Parses body[0..len). 0 with *out filled (release with

@@ -311,6 +311,55 @@ TEST(test_penalties_and_bias)
     sampler_free(s);
 }
 
+/* The allowed bitset holds greedy and sampled draws to its tokens, after
+ * the logit bias and before temperature, top-k and top-p. */
+TEST(test_allowed_mask)
+{
+    struct err e;
+    struct sampler *s = sampler_new(NV, &e);
+    float l[NV];
+    fill_logits(l, NV, 7);
+    uint32_t allowed[(NV + 31) / 32] = {0};
+    int ok[] = {3, 17, 40, 49};
+    for (int i = 0; i < 4; i++)
+        allowed[ok[i] / 32] |= 1u << (ok[i] % 32);
+    struct sample_params p = sample_params_default();
+    p.allowed = allowed;
+    struct sample_bias b = {17, 100.0f}; /* the bias applies before the mask */
+    p.bias = &b;
+    p.n_bias = 1;
+    p.temperature = 0;
+    struct sample_result r;
+    struct rng g;
+    rng_seed(&g, 1);
+    sampler_sample(s, l, &p, NULL, 0, &g, &r);
+    CHECK(r.token == 17);
+    p.n_bias = 0;
+    int best = ok[0];
+    for (int i = 1; i < 4; i++)
+        if (l[ok[i]] > l[best])
+            best = ok[i];
+    sampler_sample(s, l, &p, NULL, 0, &g, &r);
+    CHECK(r.token == best);
+    p.temperature = 1.5f;
+    p.top_k = 40;
+    p.top_p = 0.9f;
+    int seen[NV] = {0};
+    for (int k = 0; k < 2000; k++) {
+        sampler_sample(s, l, &p, NULL, 0, &g, &r);
+        CHECK(r.token >= 0 && r.token < NV && (allowed[r.token / 32] >> (r.token % 32) & 1));
+        seen[r.token]++;
+    }
+    CHECK(seen[best] > 0);
+    /* every logit at -inf but allowed tokens: still an allowed token */
+    for (int i = 0; i < NV; i++)
+        l[i] = -INFINITY;
+    p.temperature = 0;
+    sampler_sample(s, l, &p, NULL, 0, &g, &r);
+    CHECK(r.token == 3);
+    sampler_free(s);
+}
+
 int main(void)
 {
     RUN(test_params_check);
@@ -322,5 +371,6 @@ int main(void)
     RUN(test_top_p_large_vocab);
     RUN(test_min_p_support);
     RUN(test_penalties_and_bias);
+    RUN(test_allowed_mask);
     TEST_END();
 }

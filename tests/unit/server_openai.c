@@ -106,7 +106,11 @@ static const struct bad_case bad[] = {
     {OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"tool_call_id\":\"c\"}]}", "messages[0].content"},
     {OAI_CHAT, CHAT_PRE "\"functions\":[{\"name\":\"f\"}]}", "functions"},
     {OAI_CHAT, CHAT_PRE "\"tool_choice\":\"required\"}", "tool_choice"},
-    {OAI_CHAT, CHAT_PRE "\"response_format\":{\"type\":\"json_object\"}}", "response_format"},
+    {OAI_CHAT, CHAT_PRE "\"response_format\":{\"type\":\"xml\"}}", "response_format"},
+    {OAI_CHAT, CHAT_PRE "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":"
+                        "{\"type\":\"string\",\"minProperties\":1}}}}", "response_format"},
+    {OAI_CHAT, CHAT_PRE "\"grammar\":7}", "grammar"},
+    {OAI_CHAT, CHAT_PRE "\"grammar\":\"root ::= \\\"a\\\"\",\"response_format\":{\"type\":\"json_object\"}}", "grammar"},
     {OAI_CHAT, CHAT_PRE "\"response_format\":\"json\"}", "response_format"},
     {OAI_COMPLETION, CMPL_PRE "\"response_format\":{\"type\":\"json_schema\"}}", "response_format"},
     {OAI_COMPLETION, "{\"model\":\"m\"}", "prompt"},
