@@ -48,7 +48,7 @@ def adm(data, *a):
 def start(sched, tmp):
     data = os.path.join(tmp, sched)
     akf = os.path.join(tmp, "akf-" + sched)
-    with open(akf, "w") as f:
+    with open(os.open(akf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # a secret: mode 600
         f.write("sk-maas-admin-bench-" + os.urandom(16).hex() + "\n")
     adm(data, "price", "set", "m", "--input", "1", "--cached-input", "1", "--output", "1", "--from", "2020-01-01")
     keys = {}

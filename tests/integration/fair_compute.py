@@ -45,7 +45,7 @@ def admin(*args):
 
 def start_server(log, extra=()):
     cmd = [BIN, "serve", "--model", "tiny=" + MODEL, "--data", DATA, "--port", "0", "--threads", "1",
-           "--ctx", "256", "--max-running", "4", "--admin-key-file", AKF] + list(extra)
+           "--ctx", "256", "--max-running", "8", "--admin-key-file", AKF] + list(extra)
     out = open(log, "a")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     out.close()
@@ -114,8 +114,8 @@ def flood(keys_counts, max_tokens):
 
 
 def test_weights(keys):
-    res, statuses = flood([("a", keys["a"], 16), ("b", keys["b"], 16)], 40)
-    check(all(s == 200 for s in statuses), "flood of 2 x 16 streamed requests answered 200")
+    res, statuses = flood([("a", keys["a"], 32), ("b", keys["b"], 32)], 40)
+    check(all(s == 200 for s in statuses), "flood of 2 x 32 streamed requests answered 200")
     # while both are backlogged: from the moment both have a token out (the
     # first arrivals may find the other account not there yet: work
     # conserving) to the moment the first account's last request starts

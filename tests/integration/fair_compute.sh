@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fair shares between accounts and compute attribution on a served model
-# (checks in fair_compute.py, standard library only): with weights 3:1 and
+# (checks in fair_compute.py, standard library only; --max-running 8): with
+# weights 3:1 and
 # both accounts flooding, the tokens streamed while both are backlogged split
 # 3:1 (within 25%); a light account's request overtakes a flood; the sum of
 # the usage records' compute_s equals /metrics maas_compute_seconds_total
