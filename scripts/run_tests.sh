@@ -143,8 +143,10 @@ if want fuzz; then
     work="build/fuzz-work/$n"
     rm -rf "$work"; mkdir -p "$work"
     [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
+    # -error_exitcode: libFuzzer's default for a crash is 77, which this
+    # runner reads as "skipped"; crash inputs go to the work folder
     spawn run_one "fuzz/$n" "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 "$work"
+      -error_exitcode=1 -artifact_prefix="$work/" -print_final_stats=1 "$work"
   done
   drain
 fi

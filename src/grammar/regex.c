@@ -45,17 +45,25 @@ static void emit_jchar(struct sbuf *o, uint32_t c)
         sbuf_addf(o, "\"\\U%08x\"", c);
 }
 
-/* Decodes one UTF-8 character of the pattern. */
+/* Decodes one UTF-8 character of the pattern (valid UTF-8: it comes from
+ * a JSON string). A byte that does not start a well-formed character is
+ * taken as the code point of its value, never as a value past U+10FFFF. */
 static uint32_t rx_char(struct rx *r)
 {
     const unsigned char *s = (const unsigned char *)r->p + r->i;
     size_t left = r->n - r->i;
-    int n = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : 4;
+    int n = s[0] < 0x80 ? 1 : s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+          : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 1;
     if ((size_t)n > left)
         n = 1;
+    for (int k = 1; k < n; k++)
+        if ((s[k] & 0xC0) != 0x80)
+            n = 1;
     uint32_t c = n == 1 ? s[0] : s[0] & (0x7F >> n);
     for (int k = 1; k < n; k++)
         c = c << 6 | (s[k] & 0x3F);
+    if (c > 0x10FFFF)
+        c = s[0], n = 1;
     r->i += (size_t)n;
     return c;
 }
@@ -92,6 +100,22 @@ static int64_t literal_escape(char c)
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return -1;
     return (unsigned char)c;
+}
+
+/* At a backslash that is not a class escape: the escaped character's code
+ * point (advancing past it), or -1 for an escape the subset lacks. A
+ * non-ASCII character after the backslash stands for itself. */
+static int64_t rx_escaped(struct rx *r)
+{
+    unsigned char c = (unsigned char)r->p[r->i + 1];
+    if (c >= 0x80) {
+        r->i++;
+        return rx_char(r);
+    }
+    int64_t v = literal_escape((char)c);
+    if (v >= 0)
+        r->i += 2;
+    return v;
 }
 
 /* Emits a set of code point ranges (negated or not) over JSON-encoded
@@ -171,11 +195,10 @@ static int parse_class(struct rx *r)
                 r->i += 2;
                 continue;
             }
-            int64_t v = literal_escape(c);
+            int64_t v = rx_escaped(r);
             if (v < 0)
                 return rx_fail(r, "unsupported escape");
             lo = (uint32_t)v;
-            r->i += 2;
         } else {
             lo = rx_char(r);
         }
@@ -183,11 +206,10 @@ static int parse_class(struct rx *r)
         if (r->i + 1 < r->n && r->p[r->i] == '-' && r->p[r->i + 1] != ']') {
             r->i++;
             if (r->p[r->i] == '\\' && r->i + 1 < r->n) {
-                int64_t v = literal_escape(r->p[r->i + 1]);
+                int64_t v = rx_escaped(r);
                 if (v < 0)
                     return rx_fail(r, "unsupported escape in a range");
                 hi = (uint32_t)v;
-                r->i += 2;
             } else {
                 hi = rx_char(r);
             }
@@ -247,10 +269,9 @@ static int parse_atom(struct rx *r)
             emit_set(r->out, rg, k, neg);
             return 0;
         }
-        int64_t v = literal_escape(r->p[r->i + 1]);
+        int64_t v = rx_escaped(r);
         if (v < 0)
             return rx_fail(r, "unsupported escape (backreferences, \\b and the like)");
-        r->i += 2;
         emit_jchar(r->out, (uint32_t)v);
         return 0;
     }

@@ -543,6 +543,9 @@ static int load_specials(struct tokenizer *t, const struct gguf_file *f, struct 
         t->bos = -1; /* GLM-4 writes [gMASK]<sop> itself */
     if (t->unk >= 0 && t->unk >= n)
         t->unk = -1;
+    if (t->model == TOK_MODEL_WPM && t->unk < 0) /* a word no piece covers must have somewhere to go */
+        return err_set(e, ERR_CORRUPT, "a WordPiece vocabulary needs an [UNK] token (tokenizer.ggml.unknown_token_id, "
+                       "or id 100): this one has %d tokens and none set", (int)n);
     return 0;
 }
 
