@@ -106,11 +106,14 @@ static bool ends_with(const char *s, const char *suffix)
 }
 
 /* Would llama.cpp quantize this tensor at all? (2-D or more, name ends in
- * "weight", not a norm, not an MoE router ffn_gate_inp.) */
+ * "weight", not a norm, not an MoE router ffn_gate_inp, not BERT's
+ * position_embd or token_types: llama.cpp adds a view of token_types to
+ * the embeddings, which it cannot do on a quantized tensor.) */
 static bool tensor_quantizable(const char *name, int n_dims)
 {
     return n_dims >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") &&
-           !strstr(name, "ffn_gate_inp.weight");
+           !strstr(name, "ffn_gate_inp.weight") && strcmp(name, "position_embd.weight") != 0 &&
+           strcmp(name, "token_types.weight") != 0;
 }
 
 enum category { CAT_TOKEN_EMBD, CAT_OUTPUT, CAT_ATTN_V, CAT_ATTN_K, CAT_ATTN_Q, CAT_ATTN_OUTPUT,
