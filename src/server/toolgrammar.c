@@ -8,7 +8,8 @@
  * Each forced format is a shape of literal text around the calls and
  * around the name and arguments of one call, written as the format's
  * templates write it, so that tc_parse reads back exactly the calls the
- * grammar allowed. "%d" inside a literal is a call index ([0-9]{1,2}).
+ * grammar allowed. "%d" inside a literal is a call index ([0-9]{1,2}), "%n"
+ * an optional newline (Hermes templates differ on them).
  */
 #include "server/toolcall.h"
 
@@ -28,7 +29,7 @@ struct shape {
 };
 
 static const struct shape shapes[TC_FORMAT_COUNT] = {
-    [TC_HERMES] = {"", "\n", "", "<tool_call>\n{\"name\": \"", "\", \"arguments\": ", "}\n</tool_call>", true},
+    [TC_HERMES] = {"", "%n", "", "<tool_call>%n{\"name\": \"", "\", \"arguments\": ", "}%n</tool_call>", true},
     [TC_LLAMA3] = {"", "", "", "{\"name\": \"", "\", \"parameters\": ", "}", false},
     [TC_MISTRAL] = {"[TOOL_CALLS][", ", ", "]", "{\"name\": \"", "\", \"arguments\": ", "}", true},
     [TC_GRANITE] = {"<|tool_call|>[", ", ", "]", "{\"name\": \"", "\", \"arguments\": ", "}", true},
@@ -47,11 +48,18 @@ bool tc_forcible(enum tc_format f)
     return (unsigned)f < TC_FORMAT_COUNT && shapes[f].pre != NULL;
 }
 
-/* s as GBNF: string literals, "%d" as a call index; nothing for "". */
+/* The next "%d" (a call index) or "%n" (an optional newline) in s, or NULL. */
+static const char *next_slot(const char *s)
+{
+    const char *d = strstr(s, "%d"), *n = strstr(s, "%n");
+    return !d ? n : !n ? d : d < n ? d : n;
+}
+
+/* s as GBNF: string literals, "%d" as a call index, "%n" as "\n"?; nothing for "". */
 static void lit(struct sbuf *b, const char *s)
 {
     while (*s) {
-        const char *d = strstr(s, "%d");
+        const char *d = next_slot(s);
         size_t n = d ? (size_t)(d - s) : strlen(s);
         if (n) {
             sbuf_addstr(b, " \"");
@@ -67,7 +75,7 @@ static void lit(struct sbuf *b, const char *s)
             sbuf_addch(b, '"');
         }
         if (d)
-            sbuf_addstr(b, " [0-9]{1,2}");
+            sbuf_addstr(b, d[1] == 'd' ? " [0-9]{1,2}" : " \"\\n\"?");
         s += n + (d ? 2 : 0);
     }
 }

@@ -141,6 +141,8 @@ TEST(parallel_calls)
     strcat(two, sample(0, "ping", "{}"));
     struct grammar *g = forced(&c, NULL, true);
     CHECK(takes(g, two) && parsed_calls(&c, two, strlen(two)) == 2);
+    const char *tight = "<tool_call>{\"name\": \"ping\", \"arguments\": {}}</tool_call>"; /* newlines optional */
+    CHECK(takes(g, tight) && parsed_calls(&c, tight, strlen(tight)) == 1);
     grammar_free(g);
     g = forced(&c, NULL, false);
     CHECK(!takes(g, two) && takes(g, sample(0, "ping", "{}")));
@@ -182,7 +184,7 @@ static size_t walk(struct grammar *g, char *out, size_t cap)
     uint32_t *m = calloc((size_t)words, 4);
     int32_t *allowed = malloc((size_t)words * 32 * sizeof *allowed);
     size_t n = 0;
-    for (int step = 0; step < 400; step++) {
+    for (int step = 0; step < 4000; step++) {
         int k = 0;
         CHECK(grammar_state_mask(s, m, &e) >= 0);
         for (int32_t t = 0; t < words * 32; t++)
@@ -210,7 +212,7 @@ static size_t walk(struct grammar *g, char *out, size_t cap)
 
 TEST(random_walks_parse_back)
 {
-    static char text[8192];
+    static char text[65536];
     for (int i = 0; i < N_SAMPLES; i++) {
         struct tc_config c = {samples[i].f, NULL, NULL, false, true};
         struct grammar *g = forced_of(bounded_json, &c, NULL, true);
