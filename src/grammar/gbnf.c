@@ -787,10 +787,29 @@ void grammar_free(struct grammar *g)
         for (int r = 0; r < g->n_rules; r++)
             free(g->rule_name[r]);
     free(g->rule_name);
+    for (int i = 0; i < g->n_ctl; i++)
+        free(g->ctl_text[i]);
+    free(g->ctl_text);
     free(g->elems);
     free(g->alt_start);
     free(g->rule_first);
     free(g->rule_n_alts);
     free(g->ranges);
     free(g);
+}
+
+int grammar_allow_control(struct grammar *g, const char *const *texts, int n, struct err *e)
+{
+    for (int i = 0; i < n; i++) {
+        if (!texts[i] || !*texts[i])
+            continue;
+        char **t = realloc(g->ctl_text, ((size_t)g->n_ctl + 1) * sizeof *t);
+        if (!t)
+            return err_set(e, ERR_NOMEM, "grammar: out of memory");
+        g->ctl_text = t;
+        if (!(t[g->n_ctl] = strdup(texts[i])))
+            return err_set(e, ERR_NOMEM, "grammar: out of memory");
+        g->n_ctl++;
+    }
+    return 0;
 }

@@ -20,7 +20,8 @@
  *      Tokens are byte strings: one may span several terminals or end in
  *      the middle of a UTF-8 character (the state keeps the pending bytes).
  *      End-of-generation tokens are allowed only where the grammar may end;
- *      other control tokens and tokens with no bytes never are.
+ *      other control tokens (unless grammar_allow_control names them) and
+ *      tokens with no bytes never are.
  *
  * Cost: the allowed set of a state is the union of the sets of its stacks;
  * the set of one stack is computed by walking the token trie (pruned where
@@ -83,6 +84,13 @@ struct grammar *grammar_compile(const char *gbnf, size_t len, struct err *e);
 struct grammar *grammar_ref(struct grammar *g);
 /* Drops a reference; the last frees it. NULL does nothing. */
 void grammar_free(struct grammar *g);
+
+/* Lets the control tokens whose text is one of texts[0..n) be chosen as
+ * single tokens wherever the grammar allows their bytes (other control
+ * tokens never are). Tool-call markers such as <|python_tag|> or
+ * [TOOL_CALLS] are control tokens in many vocabularies; a grammar that
+ * forces a call needs them. Call before g is shared. 0, or -1 with ERR_NOMEM. */
+int grammar_allow_control(struct grammar *g, const char *const *texts, int n, struct err *e);
 
 /* Translates a JSON Schema (JSON text) into GBNF text whose rule names all
  * start with rule_prefix (NULL = ""); the start rule is <prefix>root, so

@@ -49,6 +49,8 @@ struct grammar {
     int n_rules;
     int root;
     atomic_int refs;
+    char **ctl_text;          /* from malloc: n_ctl texts of control tokens allowed (grammar_allow_control) */
+    int n_ctl;
 
     /* the mask cache, under mu: an open-addressed table of cache_cap slots */
     pthread_mutex_t mu;

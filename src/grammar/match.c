@@ -45,6 +45,8 @@ struct grammar_vocab {
     uint32_t *off;         /* from malloc: n_vocab + 1; token id's bytes are blob[off[id] .. off[id+1]) */
     uint32_t *eog;         /* from malloc: words; end-of-generation tokens */
     bool *usable;          /* from malloc: n_vocab; in the trie */
+    int32_t *ctl;          /* from malloc: the control tokens with text (their bytes in blob), not in the trie */
+    int32_t n_ctl;
 };
 
 struct sort_ctx {
@@ -71,7 +73,7 @@ static int vocab_pieces(struct grammar_vocab *v, const struct tokenizer *t, int3
     int32_t nt = t ? tok_n_vocab(t) : 0;
     for (int32_t id = 0; id < v->n_vocab && id < nt; id++) {
         size_t n = 0;
-        tok_piece(t, id, false, &n);
+        tok_piece(t, id, tok_token_type(t, id) == TOK_TYPE_CONTROL, &n);
         total += n;
     }
     if (total >= UINT32_MAX)
@@ -86,16 +88,21 @@ static int vocab_pieces(struct grammar_vocab *v, const struct tokenizer *t, int3
         if (id >= nt)
             continue;
         size_t n = 0;
-        const char *p = tok_piece(t, id, false, &n);
         enum tok_type ty = tok_token_type(t, id);
+        const char *p = tok_piece(t, id, ty == TOK_TYPE_CONTROL, &n);
         if (tok_is_eog(t, id)) {
             v->eog[id / 32] |= 1u << (id % 32);
             continue;
         }
-        if (n == 0 || !p || ty == TOK_TYPE_CONTROL || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_UNUSED)
+        if (n == 0 || !p || ty == TOK_TYPE_UNKNOWN || ty == TOK_TYPE_UNUSED)
             continue;
         memcpy(v->blob + at, p, n);
         at += (uint32_t)n;
+        if (ty == TOK_TYPE_CONTROL) { /* kept for grammar_allow_control, never in the trie */
+            v->off[id + 1] = at;
+            v->ctl[v->n_ctl++] = id;
+            continue;
+        }
         v->usable[id] = true;
         v->toks[(*n_usable)++] = id;
     }
@@ -159,8 +166,9 @@ struct grammar_vocab *grammar_vocab_new(const struct tokenizer *t, int32_t n_voc
     v->toks = malloc(((size_t)n_vocab + 1) * sizeof *v->toks);
     v->eog = calloc((size_t)v->words + 1, sizeof *v->eog);
     v->usable = calloc((size_t)n_vocab + 1, sizeof *v->usable);
+    v->ctl = malloc(((size_t)n_vocab + 1) * sizeof *v->ctl);
     int32_t n_usable = 0;
-    if (!v->off || !v->toks || !v->eog || !v->usable) {
+    if (!v->off || !v->toks || !v->eog || !v->usable || !v->ctl) {
         err_set(e, ERR_NOMEM, "grammar: out of memory");
         goto fail;
     }
@@ -188,6 +196,7 @@ void grammar_vocab_free(struct grammar_vocab *v)
     free(v->off);
     free(v->eog);
     free(v->usable);
+    free(v->ctl);
     free(v);
 }
 
@@ -548,7 +557,30 @@ struct grammar_state {
     size_t cap_key;
     uint32_t *one;                    /* from malloc: one stack's mask (words) */
     struct walk w;                    /* the trie walk's set and transition tables (scratch) */
+    int32_t *ctl;                     /* from malloc: the control tokens the grammar allows (grammar_allow_control) */
+    int n_ctl;
 };
+
+/* The vocabulary's control tokens whose text the grammar names, into s->ctl. */
+static int state_controls(struct grammar_state *s)
+{
+    const struct grammar_vocab *v = s->v;
+    for (int32_t i = 0; i < v->n_ctl && s->g->n_ctl; i++) {
+        int32_t id = v->ctl[i];
+        size_t n = v->off[id + 1] - v->off[id];
+        for (int k = 0; k < s->g->n_ctl; k++) {
+            if (strlen(s->g->ctl_text[k]) != n || memcmp(s->g->ctl_text[k], v->blob + v->off[id], n))
+                continue;
+            int32_t *t = realloc(s->ctl, ((size_t)s->n_ctl + 1) * sizeof *t);
+            if (!t)
+                return -1;
+            s->ctl = t;
+            s->ctl[s->n_ctl++] = id;
+            break;
+        }
+    }
+    return 0;
+}
 
 static int arena_copy(struct arena *dst, const struct arena *src)
 {
@@ -582,7 +614,7 @@ struct grammar_state *grammar_state_new(struct grammar *g, const struct grammar_
             expand(g, &s->cur, 1, 0);
         }
     }
-    if (s->cur.oom)
+    if (s->cur.oom || state_controls(s) < 0)
         goto nomem;
     return s;
 nomem:
@@ -599,7 +631,7 @@ struct grammar_state *grammar_state_clone(const struct grammar_state *src, struc
     s->v = src->v;
     s->pend = src->pend;
     s->done = src->done;
-    if (arena_copy(&s->cur, &src->cur) < 0)
+    if (arena_copy(&s->cur, &src->cur) < 0 || state_controls(s) < 0)
         goto nomem;
     return s;
 nomem:
@@ -618,6 +650,7 @@ void grammar_state_free(struct grammar_state *s)
     free(s->one);
     free(s->w.sets);
     free(s->w.trs);
+    free(s->ctl);
     grammar_free(s->g);
     free(s);
 }
@@ -696,6 +729,28 @@ static int stack_mask(struct grammar_state *s, size_t i, uint32_t *mask)
     return 0;
 }
 
+static int feed_byte(struct grammar_state *s, uint8_t c);
+
+/* 1 when the state may take bytes p[0..n) next, else 0 (the state is left
+ * as it was); -1 on out of memory. */
+static int bytes_fit(struct grammar_state *s, const char *p, size_t n)
+{
+    struct utf8 pend = s->pend;
+    if (arena_copy(&s->save, &s->cur) < 0)
+        return -1;
+    int fit = 1;
+    for (size_t i = 0; i < n && fit; i++)
+        if (feed_byte(s, (uint8_t)p[i]) < 0)
+            fit = 0;
+    bool oom = s->cur.oom;
+    struct arena t = s->cur;
+    s->cur = s->save;
+    s->save = t;
+    s->cur.oom = s->save.oom = false;
+    s->pend = pend;
+    return oom ? -1 : fit;
+}
+
 int grammar_state_mask(struct grammar_state *s, uint32_t *mask, struct err *e)
 {
     int words = s->v->words;
@@ -706,6 +761,14 @@ int grammar_state_mask(struct grammar_state *s, uint32_t *mask, struct err *e)
     for (size_t i = 0; i < s->cur.n_stk; i++)
         if (s->cur.stk[i].len > 0 && stack_mask(s, i, mask) < 0)
             return err_set(e, ERR_NOMEM, "grammar: out of memory");
+    for (int i = 0; i < s->n_ctl; i++) {
+        int32_t id = s->ctl[i];
+        int fit = bytes_fit(s, s->v->blob + s->v->off[id], s->v->off[id + 1] - s->v->off[id]);
+        if (fit < 0)
+            return err_set(e, ERR_NOMEM, "grammar: out of memory");
+        if (fit)
+            mask[id / 32] |= 1u << (id % 32);
+    }
     int count = 0;
     for (int k = 0; k < words; k++) {
         if (can_end)
@@ -777,7 +840,10 @@ int grammar_state_accept(struct grammar_state *s, int32_t id, struct err *e)
         s->done = true;
         return 0;
     }
-    if (!v->usable[id])
+    bool ctl = false;
+    for (int i = 0; i < s->n_ctl && !ctl; i++)
+        ctl = s->ctl[i] == id;
+    if (!v->usable[id] && !ctl)
         return err_set(e, ERR_INVALID, "grammar: token %d is not allowed by a grammar", id);
     return grammar_state_accept_bytes(s, v->blob + v->off[id], v->off[id + 1] - v->off[id], e);
 }

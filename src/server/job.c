@@ -303,10 +303,13 @@ int job_start(struct server *srv, struct smodel *sm, struct oai_request *req, co
     char *rendered = NULL;
     size_t rendered_len = 0;
     tok_ids_init(&ids);
+    const struct tc_config *split = NULL;
     if (check_bias(sm, req, err) < 0 || encode_prompt(sm, req, &ids, &rendered, &rendered_len, err) < 0 ||
-        fit_context(sm, req, ids.n, &er.max_tokens, err) < 0 ||
-        !(j = job_new(srv, sm, req, fd, split_config(sm, req, rendered, rendered_len, &tc) ? &tc : NULL, &serial, err)) ||
-        sampling_of(req, &er.sample, err) < 0 || srv_grammar_get(req, &er.grammar, err) < 0)
+        fit_context(sm, req, ids.n, &er.max_tokens, err) < 0)
+        goto out;
+    split = split_config(sm, req, rendered, rendered_len, &tc) ? &tc : NULL;
+    if (!(j = job_new(srv, sm, req, fd, split, &serial, err)) || sampling_of(req, &er.sample, err) < 0 ||
+        srv_grammar_get(req, split, &er.grammar, err) < 0)
         goto out;
     er.prompt = ids.ids;
     er.n_prompt = (int)ids.n;
@@ -408,11 +411,11 @@ static int on_token(struct job *j, const struct sample_result *t)
     if (j->lp) {
         struct oai_token_lp tl;
         memset(&tl, 0, sizeof tl);
-        tl.bytes = tok_piece(tok, t->token, false, &tl.n_bytes);
+        tl.bytes = tok_piece(tok, t->token, j->tc != NULL, &tl.n_bytes); /* as the text shows it */
         tl.logprob = t->logprob;
         tl.n_top = t->n_top < SAMPLE_MAX_TOP ? t->n_top : SAMPLE_MAX_TOP;
         for (int i = 0; i < tl.n_top; i++) {
-            tl.top[i].bytes = tok_piece(tok, t->top[i].id, false, &tl.top[i].n_bytes);
+            tl.top[i].bytes = tok_piece(tok, t->top[i].id, j->tc != NULL, &tl.top[i].n_bytes);
             tl.top[i].logprob = t->top[i].logprob;
             if (!tl.top[i].bytes)
                 tl.top[i].bytes = "", tl.top[i].n_bytes = 0;

@@ -254,20 +254,12 @@ int oai_parse_tools(json_t *root, struct oai_request *r, struct oai_error *e)
                        oai_json_type_name(ptc));
         r->parallel_tool_calls = json_is_true(ptc);
     }
-    if (oai_tools_forced(r, e) < 0)
-        return -1;
     return build_vars(root, tools, r, e);
 }
 
-int oai_tools_forced(const struct oai_request *r, struct oai_error *e)
+bool oai_tools_forced(const struct oai_request *r)
 {
-    if (r->tool_choice == OAI_TOOL_REQUIRED || r->tool_choice == OAI_TOOL_NAMED)
-        return BAD("tool_choice", "Unsupported value: 'tool_choice' %s%s%s forces a tool call, which needs constrained "
-                                  "decoding; this server does not have it yet (use 'auto' or 'none').",
-                   r->tool_choice == OAI_TOOL_REQUIRED ? "'required'" : "naming function '",
-                   r->tool_choice == OAI_TOOL_NAMED ? r->tool_choice_name : "",
-                   r->tool_choice == OAI_TOOL_NAMED ? "'" : "");
-    return 0;
+    return r->n_tools > 0 && (r->tool_choice == OAI_TOOL_REQUIRED || r->tool_choice == OAI_TOOL_NAMED);
 }
 
 /* ---- out ---- */

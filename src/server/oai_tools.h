@@ -12,8 +12,8 @@
  * the object, tool messages keep tool_call_id and name. The result is
  * oai_request.chat_vars, the JSON the model's template is rendered with.
  *
- * A call cannot be forced yet (that needs constrained decoding):
- * oai_tools_forced answers "required" and a named function with a 400.
+ * A forced call ("required", a named function) is decoded under a grammar
+ * of the model's call syntax (toolgrammar.c, built in structured.c).
  */
 #ifndef MAAS_SERVER_OAI_TOOLS_H
 #define MAAS_SERVER_OAI_TOOLS_H
@@ -31,10 +31,8 @@ const char *oai_json_type_name(const json_t *v);
  * with e (400 naming the field). */
 int oai_parse_tools(json_t *root, struct oai_request *r, struct oai_error *e);
 
-/* 0 when the request's tool_choice can be honoured; -1 with a 400 when it
- * demands a call (required, a named function): that needs constrained
- * decoding, which this server does not have yet. */
-int oai_tools_forced(const struct oai_request *r, struct oai_error *e);
+/* Whether tool_choice demands a call (required, a named function). */
+bool oai_tools_forced(const struct oai_request *r);
 
 /* Sets the parts of a chat message (or a streamed delta) obj that tool
  * calls and reasoning change: content null when p->content_null,

@@ -314,10 +314,15 @@ char *job_run_to_end(struct job *j, int *status, struct oai_error *err);
 ssize_t job_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
 void job_free(void *cls);              /* cancels a running sequence, settles, frees */
 
-/* structured.c: the compiled grammar of req->grammar (a new reference from
- * a cache of recent texts shared by all threads; the caller drops it with
- * grammar_free), or NULL when the request has none. -1 with a 400 naming
- * req->grammar_param and the position of a GBNF error. */
-int srv_grammar_get(const struct oai_request *req, struct grammar **out, struct oai_error *err);
+/* structured.c: the compiled grammar of req->grammar, or of the forced
+ * tool call (tool_choice required or named) in the format of tc (the
+ * model's split config, NULL when none): a new reference from the cache
+ * (drop it with grammar_free), or NULL when the request has none. -1 with
+ * a 400 naming req->grammar_param and the position of a GBNF error, the
+ * tool whose schema cannot be enforced, or the format that cannot be
+ * forced. */
+struct tc_config;
+int srv_grammar_get(const struct oai_request *req, const struct tc_config *tc, struct grammar **out,
+                    struct oai_error *err);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * Structured output on the server: a request's GBNF (from response_format
- * or the `grammar` field, see openai.c) compiled into a struct grammar.
+ * or the `grammar` field, see openai.c), or the grammar of a forced tool
+ * call (toolgrammar.c), compiled into a struct grammar.
  *
  * Compiled grammars are kept in a small cache keyed by their text, shared
  * by every HTTP thread (under cache_mu) and every model: a grammar is
@@ -10,6 +11,11 @@
  * the cache is full (the grammar lives on while sequences hold it).
  */
 #include "server/server_int.h"
+
+#include "server/oai_tools.h"
+#include "server/toolcall.h"
+
+#include <jansson.h>
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -60,28 +66,76 @@ static void cache_put(uint64_t h, const char *text, struct grammar *g)
     gcache[v].used = ++gcache_clock;
 }
 
-int srv_grammar_get(const struct oai_request *req, struct grammar **out, struct oai_error *err)
+/* The GBNF that forces the request's call in the model's format (tc: its
+ * config, NULL when the template defines none). */
+static int forced_gbnf(const struct oai_request *req, const struct tc_config *tc, char **out, struct oai_error *err)
+{
+    if (req->grammar)
+        return oai_err(err, 400, "invalid_request_error", req->grammar_param, NULL, "Invalid '%s': a forced "
+                       "'tool_choice' already constrains the output; give one or the other.", req->grammar_param);
+    if (!tc || tc->fmt == TC_NONE || !tc->calls)
+        return oai_err(err, 400, "invalid_request_error", "tool_choice", NULL, "Invalid 'tool_choice': it forces a "
+                       "tool call, but the model's chat template defines no tool-call format this server knows.");
+    if (!tc_forcible(tc->fmt))
+        return oai_err(err, 400, "invalid_request_error", "tool_choice", NULL, "Unsupported value: 'tool_choice' "
+                       "forces a tool call, which this server cannot constrain in the model's '%s' tool-call format "
+                       "yet (use 'auto').", tc_format_name(tc->fmt));
+    json_t *vars = json_loads(req->chat_vars ? req->chat_vars : "{}", 0, NULL);
+    int bad;
+    struct err e;
+    *out = tc_forced_gbnf(tc, json_object_get(vars, "tools"),
+                          req->tool_choice == OAI_TOOL_NAMED ? req->tool_choice_name : NULL, req->parallel_tool_calls,
+                          &bad, &e);
+    json_decref(vars);
+    if (*out)
+        return 0;
+    if (e.code == ERR_NOMEM)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    if (bad >= 0)
+        return oai_err(err, 400, "invalid_request_error", "tools", NULL,
+                       "Invalid 'tools[%d].function.parameters': a forced call cannot enforce it: %s.", bad, e.msg);
+    return oai_err(err, 400, "invalid_request_error", "tool_choice", NULL, "Invalid 'tool_choice': %s.", e.msg);
+}
+
+/* text compiled, the format's markers allowed as control tokens for a forced call. */
+static struct grammar *compile(const char *text, const struct tc_config *tc, bool forced, const char *param,
+                               struct oai_error *err)
+{
+    struct err e;
+    const char *marks[8];
+    struct grammar *g = grammar_compile(text, strlen(text), &e);
+    if (g && forced && grammar_allow_control(g, marks, tc_forced_markers(tc, marks), &e) < 0) {
+        grammar_free(g);
+        g = NULL;
+    }
+    if (!g && e.code == ERR_NOMEM)
+        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory compiling the grammar.");
+    else if (!g)
+        oai_err(err, 400, "invalid_request_error", param, NULL, "Invalid '%s': grammar: %s.", param, e.msg);
+    return g;
+}
+
+int srv_grammar_get(const struct oai_request *req, const struct tc_config *tc, struct grammar **out,
+                    struct oai_error *err)
 {
     *out = NULL;
-    if (!req->grammar)
+    bool forced = oai_tools_forced(req);
+    char *own = NULL;
+    if (forced && forced_gbnf(req, tc, &own, err) < 0)
+        return -1;
+    const char *text = forced ? own : req->grammar;
+    if (!text)
         return 0;
-    uint64_t h = hash_bytes(req->grammar, strlen(req->grammar));
+    uint64_t h = hash_bytes(text, strlen(text));
     pthread_mutex_lock(&cache_mu);
-    struct grammar *g = cache_get(h, req->grammar);
+    struct grammar *g = cache_get(h, text);
     pthread_mutex_unlock(&cache_mu);
-    if (!g) {
-        struct err e;
-        g = grammar_compile(req->grammar, strlen(req->grammar), &e);
-        if (!g) {
-            if (e.code == ERR_NOMEM)
-                return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory compiling the grammar.");
-            return oai_err(err, 400, "invalid_request_error", req->grammar_param, NULL, "Invalid '%s': grammar: %s.",
-                           req->grammar_param, e.msg);
-        }
+    if (!g && (g = compile(text, tc, forced, forced ? "tools" : req->grammar_param, err))) {
         pthread_mutex_lock(&cache_mu);
-        cache_put(h, req->grammar, g);
+        cache_put(h, text, g);
         pthread_mutex_unlock(&cache_mu);
     }
+    free(own);
     *out = g;
-    return 0;
+    return g ? 0 : -1;
 }

@@ -26,20 +26,14 @@
 
 #define NONE SIZE_MAX
 
-#define DS_CALLS_BEGIN "<\xEF\xBD\x9Ctool\xE2\x96\x81" "calls\xE2\x96\x81" "begin\xEF\xBD\x9C>"
-#define DS_CALLS_END "<\xEF\xBD\x9Ctool\xE2\x96\x81" "calls\xE2\x96\x81" "end\xEF\xBD\x9C>"
-#define DS_CALL_BEGIN "<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "begin\xEF\xBD\x9C>"
-#define DS_CALL_END "<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "end\xEF\xBD\x9C>"
-#define DS_SEP "<\xEF\xBD\x9Ctool\xE2\x96\x81sep\xEF\xBD\x9C>"
-
 static const struct tc_syntax syntaxes[TC_FORMAT_COUNT] = {
     [TC_NONE] = {"none", "", "", "", "", TC_LAYOUT_JSON, "", false, "", ""},
     [TC_HERMES] = {"hermes", "", "", "<tool_call>", "</tool_call>", TC_LAYOUT_JSON, "", false, "<think>", "</think>"},
     [TC_GLM45] = {"glm45", "", "", "<tool_call>", "</tool_call>", TC_LAYOUT_GLM, "", false, "<think>", "</think>"},
     [TC_LLAMA3] = {"llama3", "", "", "<|python_tag|>", "", TC_LAYOUT_JSON, "", true, "", ""},
     [TC_MISTRAL] = {"mistral", "", "", "[TOOL_CALLS]", "", TC_LAYOUT_JSON, "[ARGS]", false, "", ""},
-    [TC_DEEPSEEK] = {"deepseek", DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, TC_LAYOUT_NAME_ARGS,
-                     DS_SEP, false, "<think>", "</think>"},
+    [TC_DEEPSEEK] = {"deepseek", TC_DS_CALLS_BEGIN, TC_DS_CALLS_END, TC_DS_CALL_BEGIN, TC_DS_CALL_END, TC_LAYOUT_NAME_ARGS,
+                     TC_DS_SEP, false, "<think>", "</think>"},
     [TC_COMMAND_R7B] = {"command-r7b", "", "", "<|START_ACTION|>", "<|END_ACTION|>", TC_LAYOUT_JSON, "", false,
                         "<|START_THINKING|>", "<|END_THINKING|>"},
     [TC_FUNCTIONARY] = {"functionary", "", "", ">>>", "", TC_LAYOUT_NAME_ARGS, "\n", true, "", ""},

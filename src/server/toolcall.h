@@ -76,14 +76,21 @@ enum tc_layout {
     TC_LAYOUT_XML,      /* <function=N><parameter=k>v</parameter>...</function> */
 };
 
-/* A format's call syntax, for a later grammar step that constrains output
- * to it. Strings are "" when the format has no such marker.
+/* A format's call syntax (toolgrammar.c forces calls written in it).
+ * Strings are "" when the format has no such marker.
  *   section_open  section_close: around all the calls of a turn (DeepSeek, Kimi)
  *   call_open     call_close:    around one call ("" close: the call runs to
  *                                the next call_open or the end of the output)
  *   name_sep:     between the name and the arguments (NAME_ARGS layout)
  *   lead_call:    a call may also start the output without call_open
  *                 (Llama 3's bare JSON, Functionary's "N\n{..}") */
+/* DeepSeek's markers (fullwidth bars, U+2581 for spaces). */
+#define TC_DS_CALLS_BEGIN "<\xEF\xBD\x9Ctool\xE2\x96\x81" "calls\xE2\x96\x81" "begin\xEF\xBD\x9C>"
+#define TC_DS_CALLS_END "<\xEF\xBD\x9Ctool\xE2\x96\x81" "calls\xE2\x96\x81" "end\xEF\xBD\x9C>"
+#define TC_DS_CALL_BEGIN "<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "begin\xEF\xBD\x9C>"
+#define TC_DS_CALL_END "<\xEF\xBD\x9Ctool\xE2\x96\x81" "call\xE2\x96\x81" "end\xEF\xBD\x9C>"
+#define TC_DS_SEP "<\xEF\xBD\x9Ctool\xE2\x96\x81sep\xEF\xBD\x9C>"
+
 struct tc_syntax {
     const char *name;
     const char *section_open, *section_close;
@@ -156,5 +163,30 @@ int tc_stream_feed(struct tc_stream *s, const char *text, size_t n, bool final, 
 bool tc_stream_in_reasoning(const struct tc_stream *s);
 /* The result of the whole output once fed with final (else of the text so far). */
 const struct tc_result *tc_stream_result(const struct tc_stream *s);
+
+/* ---- forcing a call (toolgrammar.c) ---- */
+struct json_t;
+
+/* Whether a call can be forced in format f: hermes, llama3 (bare JSON, one
+ * call), mistral (the JSON array form), granite, command-r7b, deepseek (V3
+ * form), kimi-k2, functionary31, functionary. Not glm45, qwen3-coder,
+ * harmony. */
+bool tc_forcible(enum tc_format f);
+
+/* The GBNF of the calls tool_choice allows in c->fmt: one call (several
+ * when parallel, only is NULL and the format has several per turn) of a
+ * tool of tools (a JSON array of OpenAI tools; only: that one), its
+ * arguments valid for the tool's parameters (any JSON object without).
+ * When the template has reasoning markers, the output may start with
+ * reasoning (must, when c->start_in_think) written without the close
+ * marker's first two bytes. A string from malloc; NULL with ERR_INVALID
+ * (*bad_tool the tool's index when its schema cannot be enforced, else -1)
+ * or ERR_NOMEM. */
+char *tc_forced_gbnf(const struct tc_config *c, struct json_t *tools, const char *only, bool parallel, int *bad_tool,
+                     struct err *e);
+
+/* The format's marker strings (at most 7) that vocabularies often hold as
+ * control tokens, for grammar_allow_control. Returns how many. */
+int tc_forced_markers(const struct tc_config *c, const char *out[8]);
 
 #endif

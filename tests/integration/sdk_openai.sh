@@ -34,10 +34,15 @@ call_id=$("$PY" "$HERE/tools_vocab.py" "$tmp/tiny.gguf" "$tmp/tools-vocab.gguf" 
   '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>') || { echo "FAIL: tools_vocab.py"; exit 1; }
 "$BIN" mkmodel --arch qwen2 --vocab "$tmp/tools-vocab.gguf" --n-embd 64 --n-layer 2 --n-head 4 --n-head-kv 2 \
   --n-ff 128 -o "$tmp/tools.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel: $(tail -1 "$tmp/mk.err")"; exit 1; }
+# a third with a Hermes template without reasoning, for forced calls (serve_forced.sh explains)
+"$PY" "$HERE/tools_vocab.py" "$tmp/tiny.gguf" "$tmp/forced-vocab.gguf" "$HERE/serve_forced.jinja" >/dev/null \
+  || { echo "FAIL: tools_vocab.py"; exit 1; }
+"$BIN" mkmodel --arch qwen2 --vocab "$tmp/forced-vocab.gguf" --n-embd 64 --n-layer 2 --n-head 4 --n-head-kv 2 \
+  --n-ff 128 -o "$tmp/forced.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel: $(tail -1 "$tmp/mk.err")"; exit 1; }
 # an embedding model beside it: a tiny random BERT
 "$BIN" mkmodel --arch bert --train-vocab "$ROOT/data/vocab-train.txt" --n-embd 64 --n-layer 2 --n-head 4 --n-ff 128 \
   -o "$tmp/emb.gguf" >/dev/null 2>"$tmp/mk.err" || { echo "FAIL: mkmodel bert: $(tail -1 "$tmp/mk.err")"; exit 1; }
-serve_start "$tmp/main.log" --model "tiny=$tmp/tiny.gguf" --model "tools=$tmp/tools.gguf" --model "emb=$tmp/emb.gguf" --threads 1 --ctx 4096 || exit 1
+serve_start "$tmp/main.log" --model "tiny=$tmp/tiny.gguf" --model "tools=$tmp/tools.gguf" --model "forced=$tmp/forced.gguf" --model "emb=$tmp/emb.gguf" --threads 1 --ctx 4096 || exit 1
 main_port=$port
 # a server that is full with one running and one queued request: the third gets 429
 serve_start "$tmp/busy.log" --model "tiny=$tmp/tiny.gguf" --threads 1 --ctx 65536 --max-queue 1 --max-running 1 \

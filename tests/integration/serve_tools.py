@@ -135,9 +135,11 @@ def tool_round():
 
 
 def errors():
-    st, r = post(req(tool_choice="required"))
-    check(st == 400 and r["error"]["param"] == "tool_choice" and "constrained" in r["error"]["message"],
-          "tool_choice required: 400 naming tool_choice")
+    bad = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "x": {"type": "string", "contentEncoding": "base64"}}}}}]
+    st, r = post(req(tool_choice="required", tools=bad))
+    check(st == 400 and r["error"]["param"] == "tools" and "contentEncoding" in r["error"]["message"],
+          "tool_choice required with a schema it cannot enforce: 400 naming tools")
     st, r = post(req(tools=[{"type": "function", "function": {"name": "bad name"}}]))
     check(st == 400 and r["error"]["param"] == "tools[0].function.name", "a bad tool name: 400 naming it")
     family = int(os.environ.get("FAMILY_PORT", "0"))

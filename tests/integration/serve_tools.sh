@@ -9,7 +9,7 @@
 # malformed call returned as text, reasoning_content and its token count,
 # a tool round rendered as `maas template` renders it (same prompt tokens,
 # both with the file's tokenizer.chat_template.tool_use since it has tools),
-# the 400 for a forced call, and the 400 for tools on a model served with
+# the 400 for a forced call whose schema cannot be enforced, and the 400 for tools on a model served with
 # a built-in family (--chat-template chatml). Checks in serve_tools.py.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)

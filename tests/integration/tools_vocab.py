@@ -3,7 +3,8 @@
 GGUF for the tool-call tests (standard library only, written from the GGUF
 format): the tokenizer.* keys of IN, with each TOKEN appended to the
 vocabulary as a user-defined token (one id holding a whole call, so that a
-logit_bias on it makes a random-weight model write exactly that call) and
+logit_bias on it makes a random-weight model write exactly that call), or as
+a control token when written ctl:TEXT, and
 tokenizer.chat_template set to TEMPLATE (and tokenizer.chat_template.tool_use
 to T with --tool-use). Prints the new tokens' ids.
 """
@@ -59,7 +60,8 @@ def main():
     if args[0] == "--tool-use":
         tool_use, args = args[1], args[2:]
     src, dst, tmpl = args[0], args[1], args[2]
-    extra = [t.encode() for t in args[3:]]
+    ctl = [t.startswith("ctl:") for t in args[3:]]
+    extra = [t[4:].encode() if c else t.encode() for t, c in zip(args[3:], ctl)]
     r = Reader(open(src, "rb").read())
     assert r.d[:4] == b"GGUF", "not a GGUF file"
     r.o = 4
@@ -76,7 +78,7 @@ def main():
             ids = list(range(len(e[2][1]), len(e[2][1]) + len(extra)))
             e[2][1].extend(extra)
         elif e[0] == b"tokenizer.ggml.token_type":
-            e[2][1].extend([4] * len(extra))  # USER_DEFINED
+            e[2][1].extend([3 if c else 4 for c in ctl])  # CONTROL or USER_DEFINED
         elif e[0] == b"tokenizer.ggml.scores":
             e[2][1].extend([0.0] * len(extra))
     kv.append([b"tokenizer.chat_template", 8, open(tmpl, "rb").read()])

@@ -277,7 +277,84 @@ test('tools with tool_choice auto: the SDK reads tool_calls, whole and streamed'
   });
   assert.ok(['stop', 'length'].includes(next.choices[0].finish_reason));
   assert.equal(typeof next.choices[0].message.content, 'string');
-  // a forced call needs constrained decoding: a BadRequestError naming tool_choice
-  await assert.rejects(client.chat.completions.create({ ...base, tool_choice: 'required' }),
-    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tool_choice');
+});
+
+// a forced call is decoded under a grammar of the model's call syntax: whatever a random model samples, the
+// answer is a call of the allowed tool with arguments valid for its schema (bounded schemas: a random model in a
+// free string would not stop)
+const FORECAST = {
+  type: 'function',
+  function: {
+    name: 'forecast',
+    parameters: {
+      type: 'object', additionalProperties: false, required: ['city', 'days'],
+      properties: { city: { type: 'string', maxLength: 10 }, days: { type: 'integer', minimum: 1, maximum: 5 } },
+    },
+  },
+};
+
+const ALERT = {
+  type: 'function',
+  function: { name: 'alert', parameters: { type: 'object', required: ['level'], properties: { level: { enum: ['low', 'high'] } } } },
+};
+
+function checkForecast(call) {
+  assert.equal(call.type, 'function');
+  assert.match(call.id, /^call_/);
+  if (call.function.name === 'alert') {
+    assert.ok(['low', 'high'].includes(JSON.parse(call.function.arguments).level), call.function.arguments);
+    return;
+  }
+  assert.equal(call.function.name, 'forecast');
+  const a = JSON.parse(call.function.arguments);
+  assert.deepEqual(Object.keys(a).sort(), ['city', 'days']);
+  assert.ok(typeof a.city === 'string' && [...a.city].length <= 10, call.function.arguments);
+  assert.ok(Number.isInteger(a.days) && a.days >= 1 && a.days <= 5, call.function.arguments);
+}
+
+test('tool_choice required and named: the SDK gets a forced call, whole and streamed', async () => {
+  const base = {
+    model: 'forced', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: [FORECAST, ALERT],
+    temperature: 1, max_tokens: 800,
+  };
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({ ...base, tool_choice: 'required', seed });
+    assert.equal(r.choices[0].finish_reason, 'tool_calls');
+    assert.ok(r.choices[0].message.tool_calls.length >= 1);
+    r.choices[0].message.tool_calls.forEach(checkForecast);
+  }
+  const named = { ...base, tool_choice: { type: 'function', function: { name: 'forecast' } }, seed: 4 };
+  const r = await client.chat.completions.create(named);
+  assert.equal(r.choices[0].finish_reason, 'tool_calls');
+  assert.equal(r.choices[0].message.content, null);
+  assert.equal(r.choices[0].message.tool_calls.length, 1);
+  assert.equal(r.choices[0].message.tool_calls[0].function.name, 'forecast');
+  checkForecast(r.choices[0].message.tool_calls[0]);
+  const fin = await client.chat.completions.stream(named).finalChatCompletion();
+  assert.equal(fin.choices[0].finish_reason, 'tool_calls');
+  assert.deepEqual(fin.choices[0].message.tool_calls[0].function, r.choices[0].message.tool_calls[0].function);
+});
+
+test('response_format json_schema: the SDK parse() helper gets an object valid for the schema', async () => {
+  const schema = {
+    type: 'object', additionalProperties: false, required: ['name', 'tags', 'score'],
+    properties: {
+      name: { type: 'string', maxLength: 12 },
+      tags: { type: 'array', items: { enum: ['a', 'b', 'c'] }, maxItems: 3 },
+      score: { type: 'integer', minimum: 0, maximum: 9 },
+    },
+  };
+  for (const seed of [1, 2]) {
+    const r = await client.chat.completions.parse({
+      model: MODEL, messages: USER, temperature: 1, seed, max_tokens: 300,
+      response_format: { type: 'json_schema', json_schema: { name: 'item', strict: true, schema } },
+    });
+    const ch = r.choices[0];
+    assert.equal(ch.finish_reason, 'stop');
+    const p = ch.message.parsed;
+    assert.deepEqual(Object.keys(p).sort(), ['name', 'score', 'tags']);
+    assert.ok(typeof p.name === 'string' && [...p.name].length <= 12);
+    assert.ok(Array.isArray(p.tags) && p.tags.length <= 3 && p.tags.every((t) => ['a', 'b', 'c'].includes(t)));
+    assert.ok(Number.isInteger(p.score) && p.score >= 0 && p.score <= 9);
+  }
 });

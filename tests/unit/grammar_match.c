@@ -2,7 +2,8 @@
  * allowed-token mask equals a brute-force check of every token (accept it
  * on a copy of the state), along a path through each grammar; tokens that
  * span several terminals; characters split across byte tokens;
- * end-of-generation only where the grammar may end; control tokens never. */
+ * end-of-generation only where the grammar may end; control tokens never,
+ * unless grammar_allow_control names them. */
 #include "grammar/grammar.h"
 #include "test_vocab.h"
 
@@ -150,6 +151,41 @@ TEST(eog_and_control_tokens)
     grammar_free(g);
 }
 
+/* A control token named by grammar_allow_control is allowed where its bytes fit, and only there. */
+TEST(allowed_control_tokens)
+{
+    struct err e;
+    struct tokenizer *own = test_vocab_build(&e); /* has <|im_start|>, a control token that does not end generation */
+    CHECKF(own != NULL, "%s", own ? "" : e.msg);
+    struct grammar_vocab *v = grammar_vocab_new(own, tok_n_vocab(own), &e);
+    int32_t start = tok_find(own, "<|im_start|>", 12);
+    CHECK(start >= 0 && tok_token_type(own, start) == TOK_TYPE_CONTROL && !tok_is_eog(own, start));
+    uint32_t *m = calloc((size_t)grammar_vocab_words(v), 4);
+    struct grammar *g = compile("root ::= \"x\"? \"<|im_start|>\" \"a\"\n");
+    struct grammar_state *s = grammar_state_new(g, v, &e);
+    grammar_state_mask(s, m, &e);
+    CHECK(!bit(m, start) && grammar_state_accept(s, start, &e) < 0); /* not named: never */
+    grammar_state_free(s);
+    const char *names[] = {"<|im_start|>"};
+    CHECK(grammar_allow_control(g, names, 1, &e) == 0);
+    s = grammar_state_new(g, v, &e);
+    grammar_state_mask(s, m, &e);
+    CHECK(bit(m, start));
+    CHECK(grammar_state_accept(s, tok_find(own, "x", 1), &e) == 0);
+    grammar_state_mask(s, m, &e);
+    CHECK(bit(m, start) && !bit(m, tok_find(own, "x", 1)));
+    CHECK(grammar_state_accept(s, start, &e) == 0);
+    grammar_state_mask(s, m, &e);
+    CHECK(!bit(m, start) && bit(m, tok_find(own, "a", 1))); /* its bytes do not fit any more */
+    CHECK(grammar_state_accept(s, start, &e) < 0);
+    CHECK(grammar_state_accept(s, tok_find(own, "a", 1), &e) == 0 && grammar_state_can_end(s));
+    grammar_state_free(s);
+    grammar_free(g);
+    free(m);
+    grammar_vocab_free(v);
+    tok_free(own);
+}
+
 int main(void)
 {
     struct err e;
@@ -164,6 +200,7 @@ int main(void)
     RUN(multi_terminal_tokens);
     RUN(partial_utf8);
     RUN(eog_and_control_tokens);
+    RUN(allowed_control_tokens);
     grammar_vocab_free(gv);
     tok_free(tok);
     TEST_END();

@@ -90,8 +90,6 @@ static const struct bad_case bad[] = {
      "tools[0].function.parameters"},
     {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"sometimes\"}", "tool_choice"},
     {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}}}", "tool_choice"},
-    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"f\"}}}", "tool_choice"},
-    {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":\"required\"}", "tool_choice"},
     {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"tool_choice\":5}", "tool_choice"},
     {OAI_CHAT, CHAT_PRE "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"parallel_tool_calls\":\"yes\"}", "parallel_tool_calls"},
     {OAI_CHAT, CHAT_PRE "\"chat_template_kwargs\":[1]}", "chat_template_kwargs"},

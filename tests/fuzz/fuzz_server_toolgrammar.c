@@ -1,0 +1,46 @@
+/* libFuzzer target for the forced-call grammar builder (server/toolcall.h,
+ * toolgrammar.c). The first byte chooses the format, whether the output
+ * starts in reasoning and whether calls may be parallel; the rest is a
+ * request's `tools` (JSON). Properties: never a crash, leak or hang; for a
+ * JSON array the builder either names an error or gives GBNF that compiles
+ * (every schema grammar_schema_to_gbnf accepts embeds cleanly, and the
+ * format's literals are well escaped). */
+#include "grammar/grammar.h"
+#include "server/toolcall.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void must(int cond)
+{
+    if (!cond)
+        __builtin_trap();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1 || size > 4096)
+        return 0;
+    enum tc_format f = (enum tc_format)(data[0] % TC_FORMAT_COUNT);
+    bool think = (data[0] & 0x40) != 0;
+    struct tc_config c = {f, think ? "<think>" : NULL, think ? "</think>" : NULL, (data[0] & 0x80) != 0, true};
+    json_t *tools = json_loadb((const char *)data + 1, size - 1, 0, NULL);
+    if (!json_is_array(tools)) {
+        json_decref(tools);
+        return 0;
+    }
+    struct err e;
+    int bad;
+    char *g = tc_forced_gbnf(&c, tools, NULL, (data[0] & 0x20) != 0, &bad, &e);
+    must(g != NULL || e.code == ERR_INVALID || e.code == ERR_NOMEM);
+    must(g == NULL || tc_forcible(f));
+    if (g) {
+        struct grammar *gr = grammar_compile(g, strlen(g), &e);
+        must(gr != NULL);
+        grammar_free(gr);
+    }
+    free(g);
+    json_decref(tools);
+    return 0;
+}
