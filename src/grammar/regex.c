@@ -292,11 +292,23 @@ static int parse_quant(struct rx *r)
     if (c == '*' || c == '+' || c == '?') {
         sbuf_addch(r->out, c);
         r->i++;
-    } else if (c == '{') {
+    } else if (c == '{') { /* {m}, {m,} or {m,n}, each count at most MAX_POSITIONS */
         size_t j = r->i + 1;
-        while (j < r->n && ((r->p[j] >= '0' && r->p[j] <= '9') || r->p[j] == ','))
-            j++;
-        if (j >= r->n || r->p[j] != '}' || j == r->i + 1 || r->p[r->i + 1] == ',')
+        long cnt[2] = {-1, -1};
+        int k = 0;
+        for (; j < r->n && k < 2; j++) {
+            char d = r->p[j];
+            if (d >= '0' && d <= '9') {
+                cnt[k] = (cnt[k] < 0 ? 0 : cnt[k]) * 10 + (d - '0');
+                if (cnt[k] > MAX_POSITIONS)
+                    return rx_fail(r, "a {m,n} count larger than this compiler spells out (2000)");
+            } else if (d == ',' && k == 0 && cnt[0] >= 0) {
+                k = 1;
+            } else {
+                break;
+            }
+        }
+        if (j >= r->n || r->p[j] != '}' || cnt[0] < 0 || (cnt[1] >= 0 && cnt[1] < cnt[0]))
             return rx_fail(r, "bad {m,n} quantifier");
         sbuf_add(r->out, r->p + r->i, j - r->i + 1);
         r->i = j + 1;

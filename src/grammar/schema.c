@@ -23,7 +23,6 @@
 #include <string.h>
 
 #define MAX_DEPTH 64
-#define MAX_POSITIONS 2000 /* most array positions or string length a schema may spell out */
 #define MAX_DIGITS 16
 #define MAX_KEY 32 /* characters of a key of additionalProperties */
 

@@ -2,6 +2,8 @@
 #ifndef MAAS_GRAMMAR_SCHEMA_INT_H
 #define MAAS_GRAMMAR_SCHEMA_INT_H
 
+#define MAX_POSITIONS 2000 /* most array positions, string length or {m,n} count a schema may spell out */
+
 #include "core/core.h"
 
 /* Appends to out a GBNF expression for the JSON-encoded characters of a
