@@ -218,8 +218,24 @@ struct arena {
     size_t n_stk, cap_stk;
     int32_t *work;      /* from malloc: the stack being expanded */
     size_t cap_work;
-    bool oom;
+    bool oom;           /* out of memory, or past a limit below (then over is set too) */
+    bool over;
 };
+
+/* A state's limits: a grammar so ambiguous that more stacks than this stay
+ * alive, or that nests rules deeper, fails cleanly instead of taking time
+ * and memory exponential in the output's length. */
+#define MAX_SET_STACKS 256
+#define MAX_STACK_DEPTH 512
+
+/* The error of an arena that stopped: out of memory or past a limit. */
+static int arena_fail(bool over, struct err *e)
+{
+    if (over)
+        return err_set(e, ERR_EXHAUSTED, "grammar: more than %d alternatives alive at once or rules nested deeper "
+                       "than %d (the grammar is too ambiguous for this output)", MAX_SET_STACKS, MAX_STACK_DEPTH);
+    return err_set(e, ERR_NOMEM, "grammar: out of memory");
+}
 
 static void arena_release(struct arena *a)
 {
@@ -247,6 +263,10 @@ static void commit(struct arena *a, size_t wlen, size_t s0)
     for (size_t i = s0; i < a->n_stk; i++)
         if (a->stk[i].len == wlen && memcmp(a->pos + a->stk[i].off, a->work, wlen * sizeof *a->work) == 0)
             return;
+    if (a->n_stk - s0 >= MAX_SET_STACKS || wlen > MAX_STACK_DEPTH) {
+        a->oom = a->over = true;
+        return;
+    }
     if (mem_grow(&a->pos, &a->cap_pos, a->n_pos + wlen + 1, sizeof *a->pos) < 0 ||
         mem_grow(&a->stk, &a->cap_stk, a->n_stk + 1, sizeof *a->stk) < 0) {
         a->oom = true;
@@ -559,6 +579,7 @@ struct grammar_state {
     struct walk w;                    /* the trie walk's set and transition tables (scratch) */
     int32_t *ctl;                     /* from malloc: the control tokens the grammar allows (grammar_allow_control) */
     int n_ctl;
+    bool over;                        /* the last failure was a limit passed (arena_fail) */
 };
 
 /* The vocabulary's control tokens whose text the grammar names, into s->ctl. */
@@ -617,9 +638,10 @@ struct grammar_state *grammar_state_new(struct grammar *g, const struct grammar_
     if (s->cur.oom || state_controls(s) < 0)
         goto nomem;
     return s;
-nomem:
+nomem:;
+    bool over = s && s->cur.over;
     grammar_state_free(s);
-    return err_set(e, ERR_NOMEM, "grammar: out of memory"), NULL;
+    return arena_fail(over, e), NULL;
 }
 
 struct grammar_state *grammar_state_clone(const struct grammar_state *src, struct err *e)
@@ -718,7 +740,8 @@ static int stack_mask(struct grammar_state *s, size_t i, uint32_t *mask)
     if (root >= 0)
         walk(w, 0, root, s->pend);
     if (a->oom) {
-        a->oom = false;
+        s->over = a->over;
+        a->oom = a->over = false;
         return -1;
     }
     for (int k = 0; k < words; k++)
@@ -743,10 +766,11 @@ static int bytes_fit(struct grammar_state *s, const char *p, size_t n)
         if (feed_byte(s, (uint8_t)p[i]) < 0)
             fit = 0;
     bool oom = s->cur.oom;
+    s->over = s->cur.over;
     struct arena t = s->cur;
     s->cur = s->save;
     s->save = t;
-    s->cur.oom = s->save.oom = false;
+    s->cur.oom = s->save.oom = s->cur.over = s->save.over = false;
     s->pend = pend;
     return oom ? -1 : fit;
 }
@@ -760,12 +784,12 @@ int grammar_state_mask(struct grammar_state *s, uint32_t *mask, struct err *e)
     bool can_end = grammar_state_can_end(s);
     for (size_t i = 0; i < s->cur.n_stk; i++)
         if (s->cur.stk[i].len > 0 && stack_mask(s, i, mask) < 0)
-            return err_set(e, ERR_NOMEM, "grammar: out of memory");
+            return arena_fail(s->over, e);
     for (int i = 0; i < s->n_ctl; i++) {
         int32_t id = s->ctl[i];
         int fit = bytes_fit(s, s->v->blob + s->v->off[id], s->v->off[id + 1] - s->v->off[id]);
         if (fit < 0)
-            return err_set(e, ERR_NOMEM, "grammar: out of memory");
+            return arena_fail(s->over, e);
         if (fit)
             mask[id / 32] |= 1u << (id % 32);
     }
@@ -814,14 +838,14 @@ int grammar_state_accept_bytes(struct grammar_state *s, const char *p, size_t n,
         return err_set(e, ERR_NOMEM, "grammar: out of memory");
     for (size_t i = 0; i < n; i++) {
         if (feed_byte(s, (uint8_t)p[i]) < 0) {
-            bool oom = s->cur.oom;
+            bool oom = s->cur.oom, over = s->cur.over;
             struct arena t = s->cur;
             s->cur = s->save;
             s->save = t;
-            s->cur.oom = s->save.oom = false;
+            s->cur.oom = s->save.oom = s->cur.over = s->save.over = false;
             s->pend = pend;
             if (oom)
-                return err_set(e, ERR_NOMEM, "grammar: out of memory");
+                return arena_fail(over, e);
             return err_set(e, ERR_INVALID, "grammar: byte %zu of the output (0x%02x) does not fit the grammar", i,
                            (unsigned char)p[i]);
         }

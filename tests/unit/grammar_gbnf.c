@@ -145,6 +145,33 @@ TEST(can_end_and_done)
     grammar_free(g);
 }
 
+/* A grammar whose alternatives multiply with every byte (items of 1 to 3
+ * letters, nested lists) fails cleanly with ERR_EXHAUSTED once too many
+ * stay alive, instead of taking exponential time; an ordinary output of the
+ * same grammar still matches. */
+TEST(ambiguity_is_bounded)
+{
+    struct err e;
+    const char *src = "root ::= \"[\" (item (item)*)? \"]\"\nitem ::= [a-z]{1,3} | root\n";
+    struct grammar *g = grammar_compile(src, strlen(src), &e);
+    CHECK(g != NULL);
+    struct grammar_vocab *v = grammar_vocab_new(NULL, 0, &e);
+    struct grammar_state *s = grammar_state_new(g, v, &e);
+    CHECK(s && grammar_state_accept_bytes(s, "[ab[c]]", 7, &e) == 0 && grammar_state_can_end(s));
+    grammar_state_free(s);
+    s = grammar_state_new(g, v, &e);
+    char text[2100];
+    for (int i = 0; i < 2048; i++)
+        text[i] = i % 3 ? 'a' : '[';
+    int rc = 0;
+    for (int i = 0; i < 2048 && rc == 0; i++)
+        rc = grammar_state_accept_bytes(s, text + i, 1, &e);
+    CHECK(rc < 0 && e.code == ERR_EXHAUSTED && strstr(e.msg, "too ambiguous"));
+    grammar_state_free(s);
+    grammar_vocab_free(v);
+    grammar_free(g);
+}
+
 int main(void)
 {
     RUN(arithmetic);
@@ -154,5 +181,6 @@ int main(void)
     RUN(utf8_ranges);
     RUN(errors_have_positions);
     RUN(can_end_and_done);
+    RUN(ambiguity_is_bounded);
     TEST_END();
 }
