@@ -180,7 +180,9 @@ def test_light_overtakes(keys):
     # 30 ms of allowance: the wait for a free slot varies with where in a
     # request's life it comes, whatever the backlog
     q = state.get("queue_seen", [])
-    check(len(q) == 2 and q[0] >= 20 and q[1] >= 50,
+    # 32 or 64 outstanding, 8 of them running: the rest wait (less the few
+    # being replaced at the moment of the scrape)
+    check(len(q) == 2 and q[0] >= 16 and q[1] >= 40 and q[1] > q[0],
           "/metrics maas_account_queue_length shows a's backlog (%s at 32 and 64 outstanding)" % q)
     check(t64 <= 1.5 * t32 + 0.03, "it does not grow with the flood: %.3f s at 64 vs %.3f s at 32" % (t64, t32))
 
