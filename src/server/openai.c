@@ -349,8 +349,9 @@ static int parse_model(json_t *root, struct oai_request *r, struct oai_error *e)
     return 0;
 }
 
-/* A field that changes what the answer must be and that this server does
- * not honour: the older functions (tools replace them). A 400 naming the
+/* Fields that change what the answer must be and that this server does
+ * not honour: the older functions (tools replace them), audio, prediction,
+ * web_search_options, modalities other than text. A 400 naming the
  * field, never a silently different answer. (tools and tool_choice:
  * oai_tools.c; response_format and grammar: parse_structured below.) */
 static int parse_output_shaping(json_t *root, struct oai_error *e)
@@ -358,6 +359,25 @@ static int parse_output_shaping(json_t *root, struct oai_error *e)
     json_t *fv = json_object_get(root, "functions");
     if (fv && !json_is_null(fv) && !(json_is_array(fv) && json_array_size(fv) == 0))
         return BAD("functions", "Unsupported parameter: 'functions' is deprecated; send them as 'tools'.");
+    /* OpenAI's fields for outputs this server cannot make (audio, predicted
+     * outputs, web search): refused, never silently dropped */
+    static const char *const absent[] = {"audio", "prediction", "web_search_options"};
+    for (size_t i = 0; i < sizeof absent / sizeof *absent; i++) {
+        json_t *v = json_object_get(root, absent[i]);
+        if (v && !json_is_null(v))
+            return BAD(absent[i], "Unsupported parameter: '%s' is not supported by this server.", absent[i]);
+    }
+    json_t *mods = json_object_get(root, "modalities");
+    if (mods && !json_is_null(mods)) {
+        size_t i;
+        json_t *m;
+        if (!json_is_array(mods))
+            return BAD("modalities", "Invalid type for 'modalities': expected an array of strings.");
+        json_array_foreach(mods, i, m) {
+            if (!json_is_string(m) || strcmp(json_string_value(m), "text") != 0)
+                return BAD("modalities", "Unsupported value: 'modalities' may only hold \"text\" on this server.");
+        }
+    }
     return 0;
 }
 

@@ -199,7 +199,7 @@ TEST(output_shaping_defaults_accepted)
 {
     /* the values that ask for nothing different are accepted */
     const char *body = CHAT_PRE "\"tools\":[],\"tool_choice\":\"auto\",\"functions\":null,"
-                                "\"response_format\":{\"type\":\"text\"}}";
+                                "\"response_format\":{\"type\":\"text\"},\"modalities\":[\"text\"],\"audio\":null}";
     struct oai_request r;
     struct oai_error e;
     int rc = oai_parse_request(OAI_CHAT, body, strlen(body), &r, &e);
