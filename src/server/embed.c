@@ -401,50 +401,6 @@ static int emb_run(struct server *srv, struct smodel *sm, const struct emb_body 
     return rc;
 }
 
-int srv_embeddings(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
-                   size_t model_size, char **out, struct oai_error *err)
-{
-    struct emb_body b;
-    struct oai_usage u = {0};
-    struct tok_ids *in = NULL;
-    float *vecs = NULL;
-    int64_t n_tokens = 0;
-    int status = -1;
-    int rc = srv_embed_parse(body, len, &b, err);
-    if (b.model)
-        snprintf(model_out, model_size, "%s", b.model);
-    struct smodel *sm = rc == 0 ? emb_model(srv, b.model, false, err) : NULL;
-    if (!sm)
-        goto out;
-    int n_embd = model_hparams(sm->cfg.m)->n_embd;
-    if (b.dimensions > n_embd) {
-        oai_err(err, 400, "invalid_request_error", "dimensions", NULL,
-                "Invalid 'dimensions': %d is more than the model's %d.", b.dimensions, n_embd);
-        goto out;
-    }
-    in = calloc((size_t)b.n_items, sizeof *in);
-    vecs = malloc((size_t)b.n_items * (size_t)n_embd * sizeof *vecs);
-    if (!in || !vecs) {
-        oom(err);
-        goto out;
-    }
-    if (emb_tokens(sm, &b, in, &n_tokens, err) < 0 || emb_run(srv, sm, &b, in, n_tokens, auth, vecs, &u, err) < 0)
-        goto out;
-    metrics_usage(&srv->mt, sm->index, (int)n_tokens, 0, 0);
-    if (!(*out = emb_response(&b, n_tokens, vecs, n_embd, &u))) {
-        oom(err);
-        goto out;
-    }
-    status = 200;
-out:
-    for (int i = 0; in && i < b.n_items; i++)
-        tok_ids_release(&in[i]);
-    free(in);
-    free(vecs);
-    srv_embed_body_release(&b);
-    return status;
-}
-
 struct scored {
     int index;
     float score;
@@ -489,31 +445,42 @@ static char *rerank_response(const struct emb_body *b, int64_t n_tokens, const f
     return text;
 }
 
-int srv_rerank(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
-               size_t model_size, char **out, struct oai_error *err)
+/* One /v1/embeddings (rank false) or /v1/rerank (rank true) request: parse,
+ * choose the model, tokenize, run on the engine (billed), answer. Each
+ * input gets n_embd floats, or one score when ranking. The HTTP status, or
+ * -1 with err. */
+static int emb_serve(struct server *srv, bool rank, const char *body, size_t len, const char *auth, char *model_out,
+                     size_t model_size, char **out, struct oai_error *err)
 {
     struct emb_body b;
     struct oai_usage u = {0};
     struct tok_ids *in = NULL;
-    float *scores = NULL;
+    float *res = NULL;
     int64_t n_tokens = 0;
     int status = -1;
-    int rc = srv_rerank_parse(body, len, &b, err);
+    int rc = rank ? srv_rerank_parse(body, len, &b, err) : srv_embed_parse(body, len, &b, err);
     if (b.model)
         snprintf(model_out, model_size, "%s", b.model);
-    struct smodel *sm = rc == 0 ? emb_model(srv, b.model, true, err) : NULL;
+    struct smodel *sm = rc == 0 ? emb_model(srv, b.model, rank, err) : NULL;
     if (!sm)
         goto out;
+    int n_embd = model_hparams(sm->cfg.m)->n_embd;
+    if (!rank && b.dimensions > n_embd) {
+        oai_err(err, 400, "invalid_request_error", "dimensions", NULL,
+                "Invalid 'dimensions': %d is more than the model's %d.", b.dimensions, n_embd);
+        goto out;
+    }
     in = calloc((size_t)b.n_items, sizeof *in);
-    scores = malloc((size_t)b.n_items * sizeof *scores);
-    if (!in || !scores) {
+    res = malloc((size_t)b.n_items * (size_t)(rank ? 1 : n_embd) * sizeof *res);
+    if (!in || !res) {
         oom(err);
         goto out;
     }
-    if (emb_tokens(sm, &b, in, &n_tokens, err) < 0 || emb_run(srv, sm, &b, in, n_tokens, auth, scores, &u, err) < 0)
+    if (emb_tokens(sm, &b, in, &n_tokens, err) < 0 || emb_run(srv, sm, &b, in, n_tokens, auth, res, &u, err) < 0)
         goto out;
     metrics_usage(&srv->mt, sm->index, (int)n_tokens, 0, 0);
-    if (!(*out = rerank_response(&b, n_tokens, scores, &u))) {
+    *out = rank ? rerank_response(&b, n_tokens, res, &u) : emb_response(&b, n_tokens, res, n_embd, &u);
+    if (!*out) {
         oom(err);
         goto out;
     }
@@ -522,7 +489,19 @@ out:
     for (int i = 0; in && i < b.n_items; i++)
         tok_ids_release(&in[i]);
     free(in);
-    free(scores);
+    free(res);
     srv_embed_body_release(&b);
     return status;
+}
+
+int srv_embeddings(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
+                   size_t model_size, char **out, struct oai_error *err)
+{
+    return emb_serve(srv, false, body, len, auth, model_out, model_size, out, err);
+}
+
+int srv_rerank(struct server *srv, const char *body, size_t len, const char *auth, char *model_out,
+               size_t model_size, char **out, struct oai_error *err)
+{
+    return emb_serve(srv, true, body, len, auth, model_out, model_size, out, err);
 }
