@@ -177,4 +177,5 @@ void kern_register_avx512(struct kern_table *tab)
     tab->tile = kern_avx512_tile;
     tab->gemv = kern_avx512_gemv;
     tab->ftile = kern_avx512_ftile();
+    tab->gemm_f32 = kern_avx512_gemm_ukr();
 }

@@ -114,6 +114,29 @@ size_t kern_matmul_multi_wsize(const struct kern_mm *mm, int n, int64_t n_in);
 size_t kern_matmul_wsize_bound(enum ggml_type wt, int64_t n_in, int64_t total_tok, int n_products);
 void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64_t n_in, void *wbuf);
 
+/* ---- general f32 matrix multiply (training; gemm_f32.c) ----
+ * C = beta*C + op(A) * op(B), row-major. op(A) is M x K: A itself (ta =
+ * false, A[i*lda + k]) or A transposed (ta = true, A[k*lda + i]); op(B) is
+ * K x N: B (tb = false, B[k*ldb + j]) or B transposed (tb = true,
+ * B[j*ldb + k]). beta is 0 (C is overwritten, may hold garbage/NaN) or 1
+ * (accumulate). Work is split over pool's threads (pool NULL: the calling
+ * thread alone; call with NULL from inside a pool job). Each element of C
+ * is summed by one thread in an order that does not depend on the thread
+ * count, so results are bit-identical for any number of threads: K is cut
+ * in fixed blocks of KERN_GEMM_KC from k = 0, each block's products are
+ * summed in order of k by fused multiply-adds from 0, and each block's sum
+ * is added to C in turn (the first stored when beta is 0). The SIMD
+ * variants therefore agree with each other bit for bit; the reference
+ * ("ref", the specification) sums each element in double.
+ *
+ * Operands are packed into per-thread panels kept between calls (grown on
+ * demand, freed when the thread exits), so a transpose costs only the
+ * packing and concurrent callers are safe. If such a buffer cannot be
+ * allocated the reference computes the result. */
+#define KERN_GEMM_KC 256
+void kern_gemm_f32(struct pool *pool, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* ---- element-wise and row operations (f32) ---- */
 /* y = x / rms(x) * w (w may be NULL); y may equal x. */
 void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);

@@ -34,6 +34,19 @@ struct kern_ftile {
 };
 struct kern_ftile kern_avx2_ftile(void);   /* sgemm_avx2.c: 4 x 3 */
 struct kern_ftile kern_avx512_ftile(void); /* sgemm_avx512.c: 4 x 6 */
+/* Register-tile micro-kernel of kern_gemm_f32 (gemm_f32.c drives it;
+ * gemm_f32_body.h is its one body, compiled per ISA by sgemm_avx2.c and
+ * sgemm_avx512.c): for i < mr, j < nr,
+ *   c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + s(i, j),
+ * where s(i, j) starts at 0 and takes one fused multiply-add per k < kc, in
+ * order of k, of pa[k * mr + i] and pb[k * nr + j] (the packed panels). */
+typedef void (*kern_gemm_ukr_fn)(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int accumulate);
+struct kern_gemm_ukr {
+    kern_gemm_ukr_fn fn; /* NULL: kern_gemm_f32 runs the reference */
+    int mr, nr;          /* tile: rows of op(A) x columns of op(B) */
+};
+struct kern_gemm_ukr kern_avx2_gemm_ukr(void);   /* sgemm_avx2.c: 6 x 16 */
+struct kern_gemm_ukr kern_avx512_gemm_ukr(void); /* sgemm_avx512.c: 12 x 32 */
 /* A q8_0, q8_1 or q8_K activation row of n values as floats d * q (exact). */
 void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n);
 
@@ -75,6 +88,7 @@ struct kern_table {
     struct kern_tile (*tile)(enum ggml_type t);
     struct kern_gemv (*gemv)(enum ggml_type t);
     struct kern_ftile ftile;
+    struct kern_gemm_ukr gemm_f32; /* kern_gemm_f32's micro-kernel */
     void (*act_to_float)(enum ggml_type t, const void *src, float *dst, int64_t n);
     /* the machine probes (kern_read_bandwidth, kern_mac_peak; probe.c) */
     double (*read_bandwidth)(struct pool *pool, size_t bytes, int reps, struct err *e);

@@ -825,5 +825,6 @@ void kern_register_avx2(struct kern_table *tab)
     tab->tile = kern_avx2_tile;
     tab->gemv = kern_avx2_gemv;
     tab->ftile = kern_avx2_ftile();
+    tab->gemm_f32 = kern_avx2_gemm_ukr();
     tab->act_to_float = kern_avx2_act_to_float;
 }

@@ -132,3 +132,22 @@ struct kern_ftile kern_avx2_ftile(void)
 {
     return (struct kern_ftile){ftile_avx2, FNR};
 }
+
+/* ---- kern_gemm_f32's micro-kernel: 6 x 16 (12 ymm accumulators) ---- */
+#define GB_NAME gemm_ukr_avx2
+#define GB_V __m256
+#define GB_VL 8
+#define GB_MR 6
+#define GB_NV 2
+#define GB_LOAD(p) _mm256_loadu_ps(p)
+#define GB_STORE(p, v) _mm256_storeu_ps(p, v)
+#define GB_BCAST(p) _mm256_broadcast_ss(p)
+#define GB_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define GB_ADD(a, b) _mm256_add_ps(a, b)
+#define GB_ZERO() _mm256_setzero_ps()
+#include "kernels/gemm_f32_body.h"
+
+struct kern_gemm_ukr kern_avx2_gemm_ukr(void)
+{
+    return (struct kern_gemm_ukr){gemm_ukr_avx2, GB_MR, GB_NV * GB_VL};
+}

@@ -105,3 +105,22 @@ struct kern_ftile kern_avx512_ftile(void)
 {
     return (struct kern_ftile){ftile_avx512, FNR};
 }
+
+/* ---- kern_gemm_f32's micro-kernel: 12 x 32 (24 zmm accumulators) ---- */
+#define GB_NAME gemm_ukr_avx512
+#define GB_V __m512
+#define GB_VL 16
+#define GB_MR 12
+#define GB_NV 2
+#define GB_LOAD(p) _mm512_loadu_ps(p)
+#define GB_STORE(p, v) _mm512_storeu_ps(p, v)
+#define GB_BCAST(p) _mm512_set1_ps(*(p))
+#define GB_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define GB_ADD(a, b) _mm512_add_ps(a, b)
+#define GB_ZERO() _mm512_setzero_ps()
+#include "kernels/gemm_f32_body.h"
+
+struct kern_gemm_ukr kern_avx512_gemm_ukr(void)
+{
+    return (struct kern_gemm_ukr){gemm_ukr_avx512, GB_MR, GB_NV * GB_VL};
+}
