@@ -134,12 +134,18 @@ static void pack_panels(const float *x, int64_t rs, int64_t cs, int64_t n, int64
         if (rs == 1) { /* rows contiguous: one copy per k */
             for (int64_t k = 0; k < kc; k++)
                 memcpy(dst + k * w, x + k * cs, (size_t)rows * sizeof *dst);
-        } else if (cs == 1) { /* k contiguous: a transpose */
-            for (int r = 0; r < rows; r++) {
-                const float *src = x + r * rs;
-                for (int64_t k = 0; k < kc; k++)
-                    dst[k * w + r] = src[k];
-            }
+        } else if (cs == 1) { /* k contiguous: a transpose, 8 steps of k per pass over the rows */
+            int64_t k0 = 0;
+            for (; k0 + 8 <= kc; k0 += 8)
+                for (int r = 0; r < rows; r++) {
+                    const float *src = x + r * rs + k0;
+                    float *d = dst + k0 * w + r;
+                    for (int k = 0; k < 8; k++)
+                        d[k * w] = src[k];
+                }
+            for (int r = 0; r < rows; r++)
+                for (int64_t k = k0; k < kc; k++)
+                    dst[k * w + r] = x[r * rs + k];
         } else {
             for (int r = 0; r < rows; r++)
                 for (int64_t k = 0; k < kc; k++)
