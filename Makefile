@@ -21,7 +21,7 @@
 # kernel is chosen at run time.
 
 .DEFAULT_GOAL := all
-LAYERS := core template gguf kernels tokenizer grammar sample model engine store billing server cli
+LAYERS := core template gguf kernels tokenizer grammar sample model train engine store billing server cli
 
 CC      ?= cc
 CSTD    := -std=gnu11

@@ -376,8 +376,18 @@ static void hparams_of(const struct opts *o, int64_t n_vocab, struct model_hpara
     hp->n_cls_out = 1;
 }
 
-static int add(struct tlist *l, const struct model_tensor *mt, int il, const struct model_hparams *hp, double embd_std)
+struct build_ctx {
+    struct tlist *l;
+    const struct model_hparams *hp;
+    double embd_std;
+};
+
+static int add(void *ctx, const struct model_tensor *mt, int il)
 {
+    struct build_ctx *b = ctx;
+    struct tlist *l = b->l;
+    const struct model_hparams *hp = b->hp;
+    double embd_std = b->embd_std;
     if (mem_grow(&l->t, &l->cap, l->n + 1, sizeof *l->t) != 0)
         return -1;
     struct tspec *t = &l->t[l->n++];
@@ -411,25 +421,14 @@ static int add(struct tlist *l, const struct model_tensor *mt, int il, const str
     return 0;
 }
 
-/* Every tensor the architecture requires for these hyper-parameters: the
- * globals before the layers, each layer's, then the other globals. */
+/* Every tensor the architecture requires for these hyper-parameters, in
+ * file order. */
 static int build_tensors(const struct opts *o, int64_t n_vocab, struct tlist *l)
 {
     struct model_hparams hp;
     hparams_of(o, n_vocab, &hp);
-    size_t n, first = 0;
-    const struct model_tensor *ts = model_tensors(&n);
-    while (first < n && !ts[first].per_layer)
-        first++;
-    int rc = 0;
-    for (int pass = 0; pass < 3; pass++)
-        for (int il = 0; il < (pass == 1 ? hp.n_layer : 1); il++)
-            for (size_t i = 0; i < n; i++) {
-                bool here = pass == 1 ? ts[i].per_layer : !ts[i].per_layer && (pass == 0) == (i < first);
-                if (here && model_tensor_need(o->arch, &ts[i], &hp) == MODEL_NEED_REQUIRED)
-                    rc |= add(l, &ts[i], il, &hp, o->embd_std);
-            }
-    return rc ? -1 : 0;
+    struct build_ctx b = {l, &hp, o->embd_std};
+    return model_tensors_each(o->arch, &hp, add, &b) ? -1 : 0;
 }
 
 /* ---- generation ---- */

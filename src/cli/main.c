@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"inspect", cmd_inspect, "inspect FILE [--json]            metadata and tensor table of a GGUF file"},
     {"quantize", cmd_quantize, "quantize IN OUT TYPE             convert a model to another type or mix"},
     {"mkmodel", cmd_mkmodel, "mkmodel --arch A --vocab V -o OUT  write a model with seeded random weights"},
+    {"train", cmd_train, "train --arch A --text TRAIN.txt -o OUT  train a small model from scratch on the CPU"},
     {"tokenize", cmd_tokenize, "tokenize --model FILE [--bos] [--special] (--file F | TEXT)  token ids of a text"},
     {"detokenize", cmd_detokenize, "detokenize --model FILE [--special] ID...  text of token ids"},
     {"embed", cmd_embed, "embed --model FILE [--json] TEXT...  sentence embeddings (bert, pooling models)"},

@@ -171,3 +171,21 @@ enum model_need model_tensor_need(const struct model_arch *a, const struct model
     MAAS_ASSERT(!"unknown model_group");
     return MODEL_NEED_NONE;
 }
+
+int model_tensors_each(const struct model_arch *a, const struct model_hparams *hp,
+                       int (*fn)(void *ctx, const struct model_tensor *t, int il), void *ctx)
+{
+    size_t n, first = 0;
+    const struct model_tensor *ts = model_tensors(&n);
+    while (first < n && !ts[first].per_layer)
+        first++;
+    for (int pass = 0; pass < 3; pass++)
+        for (int il = 0; il < (pass == 1 ? hp->n_layer : 1); il++)
+            for (size_t i = 0; i < n; i++) {
+                bool here = pass == 1 ? ts[i].per_layer : !ts[i].per_layer && (pass == 0) == (i < first);
+                int rc;
+                if (here && model_tensor_need(a, &ts[i], hp) == MODEL_NEED_REQUIRED && (rc = fn(ctx, &ts[i], il)))
+                    return rc;
+            }
+    return 0;
+}

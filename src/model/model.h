@@ -148,6 +148,13 @@ enum model_need { MODEL_NEED_NONE, MODEL_NEED_OPTIONAL, MODEL_NEED_REQUIRED };
 enum model_need model_tensor_need(const struct model_arch *a, const struct model_tensor *t,
                                   const struct model_hparams *hp);
 
+/* Calls fn(ctx, t, il) for every tensor a model of this architecture and
+ * these hyper-parameters has (MODEL_NEED_REQUIRED), in file order, il being
+ * the layer of a per-layer tensor (0 for a global one). Stops at the first
+ * nonzero return of fn and returns it; 0 when every call returned 0. */
+int model_tensors_each(const struct model_arch *a, const struct model_hparams *hp,
+                       int (*fn)(void *ctx, const struct model_tensor *t, int il), void *ctx);
+
 struct model_hparams {
     const struct model_arch *arch; /* its entry in the table */
     const char *arch_name;    /* arch->name: "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe" */
