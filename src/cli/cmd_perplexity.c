@@ -45,21 +45,24 @@ struct ppl_opts {
     bool json;
 };
 
+/* Everything is owned (freed by ppl_close) but progress. */
 struct ppl {
     struct model *m;
     struct tokenizer *tok;
     struct pool *pool;
-    struct kv_cache *kv;
-    int32_t *blocks, *toks, *win;
+    struct kv_cache *kv;      /* ctx positions, one sequence, cleared by overwriting from position 0 */
+    int32_t *blocks;          /* the block table: 0 .. n_blocks-1 */
+    int32_t *toks;            /* from malloc (the tok_ids buffer): the text's n_toks ids */
+    int32_t *win;             /* ctx ids: the window being evaluated, its first id maybe BOS */
     int n_toks, n_vocab, max_batch;
     bool add_bos;
     int32_t bos;
-    float *logits;
-    struct batch_token *bt;
+    float *logits;            /* (max_batch, n_vocab): one forward batch's scored rows */
+    struct batch_token *bt;   /* max_batch entries */
     double nll, nll2;   /* sums over the scored tokens */
     long count;         /* scored tokens */
     int n_windows;      /* chunks or windows evaluated */
-    FILE *progress;
+    FILE *progress;     /* borrowed: stdout, or stderr with --json */
 };
 
 static void ppl_usage(FILE *out)
