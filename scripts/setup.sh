@@ -18,6 +18,7 @@ PKGS=(
   nodejs npm                       # the OpenAI Node SDK tests (tests/sdk)
   chromium                         # the web console's browser test (tests/browser, puppeteer-core)
   prometheus                       # promtool checks /metrics
+  bible-kjv bible-kjv-text         # the King James Bible: scripts/corpus.sh makes the training corpus of maas train
 )
 
 missing=()

@@ -17,6 +17,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_template(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 struct tokenizer;
 struct err;

@@ -27,6 +27,7 @@ static const struct command commands[] = {
     {"detokenize", cmd_detokenize, "detokenize --model FILE [--special] ID...  text of token ids"},
     {"embed", cmd_embed, "embed --model FILE [--json] TEXT...  sentence embeddings (bert, pooling models)"},
     {"run", cmd_run, "run --model FILE --prompt TEXT [-n N] [--json]  generate a continuation"},
+    {"perplexity", cmd_perplexity, "perplexity --model F --file TEXT [--ctx 512]  perplexity as llama-perplexity computes it"},
     {"template", cmd_template, "template (--model F | --template-file T) CASE.json  render a chat template"},
     {"chat", cmd_chat, "chat --model FILE                 interactive multi-turn chat (stdin lines)"},
     {"serve", cmd_serve, "serve --model FILE [--port 8080]   OpenAI-compatible HTTP API (chat, completions, /metrics)"},

@@ -9,6 +9,7 @@
  *   vocab    learning a GPT-2-style byte-level BPE vocabulary from a text
  *            (vocab_train.c).
  *   files    checking an output path early, reading a text (tools_io.c).
+ *   svg      a line chart of loss curves as an SVG file (svgplot.c).
  */
 #ifndef MAAS_CLI_TOOLS_H
 #define MAAS_CLI_TOOLS_H
@@ -94,6 +95,26 @@ int tool_read_text(const char *path, char **out, size_t *len, struct err *e);
  * *len); name is f's name for messages. -1 with ERR_INVALID past max bytes,
  * ERR_IO on a read error, ERR_NOMEM. */
 int tool_read_stream(FILE *f, const char *name, size_t max, char **out, size_t *len, struct err *e);
+
+/* ---- line charts (svgplot.c) ---- */
+struct svg_series {
+    const char *name;         /* the legend's text (NULL: none) */
+    const double *x, *y;      /* n points; a point with a NaN or infinite coordinate is skipped (the line breaks) */
+    int n;
+    const char *color;        /* any SVG color ("#1f77b4", "red"); NULL: the next of 8 default colors */
+};
+
+/* Writes a line chart of the series to path as a standalone SVG file: linear
+ * axes over the finite points of all series, widened to ticks at 1, 2 or 5
+ * times a power of ten, with tick labels, the axis labels, the title and a
+ * legend. A series is drawn as lines through its points in order, broken at
+ * skipped points; a point alone between breaks is a dot. No series, empty
+ * series or one point give a valid chart (a default frame around the data).
+ * Text is XML-escaped. The file is written beside path and renamed over it,
+ * so readers never see a partial chart. 0, or -1 with e (ERR_INVALID: no
+ * path, n < 0 or NULL data; ERR_IO naming the file; ERR_NOMEM). */
+int svg_plot(const char *path, const char *title, const char *xlabel, const char *ylabel,
+             const struct svg_series *s, int n_series, struct err *e);
 
 /* ---- byte-level BPE vocabulary training ---- */
 struct vocab {
