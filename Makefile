@@ -4,6 +4,7 @@
 #   make debug      AddressSanitizer + UBSan build (what the unit tests use)
 #   make test       install missing packages, build, run every test
 #   make run        install missing packages, build, start the demo
+#   make demo-model retrain the demo model data/demo-kjv.gguf (maas train, ~35 min)
 #   make unit       build the unit tests (ASan + UBSan) into build/dbg/tests
 #   make tsan       build the engine, server and ledger tests under ThreadSanitizer
 #                   into build/tsan/tests (run by `make test`)
@@ -82,7 +83,7 @@ libs_for = $(foreach m,$(call below_incl,$(2)),$(if $(call mod_srcs,$(m)),build/
 ALL_REL_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/rel/lib$(m).a)
 ALL_DBG_LIBS := $(foreach m,$(call reverse,$(MODULES)),build/dbg/lib$(m).a)
 
-.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan soak screenshots
+.PHONY: all debug test run fuzz fuzz-build bench clean setup unit tsan soak screenshots demo-model
 all: build/maas
 
 build/maas: $(ALL_REL_LIBS)
@@ -151,6 +152,11 @@ test: setup
 run: setup
 	$(MAKE) -j$$(nproc) build/maas
 	scripts/demo.sh
+
+# Retrains data/demo-kjv.gguf, the model `make run` serves (about 35 minutes on 2 cores).
+demo-model: setup
+	$(MAKE) -j$$(nproc) build/maas
+	scripts/demo_model.sh
 
 soak: build/maas
 	SOAK_SECONDS=$${SOAK_SECONDS:-600} SOAK_KILLS=$${SOAK_KILLS:-40} bash tests/integration/serve_soak.sh

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# `make run`: a billed demo that works at once. The first time it generates a
-# small demo model (random weights: its text is gibberish) and a ledger in
-# build/demo/data with an admin key, a demo account with credit, a price for
-# the model and an API key for the account; later runs reuse them. Then it
-# prints a curl command to paste and the command that shows the bill, and
-# becomes `maas serve` on 127.0.0.1:$PORT (default 8080).
+# `make run`: a billed demo that works at once. It serves the demo model that
+# ships in data/demo-kjv.gguf (a small Mixture-of-Experts model that `maas
+# train` trained on the King James Bible; `make demo-model` retrains it). The
+# first time it makes a ledger in build/demo/data with an admin key, a demo
+# account with credit, a price for the model and an API key for the account;
+# later runs reuse them. Then it prints a curl command to paste and the
+# command that shows the bill, and becomes `maas serve` on 127.0.0.1:$PORT
+# (default 8080). Without data/demo-kjv.gguf it generates a model with random
+# weights instead, and says so.
 #
 #   PORT=9000 make run     another port
 #   DEMO_DIR, MAAS_BIN     another place for the demo's files, another program (tests)
@@ -13,17 +16,25 @@ cd "$(dirname "$0")/.."
 BIN=${MAAS_BIN:-./build/maas}
 DEMO=${DEMO_DIR:-build/demo}
 DATA=$DEMO/data
-MODEL=$DEMO/demo.gguf
+MODEL=${DEMO_MODEL:-data/demo-kjv.gguf}
 PORT=${PORT:-8080}
 HOST=127.0.0.1
 umask 077
 mkdir -p "$DEMO"
 
+ABOUT=" The demo model is a 8M-parameter Mixture-of-Experts model that maas train
+ trained on the King James Bible (data/demo-kjv.gguf; make demo-model retrains
+ it): it speaks in the Bible's English and knows nothing else."
 if [ ! -s "$MODEL" ]; then
-  echo "demo: generating a small demo model in $MODEL"
-  "$BIN" mkmodel --arch qwen2 --train-vocab data/vocab-train.txt --n-embd 256 --n-layer 4 --n-head 8 \
-    --n-head-kv 4 --n-ff 512 --name demo -o "$MODEL.tmp" >/dev/null
-  mv "$MODEL.tmp" "$MODEL"
+  MODEL=$DEMO/random.gguf
+  ABOUT=" NOTE: data/demo-kjv.gguf is missing (make demo-model trains it), so the demo
+ model's weights are RANDOM: it answers quickly, in gibberish."
+  if [ ! -s "$MODEL" ]; then
+    echo "demo: data/demo-kjv.gguf is missing; generating a model with random weights in $MODEL"
+    "$BIN" mkmodel --arch qwen2 --train-vocab data/vocab-train.txt --n-embd 256 --n-layer 4 --n-head 8 \
+      --n-head-kv 4 --n-ff 512 --name demo -o "$MODEL.tmp" >/dev/null
+    mv "$MODEL.tmp" "$MODEL"
+  fi
 fi
 
 # the ledger: made once; the keys stay in build/demo (mode 0600), never in a log
@@ -44,11 +55,15 @@ cat <<EOF
 
 ============================================================================
  maas demo — model 'demo' on http://$HOST:$PORT
- NOTE: the demo model's weights are RANDOM: it answers quickly, in gibberish.
+$ABOUT
 
  Ask it (paste this):
 
-curl -s http://$HOST:$PORT/v1/chat/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'
+curl -s http://$HOST:$PORT/v1/chat/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","messages":[{"role":"user","content":"Who made the heaven and the earth?"}],"max_tokens":48}'
+
+ or let it continue a text:
+
+curl -s http://$HOST:$PORT/v1/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","prompt":"And God said","max_tokens":48}'
 
  See the bill:
 

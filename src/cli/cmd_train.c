@@ -49,7 +49,7 @@ static void usage(FILE *out)
             "--n-head-kv, --n-ff, --n-expert, --n-expert-used, --n-ff-exp, --head-dim, --vocab-size, --tie, ...).\n"
             "  --steps N          optimizer steps (default 1000)\n"
             "  --minutes M        instead of --steps: as many steps as fit in M minutes, from the speed of the\n"
-            "                     first steps (not reproducible across machines; --steps is)\n"
+            "                     first 10 steps (not reproducible across machines; --steps is)\n"
             "  --batch B (16)     windows per step     --ctx C (128)   tokens per window (the model's context)\n"
             "  --lr X (2e-3)      peak learning rate; cosine decay to X/10 after --warmup N (default steps/20)\n"
             "  --weight-decay X (0.1)  --clip X (1.0, global gradient norm)  --aux-coef X (0.01, MoE balance)\n"
@@ -236,8 +236,9 @@ static int read_tokens(struct run *r, const char *path, int32_t **out, size_t *n
     if (rc != 0)
         return err_prefix(e, "%s", path), -1;
     if ((size_t)ids.n <= (size_t)r->meta.ctx + 1) {
+        size_t got = (size_t)ids.n;
         tok_ids_release(&ids);
-        return err_set(e, ERR_INVALID, "%s: %zu tokens; training needs more than --ctx + 1 = %d", path, (size_t)ids.n,
+        return err_set(e, ERR_INVALID, "%s: %zu tokens; training needs more than --ctx + 1 = %d", path, got,
                        r->meta.ctx + 1);
     }
     *out = ids.ids;
@@ -395,8 +396,8 @@ static int train_loop(struct run *r, struct err *e)
         m->seconds = secs0 + (double)(now_ns() - t0) * 1e-9;
         if (train_hist_push(&m->loss, m->step, loss) != 0)
             return err_set(e, ERR_NOMEM, "out of memory");
-        if (r->a.minutes > 0 && !r->a.resume && m->step - first == 3)
-            fit_minutes(r, (m->seconds - secs0) / 3);
+        if (r->a.minutes > 0 && !r->a.resume && m->step - first == 10)
+            fit_minutes(r, (m->seconds - secs0) / 10);
         bool last = m->step == m->opt.steps;
         if (r->val_toks && (m->step % r->a.eval_every == 0 || last)) {
             val = evaluate(r);

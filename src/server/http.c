@@ -141,18 +141,27 @@ static bool model_visible(const struct req *q, const char *name)
     return q->who.caller != CALLER_TENANT || billing_key_allows(&q->who.key, name);
 }
 
+/* What a served model is for, as /v1/models says. */
+static struct oai_model_desc model_desc(const struct smodel *sm)
+{
+    const char *kind = "chat";
+    if (model_is_embedding(sm->cfg.m))
+        kind = model_hparams(sm->cfg.m)->pooling == MODEL_POOL_RANK ? "rerank" : "embedding";
+    return (struct oai_model_desc){sm->cfg.name, kind};
+}
+
 static enum MHD_Result h_models(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,
                                 const char *url, const char *method)
 {
-    const char **names = calloc((size_t)srv->n_models, sizeof *names);
-    if (!names)
+    struct oai_model_desc *ms = calloc((size_t)srv->n_models, sizeof *ms);
+    if (!ms)
         return respond_json(srv, c, r, NULL);
     int n = 0;
     for (int i = 0; i < srv->n_models; i++)
         if (model_visible(q, srv->models[i].cfg.name))
-            names[n++] = srv->models[i].cfg.name;
-    char *body = oai_build_models(names, n, srv->started);
-    free(names);
+            ms[n++] = model_desc(&srv->models[i]);
+    char *body = oai_build_models(ms, n, srv->started);
+    free(ms);
     return respond_json(srv, c, r, body);
 }
 
@@ -166,7 +175,8 @@ static enum MHD_Result h_model(struct server *srv, struct MHD_Connection *c, con
                 name);
         return respond_error(srv, c, r, &e);
     }
-    return respond_json(srv, c, r, oai_build_model(name, srv->started));
+    struct oai_model_desc d = model_desc(find_model(srv, name));
+    return respond_json(srv, c, r, oai_build_model(&d, srv->started));
 }
 
 static enum MHD_Result h_metrics(struct server *srv, struct MHD_Connection *c, const struct route *r, struct req *q,

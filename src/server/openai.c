@@ -945,24 +945,24 @@ char *oai_build_error(const struct oai_error *e)
     return srv_json_dump(json_pack("{s:o}", "error", err));
 }
 
-static json_t *model_obj(const char *name, int64_t created)
+static json_t *model_obj(const struct oai_model_desc *m, int64_t created)
 {
-    return json_pack("{s:o,s:s,s:I,s:s}", "id", jstr(name, strlen(name)), "object", "model", "created",
-                     (json_int_t)created, "owned_by", "maas");
+    return json_pack("{s:o,s:s,s:I,s:s,s:s}", "id", jstr(m->name, strlen(m->name)), "object", "model", "created",
+                     (json_int_t)created, "owned_by", "maas", "kind", m->kind);
 }
 
-char *oai_build_models(const char *const *names, int n, int64_t created)
+char *oai_build_models(const struct oai_model_desc *ms, int n, int64_t created)
 {
     json_t *data = json_array();
     for (int i = 0; data && i < n; i++)
-        if (json_array_append_new(data, model_obj(names[i], created))) {
+        if (json_array_append_new(data, model_obj(&ms[i], created))) {
             json_decref(data);
             return NULL;
         }
     return srv_json_dump(json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
-char *oai_build_model(const char *name, int64_t created)
+char *oai_build_model(const struct oai_model_desc *m, int64_t created)
 {
-    return srv_json_dump(model_obj(name, created));
+    return srv_json_dump(model_obj(m, created));
 }

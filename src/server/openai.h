@@ -165,9 +165,16 @@ char *oai_build_chunk(const struct oai_meta *m, bool with_role, const char *text
 /* The final usage chunk: choices [] and usage. */
 char *oai_build_usage_chunk(const struct oai_meta *m, const struct oai_usage *u);
 char *oai_build_error(const struct oai_error *e);
-/* {"object":"list","data":[{"id","object":"model","created","owned_by":"maas"}...]} */
-char *oai_build_models(const char *const *names, int n, int64_t created);
-char *oai_build_model(const char *name, int64_t created);
+/* A served model as /v1/models lists it: its name and what it is for,
+ * "chat" (chat and completions), "embedding" (/v1/embeddings) or "rerank"
+ * (/v1/rerank and /v1/embeddings' scores). */
+struct oai_model_desc {
+    const char *name;
+    const char *kind;
+};
+/* {"object":"list","data":[{"id","object":"model","created","owned_by":"maas","kind"}...]} */
+char *oai_build_models(const struct oai_model_desc *ms, int n, int64_t created);
+char *oai_build_model(const struct oai_model_desc *m, int64_t created);
 
 /* Copies s[0..n) to a new NUL-terminated string from malloc with each
  * invalid UTF-8 byte (and NUL) replaced by U+FFFD. NULL on out of memory. */

@@ -2,7 +2,8 @@
 # `make run` (scripts/demo.sh) in a temporary demo directory on a free port:
 # it starts, the curl command it prints works and is billed (usage.cost), the
 # `maas admin usage` command it prints shows that request, the key file is
-# mode 0600, and a second start reuses the same ledger and key.
+# mode 0600, a second start reuses the same ledger and key, and without the
+# shipped model it falls back to random weights and says so.
 set -u
 BIN=${MAAS_BIN:-build/maas}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +32,7 @@ start_demo() {
 }
 
 start_demo
-grep -qi "random" "$tmp/out" || fail "the demo does not say that its weights are random"
+grep -q "King James" "$tmp/out" || fail "the demo does not say what its model is"
 cmd=$(grep '^curl ' "$tmp/out" | head -1)
 [ -n "$cmd" ] || fail "no curl command printed"
 echo "$cmd" | grep -q "127.0.0.1:$port" || fail "the curl command does not use port $port"
@@ -58,3 +59,10 @@ echo "$resp" | grep -q '"cost"' || fail "second start: $resp"
 n=$("$BIN" admin --data "$tmp/demo/data" --format json usage | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["requests"])')
 [ "$n" = 2 ] || fail "expected 2 requests in the ledger, got $n"
 echo "ok   a second start reuses the ledger and key"
+kill "$pid"; wait "$pid" 2>/dev/null; pid=
+export DEMO_MODEL="$tmp/missing.gguf"
+start_demo
+grep -q "RANDOM" "$tmp/out" || fail "without the shipped model the demo does not say its weights are random"
+resp=$(eval "$(grep '^curl ' "$tmp/out" | head -1)")
+echo "$resp" | grep -q '"cost"' || fail "random fallback: $resp"
+echo "ok   without data/demo-kjv.gguf it serves a random-weight model and says so"

@@ -213,6 +213,17 @@ def test_ledger(acct):
                                                                                                  x["prompt_tokens"]))
 
 
+def test_models(key, port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/v1/models", headers={"Authorization": "Bearer " + key})
+    kinds = {m["id"]: m.get("kind") for m in json.loads(c.getresponse().read())["data"]}
+    c.request("GET", "/v1/models/rr", headers={"Authorization": "Bearer " + key})
+    one = json.loads(c.getresponse().read())
+    c.close()
+    check(kinds == {"emb": "embedding", "chat": "chat", "rr": "rerank"} and one.get("kind") == "rerank",
+          "/v1/models says which model is for chat, embeddings or reranking: %s" % kinds)
+
+
 def main():
     os.makedirs(DATA, exist_ok=True)
     admin("price", "set", "emb", "--input", "2", "--cached-input", "1", "--output", "8")
@@ -228,6 +239,7 @@ def main():
         test_errors(emb, key, port)
         test_concurrent(emb)
         test_rerank(key, port)
+        test_models(key, port)
     finally:
         p.terminate()
         p.wait()

@@ -102,13 +102,23 @@ def main():
         check("q8_0" in insp and "ffn_gate_exps" in insp, "the MoE model is written in q8_0")
         check(maas("run", "--model", moe, "--prompt", "And", "-n", "4").returncode == 0, "maas run serves it")
 
+        # llama: untied output, adjacent-pair RoPE
+        ll = os.path.join(w, "llama.gguf")
+        p = maas("train", "--arch", "llama", "--n-embd", "64", "--n-layer", "2", "--n-head", "4", "--n-head-kv", "2",
+                 "--n-ff", "128", "--vocab-size", "512", "--batch", "4", "--ctx", "32", "--text", train, "--steps", "30",
+                 "-o", ll)
+        first = float(p.stdout.split("step      1/30  loss ")[1].split()[0])
+        lastl = float([l for l in p.stdout.splitlines() if l.startswith("step     30/30")][0].split("loss ")[1].split()[0])
+        check(lastl < first - 0.5 and "output.weight" in maas("inspect", ll).stdout,
+              "a llama with a separate output matrix trains (%.2f -> %.2f)" % (first, lastl))
+
         # errors
         e = maas("train", "--arch", "qwen2", "--text", train, "-o", os.path.join(w, "x.gguf"), ok=False)
         check(e.returncode != 0 and "bias" in e.stderr, "qwen2 is refused, naming the biases: " + e.stderr.strip()[-90:])
         short = os.path.join(w, "short.txt")
         open(short, "w").write("In the beginning.\n")
         e = maas("train", *shape, "--text", short, "-o", os.path.join(w, "x.gguf"), ok=False)
-        check(e.returncode != 0 and "tokens" in e.stderr, "a text too short is refused: " + e.stderr.strip()[-90:])
+        check(e.returncode != 0 and " 5 tokens" in e.stderr, "a text too short is refused: " + e.stderr.strip()[-90:])
         e = maas("train", "--resume", moe, "--text", train, "-o", os.path.join(w, "x.gguf"), ok=False)
         check(e.returncode != 0 and ("checkpoint" in e.stderr or "f32" in e.stderr),
               "resuming a model that is not a checkpoint is refused: " + e.stderr.strip()[-90:])

@@ -329,11 +329,13 @@ TEST(builders)
         json_decref(v);
     } else
         CHECK(0);
-    const char *names[] = {"a", "b"};
-    v = parse(oai_build_models(names, 2, 5));
+    const struct oai_model_desc ms[] = {{"a", "chat"}, {"b", "embedding"}};
+    v = parse(oai_build_models(ms, 2, 5));
     if (v) {
         CHECK(json_array_size(json_object_get(v, "data")) == 2);
         CHECK(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(v, "data"), 1), "id")), "b"));
+        CHECK(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(v, "data"), 1), "kind")),
+                      "embedding"));
         json_decref(v);
     } else
         CHECK(0);
