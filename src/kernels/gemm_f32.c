@@ -18,10 +18,10 @@
  * same panels, so all four combinations run the same micro-kernel. The
  * layout that needs a transpose (k contiguous in the source: A as stored,
  * B transposed) goes through the table's pack_t where a variant has one
- * (4 x 8 register transposes on AVX2, 1.2-1.6x faster on attention-sized
- * products than the plain loop here). Panels
- * past the edge of the matrix are zero-filled; an edge tile is computed in a
- * scratch tile and then added to C with the same single add as a full one.
+ * (4 x 8 register transposes on AVX2; with it attention-sized products run
+ * 1.2-1.6x faster than with the plain loop here). Panels past the edge of
+ * the matrix are zero-filled; an edge tile is computed in a scratch tile
+ * and then added to C with the same single add as a full one.
  *
  * Threads: the calling thread, or each thread of the pool, takes an equal
  * run of whole tiles along M (or along N when N has more tiles) and runs the
