@@ -41,12 +41,17 @@ struct kern_ftile kern_avx512_ftile(void); /* sgemm_avx512.c: 4 x 6 */
  * where s(i, j) starts at 0 and takes one fused multiply-add per k < kc, in
  * order of k, of pa[k * mr + i] and pb[k * nr + j] (the packed panels). */
 typedef void (*kern_gemm_ukr_fn)(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int accumulate);
+/* The transposing pack: dst[k * w + r] = x[r * rs + k] for r < rows <= w,
+ * k < kc (the other rows of dst untouched). */
+typedef void (*kern_gemm_pack_t_fn)(const float *x, int64_t rs, int64_t kc, int rows, int w, float *dst);
 struct kern_gemm_ukr {
-    kern_gemm_ukr_fn fn; /* NULL: kern_gemm_f32 runs the reference */
-    int mr, nr;          /* tile: rows of op(A) x columns of op(B) */
+    kern_gemm_ukr_fn fn;        /* NULL: kern_gemm_f32 runs the reference */
+    int mr, nr;                 /* tile: rows of op(A) x columns of op(B) */
+    kern_gemm_pack_t_fn pack_t; /* NULL: the plain-C loop of gemm_f32.c */
 };
 struct kern_gemm_ukr kern_avx2_gemm_ukr(void);   /* sgemm_avx2.c: 6 x 16 */
 struct kern_gemm_ukr kern_avx512_gemm_ukr(void); /* sgemm_avx512.c: 12 x 32 */
+void kern_avx2_gemm_pack_t(const float *x, int64_t rs, int64_t kc, int rows, int w, float *dst); /* sgemm_avx2.c */
 /* A q8_0, q8_1 or q8_K activation row of n values as floats d * q (exact). */
 void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64_t n);
 

@@ -147,7 +147,40 @@ struct kern_ftile kern_avx2_ftile(void)
 #define GB_ZERO() _mm256_setzero_ps()
 #include "kernels/gemm_f32_body.h"
 
+/* The transposing pack (kernels_int.h), 4 rows x 8 steps of k at a time:
+ * a 4 x 8 transpose in registers, then 8 stores of 4 floats. */
+static inline void transpose4x8(const float *x0, int64_t rs, float *d, int w)
+{
+    const __m256 r0 = _mm256_loadu_ps(x0), r1 = _mm256_loadu_ps(x0 + rs);
+    const __m256 r2 = _mm256_loadu_ps(x0 + 2 * rs), r3 = _mm256_loadu_ps(x0 + 3 * rs);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                         _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        _mm_storeu_ps(d + i * w, _mm256_castps256_ps128(u[i]));
+        _mm_storeu_ps(d + (i + 4) * w, _mm256_extractf128_ps(u[i], 1));
+    }
+}
+
+void kern_avx2_gemm_pack_t(const float *x, int64_t rs, int64_t kc, int rows, int w, float *dst)
+{
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8)
+            transpose4x8(x + r * rs + k, rs, dst + k * w + r, w);
+        for (; k < kc; k++)
+            for (int i = 0; i < 4; i++)
+                dst[k * w + r + i] = x[(r + i) * rs + k];
+    }
+    for (; r < rows; r++)
+        for (int64_t k = 0; k < kc; k++)
+            dst[k * w + r] = x[r * rs + k];
+}
+
 struct kern_gemm_ukr kern_avx2_gemm_ukr(void)
 {
-    return (struct kern_gemm_ukr){gemm_ukr_avx2, GB_MR, GB_NV * GB_VL};
+    return (struct kern_gemm_ukr){gemm_ukr_avx2, GB_MR, GB_NV * GB_VL, kern_avx2_gemm_pack_t};
 }

@@ -122,5 +122,5 @@ struct kern_ftile kern_avx512_ftile(void)
 
 struct kern_gemm_ukr kern_avx512_gemm_ukr(void)
 {
-    return (struct kern_gemm_ukr){gemm_ukr_avx512, GB_MR, GB_NV * GB_VL};
+    return (struct kern_gemm_ukr){gemm_ukr_avx512, GB_MR, GB_NV * GB_VL, kern_avx2_gemm_pack_t};
 }
