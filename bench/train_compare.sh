@@ -2,12 +2,14 @@
 # Dense against Mixture-of-Experts at the same active parameters and the same
 # training time, on the KJV corpus (scripts/corpus.sh):
 #
-#   bench/train_compare.sh [--minutes M (10)] [--threads N (2)] [WORKDIR]
+#   bench/train_compare.sh [--minutes M (15)] [--threads N (1)] [WORKDIR]
 #
 # Both models: 4 layers, n_embd 256, 4 heads (2 kv), tied embeddings, the
 # same 4096-token vocabulary, batch 8 x 256, lr 2e-3, seed 1, and M minutes
 # of training each (maas train --minutes: the step count comes from the first
-# steps' speed, so the schedule ends on time). The MoE model (qwen3moe) has 8
+# steps' speed, so the schedule ends on time). The two runs go side by side,
+# N threads each, so that both see the same machine (a shared machine's load
+# falls on both alike). The MoE model (qwen3moe) has 8
 # experts of width 256 with 2 used per token; the dense one (qwen3) an FFN of
 # width 512 — the same FFN multiply-adds per token. Prints parameters, steps,
 # tokens, the held-out perplexity (maas perplexity, ctx 256) and generation
@@ -15,7 +17,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 M=${MAAS_BIN:-$ROOT/build/maas}
-minutes=10 threads=2
+minutes=15 threads=1
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
@@ -30,8 +32,12 @@ bash "$ROOT/scripts/corpus.sh" "$W/corpus" >/dev/null
 common=(--text "$W/corpus/kjv-train.txt" --val "$W/corpus/kjv-val.txt" --vocab-size 4096 --n-embd 256 --n-layer 4
         --n-head 4 --n-head-kv 2 --tie --batch 8 --ctx 256 --lr 2e-3 --seed 1 --eval-every 100 --save-every 100000
         --minutes "$minutes" --threads "$threads" --quiet)
-"$M" train --arch qwen3moe --n-expert 8 --n-expert-used 2 --n-ff-exp 256 "${common[@]}" -o "$W/moe.gguf" >"$W/moe.log"
-"$M" train --arch qwen3 --n-ff 512 "${common[@]}" -o "$W/dense.gguf" >"$W/dense.log"
+"$M" train --arch qwen3moe --n-expert 8 --n-expert-used 2 --n-ff-exp 256 "${common[@]}" -o "$W/moe.gguf" >"$W/moe.log" &
+moe=$!
+"$M" train --arch qwen3 --n-ff 512 "${common[@]}" -o "$W/dense.gguf" >"$W/dense.log" &
+dense=$!
+wait $moe
+wait $dense
 printf '%-6s %8s %8s %7s %10s %9s %11s %12s %12s\n' model params active steps tokens "val loss" "val ppl" "gen f32 t/s" "gen q8_0 t/s"
 for m in moe dense; do
   f=$W/$m.gguf
