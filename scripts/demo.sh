@@ -59,11 +59,11 @@ $ABOUT
 
  Ask it (paste this):
 
-curl -s http://$HOST:$PORT/v1/chat/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","messages":[{"role":"user","content":"Who made the heaven and the earth?"}],"max_tokens":48}'
+curl -s http://$HOST:$PORT/v1/chat/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","messages":[{"role":"user","content":"Who made the heaven and the earth?"}],"max_tokens":48,"temperature":0.6}'
 
  or let it continue a text:
 
-curl -s http://$HOST:$PORT/v1/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","prompt":"And God said","max_tokens":48}'
+curl -s http://$HOST:$PORT/v1/completions -H "Authorization: Bearer $key" -H "Content-Type: application/json" -d '{"model":"demo","prompt":"And God said","max_tokens":48,"temperature":0.6}'
 
  See the bill:
 
