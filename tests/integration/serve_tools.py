@@ -88,7 +88,16 @@ def parallel_and_none():
     m = r["choices"][0]["message"]
     check(st == 200 and "tool_calls" not in m and "<tool_call>" in (m["content"] or ""),
           "tool_choice none: the call stays text")
+    # tool_choice auto holds a call the model starts to the tool's schema: the malformed call token is
+    # never chosen (it is masked out and the next best token taken)
     st, r = post(req(max_tokens=1, logit_bias={BAD: 100}))
+    m = r["choices"][0]["message"] if st == 200 else {}
+    check(st == 200 and "city\": </tool_call>" not in (m.get("content") or ""),
+          "auto: the malformed call token is never written (%r)" % (m.get("content") or "")[:40])
+    # a schema the grammar cannot enforce: calls are only parsed, the malformed one comes back as text
+    loose = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "contentEncoding": "base64"}}}}}]
+    st, r = post(req(max_tokens=1, logit_bias={BAD: 100}, tools=loose))
     m = r["choices"][0]["message"]
     check(st == 200 and "tool_calls" not in m and m["content"].startswith("<tool_call>"),
           "a malformed call comes back as text, 200")
