@@ -122,10 +122,13 @@ static int auto_gbnf(const struct oai_request *req, const struct tc_config *tc, 
     return 0;
 }
 
-/* text compiled; for a tool call, the format's markers allowed as control
- * tokens, and the trigger of a lazy (auto) grammar. */
-static struct grammar *compile(const char *text, const struct tc_config *tc, bool calls,
-                               const struct grammar_trigger *trig, const char *param, struct oai_error *err)
+/* text compiled into *out; for a tool call, the format's markers allowed
+ * as control tokens, and the trigger of a lazy (auto) grammar. A lazy
+ * grammar that does not compile (a schema pattern the compiler refuses)
+ * leaves *out NULL: the calls are only parsed, as for a schema it cannot
+ * enforce. */
+static int compile(const char *text, const struct tc_config *tc, bool calls, const struct grammar_trigger *trig,
+                   const char *param, struct grammar **out, struct oai_error *err)
 {
     struct err e;
     const char *marks[8];
@@ -135,11 +138,16 @@ static struct grammar *compile(const char *text, const struct tc_config *tc, boo
         grammar_free(g);
         g = NULL;
     }
-    if (!g && e.code == ERR_NOMEM)
-        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory compiling the grammar.");
-    else if (!g)
-        oai_err(err, 400, "invalid_request_error", param, NULL, "Invalid '%s': grammar: %s.", param, e.msg);
-    return g;
+    *out = g;
+    if (g)
+        return 0;
+    if (e.code == ERR_NOMEM)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory compiling the grammar.");
+    if (trig) {
+        log_info("tool_choice auto: calls are parsed, not constrained: %s", e.msg);
+        return 0;
+    }
+    return oai_err(err, 400, "invalid_request_error", param, NULL, "Invalid '%s': grammar: %s.", param, e.msg);
 }
 
 int srv_grammar_get(const struct oai_request *req, const struct tc_config *tc, struct grammar **out,
@@ -159,12 +167,14 @@ int srv_grammar_get(const struct oai_request *req, const struct tc_config *tc, s
     pthread_mutex_lock(&cache_mu);
     struct grammar *g = cache_get(h, text);
     pthread_mutex_unlock(&cache_mu);
-    if (!g && (g = compile(text, tc, own != NULL, lazy ? &trig : NULL, own ? "tools" : req->grammar_param, err))) {
+    int rc = 0;
+    if (!g && (rc = compile(text, tc, own != NULL, lazy ? &trig : NULL, own ? "tools" : req->grammar_param, &g, err)) == 0 &&
+        g) {
         pthread_mutex_lock(&cache_mu);
         cache_put(h, text, g);
         pthread_mutex_unlock(&cache_mu);
     }
     free(own);
     *out = g;
-    return g ? 0 : -1;
+    return rc;
 }

@@ -102,6 +102,15 @@ def parallel_and_none():
     check(st == 200 and "tool_calls" not in m and m["content"].startswith("<tool_call>"),
           "a malformed call comes back as text, 200")
     check(r["choices"][0]["finish_reason"] == "length", "a malformed call: finish_reason length")
+    # a pattern the grammar compiler refuses (an empty group repeated): a forced call is a 400,
+    # auto falls back to parsing only
+    odd = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "pattern": "^(|a)+$"}}}}}]
+    st, r = post(req(max_tokens=2, tools=odd, tool_choice="required"))
+    check(st == 400 and r["error"]["param"] == "tools", "required, a pattern the compiler refuses: 400 (%s)" %
+          r.get("error", {}).get("message"))
+    st, r = post(req(max_tokens=2, tools=odd))
+    check(st == 200, "auto, the same pattern: 200, the call parsed only")
 
 
 def reasoning():
