@@ -96,6 +96,7 @@ struct engine_seq {
     struct grammar_state *gst;        /* owned, or NULL without a grammar */
     uint32_t *gmask;                  /* from malloc: the allowed tokens of this step */
     int g_allowed;                    /* tokens allowed this step; < 0 when the mask failed */
+    bool g_taken;                     /* the grammar took this step's token already (a waiting lazy grammar) */
 };
 
 struct engine {
@@ -610,6 +611,41 @@ struct sample_job {
     struct engine *eng;
 };
 
+/* Most tokens a waiting lazy grammar refuses in one step before the
+ * sequence ends with an error. */
+#define LAZY_RETRIES 16
+
+/* A sequence whose lazy grammar waits for its trigger: sampled without a
+ * mask, and the grammar takes the token at once. A token that completes
+ * the trigger with bytes the grammar refuses after it (one token holding
+ * the trigger and more) is masked out and another one sampled, so a call
+ * the model starts is always one the grammar can finish. */
+static void sample_waiting(struct sampler *smp, const float *row, struct engine_seq *s)
+{
+    struct sample_params p = s->req.sample;
+    int left = 0;
+    s->g_allowed = 1;
+    s->g_taken = true;
+    for (int tries = 0;; tries++) {
+        sampler_sample(smp, row, &p, s->toks, s->n_tok, &s->rng, &s->res);
+        struct err e;
+        if (grammar_state_accept(s->gst, s->res.token, &e) == 0)
+            return;
+        if (e.code != ERR_INVALID || tries == LAZY_RETRIES || left == 1) {
+            snprintf(s->why, sizeof s->why, "%s", e.code != ERR_INVALID ? e.msg
+                     : "grammar: every likely token starts a tool call the grammar refuses");
+            s->g_allowed = -1;
+            return;
+        }
+        if (!p.allowed) {
+            left = grammar_state_mask(s->gst, s->gmask, &e); /* waiting: every token */
+            p.allowed = s->gmask;
+        }
+        s->gmask[s->res.token / 32] &= ~(1u << (s->res.token % 32));
+        left--;
+    }
+}
+
 static void sample_fn(void *ctx, int ith, int nth)
 {
     struct engine *eng = ((struct sample_job *)ctx)->eng;
@@ -617,6 +653,11 @@ static void sample_fn(void *ctx, int ith, int nth)
     for (int i = ith; i < eng->n_sampled; i += nth) {
         struct engine_seq *s = eng->sampled[i];
         struct sample_params p = s->req.sample;
+        const float *row = eng->logits + (size_t)s->logit_row * eng->n_vocab;
+        if (s->gst && grammar_state_waiting(s->gst)) {
+            sample_waiting(smp, row, s);
+            continue;
+        }
         if (s->gst) {
             struct err e;
             s->g_allowed = grammar_state_mask(s->gst, s->gmask, &e);
@@ -624,8 +665,7 @@ static void sample_fn(void *ctx, int ith, int nth)
                 continue; /* run_batch finishes it */
             p.allowed = s->gmask;
         }
-        sampler_sample(smp, eng->logits + (size_t)s->logit_row * eng->n_vocab, &p, s->toks, s->n_tok, &s->rng,
-                       &s->res);
+        sampler_sample(smp, row, &p, s->toks, s->n_tok, &s->rng, &s->res);
     }
 }
 
@@ -638,8 +678,9 @@ static bool grammar_before_token(struct engine_seq *s)
     if (s->g_allowed > 0)
         return false;
     if (s->g_allowed < 0 || !grammar_state_can_end(s->gst)) {
-        snprintf(s->why, sizeof s->why, "%s", s->g_allowed < 0 ? "grammar: out of memory"
-                                                               : "grammar: no token of the vocabulary can continue the output");
+        if (!s->why[0])
+            snprintf(s->why, sizeof s->why, "%s", s->g_allowed < 0 ? "grammar: out of memory"
+                     : "grammar: no token of the vocabulary can continue the output");
         s->fin = ENGINE_FINISH_ERROR;
     } else {
         s->fin = ENGINE_FINISH_STOP;
@@ -647,13 +688,16 @@ static bool grammar_before_token(struct engine_seq *s)
     return true;
 }
 
-/* Structured output, after the token was emitted: advances the grammar.
+/* Structured output, after the token was emitted: advances the grammar
+ * (unless a waiting lazy grammar took it when it was sampled).
  * True (with s->fin) when the sequence ends here: the grammar is complete,
  * or (a bug) it refused the token it allowed. */
 static bool grammar_after_token(struct engine_seq *s)
 {
     struct err e;
-    if (grammar_state_accept(s->gst, s->res.token, &e) < 0) {
+    bool taken = s->g_taken;
+    s->g_taken = false;
+    if (!taken && grammar_state_accept(s->gst, s->res.token, &e) < 0) {
         snprintf(s->why, sizeof s->why, "%s", e.msg);
         s->fin = ENGINE_FINISH_ERROR;
         return true;

@@ -76,6 +76,10 @@ struct engine_request {
                                      grammar forbids are masked before sampling (sample_params.allowed
                                      is set by the engine), and when the grammar is complete (no token
                                      can continue it) the sequence finishes with ENGINE_FINISH_STOP.
+                                     A lazy grammar (grammar_set_trigger: tool_choice "auto") masks
+                                     nothing until its trigger is sampled; a token that would complete
+                                     the trigger with bytes the grammar refuses is excluded and another
+                                     sampled. The state lives with the sequence through preemption.
                                      Needs the engine's tokenizer. */
 };
 #define ENGINE_ACCOUNT_MAX 64

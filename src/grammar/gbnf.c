@@ -790,6 +790,8 @@ void grammar_free(struct grammar *g)
     for (int i = 0; i < g->n_ctl; i++)
         free(g->ctl_text[i]);
     free(g->ctl_text);
+    for (int i = 0; i < 3; i++)
+        free(g->trig[i]);
     free(g->elems);
     free(g->alt_start);
     free(g->rule_first);
@@ -811,5 +813,24 @@ int grammar_allow_control(struct grammar *g, const char *const *texts, int n, st
             return err_set(e, ERR_NOMEM, "grammar: out of memory");
         g->n_ctl++;
     }
+    return 0;
+}
+
+int grammar_set_trigger(struct grammar *g, const struct grammar_trigger *t, struct err *e)
+{
+    const char *m[3] = {t->text, t->skip_open, t->skip_close};
+    if (!m[0] || !*m[0] || strlen(m[0]) > GRAMMAR_TRIGGER_MAX)
+        return err_set(e, ERR_INVALID, "grammar: a trigger must have 1 to %d bytes", GRAMMAR_TRIGGER_MAX);
+    bool has_open = m[1] && *m[1], has_close = m[2] && *m[2];
+    if (has_open != has_close || (has_open && (strlen(m[1]) > GRAMMAR_TRIGGER_MAX || strlen(m[2]) > GRAMMAR_TRIGGER_MAX)))
+        return err_set(e, ERR_INVALID, "grammar: skip markers must both be given, each of 1 to %d bytes",
+                       GRAMMAR_TRIGGER_MAX);
+    for (int i = 0; i < 3; i++) {
+        free(g->trig[i]);
+        g->trig[i] = NULL;
+        if (m[i] && *m[i] && !(g->trig[i] = strdup(m[i])))
+            return err_set(e, ERR_NOMEM, "grammar: out of memory");
+    }
+    g->skip_start = has_open && t->start_skipped;
     return 0;
 }

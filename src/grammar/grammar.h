@@ -92,6 +92,31 @@ void grammar_free(struct grammar *g);
  * forces a call needs them. Call before g is shared. 0, or -1 with ERR_NOMEM. */
 int grammar_allow_control(struct grammar *g, const char *const *texts, int n, struct err *e);
 
+/* ---- lazy grammars ----
+ * A grammar with a trigger constrains nothing until the trigger appears in
+ * the output (as llama.cpp's lazy grammars): a state starts waiting, takes
+ * any token (its mask allows the whole vocabulary, end-of-generation
+ * included) and only watches the output's bytes. When they end with the
+ * trigger — written by one control token, by several ordinary tokens, or
+ * by a token holding more bytes after it — the state becomes active at the
+ * start of the grammar, advanced over the trigger and over the rest of
+ * that token's bytes; from then on it is an ordinary state. Every string
+ * the grammar matches must start with the trigger (grammar_state_new
+ * checks). A token whose bytes after the trigger the grammar refuses is
+ * refused as a whole (grammar_state_accept fails, the state still
+ * waiting), so the caller can sample another token instead of writing a
+ * call the grammar cannot finish. Inside a skipped span (reasoning:
+ * skip_open .. skip_close) the trigger is not looked for. */
+#define GRAMMAR_TRIGGER_MAX 63 /* longest trigger or skip marker, in bytes */
+struct grammar_trigger {
+    const char *text;                   /* 1..GRAMMAR_TRIGGER_MAX bytes */
+    const char *skip_open, *skip_close; /* both NULL or "", or both 1..GRAMMAR_TRIGGER_MAX bytes */
+    bool start_skipped;                 /* the output starts inside a skipped span */
+};
+/* Makes g lazy. Call before g is shared. 0, or -1 with ERR_INVALID (a
+ * marker empty or too long) or ERR_NOMEM. */
+int grammar_set_trigger(struct grammar *g, const struct grammar_trigger *t, struct err *e);
+
 /* Translates a JSON Schema (JSON text) into GBNF text whose rule names all
  * start with rule_prefix (NULL = ""); the start rule is <prefix>root, so
  * the text with prefix "" compiles as is, and with another prefix it can be
@@ -116,24 +141,31 @@ int grammar_vocab_words(const struct grammar_vocab *v);
 struct grammar_state;
 
 /* A sequence's state at the start of g (takes a reference on g; v is
- * borrowed and must outlive the state). NULL with a reason. */
+ * borrowed and must outlive the state); waiting when g has a trigger.
+ * NULL with a reason (ERR_INVALID: g's trigger does not fit its start). */
 struct grammar_state *grammar_state_new(struct grammar *g, const struct grammar_vocab *v, struct err *e);
 struct grammar_state *grammar_state_clone(const struct grammar_state *s, struct err *e);
 void grammar_state_free(struct grammar_state *s); /* NULL does nothing */
 
 /* Writes the allowed-token bitset (bit t of word t/32) into mask
  * (grammar_vocab_words words) and returns the number of tokens allowed
- * (0 = none: the grammar is done or no token of the vocabulary fits), or
- * -1 with ERR_NOMEM. */
+ * (0 = none: the grammar is done or no token of the vocabulary fits; all
+ * of them while waiting), or -1 with ERR_NOMEM. */
 int grammar_state_mask(struct grammar_state *s, uint32_t *mask, struct err *e);
 /* Advances by token id. An end-of-generation token is accepted where the
- * grammar may end (and leaves the state done). -1 with ERR_INVALID when
+ * grammar may end (and leaves the state done; while waiting it changes
+ * nothing). While waiting, any token is taken by its text (a control
+ * token's too) unless it completes the trigger with bytes after it the
+ * grammar refuses. -1 with ERR_INVALID when
  * the grammar does not allow the token (the state is unchanged); ERR_NOMEM. */
 int grammar_state_accept(struct grammar_state *s, int32_t id, struct err *e);
 /* Advances by raw bytes (tests, and text forced into the output). Same
  * errors as grammar_state_accept. */
 int grammar_state_accept_bytes(struct grammar_state *s, const char *p, size_t n, struct err *e);
-/* The grammar may stop here (no pending partial character). */
+/* A lazy state whose trigger has not appeared yet (everything is allowed). */
+bool grammar_state_waiting(const struct grammar_state *s);
+/* The grammar may stop here (no pending partial character; always while
+ * waiting). */
 bool grammar_state_can_end(const struct grammar_state *s);
 /* No continuation is possible (the grammar is complete, or an
  * end-of-generation token was accepted). */

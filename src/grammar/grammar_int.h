@@ -51,6 +51,9 @@ struct grammar {
     atomic_int refs;
     char **ctl_text;          /* from malloc: n_ctl texts of control tokens allowed (grammar_allow_control) */
     int n_ctl;
+    char *trig[3];            /* from malloc or NULL (grammar_set_trigger): the trigger, the open and the close of
+                                 the spans where it is not looked for */
+    bool skip_start;          /* the output starts inside such a span */
 
     /* the mask cache, under mu: an open-addressed table of cache_cap slots */
     pthread_mutex_t mu;

@@ -580,6 +580,11 @@ struct grammar_state {
     int32_t *ctl;                     /* from malloc: the control tokens the grammar allows (grammar_allow_control) */
     int n_ctl;
     bool over;                        /* the last failure was a limit passed (arena_fail) */
+    /* lazy grammars: */
+    bool waiting;                     /* the trigger has not appeared yet (cur is the start) */
+    bool skip;                        /* the output is inside a skipped span */
+    char win[2 * GRAMMAR_TRIGGER_MAX + 2]; /* the output's last bytes (at least the last GRAMMAR_TRIGGER_MAX) */
+    int n_win;
 };
 
 /* The vocabulary's control tokens whose text the grammar names, into s->ctl. */
@@ -616,6 +621,8 @@ static int arena_copy(struct arena *dst, const struct arena *src)
     return 0;
 }
 
+static int bytes_fit(struct grammar_state *s, const char *p, size_t n);
+
 struct grammar_state *grammar_state_new(struct grammar *g, const struct grammar_vocab *v, struct err *e)
 {
     struct grammar_state *s = calloc(1, sizeof *s);
@@ -637,6 +644,18 @@ struct grammar_state *grammar_state_new(struct grammar *g, const struct grammar_
     }
     if (s->cur.oom || state_controls(s) < 0)
         goto nomem;
+    if (g->trig[0]) {
+        int fit = bytes_fit(s, g->trig[0], strlen(g->trig[0]));
+        if (fit < 0)
+            goto nomem;
+        if (!fit) {
+            grammar_state_free(s);
+            return err_set(e, ERR_INVALID, "grammar: the trigger \"%s\" does not fit the start of the grammar",
+                           g->trig[0]), NULL;
+        }
+        s->waiting = true;
+        s->skip = g->skip_start;
+    }
     return s;
 nomem:;
     bool over = s && s->cur.over;
@@ -653,6 +672,10 @@ struct grammar_state *grammar_state_clone(const struct grammar_state *src, struc
     s->v = src->v;
     s->pend = src->pend;
     s->done = src->done;
+    s->waiting = src->waiting;
+    s->skip = src->skip;
+    memcpy(s->win, src->win, sizeof s->win);
+    s->n_win = src->n_win;
     if (arena_copy(&s->cur, &src->cur) < 0 || state_controls(s) < 0)
         goto nomem;
     return s;
@@ -677,9 +700,14 @@ void grammar_state_free(struct grammar_state *s)
     free(s);
 }
 
+bool grammar_state_waiting(const struct grammar_state *s)
+{
+    return s->waiting;
+}
+
 bool grammar_state_can_end(const struct grammar_state *s)
 {
-    if (s->done)
+    if (s->done || s->waiting)
         return true;
     if (s->pend.need)
         return false;
@@ -693,6 +721,8 @@ bool grammar_state_is_done(const struct grammar_state *s)
 {
     if (s->done)
         return true;
+    if (s->waiting)
+        return false;
     for (size_t i = 0; i < s->cur.n_stk; i++)
         if (s->cur.stk[i].len > 0)
             return false;
@@ -781,6 +811,13 @@ int grammar_state_mask(struct grammar_state *s, uint32_t *mask, struct err *e)
     memset(mask, 0, (size_t)words * 4);
     if (s->done)
         return 0;
+    if (s->waiting) {
+        int32_t n = s->v->n_vocab;
+        memset(mask, 0xff, (size_t)(n / 32) * 4);
+        if (n % 32)
+            mask[n / 32] = (1u << (n % 32)) - 1;
+        return n;
+    }
     bool can_end = grammar_state_can_end(s);
     for (size_t i = 0; i < s->cur.n_stk; i++)
         if (s->cur.stk[i].len > 0 && stack_mask(s, i, mask) < 0)
@@ -829,7 +866,8 @@ static int feed_byte(struct grammar_state *s, uint8_t c)
     return 0;
 }
 
-int grammar_state_accept_bytes(struct grammar_state *s, const char *p, size_t n, struct err *e)
+/* Advances an active state by bytes; unchanged on failure. */
+static int take_bytes(struct grammar_state *s, const char *p, size_t n, struct err *e)
 {
     if (s->done)
         return err_set(e, ERR_INVALID, "grammar: output after the end of the grammar");
@@ -853,11 +891,78 @@ int grammar_state_accept_bytes(struct grammar_state *s, const char *p, size_t n,
     return 0;
 }
 
+/* ---- lazy grammars: waiting for the trigger ---- */
+
+/* True when the n bytes of w end with marker m (NULL or "": never). */
+static bool ends_with(const char *w, int n, const char *m)
+{
+    size_t k = m ? strlen(m) : 0;
+    return k && (size_t)n >= k && !memcmp(w + n - k, m, k);
+}
+
+/* The trigger ended at byte i of p[0..n): the state becomes active over
+ * the trigger and p[i+1..n). Unchanged on failure. */
+static int trigger_fire(struct grammar_state *s, const char *p, size_t n, size_t i, struct err *e)
+{
+    const char *t = s->g->trig[0];
+    size_t k = strlen(t), rest = n - i - 1;
+    char *buf = malloc(k + rest + 1);
+    if (!buf)
+        return err_set(e, ERR_NOMEM, "grammar: out of memory");
+    memcpy(buf, t, k);
+    memcpy(buf + k, p + i + 1, rest);
+    int rc = take_bytes(s, buf, k + rest, e);
+    free(buf);
+    if (rc < 0) {
+        if (e->code == ERR_INVALID)
+            err_set(e, ERR_INVALID, "grammar: the %zu bytes after the trigger do not fit the grammar", rest);
+        return -1;
+    }
+    s->waiting = false;
+    return 0;
+}
+
+/* A waiting state watches p[0..n) for the trigger (outside skipped spans);
+ * unchanged on failure. */
+static int lazy_bytes(struct grammar_state *s, const char *p, size_t n, struct err *e)
+{
+    char *const *m = s->g->trig;
+    char win[sizeof s->win];
+    int nw = s->n_win;
+    bool skip = s->skip;
+    memcpy(win, s->win, (size_t)nw);
+    for (size_t i = 0; i < n; i++) {
+        if (nw == (int)sizeof win) {
+            memmove(win, win + nw - GRAMMAR_TRIGGER_MAX, GRAMMAR_TRIGGER_MAX);
+            nw = GRAMMAR_TRIGGER_MAX;
+        }
+        win[nw++] = p[i];
+        if (skip) {
+            skip = !ends_with(win, nw, m[2]);
+            continue;
+        }
+        if (ends_with(win, nw, m[0]))
+            return trigger_fire(s, p, n, i, e);
+        skip = ends_with(win, nw, m[1]);
+    }
+    memcpy(s->win, win, (size_t)nw);
+    s->n_win = nw;
+    s->skip = skip;
+    return 0;
+}
+
+int grammar_state_accept_bytes(struct grammar_state *s, const char *p, size_t n, struct err *e)
+{
+    return s->waiting ? lazy_bytes(s, p, n, e) : take_bytes(s, p, n, e);
+}
+
 int grammar_state_accept(struct grammar_state *s, int32_t id, struct err *e)
 {
     const struct grammar_vocab *v = s->v;
     if (id < 0 || id >= v->n_vocab)
         return err_set(e, ERR_INVALID, "grammar: token %d out of range", id);
+    if (s->waiting) /* any token, by its text (end of generation: none) */
+        return lazy_bytes(s, v->blob + v->off[id], v->off[id + 1] - v->off[id], e);
     if (v->eog[id / 32] >> (id % 32) & 1) {
         if (!grammar_state_can_end(s))
             return err_set(e, ERR_INVALID, "grammar: end of generation before the grammar is complete");

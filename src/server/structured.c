@@ -1,7 +1,9 @@
 /*
  * Structured output on the server: a request's GBNF (from response_format
  * or the `grammar` field, see openai.c), or the grammar of a forced tool
- * call (toolgrammar.c), compiled into a struct grammar.
+ * call (toolgrammar.c), or with tool_choice "auto" the lazy grammar of a
+ * call the model starts (inactive until the format's call marker appears
+ * in the output), compiled into a struct grammar.
  *
  * Compiled grammars are kept in a small cache keyed by their text, shared
  * by every HTTP thread (under cache_mu) and every model: a grammar is
@@ -97,22 +99,55 @@ static int forced_gbnf(const struct oai_request *req, const struct tc_config *tc
     return oai_err(err, 400, "invalid_request_error", "tool_choice", NULL, "Invalid 'tool_choice': %s.", e.msg);
 }
 
-/* text compiled, the format's markers allowed as control tokens for a forced call. */
-static struct grammar *compile(const char *text, const struct tc_config *tc, bool forced, const char *param,
-                               struct oai_error *err)
+/* tool_choice "auto" with tools: the lazy grammar of a call the model
+ * starts, when the format can be constrained (tc_forcible) and every
+ * tool's schema enforced; else *out stays NULL and calls are only parsed.
+ * -1 only on out of memory. */
+static int auto_gbnf(const struct oai_request *req, const struct tc_config *tc, char **out,
+                     struct grammar_trigger *trig, struct oai_error *err)
+{
+    *out = NULL;
+    if (req->grammar || req->n_tools <= 0 || req->tool_choice != OAI_TOOL_AUTO || !tc || tc->fmt == TC_NONE ||
+        !tc->calls || !tc_forcible(tc->fmt))
+        return 0;
+    json_t *vars = json_loads(req->chat_vars ? req->chat_vars : "{}", 0, NULL);
+    int bad;
+    struct err e;
+    *out = tc_auto_gbnf(tc, json_object_get(vars, "tools"), req->parallel_tool_calls, trig, &bad, &e);
+    json_decref(vars);
+    if (!*out && e.code == ERR_NOMEM)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory.");
+    if (!*out)
+        log_info("tool_choice auto: calls are parsed, not constrained: %s", e.msg);
+    return 0;
+}
+
+/* text compiled into *out; for a tool call, the format's markers allowed
+ * as control tokens, and the trigger of a lazy (auto) grammar. A lazy
+ * grammar that does not compile (a schema pattern the compiler refuses)
+ * leaves *out NULL: the calls are only parsed, as for a schema it cannot
+ * enforce. */
+static int compile(const char *text, const struct tc_config *tc, bool calls, const struct grammar_trigger *trig,
+                   const char *param, struct grammar **out, struct oai_error *err)
 {
     struct err e;
     const char *marks[8];
     struct grammar *g = grammar_compile(text, strlen(text), &e);
-    if (g && forced && grammar_allow_control(g, marks, tc_forced_markers(tc, marks), &e) < 0) {
+    if (g && ((calls && grammar_allow_control(g, marks, tc_forced_markers(tc, marks), &e) < 0) ||
+              (trig && grammar_set_trigger(g, trig, &e) < 0))) {
         grammar_free(g);
         g = NULL;
     }
-    if (!g && e.code == ERR_NOMEM)
-        oai_err(err, 500, "server_error", NULL, NULL, "Out of memory compiling the grammar.");
-    else if (!g)
-        oai_err(err, 400, "invalid_request_error", param, NULL, "Invalid '%s': grammar: %s.", param, e.msg);
-    return g;
+    *out = g;
+    if (g)
+        return 0;
+    if (e.code == ERR_NOMEM)
+        return oai_err(err, 500, "server_error", NULL, NULL, "Out of memory compiling the grammar.");
+    if (trig) {
+        log_info("tool_choice auto: calls are parsed, not constrained: %s", e.msg);
+        return 0;
+    }
+    return oai_err(err, 400, "invalid_request_error", param, NULL, "Invalid '%s': grammar: %s.", param, e.msg);
 }
 
 int srv_grammar_get(const struct oai_request *req, const struct tc_config *tc, struct grammar **out,
@@ -121,21 +156,25 @@ int srv_grammar_get(const struct oai_request *req, const struct tc_config *tc, s
     *out = NULL;
     bool forced = oai_tools_forced(req);
     char *own = NULL;
-    if (forced && forced_gbnf(req, tc, &own, err) < 0)
+    struct grammar_trigger trig;
+    if (forced ? forced_gbnf(req, tc, &own, err) < 0 : auto_gbnf(req, tc, &own, &trig, err) < 0)
         return -1;
-    const char *text = forced ? own : req->grammar;
+    bool lazy = !forced && own;
+    const char *text = own ? own : req->grammar;
     if (!text)
         return 0;
     uint64_t h = hash_bytes(text, strlen(text));
     pthread_mutex_lock(&cache_mu);
     struct grammar *g = cache_get(h, text);
     pthread_mutex_unlock(&cache_mu);
-    if (!g && (g = compile(text, tc, forced, forced ? "tools" : req->grammar_param, err))) {
+    int rc = 0;
+    if (!g && (rc = compile(text, tc, own != NULL, lazy ? &trig : NULL, own ? "tools" : req->grammar_param, &g, err)) == 0 &&
+        g) {
         pthread_mutex_lock(&cache_mu);
         cache_put(h, text, g);
         pthread_mutex_unlock(&cache_mu);
     }
     free(own);
     *out = g;
-    return g ? 0 : -1;
+    return rc;
 }

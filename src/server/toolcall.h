@@ -185,6 +185,16 @@ bool tc_forcible(enum tc_format f);
 char *tc_forced_gbnf(const struct tc_config *c, struct json_t *tools, const char *only, bool parallel, int *bad_tool,
                      struct err *e);
 
+/* tool_choice "auto": the GBNF of the call(s) the model may start (as
+ * tc_forced_gbnf, without reasoning) and the trigger that starts them —
+ * the format's marker opening the calls (section_open, else call_open;
+ * the grammar starts with it) with the template's reasoning markers as
+ * the spans where it is not looked for — for grammar_set_trigger. Same
+ * formats and errors as tc_forced_gbnf. */
+struct grammar_trigger;
+char *tc_auto_gbnf(const struct tc_config *c, struct json_t *tools, bool parallel, struct grammar_trigger *trig,
+                   int *bad_tool, struct err *e);
+
 /* The format's marker strings (at most 7) that vocabularies often hold as
  * control tokens, for grammar_allow_control. Returns how many. */
 int tc_forced_markers(const struct tc_config *c, const char *out[8]);

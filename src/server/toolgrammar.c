@@ -132,10 +132,32 @@ static int tool_rules(struct sbuf *b, const struct shape *sh, json_t *fn, int i,
     return 0;
 }
 
-/* root, calls and call; the think prefix when the template has reasoning. */
-static void top_rules(struct sbuf *b, const struct tc_config *c, const struct shape *sh, bool multi, bool think)
+/* The trigger of a call the model starts in auto mode: the marker that
+ * opens the calls of a turn. */
+static const char *auto_trigger(enum tc_format f)
 {
-    sbuf_addf(b, "# maas: a forced %s tool call\nroot ::=", tc_format_name(c->fmt));
+    const struct tc_syntax *sx = tc_syntax(f);
+    return *sx->section_open ? sx->section_open : sx->call_open;
+}
+
+/* root, calls and call; the think prefix when the template has reasoning.
+ * auto_mode: no reasoning (it stays free before the trigger) and the
+ * trigger written first when the shape does not start with it. */
+static void top_rules(struct sbuf *b, const struct tc_config *c, const struct shape *sh, bool multi, bool think,
+                      bool auto_mode)
+{
+    if (auto_mode) {
+        const char *t = auto_trigger(c->fmt), *first = *sh->open ? sh->open : sh->pre;
+        /* the trigger, the reasoning spans skipped and where the output starts make the
+         * text differ when the lazy grammar does (grammar caches are keyed by the text) */
+        sbuf_addf(b, "# maas: a %s tool call the model starts, trigger %s, reasoning %s..%s%s\nroot ::=",
+                  tc_format_name(c->fmt), t, c->think_open ? c->think_open : "", c->think_close ? c->think_close : "",
+                  c->start_in_think ? " (open)" : "");
+        if (strncmp(first, t, strlen(t)))
+            lit(b, t);
+    } else {
+        sbuf_addf(b, "# maas: a forced %s tool call\nroot ::=", tc_format_name(c->fmt));
+    }
     if (think && c->start_in_think)
         sbuf_addstr(b, " think-text");
     else if (think) {
@@ -154,8 +176,9 @@ static void top_rules(struct sbuf *b, const struct tc_config *c, const struct sh
     sbuf_addch(b, '\n');
 }
 
-char *tc_forced_gbnf(const struct tc_config *c, struct json_t *tools, const char *only, bool parallel, int *bad_tool,
-                     struct err *e)
+/* The GBNF of forced calls, or (auto_mode) of a call the model starts. */
+static char *calls_gbnf(const struct tc_config *c, struct json_t *tools, const char *only, bool parallel,
+                        bool auto_mode, int *bad_tool, struct err *e)
 {
     *bad_tool = -1;
     if (!tc_forcible(c->fmt))
@@ -163,7 +186,7 @@ char *tc_forced_gbnf(const struct tc_config *c, struct json_t *tools, const char
                NULL;
     const struct shape *sh = &shapes[c->fmt];
     struct sbuf b = SBUF_INIT, calls = SBUF_INIT;
-    bool think = c->think_open && think_rule(&b, c) == 0;
+    bool think = !auto_mode && c->think_open && think_rule(&b, c) == 0;
     int n = 0;
     for (size_t i = 0; i < json_array_size(tools); i++) {
         json_t *fn = json_object_get(json_array_get(tools, i), "function");
@@ -182,7 +205,7 @@ char *tc_forced_gbnf(const struct tc_config *c, struct json_t *tools, const char
         return err_set(e, ERR_INVALID, "no tool to call"), NULL;
     }
     struct sbuf out = SBUF_INIT;
-    top_rules(&out, c, sh, sh->multi && parallel && !only, think);
+    top_rules(&out, c, sh, sh->multi && parallel && !only, think, auto_mode);
     sbuf_add(&out, calls.buf, calls.len);
     sbuf_addch(&out, '\n');
     sbuf_add(&out, b.buf, b.len);
@@ -191,6 +214,21 @@ char *tc_forced_gbnf(const struct tc_config *c, struct json_t *tools, const char
     if (!s)
         err_set(e, ERR_NOMEM, "out of memory");
     return s;
+}
+
+char *tc_forced_gbnf(const struct tc_config *c, struct json_t *tools, const char *only, bool parallel, int *bad_tool,
+                     struct err *e)
+{
+    return calls_gbnf(c, tools, only, parallel, false, bad_tool, e);
+}
+
+char *tc_auto_gbnf(const struct tc_config *c, struct json_t *tools, bool parallel, struct grammar_trigger *trig,
+                   int *bad_tool, struct err *e)
+{
+    char *g = calls_gbnf(c, tools, NULL, parallel, true, bad_tool, e);
+    if (g)
+        *trig = (struct grammar_trigger){auto_trigger(c->fmt), c->think_open, c->think_close, c->start_in_think};
+    return g;
 }
 
 int tc_forced_markers(const struct tc_config *c, const char *out[8])

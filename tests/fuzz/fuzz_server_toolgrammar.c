@@ -5,7 +5,10 @@
  * JSON array the builder either names an error or gives GBNF that compiles
  * (every schema grammar_schema_to_gbnf accepts embeds cleanly, and the
  * format's literals are well escaped), or whose one failure is the known
- * left-recursion of a quantified empty pattern group. */
+ * left-recursion of a quantified empty pattern group. The auto-mode
+ * (lazy) grammar of the same tools is built exactly when the forced one
+ * is, compiles likewise, takes its trigger, and a state of it starts
+ * waiting and becomes active over the trigger. */
 #include "grammar/grammar.h"
 #include "server/toolcall.h"
 
@@ -44,6 +47,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         must(gr != NULL || e.code == ERR_NOMEM || strstr(e.msg, "left-recursive") != NULL);
         grammar_free(gr);
     }
+    struct grammar_trigger trig;
+    int bad2;
+    char *a = tc_auto_gbnf(&c, tools, (data[0] & 0x20) != 0, &trig, &bad2, &e);
+    must((a != NULL) == (g != NULL) || e.code == ERR_NOMEM);
+    if (a) {
+        struct grammar *gr = grammar_compile(a, strlen(a), &e);
+        must(gr != NULL || e.code == ERR_NOMEM || strstr(e.msg, "left-recursive") != NULL);
+        if (gr) {
+            struct grammar_vocab *v = grammar_vocab_new(NULL, 0, &e);
+            must(grammar_set_trigger(gr, &trig, &e) == 0);
+            struct grammar_state *st = v ? grammar_state_new(gr, v, &e) : NULL;
+            must(st != NULL && grammar_state_waiting(st));
+            if (!c.start_in_think || !c.think_open)
+                must(grammar_state_accept_bytes(st, trig.text, strlen(trig.text), &e) == 0 && !grammar_state_waiting(st));
+            grammar_state_free(st);
+            grammar_vocab_free(v);
+        }
+        grammar_free(gr);
+    }
+    free(a);
     free(g);
     json_decref(tools);
     return 0;

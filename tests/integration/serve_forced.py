@@ -96,6 +96,49 @@ def markers():
     check(valid_calls(ch.get("message", {}).get("tool_calls") or [], ["set_mode"]) is None, "  and the call is valid")
 
 
+def auto(bias, seeds, stream=False):
+    """tool_choice auto, parallel_tool_calls false, with logit_bias on <tool_call>: an answer
+    that starts a call (the marker anywhere in the output) ends in exactly one valid call."""
+    started = 0
+    for seed in seeds:
+        body = {"model": "tiny", "messages": USER, "tools": TOOLS, "tool_choice": "auto", "seed": seed,
+                "temperature": 1, "max_tokens": 600 if bias > 0 else 100, "parallel_tool_calls": False,
+                "logit_bias": {OPEN: bias}}
+        if stream:
+            body["stream"] = True
+        st, r = post(body)
+        if st != 200:
+            check(False, "auto, bias %d, seed %d: status %d %s" % (bias, seed, st, r))
+            continue
+        if stream:
+            content, calls, fin = "", {}, []
+            for ch in r:
+                if not ch["choices"]:
+                    continue
+                d = ch["choices"][0]["delta"]
+                content += d.get("content") or ""
+                for t in d.get("tool_calls") or []:
+                    c = calls.setdefault(t["index"], {"type": "function", "function": {"name": "", "arguments": ""}})
+                    c["function"]["name"] += t.get("function", {}).get("name", "")
+                    c["function"]["arguments"] += t.get("function", {}).get("arguments", "")
+                if ch["choices"][0]["finish_reason"]:
+                    fin.append(ch["choices"][0]["finish_reason"])
+            calls, fin = list(calls.values()), fin[0] if len(fin) == 1 else fin
+        else:
+            ch = r["choices"][0]
+            content, calls, fin = ch["message"]["content"] or "", ch["message"].get("tool_calls") or [], ch["finish_reason"]
+        what = "auto%s, bias %+d, seed %d: " % (" streamed" if stream else "", bias, seed)
+        if calls or "<tool_call>" in content:
+            started += 1
+            bad = valid_calls(calls, SCHEMAS) if calls else "no call parsed"
+            check(fin == "tool_calls" and len(calls) == 1 and bad is None and "<tool_call>" not in content,
+                  what + "%d chars of text, then %s%s" % (len(content), [c["function"]["name"] for c in calls],
+                                                           "" if bad is None else " -- " + bad))
+        else:
+            check(bias < 0 and fin in ("stop", "length") and content, what + "text only (%d chars, %s)" % (len(content), fin))
+    return started
+
+
 def errors():
     bad = [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"x": {"type": "string", "contentEncoding": "base64"}}}}}]
@@ -112,6 +155,10 @@ forced("required", SCHEMAS, range(6, 8), parallel=False)
 forced({"type": "function", "function": {"name": "lookup"}}, ["lookup"], range(1, 4))
 forced({"type": "function", "function": {"name": "get_weather"}}, ["get_weather"], range(1, 3))
 streamed()
+check(auto(100, range(1, 4)) == 3, "auto: +100 on the marker: every answer is a call")
+auto(6, range(4, 8))
+check(auto(100, range(8, 10), stream=True) == 2, "auto streamed: every answer is a call")
+check(auto(-100, range(1, 4)) == 0, "auto: -100 on the marker: every answer is text")
 markers()
 errors()
 print("%d failure(s)" % len(failures))

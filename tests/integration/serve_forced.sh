@@ -8,7 +8,10 @@
 # allowed name and arguments that validate against the tool's schema
 # (python3-jsonschema); a logit_bias on the marker tokens shows they are
 # reachable as single control tokens; a schema the compiler cannot enforce
-# is a 400 naming it. Checks in serve_forced.py.
+# is a 400 naming it. tool_choice "auto" (parallel_tool_calls false) with a
+# logit_bias on <tool_call>: +100 or +6 (some text first), every answer that
+# starts a call ends in exactly one valid call (the lazy grammar), whole and
+# streamed; -100: plain text. Checks in serve_forced.py.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/serve_lib.bash"

@@ -88,11 +88,29 @@ def parallel_and_none():
     m = r["choices"][0]["message"]
     check(st == 200 and "tool_calls" not in m and "<tool_call>" in (m["content"] or ""),
           "tool_choice none: the call stays text")
+    # tool_choice auto holds a call the model starts to the tool's schema: the malformed call token is
+    # never chosen (it is masked out and the next best token taken)
     st, r = post(req(max_tokens=1, logit_bias={BAD: 100}))
+    m = r["choices"][0]["message"] if st == 200 else {}
+    check(st == 200 and "city\": </tool_call>" not in (m.get("content") or ""),
+          "auto: the malformed call token is never written (%r)" % (m.get("content") or "")[:40])
+    # a schema the grammar cannot enforce: calls are only parsed, the malformed one comes back as text
+    loose = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "contentEncoding": "base64"}}}}}]
+    st, r = post(req(max_tokens=1, logit_bias={BAD: 100}, tools=loose))
     m = r["choices"][0]["message"]
     check(st == 200 and "tool_calls" not in m and m["content"].startswith("<tool_call>"),
           "a malformed call comes back as text, 200")
     check(r["choices"][0]["finish_reason"] == "length", "a malformed call: finish_reason length")
+    # a pattern the grammar compiler refuses (an empty group repeated): a forced call is a 400,
+    # auto falls back to parsing only
+    odd = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "pattern": "^(|a)+$"}}}}}]
+    st, r = post(req(max_tokens=2, tools=odd, tool_choice="required"))
+    check(st == 400 and r["error"]["param"] == "tools", "required, a pattern the compiler refuses: 400 (%s)" %
+          r.get("error", {}).get("message"))
+    st, r = post(req(max_tokens=2, tools=odd))
+    check(st == 200, "auto, the same pattern: 200, the call parsed only")
 
 
 def reasoning():

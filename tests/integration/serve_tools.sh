@@ -6,7 +6,8 @@
 # logit_bias of +100 on a call token makes the model write that call, so the
 # response path is tested deterministically: tool_calls (whole and
 # streamed), finish_reason, parallel_tool_calls, tool_choice none, a
-# malformed call returned as text, reasoning_content and its token count,
+# malformed call never written with tool_choice auto (the lazy grammar) and
+# returned as text when the tool's schema cannot be enforced, reasoning_content and its token count,
 # a tool round rendered as `maas template` renders it (same prompt tokens,
 # both with the file's tokenizer.chat_template.tool_use since it has tools),
 # the 400 for a forced call whose schema cannot be enforced, and the 400 for tools on a model served with

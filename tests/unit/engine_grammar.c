@@ -3,7 +3,7 @@
  * runs out first); many at once with a KV cache small enough to force
  * preemption (recomputation) still follow their grammars, and a sequence
  * without a grammar in the same batches is unaffected by the others'
- * masks. */
+ * masks. A lazy grammar leaves the output free until its trigger. */
 #include "engine/engine.h"
 #include "kernels/kernels.h"
 #include "test.h"
@@ -108,6 +108,67 @@ TEST(test_grammar_sequences)
     model_free(m);
 }
 
+/* tok's id of text s (-1 and a failed check when absent). */
+static int32_t id_of(const char *s)
+{
+    int32_t t = tok_find(tok, s, strlen(s));
+    CHECKF(t >= 0, "no token '%s'", s);
+    return t;
+}
+
+/* A lazy grammar (trigger "qa"), with a bias that makes the random model
+ * write "q" and "a", "ab", "az" often: the output is free before the
+ * trigger, and from the first "qa" on it follows the grammar to its end
+ * (stop), although "q" then "ab" would complete the trigger with a "b"
+ * the grammar refuses (that token is sampled away). With a negative bias
+ * on "q" the trigger never comes: free text until max_tokens. Under a
+ * cache small enough to preempt. */
+TEST(test_lazy_grammar)
+{
+    struct err e;
+    struct model *m = tiny_served_model(tok, "engine_grammar", 9, &e);
+    CHECKF(m != NULL, "%s", e.msg);
+    if (!m)
+        return;
+    struct engine *eng = engine_new(m, tok, &(struct engine_opts){.n_threads = 2, .n_ctx = 64, .kv_blocks = 5}, &e);
+    const char *src = "root ::= \"qa\" \"z\" [a-z]{2,4} \".\"\n";
+    struct grammar *g = compile(src), *eager = compile(src);
+    CHECK(grammar_set_trigger(g, &(struct grammar_trigger){"qa", NULL, NULL, false}, &e) == 0);
+    struct sample_bias on[4] = {{id_of("q"), 36}, {id_of("a"), 30}, {id_of("ab"), 31}, {id_of("az"), 29}};
+    struct sample_bias off[1] = {{id_of("q"), -100}};
+    int32_t prompt[4] = {10, 20, 30, 40};
+    struct engine_seq *seq[6];
+    for (int i = 0; i < 6; i++) {
+        struct engine_request r = {.prompt = prompt, .n_prompt = 4, .max_tokens = 40, .grammar = g, .seed = 7 + (uint64_t)i};
+        r.sample = sample_params_default();
+        r.sample.temperature = 3; /* flattens the random model's habit of repeating a token */
+        r.sample.bias = i < 4 ? on : off;
+        r.sample.n_bias = i < 4 ? 4 : 1;
+        seq[i] = engine_submit(eng, &r, &e);
+        CHECKF(seq[i] != NULL, "%s", e.msg);
+    }
+    for (int i = 0; i < 6; i++) {
+        char text[1024];
+        struct engine_event d;
+        if (!seq[i])
+            continue;
+        collect(seq[i], text, sizeof text, &d);
+        engine_release(seq[i]);
+        const char *call = strstr(text, "qa");
+        if (i < 4) {
+            CHECKF(call && d.finish == ENGINE_FINISH_STOP && matches(eager, call) && strchr(call, '.')[1] == 0,
+                   "sequence %d: finish %s, '%s'", i, engine_finish_name(d.finish), text);
+        } else {
+            CHECKF(!call && (d.finish == ENGINE_FINISH_LENGTH || d.finish == ENGINE_FINISH_STOP) && !matches(eager, text),
+                   "sequence %d: '%s'", i, text);
+        }
+    }
+    grammar_free(g);
+    grammar_free(eager);
+    engine_free(eng);
+    model_free(m);
+}
+
 int main(void)
 {
     struct err e;
@@ -118,6 +179,7 @@ int main(void)
         return 1;
     }
     RUN(test_grammar_sequences);
+    RUN(test_lazy_grammar);
     tok_free(tok);
     TEST_END();
 }

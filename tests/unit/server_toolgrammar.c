@@ -84,12 +84,13 @@ static char *sample(int i, const char *name, const char *args)
     return buf;
 }
 
-/* The calls tc_parse finds: each a tool of tools_json with valid arguments; their number. */
-static int parsed_calls(const struct tc_config *c, const char *text, size_t n)
+/* The calls tc_parse finds: each a tool of tools_json with valid arguments; their number. Content
+ * before them only when free_text. */
+static int parsed_calls_after(const struct tc_config *c, const char *text, size_t n, bool free_text)
 {
     struct tc_result r = {0};
     CHECK(tc_parse(c, text, n, true, &r) == 0);
-    CHECKF(r.content.len == 0 && r.n_calls > 0, "%s: content \"%s\" from \"%.*s\"", tc_format_name(c->fmt),
+    CHECKF((free_text || r.content.len == 0) && r.n_calls > 0, "%s: content \"%s\" from \"%.*s\"", tc_format_name(c->fmt),
            r.content.buf ? r.content.buf : "", (int)n, text);
     for (int k = 0; k < r.n_calls; k++) {
         json_t *a = json_loads(r.calls[k].arguments, 0, NULL);
@@ -107,6 +108,11 @@ static int parsed_calls(const struct tc_config *c, const char *text, size_t n)
     int got = r.n_calls;
     tc_result_release(&r);
     return got;
+}
+
+static int parsed_calls(const struct tc_config *c, const char *text, size_t n)
+{
+    return parsed_calls_after(c, text, n, false);
 }
 
 TEST(samples_accepted_and_parsed)
@@ -175,11 +181,11 @@ static uint32_t next_rand(void)
     return (uint32_t)(rng >> 32);
 }
 
-/* A uniformly random allowed token at each step until end of generation; the text written. */
-static size_t walk(struct grammar *g, char *out, size_t cap)
+/* From state s (freed here), a uniformly random allowed token at each step until end of
+ * generation; the text written. */
+static size_t walk_from(struct grammar_state *s, char *out, size_t cap)
 {
     struct err e;
-    struct grammar_state *s = grammar_state_new(g, gv, &e);
     int words = grammar_vocab_words(gv);
     uint32_t *m = calloc((size_t)words, 4);
     int32_t *allowed = malloc((size_t)words * 32 * sizeof *allowed);
@@ -210,6 +216,12 @@ static size_t walk(struct grammar *g, char *out, size_t cap)
     return n;
 }
 
+static size_t walk(struct grammar *g, char *out, size_t cap)
+{
+    struct err e;
+    return walk_from(grammar_state_new(g, gv, &e), out, cap);
+}
+
 TEST(random_walks_parse_back)
 {
     static char text[65536];
@@ -222,6 +234,89 @@ TEST(random_walks_parse_back)
         }
         grammar_free(g);
     }
+}
+
+/* tool_choice "auto": the lazy grammar of samples[i]'s format (NULL on a failed check). */
+static struct grammar *auto_of(const char *json, const struct tc_config *c, bool parallel)
+{
+    struct err e;
+    json_t *tools = json_loads(json, 0, NULL);
+    int bad;
+    struct grammar_trigger trig;
+    char *text = tc_auto_gbnf(c, tools, parallel, &trig, &bad, &e);
+    json_decref(tools);
+    CHECKF(text != NULL, "%s: %s", tc_format_name(c->fmt), text ? "" : e.msg);
+    struct grammar *g = text ? grammar_compile(text, strlen(text), &e) : NULL;
+    CHECKF(!text || g, "%s: %s\n%s", tc_format_name(c->fmt), g ? "" : e.msg, text);
+    CHECK(!g || grammar_set_trigger(g, &trig, &e) == 0);
+    free(text);
+    return g;
+}
+
+/* What the model writes before its call in auto mode: free text, then the trigger when the
+ * format's forced call does not start with it (Llama 3's <|python_tag|>, Functionary's >>>). */
+static const char *auto_lead(enum tc_format f)
+{
+    return f == TC_LLAMA3 ? "Let me see. <|python_tag|>" : f == TC_FUNCTIONARY ? "all\nLet me see.>>>" : "Let me see. ";
+}
+
+/* Auto mode: free text stays free (even text no call allows), a call after it is held to the
+ * grammar (name, arguments) and ends the grammar (one call without parallel_tool_calls), and
+ * random walks from the trigger on parse back as valid calls after the text. */
+TEST(auto_calls)
+{
+    static char text[65536];
+    struct err e;
+    for (int i = 0; i < N_SAMPLES; i++) {
+        struct tc_config c = {samples[i].f, NULL, NULL, false, true};
+        const char *fmt = tc_format_name(c.fmt);
+        struct grammar *g = auto_of(tools_json, &c, false);
+        struct grammar_state *s = g ? grammar_state_new(g, gv, &e) : NULL;
+        CHECKF(s != NULL, "%s: %s", fmt, s ? "" : e.msg);
+        if (!s) {
+            grammar_free(g);
+            continue;
+        }
+        const char *lead = auto_lead(c.fmt);
+        CHECK(grammar_state_accept_bytes(s, "Sure!}", 6, &e) == 0 && grammar_state_waiting(s));
+        snprintf(text, sizeof text, "%s%s", lead, sample(i, "get_weather", ARGS));
+        struct grammar_state *bad = grammar_state_clone(s, &e);
+        CHECKF(grammar_state_accept_bytes(s, text, strlen(text), &e) == 0 && grammar_state_is_done(s), "%s: %s", fmt,
+               e.msg);
+        CHECKF(parsed_calls_after(&c, text, strlen(text), true) == 1, "%s", fmt);
+        snprintf(text, sizeof text, "%s%s", lead, sample(i, "get_wether", ARGS));
+        CHECKF(grammar_state_accept_bytes(bad, text, strlen(text), &e) < 0, "%s: a wrong name passes", fmt);
+        grammar_state_free(bad);
+        grammar_state_free(s);
+        grammar_free(g);
+        /* random walks from the trigger on */
+        g = auto_of(bounded_json, &c, true);
+        for (int w = 0; g && w < 4; w++) {
+            s = grammar_state_new(g, gv, &e);
+            const char *t = strstr(lead, "<|python_tag|>") ? lead : NULL;
+            size_t n = snprintf(text, sizeof text, "%s", lead);
+            if (!t) { /* the trigger is the start of the sample call */
+                const struct tc_syntax *sx = tc_syntax(c.fmt);
+                n += snprintf(text + n, sizeof text - n, "%s", *sx->section_open ? sx->section_open : sx->call_open);
+                if (c.fmt == TC_FUNCTIONARY)
+                    n -= 3; /* the lead wrote >>> already */
+            }
+            CHECK(grammar_state_accept_bytes(s, text, n, &e) == 0 && !grammar_state_waiting(s));
+            n += walk_from(s, text + n, sizeof text - n);
+            CHECKF(parsed_calls_after(&c, text, n, true) >= 1, "%s: %.*s", fmt, (int)n, text);
+        }
+        grammar_free(g);
+    }
+    /* reasoning: the trigger inside <think> does not start a call */
+    struct tc_config c = {TC_HERMES, "<think>", "</think>", true, true};
+    struct grammar *g = auto_of(tools_json, &c, false);
+    struct grammar_state *s = g ? grammar_state_new(g, gv, &e) : NULL;
+    const char *t = "maybe <tool_call> later</think>";
+    CHECK(s && grammar_state_accept_bytes(s, t, strlen(t), &e) == 0 && grammar_state_waiting(s));
+    CHECK(s && grammar_state_accept_bytes(s, sample(0, "ping", "{}"), strlen(sample(0, "ping", "{}")), &e) == 0 &&
+          grammar_state_is_done(s));
+    grammar_state_free(s);
+    grammar_free(g);
 }
 
 TEST(errors)
@@ -258,6 +353,7 @@ int main(void)
     RUN(parallel_calls);
     RUN(reasoning_first);
     RUN(random_walks_parse_back);
+    RUN(auto_calls);
     RUN(errors);
     grammar_vocab_free(gv);
     tok_free(tok);
