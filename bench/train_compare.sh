@@ -12,8 +12,9 @@
 # falls on both alike). The MoE model (qwen3moe) has 8
 # experts of width 256 with 2 used per token; the dense one (qwen3) an FFN of
 # width 512 — the same FFN multiply-adds per token. Prints parameters, steps,
-# tokens, the held-out perplexity (maas perplexity, ctx 256) and generation
-# speed (maas bench, f32 and q8_0).
+# tokens, the held-out loss and perplexity (maas perplexity, ctx 256), the
+# validation loss (the trainer's windows) at the last step both evaluated
+# (equal tokens), and generation speed (maas bench, f32 and q8_0).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 M=${MAAS_BIN:-$ROOT/build/maas}
@@ -31,14 +32,19 @@ mkdir -p "$W"
 bash "$ROOT/scripts/corpus.sh" "$W/corpus" >/dev/null
 common=(--text "$W/corpus/kjv-train.txt" --val "$W/corpus/kjv-val.txt" --vocab-size 4096 --n-embd 256 --n-layer 4
         --n-head 4 --n-head-kv 2 --tie --batch 8 --ctx 256 --lr 2e-3 --seed 1 --eval-every 100 --save-every 100000
-        --minutes "$minutes" --threads "$threads" --quiet)
+        --minutes "$minutes" --threads "$threads")
 "$M" train --arch qwen3moe --n-expert 8 --n-expert-used 2 --n-ff-exp 256 "${common[@]}" -o "$W/moe.gguf" >"$W/moe.log" &
 moe=$!
 "$M" train --arch qwen3 --n-ff 512 "${common[@]}" -o "$W/dense.gguf" >"$W/dense.log" &
 dense=$!
 wait $moe
 wait $dense
-printf '%-6s %8s %8s %7s %10s %9s %11s %12s %12s\n' model params active steps tokens "val loss" "val ppl" "gen f32 t/s" "gen q8_0 t/s"
+# the validation loss both reached at the last evaluation step they share (equal tokens)
+common_step=$(comm -12 <(sed -n 's/^step *\([0-9]*\)\/.* val .*/\1/p' "$W/moe.log" | sort) \
+                       <(sed -n 's/^step *\([0-9]*\)\/.* val .*/\1/p' "$W/dense.log" | sort) | sort -n | tail -1)
+val_at() { sed -n "s/^step *$common_step\/.* val \([0-9.]*\).*/\1/p" "$1"; }
+printf '%-6s %8s %8s %7s %10s %9s %9s %11s %12s %12s\n' model params active steps tokens "val loss" "val ppl" \
+  "val@$common_step" "gen f32 t/s" "gen q8_0 t/s"
 for m in moe dense; do
   f=$W/$m.gguf
   "$M" quantize "$f" "$W/$m-q8_0.gguf" q8_0 >/dev/null
@@ -51,6 +57,6 @@ for m in moe dense; do
   g1=$(echo "$b1" | sed -n 's/^generation: *[0-9]* tokens, \([0-9.]*\) tokens\/s.*/\1/p')
   g2=$(echo "$b2" | sed -n 's/^generation: *[0-9]* tokens, \([0-9.]*\) tokens\/s.*/\1/p')
   read -r st tk <<<"$steps"
-  printf '%-6s %8s %8s %7s %10s %9.4f %11s %12s %12s\n' "$m" "$params" "${active:-$params}" "$st" "$tk" \
-    "$(awk -v p="$ppl" 'BEGIN { printf "%.4f", log(p) }')" "$ppl" "$g1" "$g2"
+  printf '%-6s %8s %8s %7s %10s %9.4f %9s %9s %11s %12s\n' "$m" "$params" "${active:-$params}" "$st" "$tk" \
+    "$(awk -v p="$ppl" 'BEGIN { printf "%.4f", log(p) }')" "$ppl" "$(val_at "$W/$m.log")" "$g1" "$g2"
 done

@@ -4,7 +4,7 @@
 # scripts/corpus.sh) with every 20th chapter held out, a 4096-token
 # byte-level BPE vocabulary learned from it, and a small Mixture-of-Experts
 # model (qwen3moe: 4 layers, n_embd 256, 8 experts of width 256, 2 used per
-# token; 8.1M parameters, 2.4M active) trained for 3000 steps of 8 x 256
+# token; 8.1M parameters, 3.4M active) trained for 3000 steps of 8 x 256
 # tokens. About 35 minutes on 2 cores of an AMD EPYC (Zen 5, AVX-512).
 # Writes data/demo-kjv.gguf (q8_0) and data/demo-kjv.svg (the loss curves);
 # the f32 checkpoint stays in build/demo-model/.

@@ -48,8 +48,8 @@ static void usage(FILE *out)
             "(or copied with --vocab V.gguf); the shape options are mkmodel's (--n-embd, --n-layer, --n-head,\n"
             "--n-head-kv, --n-ff, --n-expert, --n-expert-used, --n-ff-exp, --head-dim, --vocab-size, --tie, ...).\n"
             "  --steps N          optimizer steps (default 1000)\n"
-            "  --minutes M        instead of --steps: as many steps as fit in M minutes, from the speed of the\n"
-            "                     first 10 steps (not reproducible across machines; --steps is)\n"
+            "  --minutes M        instead of --steps: as many steps as fit in M minutes at the measured speed\n"
+            "                     (refitted every 25 steps; not reproducible across machines; --steps is)\n"
             "  --batch B (16)     windows per step     --ctx C (128)   tokens per window (the model's context)\n"
             "  --lr X (2e-3)      peak learning rate; cosine decay to X/10 after --warmup N (default steps/20)\n"
             "  --weight-decay X (0.1)  --clip X (1.0, global gradient norm)  --aux-coef X (0.01, MoE balance)\n"
@@ -353,14 +353,20 @@ static int save_ckpt(struct run *r, struct err *e)
     return train_write(r->ckpt, r->src, &r->l, r->P, r->M, r->V, &r->meta, e);
 }
 
-/* --minutes: the step count the first steps' speed allows */
-static void fit_minutes(struct run *r, double step_s)
+/* --minutes: the step count the time left allows at the speed so far.
+ * Fitted after 10 steps (which sets the warm-up) and again every 25 steps
+ * from the speed since step 10 (the first steps are slower: caches, page
+ * faults), so the run ends on time; the cosine schedule follows the fit. */
+static void fit_minutes(struct run *r, double elapsed, double step_s, bool first_fit)
 {
-    int steps = (int)(r->a.minutes * 60.0 / step_s);
-    r->meta.opt.steps = steps > (int)r->meta.step + 1 ? steps : (int)r->meta.step + 1;
-    if (r->a.warmup < 0)
-        r->meta.opt.warmup = r->meta.opt.steps / 20;
-    printf("--minutes %.1f: %.2f s a step, %d steps\n", r->a.minutes, step_s, r->meta.opt.steps);
+    struct train_meta *m = &r->meta;
+    double left = r->a.minutes * 60.0 - elapsed;
+    int steps = (int)m->step + (left > 0 ? (int)(left / step_s) : 0);
+    m->opt.steps = steps > (int)m->step + 1 ? steps : (int)m->step + 1;
+    if (first_fit && r->a.warmup < 0)
+        m->opt.warmup = m->opt.steps / 20;
+    if (first_fit)
+        printf("--minutes %.1f: %.2f s a step, about %d steps\n", r->a.minutes, step_s, m->opt.steps);
 }
 
 static int one_step(struct run *r, double *loss, double *aux, double *gnorm)
@@ -382,7 +388,7 @@ static int train_loop(struct run *r, struct err *e)
 {
     struct train_meta *m = &r->meta;
     uint64_t t0 = now_ns();
-    double secs0 = m->seconds;
+    double secs0 = m->seconds, t10 = 0;
     int64_t first = m->step;
     while (m->step < m->opt.steps && !interrupted) {
         if (r->a.stop_after > 0 && m->step >= r->a.stop_after) {
@@ -397,7 +403,9 @@ static int train_loop(struct run *r, struct err *e)
         if (train_hist_push(&m->loss, m->step, loss) != 0)
             return err_set(e, ERR_NOMEM, "out of memory");
         if (r->a.minutes > 0 && !r->a.resume && m->step - first == 10)
-            fit_minutes(r, (m->seconds - secs0) / 10);
+            t10 = m->seconds, fit_minutes(r, m->seconds - secs0, (m->seconds - secs0) / 10, true);
+        else if (r->a.minutes > 0 && !r->a.resume && m->step - first > 10 && (m->step - first) % 25 == 0)
+            fit_minutes(r, m->seconds - secs0, (m->seconds - t10) / (double)(m->step - first - 10), false);
         bool last = m->step == m->opt.steps;
         if (r->val_toks && (m->step % r->a.eval_every == 0 || last)) {
             val = evaluate(r);

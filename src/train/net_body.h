@@ -54,6 +54,9 @@ struct NET {
     const int32_t *tok;
     double aux_coef;
     int il;                   /* the layer a job works on */
+    /* a norm's forward: y = rmsnorm(x) * w */
+    const R *nf_x, *nf_w;
+    R *nf_y, *nf_rs;
     /* a norm's backward: dx += ..., dw += ... */
     const R *nb_dy, *nb_x, *nb_w, *nb_rs;
     R *nb_dx, *nb_dw;
@@ -252,28 +255,21 @@ static void SFX(job_embed)(void *ctx, int ith, int nth)
         memcpy(n->la[0].x + r * d, SFX(prm)(n, n->l->tok_embd) + (int64_t)SFX(tok_in)(n, r) * d, (size_t)d * sizeof(R));
 }
 
-static void SFX(job_norm1)(void *ctx, int ith, int nth)
+/* rows: nf_y = rmsnorm(nf_x) * nf_w, nf_rs = 1 / rms */
+static void SFX(job_norm)(void *ctx, int ith, int nth)
 {
     struct NET *n = ctx;
-    struct SFX(lact) *a = &n->la[n->il];
     int d = n->s.n_embd;
     int64_t lo, hi;
     split_range(n->N, ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++)
-        SFX(rms_fwd)(a->h1 + r * d, a->rs1 + r, a->x + r * d, SFX(prm)(n, n->l->layer[n->il].attn_norm), d,
-                     n->s.rms_eps);
+        SFX(rms_fwd)(n->nf_y + r * d, n->nf_rs + r, n->nf_x + r * d, n->nf_w, d, n->s.rms_eps);
 }
 
-static void SFX(job_norm2)(void *ctx, int ith, int nth)
+static void SFX(norm_fwd)(struct NET *n, const R *x, size_t w, R *y, R *rs)
 {
-    struct NET *n = ctx;
-    struct SFX(lact) *a = &n->la[n->il];
-    int d = n->s.n_embd;
-    int64_t lo, hi;
-    split_range(n->N, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++)
-        SFX(rms_fwd)(a->h2 + r * d, a->rs2 + r, a->xmid + r * d, SFX(prm)(n, n->l->layer[n->il].ffn_norm), d,
-                     n->s.rms_eps);
+    n->nf_x = x, n->nf_w = SFX(prm)(n, w), n->nf_y = y, n->nf_rs = rs;
+    SFX(run)(n, SFX(job_norm));
 }
 
 /* per-head norms of q and k (qwen3), then RoPE */
@@ -422,17 +418,6 @@ static void SFX(job_combine)(void *ctx, int ith, int nth)
     }
 }
 
-static void SFX(job_normf)(void *ctx, int ith, int nth)
-{
-    struct NET *n = ctx;
-    int d = n->s.n_embd;
-    const R *x = n->la[n->s.n_layer].x;
-    int64_t lo, hi;
-    split_range(n->N, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++)
-        SFX(rms_fwd)(n->hf + r * d, n->rsf + r, x + r * d, SFX(prm)(n, n->l->output_norm), d, n->s.rms_eps);
-}
-
 static void SFX(job_xent)(void *ctx, int ith, int nth)
 {
     struct NET *n = ctx;
@@ -517,7 +502,7 @@ static void SFX(layer_fwd)(struct NET *n, int il)
     struct SFX(lact) *a = &n->la[il];
     int64_t N = n->N, d = s->n_embd, QD = (int64_t)s->n_head * s->head_dim, KD = (int64_t)s->n_head_kv * s->head_dim;
     n->il = il;
-    SFX(run)(n, SFX(job_norm1));
+    SFX(norm_fwd)(n, a->x, ly->attn_norm, a->h1, a->rs1);
     SFX(lin)(n, a->h1, N, d, ly->wq, QD, s->qk_norm ? a->qraw : a->q, false);
     SFX(lin)(n, a->h1, N, d, ly->wk, KD, s->qk_norm ? a->kraw : a->k, false);
     SFX(lin)(n, a->h1, N, d, ly->wv, KD, a->v, false);
@@ -525,7 +510,7 @@ static void SFX(layer_fwd)(struct NET *n, int il)
     SFX(run)(n, SFX(job_attn));
     memcpy(a->xmid, a->x, (size_t)(N * d) * sizeof(R));
     SFX(lin)(n, a->ao, N, QD, ly->wo, d, a->xmid, true);
-    SFX(run)(n, SFX(job_norm2));
+    SFX(norm_fwd)(n, a->xmid, ly->ffn_norm, a->h2, a->rs2);
     SFX(ffn_fwd)(n, il);
 }
 
@@ -832,7 +817,7 @@ struct train_loss SFX(train_net_step)(struct NET *n, const R *P, R *G, const int
     SFX(run)(n, SFX(job_embed));
     for (int il = 0; il < s->n_layer; il++)
         SFX(layer_fwd)(n, il);
-    SFX(run)(n, SFX(job_normf));
+    SFX(norm_fwd)(n, n->la[s->n_layer].x, n->l->output_norm, n->hf, n->rsf);
     SFX(lin)(n, n->hf, n->N, s->n_embd, n->l->output, s->n_vocab, n->logits, false);
     SFX(run)(n, SFX(job_xent));
     struct train_loss loss = {0, 0};
