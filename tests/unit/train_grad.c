@@ -346,6 +346,39 @@ TEST(adamw_lowers_the_loss)
     train_layout_release(&l);
 }
 
+TEST(layout_and_grad_norm)
+{
+    struct tiny c = {"qwen3moe", 4, 2, false};
+    struct model_hparams hp;
+    struct train_shape s;
+    tiny_shape(&c, &hp, &s);
+    struct train_layout l;
+    struct err e = {0};
+    CHECK(train_layout_init(&l, hp.arch, &hp, &s, &e) == 0);
+    const struct train_tensor *t = train_layout_find(&l, "blk.1.ffn_gate_exps.weight");
+    CHECK(t && t->n_dims == 3 && t->ne[0] == 8 && t->ne[1] == 6 && t->ne[2] == 4 && t->decay);
+    CHECK(t && t->off == l.layer[1].gate_exps);
+    CHECK(train_layout_find(&l, "output.weight") && l.output != l.tok_embd);
+    CHECK(!train_layout_find(&l, "blk.2.attn_q.weight"));
+    const struct train_tensor *nw = train_layout_find(&l, "blk.0.attn_norm.weight");
+    CHECK(nw && !nw->decay);
+    /* the global norm: the same value on 1 and 2 threads, and the plain sum */
+    size_t n = 200003;
+    float *g = malloc(n * sizeof *g);
+    double ref = 0;
+    for (size_t i = 0; i < n; i++) {
+        g[i] = (float)urand();
+        ref += (double)g[i] * g[i];
+    }
+    struct pool *pool = pool_new(2);
+    double a = train_grad_norm(NULL, g, n), b = train_grad_norm(pool, g, n);
+    CHECK(a == b);
+    CHECK_NEAR(a, sqrt(ref), 1e-9 * sqrt(ref));
+    pool_free(pool);
+    free(g);
+    train_layout_release(&l);
+}
+
 TEST(batches_are_reproducible)
 {
     int32_t toks[100], a[2 * 11], b[2 * 11], w[3 * 11];
@@ -377,6 +410,7 @@ int main(void)
     RUN(mixtral_gradients);
     RUN(float_matches_double_and_threads);
     RUN(adamw_lowers_the_loss);
+    RUN(layout_and_grad_norm);
     RUN(batches_are_reproducible);
     TEST_END();
 }
