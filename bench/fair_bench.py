@@ -4,8 +4,9 @@ side by side, on `maas serve` with billing (standard library only).
 
 For each of --sched fcfs and --sched fair it starts a fresh server (its own
 ledger; accounts a, b, c; --max-running 8) and measures:
-  1. a alone keeps 32 requests outstanding: a's throughput (completion
-     tokens/s over 2 s).
+  1. a alone keeps 32, then 64 requests outstanding: a's throughput
+     (completion tokens/s over 2 s), the baseline of the same load shape
+     for 2.
   2. a keeps 32, then 64 requests outstanding (each ended one replaced at
      once) while c sends 7 short requests one at a time: c's median time to
      first token, a's mean request latency and a's throughput meanwhile.
@@ -183,13 +184,14 @@ def run(sched, tmp):
     p, port, keys = start(sched, tmp)
     try:
         a_alone = alone(port, keys, 32)
+        a_alone64 = alone(port, keys, 64)
         r32 = light(port, keys, 32)
         r64 = light(port, keys, 64)
         w = weights(port, keys)
     finally:
         p.terminate()
         p.wait(timeout=60)
-    return {"a_alone_tok_s": a_alone, "c_ttft_32_s": r32[0], "a_latency_32_s": r32[1], "a_tok_s_32": r32[2],
+    return {"a_alone_tok_s": a_alone, "a_alone_64_tok_s": a_alone64, "c_ttft_32_s": r32[0], "a_latency_32_s": r32[1], "a_tok_s_32": r32[2],
             "c_ttft_64_s": r64[0], "a_latency_64_s": r64[1], "a_tok_s_64": r64[2], "weights_3_1_split": w}
 
 
@@ -200,7 +202,8 @@ with tempfile.TemporaryDirectory() as tmp:
 rows = [
     ("c's TTFT, a flooding 32 (s)", "c_ttft_32_s"), ("c's TTFT, a flooding 64 (s)", "c_ttft_64_s"),
     ("a's mean latency at 32 (s)", "a_latency_32_s"), ("a's mean latency at 64 (s)", "a_latency_64_s"),
-    ("a alone (tok/s)", "a_alone_tok_s"), ("a with c at 32 (tok/s)", "a_tok_s_32"),
+    ("a alone at 32 (tok/s)", "a_alone_tok_s"), ("a with c at 32 (tok/s)", "a_tok_s_32"),
+    ("a alone at 64 (tok/s)", "a_alone_64_tok_s"),
     ("a with c at 64 (tok/s)", "a_tok_s_64"), ("a : b tokens, weights 3:1", "weights_3_1_split"),
 ]
 print("%-34s %10s %10s" % ("", "fcfs", "fair"))
@@ -208,7 +211,7 @@ for label, k in rows:
     print("%-34s %10.3f %10.3f" % (label, out["fcfs"][k], out["fair"][k]))
 for s in ("fcfs", "fair"):
     o = out[s]
-    print("%s: c's TTFT 64 vs 32 = %.2fx; c's TTFT / a's latency = %.2f; a's throughput with c / alone = %.2f" %
-          (s, o["c_ttft_64_s"] / o["c_ttft_32_s"], o["c_ttft_64_s"] / o["a_latency_64_s"],
-           o["a_tok_s_64"] / o["a_alone_tok_s"]))
+    print("%s: c's TTFT 64 vs 32 = %.2fx; c's TTFT / a's latency = %.2f; a's throughput with c / alone = "
+          "%.2f at 32, %.2f at 64" % (s, o["c_ttft_64_s"] / o["c_ttft_32_s"], o["c_ttft_64_s"] / o["a_latency_64_s"],
+                                      o["a_tok_s_32"] / o["a_alone_tok_s"], o["a_tok_s_64"] / o["a_alone_64_tok_s"]))
 print(json.dumps(out))
