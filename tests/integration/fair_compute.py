@@ -212,7 +212,7 @@ def test_light_overtakes(keys):
     # a's throughput with c and alone in the same flood of 64: c's sending
     # and pausing alternate, so that a drift of the machine's speed (other
     # work on the cores) falls on both
-    t64, a64, r_with, r_alone = light_under_flood(keys, 64, windows=5, w_s=0.7)
+    t64, a64, r_with, r_alone = light_under_flood(keys, 64, windows=6, w_s=1.0)
     check(t32 <= a32 / 4 and t64 <= a64 / 4,
           "a light account's time to first token (%.3f s, %.3f s) within a quarter of the flood's latency "
           "(%.3f s, %.3f s) at 32 and 64 waiting" % (t32, t64, a32, a64))
