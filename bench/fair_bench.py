@@ -8,7 +8,10 @@ ledger; accounts a, b, c; --max-running 8) and measures:
      tokens/s over 2 s).
   2. a keeps 32, then 64 requests outstanding (each ended one replaced at
      once) while c sends 7 short requests one at a time: c's median time to
-     first token, a's mean request latency and a's throughput meanwhile.
+     first token, a's mean request latency meanwhile. Then, in the same
+     flood, c pauses for 1 s and sends short requests for 1 s, 4 times, and
+     pauses last: a's throughput while c sends over a's throughput while c
+     pauses (alternating, so that the machine's drift falls on both).
   3. a (weight 3) and b (weight 1) both flood 32 requests: the completion
      tokens streamed while both are backlogged, a : b.
 Rates are end to end (first request sent to last token). The machine may be
@@ -131,27 +134,46 @@ def sustained(port, key, n, stop):
     return threads, res
 
 
-def light(port, keys, n):
+def c_short(port, keys, ttft, count=None, until=None):
+    """c sends short requests one at a time: count of them, or until the
+    monotonic time until. Returns the time the last one ended."""
+    k = 0
+    while (count is not None and k < count) or (until is not None and time.monotonic() < until):
+        b = []
+        t0 = time.monotonic()
+        stream(port, keys["c"], "short", 4, b)
+        ttft.append(b[0] - t0 if b else float("nan"))
+        k += 1
+    return time.monotonic()
+
+
+def light(port, keys, n, windows=4, w_s=1.0):
     """a keeps n requests outstanding while c sends 7 short ones, one at a
-    time: c's median TTFT, a's mean latency and a's rate meanwhile."""
+    time: c's median TTFT, a's mean latency meanwhile; then c pauses and
+    sends by turns (w_s seconds each, windows times, pausing last): a's rate
+    while c sends, a's rate while c pauses."""
     stop = threading.Event()
     threads, res = sustained(port, keys["a"], n, stop)
     time.sleep(1.0)  # the backlog builds up
     t_begin = time.monotonic()
     ttft = []
-    for _ in range(7):
-        b = []
+    t_end = c_short(port, keys, ttft, count=7)
+    on, off = [], []
+    for _ in range(windows + 1):
         t0 = time.monotonic()
-        stream(port, keys["c"], "short", 4, b)
-        ttft.append(b[0] - t0 if b else float("nan"))
-    t_end = time.monotonic()
+        time.sleep(w_s)
+        t1 = time.monotonic()
+        off.append((t0, t1))
+        if len(on) < windows:
+            on.append((t1, c_short(port, keys, [], until=t1 + w_s)))
     stop.set()
     for t in threads:
         t.join()
     done = [(t, s) for t, s in res if s and t_begin <= max(s) <= t_end]
     lat = [max(s) - t for t, s in done] or [float("nan")]
-    toks = sum(1 for _, s in res for x in s if t_begin <= x <= t_end)
-    return statistics.median(ttft), statistics.mean(lat), toks / (t_end - t_begin)
+    def rate(spans):
+        return sum(1 for _, s in res for x in s for u, v in spans if u <= x <= v) / sum(v - u for u, v in spans)
+    return statistics.median(ttft), statistics.mean(lat), rate(on), rate(off)
 
 
 def alone(port, keys, n):
@@ -190,7 +212,8 @@ def run(sched, tmp):
         p.terminate()
         p.wait(timeout=60)
     return {"a_alone_tok_s": a_alone, "c_ttft_32_s": r32[0], "a_latency_32_s": r32[1], "a_tok_s_32": r32[2],
-            "c_ttft_64_s": r64[0], "a_latency_64_s": r64[1], "a_tok_s_64": r64[2], "weights_3_1_split": w}
+            "a_paused_32_tok_s": r32[3], "c_ttft_64_s": r64[0], "a_latency_64_s": r64[1], "a_tok_s_64": r64[2],
+            "a_paused_64_tok_s": r64[3], "weights_3_1_split": w}
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -200,15 +223,16 @@ with tempfile.TemporaryDirectory() as tmp:
 rows = [
     ("c's TTFT, a flooding 32 (s)", "c_ttft_32_s"), ("c's TTFT, a flooding 64 (s)", "c_ttft_64_s"),
     ("a's mean latency at 32 (s)", "a_latency_32_s"), ("a's mean latency at 64 (s)", "a_latency_64_s"),
-    ("a alone (tok/s)", "a_alone_tok_s"), ("a with c at 32 (tok/s)", "a_tok_s_32"),
-    ("a with c at 64 (tok/s)", "a_tok_s_64"), ("a : b tokens, weights 3:1", "weights_3_1_split"),
+    ("a alone at 32 (tok/s)", "a_alone_tok_s"),
+    ("a at 32, c sends / pauses (tok/s)", "a_tok_s_32"), ("", "a_paused_32_tok_s"),
+    ("a at 64, c sends / pauses (tok/s)", "a_tok_s_64"), ("", "a_paused_64_tok_s"), ("a : b tokens, weights 3:1", "weights_3_1_split"),
 ]
 print("%-34s %10s %10s" % ("", "fcfs", "fair"))
 for label, k in rows:
     print("%-34s %10.3f %10.3f" % (label, out["fcfs"][k], out["fair"][k]))
 for s in ("fcfs", "fair"):
     o = out[s]
-    print("%s: c's TTFT 64 vs 32 = %.2fx; c's TTFT / a's latency = %.2f; a's throughput with c / alone = %.2f" %
-          (s, o["c_ttft_64_s"] / o["c_ttft_32_s"], o["c_ttft_64_s"] / o["a_latency_64_s"],
-           o["a_tok_s_64"] / o["a_alone_tok_s"]))
+    print("%s: c's TTFT 64 vs 32 = %.2fx; c's TTFT / a's latency = %.2f; a's throughput while c sends / while c pauses = "
+          "%.2f at 32, %.2f at 64" % (s, o["c_ttft_64_s"] / o["c_ttft_32_s"], o["c_ttft_64_s"] / o["a_latency_64_s"],
+                                      o["a_tok_s_32"] / o["a_paused_32_tok_s"], o["a_tok_s_64"] / o["a_paused_64_tok_s"]))
 print(json.dumps(out))

@@ -21,7 +21,9 @@
  * the generated tokens; the KV of [0, n_computed) is in its blocks. Each
  * step feeds [n_computed, n_tok) or a chunk of it: one token for a decoding
  * sequence, a chunk of prompt for a prefilling one (decodes first, then
- * prefills in admission order, within step_tokens). Logits are asked only
+ * prefills within step_tokens: what is left is shared among the accounts
+ * with prompt work by weight, oldest first inside one; oldest first overall
+ * under fcfs). Logits are asked only
  * for a sequence's last token; its sample is appended to the tokens.
  * Blocks for all known tokens are taken at admission (after the prefix
  * cache has lent what it has); a decoding sequence takes one more block
@@ -123,7 +125,9 @@ struct engine {
     int n_finished;
     uint64_t steps, tokens_prefilled, tokens_decoded, tokens_cached, preemptions;
     struct fair fair;                 /* admission policy and per-account classes */
-    int *qcls, *rcls;                 /* q_cap, max_running: scratch class lists for fair_pick / fair_victim */
+    int *qcls, *rcls;                 /* q_cap, max_running: scratch class lists for fair_pick / fair_victim /
+                                         fair_split */
+    int *rtok;                        /* max_running: fair_split's tokens wanted / granted */
     int n_threads;
     double busy_s, busy_core_s;
 
@@ -783,6 +787,24 @@ static void run_batch(struct engine *eng, int nt, int nseq)
     }
 }
 
+/* Prefill chunks within what is left of the step's budget: shared among
+ * the accounts with prompt work by weight, oldest first inside one
+ * (fair_split; oldest first overall under fcfs). */
+static void plan_prefill(struct engine *eng, int budget)
+{
+    for (int i = 0; i < eng->n_running; i++) {
+        const struct engine_seq *s = eng->running[i];
+        int left = s->n_tok - s->n_computed;
+        MAAS_ASSERT(s->cls >= 0);
+        eng->rcls[i] = s->cls;
+        eng->rtok[i] = left > 1 ? left : 0;
+    }
+    fair_split(&eng->fair, eng->rcls, eng->rtok, eng->n_running, budget);
+    for (int i = 0; i < eng->n_running; i++)
+        if (eng->running[i]->n_tok - eng->running[i]->n_computed > 1)
+            eng->running[i]->chunk = eng->rtok[i];
+}
+
 /* One scheduler step: admission, cancellations, one batch, one forward
  * pass, sampling. Finished sequences are left in eng->finished. */
 static void step(struct engine *eng)
@@ -829,16 +851,7 @@ static void step(struct engine *eng)
         s->chunk = 1;
         n_decode++;
     }
-    /* prefill chunks within what is left of the budget, oldest first */
-    int budget = eng->step_tokens - n_decode;
-    for (int i = 0; i < eng->n_running; i++) {
-        struct engine_seq *s = eng->running[i];
-        int left = s->n_tok - s->n_computed;
-        if (left > 1) {
-            s->chunk = left < budget ? left : budget;
-            budget -= s->chunk;
-        }
-    }
+    plan_prefill(eng, eng->step_tokens - n_decode);
     int nt = 0, nseq = 0, nrow = 0;
     for (int i = 0; i < eng->n_running; i++) {
         struct engine_seq *s = eng->running[i];
@@ -1059,7 +1072,8 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     eng->queue = malloc((size_t)eng->q_cap * sizeof *eng->queue);
     eng->qcls = malloc((size_t)eng->q_cap * sizeof *eng->qcls);
     eng->rcls = malloc(mr * sizeof *eng->rcls);
-    if (!eng->qcls || !eng->rcls || !eng->bt || !eng->bseq || !eng->bseqs || !eng->logits || !eng->running || !eng->sampled || !eng->finished ||
+    eng->rtok = malloc(mr * sizeof *eng->rtok);
+    if (!eng->qcls || !eng->rcls || !eng->rtok || !eng->bt || !eng->bseq || !eng->bseqs || !eng->logits || !eng->running || !eng->sampled || !eng->finished ||
         !eng->queue) {
         err_set(e, ERR_NOMEM, "engine: out of memory for batches of %d tokens and %d sequences", eng->step_tokens,
                 eng->max_running);
@@ -1105,6 +1119,7 @@ void engine_free(struct engine *eng)
     free(eng->queue);
     free(eng->qcls);
     free(eng->rcls);
+    free(eng->rtok);
     fair_release(&eng->fair);
     free(eng->finished);
     free(eng->sampled);

@@ -121,7 +121,8 @@ struct engine_seq;
  * account with the least tokens processed per unit of weight goes first,
  * FCFS inside an account; an account that was not waiting carries no
  * credit; preemption takes the youngest sequence of the account most above
- * its share. */
+ * its share; a step's prompt-token budget is split among the accounts with
+ * prompt work by weight (work-conserving), oldest first inside one. */
 struct engine_seq *engine_submit(struct engine *eng, const struct engine_request *r, struct err *e);
 /* Waits up to timeout_ms (-1 = forever) for the next event. 0 with *ev
  * written; 1 on timeout. After ENGINE_EV_DONE no more events come. */

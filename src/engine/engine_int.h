@@ -74,6 +74,10 @@ struct fair_class {
     double vtime;                 /* virtual time: tokens processed / weight, raised on rejoining */
     uint64_t tokens;              /* tokens processed while the class existed */
     int members, n_queued, n_running;
+    /* fair_split's scratch, valid during one call: */
+    int sp_first;                 /* the class's first position in cls[] */
+    int sp_want, sp_got;          /* prompt tokens its sequences want this step; tokens granted */
+    double sp_frac;               /* the fraction of a token its share lost to rounding */
 };
 struct fair {
     bool fcfs;
@@ -100,6 +104,16 @@ int fair_pick(const struct fair *f, const int *cls, int n);
  * order (oldest first, n >= 1): the youngest of the class with the greatest
  * v; n - 1 under fcfs. */
 int fair_victim(const struct fair *f, const int *cls, int n);
+/* One step's prefill budget among n running sequences, given the class of
+ * each in admission order (oldest first) and in tok[i] the prompt tokens it
+ * still has to compute (0 when it has none); tok[i] becomes its chunk. The
+ * classes with prompt work share the budget in proportion to their weights,
+ * a class wanting less than its share taking only what it wants and the
+ * rest going to the others by weight (work-conserving; tokens lost to
+ * rounding go to the largest fractions, ties to the class of the older
+ * sequence); inside a class, oldest first. Under fcfs, oldest first across
+ * classes. Returns the tokens granted: min(budget, the sum wanted). */
+int fair_split(struct fair *f, const int *cls, int *tok, int n, int budget);
 
 /*
  * Embedding requests (embedq.c). A job is made by engine_embed on the

@@ -159,3 +159,105 @@ int fair_victim(const struct fair *f, const int *cls, int n)
             v = i;
     return v;
 }
+
+/* Oldest first: each sequence takes what it wants of what is left. */
+static int split_in_order(int *tok, int n, int budget)
+{
+    int given = 0;
+    for (int i = 0; i < n; i++) {
+        int g = tok[i] < budget - given ? tok[i] : budget - given;
+        tok[i] = g;
+        given += g;
+    }
+    return given;
+}
+
+/* Water filling over the distinct classes of cls[] (those at their
+ * sp_first): each round, the classes still wanting more split what is left
+ * by weight; a class whose want fits in its share is served in full and
+ * the round repeats with the rest; when none fits, each takes the floor of
+ * its share and the tokens lost to rounding go to the largest fractions. */
+static void split_shares(struct fair *f, const int *cls, int n, int left)
+{
+    for (;;) {
+        double wsum = 0;
+        for (int i = 0; i < n; i++) {
+            const struct fair_class *k = &f->cls[cls[i]];
+            if (k->sp_first == i && k->sp_got < k->sp_want)
+                wsum += k->weight;
+        }
+        if (wsum == 0 || left == 0)
+            return;
+        int served = 0;
+        for (int i = 0; i < n; i++) {
+            struct fair_class *k = &f->cls[cls[i]];
+            if (k->sp_first != i || k->sp_got >= k->sp_want)
+                continue;
+            int need = k->sp_want - k->sp_got;
+            if (need <= (double)left * k->weight / wsum) {
+                k->sp_got = k->sp_want;
+                served += need;
+            }
+        }
+        if (served > 0) {
+            left -= served;
+            continue;
+        }
+        int given = 0;
+        for (int i = 0; i < n; i++) {
+            struct fair_class *k = &f->cls[cls[i]];
+            if (k->sp_first != i || k->sp_got >= k->sp_want)
+                continue;
+            double q = (double)left * k->weight / wsum;
+            int g = (int)q;
+            k->sp_got += g;
+            k->sp_frac = q - g;
+            given += g;
+        }
+        /* fewer tokens than classes remain; each fraction is < 1 token of a
+         * share below the class's want, so one more token still fits */
+        for (; given < left; given++) {
+            struct fair_class *best = NULL;
+            for (int i = 0; i < n; i++) {
+                struct fair_class *k = &f->cls[cls[i]];
+                if (k->sp_first == i && k->sp_got < k->sp_want && k->sp_frac >= 0 &&
+                    (!best || k->sp_frac > best->sp_frac))
+                    best = k;
+            }
+            MAAS_ASSERT(best != NULL);
+            best->sp_got++;
+            best->sp_frac = -1; /* one extra token per class at most */
+        }
+        return;
+    }
+}
+
+int fair_split(struct fair *f, const int *cls, int *tok, int n, int budget)
+{
+    if (budget < 0)
+        budget = 0;
+    if (f->fcfs)
+        return split_in_order(tok, n, budget);
+    for (int i = 0; i < n; i++) {
+        struct fair_class *k = &f->cls[cls[i]];
+        k->sp_first = -1;
+        k->sp_want = k->sp_got = 0;
+        k->sp_frac = -1;
+    }
+    for (int i = 0; i < n; i++) {
+        struct fair_class *k = &f->cls[cls[i]];
+        if (k->sp_first < 0)
+            k->sp_first = i;
+        k->sp_want += tok[i];
+    }
+    split_shares(f, cls, n, budget);
+    int given = 0;
+    for (int i = 0; i < n; i++) {
+        struct fair_class *k = &f->cls[cls[i]];
+        int g = tok[i] < k->sp_got ? tok[i] : k->sp_got;
+        tok[i] = g;
+        k->sp_got -= g;
+        given += g;
+    }
+    return given;
+}

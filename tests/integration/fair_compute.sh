@@ -3,7 +3,10 @@
 # (checks in fair_compute.py, standard library only; --max-running 8): with
 # weights 3:1 and
 # both accounts flooding, the tokens streamed while both are backlogged split
-# 3:1 (within 25%); a light account's request overtakes a flood; the sum of
+# 3:1 (within 25%); a light account's request overtakes a flood, and the
+# flooding account's throughput while the light one sends is at least 0.9x
+# what it gets alone (the same flood of 64; 6 windows of 1 s with the
+# light account sending, alternating with 7 where it pauses); the sum of
 # the usage records' compute_s equals /metrics maas_compute_seconds_total
 # within 1%; margin = cost - compute_cost exactly in every grouping, in JSON
 # and CSV; /v1/usage shows no compute figures. Exit 77 (skip) when the

@@ -6,7 +6,11 @@
  * it is processed. Checked: equal shares, 3:1 weights, work conservation (a lone
  * account gets every slot, an idle one's share goes to the others), no
  * credit for an account that was idle, a short request from a light account
- * overtaking a flood, FCFS when asked, and which sequence preemption takes. */
+ * overtaking a flood, FCFS when asked, and which sequence preemption takes.
+ * And the in-step prefill budget (fair_split): 3:1 by weight within a token,
+ * work-conserving (a lone account gets it all, an account wanting less
+ * leaves the rest to the others), oldest first inside an account, oldest
+ * first overall under fcfs, random running sets, and 3:1 over many steps. */
 #include "engine/engine_int.h"
 #include "test.h"
 
@@ -249,6 +253,184 @@ TEST(test_preemption_choice)
     fair_release(&f);
 }
 
+/* ---- the in-step prefill budget (fair_split) ---- */
+
+/* Sums the grants of class c in tok[]. */
+static int split_sum(const int *cls, const int *tok, int n, int c)
+{
+    int t = 0;
+    for (int i = 0; i < n; i++)
+        t += cls[i] == c ? tok[i] : 0;
+    return t;
+}
+
+/* Two accounts at weights 3:1, each with long prompts waiting (interleaved
+ * in admission order, some sequences decoding): every budget from 1 to 600
+ * splits 3:1 within a token; a decode-only sequence gets nothing. */
+TEST(test_split_weights)
+{
+    struct fair f;
+    struct err e;
+    CHECK(fair_init(&f, 8, false, &e) == 0);
+    int a = fair_join(&f, "acct_a", 3), b = fair_join(&f, "acct_b", 1);
+    int cls[6] = {b, a, a, b, a, b};
+    int worst = 0;
+    for (int budget = 1; budget <= 600; budget++) {
+        int tok[6] = {0, 900, 900, 700, 900, 700};
+        int given = fair_split(&f, cls, tok, 6, budget);
+        int ta = split_sum(cls, tok, 6, a), tb = split_sum(cls, tok, 6, b);
+        CHECKF(given == budget && ta + tb == budget && tok[0] == 0, "budget %d: %d + %d", budget, ta, tb);
+        double off = fabs(ta - 0.75 * budget);
+        if (off >= 1.0)
+            CHECKF(0, "budget %d: a got %d of %g", budget, ta, 0.75 * budget);
+        worst = (int)off > worst ? (int)off : worst;
+        /* FCFS inside each: the oldest of a (position 1) first, then 2 */
+        CHECKF(tok[1] == (ta < 900 ? ta : 900) && tok[2] == ta - tok[1] && tok[4] == 0, "budget %d", budget);
+        CHECKF(tok[3] == tb && tok[5] == 0, "budget %d", budget);
+    }
+    int tok[6] = {0, 900, 900, 700, 900, 700};
+    fair_split(&f, cls, tok, 6, 512);
+    CHECKF(split_sum(cls, tok, 6, a) == 384 && split_sum(cls, tok, 6, b) == 128, "512 -> %d : %d",
+           split_sum(cls, tok, 6, a), split_sum(cls, tok, 6, b));
+    fair_release(&f);
+}
+
+/* Work conservation: an account wanting less than its share takes what it
+ * wants and the rest goes to the others by weight; a lone account gets the
+ * whole budget; oldest first inside one account; fcfs ignores accounts. */
+TEST(test_split_work_conserving)
+{
+    struct fair f;
+    struct err e;
+    CHECK(fair_init(&f, 8, false, &e) == 0);
+    int a = fair_join(&f, "acct_a", 1), b = fair_join(&f, "acct_b", 1), c = fair_join(&f, "acct_c", 2);
+    int cls3[4] = {a, b, c, a};
+    int tok3[4] = {1000, 10, 1000, 1000};
+    CHECK(fair_split(&f, cls3, tok3, 4, 512) == 512);
+    /* b takes its 10; 502 left at 1:2 -> 167.33 : 334.67, the spare token to c */
+    CHECKF(tok3[1] == 10 && tok3[0] == 167 && tok3[3] == 0 && tok3[2] == 335, "%d %d %d %d", tok3[0], tok3[1],
+           tok3[2], tok3[3]);
+    /* less wanted than the budget: everyone gets all */
+    int tok4[4] = {100, 10, 50, 7};
+    CHECK(fair_split(&f, cls3, tok4, 4, 512) == 167 && tok4[0] == 100 && tok4[1] == 10 && tok4[2] == 50 &&
+          tok4[3] == 7);
+    /* one account alone: the whole budget, oldest first */
+    int one[4] = {a, a, a, a};
+    int tok1[4] = {100, 300, 400, 50};
+    CHECK(fair_split(&f, one, tok1, 4, 512) == 512);
+    CHECKF(tok1[0] == 100 && tok1[1] == 300 && tok1[2] == 112 && tok1[3] == 0, "%d %d %d %d", tok1[0], tok1[1],
+           tok1[2], tok1[3]);
+    /* a with one sequence decoding (0 wanted) and b prefilling: b gets it all */
+    int cls2[2] = {a, b};
+    int tok2[2] = {0, 2000};
+    CHECK(fair_split(&f, cls2, tok2, 2, 300) == 300 && tok2[0] == 0 && tok2[1] == 300);
+    /* fcfs: oldest first whatever the accounts and weights */
+    f.fcfs = true;
+    int tokf[4] = {1000, 10, 1000, 1000};
+    CHECK(fair_split(&f, cls3, tokf, 4, 512) == 512 && tokf[0] == 512 && tokf[1] == 0 && tokf[2] == 0 &&
+          tokf[3] == 0);
+    int tokg[4] = {100, 10, 1000, 1000};
+    CHECK(fair_split(&f, cls3, tokg, 4, 512) == 512 && tokg[0] == 100 && tokg[1] == 10 && tokg[2] == 402);
+    fair_release(&f);
+}
+
+/* Random running sets (up to 4 accounts, weights 1..5, wants 0..300):
+ * what is granted is min(budget, wanted), no sequence gets more than it
+ * wants, each account is served oldest first, and no account short of its
+ * want is behind another by more than rounding (a token each):
+ * (got_x + 1) / w_x >= (got_y - 1) / w_y. */
+TEST(test_split_random)
+{
+    struct fair f;
+    struct err e;
+    CHECK(fair_init(&f, 8, false, &e) == 0);
+    const char *names[4] = {"w", "x", "y", "z"};
+    uint64_t r = 12345;
+    for (int round = 0; round < 2000; round++) {
+        int c[4];
+        for (int k = 0; k < 4; k++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            c[k] = fair_join(&f, names[k], 1 + (int)((r >> 33) % 5));
+        }
+        int n = 1 + (int)((r >> 40) % 8), cls[8], tok[8], want[8], total = 0;
+        for (int i = 0; i < n; i++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            cls[i] = c[(r >> 33) % 4];
+            want[i] = tok[i] = (r >> 40) % 4 == 0 ? 0 : (int)((r >> 20) % 300);
+            total += want[i];
+        }
+        int budget = (int)((r >> 50) % 700);
+        int given = fair_split(&f, cls, tok, n, budget);
+        CHECKF(given == (total < budget ? total : budget), "round %d: %d of %d, budget %d", round, given, total,
+               budget);
+        int got[4] = {0}, wanted[4] = {0};
+        for (int i = 0; i < n; i++) {
+            int k = 0;
+            while (c[k] != cls[i])
+                k++;
+            CHECK(tok[i] >= 0 && tok[i] <= want[i]);
+            for (int j = 0; j < i; j++)
+                if (cls[j] == cls[i] && tok[i] > 0)
+                    CHECKF(tok[j] == want[j], "round %d: %d before an older one got all", round, i);
+            got[k] += tok[i];
+            wanted[k] += want[i];
+        }
+        for (int x = 0; x < 4; x++)
+            for (int y = 0; y < 4; y++)
+                if (got[x] < wanted[x] && got[y] > 0) {
+                    double wx = f.cls[c[x]].weight, wy = f.cls[c[y]].weight;
+                    CHECKF((got[x] + 1) / wx >= (got[y] - 1) / wy - 1e-9, "round %d: %d/%g behind %d/%g", round, got[x],
+                           wx, got[y], wy);
+                }
+        for (int k = 0; k < 4; k++)
+            fair_leave(&f, c[k], false);
+    }
+    fair_release(&f);
+}
+
+/* Several steps of a prefill-heavy load: two accounts at 3:1 keep long
+ * prompts running (decodes take their token first, a finished prompt is
+ * replaced). Every step where both want more than their share splits 3:1
+ * within a token; over 200 steps of 512 tokens the prompt tokens split 3:1
+ * within 3 % (the steps where one account wants less than its share give
+ * the rest to the other). */
+TEST(test_split_over_steps)
+{
+    struct fair f;
+    struct err e;
+    CHECK(fair_init(&f, 8, false, &e) == 0);
+    int a = fair_join(&f, "acct_a", 3), b = fair_join(&f, "acct_b", 1);
+    int cls[8] = {a, b, a, b, a, b, a, b}, left[8];
+    for (int i = 0; i < 8; i++)
+        left[i] = 300 + 97 * i;
+    long ta = 0, tb = 0;
+    int both = 0;
+    for (int t = 0; t < 200; t++) {
+        int tok[8], n_decode = 0, want_a = 0, want_b = 0;
+        for (int i = 0; i < 8; i++) {
+            tok[i] = left[i] > 1 ? left[i] : 0;
+            n_decode += left[i] <= 1;
+            want_a += cls[i] == a ? tok[i] : 0;
+            want_b += cls[i] == b ? tok[i] : 0;
+        }
+        int budget = 512 - n_decode;
+        fair_split(&f, cls, tok, 8, budget);
+        int sa = split_sum(cls, tok, 8, a), sb = split_sum(cls, tok, 8, b);
+        if (want_a >= 0.75 * budget + 1 && want_b >= 0.25 * budget + 1) {
+            both++;
+            CHECKF(fabs(sa - 0.75 * budget) < 1 && sa + sb == budget, "step %d: %d : %d of %d", t, sa, sb, budget);
+        }
+        for (int i = 0; i < 8; i++)
+            left[i] = left[i] > 1 ? left[i] - tok[i] : 300 + (t * 37 + i * 101) % 700;
+        ta += sa;
+        tb += sb;
+    }
+    double ratio = (double)ta / (double)tb;
+    CHECKF(both > 100, "%d steps with both accounts wanting more than their share", both);
+    CHECKF(ratio > 2.91 && ratio < 3.09, "a : b prompt tokens %ld : %ld = %g", ta, tb, ratio);
+    fair_release(&f);
+}
+
 int main(void)
 {
     RUN(test_equal_shares);
@@ -256,5 +438,9 @@ int main(void)
     RUN(test_work_conserving_no_credit);
     RUN(test_light_tenant_overtakes_flood);
     RUN(test_preemption_choice);
+    RUN(test_split_weights);
+    RUN(test_split_work_conserving);
+    RUN(test_split_random);
+    RUN(test_split_over_steps);
     TEST_END();
 }

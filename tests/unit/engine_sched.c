@@ -162,13 +162,18 @@ static void crowd_init(struct crowd *c, int max_tokens, bool sampled)
     }
 }
 
-/* Runs the crowd on eng, all submitted at once, and compares. */
+/* Runs the crowd on eng, all submitted at once, and compares. The
+ * requests belong to three accounts of weights 1, 2, 3 (and none), so that
+ * admission and the in-step prefill split interleave them by weight. */
 static void crowd_check(struct engine *eng, struct crowd *c, int max_tokens, const char *what)
 {
+    static const char *const accounts[4] = {"acct_x", "acct_y", "acct_z", NULL};
     struct engine_seq *s[NSEQ];
     struct err e;
     for (int i = 0; i < NSEQ; i++) {
         struct engine_request r = req_of(c->prompt[i], c->np[i], max_tokens, c->temp[i], 1000 + (uint64_t)i);
+        r.account = accounts[i % 4];
+        r.weight = 1 + i % 4;
         s[i] = engine_submit(eng, &r, &e);
         CHECKF(s[i] != NULL, "%s", e.msg);
     }
@@ -220,7 +225,8 @@ TEST(test_crowd_equals_alone)
     close_engine(eng, m);
 }
 
-/* A small step budget: prompts are prefilled in chunks across steps. */
+/* A small step budget: prompts are prefilled in chunks across steps (and
+ * the budget of a step is split among the accounts by weight). */
 TEST(test_chunked_prefill)
 {
     static struct crowd c;
