@@ -11,7 +11,9 @@
  * comma is due, so an optional property costs two rules, not a doubling.
  * Arrays are a chain of rules A(i), one per position up to the larger of
  * minItems and the prefixItems, then a bounded chain or a star.
- * Integer ranges become decimal patterns digit by digit (int_range).
+ * Integer ranges become decimal patterns digit by digit (int_range); number
+ * bounds are decimals too (to_decimal), the fraction digits walked against
+ * them digit by digit (frac_rest).
  */
 #include "grammar/grammar_int.h"
 #include "grammar/schema_int.h"
