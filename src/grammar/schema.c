@@ -566,11 +566,13 @@ static int frac_rest(struct sbuf *o, const struct fb *b, int i, bool need, bool 
         sbuf_addf(o, "[0-9]{%d,%d}", need ? 1 : 0, room);
         return 1;
     }
-    if (tlo && lz && !thi) { /* above an exclusive 0: some digit nonzero */
-        if (room > 1)
-            sbuf_addf(o, "\"0\"{0,%d} ", room - 1);
-        sbuf_addstr(o, "[1-9]");
-        reps(o, "[0-9]", 0, room - 1);
+    if (tlo && lz && !thi) { /* above an exclusive 0: k zeros, then a nonzero digit */
+        for (int k = 0; k < room; k++) {
+            sbuf_addstr(o, k ? " | \"0\" ( [1-9]" : "( [1-9]");
+            reps(o, "[0-9]", 0, room - 1 - k);
+        }
+        for (int k = 0; k < room; k++)
+            sbuf_addstr(o, " )");
         return 1;
     }
     if (thi && hz && !tlo) { /* at most 0: zeros only */

@@ -282,6 +282,9 @@ TEST(number_bounds_brute_force)
     /* beyond the brute-force texts: 16 fraction digits, the limit */
     OK("{\"type\":\"number\",\"exclusiveMinimum\":0.5}", "0.5000000000000001");
     NO("{\"type\":\"number\",\"exclusiveMinimum\":0.5}", "0.5000000000000000");
+    NO("{\"type\":\"number\",\"exclusiveMinimum\":0.5}", "0.50000000000000011"); /* 16 digits at most */
+    OK("{\"type\":\"number\",\"exclusiveMinimum\":0}", "0.0000000000000001");
+    OK("{\"type\":\"number\",\"exclusiveMinimum\":0}", "0.1000000000000000");
     OK("{\"type\":\"number\",\"maximum\":0.5}", "0.5000000000000000");
     NO("{\"type\":\"number\",\"maximum\":0.5}", "0.5000000000000001");
     OK("{\"type\":\"number\",\"exclusiveMinimum\":1e-16}", "0.0000000000000002");
