@@ -11,7 +11,9 @@
  * comma is due, so an optional property costs two rules, not a doubling.
  * Arrays are a chain of rules A(i), one per position up to the larger of
  * minItems and the prefixItems, then a bounded chain or a star.
- * Integer ranges become decimal patterns digit by digit (int_range).
+ * Integer ranges become decimal patterns digit by digit (int_range); number
+ * bounds are decimals too (to_decimal), the fraction digits walked against
+ * them digit by digit (frac_rest).
  */
 #include "grammar/grammar_int.h"
 #include "grammar/schema_int.h"
@@ -24,6 +26,7 @@
 
 #define MAX_DEPTH 64
 #define MAX_DIGITS 16
+#define MAX_FRAC 16 /* fraction digits of a bounded number, and of a bound */
 #define MAX_KEY 32 /* characters of a key of additionalProperties */
 
 struct sref {
@@ -373,11 +376,62 @@ static void int_from(struct sbuf *o, uint64_t a, bool *first)
     }
 }
 
+/* A number bound as a decimal: sign, whole part and fraction digits without
+ * trailing zeros; zero is never negative. */
+struct dec {
+    bool neg;
+    uint64_t w;
+    char f[MAX_FRAC + 1];
+};
+
 struct bound {
     bool set;
     double v;
     bool excl;
+    struct dec d; /* numbers only: v as a decimal */
 };
+
+/* The shortest decimal that reads back as v (|v| <= 1e15), written out
+ * without an exponent; -1 when it has more than MAX_FRAC fraction digits. */
+/* The fewest significant digits that read back as v. */
+static int shortest_digits(double v)
+{
+    char buf[40];
+    int p = 1;
+    for (; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*e", p - 1, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return p;
+}
+
+static int to_decimal(double v, struct dec *d)
+{
+    char buf[40], digits[24];
+    int p = shortest_digits(v);
+    snprintf(buf, sizeof buf, "%.*e", p - 1, fabs(v));
+    int n = 0;
+    const char *q = buf;
+    for (; *q && *q != 'e'; q++)
+        if (*q != '.' && n < (int)sizeof digits)
+            digits[n++] = *q;
+    int point = *q ? atoi(q + 1) + 1 : n; /* value = 0.digits * 10^point */
+    *d = (struct dec){.neg = v < 0};
+    for (int i = 0; i < point; i++)
+        d->w = d->w * 10 + (uint64_t)(i < n ? digits[i] - '0' : 0);
+    int nf = n - point;
+    if (nf > MAX_FRAC)
+        return -1;
+    for (int j = 0; j < nf; j++)
+        d->f[j] = point + j >= 0 ? digits[point + j] : '0';
+    while (nf > 0 && d->f[nf - 1] == '0')
+        nf--;
+    d->f[nf > 0 ? nf : 0] = 0;
+    if (d->w == 0 && !d->f[0])
+        d->neg = false;
+    return 0;
+}
 
 /* Reads minimum/exclusiveMinimum (lower) or maximum/exclusiveMaximum. */
 static int read_bound(struct sc *c, json_t *s, bool lower, bool integer, const char *path, struct bound *b)
@@ -391,64 +445,241 @@ static int read_bound(struct sc *c, json_t *s, bool lower, bool integer, const c
         return sc_fail(c, path, "'%s' is not a number (the draft-4 boolean form is not supported)",
                        lower ? "exclusiveMinimum" : "exclusiveMaximum");
     if (inc)
-        *b = (struct bound){true, json_number_value(inc), false};
+        *b = (struct bound){true, json_number_value(inc), false, {0}};
     if (exc) {
         double v = json_number_value(exc);
         if (!b->set || (lower ? v >= b->v : v <= b->v))
-            *b = (struct bound){true, v, true};
+            *b = (struct bound){true, v, true, {0}};
     }
     if (!b->set)
         return 0;
-    if (fabs(b->v) > 1e15)
-        return sc_fail(c, path, "bound %s is too large (at most 1e15)", lower ? "minimum" : "maximum");
+    const char *key = lower ? (b->excl ? "exclusiveMinimum" : "minimum") : (b->excl ? "exclusiveMaximum" : "maximum");
+    if (!(fabs(b->v) <= 1e15))
+        return sc_fail(c, path, "bound '%s' is too large (at most 1e15)", key);
     if (integer) { /* exact: to an inclusive integer bound */
         double v = b->v;
         b->v = lower ? (b->excl ? floor(v) + 1 : ceil(v)) : (b->excl ? ceil(v) - 1 : floor(v));
         b->excl = false;
-    } else if (b->v != floor(b->v)) {
-        return sc_fail(c, path, "a number bound with a fraction (%s) is not supported", lower ? "minimum" : "maximum");
+    } else if (to_decimal(b->v, &b->d) < 0) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "bound '%s' (%.*g) has more than %d fraction digits", key, shortest_digits(b->v), b->v,
+                 MAX_FRAC);
+        return sc_fail(c, path, "%s", msg);
     }
     return 0;
 }
 
-/* The magnitudes M = i.f (i an integer, f a fraction) with lo <= M <= hi
- * (hi < 0: unbounded), each bound possibly exclusive, for numbers (frac)
- * or integers. Appends alternatives. */
-static void magnitude(struct sbuf *o, uint64_t lo, bool lo_ex, int64_t hi, bool hi_ex, bool frac, bool *first)
+/* The integers M with lo <= M <= hi (hi < 0: unbounded). Appends alternatives. */
+static void int_magnitude(struct sbuf *o, uint64_t lo, int64_t hi, bool *first)
 {
-    const char *fany = frac ? " ( \".\" [0-9]{1,16} )?" : "";
-    if (!frac) { /* integers: bounds were made inclusive */
-        if (hi < 0) {
-            int_from(o, lo, first);
-        } else if ((uint64_t)hi >= lo) {
-            int_range(o, lo, (uint64_t)hi, first);
-        }
-        return;
-    }
-    /* whole parts strictly inside the bounds: any fraction */
-    uint64_t in_lo = lo + 1;
-    sbuf_addstr(o, *first ? "( " : " | ( ");
-    bool f2 = true;
     if (hi < 0)
-        int_from(o, in_lo, &f2);
-    else if ((int64_t)in_lo <= hi - 1)
-        int_range(o, in_lo, (uint64_t)hi - 1, &f2);
-    if (f2)
-        sbuf_addstr(o, "[]"); /* nothing */
-    sbuf_addf(o, " )%s", fany);
-    *first = false;
-    /* the whole part equal to a bound */
-    if (hi >= 0 && (uint64_t)hi == lo) {
-        if (!lo_ex && !hi_ex)
-            sbuf_addf(o, " | \"%llu\" ( \".\" \"0\"{1,16} )?", (unsigned long long)lo);
+        int_from(o, lo, first);
+    else if ((uint64_t)hi >= lo)
+        int_range(o, lo, (uint64_t)hi, first);
+}
+
+static int gen_integer(const struct bound *lo, const struct bound *hi, struct sbuf *o)
+{
+    bool first = true;
+    sbuf_addstr(o, "( ");
+    if (!hi->set || hi->v >= 0) { /* x >= 0 */
+        int_magnitude(o, lo->set && lo->v >= 0 ? (uint64_t)lo->v : 0, hi->set ? (int64_t)hi->v : -1, &first);
+    }
+    if (!lo->set || lo->v < 0) { /* x < 0: "-" M with M in [max(-hi, 1), -lo] */
+        uint64_t mlo = hi->set && hi->v < 0 ? (uint64_t)-hi->v : 1;
+        sbuf_addstr(o, first ? "\"-\" ( " : " | \"-\" ( ");
+        bool f2 = true;
+        int_magnitude(o, mlo, lo->set ? (int64_t)-lo->v : -1, &f2);
+        if (f2)
+            sbuf_addstr(o, "[]");
+        sbuf_addstr(o, " )");
+        first = false;
+    }
+    sbuf_addstr(o, " )");
+    return 0;
+}
+
+/* ---- fractions: digit strings compared as decimals --------------------------
+ * A bounded number's text is ["-"] W ["." F], F of 1 to MAX_FRAC digits. For a
+ * fixed whole part W the fraction F must satisfy 0.L <= 0.F (< when exclusive)
+ * and 0.F <= 0.H: a digit-by-digit walk that stays "tight" against a bound
+ * while F's digits equal the bound's (the bound padded with zeros), and is
+ * free once it leaves it. Only the tight paths nest, so a pair of bounds
+ * costs O(MAX_FRAC) alternatives. */
+
+struct fb {
+    const char *l, *h; /* fraction digits of the bounds, no trailing zeros */
+    bool l_ex, h_ex;
+};
+
+static void reps(struct sbuf *o, const char *x, int a, int b)
+{
+    if (b > 0)
+        sbuf_addf(o, " %s{%d,%d}", x, a, b);
+}
+
+/* sub's text, or "" (and o marked failed) when building it ran out of memory */
+static const char *sub_text(struct sbuf *o, const struct sbuf *sub)
+{
+    if (sbuf_failed(sub))
+        o->failed = true;
+    return sub->buf ? sub->buf : "";
+}
+
+/* May the fraction end at digit i (the rest of it zero)? */
+static bool frac_end(const struct fb *b, int i, bool tlo, bool thi)
+{
+    bool lz = (int)strlen(b->l) <= i, hz = (int)strlen(b->h) <= i;
+    if (tlo && (!lz || b->l_ex))
+        return false; /* 0 < the rest of L, or equal to an exclusive L */
+    return !thi || !hz || !b->h_ex;
+}
+
+static int frac_rest(struct sbuf *o, const struct fb *b, int i, bool need, bool tlo, bool thi);
+
+/* One alternative: digit d, then the rest from i + 1. */
+static void frac_alt(struct sbuf *o, const struct fb *b, int i, int d, bool tlo, bool thi, int *n)
+{
+    struct sbuf sub = SBUF_INIT;
+    int r = frac_rest(&sub, b, i + 1, false, tlo, thi);
+    if (r >= 0) {
+        sbuf_addf(o, "%s\"%d\"%s%s", *n ? " | " : "", d, r ? " " : "", r ? sub_text(o, &sub) : "");
+        ++*n;
+    }
+    sbuf_release(&sub);
+}
+
+/* Appends the digit strings from digit i on (i < MAX_FRAC; at least one digit
+ * when need) within the bounds the digits before i were tight against.
+ * Returns -1 when none qualifies, 0 when only the empty string does (nothing
+ * appended), 1 when an expression was appended. */
+static int frac_rest(struct sbuf *o, const struct fb *b, int i, bool need, bool tlo, bool thi)
+{
+    int room = MAX_FRAC - i;
+    bool lz = (int)strlen(b->l) <= i, hz = (int)strlen(b->h) <= i;
+    if (tlo && lz && !b->l_ex)
+        tlo = false; /* the rest of L is 0: any rest is >= it */
+    bool end = !need && frac_end(b, i, tlo, thi);
+    if (room == 0)
+        return end ? 0 : -1;
+    if (!tlo && !thi) {
+        sbuf_addf(o, "[0-9]{%d,%d}", need ? 1 : 0, room);
+        return 1;
+    }
+    if (tlo && lz && !thi) { /* above an exclusive 0: k zeros, then a nonzero digit */
+        for (int k = 0; k < room; k++) {
+            sbuf_addstr(o, k ? " | \"0\" ( [1-9]" : "( [1-9]");
+            reps(o, "[0-9]", 0, room - 1 - k);
+        }
+        for (int k = 0; k < room; k++)
+            sbuf_addstr(o, " )");
+        return 1;
+    }
+    if (thi && hz && !tlo) { /* at most 0: zeros only */
+        if (b->h_ex)
+            return -1;
+        sbuf_addf(o, "\"0\"{%d,%d}", need ? 1 : 0, room);
+        return 1;
+    }
+    int lo = tlo && !lz ? b->l[i] - '0' : 0, hi = thi ? (hz ? 0 : b->h[i] - '0') : 9, n = 0;
+    struct sbuf alts = SBUF_INIT;
+    if (tlo && thi && lo == hi) {
+        frac_alt(&alts, b, i, lo, true, true, &n);
+    } else if (lo < hi || !(tlo && thi)) {
+        if (tlo)
+            frac_alt(&alts, b, i, lo++, true, false, &n);
+        if (thi)
+            frac_alt(&alts, b, i, hi--, false, true, &n);
+        if (lo <= hi) {
+            sbuf_addf(&alts, "%s[%d-%d]", n ? " | " : "", lo, hi);
+            reps(&alts, "[0-9]", 0, room - 1);
+            n++;
+        }
+    }
+    if (n > 0)
+        sbuf_addf(o, "( %s )%s", sub_text(o, &alts), end ? "?" : "");
+    sbuf_release(&alts);
+    return n > 0 ? 1 : end ? 0 : -1;
+}
+
+/* The fraction part (absent, or "." and digits) for a whole part that is
+ * tight against the lower bound (tlo) and/or the upper one (thi). Returns as
+ * frac_rest. */
+static int fraction(struct sbuf *o, const struct fb *b, bool tlo, bool thi)
+{
+    bool end = frac_end(b, 0, tlo, thi);
+    struct sbuf sub = SBUF_INIT;
+    int r = frac_rest(&sub, b, 0, true, tlo, thi);
+    if (r > 0)
+        sbuf_addf(o, "( \".\" %s )%s", sub_text(o, &sub), end ? "?" : "");
+    sbuf_release(&sub);
+    return r > 0 ? 1 : end ? 0 : -1;
+}
+
+static void whole_alt(struct sbuf *o, uint64_t w, const struct fb *b, bool tlo, bool thi, int *n)
+{
+    struct sbuf sub = SBUF_INIT;
+    int r = fraction(&sub, b, tlo, thi);
+    if (r >= 0) {
+        sbuf_addf(o, "%s\"%llu\"%s%s", *n ? " | " : "", (unsigned long long)w, r ? " " : "", r ? sub_text(o, &sub) : "");
+        ++*n;
+    }
+    sbuf_release(&sub);
+}
+
+/* The texts W["." F] (no sign) whose value M has lo <= M (< when lo_ex) and
+ * M <= hi (< when hi_ex; hi NULL: unbounded), lo and hi not negative.
+ * Appends alternatives, counted in *n. */
+static void dec_magnitude(struct sbuf *o, const struct dec *lo, bool lo_ex, const struct dec *hi, bool hi_ex, int *n)
+{
+    struct fb b = {lo->f, hi ? hi->f : "", lo_ex, hi_ex};
+    if (hi && hi->w == lo->w) {
+        whole_alt(o, lo->w, &b, true, true, n);
         return;
     }
-    if (lo_ex)
-        sbuf_addf(o, " | \"%llu\" \".\" \"0\"{0,15} [1-9] [0-9]{0,15}", (unsigned long long)lo);
-    else
-        sbuf_addf(o, " | \"%llu\"%s", (unsigned long long)lo, fany);
-    if (hi >= 0 && !hi_ex)
-        sbuf_addf(o, " | \"%llu\" ( \".\" \"0\"{1,16} )?", (unsigned long long)hi);
+    whole_alt(o, lo->w, &b, true, false, n);
+    bool f2 = true;
+    struct sbuf mid = SBUF_INIT;
+    if (!hi)
+        int_from(&mid, lo->w + 1, &f2);
+    else if (lo->w + 1 < hi->w)
+        int_range(&mid, lo->w + 1, hi->w - 1, &f2);
+    if (!f2) {
+        sbuf_addf(o, "%s( %s ) ( \".\" [0-9]{1,%d} )?", *n ? " | " : "", sub_text(o, &mid), MAX_FRAC);
+        ++*n;
+    }
+    sbuf_release(&mid);
+    if (hi)
+        whole_alt(o, hi->w, &b, false, true, n);
+}
+
+static int gen_number(struct sc *c, const struct bound *lo, const struct bound *hi, const char *path, struct sbuf *o)
+{
+    static const struct dec zero = {false, 0, ""};
+    struct dec lo_abs = lo->d, hi_abs = hi->d;
+    lo_abs.neg = hi_abs.neg = false;
+    bool hi_np = hi->set && (hi->d.neg || hi->v == 0), lo_np = lo->set && (lo->d.neg || lo->v == 0);
+    struct sbuf pos = SBUF_INIT, neg = SBUF_INIT;
+    int n_pos = 0, n_neg = 0;
+    /* x >= 0: M = x in [max(lo, 0), hi] */
+    if (!hi->set || !hi->d.neg) {
+        bool lo_pos = lo->set && !lo->d.neg;
+        dec_magnitude(&pos, lo_pos ? &lo->d : &zero, lo_pos && lo->excl, hi->set ? &hi->d : NULL, hi->set && hi->excl,
+                      &n_pos);
+    }
+    /* x <= 0 written "-" M: M in [max(-hi, 0), -lo] ("-0" where 0 is allowed) */
+    if (!lo->set || lo_np) {
+        dec_magnitude(&neg, hi_np ? &hi_abs : &zero, hi_np && hi->excl, lo->set ? &lo_abs : NULL,
+                      lo->set && lo->excl, &n_neg);
+    }
+    if (n_pos + n_neg > 0)
+        sbuf_addf(o, "( %s%s%s%s%s )", n_pos ? sub_text(o, &pos) : "", n_pos && n_neg ? " | " : "", n_neg ? "\"-\" ( " : "",
+                  n_neg ? sub_text(o, &neg) : "", n_neg ? " )" : "");
+    sbuf_release(&pos);
+    sbuf_release(&neg);
+    if (n_pos + n_neg == 0)
+        return sc_fail(c, path, "the bounds leave no %s", "number");
+    return 0;
 }
 
 static int gen_numeric(struct sc *c, json_t *s, bool integer, const char *path, struct sbuf *o)
@@ -462,31 +693,7 @@ static int gen_numeric(struct sc *c, json_t *s, bool integer, const char *path, 
     }
     if (lo.set && hi.set && (lo.v > hi.v || (lo.v == hi.v && (lo.excl || hi.excl))))
         return sc_fail(c, path, "the bounds leave no %s", integer ? "integer" : "number");
-    bool first = true;
-    sbuf_addstr(o, "( ");
-    /* x >= 0: magnitude in [max(lo, 0), hi] */
-    if (!hi.set || hi.v >= 0) {
-        bool lo_pos = lo.set && lo.v >= 0;
-        magnitude(o, lo_pos ? (uint64_t)lo.v : 0, lo_pos && lo.excl, hi.set ? (int64_t)hi.v : -1, hi.set && hi.excl,
-                  !integer, &first);
-    }
-    /* x < 0: "-" magnitude in [max(-hi, 0), -lo] (x = -0 only when 0 is allowed) */
-    if (!lo.set || lo.v < 0) {
-        bool hi_neg = hi.set && hi.v <= 0;
-        uint64_t mlo = hi_neg ? (uint64_t)-hi.v : 0;
-        bool mlo_ex = hi_neg && hi.excl;
-        if (integer && mlo == 0)
-            mlo = 1;
-        sbuf_addstr(o, first ? "\"-\" ( " : " | \"-\" ( ");
-        bool f2 = true;
-        magnitude(o, mlo, mlo_ex, lo.set ? (int64_t)-lo.v : -1, lo.set && lo.excl, !integer, &f2);
-        if (f2)
-            sbuf_addstr(o, "[]");
-        sbuf_addstr(o, " )");
-        first = false;
-    }
-    sbuf_addstr(o, " )");
-    return 0;
+    return integer ? gen_integer(&lo, &hi, o) : gen_number(c, &lo, &hi, path, o);
 }
 
 /* ---- strings ---------------------------------------------------------------- */

@@ -42,6 +42,14 @@ SCHEMAS = [
     {"type": "number", "minimum": -3},
     {"type": "number", "maximum": -2, "minimum": -7},
     {"type": "number", "exclusiveMaximum": 0},
+    # number bounds with fractions (decimal digit strings compared exactly)
+    {"type": "number", "minimum": 0.25, "maximum": 0.75},
+    {"type": "number", "exclusiveMinimum": -2.25, "exclusiveMaximum": -0.5},
+    {"type": "number", "exclusiveMinimum": 0.1, "exclusiveMaximum": 0.2},
+    {"type": "number", "minimum": 1e-3, "maximum": 99.95},
+    {"type": "object", "properties": {"p": {"type": "number", "minimum": -10.05, "exclusiveMaximum": 10.05},
+                                      "q": {"type": "number", "exclusiveMinimum": 2.5, "maximum": 2.75}},
+     "required": ["p", "q"], "additionalProperties": False},
     # strings
     {"type": "string", "minLength": 3, "maxLength": 3},
     {"type": "string", "maxLength": 0},

@@ -2,7 +2,7 @@
 # Structured output end to end: `maas serve` with tiny random-weight models
 # of the gpt-2 and deepseek-llm vocabularies (../shared/testdata/tokenizer;
 # without it, the project's own trained vocabulary), and
-# grammar_conformance.py's 60 schemas x 3 seeds per model, validated by
+# grammar_conformance.py's 66 schemas x 3 seeds per model, validated by
 # python3-jsonschema. Also a GBNF `grammar` request, a bad grammar's 400
 # with its position, and finish_reason `stop` when the grammar completes.
 set -uo pipefail

@@ -3,6 +3,8 @@
 #include "grammar/grammar.h"
 #include "test.h"
 
+#include <math.h>
+
 static struct grammar_vocab *no_vocab;
 
 /* 1 accepted, 0 rejected, -1 the schema or its grammar failed */
@@ -146,6 +148,154 @@ TEST(numbers)
     OK("{\"type\":\"number\"}", "-1.5e+10");
 }
 
+/* ---- number bounds against brute force ----------------------------------------
+ * Every text ["-"] W ["." F] with W of 1-2 digits (no leading zero) and F of
+ * 0-3 digits: the grammar must accept exactly those whose value is in range
+ * (strtod on both sides is exact for such short decimals). The texts form a
+ * tree walked with cloned grammar states. */
+
+struct brute {
+    const char *schema;
+    double lo, hi; /* NAN: unset */
+    bool lo_ex, hi_ex;
+    int n_in, n_bad;
+};
+
+static struct grammar_state *step(const struct grammar_state *s, const char *p)
+{
+    struct err e;
+    if (!s)
+        return NULL;
+    struct grammar_state *t = grammar_state_clone(s, &e);
+    if (t && grammar_state_accept_bytes(t, p, strlen(p), &e) != 0) {
+        grammar_state_free(t);
+        t = NULL;
+    }
+    return t;
+}
+
+static void judge(struct brute *b, const struct grammar_state *s, const char *text)
+{
+    double x = strtod(text, NULL);
+    bool want = (isnan(b->lo) || (b->lo_ex ? x > b->lo : x >= b->lo)) &&
+                (isnan(b->hi) || (b->hi_ex ? x < b->hi : x <= b->hi));
+    bool got = s && grammar_state_can_end(s);
+    b->n_in += want;
+    if (want != got && b->n_bad++ < 5)
+        fprintf(stderr, "  %s: %s %s\n", b->schema, got ? "accepts" : "rejects", text);
+}
+
+static void fraction_digits(struct brute *b, const struct grammar_state *s, char *text, size_t len, int left)
+{
+    for (int d = 0; d < 10; d++) {
+        char c[2] = {(char)('0' + d), 0};
+        text[len] = c[0];
+        text[len + 1] = 0;
+        struct grammar_state *t = step(s, c);
+        judge(b, t, text);
+        if (left > 1)
+            fraction_digits(b, t, text, len + 1, left - 1);
+        grammar_state_free(t);
+    }
+}
+
+/* Whole parts near the bounds of the cases get 0-3 fraction digits, the
+ * others 0-1 (they behave alike; this keeps the test to seconds under ASan). */
+static void brute_walk(struct brute *b, const struct grammar_state *s0)
+{
+    char text[16];
+    for (int neg = 0; neg < 2; neg++) {
+        for (int w = 0; w < 100; w++) {
+            int n = snprintf(text, sizeof text, "%s%d", neg ? "-" : "", w);
+            struct grammar_state *t = step(s0, text);
+            judge(b, t, text);
+            struct grammar_state *dot = step(t, ".");
+            text[n] = '.';
+            bool near = w <= 13 || (w >= 49 && w <= 51) || w >= 98;
+            fraction_digits(b, dot, text, (size_t)n + 1, near ? 3 : 1);
+            grammar_state_free(dot);
+            grammar_state_free(t);
+        }
+    }
+}
+
+static int brute(const char *schema, double lo, bool lo_ex, double hi, bool hi_ex, int *n_in)
+{
+    struct err e;
+    struct brute b = {schema, lo, hi, lo_ex, hi_ex, 0, 0};
+    char *gbnf = grammar_schema_to_gbnf(schema, NULL, &e);
+    if (!gbnf) {
+        fprintf(stderr, "  schema %s: %s\n", schema, e.msg);
+        return -1;
+    }
+    struct grammar *g = grammar_compile(gbnf, strlen(gbnf), &e);
+    free(gbnf);
+    if (!g) {
+        fprintf(stderr, "  grammar of %s: %s\n", schema, e.msg);
+        return -1;
+    }
+    struct grammar_state *s = grammar_state_new(g, no_vocab, &e);
+    brute_walk(&b, s);
+    grammar_state_free(s);
+    grammar_free(g);
+    *n_in = b.n_in;
+    return b.n_bad;
+}
+
+TEST(number_bounds_brute_force)
+{
+    static const struct {
+        const char *bounds;
+        double lo;
+        bool lo_ex;
+        double hi;
+        bool hi_ex;
+    } cases[] = {
+        {"\"minimum\":0.5", 0.5, false, NAN, false},
+        {"\"exclusiveMinimum\":0.5", 0.5, true, NAN, false},
+        {"\"maximum\":0.5", NAN, false, 0.5, false},
+        {"\"exclusiveMaximum\":0.5", NAN, false, 0.5, true},
+        {"\"minimum\":-2.25,\"maximum\":3.75", -2.25, false, 3.75, false},
+        {"\"exclusiveMinimum\":-2.25,\"exclusiveMaximum\":-0.5", -2.25, true, -0.5, true},
+        {"\"minimum\":0.25,\"maximum\":0.75", 0.25, false, 0.75, false},
+        {"\"exclusiveMinimum\":0.1,\"exclusiveMaximum\":0.2", 0.1, true, 0.2, true},
+        {"\"minimum\":1e-3,\"maximum\":0.009", 0.001, false, 0.009, false},
+        {"\"exclusiveMinimum\":-0.5,\"maximum\":0.5", -0.5, true, 0.5, false},
+        {"\"minimum\":12.5,\"maximum\":12.5", 12.5, false, 12.5, false},
+        {"\"minimum\":-1,\"exclusiveMaximum\":0", -1, false, 0, true},
+        {"\"minimum\":-0.0,\"exclusiveMaximum\":1", 0, false, 1, true},
+        {"\"exclusiveMinimum\":0,\"maximum\":0.001", 0, true, 0.001, false},
+        {"\"minimum\":-10.05,\"exclusiveMaximum\":10.05", -10.05, false, 10.05, true},
+        {"\"exclusiveMinimum\":2,\"maximum\":7.125", 2, true, 7.125, false},
+        {"\"minimum\":-0.999,\"maximum\":-0.001", -0.999, false, -0.001, false},
+        {"\"minimum\":50,\"maximum\":99.95", 50, false, 99.95, false},
+        {"\"exclusiveMinimum\":3.14159,\"exclusiveMaximum\":3.2", 3.14159, true, 3.2, true},
+        {"\"minimum\":5,\"exclusiveMinimum\":5.5,\"maximum\":9,\"exclusiveMaximum\":8.75", 5.5, true, 8.75, true},
+        {"\"maximum\":-98.5", NAN, false, -98.5, false},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char schema[200];
+        snprintf(schema, sizeof schema, "{\"type\":\"number\",%s}", cases[k].bounds);
+        int n_in = 0, bad = brute(schema, cases[k].lo, cases[k].lo_ex, cases[k].hi, cases[k].hi_ex, &n_in);
+        CHECKF(bad == 0 && n_in > 0, "%s: %d texts judged wrongly (%d in range)", schema, bad, n_in);
+    }
+    /* beyond the brute-force texts: 16 fraction digits, the limit */
+    OK("{\"type\":\"number\",\"exclusiveMinimum\":0.5}", "0.5000000000000001");
+    NO("{\"type\":\"number\",\"exclusiveMinimum\":0.5}", "0.5000000000000000");
+    NO("{\"type\":\"number\",\"exclusiveMinimum\":0.5}", "0.50000000000000011"); /* 16 digits at most */
+    OK("{\"type\":\"number\",\"exclusiveMinimum\":0}", "0.0000000000000001");
+    OK("{\"type\":\"number\",\"exclusiveMinimum\":0}", "0.1000000000000000");
+    OK("{\"type\":\"number\",\"maximum\":0.5}", "0.5000000000000000");
+    NO("{\"type\":\"number\",\"maximum\":0.5}", "0.5000000000000001");
+    OK("{\"type\":\"number\",\"exclusiveMinimum\":1e-16}", "0.0000000000000002");
+    NO("{\"type\":\"number\",\"exclusiveMinimum\":1e-16}", "0.0000000000000001");
+    OK("{\"type\":\"number\",\"minimum\":-1e15,\"maximum\":1e15}", "-1000000000000000.0");
+    NO("{\"type\":\"number\",\"minimum\":-1e15,\"maximum\":1e15}", "-1000000000000000.1");
+    OK("{\"type\":\"number\",\"minimum\":0.1,\"maximum\":0.1}", "0.100");
+    NO("{\"type\":\"number\",\"minimum\":0.1,\"maximum\":0.1}", "0.1000000000000001");
+    OK("{\"type\":\"number\",\"minimum\":0.1,\"maximum\":0.1}", "0.1");
+}
+
 TEST(errors_name_the_keyword)
 {
     struct err e;
@@ -158,8 +308,12 @@ TEST(errors_name_the_keyword)
     CHECK(!g && strstr(e.msg, "lookaround"));
     g = grammar_schema_to_gbnf("{\"$ref\":\"http://x/y\"}", NULL, &e);
     CHECK(!g && strstr(e.msg, "local"));
-    g = grammar_schema_to_gbnf("{\"type\":\"number\",\"maximum\":0.5}", NULL, &e);
-    CHECK(!g && strstr(e.msg, "fraction"));
+    g = grammar_schema_to_gbnf("{\"type\":\"number\",\"exclusiveMaximum\":1e-20}", NULL, &e);
+    CHECK(!g && strstr(e.msg, "'exclusiveMaximum'") && strstr(e.msg, "fraction digits"));
+    g = grammar_schema_to_gbnf("{\"type\":\"number\",\"minimum\":0.30000000000000004}", NULL, &e);
+    CHECK(!g && strstr(e.msg, "'minimum'") && strstr(e.msg, "0.30000000000000004"));
+    g = grammar_schema_to_gbnf("{\"type\":\"number\",\"minimum\":0.5,\"exclusiveMaximum\":0.5}", NULL, &e);
+    CHECK(!g && strstr(e.msg, "leave no number"));
     g = grammar_schema_to_gbnf("{\"type\":", NULL, &e);
     CHECK(!g && e.code == ERR_INVALID);
     g = grammar_schema_to_gbnf("{\"allOf\":[{\"properties\":{\"a\":{}}},{\"properties\":{\"b\":{}}}],"
@@ -180,6 +334,7 @@ int main(void)
     RUN(enum_const_combinators);
     RUN(strings);
     RUN(numbers);
+    RUN(number_bounds_brute_force);
     RUN(errors_name_the_keyword);
     grammar_vocab_free(no_vocab);
     TEST_END();
