@@ -9,9 +9,8 @@
 # Writes data/demo-kjv.gguf (q8_0) and data/demo-kjv.svg (the loss curves);
 # the f32 checkpoint stays in build/demo-model/.
 #
-# The run is deterministic for its seed and kernel variant: the same machine
-# kind gives the same bytes; another instruction set (AVX2 vs AVX-512) sums
-# in another order and gives a model of the same quality, not the same bits.
+# The run is deterministic: the same bytes on 1 or 2 threads and under the
+# avx2 or avx512 kernels (the ref variant sums in double and differs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${MAAS_BIN:-./build/maas}

@@ -89,6 +89,19 @@ def main():
         maas("train", "--resume", ck, "--text", train, "--quiet", "-o", r)
         check(open(a, "rb").read() == open(r, "rb").read(), "a run resumed at step 100 ends with the same bytes")
 
+        # the avx2 and avx512 kernels give the same bytes (where the CPU has both)
+        outs = {}
+        for v in ("avx2", "avx512"):
+            f = os.path.join(w, "k-%s.gguf" % v)
+            p = subprocess.run([MAAS, "train", *shape, "--text", train, "--steps", "10", "--quiet", "-o", f],
+                               capture_output=True, text=True, env=dict(os.environ, MAAS_KERNELS=v))
+            if p.returncode == 0:
+                outs[v] = open(f, "rb").read()
+        if len(outs) == 2:
+            check(outs["avx2"] == outs["avx512"], "the avx2 and avx512 kernels train to the same bytes")
+        else:
+            print("skip the avx2/avx512 comparison: this CPU lacks one of them (%s)" % ", ".join(outs) or "none")
+
         # MoE with the balance loss, written in q8_0, served by maas run
         moe = os.path.join(w, "moe.gguf")
         p = maas("train", "--arch", "qwen3moe", "--n-embd", "64", "--n-layer", "2", "--n-head", "4",
