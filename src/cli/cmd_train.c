@@ -441,7 +441,9 @@ static int write_svg(struct run *r, struct err *e)
     struct svg_series s[2] = {{"training loss", xs, ys, m->loss.n, "#1f77b4"},
                               {"validation loss", xs + m->loss.n, ys + m->loss.n, m->val.n, "#d62728"}};
     char title[256];
-    snprintf(title, sizeof title, "maas train: %s, %.1fM parameters, %llu tokens", r->a.out, (double)r->l.n_params * 1e-6,
+    const char *base = strrchr(r->a.out, '/');
+    snprintf(title, sizeof title, "maas train: %s, %.1fM parameters, %llu tokens", base ? base + 1 : r->a.out,
+             (double)r->l.n_params * 1e-6,
              (unsigned long long)m->tokens);
     int rc = svg_plot(r->svg, title, "step", "cross-entropy (nats per token)", s, m->val.n ? 2 : 1, e);
     free(xs);
