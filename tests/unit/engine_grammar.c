@@ -138,6 +138,7 @@ TEST(test_lazy_grammar)
     struct sample_bias off[1] = {{id_of("q"), -100}};
     int32_t prompt[4] = {10, 20, 30, 40};
     struct engine_seq *seq[6];
+    int n_calls = 0;
     for (int i = 0; i < 6; i++) {
         struct engine_request r = {.prompt = prompt, .n_prompt = 4, .max_tokens = 40, .grammar = g, .seed = 7 + (uint64_t)i};
         r.sample = sample_params_default();
@@ -156,13 +157,17 @@ TEST(test_lazy_grammar)
         engine_release(seq[i]);
         const char *call = strstr(text, "qa");
         if (i < 4) {
-            CHECKF(call && d.finish == ENGINE_FINISH_STOP && matches(eager, call) && strchr(call, '.')[1] == 0,
+            /* the random model may repeat "q" and never write "qa" (it depends on the vocabulary): a
+             * sequence without the trigger is free text; one with it must follow the grammar to its end */
+            n_calls += call != NULL;
+            CHECKF(!call || (d.finish == ENGINE_FINISH_STOP && matches(eager, call) && strchr(call, '.')[1] == 0),
                    "sequence %d: finish %s, '%s'", i, engine_finish_name(d.finish), text);
         } else {
             CHECKF(!call && (d.finish == ENGINE_FINISH_LENGTH || d.finish == ENGINE_FINISH_STOP) && !matches(eager, text),
                    "sequence %d: '%s'", i, text);
         }
     }
+    CHECKF(n_calls >= 2, "only %d of 4 biased sequences wrote the trigger: the test checked too little", n_calls);
     grammar_free(g);
     grammar_free(eager);
     engine_free(eng);
