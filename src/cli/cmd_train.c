@@ -195,6 +195,8 @@ struct run {
     float *P, *G, *M, *V;
     int32_t *train_toks, *val_toks, *batch;
     size_t n_train, n_val;
+    int32_t *eval;            /* the evaluation windows: n_eval (a multiple of the batch) of ctx + 1 tokens */
+    int n_eval;
     struct pool *pool;
     struct train_net_f32 *net;
     bool stopped;             /* --stop-after or Ctrl-C: a checkpoint, no model */
@@ -310,6 +312,13 @@ static int setup(struct run *r, struct err *e)
         return -1;
     if (!(r->batch = malloc((size_t)r->meta.batch * (size_t)(r->meta.ctx + 1) * sizeof *r->batch)))
         return err_set(e, ERR_NOMEM, "out of memory");
+    if (r->val_toks) { /* spread evenly over the text, rounded up to whole batches */
+        int B = r->meta.batch, nw = a->eval_windows > 0 ? a->eval_windows : 4 * B;
+        r->n_eval = (nw + B - 1) / B * B;
+        if (!(r->eval = malloc((size_t)r->n_eval * (size_t)(r->meta.ctx + 1) * sizeof *r->eval)))
+            return err_set(e, ERR_NOMEM, "out of memory");
+        train_eval_windows(r->val_toks, r->n_val, r->meta.ctx, r->n_eval, r->eval);
+    }
     return 0;
 }
 
@@ -317,22 +326,10 @@ static int setup(struct run *r, struct err *e)
 static double evaluate(struct run *r)
 {
     int B = r->meta.batch, T = r->meta.ctx;
-    int nw = r->a.eval_windows > 0 ? r->a.eval_windows : 4 * B;
-    nw = (nw + B - 1) / B * B;
     double sum = 0;
-    int nb = 0;
-    for (int w0 = 0; w0 < nw; w0 += B) {
-        /* the windows of this batch: every (nw/B)-th of the spread */
-        int32_t *dst = r->batch;
-        for (int b = 0; b < B; b++) {
-            size_t span = r->n_val - (size_t)T - 1;
-            size_t start = nw == 1 ? 0 : span * (size_t)(w0 + b) / (size_t)(nw - 1);
-            memcpy(dst + (size_t)b * (size_t)(T + 1), r->val_toks + start, (size_t)(T + 1) * sizeof *dst);
-        }
-        sum += train_net_step_f32(r->net, r->P, NULL, r->batch, 0).ce;
-        nb++;
-    }
-    return sum / nb;
+    for (int w0 = 0; w0 < r->n_eval; w0 += B)
+        sum += train_net_step_f32(r->net, r->P, NULL, r->eval + (size_t)w0 * (size_t)(T + 1), 0).ce;
+    return sum / (r->n_eval / B);
 }
 
 static void progress(const struct run *r, double loss, double aux, double val, double gnorm, double tps, double left)
@@ -472,7 +469,7 @@ static void release(struct run *r)
 {
     train_net_free_f32(r->net);
     pool_free(r->pool);
-    free(r->train_toks), free(r->val_toks), free(r->batch);
+    free(r->train_toks), free(r->val_toks), free(r->batch), free(r->eval);
     free(r->P), free(r->G), free(r->M), free(r->V);
     train_meta_release(&r->meta);
     train_layout_release(&r->l);
