@@ -606,12 +606,20 @@ static int b_overtakes(bool fcfs, int *waiting)
     struct engine_seq *h[NA + 1];
     bool seen[NA + 1] = {0};
     struct err e;
+    double sum = 0;
+    int a_done = 0;
     for (int i = 0; i <= NA; i++) {
         struct engine_request r = req_of(prompt, NP, GEN, 0, 1);
         if (i == NA) { /* a's requests not yet admitted (the stats copy may lag one step: counted generously) */
+            struct engine_event ev0; /* first a's first token: the engine has started, the rest wait behind it */
+            if (h[0] && engine_next(h[0], &ev0, -1) == 0 && ev0.kind == ENGINE_EV_DONE) {
+                seen[0] = true;
+                sum += ev0.compute_s;
+                a_done++;
+            }
             struct engine_stats st0;
             engine_get_stats(eng, &st0);
-            *waiting = st0.queued;
+            *waiting = st0.queued < NA - 1 ? st0.queued : NA - 1; /* the first has started */
         }
         r.account = i < NA ? "acct_a" : "acct_b";
         r.weight = i < NA ? 1 : 2;
@@ -620,10 +628,8 @@ static int b_overtakes(bool fcfs, int *waiting)
         if (!h[i])
             seen[i] = true;
     }
-    double sum = 0;
     if (h[NA])
         finish_seq(h[NA], &seen[NA], &sum);
-    int a_done = 0;
     for (int i = 0; i < NA; i++) {
         struct engine_event ev;
         while (!seen[i] && engine_next(h[i], &ev, 0) == 0) {
