@@ -7,13 +7,15 @@ ledger; accounts a, b, c; --max-running 8) and measures:
   1. a alone keeps 32 requests outstanding: a's throughput (completion
      tokens/s over 2 s).
   2. a keeps 32, then 64 requests outstanding (each ended one replaced at
-     once) while c sends 7 short requests one at a time: c's median time to
-     first token, a's mean request latency meanwhile. Then, in the same
-     flood, c pauses for 1 s and sends short requests for 1 s, 4 times, and
-     pauses last: a's throughput while c sends over a's throughput while c
+     once) while c sends 15 short requests one at a time (from a process of
+     its own): c's median time to first token, a's mean request latency
+     meanwhile. Then, in the same flood, c pauses for 1 s and sends short
+     requests for 1 s (each followed by a pause 3 times as long as it took:
+     a light load), 4 times, and pauses last: a's throughput while c sends over a's throughput while c
      pauses (alternating, so that the machine's drift falls on both).
   3. a (weight 3) and b (weight 1) both flood 32 requests: the completion
-     tokens streamed while both are backlogged, a : b.
+     tokens streamed while both are backlogged (and a first request has
+     ended: until then the slots went by arrival), a : b.
 Rates are end to end (first request sent to last token). The machine may be
 shared: the load average is printed.
 
@@ -134,30 +136,62 @@ def sustained(port, key, n, stop):
     return threads, res
 
 
-def c_short(port, keys, ttft, count=None, until=None):
+def c_short(port, keys, ttft, count=None, until=None, think=False):
     """c sends short requests one at a time: count of them, or until the
-    monotonic time until. Returns the time the last one ended."""
+    monotonic time until; with think it pauses after each for 3 times as
+    long as it took (a light load). Returns the time the last one ended."""
     k = 0
     while (count is not None and k < count) or (until is not None and time.monotonic() < until):
         b = []
         t0 = time.monotonic()
         stream(port, keys["c"], "short", 4, b)
+        t1 = time.monotonic()
         ttft.append(b[0] - t0 if b else float("nan"))
         k += 1
+        if think:
+            time.sleep(3 * (t1 - t0))
     return time.monotonic()
 
 
+def c_short_apart(port, keys, count):
+    """c_short(count=count) in a child process, so that the flood's client
+    threads do not delay the reading of c's first token. Returns the TTFTs."""
+    rd, wr = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rd)
+        code = 0
+        try:
+            ttft = []
+            c_short(port, keys, ttft, count=count)
+            os.write(wr, json.dumps(ttft).encode())
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(wr)
+    chunks = []
+    while True:
+        b = os.read(rd, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(rd)
+    os.waitpid(pid, 0)
+    return json.loads(b"".join(chunks) or b"[]") or [float("nan")]
+
+
 def light(port, keys, n, windows=4, w_s=1.0):
-    """a keeps n requests outstanding while c sends 7 short ones, one at a
-    time: c's median TTFT, a's mean latency meanwhile; then c pauses and
-    sends by turns (w_s seconds each, windows times, pausing last): a's rate
-    while c sends, a's rate while c pauses."""
+    """a keeps n requests outstanding while c sends 15 short ones, one at a
+    time (from a process of its own): c's median TTFT, a's mean latency
+    meanwhile; then c pauses and sends by turns (w_s seconds each, windows
+    times, pausing last; a light load: after each request c pauses 3 times
+    as long as it took): a's rate while c sends, a's rate while c pauses."""
     stop = threading.Event()
     threads, res = sustained(port, keys["a"], n, stop)
     time.sleep(1.0)  # the backlog builds up
     t_begin = time.monotonic()
-    ttft = []
-    t_end = c_short(port, keys, ttft, count=7)
+    ttft = c_short_apart(port, keys, 15)
+    t_end = time.monotonic()
     on, off = [], []
     for _ in range(windows + 1):
         t0 = time.monotonic()
@@ -165,7 +199,7 @@ def light(port, keys, n, windows=4, w_s=1.0):
         t1 = time.monotonic()
         off.append((t0, t1))
         if len(on) < windows:
-            on.append((t1, c_short(port, keys, [], until=t1 + w_s)))
+            on.append((t1, c_short(port, keys, [], until=t1 + w_s, think=True)))
     stop.set()
     for t in threads:
         t.join()
@@ -196,7 +230,10 @@ def weights(port, keys):
         t.join()
     starts = [min(min(s) for _, s in r if s) for r in res]
     last_starts = [max(min(s) for _, s in r if s) for r in res]
-    t0, t1 = max(starts), min(last_starts)
+    first_end = min(max(s) for r in res for _, s in r if s)  # before it, slots went by arrival
+    t0, t1 = max(max(starts), first_end), min(last_starts)
+    if t1 <= t0:  # never both served while both waited (fcfs: all of a, then all of b)
+        return float("nan")
     n = [sum(1 for _, s in r for t in s if t0 <= t <= t1) for r in res]
     return n[0] / max(n[1], 1)
 

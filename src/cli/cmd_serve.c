@@ -347,6 +347,7 @@ static int load_model(const struct serve_args *sa, int i, struct served *sv, str
     struct engine_opts o = sa->eo;
     if (!o.n_ctx) /* the engine's own default, made explicit so the server knows it */
         o.n_ctx = engine_default_n_ctx(hp);
+    o.embed_only = model_is_embedding(sv->m); /* chat on it is a 400: no KV cache for it */
     if (!(sv->eng = engine_new(sv->m, sv->tok, &o, &e))) {
         fprintf(stderr, "maas serve: %s: %s\n", sv->path, e.msg);
         return -1;

@@ -33,7 +33,11 @@
  * dropped (full ones stay in the prefix cache) and it goes back to the
  * front of the queue with all its tokens; on resumption it recomputes them
  * (or finds them cached). Its sampler state (rng, tokens seen) continues,
- * so the output is the same as without preemption.
+ * so the output is the same as without preemption. The same happens when
+ * every slot is taken and the next pick's account has none: the youngest
+ * sequence of an account above its share of the slots makes room
+ * (fair_yield), so that a light tenant does not wait for a flood's request
+ * to end.
  *
  * Sequences finished in a step get their DONE events after the stats copy
  * is refreshed, so a client that has seen DONE also sees the blocks freed.
@@ -111,6 +115,7 @@ struct engine {
     struct sampler **smp;             /* owned: one per pool thread */
     int n_smp;
     int n_ctx, bs, step_tokens, max_running, max_queue, n_vocab, n_vocab_sample;
+    bool embed_only;                  /* engine_opts.embed_only: no generation, a KV cache of one block */
 
     /* engine thread only, sized at engine_new: */
     struct batch_token *bt;           /* step_tokens */
@@ -127,7 +132,7 @@ struct engine {
     struct fair fair;                 /* admission policy and per-account classes */
     int *qcls, *rcls;                 /* q_cap, max_running: scratch class lists for fair_pick / fair_victim /
                                          fair_split */
-    int *rtok;                        /* max_running: fair_split's tokens wanted / granted */
+    int *rtok;                        /* max_running: fair_split's tokens wanted / granted; fair_yield's lost work */
     int n_threads;
     double busy_s, busy_core_s;
 
@@ -313,6 +318,8 @@ static int grammar_start(struct engine *eng, struct grammar *g, struct grammar_s
 
 struct engine_seq *engine_submit(struct engine *eng, const struct engine_request *r, struct err *e)
 {
+    if (eng->embed_only)
+        return err_set(e, ERR_INVALID, "engine: this engine only computes embeddings; it does not generate text"), NULL;
     if (r->n_prompt < 1 || !r->prompt)
         return err_set(e, ERR_INVALID, "engine: empty prompt"), NULL;
     if (r->max_tokens < 1)
@@ -466,6 +473,26 @@ static void remove_running(struct engine *eng, int i)
     eng->n_running--;
 }
 
+/* Moves running sequence k back to the front of the queue (its class in
+ * qcls[0], the others' move up one). eng->mu held. */
+static void requeue_front(struct engine *eng, int k)
+{
+    struct engine_seq *v = eng->running[k];
+    remove_running(eng, k);
+    seq_drop_blocks(eng, v);
+    seq_unreserve(eng, v);
+    fair_preempted(&eng->fair, v->cls);
+    v->in_running = false;
+    v->chunk = 0;
+    eng->preemptions++;
+    MAAS_ASSERT(eng->q_len < eng->q_cap);
+    eng->q_head = (eng->q_head + eng->q_cap - 1) % eng->q_cap;
+    eng->queue[eng->q_head] = v;
+    memmove(eng->qcls + 1, eng->qcls, (size_t)eng->q_len * sizeof *eng->qcls);
+    eng->qcls[0] = v->cls;
+    eng->q_len++;
+}
+
 /* Moves a running sequence back to the front of the queue: the youngest
  * of the account most above its share (the youngest under fcfs). Returns
  * its former index in eng->running. */
@@ -474,21 +501,10 @@ static int preempt_one(struct engine *eng, int *n_decode)
     for (int i = 0; i < eng->n_running; i++)
         eng->rcls[i] = eng->running[i]->cls;
     int k = fair_victim(&eng->fair, eng->rcls, eng->n_running);
-    struct engine_seq *v = eng->running[k];
-    remove_running(eng, k);
-    seq_drop_blocks(eng, v);
-    seq_unreserve(eng, v);
-    fair_preempted(&eng->fair, v->cls);
-    v->in_running = false;
-    if (v->chunk == 1)
+    if (eng->running[k]->chunk == 1)
         (*n_decode)--; /* it was counted among this step's decodes */
-    v->chunk = 0;
-    eng->preemptions++;
     pthread_mutex_lock(&eng->mu);
-    MAAS_ASSERT(eng->q_len < eng->q_cap);
-    eng->q_head = (eng->q_head + eng->q_cap - 1) % eng->q_cap;
-    eng->queue[eng->q_head] = v;
-    eng->q_len++;
+    requeue_front(eng, k);
     pthread_mutex_unlock(&eng->mu);
     return k;
 }
@@ -584,8 +600,22 @@ static void admit(struct engine *eng)
             s->cls = fair_join(&eng->fair, s->account, s->req.weight);
         eng->qcls[i] = s->cls;
     }
-    while (eng->q_len > 0 && eng->n_running < eng->max_running) {
+    while (eng->q_len > 0) {
         int p = fair_pick(&eng->fair, eng->qcls, eng->q_len);
+        if (eng->n_running >= eng->max_running) {
+            /* every slot taken: one above its share may make room (fair_yield) */
+            for (int i = 0; i < eng->n_running; i++) {
+                const struct engine_seq *r = eng->running[i];
+                eng->rcls[i] = r->cls;
+                /* what it would recompute: its computed tokens past its last cached full block */
+                eng->rtok[i] = r->n_computed - r->n_reg * eng->bs;
+            }
+            int k = fair_yield(&eng->fair, eng->qcls[p], eng->rcls, eng->rtok, eng->n_running, eng->max_running);
+            if (k < 0)
+                break;
+            requeue_front(eng, k);
+            p++;
+        }
         struct engine_seq *s = eng->queue[(eng->q_head + p) % eng->q_cap];
         bool fresh = !s->admitted_once;
         if (!try_admit(eng, s))
@@ -1026,9 +1056,13 @@ struct engine *engine_new(struct model *m, const struct tokenizer *tok, const st
     eng->n_vocab = hp->n_vocab;
     eng->n_vocab_sample = tok_n_vocab_common(tok, hp->n_vocab);
     int ctx_blocks = (eng->n_ctx + eng->bs - 1) / eng->bs;
-    int64_t kv_blocks = d.kv_blocks > 0 ? d.kv_blocks : ((int64_t)eng->n_ctx * 4 + eng->bs - 1) / eng->bs;
+    /* embedding passes keep no KV: one block keeps the cache's code paths whole */
+    eng->embed_only = d.embed_only;
+    int64_t kv_blocks = eng->embed_only ? 1
+                        : d.kv_blocks > 0 ? d.kv_blocks
+                                          : ((int64_t)eng->n_ctx * 4 + eng->bs - 1) / eng->bs;
     int n_threads = d.n_threads > 0 ? d.n_threads : cpu_count();
-    if (kv_blocks < ctx_blocks) {
+    if (!eng->embed_only && kv_blocks < ctx_blocks) {
         err_set(e, ERR_INVALID, "engine: %lld KV blocks of %d positions cannot hold one context of %d positions (need %d)",
                 (long long)kv_blocks, eng->bs, eng->n_ctx, ctx_blocks);
         goto fail;

@@ -41,6 +41,8 @@ struct engine_opts {
     int max_running;      /* most sequences decoding at once (0 = 64) */
     int max_queue;        /* most requests waiting; engine_submit refuses beyond (0 = 256) */
     bool fcfs;            /* admit first come, first served instead of weighted fair shares */
+    bool embed_only;      /* only engine_embed: engine_submit refuses, and the KV cache is one block (kv_blocks
+                             ignored) — for a server that sends an embedding model nothing else */
 };
 
 struct engine;
@@ -113,16 +115,19 @@ struct engine_seq;
 
 /* Enqueues a request. NULL with a reason when the queue is full (the
  * message says so: callers answer 429/503), the prompt plus max_tokens
- * exceeds n_ctx, or the parameters are invalid (a weight outside 0..1000,
- * an account name too long).
+ * exceeds n_ctx, the parameters are invalid (a weight outside 0..1000,
+ * an account name too long), or the engine is embed_only.
  *
  * Admission order (unless engine_opts.fcfs): weighted fair shares across
  * accounts by virtual time in tokens processed — the waiting request of the
  * account with the least tokens processed per unit of weight goes first,
  * FCFS inside an account; an account that was not waiting carries no
  * credit; preemption takes the youngest sequence of the account most above
- * its share; a step's prompt-token budget is split among the accounts with
- * prompt work by weight (work-conserving), oldest first inside one. */
+ * its share, and when every slot is taken an account with none gets one
+ * from an account above its share of the slots (the sequence that loses
+ * least recomputation); a step's prompt-token budget is split among the
+ * accounts with prompt work by weight (work-conserving), oldest first
+ * inside one. */
 struct engine_seq *engine_submit(struct engine *eng, const struct engine_request *r, struct err *e);
 /* Waits up to timeout_ms (-1 = forever) for the next event. 0 with *ev
  * written; 1 on timeout. After ENGINE_EV_DONE no more events come. */

@@ -104,6 +104,21 @@ int fair_pick(const struct fair *f, const int *cls, int n);
  * order (oldest first, n >= 1): the youngest of the class with the greatest
  * v; n - 1 under fcfs. */
 int fair_victim(const struct fair *f, const int *cls, int n);
+/* When every slot is taken (n running = the engine's max_running): the
+ * running sequence that makes room for the class `waiting` (the next
+ * pick), given the class of each running sequence in admission order and
+ * the work each would lose if preempted (lost[i] tokens to recompute), or
+ * -1. The waiting class must have no slot, or stay within its weighted
+ * share of the max_running slots (among the present classes) with one
+ * more; the giver is the other running class with the greatest v (ties:
+ * the one running more), which must not be behind it in v (at fair_pick's
+ * ties it runs more), hold at least 2 slots and stay at or
+ * above its own share with one less. The giver's sequence that loses the
+ * least is chosen (the youngest on ties). A light tenant then starts within
+ * a step instead of waiting for a flood's request to end; as both sides
+ * stay on their side of their shares, no two classes take a slot back and
+ * forth. -1 under fcfs. */
+int fair_yield(const struct fair *f, int waiting, const int *cls, const int *lost, int n, int max_running);
 /* One step's prefill budget among n running sequences, given the class of
  * each in admission order (oldest first) and in tok[i] the prompt tokens it
  * still has to compute (0 when it has none); tok[i] becomes its chunk. The

@@ -16,7 +16,9 @@
  * newcomer neither starves others nor is starved. Work-conserving: whenever
  * a slot is free and anything waits, something is admitted. Preemption
  * takes the youngest sequence of the running class with the greatest v (the
- * one most above its share).
+ * one most above its share). When every slot is taken and the next pick's
+ * class has none, the youngest sequence of a class above its share of the
+ * slots makes room for it (fair_yield).
  */
 #include "engine/engine_int.h"
 
@@ -156,6 +158,47 @@ int fair_victim(const struct fair *f, const int *cls, int n)
     int v = n - 1;
     for (int i = n - 2; i >= 0; i--)
         if (cls[i] != cls[v] && f->cls[cls[i]].vtime > f->cls[cls[v]].vtime)
+            v = i;
+    return v;
+}
+
+/* c's weighted share of the slots, compared with m: the sign of m - slots * w_c / wsum. */
+static int share_cmp(const struct fair *f, int c, int m, int slots)
+{
+    double wsum = 0;
+    for (int i = 0; i < f->cap; i++)
+        if (f->cls[i].members > 0)
+            wsum += f->cls[i].weight;
+    double l = (double)m * wsum, r = (double)slots * f->cls[c].weight;
+    return l < r ? -1 : l > r;
+}
+
+int fair_yield(const struct fair *f, int waiting, const int *cls, const int *lost, int n, int max_running)
+{
+    const struct fair_class *w = &f->cls[waiting];
+    if (f->fcfs || n <= 0 || n < max_running)
+        return -1;
+    /* the waiting class has no slot, or one more leaves it within its share */
+    if (w->n_running > 0 && share_cmp(f, waiting, w->n_running + 1, max_running) > 0)
+        return -1;
+    /* the giver: the other running class with the greatest v (ties: the
+     * one running more); not behind the waiting one in v (at fair_pick's
+     * ties it runs more), and one less leaves it at or above its share */
+    int vc = -1;
+    for (int i = 0; i < n; i++) {
+        const struct fair_class *x = &f->cls[cls[i]];
+        if (cls[i] != waiting && (vc < 0 || x->vtime > f->cls[vc].vtime ||
+                                  (x->vtime == f->cls[vc].vtime && x->n_running > f->cls[vc].n_running)))
+            vc = cls[i];
+    }
+    if (vc < 0)
+        return -1;
+    const struct fair_class *k = &f->cls[vc];
+    if (k->vtime < w->vtime || k->n_running < 2 || share_cmp(f, vc, k->n_running - 1, max_running) < 0)
+        return -1;
+    int v = -1;
+    for (int i = n - 1; i >= 0; i--)
+        if (cls[i] == vc && (v < 0 || lost[i] < lost[v]))
             v = i;
     return v;
 }

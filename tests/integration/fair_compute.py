@@ -120,9 +120,12 @@ def test_weights(keys):
     # first arrivals may find the other account not there yet: work
     # conserving) to the moment the first account's last request starts
     # (from then on it has nothing waiting and the other takes the slots)
+    # and not before the first request ended: until then the slots went to
+    # the first arrivals, as they came
     starts = {a: min(min(s) for s in res[a] if s) for a in res}
     last_starts = {a: max(min(s) for s in res[a] if s) for a in res}
-    t_start, t_end = max(starts.values()), min(last_starts.values())
+    first_end = min(max(s) for a in res for s in res[a] if s)
+    t_start, t_end = max(max(starts.values()), first_end), min(last_starts.values())
     n = {a: sum(1 for s in res[a] for t in s if t_start <= t <= t_end) for a in res}
     if os.environ.get("FAIR_DEBUG"):
         t0 = min(starts.values())
@@ -154,28 +157,67 @@ def keep_outstanding(key, n_flood, stop):
     return threads, res
 
 
-def c_requests(keys, ttft, until=None, count=None):
+def c_requests(keys, ttft, until=None, count=None, think=False):
     """Account c sends short requests one at a time (count of them, or until
     the monotonic time `until`), appending each one's time to first token to
-    ttft. Returns the time its last request ended."""
+    ttft; with think, it pauses after each for 3 times as long as it took (a
+    light load: one of the 8 slots a quarter of the time; as c starts at
+    once (fair_yield), every token of its own is one a does not get, and
+    back to back c would take an eighth of the machine). Returns the time
+    its last request ended."""
     k = 0
     while (count is not None and k < count) or (until is not None and time.monotonic() < until):
         b = []
         t0 = time.monotonic()
         stream(keys["c"], "a short one", 4, b)
+        t1 = time.monotonic()
         ttft.append((b[0] - t0) if b else 1e9)
         k += 1
+        if think:
+            time.sleep(3 * (t1 - t0))
     return time.monotonic()
 
 
+def c_requests_apart(keys, count):
+    """c_requests(count=count) in a child process, so that the flood's many
+    client threads (and their hold on the interpreter) do not delay the
+    reading of c's first token: the time measured is the server's. Returns
+    the times to first token."""
+    rd, wr = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rd)
+        code = 0
+        try:
+            ttft = []
+            c_requests(keys, ttft, count=count)
+            os.write(wr, json.dumps(ttft).encode())
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(wr)
+    chunks = []
+    while True:
+        b = os.read(rd, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(rd)
+    os.waitpid(pid, 0)
+    return json.loads(b"".join(chunks) or b"[]")
+
+
+N_LIGHT = 15
+
+
 def light_under_flood(keys, n_flood, windows=0, w_s=0.6):
-    """Account a keeps n_flood requests outstanding while account c sends 7
-    short ones, one at a time; then, `windows` times, c pauses for w_s
+    """Account a keeps n_flood requests outstanding while account c sends
+    N_LIGHT short ones, one at a time (from a process of its own); then, `windows` times, c pauses for w_s
     seconds and sends short ones again for w_s seconds, and pauses last.
-    Returns c's median time to first token over the first 7, the mean
+    Returns c's median time to first token over those, the mean
     latency of a's requests meanwhile, and a's completion tokens per second
     in the windows while c was sending and in those while it was not (None
-    without windows; the first 7 are left out: the flood is still settling)."""
+    without windows; the first N_LIGHT are left out: the flood is still settling)."""
     stop = threading.Event()
     threads, res = keep_outstanding(keys["a"], n_flood, stop)
     time.sleep(0.5)  # the backlog builds up
@@ -183,15 +225,15 @@ def light_under_flood(keys, n_flood, windows=0, w_s=0.6):
     m = re.search(rb'maas_account_queue_length\{model="tiny",account="%s"\} (\d+)' % state["acct_a"].encode(), body)
     state.setdefault("queue_seen", []).append(int(m.group(1)) if m else -1)
     t_begin = time.monotonic()
-    ttft = []
-    t_end = c_requests(keys, ttft, count=7)
+    ttft = c_requests_apart(keys, N_LIGHT)
+    t_end = time.monotonic()
     on, off = [], []
     for _ in range(windows):
         t0 = time.monotonic()
         time.sleep(w_s)
         t1 = time.monotonic()
         off.append((t0, t1))
-        on.append((t1, c_requests(keys, [], until=t1 + w_s)))
+        on.append((t1, c_requests(keys, [], until=t1 + w_s, think=True)))
     if windows:
         t0 = time.monotonic()
         time.sleep(w_s)
@@ -204,7 +246,7 @@ def light_under_flood(keys, n_flood, windows=0, w_s=0.6):
     def rate(spans):
         n = sum(1 for _, s in res for x in s for u, v in spans if u <= x <= v)
         return n / sum(v - u for u, v in spans) if spans else None
-    return sorted(ttft[:7])[3], (sum(lat) / len(lat) if lat else 0), rate(on), rate(off)
+    return (sorted(ttft)[N_LIGHT // 2] if len(ttft) == N_LIGHT else 1e9), (sum(lat) / len(lat) if lat else 0), rate(on), rate(off)
 
 
 def test_light_overtakes(keys):

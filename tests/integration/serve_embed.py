@@ -222,6 +222,13 @@ def test_models(key, port):
     c.close()
     check(kinds == {"emb": "embedding", "chat": "chat", "rr": "rerank"} and one.get("kind") == "rerank",
           "/v1/models says which model is for chat, embeddings or reranking: %s" % kinds)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/metrics")
+    body = c.getresponse().read().decode()
+    c.close()
+    kv = {m: int(v) for m, v in re.findall(r'^maas_kv_blocks\{model="([^"]+)"\} (\d+)$', body, re.M)}
+    check(kv.get("emb") == 1 and kv.get("rr") == 1 and kv.get("chat", 0) > 1,
+          "no KV cache for the embedding and rerank models (one block each; chat has its own): %s" % kv)
 
 
 def main():

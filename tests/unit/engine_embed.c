@@ -155,8 +155,40 @@ TEST(test_embed_with_chat)
     unlink(path);
 }
 
+/* embed_only (what maas serve asks for an embedding model): a KV cache of
+ * one block, whatever kv_blocks says; engine_submit refuses; embeddings as
+ * model_embed gives them. */
+TEST(test_embed_only)
+{
+    if (prepare() < 0)
+        return;
+    struct err e = {0};
+    struct model *m = model_load(path, &e);
+    struct engine_opts o = {.n_threads = 1, .step_tokens = 32, .n_ctx = 128, .kv_blocks = 4096, .embed_only = true};
+    struct engine *eng = m ? engine_new(m, NULL, &o, &e) : NULL;
+    CHECKF(eng != NULL, "%s", e.msg);
+    if (!eng) {
+        model_free(m);
+        return;
+    }
+    struct engine_stats st;
+    engine_get_stats(eng, &st);
+    CHECKF(st.kv_blocks_total == 1, "%d KV blocks", (int)st.kv_blocks_total);
+    int32_t prompt[4] = {1, 2, 3, 4};
+    struct engine_request r = {0};
+    r.prompt = prompt, r.n_prompt = 4, r.sample = sample_params_default(), r.max_tokens = 4;
+    CHECK(engine_submit(eng, &r, &e) == NULL && e.code == ERR_INVALID && strstr(e.msg, "embeddings"));
+    struct worker w = {eng, 0, 0, 0};
+    work(&w);
+    CHECKF(w.fails == 0, "%d values or calls differ", w.fails);
+    engine_free(eng);
+    model_free(m);
+    unlink(path);
+}
+
 int main(void)
 {
     RUN(test_embed_with_chat);
+    RUN(test_embed_only);
     TEST_END();
 }

@@ -253,6 +253,66 @@ TEST(test_preemption_choice)
     fair_release(&f);
 }
 
+/* Every slot taken (8): which running sequence makes room (fair_yield). */
+TEST(test_yield_slot)
+{
+    struct fair f;
+    struct err e;
+    CHECK(fair_init(&f, 16, false, &e) == 0);
+    int a = -1, c = -1, d = -1;
+    for (int i = 0; i < 8; i++) {
+        a = fair_join(&f, "a", 1);
+        fair_admitted(&f, a);
+    }
+    for (int i = 0; i < 20; i++)
+        fair_join(&f, "a", 1); /* a's backlog */
+    fair_charge(&f, a, 400);
+    int run[8] = {a, a, a, a, a, a, a, a};
+    int lost[8] = {5, 0, 9, 3, 0, 7, 2, 1};
+    /* a light class with nothing running: the sequence of a that loses least, the youngest on ties */
+    c = fair_join(&f, "c", 1);
+    CHECK(f.cls[c].vtime == f.cls[a].vtime); /* c arrives at a's v: ties go to the one running less */
+    CHECK(fair_yield(&f, c, run, lost, 8, 8) == 4);
+    CHECK(fair_yield(&f, c, run, lost, 7, 8) == -1); /* a slot is free: no need */
+    CHECK(fair_yield(&f, a, run, lost, 8, 8) == -1); /* a does not take from itself */
+    /* c holds 3 of 8 with a: one more is within its share of 4 */
+    for (int i = 0; i < 3; i++) {
+        fair_admitted(&f, c);
+        fair_join(&f, "c", 1);
+    }
+    f.cls[a].n_running = 5;
+    int run2[8] = {a, a, a, a, a, c, c, c};
+    CHECK(fair_yield(&f, c, run2, lost, 8, 8) == 4);
+    /* with 4 it has its share: a keeps the rest */
+    int run3[8] = {a, a, a, a, c, c, c, c};
+    fair_admitted(&f, c);
+    fair_join(&f, "c", 1);
+    f.cls[a].n_running = 4;
+    CHECK(fair_yield(&f, c, run3, lost, 8, 8) == -1);
+    /* and a, below its share now, cannot take one back either */
+    f.cls[c].vtime = f.cls[a].vtime + 100;
+    CHECK(fair_yield(&f, a, run3, lost, 8, 8) == -1);
+    /* a third class with nothing running: the giver is c, the greatest v
+     * (its shares are 8/3 now), with the sequence that loses least */
+    d = fair_join(&f, "d", 1);
+    CHECK(fair_yield(&f, d, run3, lost, 8, 8) == 4);
+    /* weights: a at 3 holds 7 of 8 against c at 1 holding 1 (share 2): c gets one */
+    f.cls[a].weight = 3;
+    f.cls[a].n_running = 7;
+    f.cls[c].n_running = 1;
+    fair_leave(&f, d, false);
+    int run4[8] = {a, a, a, a, a, a, a, c};
+    f.cls[c].vtime = f.cls[a].vtime;
+    CHECK(fair_yield(&f, c, run4, lost, 8, 8) == 4);
+    /* a behind c in v: it keeps its slots */
+    f.cls[c].vtime = f.cls[a].vtime + 1;
+    CHECK(fair_yield(&f, c, run4, lost, 8, 8) == -1);
+    f.fcfs = true;
+    f.cls[c].vtime = 0;
+    CHECK(fair_yield(&f, c, run4, lost, 8, 8) == -1);
+    fair_release(&f);
+}
+
 /* ---- the in-step prefill budget (fair_split) ---- */
 
 /* Sums the grants of class c in tok[]. */
@@ -438,6 +498,7 @@ int main(void)
     RUN(test_work_conserving_no_credit);
     RUN(test_light_tenant_overtakes_flood);
     RUN(test_preemption_choice);
+    RUN(test_yield_slot);
     RUN(test_split_weights);
     RUN(test_split_work_conserving);
     RUN(test_split_random);
