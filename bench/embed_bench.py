@@ -9,8 +9,15 @@ of N/R inputs, C at a time. Reports tokens/s (the usage's prompt_tokens over
 the wall time from the first request to the last answer), inputs/s, and the
 server's CPU seconds; --repeat runs, median.
 
+With --llama-server PATH (llama.cpp's llama-server, as
+../shared/tools/llama-baseline.sh builds it) it also starts
+`llama-server --embeddings` on the same file, same threads, and runs the same
+requests against both, interleaved (maas, then llama.cpp, in each round):
+medians of each and the median of the per-round ratios. Each server's
+tokens are its own usage.prompt_tokens (the same WordPiece vocabulary).
+
 usage: bench/embed_bench.py [--model FILE] [--bin build/maas] [--threads T] [--inputs 256] [--tokens 64]
-                            [--requests 8] [--concurrency 2] [--repeat 3]
+                            [--requests 8] [--concurrency 2] [--repeat 3] [--llama-server PATH]
 Prints human-readable lines and, last, one JSON line.
 """
 import argparse
@@ -36,6 +43,8 @@ ap.add_argument("--tokens", type=int, default=64, help="about this many tokens p
 ap.add_argument("--requests", type=int, default=8)
 ap.add_argument("--concurrency", type=int, default=2)
 ap.add_argument("--repeat", type=int, default=3)
+ap.add_argument("--llama-server", help="llama.cpp's llama-server: compare with it, interleaved")
+ap.add_argument("--llama-np", type=int, default=0, help="llama-server's slots (default: the inputs in flight)")
 a = ap.parse_args()
 
 
@@ -74,6 +83,45 @@ def start(model, log):
             break
         time.sleep(0.05)
     sys.exit("the server did not start:\n" + open(log).read())
+
+
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def start_llama(model, log):
+    """llama-server --embeddings on the same file, set up to batch as much as
+    maas does: it runs each input in a slot of its own, so one slot per input
+    of the requests in flight (--llama-np, default all of them), each slot a
+    context of 2 x --tokens (its attention spans the slot's cells only), and a
+    batch that holds them all."""
+    port = free_port()
+    np_ = a.llama_np or a.inputs // a.requests * a.concurrency
+    n_ctx = np_ * 2 * a.tokens
+    n_batch = max(2048, np_ * a.tokens * 3 // 2)
+    cmd = [a.llama_server, "-m", model, "--embeddings", "--host", "127.0.0.1", "--port", str(port),
+           "-c", str(n_ctx), "-b", str(n_batch), "-ub", str(n_batch), "-np", str(np_)]
+    if a.threads:
+        cmd += ["-t", str(a.threads), "-tb", str(a.threads)]
+    p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    for _ in range(1200):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/health")
+            ok = c.getresponse().status == 200
+            c.close()
+            if ok:
+                return p, port
+        except OSError:
+            pass
+        if p.poll() is not None:
+            break
+        time.sleep(0.1)
+    p.kill()
+    sys.exit("llama-server did not start:\n" + open(log).read()[-3000:])
 
 
 def post(port, body):
@@ -119,27 +167,53 @@ def run_once(port, pid, inputs):
     return sum(tokens), wall, cpu_s(pid) - c0
 
 
+def stop(p):
+    p.terminate()
+    try:
+        p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         model = a.model or make_model(tmp)
         p, port = start(model, os.path.join(tmp, "serve.log"))
+        lp, lport = start_llama(model, os.path.join(tmp, "llama.log")) if a.llama_server else (None, None)
         try:
             inputs = texts(a.inputs, a.tokens - 4)
             post(port, {"model": "emb", "input": inputs[:4]})  # warm up
-            runs = []
+            if lp:
+                post(lport, {"model": "emb", "input": inputs[:4]})
+            runs, lruns = [], []
             for r in range(a.repeat):
                 tok, wall, cpu = run_once(port, p.pid, inputs)
                 runs.append((tok / wall, tok, wall, cpu))
                 print("run %d: %d tokens in %d inputs, %.2f s: %.0f tokens/s, %.1f inputs/s, server CPU %.2f s" %
                       (r + 1, tok, len(inputs), wall, tok / wall, len(inputs) / wall, cpu))
+                if lp:
+                    tok, wall, cpu = run_once(lport, lp.pid, inputs)
+                    lruns.append((tok / wall, tok, wall, cpu))
+                    print("       llama-server: %d tokens, %.2f s: %.0f tokens/s, %.1f inputs/s, server CPU %.2f s;"
+                          " maas / llama.cpp %.2f" % (tok, wall, tok / wall, len(inputs) / wall, cpu,
+                                                      runs[-1][0] / lruns[-1][0]))
         finally:
-            p.terminate()
-            p.wait()
+            stop(p)
+            if lp:
+                stop(lp)
     med = statistics.median(x[0] for x in runs)
     print("median: %.0f tokens/s (%d inputs of ~%d tokens, %d requests, %d at a time; load %.2f)" %
           (med, a.inputs, runs[0][1] // a.inputs, a.requests, a.concurrency, os.getloadavg()[0]))
-    print(json.dumps({"tokens_per_s": round(med), "inputs": a.inputs, "tokens": runs[0][1],
-                      "runs": [round(x[0]) for x in runs]}))
+    out = {"tokens_per_s": round(med), "inputs": a.inputs, "tokens": runs[0][1], "runs": [round(x[0]) for x in runs]}
+    if lruns:
+        lmed = statistics.median(x[0] for x in lruns)
+        ratio = statistics.median(x[0] / y[0] for x, y in zip(runs, lruns))
+        print("llama-server median: %.0f tokens/s (%d tokens per run); maas / llama.cpp, median of the per-round "
+              "ratios: %.2f" % (lmed, lruns[0][1], ratio))
+        out.update({"llama_tokens_per_s": round(lmed), "llama_tokens": lruns[0][1],
+                    "llama_runs": [round(x[0]) for x in lruns], "ratio": round(ratio, 3)})
+    print(json.dumps(out))
 
 
 main()
