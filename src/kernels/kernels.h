@@ -3,7 +3,7 @@
  *
  * Every operation has a plain-C reference (*_ref.c, ops.c, attn.c) that is
  * its specification; the versions for an instruction set live in files named
- * *_avx2.c / *_avx512.c, compiled with those flags only. Each such variant
+ * *_avx2.c / *_avxvnni.c / *_avx512.c, compiled with those flags only. Each variant
  * is one entry in a list (kernels.c) with a CPUID check and a register
  * function that overrides, in a table of function pointers already holding
  * the reference, what it speeds up. The best variant the CPU supports is
