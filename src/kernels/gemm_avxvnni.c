@@ -168,6 +168,7 @@ struct kern_tile kern_avxvnni_tile(enum ggml_type t)
 void kern_register_avxvnni(struct kern_table *tab)
 {
     kern_register_avx2(tab);
+    kern_register_avxvnni_probes(tab);
     tab->tile = kern_avxvnni_tile;
     tab->gemv = kern_avxvnni_gemv;
 }

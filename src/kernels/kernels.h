@@ -189,8 +189,9 @@ double kern_read_bandwidth(struct pool *pool, size_t bytes, int reps, struct err
  *   KERN_MAC_I8_ALONE  vpmaddubsw + vpaddw: 32 MACs with 16-bit results, too
  *                      narrow to sum a block: a bound, not a kernel;
  *   KERN_MAC_I8_VNNI   vpdpbusd zmm: 64 MACs per instruction into int32, the
- *                      block dot of the avx512 variant's tiles (0 where the
- *                      best supported variant has no VNNI).
+ *                      block dot of the avx512 variant's tiles (ymm, 32 MACs,
+ *                      where the best variant is avxvnni; 0 where the best
+ *                      supported variant has no VNNI).
  * MACs per second; *one_thread (if not NULL) gets thread 0's rate. 0 (and
  * *one_thread 0) when no supported variant has a peak probe. */
 enum kern_mac_kind { KERN_MAC_FMA, KERN_MAC_I8_PAIR, KERN_MAC_I8_ALONE, KERN_MAC_I8_VNNI };

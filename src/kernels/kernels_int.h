@@ -129,6 +129,7 @@ void kern_register_avx512_probes(struct kern_table *tab); /* probe_avx512.c */
  * Lake, Sapphire Rapids, Zen 5; gemm_avxvnni.c): the AVX2 table with the
  * q8_0-family tiles and decode kernels done by vpdpbusd on ymm. */
 void kern_register_avxvnni(struct kern_table *tab);
+void kern_register_avxvnni_probes(struct kern_table *tab); /* probe_avxvnni.c */
 
 /* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
  * &sink) runs iters iterations of a register-only loop and stores its MACs
