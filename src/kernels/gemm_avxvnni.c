@@ -8,19 +8,20 @@
  * off 8; q5_0: the 5-bit codes, off 16) and each token's block starts its
  * int32 sums at -off * (sum of each 4 of its bytes), computed once per token
  * and block with one more vpdpbusd, so that one vpdpbusd per tile cell gives
- * exactly sum(w * a) per lane (where AVX2 needs vpsignb, vpmaddubsw and
- * vpmaddwd, and gets a q8_0 weight of -128 wrong). The int32 result is then
+ * exactly sum(w * a) per lane, for any codes (where AVX2 needs vpsignb,
+ * vpmaddubsw and vpmaddwd). The int32 result is then
  * scaled by dw * da with one FMA, the scales taken as broadcast loads as in
  * gemm_avx2.c.
  *
  * MR x NR = 4 x 2: 8 accumulators, 2 start values and the scratch fit the
  * 16 ymm registers (4 x 3, 3 x 3, 2 x 4 and 3 x 4 spill and were slower:
- * q8_0 4864 x 896, 4 tokens, 1 thread, 64-67 GFLOP/s per CPU-second against
- * 76-84 for 4 x 2 and 75-76 for AVX2's 4 x 3). Every smaller tile (for the
+ * q8_0 4864 x 896, 4 tokens, 1 thread, 63-67 GFLOP/s per CPU-second against
+ * 76-84 for 4 x 2 and 66-77 for AVX2's 4 x 3). Every smaller tile (for the
  * edges) is its own instance of the same body.
  *
- * Used from 2 to 7 tokens (q8_0 +4-11%, q4_0 +10-26% over AVX2's tile on an
- * EPYC Zen 5, per CPU-second); from 8 tokens on kern_matmul takes the f32
+ * Used from 2 to 7 tokens (kern_matmul of 4864 x 896 at 2, 4 and 7 tokens, 1
+ * thread, per CPU-second on an EPYC Zen 5, 2 rounds: q8_0 +4-10%, q4_0
+ * +11-28% over AVX2's tile); from 8 tokens on kern_matmul takes the f32
  * path as with AVX2, which was faster there (91 GFLOP/s at 64 tokens, this
  * tile 69-89).
  */
