@@ -188,6 +188,19 @@ static bool cpu_avx2(void)
     return (b & bit_AVX2) && fma && f16c;
 }
 
+/* AVX-VNNI (CPUID leaf 7 subleaf 1, EAX bit 4: the VEX-encoded vpdpbusd on
+ * xmm / ymm) on top of everything cpu_avx2 asks for; ymm state is all it
+ * needs from the OS. */
+static bool cpu_avxvnni(void)
+{
+    unsigned a, b, c, d;
+    if (!cpu_avx2() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1)
+        return false;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d))
+        return false;
+    return (a >> 4) & 1;
+}
+
 /* AVX-512 F, BW, VL and DQ with VNNI (the flags *_avx512.c files are
  * compiled with), on top of everything cpu_avx2 asks for, and an OS that
  * saves the opmask and zmm state (XCR0 bits 5-7 as well as 1-2). */
@@ -216,6 +229,7 @@ static const struct kern_variant {
 } variants[] = {
     {"ref", cpu_any, NULL},
     {"avx2", cpu_avx2, kern_register_avx2},
+    {"avxvnni", cpu_avxvnni, kern_register_avxvnni},
     {"avx512", cpu_avx512, kern_register_avx512},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof *variants))

@@ -3,7 +3,7 @@
  *
  * Every operation has a plain-C reference (*_ref.c, ops.c, attn.c) that is
  * its specification; the versions for an instruction set live in files named
- * *_avx2.c / *_avx512.c, compiled with those flags only. Each such variant
+ * *_avx2.c / *_avxvnni.c / *_avx512.c, compiled with those flags only. Each variant
  * is one entry in a list (kernels.c) with a CPUID check and a register
  * function that overrides, in a table of function pointers already holding
  * the reference, what it speeds up. The best variant the CPU supports is
@@ -189,8 +189,9 @@ double kern_read_bandwidth(struct pool *pool, size_t bytes, int reps, struct err
  *   KERN_MAC_I8_ALONE  vpmaddubsw + vpaddw: 32 MACs with 16-bit results, too
  *                      narrow to sum a block: a bound, not a kernel;
  *   KERN_MAC_I8_VNNI   vpdpbusd zmm: 64 MACs per instruction into int32, the
- *                      block dot of the avx512 variant's tiles (0 where the
- *                      best supported variant has no VNNI).
+ *                      block dot of the avx512 variant's tiles (ymm, 32 MACs,
+ *                      where the best variant is avxvnni; 0 where the best
+ *                      supported variant has no VNNI).
  * MACs per second; *one_thread (if not NULL) gets thread 0's rate. 0 (and
  * *one_thread 0) when no supported variant has a peak probe. */
 enum kern_mac_kind { KERN_MAC_FMA, KERN_MAC_I8_PAIR, KERN_MAC_I8_ALONE, KERN_MAC_I8_VNNI };

@@ -18,6 +18,7 @@ struct kern_tile {
 };
 struct kern_tile kern_avx2_tile(enum ggml_type t);   /* gemm_avx2.c */
 struct kern_tile kern_avx512_tile(enum ggml_type t); /* gemm_avx512.c */
+struct kern_tile kern_avxvnni_tile(enum ggml_type t); /* gemm_avxvnni.c */
 
 /* f32 tile kernel (sgemm_avx2.c, sgemm_avx512.c) for prompt processing on
  * dequantized weights: for r < nr <= KERN_FTILE_MR and c < nc <= nc_max
@@ -67,6 +68,7 @@ struct kern_gemv {
 };
 struct kern_gemv kern_avx2_gemv(enum ggml_type t);   /* gemv_avx2.c */
 struct kern_gemv kern_avx512_gemv(enum ggml_type t); /* gemv_avx512.c */
+struct kern_gemv kern_avxvnni_gemv(enum ggml_type t); /* gemv_avxvnni.c */
 
 /* f32 row operations that have SIMD versions. */
 struct kern_f32_ops {
@@ -123,6 +125,11 @@ void kern_register_avx2_probes(struct kern_table *tab); /* probe_avx2.c */
  * done by vpdpbusd. */
 void kern_register_avx512(struct kern_table *tab);
 void kern_register_avx512_probes(struct kern_table *tab); /* probe_avx512.c */
+/* The AVX-VNNI variant (AVX2 with the VEX-encoded 256-bit vpdpbusd of Alder
+ * Lake, Sapphire Rapids, Zen 5; gemm_avxvnni.c): the AVX2 table with the
+ * q8_0-family tiles and decode kernels done by vpdpbusd on ymm. */
+void kern_register_avxvnni(struct kern_table *tab);
+void kern_register_avxvnni_probes(struct kern_table *tab); /* probe_avxvnni.c */
 
 /* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
  * &sink) runs iters iterations of a register-only loop and stores its MACs

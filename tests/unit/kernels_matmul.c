@@ -9,8 +9,9 @@
  * 1280 end in a partial one), pools of 1, 2 and 3
  * threads, and ldy > n_out, with y pre-filled with NaN so that a missed
  * output shows and a write into the padding columns is caught. Every
- * kernel variant the CPU has is exercised (ref, avx2, avx512: 4 x 3 and
- * 4 x 6 f32 tiles).
+ * kernel variant the CPU has is exercised (ref, avx2, avxvnni, avx512: 4 x 3
+ * and 4 x 6 f32 tiles). The decode kernels of avxvnni and avx512 give the
+ * same bits.
  */
 #include "kernels/kernels.h"
 #include "test.h"
@@ -294,11 +295,74 @@ TEST(test_matmul_multi)
         pool_free(pools[p]);
 }
 
+/* The index of the named variant, or -1 when the CPU lacks it. */
+static int supported_variant(const char *name)
+{
+    for (int v = 0; v < kern_variant_count(); v++)
+        if (!strcmp(kern_variant_name(v), name))
+            return kern_variant_supported(v) ? v : -1;
+    return -1;
+}
+
+/* The decode kernels of avxvnni and avx512 are one body (gemv_body.h) whose
+ * byte dot is a vpdpbusd in both (VEX on ymm, EVEX on ymm): the same int32
+ * sums in the same float order, so the same bits, for every q8_0-family
+ * type, with and without a tail past the groups of 8 blocks, on 1 and 2
+ * threads. */
+TEST(test_gemv_avxvnni_is_avx512)
+{
+    int vv = supported_variant("avxvnni"), v5 = supported_variant("avx512");
+    if (vv < 0 || v5 < 0)
+        SKIP("CPU lacks AVX-VNNI or AVX-512 VNNI");
+    static const enum ggml_type ts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL};
+    static const int64_t n_ins[] = {19 * 32, 40 * 32, 32};
+    const int64_t n_out = 67;
+    struct pool *pool = pool_new(2);
+    MAAS_ASSERT(pool);
+    struct rng r;
+    rng_seed(&r, 5150);
+    float *w = malloc((size_t)(n_out * 1280) * sizeof *w), *x = malloc(1280 * sizeof *x);
+    float *y5 = malloc((size_t)n_out * sizeof *y5), *yv = malloc((size_t)n_out * sizeof *yv);
+    MAAS_ASSERT(w && x && y5 && yv);
+    for (int64_t i = 0; i < n_out * 1280; i++)
+        w[i] = (float)rng_normal(&r);
+    for (int64_t i = 0; i < 1280; i++)
+        x[i] = (float)(rng_normal(&r) * (i % 7 == 3 ? 9.0 : 1.0));
+    for (size_t k = 0; k < sizeof ts / sizeof *ts; k++)
+        for (size_t ni = 0; ni < sizeof n_ins / sizeof *n_ins; ni++) {
+            enum ggml_type t = ts[k];
+            int64_t n_in = n_ins[ni];
+            void *wq = malloc(ggml_row_size(t, n_in) * (size_t)n_out);
+            void *wb = malloc(kern_matmul_wsize(t, n_in, 1) + 1);
+            MAAS_ASSERT(wq && wb);
+            kern_quantize(t, w, wq, n_out, n_in);
+            for (struct pool *p = NULL;; p = pool) {
+                use_variant(v5);
+                kern_matmul(p, t, wq, n_out, n_in, x, 1, y5, n_out, wb);
+                use_variant(vv);
+                kern_matmul(p, t, wq, n_out, n_in, x, 1, yv, n_out, wb);
+                CHECKF(memcmp(y5, yv, (size_t)n_out * sizeof *y5) == 0, "%s n_in %lld, %s: avxvnni != avx512",
+                       ggml_type_name(t), (long long)n_in, p ? "2 threads" : "1 thread");
+                if (p)
+                    break;
+            }
+            free(wq);
+            free(wb);
+        }
+    use_best_variant();
+    free(w);
+    free(x);
+    free(y5);
+    free(yv);
+    pool_free(pool);
+}
+
 int main(void)
 {
     kernels_init();
     RUN(test_matmul);
     RUN(test_matmul_multi);
     RUN(test_matmul_large_vs_ref);
+    RUN(test_gemv_avxvnni_is_avx512);
     TEST_END();
 }
