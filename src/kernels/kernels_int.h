@@ -123,6 +123,7 @@ void kern_register_avx2_probes(struct kern_table *tab); /* probe_avx2.c */
  * done by vpdpbusd. */
 void kern_register_avx512(struct kern_table *tab);
 void kern_register_avx512_probes(struct kern_table *tab); /* probe_avx512.c */
+void kern_register_avx512_kquants(struct kern_table *tab); /* kquant_avx512.c: q2_K..q6_K vec_dot */
 
 /* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
  * &sink) runs iters iterations of a register-only loop and stores its MACs
