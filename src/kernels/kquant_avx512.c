@@ -82,55 +82,92 @@ static inline __m512i scales_w16(__m128i s8)
     return _mm512_and_si512(_mm512_cvtepi8_epi32(s8), _mm512_set1_epi32(0xffff));
 }
 
+/* The 8 6-bit scales (bytes 0-7) and 8 6-bit mins (bytes 8-15) of a q4_K /
+ * q5_K block, as avx2_unpack_scales_k4 gives them, in vector registers:
+ * scale j < 4 is p[j] & 63, scale j >= 4 (p[j + 4] & 15) | (p[j - 4] >> 6)
+ * << 4; min j < 4 is p[j + 4] & 63, min j >= 4 (p[j + 4] >> 4) | (p[j] >>
+ * 6) << 4. Reads 16 bytes at p (the block goes on after its 12). */
+static inline __m128i k4_scales(const uint8_t *p)
+{
+    const __m128i b = _mm_loadu_si128((const __m128i *)p);
+    const __m128i a = _mm_shuffle_epi8(b, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i t = _mm_shuffle_epi8(b, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i top = _mm_and_si128(_mm_srli_epi16(t, 2), _mm_set1_epi8(0x30)); /* bits 6-7 to 4-5 */
+    const __m128i low = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    const __m128i high = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15,
+                                                                             15, 15));
+    return _mm_or_si128(_mm_or_si128(low, high), top);
+}
+
+/* The rows of a multi-row kernel: at most ROWS weight rows share each
+ * super-block's activation loads, and every row's sums are computed by the
+ * same operations in the same order as by vec_dot (one row), so the two
+ * agree bit for bit. */
+#define ROWS 4
+
 /* q4_K and q5_K: 8 sub-blocks of 32, 6-bit scales and mins; codes 2p and
  * 2p + 1 are the low and high nibbles of qs[32p .. 32p + 31], plus 16 where
- * bit 2p (2p + 1) of qh[l] is set (q5_K). d * sum(sc * q * a) - dmin *
- * sum(m * bsum). */
-static inline __attribute__((always_inline)) float dot_k45(int64_t n, const uint8_t *base, size_t bsize,
-                                                           const block_q8_K *y, bool q5)
+ * bit 2p (2p + 1) of qh[l] is set (q5_K). One super-block of one row (its
+ * bytes at blk) into *acc (d * sum(sc * q * a) per lane) and *accm (-dmin *
+ * sum(m * bsum)); av: the activation's 4 vectors, bs: its 8 sums of 32. */
+static inline __attribute__((always_inline)) void k45_block(const uint8_t *blk, bool q5, const block_q8_K *y,
+                                                             const __m512i av[4], __m128i bs, __m512 *acc,
+                                                             __m128 *accm)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f), nib = halves16(0, 4), sixteen = _mm512_set1_epi8(0x10);
-    __m512 acc = _mm512_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    /* q4_K and q5_K begin alike: d, dmin, scales[12]; then q5_K's qh */
+    const block_q4_K *h = (const block_q4_K *)blk;
+    const uint8_t *qs = q5 ? ((const block_q5_K *)blk)->qs : h->qs;
+    const float d = y->d * avx2_h2f(h->d), dmin = -y->d * avx2_h2f(h->dmin);
+    const __m128i sm8 = k4_scales(h->scales);
+    const __m128i pm = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(sm8, 8)), bs);
+    *accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pm), *accm);
+    const __m512i sc = _mm512_cvtepu8_epi32(sm8); /* lanes 0-7: the scales, < 64 */
+    const __m512i qhv = q5 ? bcast256(((const block_q5_K *)blk)->qh) : _mm512_setzero_si512();
+    __m512i sumi[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}; /* two dependency chains */
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        __m512i c = _mm512_and_si512(_mm512_srlv_epi16(bcast256(qs + 32 * p), nib), m4);
+        if (q5) {
+            const __mmask64 k = _mm512_test_epi8_mask(qhv, halves8((char)(1 << (2 * p)), (char)(1 << (2 * p + 1))));
+            c = _mm512_mask_add_epi8(c, k, c, sixteen);
+        }
+        const __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, av[p]);
+        sumi[p & 1] = _mm512_dpwssd_epi32(sumi[p & 1], t, groups8(sc, 2 * p));
+    }
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_add_epi32(sumi[0], sumi[1])), *acc);
+}
+
+/* out[r] = dot(row r, y) for r < R rows of q4_K (q5 false) or q5_K, ldw
+ * bytes apart; R is a constant at every call site. */
+static inline __attribute__((always_inline)) void k45_rows(const int R, int64_t n, const uint8_t *w, size_t ldw,
+                                                            bool q5, const block_q8_K *y, float *out)
+{
+    const size_t bsize = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    __m512 acc[ROWS];
+    __m128 accm[ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        acc[r] = _mm512_setzero_ps();
+        accm[r] = _mm_setzero_ps();
+    }
     for (int64_t i = 0; i < n / QK_K; i++) {
-        /* q4_K and q5_K begin alike: d, dmin, scales[12]; then q5_K's qh */
-        const uint8_t *blk = base + (size_t)i * bsize;
-        const block_q4_K *h = (const block_q4_K *)blk;
-        const uint8_t *qh = q5 ? ((const block_q5_K *)blk)->qh : NULL;
-        const uint8_t *qs = q5 ? ((const block_q5_K *)blk)->qs : h->qs;
-        const float d = y[i].d * avx2_h2f(h->d), dmin = -y[i].d * avx2_h2f(h->dmin);
-        const __m128i sm8 = avx2_unpack_scales_k4(h->scales);
         const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[i].bsums),
                                           _mm_loadu_si128((const __m128i *)(y[i].bsums + 8)));
-        const __m128i pm = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(sm8, 8)), bs);
-        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(pm), accm);
-        const __m512i sc = _mm512_cvtepu8_epi32(sm8); /* lanes 0-7: the scales, < 64 */
-        const __m512i qhv = q5 ? bcast256(qh) : _mm512_setzero_si512();
-        __m512i sumi = _mm512_setzero_si512();
+        __m512i av[4];
 #pragma GCC unroll 4
-        for (int p = 0; p < 4; p++) {
-            __m512i c = _mm512_and_si512(_mm512_srlv_epi16(bcast256(qs + 32 * p), nib), m4);
-            if (q5) {
-                const __mmask64 k = _mm512_test_epi8_mask(qhv, halves8((char)(1 << (2 * p)), (char)(1 << (2 * p + 1))));
-                c = _mm512_mask_add_epi8(c, k, c, sixteen);
-            }
-            sumi = dot_scaled(sumi, c, y[i].qs + 64 * p, groups8(sc, 2 * p));
-        }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        for (int p = 0; p < 4; p++)
+            av[p] = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            k45_block(w + (size_t)r * ldw + (size_t)i * bsize, q5, &y[i], av, bs, &acc[r], &accm[r]);
     }
-    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(m);
-}
-
-static float vec_dot_q4_K_vnni(int64_t n, const void *vx, const void *vy)
-{
-    return dot_k45(n, vx, sizeof(block_q4_K), vy, false);
-}
-
-static float vec_dot_q5_K_vnni(int64_t n, const void *vx, const void *vy)
-{
-    return dot_k45(n, vx, sizeof(block_q5_K), vy, true);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        out[r] = _mm512_reduce_add_ps(acc[r]) + _mm_cvtss_f32(m);
+    }
 }
 
 /* -off * (sum over the 16 groups of sc * bsum), as the start of a
@@ -144,34 +181,111 @@ static inline __m512i offset_start(const block_q8_K *y, __m128i sc8, int shift)
 /* q6_K: 16 sub-blocks of 16 with int8 scales; per half h of 128, codes
  * 0..63 are 4 bits of ql[64h ..] (low nibbles for the first 64, high for
  * the next 64) and 2 bits of qh[32h + l] (bits 2k, 2k + 1 for quarter k);
- * the value is code - 32. */
-static float vec_dot_q6_K_vnni(int64_t n, const void *vx, const void *vy)
+ * the value is code - 32. One super-block of one row into *acc; av: the
+ * activation's 4 vectors. */
+static inline __attribute__((always_inline)) void q6_block(const block_q6_K *x, const block_q8_K *y,
+                                                            const __m512i av[4], __m512 *acc)
 {
-    const block_q6_K *x = vx;
-    const block_q8_K *y = vy;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     const __m512i up01 = halves16(4, 2), down23 = halves16(0, 2);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = y[i].d * avx2_h2f(x[i].d);
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m512i sc = scales_w16(sc8);
-        __m512i sumi = offset_start(&y[i], sc8, 5);
+    const float d = y->d * avx2_h2f(x->d);
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
+    const __m512i sc = scales_w16(sc8);
+    __m512i sumi[2] = {offset_start(y, sc8, 5), _mm512_setzero_si512()}; /* two dependency chains */
 #pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            const __m512i ql = _mm512_loadu_si512((const void *)(x[i].ql + 64 * h));
-            const __m512i qh = bcast256(x[i].qh + 32 * h);
-            /* quarters 0, 1: low nibbles, qh bits 0-1 and 2-3 moved to 4-5 */
-            const __m512i c01 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, up01), m30));
-            /* quarters 2, 3: high nibbles, qh bits 4-5 and 6-7 */
-            const __m512i c23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                                _mm512_and_si512(_mm512_srlv_epi16(qh, down23), m30));
-            sumi = dot_scaled(sumi, c01, y[i].qs + 128 * h, groups4(sc, 8 * h));
-            sumi = dot_scaled(sumi, c23, y[i].qs + 128 * h + 64, groups4(sc, 8 * h + 4));
-        }
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    for (int h = 0; h < 2; h++) {
+        const __m512i ql = _mm512_loadu_si512((const void *)(x->ql + 64 * h));
+        const __m512i qh = bcast256(x->qh + 32 * h);
+        /* quarters 0, 1: low nibbles, qh bits 0-1 and 2-3 moved to 4-5 */
+        const __m512i c01 =
+            _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, up01), m30));
+        /* quarters 2, 3: high nibbles, qh bits 4-5 and 6-7 */
+        const __m512i c23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                            _mm512_and_si512(_mm512_srlv_epi16(qh, down23), m30));
+        const __m512i t01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c01, av[2 * h]);
+        const __m512i t23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c23, av[2 * h + 1]);
+        sumi[0] = _mm512_dpwssd_epi32(sumi[0], t01, groups4(sc, 8 * h));
+        sumi[1] = _mm512_dpwssd_epi32(sumi[1], t23, groups4(sc, 8 * h + 4));
     }
-    return _mm512_reduce_add_ps(acc);
+    *acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_add_epi32(sumi[0], sumi[1])), *acc);
+}
+
+/* out[r] = dot(row r, y) for r < R rows of q6_K, ldw bytes apart. */
+static inline __attribute__((always_inline)) void q6_rows(const int R, int64_t n, const uint8_t *w, size_t ldw,
+                                                           const block_q8_K *y, float *out)
+{
+    __m512 acc[ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m512i av[4];
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++)
+            av[p] = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            q6_block((const block_q6_K *)(w + (size_t)r * ldw) + i, &y[i], av, &acc[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+static float vec_dot_q4_K_vnni(int64_t n, const void *vx, const void *vy)
+{
+    float s;
+    k45_rows(1, n, vx, 0, false, vy, &s);
+    return s;
+}
+
+static float vec_dot_q5_K_vnni(int64_t n, const void *vx, const void *vy)
+{
+    float s;
+    k45_rows(1, n, vx, 0, true, vy, &s);
+    return s;
+}
+
+static float vec_dot_q6_K_vnni(int64_t n, const void *vx, const void *vy)
+{
+    float s;
+    q6_rows(1, n, vx, 0, vy, &s);
+    return s;
+}
+
+/* The decode kernels (struct kern_gemv with no prepare: act is the q8_K
+ * row): ROWS rows at a time, then the last nr % ROWS one by one. */
+#define KQ_GEMV(name, ROWS_CALL)                                                                              \
+    static void name(int64_t n, const void *vw, size_t ldw, int64_t nr, const void *act, float *y)            \
+    {                                                                                                         \
+        const uint8_t *w = vw;                                                                                \
+        int64_t r = 0;                                                                                        \
+        for (; r + ROWS <= nr; r += ROWS)                                                                     \
+            ROWS_CALL(ROWS, n, w + (size_t)r * ldw, ldw, act, y + r);                                         \
+        for (; r < nr; r++)                                                                                   \
+            ROWS_CALL(1, n, w + (size_t)r * ldw, ldw, act, y + r);                                            \
+    }
+
+#define Q4_ROWS(R, n, w, ldw, a, out) k45_rows(R, n, w, ldw, false, a, out)
+#define Q5_ROWS(R, n, w, ldw, a, out) k45_rows(R, n, w, ldw, true, a, out)
+KQ_GEMV(gemv_q4_K_vnni, Q4_ROWS)
+KQ_GEMV(gemv_q5_K_vnni, Q5_ROWS)
+KQ_GEMV(gemv_q6_K_vnni, q6_rows)
+
+/* The avx512 table's decode kernels: the k-quants' above, the q8_0
+ * family's from gemv_avx512.c. */
+static struct kern_gemv avx512_gemv(enum ggml_type t)
+{
+    switch (t) {
+    case GGML_TYPE_Q4_K:
+        return (struct kern_gemv){NULL, gemv_q4_K_vnni};
+    case GGML_TYPE_Q5_K:
+        return (struct kern_gemv){NULL, gemv_q5_K_vnni};
+    case GGML_TYPE_Q6_K:
+        return (struct kern_gemv){NULL, gemv_q6_K_vnni};
+    default:
+        return kern_avx512_gemv(t);
+    }
 }
 
 /* q2_K: element 128h + 32k + l is bits 2k, 2k + 1 of qs[32h + l]; 4-bit
@@ -264,4 +378,5 @@ void kern_register_avx512_kquants(struct kern_table *tab)
     for (size_t k = 0; k < sizeof dots / sizeof *dots; k++)
         if (tab->type[dots[k].t].vec_dot) /* only where the reference has one (same activation type) */
             tab->type[dots[k].t].vec_dot = dots[k].dot;
+    tab->gemv = avx512_gemv;
 }
