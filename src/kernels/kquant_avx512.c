@@ -99,12 +99,6 @@ static inline __m128i k4_scales(const uint8_t *p)
     return _mm_or_si128(_mm_or_si128(low, high), top);
 }
 
-/* The rows of a multi-row kernel: at most ROWS weight rows share each
- * super-block's activation loads, and every row's sums are computed by the
- * same operations in the same order as by vec_dot (one row), so the two
- * agree bit for bit. */
-#define ROWS 4
-
 /* q4_K and q5_K: 8 sub-blocks of 32, 6-bit scales and mins; codes 2p and
  * 2p + 1 are the low and high nibbles of qs[32p .. 32p + 31], plus 16 where
  * bit 2p (2p + 1) of qh[l] is set (q5_K). One super-block of one row (its
@@ -138,19 +132,12 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *blk, 
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_add_epi32(sumi[0], sumi[1])), *acc);
 }
 
-/* out[r] = dot(row r, y) for r < R rows of q4_K (q5 false) or q5_K, ldw
- * bytes apart; R is a constant at every call site. */
-static inline __attribute__((always_inline)) void k45_rows(const int R, int64_t n, const uint8_t *w, size_t ldw,
-                                                            bool q5, const block_q8_K *y, float *out)
+/* dot(row, y) for a row of q4_K (q5 false) or q5_K. */
+static inline __attribute__((always_inline)) float k45_row(int64_t n, const uint8_t *w, bool q5, const block_q8_K *y)
 {
     const size_t bsize = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    __m512 acc[ROWS];
-    __m128 accm[ROWS];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        acc[r] = _mm512_setzero_ps();
-        accm[r] = _mm_setzero_ps();
-    }
+    __m512 acc = _mm512_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[i].bsums),
                                           _mm_loadu_si128((const __m128i *)(y[i].bsums + 8)));
@@ -158,16 +145,11 @@ static inline __attribute__((always_inline)) void k45_rows(const int R, int64_t 
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
             av[p] = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            k45_block(w + (size_t)r * ldw + (size_t)i * bsize, q5, &y[i], av, bs, &acc[r], &accm[r]);
+        k45_block(w + (size_t)i * bsize, q5, &y[i], av, bs, &acc, &accm);
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++) {
-        __m128 m = _mm_add_ps(accm[r], _mm_movehl_ps(accm[r], accm[r]));
-        m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        out[r] = _mm512_reduce_add_ps(acc[r]) + _mm_cvtss_f32(m);
-    }
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm512_reduce_add_ps(acc) + _mm_cvtss_f32(m);
 }
 
 /* -off * (sum over the 16 groups of sc * bsum), as the start of a
@@ -210,67 +192,56 @@ static inline __attribute__((always_inline)) void q6_block(const block_q6_K *x, 
     *acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(_mm512_add_epi32(sumi[0], sumi[1])), *acc);
 }
 
-/* out[r] = dot(row r, y) for r < R rows of q6_K, ldw bytes apart. */
-static inline __attribute__((always_inline)) void q6_rows(const int R, int64_t n, const uint8_t *w, size_t ldw,
-                                                           const block_q8_K *y, float *out)
+/* dot(row, y) for a row of q6_K. */
+static inline __attribute__((always_inline)) float q6_row(int64_t n, const uint8_t *w, const block_q8_K *y)
 {
-    __m512 acc[ROWS];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-        acc[r] = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m512i av[4];
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
             av[p] = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            q6_block((const block_q6_K *)(w + (size_t)r * ldw) + i, &y[i], av, &acc[r]);
+        q6_block((const block_q6_K *)w + i, &y[i], av, &acc);
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-        out[r] = _mm512_reduce_add_ps(acc[r]);
+    return _mm512_reduce_add_ps(acc);
 }
 
 static float vec_dot_q4_K_vnni(int64_t n, const void *vx, const void *vy)
 {
-    float s;
-    k45_rows(1, n, vx, 0, false, vy, &s);
-    return s;
+    return k45_row(n, vx, false, vy);
 }
 
 static float vec_dot_q5_K_vnni(int64_t n, const void *vx, const void *vy)
 {
-    float s;
-    k45_rows(1, n, vx, 0, true, vy, &s);
-    return s;
+    return k45_row(n, vx, true, vy);
 }
 
 static float vec_dot_q6_K_vnni(int64_t n, const void *vx, const void *vy)
 {
-    float s;
-    q6_rows(1, n, vx, 0, vy, &s);
-    return s;
+    return q6_row(n, vx, vy);
 }
 
 /* The decode kernels (struct kern_gemv with no prepare: act is the q8_K
- * row): ROWS rows at a time, then the last nr % ROWS one by one. */
-#define KQ_GEMV(name, ROWS_CALL)                                                                              \
+ * row): vec_dot's body inlined in a loop over the rows, without an indirect
+ * call per row and with the constants set up once, so the results are
+ * vec_dot's bit for bit. One row at a time: kernels that interleave 2 or 4
+ * rows (sharing each super-block's activation loads) were 10-20% faster on
+ * weights in L2 but 30-50% slower on weights streamed from memory, the
+ * decode case (1 thread, 896x4864 and 4864x1024; the hardware prefetchers
+ * follow one stream better than four). */
+#define KQ_GEMV(name, ROW)                                                                                    \
     static void name(int64_t n, const void *vw, size_t ldw, int64_t nr, const void *act, float *y)            \
     {                                                                                                         \
         const uint8_t *w = vw;                                                                                \
-        int64_t r = 0;                                                                                        \
-        for (; r + ROWS <= nr; r += ROWS)                                                                     \
-            ROWS_CALL(ROWS, n, w + (size_t)r * ldw, ldw, act, y + r);                                         \
-        for (; r < nr; r++)                                                                                   \
-            ROWS_CALL(1, n, w + (size_t)r * ldw, ldw, act, y + r);                                            \
+        for (int64_t r = 0; r < nr; r++)                                                                      \
+            y[r] = ROW(n, w + (size_t)r * ldw, act);                                                          \
     }
 
-#define Q4_ROWS(R, n, w, ldw, a, out) k45_rows(R, n, w, ldw, false, a, out)
-#define Q5_ROWS(R, n, w, ldw, a, out) k45_rows(R, n, w, ldw, true, a, out)
-KQ_GEMV(gemv_q4_K_vnni, Q4_ROWS)
-KQ_GEMV(gemv_q5_K_vnni, Q5_ROWS)
-KQ_GEMV(gemv_q6_K_vnni, q6_rows)
+#define Q4_ROW(n, w, a) k45_row(n, w, false, a)
+#define Q5_ROW(n, w, a) k45_row(n, w, true, a)
+KQ_GEMV(gemv_q4_K_vnni, Q4_ROW)
+KQ_GEMV(gemv_q5_K_vnni, Q5_ROW)
+KQ_GEMV(gemv_q6_K_vnni, q6_row)
 
 /* The avx512 table's decode kernels: the k-quants' above, the q8_0
  * family's from gemv_avx512.c. */
