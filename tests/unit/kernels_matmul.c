@@ -296,11 +296,11 @@ TEST(test_matmul_multi)
 
 /* Decode (one token) of the k-quants, every variant: kern_matmul's output
  * is, bit for bit, the type's vec_dot of each row with the converted
- * activation, whichever kernel ran (the per-row vec_dot, or a multi-row
- * decode kernel, whose rows in groups and the rows left over one by one
- * must do the same float operations as vec_dot). n_out 1..7, 9, 13 and 67 cover
- * every remainder of a group; pools of 1 and 2 threads cut the rows into
- * different units; the rows are of 1, 3 and 4 super-blocks. */
+ * activation, whichever kernel ran (the per-row vec_dot, or the table's
+ * decode kernel over a run of rows, which must do vec_dot's float
+ * operations). n_out 1..7, 9, 13 and 67 (every remainder of a group of 2, 4
+ * or 8 rows, should a kernel take rows in groups); pools of 1 and 2 threads
+ * cut the rows into different units; rows of 1, 3 and 4 super-blocks. */
 TEST(test_matmul_decode_vs_vec_dot)
 {
     static const enum ggml_type ts[] = {GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
