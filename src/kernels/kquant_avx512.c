@@ -1,7 +1,8 @@
 /*
  * The AVX-512 VNNI variant's dot products of the k-quants (q2_K ... q6_K)
- * with q8_K activations: the decode path's per-row kernels (kern_matmul
- * with one token streams every weight row through vec_dot).
+ * with q8_K activations, for the decode path (kern_matmul with one token):
+ * vec_dot for each type and, for q4_K, q5_K and q6_K, the table's decode
+ * kernel (gemv), the same body looped over a run of rows.
  *
  * The AVX2 code (quant_avx2.c) multiplies the unsigned weight codes with the
  * signed activation bytes by vpmaddubsw (int16 pairs), then multiplies those
@@ -283,7 +284,8 @@ static float vec_dot_q2_K_vnni(int64_t n, const void *vx, const void *vy)
             const __m512i qv = bcast256(x[i].qs + 32 * h);
 #pragma GCC unroll 2
             for (int m = 0; m < 2; m++) {
-                const __m512i c = _mm512_and_si512(_mm512_srlv_epi16(qv, halves16((short)(4 * m), (short)(4 * m + 2))), m3);
+                const __m512i sh = halves16((short)(4 * m), (short)(4 * m + 2));
+                const __m512i c = _mm512_and_si512(_mm512_srlv_epi16(qv, sh), m3);
                 sumi = dot_scaled(sumi, c, y[i].qs + 128 * h + 64 * m, groups4(sc, 8 * h + 4 * m));
             }
         }
