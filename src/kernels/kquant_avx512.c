@@ -1,8 +1,8 @@
 /*
  * The AVX-512 VNNI variant's dot products of the k-quants (q2_K ... q6_K)
  * with q8_K activations, for the decode path (kern_matmul with one token):
- * vec_dot for each type and, for q4_K, q5_K and q6_K, the table's decode
- * kernel (gemv), the same body looped over a run of rows.
+ * vec_dot for each type, and the table's decode kernel (gemv), the same
+ * body looped over a run of rows.
  *
  * The AVX2 code (quant_avx2.c) multiplies the unsigned weight codes with the
  * signed activation bytes by vpmaddubsw (int16 pairs), then multiplies those
@@ -244,26 +244,10 @@ KQ_GEMV(gemv_q4_K_vnni, Q4_ROW)
 KQ_GEMV(gemv_q5_K_vnni, Q5_ROW)
 KQ_GEMV(gemv_q6_K_vnni, q6_row)
 
-/* The avx512 table's decode kernels: the k-quants' above, the q8_0
- * family's from gemv_avx512.c. */
-static struct kern_gemv avx512_gemv(enum ggml_type t)
-{
-    switch (t) {
-    case GGML_TYPE_Q4_K:
-        return (struct kern_gemv){NULL, gemv_q4_K_vnni};
-    case GGML_TYPE_Q5_K:
-        return (struct kern_gemv){NULL, gemv_q5_K_vnni};
-    case GGML_TYPE_Q6_K:
-        return (struct kern_gemv){NULL, gemv_q6_K_vnni};
-    default:
-        return kern_avx512_gemv(t);
-    }
-}
-
 /* q2_K: element 128h + 32k + l is bits 2k, 2k + 1 of qs[32h + l]; 4-bit
  * scale (low) and min (high) per 16. d * sum(sc * q * a) - dmin * sum(m *
  * bsum). */
-static float vec_dot_q2_K_vnni(int64_t n, const void *vx, const void *vy)
+static inline __attribute__((always_inline)) float vec_dot_q2_K_vnni(int64_t n, const void *vx, const void *vy)
 {
     const block_q2_K *x = vx;
     const block_q8_K *y = vy;
@@ -310,7 +294,7 @@ static inline __m128i q3_K_scales(const uint8_t packed[12])
 /* q3_K: element 128h + 32k + l is bits 2k, 2k + 1 of qs[32h + l] plus 4 if
  * bit 4h + k of hmask[l] is set (code 0..7, value code - 4); 16 signed
  * 6-bit scales. */
-static float vec_dot_q3_K_vnni(int64_t n, const void *vx, const void *vy)
+static inline __attribute__((always_inline)) float vec_dot_q3_K_vnni(int64_t n, const void *vx, const void *vy)
 {
     const block_q3_K *x = vx;
     const block_q8_K *y = vy;
@@ -337,6 +321,29 @@ static float vec_dot_q3_K_vnni(int64_t n, const void *vx, const void *vy)
         acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
     }
     return _mm512_reduce_add_ps(acc);
+}
+
+KQ_GEMV(gemv_q2_K_vnni, vec_dot_q2_K_vnni)
+KQ_GEMV(gemv_q3_K_vnni, vec_dot_q3_K_vnni)
+
+/* The avx512 table's decode kernels: the k-quants' above, the q8_0
+ * family's from gemv_avx512.c. */
+static struct kern_gemv avx512_gemv(enum ggml_type t)
+{
+    switch (t) {
+    case GGML_TYPE_Q4_K:
+        return (struct kern_gemv){NULL, gemv_q4_K_vnni};
+    case GGML_TYPE_Q5_K:
+        return (struct kern_gemv){NULL, gemv_q5_K_vnni};
+    case GGML_TYPE_Q6_K:
+        return (struct kern_gemv){NULL, gemv_q6_K_vnni};
+    case GGML_TYPE_Q2_K:
+        return (struct kern_gemv){NULL, gemv_q2_K_vnni};
+    case GGML_TYPE_Q3_K:
+        return (struct kern_gemv){NULL, gemv_q3_K_vnni};
+    default:
+        return kern_avx512_gemv(t);
+    }
 }
 
 void kern_register_avx512_kquants(struct kern_table *tab)
