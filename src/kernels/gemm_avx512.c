@@ -178,4 +178,5 @@ void kern_register_avx512(struct kern_table *tab)
     tab->gemv = kern_avx512_gemv;
     tab->ftile = kern_avx512_ftile();
     tab->gemm_f32 = kern_avx512_gemm_ukr();
+    kern_register_avx512_kquants(tab); /* after tab->gemv, which it extends */
 }

@@ -63,7 +63,10 @@ void kern_avx2_act_to_float(enum ggml_type t, const void *src, float *dst, int64
  * y[r] = dot(weight row r, activation) for r < nr, rows ldw bytes apart. */
 #define KERN_GEMV_ACT_SIZE(n) ((size_t)((n) / 32) * 72 + 64) /* includes 32 bytes to align it */
 struct kern_gemv {
-    void (*prepare)(const void *q8_0_row, void *act, int64_t n); /* NULL when the type has none */
+    /* NULL when the type has no gemv (fn NULL too), or when fn reads the
+     * activation row as converted, in the vec_dot type (the k-quants'
+     * kernels of kquant_avx512.c: a q8_K row) */
+    void (*prepare)(const void *q8_0_row, void *act, int64_t n);
     void (*fn)(int64_t n, const void *w, size_t ldw, int64_t nr, const void *act, float *y);
 };
 struct kern_gemv kern_avx2_gemv(enum ggml_type t);   /* gemv_avx2.c */
@@ -130,6 +133,7 @@ void kern_register_avx512_probes(struct kern_table *tab); /* probe_avx512.c */
  * q8_0-family tiles and decode kernels done by vpdpbusd on ymm. */
 void kern_register_avxvnni(struct kern_table *tab);
 void kern_register_avxvnni_probes(struct kern_table *tab); /* probe_avxvnni.c */
+void kern_register_avx512_kquants(struct kern_table *tab); /* kquant_avx512.c: q2_K..q6_K vec_dot */
 
 /* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
  * &sink) runs iters iterations of a register-only loop and stores its MACs

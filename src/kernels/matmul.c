@@ -12,7 +12,8 @@
  *    (one token, few outputs and many tokens, ...) keeps all threads busy.
  *    - n_tok == 1 (decode): a unit is a run of consecutive rows streamed
  *      through the type's vec_dot, or through a matrix-vector kernel
- *      (the table's gemv) that first expands the activation once; the cost
+ *      (the table's gemv; for the q8_0 family it first expands the
+ *      activation once, the k-quants' read the q8_K row as it is); the cost
  *      should be reading the weights once.
  *    - n_tok > 1 (prefill): a unit's weight rows are reused for every token of
  *      its token chunk. Types with a tiled kernel (the table's tile) compute
@@ -154,8 +155,8 @@ static void run_unit(struct mm_job *j, int64_t u)
         run_unit_f32(j, r0, r1, t0, t1);
         return;
     }
-    if (j->gemv.fn) {
-        j->gemv.fn(j->n_in, j->W + (size_t)r0 * j->ldw, j->ldw, r1 - r0, j->gact, j->y + r0);
+    if (j->gemv.fn) { /* the prepared activation, or (no prepare) the converted row */
+        j->gemv.fn(j->n_in, j->W + (size_t)r0 * j->ldw, j->ldw, r1 - r0, j->gact ? j->gact : j->act, j->y + r0);
         return;
     }
     if (j->tile.fn && t1 - t0 > 1) {
@@ -229,7 +230,7 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
             j->actf = j->actf_buf;
             end = (char *)(j->actf_buf + n_tok * n_in);
         }
-        if (j->gemv.fn) {
+        if (j->gemv.fn && j->gemv.prepare) {
             j->gact = (const void *)(((uintptr_t)end + 31) & ~(uintptr_t)31);
             end = (char *)j->gact + KERN_GEMV_ACT_SIZE(n_in);
         }
@@ -276,12 +277,12 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
 static bool same_activations(const struct mm_job *a, const struct mm_job *b)
 {
     return a->x == b->x && a->n_tok == b->n_tok && a->o->vec_dot_type == b->o->vec_dot_type &&
-           (a->actf_buf != NULL) == (b->actf_buf != NULL) && (a->gemv.fn != NULL) == (b->gemv.fn != NULL);
+           (a->actf_buf != NULL) == (b->actf_buf != NULL) && (a->gact != NULL) == (b->gact != NULL);
 }
 
 static void prepare_gemv(struct mm_job *j)
 {
-    if (j->gemv.fn)
+    if (j->gemv.fn && j->gemv.prepare)
         j->gemv.prepare(j->act, (void *)j->gact, j->n_in);
 }
 

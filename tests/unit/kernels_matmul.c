@@ -357,6 +357,77 @@ TEST(test_gemv_avxvnni_is_avx512)
     pool_free(pool);
 }
 
+/* Decode (one token) of the k-quants, every variant: kern_matmul's output
+ * is, bit for bit, the type's vec_dot of each row with the converted
+ * activation, whichever kernel ran (the per-row vec_dot, or the table's
+ * decode kernel over a run of rows, which must do vec_dot's float
+ * operations). n_out 1..7, 9, 13 and 67 (every remainder of a group of 2, 4
+ * or 8 rows, should a kernel take rows in groups); pools of 1 and 2 threads
+ * cut the rows into different units; rows of 1, 3 and 4 super-blocks. */
+TEST(test_matmul_decode_vs_vec_dot)
+{
+    static const enum ggml_type ts[] = {GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K,
+                                        GGML_TYPE_Q6_K};
+    static const int64_t n_ins[] = {256, 768, 1024};
+    static const int64_t n_outs_d[] = {1, 2, 3, 4, 5, 6, 7, 9, 13, 67};
+    enum { MAX_OUT = 67, MAX_IN = 1024 };
+    struct pool *pools[2] = {pool_new(1), pool_new(2)};
+    MAAS_ASSERT(pools[0] && pools[1]);
+    float *w = malloc((size_t)MAX_OUT * MAX_IN * sizeof *w), *x = malloc(MAX_IN * sizeof *x);
+    float *y = malloc((MAX_OUT + 1) * sizeof *y);
+    char *wq = malloc(ggml_row_size(GGML_TYPE_Q6_K, MAX_IN) * MAX_OUT);
+    char *aq = malloc(ggml_row_size(GGML_TYPE_Q8_K, MAX_IN));
+    void *wbuf = malloc(kern_matmul_wsize(GGML_TYPE_Q6_K, MAX_IN, 1) + 64);
+    MAAS_ASSERT(w && x && y && wq && aq && wbuf);
+    struct rng r;
+    rng_seed(&r, 99);
+    for (int v = 0; v < kern_variant_count(); v++) {
+        if (!kern_variant_supported(v))
+            continue;
+        use_variant(v);
+        int bad = 0, cases = 0;
+        for (size_t ti = 0; ti < sizeof ts / sizeof *ts; ti++)
+            for (size_t ii = 0; ii < sizeof n_ins / sizeof *n_ins; ii++) {
+                /* MAX_OUT rows, of which each case takes the first n_out */
+                const enum ggml_type t = ts[ti];
+                const int64_t n_in = n_ins[ii];
+                const struct kern_type_ops *o = kern_ops(t);
+                for (int64_t k = 0; k < MAX_OUT * n_in; k++)
+                    w[k] = (float)rng_normal(&r) * 0.5f;
+                for (int64_t k = 0; k < n_in; k++)
+                    x[k] = (float)rng_normal(&r);
+                kern_quantize(t, w, wq, MAX_OUT, n_in);
+                o->from_float_act(x, aq, n_in);
+                const size_t wrow = ggml_row_size(t, n_in);
+                for (size_t oi = 0; oi < sizeof n_outs_d / sizeof *n_outs_d; oi++)
+                    for (int p = 0; p < 2; p++) {
+                        const int64_t n_out = n_outs_d[oi];
+                        y[n_out] = -1.0f;
+                        kern_matmul(pools[p], t, wq, n_out, n_in, x, 1, y, n_out, wbuf);
+                        for (int64_t o_ = 0; o_ < n_out; o_++) {
+                            const float want = o->vec_dot(n_in, wq + (size_t)o_ * wrow, aq);
+                            if (memcmp(&want, &y[o_], sizeof want) != 0 && bad++ < 3)
+                                fprintf(stderr, "  %s %s n_out %lld n_in %lld row %lld: %.9g vs vec_dot %.9g\n",
+                                        kern_variant_name(v), ggml_type_name(t), (long long)n_out, (long long)n_in,
+                                        (long long)o_, (double)y[o_], (double)want);
+                        }
+                        bad += y[n_out] != -1.0f; /* nothing written past the last row */
+                        cases++;
+                    }
+            }
+        CHECKF(bad == 0, "%s: %d outputs of %d cases differ from vec_dot", kern_variant_name(v), bad, cases);
+    }
+    use_best_variant();
+    free(w);
+    free(x);
+    free(y);
+    free(wq);
+    free(aq);
+    free(wbuf);
+    pool_free(pools[0]);
+    pool_free(pools[1]);
+}
+
 int main(void)
 {
     kernels_init();
@@ -364,5 +435,6 @@ int main(void)
     RUN(test_matmul_multi);
     RUN(test_matmul_large_vs_ref);
     RUN(test_gemv_avxvnni_is_avx512);
+    RUN(test_matmul_decode_vs_vec_dot);
     TEST_END();
 }

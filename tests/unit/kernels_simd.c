@@ -22,6 +22,7 @@
 #include "kernels_variants.h"
 
 #include <float.h>
+#include <stddef.h>
 #include <stdint.h>
 
 static const enum ggml_type types[] = {
@@ -435,11 +436,123 @@ TEST(test_simd_act_quantizers_extremes)
     use_best_variant();
 }
 
+/* ---- k-quant dot products on raw blocks ----
+ * Weight rows of arbitrary bytes (any code, scale and min the format can
+ * hold, the largest included) with finite fp16 scales, times q8_K rows whose
+ * bytes include -128 (never written by the quantizer, but a valid byte) and
+ * whose bsums match: each variant's vec_dot against the reference's, within
+ * 1e-6 of a bound on the magnitude of every partial sum (the integer sums
+ * are exact on both sides; only the float rounding of the scale products
+ * and of the additions differs). */
+
+struct kq_layout {
+    enum ggml_type t;
+    size_t d_off, dmin_off; /* where a block holds d and dmin (SIZE_MAX: none) */
+};
+
+static const struct kq_layout kq_layouts[] = {
+    {GGML_TYPE_Q2_K, offsetof(block_q2_K, d), offsetof(block_q2_K, dmin)},
+    {GGML_TYPE_Q3_K, offsetof(block_q3_K, d), SIZE_MAX},
+    {GGML_TYPE_Q4_K, offsetof(block_q4_K, d), offsetof(block_q4_K, dmin)},
+    {GGML_TYPE_Q5_K, offsetof(block_q5_K, d), offsetof(block_q5_K, dmin)},
+    {GGML_TYPE_Q6_K, offsetof(block_q6_K, d), SIZE_MAX},
+};
+
+/* Writes a random fp16 in +-[1e-4, 0.2] at blk + off; returns its value. */
+static float put_half(unsigned char *blk, size_t off, struct rng *r, bool one)
+{
+    float v = one ? 1.0f : (float)(rng_u64(r) % 2000 + 1) * 1e-4f * ((rng_u64(r) & 1) ? 1.0f : -1.0f);
+    uint16_t h = fp32_to_fp16(v);
+    memcpy(blk + off, &h, 2);
+    return fp16_to_fp32(h);
+}
+
+/* nb blocks of kind 0: random bytes; 1: every weight byte 0xff (largest
+ * codes and scales) and every activation -128; 2: weight bytes 0; 3: random
+ * weights, activations -128 and 127 alternating; 4 (exact): random weights
+ * with d = dmin = 1, activations with d = 1, one random byte (-128 in every
+ * fourth block) in each 32 and zero elsewhere, so that every sum, integer
+ * or float, is an integer below 2^24 and the result is exact on every side.
+ * Returns the bound. */
+static double raw_kquant_row(const struct kq_layout *L, int64_t nb, int kind, struct rng *r, unsigned char *w,
+                             block_q8_K *a)
+{
+    const size_t bs = ggml_type_size(L->t);
+    for (size_t i = 0; i < bs * (size_t)nb; i++)
+        w[i] = kind == 1 ? 0xff : kind == 2 ? 0 : (unsigned char)rng_u64(r);
+    double bound = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = put_half(w + i * bs, L->d_off, r, kind == 4);
+        const float dmin = L->dmin_off == SIZE_MAX ? 0.0f : put_half(w + i * bs, L->dmin_off, r, kind == 4);
+        a[i].d = kind == 4 ? 1.0f : (float)(rng_u64(r) % 100 + 1) * 1e-3f;
+        for (int j = 0; j < QK_K; j++)
+            a[i].qs[j] = kind == 1 ? -128 : kind == 3 ? (j % 2 ? 127 : -128) : (int8_t)rng_u64(r);
+        if (kind == 4) {
+            memset(a[i].qs, 0, QK_K);
+            for (int j = 0; j < QK_K; j += 32)
+                a[i].qs[j + (int)(rng_u64(r) % 32)] = i % 4 == 3 ? -128 : (int8_t)rng_u64(r);
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += a[i].qs[16 * g + j];
+            a[i].bsums[g] = (int16_t)sum;
+        }
+        /* |scale| <= 128, |code| <= 63, |min| <= 63, |activation| <= 128 */
+        bound += QK_K * 128.0 * a[i].d * (fabs(d) * 128 * 63 + fabs(dmin) * 63);
+    }
+    return bound;
+}
+
+static void check_kquant_raw(int v, struct rng *r)
+{
+    static const int64_t blocks[] = {1, 2, 3, 7};
+    static const int n_kinds = 5;
+    enum { MAX_NB = 7 };
+    unsigned char *w = malloc(MAX_NB * sizeof(block_q2_K) * 3); /* the largest k-quant block is q6_K's */
+    block_q8_K *a = malloc(MAX_NB * sizeof *a);
+    MAAS_ASSERT(w && a && sizeof(block_q6_K) <= 3 * sizeof(block_q2_K));
+    for (size_t k = 0; k < sizeof kq_layouts / sizeof *kq_layouts; k++) {
+        const enum ggml_type t = kq_layouts[k].t;
+        use_variant(0);
+        const kern_vec_dot_fn ref = kern_ops(t)->vec_dot;
+        use_variant(v);
+        const kern_vec_dot_fn dot = kern_ops(t)->vec_dot;
+        for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
+            for (int kind = 0; kind < n_kinds; kind++) {
+                const int64_t n = blocks[bi] * QK_K;
+                if (kind == 4 && blocks[bi] > 3) /* the exact case: sums below 2^24 */
+                    continue;
+                const double bound = raw_kquant_row(&kq_layouts[k], blocks[bi], kind, r, w, a);
+                const float d_ref = ref(n, w, a), d_var = dot(n, w, a);
+                const double tol = kind == 4 ? 0.0 : 1e-6 * bound;
+                CHECKF(isfinite(d_var) && fabs((double)d_var - d_ref) <= tol,
+                       "%s %s raw n=%lld kind %d: %.9g vs ref %.9g (bound %g)", kern_variant_name(v),
+                       ggml_type_name(t), (long long)n, kind, d_var, d_ref, bound);
+            }
+        }
+    }
+    free(w);
+    free(a);
+}
+
+TEST(test_simd_kquant_raw_blocks)
+{
+    if (simd_variant_count() == 0)
+        SKIP("CPU supports no kernel variant but the reference");
+    struct rng r;
+    rng_seed(&r, 20261207);
+    FOR_EACH_SIMD_VARIANT(v)
+        check_kquant_raw(v, &r);
+    use_best_variant();
+}
+
 int main(void)
 {
     kernels_init();
     RUN(test_simd_types);
     RUN(test_simd_act_quantizers_bytes);
     RUN(test_simd_act_quantizers_extremes);
+    RUN(test_simd_kquant_raw_blocks);
     TEST_END();
 }
