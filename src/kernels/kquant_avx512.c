@@ -134,6 +134,18 @@ static inline __attribute__((always_inline)) void k45_block(const uint8_t *blk, 
 }
 
 /* dot(row, y) for a row of q4_K (q5 false) or q5_K. */
+/* Asks for the weight bytes KQ_PREFETCH ahead of a block (into the next
+ * row at a row's end: a decode kernel's rows are contiguous), one request
+ * per cache line of the block. On the qwen3moe q4_k_m file (q4_K experts,
+ * q6_K output) generation went from 157-166 to 173-186 tok/s at 2 threads
+ * (Zen 5; 1024 to 4096 bytes ahead within noise of each other, 512 less). */
+#define KQ_PREFETCH 2048
+static inline __attribute__((always_inline)) void kq_prefetch(const uint8_t *blk, size_t bsize)
+{
+    for (size_t l = 0; l < bsize; l += 64)
+        _mm_prefetch((const char *)blk + KQ_PREFETCH + l, _MM_HINT_T0);
+}
+
 static inline __attribute__((always_inline)) float k45_row(int64_t n, const uint8_t *w, bool q5, const block_q8_K *y)
 {
     const size_t bsize = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
@@ -146,6 +158,7 @@ static inline __attribute__((always_inline)) float k45_row(int64_t n, const uint
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
             av[p] = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
+        kq_prefetch(w + (size_t)i * bsize, bsize);
         k45_block(w + (size_t)i * bsize, q5, &y[i], av, bs, &acc, &accm);
     }
     __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
@@ -202,6 +215,7 @@ static inline __attribute__((always_inline)) float q6_row(int64_t n, const uint8
 #pragma GCC unroll 4
         for (int p = 0; p < 4; p++)
             av[p] = _mm512_loadu_si512((const void *)(y[i].qs + 64 * p));
+        kq_prefetch(w + (size_t)i * sizeof(block_q6_K), sizeof(block_q6_K));
         q6_block((const block_q6_K *)w + i, &y[i], av, &acc);
     }
     return _mm512_reduce_add_ps(acc);
