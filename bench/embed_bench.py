@@ -33,6 +33,9 @@ import tempfile
 import threading
 import time
 
+from peer import free_port, stop
+from peer import start as start_peer
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ap = argparse.ArgumentParser(description="maas /v1/embeddings throughput")
 ap.add_argument("--model")
@@ -85,13 +88,6 @@ def start(model, log):
     sys.exit("the server did not start:\n" + open(log).read())
 
 
-def free_port():
-    import socket
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
-
-
 def start_llama(model, log):
     """llama-server --embeddings on the same file, set up to batch as much as
     maas does: it runs each input in a slot of its own, so one slot per input
@@ -106,22 +102,7 @@ def start_llama(model, log):
            "-c", str(n_ctx), "-b", str(n_batch), "-ub", str(n_batch), "-np", str(np_)]
     if a.threads:
         cmd += ["-t", str(a.threads), "-tb", str(a.threads)]
-    p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    for _ in range(1200):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/health")
-            ok = c.getresponse().status == 200
-            c.close()
-            if ok:
-                return p, port
-        except OSError:
-            pass
-        if p.poll() is not None:
-            break
-        time.sleep(0.1)
-    p.kill()
-    sys.exit("llama-server did not start:\n" + open(log).read()[-3000:])
+    return start_peer(cmd, port, log), port
 
 
 def post(port, body):
@@ -165,15 +146,6 @@ def run_once(port, pid, inputs):
         t.join()
     wall = time.time() - t0
     return sum(tokens), wall, cpu_s(pid) - c0
-
-
-def stop(p):
-    p.terminate()
-    try:
-        p.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def main():

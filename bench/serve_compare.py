@@ -25,13 +25,12 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
+
+from peer import free_port, start, stop
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ap = argparse.ArgumentParser(description="maas serve vs llama-server: one stream and N concurrent streams")
@@ -45,44 +44,6 @@ ap.add_argument("--prompt-words", type=int, default=80)
 ap.add_argument("--rounds", type=int, default=3)
 a = ap.parse_args()
 CTX = 512  # per sequence: prompt + output fit with room
-
-
-def free_port():
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
-
-
-def healthy(port):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("GET", "/health")
-        ok = c.getresponse().status == 200
-        c.close()
-        return ok
-    except OSError:
-        return False
-
-
-def start(cmd, port, log):
-    p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    for _ in range(1800):
-        if healthy(port):
-            return p
-        if p.poll() is not None:
-            break
-        time.sleep(0.1)
-    p.kill()
-    sys.exit("%s did not start:\n%s" % (cmd[0], open(log).read()[-3000:]))
-
-
-def stop(p):
-    p.terminate()
-    try:
-        p.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 def stream(port, text):

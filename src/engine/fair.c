@@ -162,13 +162,10 @@ int fair_victim(const struct fair *f, const int *cls, int n)
     return v;
 }
 
-/* c's weighted share of the slots, compared with m: the sign of m - slots * w_c / wsum. */
-static int share_cmp(const struct fair *f, int c, int m, int slots)
+/* m compared with c's weighted share of the slots: the sign of
+ * m - slots * w_c / wsum (wsum: the weights of the present classes). */
+static int share_cmp(const struct fair *f, int c, int m, int slots, double wsum)
 {
-    double wsum = 0;
-    for (int i = 0; i < f->cap; i++)
-        if (f->cls[i].members > 0)
-            wsum += f->cls[i].weight;
     double l = (double)m * wsum, r = (double)slots * f->cls[c].weight;
     return l < r ? -1 : l > r;
 }
@@ -178,8 +175,12 @@ int fair_yield(const struct fair *f, int waiting, const int *cls, const int *los
     const struct fair_class *w = &f->cls[waiting];
     if (f->fcfs || n <= 0 || n < max_running)
         return -1;
+    double wsum = 0;
+    for (int i = 0; i < f->cap; i++)
+        if (f->cls[i].members > 0)
+            wsum += f->cls[i].weight;
     /* the waiting class has no slot, or one more leaves it within its share */
-    if (w->n_running > 0 && share_cmp(f, waiting, w->n_running + 1, max_running) > 0)
+    if (w->n_running > 0 && share_cmp(f, waiting, w->n_running + 1, max_running, wsum) > 0)
         return -1;
     /* the giver: the other running class with the greatest v (ties: the
      * one running more); not behind the waiting one in v (at fair_pick's
@@ -194,7 +195,7 @@ int fair_yield(const struct fair *f, int waiting, const int *cls, const int *los
     if (vc < 0)
         return -1;
     const struct fair_class *k = &f->cls[vc];
-    if (k->vtime < w->vtime || k->n_running < 2 || share_cmp(f, vc, k->n_running - 1, max_running) < 0)
+    if (k->vtime < w->vtime || k->n_running < 2 || share_cmp(f, vc, k->n_running - 1, max_running, wsum) < 0)
         return -1;
     int v = -1;
     for (int i = n - 1; i >= 0; i--)

@@ -97,6 +97,30 @@ static inline __m256i avx2_scale_pair(__m128i s8, int a, int b)
     return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, ctl));
 }
 
+/* A tile kernel (kern_tile_fn) that switches on its shape, nr weight rows
+ * (1..4) by nc tokens, to the instance of the always-inline
+ * body(f, rm, rn, n, w, ldw, a, lda, y, ldy) for it, shapes constant;
+ * WIDTHS(body, f, rm) lists the token counts of rm rows the ISA's tile
+ * has, each as KERN_TILE_CASE(body, f, rm, rn). */
+#define KERN_TILE_CASE(body, f, rm, rn)                                                                       \
+    case (rm) * 8 + (rn):                                                                                     \
+        body(f, rm, rn, n, w, ldw, a, lda, y, ldy);                                                           \
+        break;
+#define KERN_TILE_FN(name, body, f, WIDTHS)                                                                   \
+    static void name(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc,       \
+                     float *y, int64_t ldy)                                                                   \
+    {                                                                                                         \
+        const char *w = vw, *a = va;                                                                          \
+        switch (nr * 8 + nc) {                                                                                \
+            WIDTHS(body, f, 4)                                                                                \
+            WIDTHS(body, f, 3)                                                                                \
+            WIDTHS(body, f, 2)                                                                                \
+            WIDTHS(body, f, 1)                                                                                \
+        default:                                                                                              \
+            MAAS_ASSERT(!"tile shape out of range");                                                          \
+        }                                                                                                     \
+    }
+
 /* The 8 6-bit scales and 8 6-bit mins of q4_K/q5_K as 16 bytes: scales in
  * bytes 0-7, mins in bytes 8-15. */
 static inline __m128i avx2_unpack_scales_k4(const uint8_t *q)
@@ -110,6 +134,20 @@ static inline __m128i avx2_unpack_scales_k4(const uint8_t *q)
     u[2] = mins_lo;
     u[0] &= km1;
     return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+}
+
+/* The 16 6-bit scales of a q3_K block as signed bytes (-32..31), in order:
+ * low 4 bits from the nibbles of bytes 0..7, high 2 bits from bytes 8..11. */
+static inline __m128i avx2_q3_K_scales16(const uint8_t packed[12])
+{
+    const uint32_t m2 = 0x03030303, m4 = 0x0f0f0f0f;
+    uint32_t u[3];
+    memcpy(u, packed, 12);
+    const uint32_t s0 = (u[0] & m4) | ((u[2] & m2) << 4);
+    const uint32_t s1 = (u[1] & m4) | (((u[2] >> 2) & m2) << 4);
+    const uint32_t s2 = ((u[0] >> 4) & m4) | (((u[2] >> 4) & m2) << 4);
+    const uint32_t s3 = ((u[1] >> 4) & m4) | (((u[2] >> 6) & m2) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
 }
 
 /* Half a q6_K block (64 bytes of low nibbles at ql, 32 of high bit pairs at

@@ -81,27 +81,10 @@ static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, con
             y[c * ldy + r] = avx2_hsum_ps(acc[r][c]);
 }
 
-#define TILE_CASE(f, rm, rn)                                                                                  \
-    case (rm) * 8 + (rn):                                                                                     \
-        tile_q8_family(f, rm, rn, n, w, ldw, a, lda, y, ldy);                                                 \
-        break;
-/* The three widths of rm weight rows. */
-#define TILE_CASES(f, rm) TILE_CASE(f, rm, 3) TILE_CASE(f, rm, 2) TILE_CASE(f, rm, 1)
-
-#define TILE_FN(name, f)                                                                                      \
-    static void name(int64_t n, const void *vw, size_t ldw, int nr, const void *va, size_t lda, int nc,       \
-                     float *y, int64_t ldy)                                                                   \
-    {                                                                                                         \
-        const char *w = vw, *a = va;                                                                          \
-        switch (nr * 8 + nc) {                                                                                \
-            TILE_CASES(f, 4)                                                                                  \
-            TILE_CASES(f, 3)                                                                                  \
-            TILE_CASES(f, 2)                                                                                  \
-            TILE_CASES(f, 1)                                                                                  \
-        default:                                                                                              \
-            MAAS_ASSERT(!"tile shape out of range");                                                          \
-        }                                                                                                     \
-    }
+/* The token counts of rm weight rows (KERN_TILE_FN). */
+#define TILE_WIDTHS(body, f, rm)                                                                              \
+    KERN_TILE_CASE(body, f, rm, 3) KERN_TILE_CASE(body, f, rm, 2) KERN_TILE_CASE(body, f, rm, 1)
+#define TILE_FN(name, f) KERN_TILE_FN(name, tile_q8_family, f, TILE_WIDTHS)
 
 _Static_assert(MR == 4 && NR == 3, "TILE_FN lists the shapes up to 4 x 3");
 

@@ -142,6 +142,8 @@ void kern_register_avx512_kquants(struct kern_table *tab); /* kquant_avx512.c: q
  * rate of thread 0). */
 typedef void (*kern_peak_loop_fn)(enum kern_mac_kind kind, long iters, double *macs_per_s, int *sink);
 double kern_peak_run(struct pool *pool, kern_peak_loop_fn loop, enum kern_mac_kind kind, double *one_thread);
+/* This thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID), the probes' clock. */
+double kern_thread_cpu_s(void);
 /* The AVX2 variant's mac_peak (0 for KERN_MAC_I8_VNNI). */
 double kern_avx2_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread);
 

@@ -292,19 +292,6 @@ static inline __attribute__((always_inline)) float vec_dot_q2_K_vnni(int64_t n, 
     return _mm512_reduce_add_ps(acc) + avx2_hsum_ps(accm);
 }
 
-/* The 16 6-bit scales of a q3_K block as signed bytes (-32..31). */
-static inline __m128i q3_K_scales(const uint8_t packed[12])
-{
-    const uint32_t m2 = 0x03030303, m4 = 0x0f0f0f0f;
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    const uint32_t s0 = (u[0] & m4) | ((u[2] & m2) << 4);
-    const uint32_t s1 = (u[1] & m4) | (((u[2] >> 2) & m2) << 4);
-    const uint32_t s2 = ((u[0] >> 4) & m4) | (((u[2] >> 4) & m2) << 4);
-    const uint32_t s3 = ((u[1] >> 4) & m4) | (((u[2] >> 6) & m2) << 4);
-    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
-}
-
 /* q3_K: element 128h + 32k + l is bits 2k, 2k + 1 of qs[32h + l] plus 4 if
  * bit 4h + k of hmask[l] is set (code 0..7, value code - 4); 16 signed
  * 6-bit scales. */
@@ -316,7 +303,7 @@ static inline __attribute__((always_inline)) float vec_dot_q3_K_vnni(int64_t n, 
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         const float d = y[i].d * avx2_h2f(x[i].d);
-        const __m128i sc8 = q3_K_scales(x[i].scales);
+        const __m128i sc8 = avx2_q3_K_scales16(x[i].scales);
         const __m512i sc = scales_w16(sc8);
         const __m512i hm = bcast256(x[i].hmask);
         __m512i sumi = offset_start(&y[i], sc8, 2);

@@ -73,7 +73,7 @@ static double read_bandwidth_avx2(struct pool *pool, size_t bytes, int reps, str
 
 #define PEAK_ITERS 20000000L
 
-static double thread_cpu_s(void)
+double kern_thread_cpu_s(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -94,7 +94,7 @@ struct peak_job {
  * their inputs (it did, when they all started at zero). */
 static void run_kind(enum kern_mac_kind kind, long iters, double *macs_per_s, int *sink)
 {
-    const double t0 = thread_cpu_s();
+    const double t0 = kern_thread_cpu_s();
     double macs = 0;
     if (kind == KERN_MAC_FMA) {
         __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2), a3 = _mm256_set1_ps(3),
@@ -149,7 +149,7 @@ static void run_kind(enum kern_mac_kind kind, long iters, double *macs_per_s, in
         *sink += _mm256_extract_epi32(t, 0);
         macs = 6.0 * 32.0 * (double)iters;
     }
-    *macs_per_s = macs / (thread_cpu_s() - t0);
+    *macs_per_s = macs / (kern_thread_cpu_s() - t0);
 }
 
 static void peak_job_fn(void *ctx, int ith, int nth)

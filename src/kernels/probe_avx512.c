@@ -6,14 +6,6 @@
 #include "kernels/kernels_int.h"
 
 #include <immintrin.h>
-#include <time.h>
-
-static double thread_cpu_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Ten independent chains (enough to cover the latency at two per cycle);
  * the asm barrier makes the inputs look new each iteration so that nothing
@@ -21,7 +13,7 @@ static double thread_cpu_s(void)
 static void run_vnni(enum kern_mac_kind kind, long iters, double *macs_per_s, int *sink)
 {
     (void)kind;
-    const double t0 = thread_cpu_s();
+    const double t0 = kern_thread_cpu_s();
     __m512i a[10];
     for (int k = 0; k < 10; k++)
         a[k] = _mm512_set1_epi32(k);
@@ -36,7 +28,7 @@ static void run_vnni(enum kern_mac_kind kind, long iters, double *macs_per_s, in
     for (int k = 1; k < 10; k++)
         t = _mm512_add_epi32(t, a[k]);
     *sink += _mm_cvtsi128_si32(_mm512_castsi512_si128(t));
-    *macs_per_s = 10.0 * 64.0 * (double)iters / (thread_cpu_s() - t0);
+    *macs_per_s = 10.0 * 64.0 * (double)iters / (kern_thread_cpu_s() - t0);
 }
 
 static double mac_peak_avx512(struct pool *pool, enum kern_mac_kind kind, double *one_thread)

@@ -637,20 +637,6 @@ static void q2_K_to_float_avx2(const void *vx, float *y, int64_t n)
     }
 }
 
-/* The 16 6-bit scales of a q3_K block as signed bytes (-32..31), in order:
- * low 4 bits from the nibbles of bytes 0..7, high 2 bits from bytes 8..11. */
-static inline __m128i q3_K_scales16(const uint8_t packed[12])
-{
-    const uint32_t m2 = 0x03030303, m4 = 0x0f0f0f0f;
-    uint32_t u[3];
-    memcpy(u, packed, 12);
-    const uint32_t s0 = (u[0] & m4) | ((u[2] & m2) << 4);
-    const uint32_t s1 = (u[1] & m4) | (((u[2] >> 2) & m2) << 4);
-    const uint32_t s2 = ((u[0] >> 4) & m4) | (((u[2] >> 4) & m2) << 4);
-    const uint32_t s3 = ((u[1] >> 4) & m4) | (((u[2] >> 6) & m2) << 4);
-    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
-}
-
 /* q3_K: element 128h + 32k + l: bits 2k..2k+1 of qs[32h + l], minus 4 unless
  * bit 4h + k of hmask[l] is set; the scale of its 16 is scales[8h + 2k + l / 16]. */
 static void q3_K_to_float_avx2(const void *vx, float *y, int64_t n)
@@ -659,7 +645,7 @@ static void q3_K_to_float_avx2(const void *vx, float *y, int64_t n)
     const __m256i m3 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
     float dl[16];
     for (int64_t i = 0; i < n / QK_K; i++, y += QK_K) {
-        scale16(dl, q3_K_scales16(x[i].scales), avx2_h2f(x[i].d));
+        scale16(dl, avx2_q3_K_scales16(x[i].scales), avx2_h2f(x[i].d));
         const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
         for (int h = 0; h < 2; h++) {
             const __m256i qv = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
