@@ -17,7 +17,7 @@
 # Layout: one module per folder under src/, layered bottom-up in LAYERS. Each
 # module becomes an archive; a unit test tests/unit/<module>_*.c links its
 # module and every module below it, so a module can be tested before the ones
-# above it exist. Files named *_avx2.c / *_avxvnni.c / *_avx512.c are compiled
+# above it exist. Files named *_avx2.c / *_avxvnni.c / *_avx512.c / *_amx.c are compiled
 # with that instruction set only; everything else stays baseline x86-64 and the right
 # kernel is chosen at run time.
 
@@ -38,10 +38,11 @@ FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2
 AVXVNNI_FLAGS := -mavx2 -mfma -mf16c -mbmi2 -mavxvnni
+AMX_FLAGS := $(AVX512_FLAGS) -mamx-tile -mamx-int8
 
 # By the end of the file's name only (gemm_avx512.c, not any path holding "_avx").
-isa_flags = $(if $(filter %_avx512.c,$(notdir $(1))),$(AVX512_FLAGS),$(if $(filter %_avxvnni.c,$(notdir $(1))),\
-	$(AVXVNNI_FLAGS),$(if $(filter %_avx2.c,$(notdir $(1))),$(AVX2_FLAGS),)))
+isa_flags = $(if $(filter %_amx.c,$(notdir $(1))),$(AMX_FLAGS),$(if $(filter %_avx512.c,$(notdir $(1))),$(AVX512_FLAGS),\
+	$(if $(filter %_avxvnni.c,$(notdir $(1))),$(AVXVNNI_FLAGS),$(if $(filter %_avx2.c,$(notdir $(1))),$(AVX2_FLAGS),))))
 
 mod_srcs = $(wildcard src/$(1)/*.c)
 MODULES  := $(foreach m,$(LAYERS),$(if $(call mod_srcs,$(m)),$(m)))

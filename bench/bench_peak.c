@@ -70,7 +70,8 @@ int main(int argc, char **argv)
         return 1;
     }
     static const char *names[KERN_MAC_KINDS] = {"fma f32 (vfmadd231ps)", "i8 pair (vpmaddubsw+vpmaddwd)",
-                                                "i8 alone (vpmaddubsw)", "i8 vnni (vpdpbusd zmm)"};
+                                                "i8 alone (vpmaddubsw)", "i8 vnni (vpdpbusd zmm)",
+                                                "i8 amx (tdpbssd)"};
     double all[KERN_MAC_KINDS], one[KERN_MAC_KINDS];
     for (int k = 0; k < KERN_MAC_KINDS; k++) {
         all[k] = kern_mac_peak(pool, (enum kern_mac_kind)k, &one[k]);
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
     int best = all[0] > all[1] ? 0 : 1;
     if (all[KERN_MAC_I8_VNNI] > all[best])
         best = KERN_MAC_I8_VNNI;
+    if (all[KERN_MAC_I8_AMX] > all[best])
+        best = KERN_MAC_I8_AMX;
     double peak = all[best];
     printf("bound uses %.1f GMAC/s (%s at %d threads)\n", peak / 1e9, names[best], threads);
 

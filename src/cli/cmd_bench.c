@@ -202,8 +202,10 @@ static void report(const struct bench_opts *o, struct gen *g, const struct bench
     {
         double fma = kern_mac_peak(g->pool, KERN_MAC_FMA, NULL), i8 = kern_mac_peak(g->pool, KERN_MAC_I8_PAIR, NULL);
         double vnni = kern_mac_peak(g->pool, KERN_MAC_I8_VNNI, NULL); /* 0 without VNNI */
+        double amx = kern_mac_peak(g->pool, KERN_MAC_I8_AMX, NULL);   /* 0 without AMX */
         mac_peak = fma > i8 ? fma : i8;
         mac_peak = vnni > mac_peak ? vnni : mac_peak;
+        mac_peak = amx > mac_peak ? amx : mac_peak;
     }
     double pp_ceiling = mac_peak > 0 ? mac_peak / pp_macs : 0, pp_frac = pp_ceiling > 0 ? r->pp_best / pp_ceiling : 0;
     double bpt = (double)model_weight_bytes_per_token(g->m);

@@ -232,7 +232,7 @@ KTILE_FN(tile_q6_K, block_q6_K, tile_q6_K_row)
 
 struct kern_tile kern_avx2_tile(enum ggml_type t)
 {
-    struct kern_tile none = {NULL, 1, 1, false};
+    struct kern_tile none = {NULL, 1, 1, false, NULL};
     const struct kern_type_ops *o = kern_ops(t);
     if (!o)
         return none;
@@ -240,22 +240,22 @@ struct kern_tile kern_avx2_tile(enum ggml_type t)
      * them only when that is the type's activation format in the table. */
     if (o->vec_dot_type == GGML_TYPE_Q8_K) {
         if (t == GGML_TYPE_Q4_K)
-            return (struct kern_tile){tile_q4_K, 1, KN, false};
+            return (struct kern_tile){tile_q4_K, 1, KN, false, NULL};
         if (t == GGML_TYPE_Q6_K)
-            return (struct kern_tile){tile_q6_K, 1, KN, false};
+            return (struct kern_tile){tile_q6_K, 1, KN, false, NULL};
         return none;
     }
     if (o->vec_dot_type != GGML_TYPE_Q8_0)
         return none;
     switch (t) {
     case GGML_TYPE_Q8_0:
-        return (struct kern_tile){tile_q8_0, MR, NR, false};
+        return (struct kern_tile){tile_q8_0, MR, NR, false, NULL};
     case GGML_TYPE_Q4_0:
-        return (struct kern_tile){tile_q4_0, MR, NR, false};
+        return (struct kern_tile){tile_q4_0, MR, NR, false, NULL};
     case GGML_TYPE_Q5_0:
-        return (struct kern_tile){tile_q5_0, MR, NR, false};
+        return (struct kern_tile){tile_q5_0, MR, NR, false, NULL};
     case GGML_TYPE_IQ4_NL:
-        return (struct kern_tile){tile_iq4_nl, MR, NR, false};
+        return (struct kern_tile){tile_iq4_nl, MR, NR, false, NULL};
     default:
         return none;
     }

@@ -142,23 +142,30 @@ struct kern_tile kern_avx512_tile(enum ggml_type t)
         return kern_avx2_tile(t);
     switch (t) {
     case GGML_TYPE_Q8_0:
-        return (struct kern_tile){tile_q8_0, MR, NR, true};
+        return (struct kern_tile){tile_q8_0, MR, NR, true, NULL};
     case GGML_TYPE_Q4_0:
-        return (struct kern_tile){tile_q4_0, MR, NR, true};
+        return (struct kern_tile){tile_q4_0, MR, NR, true, NULL};
     case GGML_TYPE_Q5_0:
-        return (struct kern_tile){tile_q5_0, MR, NR, true};
+        return (struct kern_tile){tile_q5_0, MR, NR, true, NULL};
     case GGML_TYPE_IQ4_NL:
-        return (struct kern_tile){tile_iq4_nl, MR, NR, true};
+        return (struct kern_tile){tile_iq4_nl, MR, NR, true, NULL};
     default:
         return kern_avx2_tile(t);
     }
+}
+
+/* The table's entry: the same tile at every token count. */
+static struct kern_tile avx512_tile_any(enum ggml_type t, int64_t n_tok)
+{
+    (void)n_tok;
+    return kern_avx512_tile(t);
 }
 
 void kern_register_avx512(struct kern_table *tab)
 {
     kern_register_avx2(tab);
     kern_register_avx512_probes(tab);
-    tab->tile = kern_avx512_tile;
+    tab->tile = avx512_tile_any;
     tab->gemv = kern_avx512_gemv;
     tab->ftile = kern_avx512_ftile();
     tab->gemm_f32 = kern_avx512_gemm_ukr();

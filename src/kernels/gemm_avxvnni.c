@@ -135,22 +135,29 @@ struct kern_tile kern_avxvnni_tile(enum ggml_type t)
         return base;
     switch (t) {
     case GGML_TYPE_Q8_0:
-        return (struct kern_tile){tile_q8_0, MR, NR, base.over_f32};
+        return (struct kern_tile){tile_q8_0, MR, NR, base.over_f32, NULL};
     case GGML_TYPE_Q4_0:
-        return (struct kern_tile){tile_q4_0, MR, NR, base.over_f32};
+        return (struct kern_tile){tile_q4_0, MR, NR, base.over_f32, NULL};
     case GGML_TYPE_Q5_0:
-        return (struct kern_tile){tile_q5_0, MR, NR, base.over_f32};
+        return (struct kern_tile){tile_q5_0, MR, NR, base.over_f32, NULL};
     case GGML_TYPE_IQ4_NL:
-        return (struct kern_tile){tile_iq4_nl, MR, NR, base.over_f32};
+        return (struct kern_tile){tile_iq4_nl, MR, NR, base.over_f32, NULL};
     default:
         return base;
     }
+}
+
+/* The table's entry: the same tile at every token count. */
+static struct kern_tile avxvnni_tile_any(enum ggml_type t, int64_t n_tok)
+{
+    (void)n_tok;
+    return kern_avxvnni_tile(t);
 }
 
 void kern_register_avxvnni(struct kern_table *tab)
 {
     kern_register_avx2(tab);
     kern_register_avxvnni_probes(tab);
-    tab->tile = kern_avxvnni_tile;
+    tab->tile = avxvnni_tile_any;
     tab->gemv = kern_avxvnni_gemv;
 }

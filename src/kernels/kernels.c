@@ -218,6 +218,13 @@ static bool cpu_avx512(void)
     return (lo & 0xe6) == 0xe6;
 }
 
+/* AMX-TILE and AMX-INT8 that this process may use and that run
+ * (kern_cpu_amx), on top of everything cpu_avx512 asks for. */
+static bool cpu_amx(void)
+{
+    return cpu_avx512() && kern_cpu_amx();
+}
+
 /* In order of preference from the lowest. A new instruction set is one
  * entry here: its CPUID check and its register function, which is applied
  * to the reference table (it may call another variant's register function
@@ -231,6 +238,7 @@ static const struct kern_variant {
     {"avx2", cpu_avx2, kern_register_avx2},
     {"avxvnni", cpu_avxvnni, kern_register_avxvnni},
     {"avx512", cpu_avx512, kern_register_avx512},
+    {"amx", cpu_amx, kern_register_amx},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof *variants))
 

@@ -191,11 +191,14 @@ double kern_read_bandwidth(struct pool *pool, size_t bytes, int reps, struct err
  *   KERN_MAC_I8_VNNI   vpdpbusd zmm: 64 MACs per instruction into int32, the
  *                      block dot of the avx512 variant's tiles (ymm, 32 MACs,
  *                      where the best variant is avxvnni; 0 where the best
- *                      supported variant has no VNNI).
+ *                      supported variant has no VNNI);
+ *   KERN_MAC_I8_AMX    tdpbssd: 16 x 16 x 64 = 16,384 MACs per instruction
+ *                      into int32 tiles, the amx variant's tiles (0 where it
+ *                      is not the best supported variant).
  * MACs per second; *one_thread (if not NULL) gets thread 0's rate. 0 (and
  * *one_thread 0) when no supported variant has a peak probe. */
-enum kern_mac_kind { KERN_MAC_FMA, KERN_MAC_I8_PAIR, KERN_MAC_I8_ALONE, KERN_MAC_I8_VNNI };
-#define KERN_MAC_KINDS 4
+enum kern_mac_kind { KERN_MAC_FMA, KERN_MAC_I8_PAIR, KERN_MAC_I8_ALONE, KERN_MAC_I8_VNNI, KERN_MAC_I8_AMX };
+#define KERN_MAC_KINDS 5
 double kern_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread);
 
 /* ---- inline AVX2 math for the *_avx2.c files of any module ----

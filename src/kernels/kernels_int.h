@@ -15,10 +15,24 @@ struct kern_tile {
     kern_tile_fn fn; /* NULL when the type has no tiled kernel */
     int mr, nc_max;  /* largest tile: weight rows x activation rows */
     bool over_f32;   /* faster than the f32 path (ftile) at every token count */
+    /* NULL, or the tile reads its activations packed (gemm_amx.c): groups of
+     * KERN_PACK_TOKENS q8_0 rows, each group KERN_PACK_BLOCK bytes per block
+     * of 32 values; pack(rows, lda, n_rows <= KERN_PACK_TOKENS, n, dst)
+     * writes one group (tokens past n_rows zero). kern_matmul packs every
+     * group once per product and then calls fn with a = the group of its
+     * first token (always a multiple of KERN_PACK_TOKENS) and lda = the
+     * group's size. */
+    void (*pack)(const void *act, size_t lda, int n_rows, int64_t n, void *dst);
 };
+#define KERN_PACK_TOKENS 16
+#define KERN_PACK_BLOCK (8 * 64 + KERN_PACK_TOKENS * 4)
+/* Bytes of the packed activations of n_tok rows of n values. */
+#define KERN_PACK_SIZE(n, n_tok) \
+    ((size_t)(((n_tok) + KERN_PACK_TOKENS - 1) / KERN_PACK_TOKENS) * (size_t)((n) / 32) * KERN_PACK_BLOCK)
 struct kern_tile kern_avx2_tile(enum ggml_type t);   /* gemm_avx2.c */
 struct kern_tile kern_avx512_tile(enum ggml_type t); /* gemm_avx512.c */
 struct kern_tile kern_avxvnni_tile(enum ggml_type t); /* gemm_avxvnni.c */
+
 
 /* f32 tile kernel (sgemm_avx2.c, sgemm_avx512.c) for prompt processing on
  * dequantized weights: for r < nr <= KERN_FTILE_MR and c < nc <= nc_max
@@ -95,7 +109,7 @@ struct kern_table {
     void (*attn_group_f16)(const struct kern_attn *a, int n_q);
     void (*store_f16)(uint16_t *dst, const float *src, int64_t n);
     /* matrix kernels for kern_matmul (above); NULL: none */
-    struct kern_tile (*tile)(enum ggml_type t);
+    struct kern_tile (*tile)(enum ggml_type t, int64_t n_tok); /* for a product of n_tok > 1 tokens */
     struct kern_gemv (*gemv)(enum ggml_type t);
     struct kern_ftile ftile;
     struct kern_gemm_ukr gemm_f32; /* kern_gemm_f32's micro-kernel */
@@ -134,6 +148,12 @@ void kern_register_avx512_probes(struct kern_table *tab); /* probe_avx512.c */
 void kern_register_avxvnni(struct kern_table *tab);
 void kern_register_avxvnni_probes(struct kern_table *tab); /* probe_avxvnni.c */
 void kern_register_avx512_kquants(struct kern_table *tab); /* kquant_avx512.c: q2_K..q6_K vec_dot */
+/* The AMX variant (AMX-TILE and AMX-INT8 on top of AVX-512 VNNI;
+ * gemm_amx.c): the AVX-512 table with the q8_0 family's tiles done by the
+ * tile unit from a few tokens on. kern_cpu_amx: the CPU has it, the OS
+ * lets this process use it, and a trial run gives the right answer. */
+void kern_register_amx(struct kern_table *tab);
+bool kern_cpu_amx(void);
 
 /* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
  * &sink) runs iters iterations of a register-only loop and stores its MACs
@@ -144,7 +164,9 @@ typedef void (*kern_peak_loop_fn)(enum kern_mac_kind kind, long iters, double *m
 double kern_peak_run(struct pool *pool, kern_peak_loop_fn loop, enum kern_mac_kind kind, double *one_thread);
 /* This thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID), the probes' clock. */
 double kern_thread_cpu_s(void);
-/* The AVX2 variant's mac_peak (0 for KERN_MAC_I8_VNNI). */
+/* The AVX-512 variant's mac_peak (0 for KERN_MAC_I8_AMX). */
+double kern_avx512_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread);
+/* The AVX2 variant's mac_peak (0 for KERN_MAC_I8_VNNI and KERN_MAC_I8_AMX). */
 double kern_avx2_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread);
 
 #endif

@@ -81,6 +81,8 @@ struct mm_job {
     int64_t ldy;
     char *act;              /* activations in the vec_dot type (wbuf or x) */
     size_t lda;
+    char *apack;            /* the tile's packed activations (in wbuf), or NULL */
+    size_t pack_lda;        /* bytes of one packed group */
     int64_t rows_per_unit, toks_per_unit;
     int64_t n_row_units, n_units;
 };
@@ -100,23 +102,45 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
     /* The f32 path's rounded activations, 32-byte aligned. */
     if (n_tok >= F32_MIN_TOK)
         s += (size_t)n_tok * (size_t)n_in * sizeof(float) + 32;
-    /* Room for the decode kernels' prepared activation, whatever the ISA
-     * in use, so that a buffer stays valid when the table changes. */
-    if (o->vec_dot_type == GGML_TYPE_Q8_0)
+    /* Room for the decode kernels' prepared activation and for the tiles'
+     * packed activations, whatever the ISA in use, so that a buffer stays
+     * valid when the table changes. */
+    if (o->vec_dot_type == GGML_TYPE_Q8_0) {
         s += KERN_GEMV_ACT_SIZE(n_in);
+        if (n_tok > 1)
+            s += KERN_PACK_SIZE(n_in, n_tok) + 64;
+    }
     return s;
 }
 
-static void convert_job(void *ctx, int ith, int nth)
+static void convert_rows(struct mm_job *j, int64_t lo, int64_t hi)
 {
-    struct mm_job *j = ctx;
-    int64_t lo, hi;
-    split_range(j->n_tok, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         char *row = j->act + (size_t)t * j->lda;
         j->o->from_float_act(j->x + t * j->n_in, row, j->n_in);
         if (j->actf_buf)
             kern_tab.act_to_float(j->o->vec_dot_type, row, j->actf_buf + t * j->n_in, j->n_in);
+    }
+}
+
+/* Converts the activation rows, and packs them for the tile when it reads
+ * them packed (then a thread takes whole groups). */
+static void convert_job(void *ctx, int ith, int nth)
+{
+    struct mm_job *j = ctx;
+    int64_t lo, hi;
+    if (!j->apack) {
+        split_range(j->n_tok, ith, nth, &lo, &hi);
+        convert_rows(j, lo, hi);
+        return;
+    }
+    const int64_t ng = (j->n_tok + KERN_PACK_TOKENS - 1) / KERN_PACK_TOKENS;
+    split_range(ng, ith, nth, &lo, &hi);
+    for (int64_t g = lo; g < hi; g++) {
+        const int64_t t0 = g * KERN_PACK_TOKENS;
+        const int64_t t1 = t0 + KERN_PACK_TOKENS < j->n_tok ? t0 + KERN_PACK_TOKENS : j->n_tok;
+        convert_rows(j, t0, t1);
+        j->tile.pack(j->act + (size_t)t0 * j->lda, j->lda, (int)(t1 - t0), j->n_in, j->apack + g * j->pack_lda);
     }
 }
 
@@ -165,8 +189,14 @@ static void run_unit(struct mm_job *j, int64_t u)
             int nr = (int)(r1 - r < mr ? r1 - r : mr);
             for (int64_t t = t0; t < t1; t += nc) {
                 int ncur = (int)(t1 - t < nc ? t1 - t : nc);
-                j->tile.fn(j->n_in, j->W + (size_t)r * j->ldw, j->ldw, nr, j->act + (size_t)t * j->lda, j->lda,
-                           ncur, j->y + t * j->ldy + r, j->ldy);
+                const char *a = j->act + (size_t)t * j->lda;
+                size_t lda = j->lda;
+                if (j->apack) { /* t is a multiple of the group (nc and the units' token counts are) */
+                    a = j->apack + (size_t)(t / KERN_PACK_TOKENS) * j->pack_lda;
+                    lda = j->pack_lda;
+                }
+                j->tile.fn(j->n_in, j->W + (size_t)r * j->ldw, j->ldw, nr, a, lda, ncur, j->y + t * j->ldy + r,
+                           j->ldy);
             }
         }
         return;
@@ -204,10 +234,10 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
     j->n_tok = n_tok;
     j->y = p->y;
     j->ldy = p->ldy;
-    j->tile = (struct kern_tile){NULL, 1, 1, false};
+    j->tile = (struct kern_tile){NULL, 1, 1, false, NULL};
     j->gemv = (struct kern_gemv){NULL, NULL};
     if (n_tok > 1 && kern_tab.tile)
-        j->tile = kern_tab.tile(p->wt);
+        j->tile = kern_tab.tile(p->wt, n_tok);
     if (n_tok == 1 && kern_tab.gemv)
         j->gemv = kern_tab.gemv(p->wt);
     if (n_tok >= f32_min_tok(p->wt) && n_in % 8 == 0 && o->to_float && !j->tile.over_f32) {
@@ -233,6 +263,12 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
         if (j->gemv.fn && j->gemv.prepare) {
             j->gact = (const void *)(((uintptr_t)end + 31) & ~(uintptr_t)31);
             end = (char *)j->gact + KERN_GEMV_ACT_SIZE(n_in);
+        }
+        if (j->tile.fn && j->tile.pack) {
+            MAAS_ASSERT(o->vec_dot_type == GGML_TYPE_Q8_0 && j->tile.nc_max % KERN_PACK_TOKENS == 0);
+            j->apack = (char *)(((uintptr_t)end + 63) & ~(uintptr_t)63);
+            j->pack_lda = KERN_PACK_SIZE(n_in, KERN_PACK_TOKENS);
+            end = j->apack + KERN_PACK_SIZE(n_in, n_tok);
         }
         *wcur = end;
     }
@@ -277,7 +313,8 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
 static bool same_activations(const struct mm_job *a, const struct mm_job *b)
 {
     return a->x == b->x && a->n_tok == b->n_tok && a->o->vec_dot_type == b->o->vec_dot_type &&
-           (a->actf_buf != NULL) == (b->actf_buf != NULL) && (a->gact != NULL) == (b->gact != NULL);
+           (a->actf_buf != NULL) == (b->actf_buf != NULL) && (a->gact != NULL) == (b->gact != NULL) &&
+           (a->apack != NULL) == (b->apack != NULL);
 }
 
 static void prepare_gemv(struct mm_job *j)
@@ -332,6 +369,10 @@ size_t kern_matmul_wsize_bound(enum ggml_type wt, int64_t n_in, int64_t total_to
         return 0;
     size_t per_tok = act_row_size(o, n_in) + (size_t)n_in * sizeof(float);
     size_t per_product = 32 + KERN_GEMV_ACT_SIZE(n_in) + PRODUCT_SLACK;
+    if (o->vec_dot_type == GGML_TYPE_Q8_0) { /* packed groups: one partial group per product at most */
+        per_tok += (size_t)(n_in / 32) * KERN_PACK_BLOCK / KERN_PACK_TOKENS;
+        per_product += KERN_PACK_SIZE(n_in, KERN_PACK_TOKENS) + 64;
+    }
     return per_tok * (size_t)total_tok + per_product * (size_t)n_products;
 }
 
@@ -367,6 +408,7 @@ void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64
                 j->actf = jobs[from].actf;
                 j->actf_buf = NULL;
                 j->gact = jobs[from].gact;
+                j->apack = jobs[from].apack;
                 continue;
             }
             if (j->n_tok == 1 || nth == 1)

@@ -189,7 +189,7 @@ double kern_peak_run(struct pool *pool, kern_peak_loop_fn loop, enum kern_mac_ki
 
 double kern_avx2_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread)
 {
-    if (kind == KERN_MAC_I8_VNNI) { /* not an AVX2 instruction */
+    if (kind == KERN_MAC_I8_VNNI || kind == KERN_MAC_I8_AMX) { /* not AVX2 instructions */
         if (one_thread)
             *one_thread = 0;
         return 0;

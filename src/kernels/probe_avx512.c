@@ -31,7 +31,7 @@ static void run_vnni(enum kern_mac_kind kind, long iters, double *macs_per_s, in
     *macs_per_s = 10.0 * 64.0 * (double)iters / (kern_thread_cpu_s() - t0);
 }
 
-static double mac_peak_avx512(struct pool *pool, enum kern_mac_kind kind, double *one_thread)
+double kern_avx512_mac_peak(struct pool *pool, enum kern_mac_kind kind, double *one_thread)
 {
     if (kind != KERN_MAC_I8_VNNI)
         return kern_avx2_mac_peak(pool, kind, one_thread);
@@ -40,5 +40,5 @@ static double mac_peak_avx512(struct pool *pool, enum kern_mac_kind kind, double
 
 void kern_register_avx512_probes(struct kern_table *tab)
 {
-    tab->mac_peak = mac_peak_avx512;
+    tab->mac_peak = kern_avx512_mac_peak;
 }

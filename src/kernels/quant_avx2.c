@@ -802,13 +802,20 @@ static void register_types(struct kern_type_ops *tab)
             tab[to_floats[k].t].to_float = to_floats[k].fn;
 }
 
+/* The table's entry: the same tile at every token count. */
+static struct kern_tile avx2_tile_any(enum ggml_type t, int64_t n_tok)
+{
+    (void)n_tok;
+    return kern_avx2_tile(t);
+}
+
 void kern_register_avx2(struct kern_table *tab)
 {
     register_types(tab->type);
     kern_register_avx2_ops(tab);
     kern_register_avx2_attn(tab);
     kern_register_avx2_probes(tab);
-    tab->tile = kern_avx2_tile;
+    tab->tile = avx2_tile_any;
     tab->gemv = kern_avx2_gemv;
     tab->ftile = kern_avx2_ftile();
     tab->gemm_f32 = kern_avx2_gemm_ukr();

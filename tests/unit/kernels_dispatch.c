@@ -200,10 +200,17 @@ TEST(test_vnni_peak)
     struct pool *pool = pool_new(1);
     MAAS_ASSERT(pool);
     double one = -1, vnni = kern_mac_peak(pool, KERN_MAC_I8_VNNI, &one);
-    if (strcmp(best, "avx512") != 0 && strcmp(best, "avxvnni") != 0) {
+    if (strcmp(best, "avx512") != 0 && strcmp(best, "avxvnni") != 0 && strcmp(best, "amx") != 0) {
         CHECKF(vnni == 0 && one == 0, "best variant %s: VNNI peak %g, one thread %g", best, vnni, one);
     } else {
         CHECKF(vnni > 0 && one > 0, "VNNI peak %g, one thread %g", vnni, one);
+    }
+    double one_a = -1, amx = kern_mac_peak(pool, KERN_MAC_I8_AMX, &one_a);
+    if (strcmp(best, "amx") != 0) {
+        CHECKF(amx == 0 && one_a == 0, "best variant %s: AMX peak %g, one thread %g", best, amx, one_a);
+    } else { /* 16,384 MACs per instruction: far above the zmm VNNI rate */
+        CHECKF(amx > 2 * vnni && one_a > 2 * one, "AMX peak %g (one thread %g) against VNNI %g (%g)", amx, one_a,
+               vnni, one);
     }
     for (int v = 0; v < kern_variant_count(); v++) {
         if (strcmp(kern_variant_name(v), "avxvnni") != 0 || !kern_variant_supported(v))

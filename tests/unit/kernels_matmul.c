@@ -14,6 +14,8 @@
  * same bits.
  */
 #include "kernels/kernels.h"
+#include "kernels/kernels_int.h"
+#include "kernels/blocks.h"
 #include "test.h"
 #include "kernels_variants.h"
 
@@ -357,6 +359,85 @@ TEST(test_gemv_avxvnni_is_avx512)
     pool_free(pool);
 }
 
+/* The amx variant's tiles (gemm_amx.c), against the reference: k longer
+ * than one staged pass (4,096 values) and short; weight rows in whole
+ * groups of 16 and a remainder; token counts below, at and past one packed
+ * group; q8_0 weights of raw random bytes (-128 included) as well as
+ * quantized ones; outputs pre-filled with NaN, ldy > n_out (the gap must
+ * stay NaN). */
+TEST(test_matmul_amx)
+{
+    int va = supported_variant("amx");
+    if (va < 0)
+        SKIP("CPU lacks AMX-INT8 (or the OS does not let this process use it)");
+    use_variant(va);
+    CHECK(kern_tab.tile(GGML_TYPE_Q8_0, 16).pack != NULL && kern_tab.tile(GGML_TYPE_Q4_0, 64).pack != NULL);
+    static const enum ggml_type ts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL};
+    static const int64_t n_ins[] = {4096 + 5 * 32, 96};
+    static const int64_t amx_toks[] = {4, 16, 17, 77};
+    const int64_t n_out = 35, ldy = n_out + 5, max_tok = 77;
+    struct pool *pool = pool_new(2);
+    MAAS_ASSERT(pool);
+    struct rng r;
+    rng_seed(&r, 4242);
+    float *w = malloc((size_t)(n_out * n_ins[0]) * sizeof *w), *x = malloc((size_t)(max_tok * n_ins[0]) * sizeof *x);
+    float *y0 = malloc((size_t)(max_tok * ldy) * sizeof *y0), *y1 = malloc((size_t)(max_tok * ldy) * sizeof *y1);
+    MAAS_ASSERT(w && x && y0 && y1);
+    for (int64_t i = 0; i < n_out * n_ins[0]; i++)
+        w[i] = (float)rng_normal(&r);
+    for (int64_t i = 0; i < max_tok * n_ins[0]; i++)
+        x[i] = (float)(rng_normal(&r) * (i % 11 == 4 ? 7.0 : 1.0));
+    for (size_t k = 0; k < sizeof ts / sizeof *ts; k++)
+        for (int raw = 0; raw <= (ts[k] == GGML_TYPE_Q8_0); raw++)
+            for (size_t ni = 0; ni < sizeof n_ins / sizeof *n_ins; ni++) {
+                const enum ggml_type t = ts[k];
+                const int64_t n_in = n_ins[ni];
+                const size_t wrow = ggml_row_size(t, n_in);
+                char *wq = malloc(wrow * (size_t)n_out);
+                void *wb = malloc(kern_matmul_wsize(t, n_in, max_tok) + 1);
+                MAAS_ASSERT(wq && wb);
+                kern_quantize(t, w, wq, n_out, n_in);
+                if (raw) /* every byte value as a weight, scales kept small */
+                    for (int64_t o_ = 0; o_ < n_out; o_++)
+                        for (int64_t b = 0; b < n_in / 32; b++) {
+                            block_q8_0 *blk = (block_q8_0 *)(wq + (size_t)o_ * wrow) + b;
+                            blk->d = fp32_to_fp16(0.01f * (float)(1 + (uint32_t)rng_u64(&r) % 8));
+                            for (int i = 0; i < 32; i++)
+                                blk->qs[i] = (int8_t)((uint32_t)rng_u64(&r) & 0xff);
+                            if (b == 0)
+                                blk->qs[0] = -128;
+                        }
+                for (size_t ti = 0; ti < sizeof amx_toks / sizeof *amx_toks; ti++) {
+                    const int64_t n_tok = amx_toks[ti];
+                    use_variant(0);
+                    for (int64_t i = 0; i < max_tok * ldy; i++)
+                        y0[i] = y1[i] = NAN;
+                    kern_matmul(NULL, t, wq, n_out, n_in, x, n_tok, y0, ldy, wb);
+                    use_variant(va);
+                    kern_matmul(pool, t, wq, n_out, n_in, x, n_tok, y1, ldy, wb);
+                    int bad = 0, gap = 0;
+                    for (int64_t tk = 0; tk < n_tok; tk++)
+                        for (int64_t o_ = 0; o_ < ldy; o_++) {
+                            const float a = y0[tk * ldy + o_], b = y1[tk * ldy + o_];
+                            if (o_ >= n_out)
+                                gap += !isnan(b);
+                            else
+                                bad += !(fabsf(a - b) <= 1e-3f * (fabsf(a) + 1.0f));
+                        }
+                    CHECKF(bad == 0 && gap == 0, "amx %s%s n_in %lld n_tok %lld: %d outputs differ, %d written past n_out",
+                           ggml_type_name(t), raw ? " (raw bytes)" : "", (long long)n_in, (long long)n_tok, bad, gap);
+                }
+                free(wq);
+                free(wb);
+            }
+    use_best_variant();
+    free(w);
+    free(x);
+    free(y0);
+    free(y1);
+    pool_free(pool);
+}
+
 /* Decode (one token) of the k-quants, every variant: kern_matmul's output
  * is, bit for bit, the type's vec_dot of each row with the converted
  * activation, whichever kernel ran (the per-row vec_dot, or the table's
@@ -435,6 +516,7 @@ int main(void)
     RUN(test_matmul_multi);
     RUN(test_matmul_large_vs_ref);
     RUN(test_gemv_avxvnni_is_avx512);
+    RUN(test_matmul_amx);
     RUN(test_matmul_decode_vs_vec_dot);
     TEST_END();
 }
