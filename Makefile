@@ -113,7 +113,8 @@ unit: $(UNIT_BINS)
 # worker thread and the scheduler), the server (HTTP threads, jobs, sweeps)
 # and the ledger writer thread. (billing_pg forks after starting threads,
 # which TSan cannot follow.)
-TSAN_SRCS := $(wildcard tests/unit/engine_*.c tests/unit/server_*.c tests/unit/billing_ledger.c tests/unit/billing_crash.c)
+TSAN_SRCS := $(wildcard tests/unit/engine_*.c tests/unit/server_*.c tests/unit/billing_ledger.c tests/unit/billing_crash.c \
+	tests/unit/core_basics.c)
 TSAN_BINS := $(patsubst tests/unit/%.c,build/tsan/tests/%,$(TSAN_SRCS))
 
 build/tsan/tests/%: tests/unit/%.c tests/unit/test.h $$(call libs_for,tsan,$$(call test_module,$$*))

@@ -108,6 +108,14 @@ struct pool *pool_new(int n_threads);           /* NULL on failure */
 void pool_free(struct pool *p);                 /* NULL does nothing */
 int pool_n_threads(const struct pool *p);
 void pool_run(struct pool *p, pool_fn fn, void *ctx);
+/* For jobs that take their work from a shared counter: fn runs on the
+ * caller and on the workers that reach the job before the caller has
+ * finished its own call, each at most once (ith distinct, nth =
+ * pool_n_threads()); a worker still descheduled by then (a busy machine)
+ * never runs it, and the caller does not wait for it. Returns when every
+ * thread that started fn has returned. fn must cope with any subset of
+ * threads, thread 0 always among them. */
+void pool_run_dynamic(struct pool *p, pool_fn fn, void *ctx);
 
 /* Splits [0, n) into nth nearly equal parts and returns part ith. */
 static inline void split_range(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi)

@@ -10,6 +10,16 @@
  * owner increments `gen` then reads `sleepers`; a worker increments `sleepers`
  * (under the mutex) then reads `gen`. At least one of them sees the other's
  * write, so a wake-up is never lost.
+ *
+ * Dynamic jobs (pool_run_dynamic) do not wait for late workers. A worker
+ * that sees generation g joins it (`joined`) and then checks that g has
+ * not been closed; the owner, once its own call returns, closes g
+ * (`closed` = g) and waits until `joined` is 0. Either the worker's join
+ * comes first in the sequentially consistent order, and the owner waits
+ * for it, or the worker sees the close and leaves without touching the
+ * job. So on a busy machine, where the other core belongs to another
+ * process for milliseconds, the owner does all the work instead of
+ * waiting for a thread that is not running.
  */
 #include "core.h"
 
@@ -31,9 +41,12 @@ struct pool {
     atomic_uint gen;          /* job generation, written by the owner */
     atomic_int pending;       /* workers still running the current job */
     atomic_int sleepers;      /* workers waiting on cv */
+    atomic_int joined;        /* workers inside the current job (or leaving a closed one) */
+    atomic_uint closed;       /* the last dynamic generation closed to newcomers */
     atomic_bool stop;
     pool_fn fn;               /* current job, valid while gen is current */
     void *ctx;
+    bool dynamic;             /* the current job is pool_run_dynamic's */
     pthread_mutex_t m;
     pthread_cond_t cv;
 };
@@ -71,8 +84,16 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->stop))
             return NULL;
         seen = atomic_load(&p->gen);
-        p->fn(p->ctx, wa.ith, p->n);
-        atomic_fetch_sub(&p->pending, 1);
+        atomic_fetch_add(&p->joined, 1);
+        /* A static job waits for every worker, so it is still current; a
+         * dynamic one may have been closed (and followed by others). */
+        if (atomic_load(&p->closed) != seen && atomic_load(&p->gen) == seen) {
+            const bool dynamic = p->dynamic;
+            p->fn(p->ctx, wa.ith, p->n);
+            if (!dynamic)
+                atomic_fetch_sub(&p->pending, 1);
+        }
+        atomic_fetch_sub(&p->joined, 1);
     }
 }
 
@@ -128,26 +149,52 @@ int pool_n_threads(const struct pool *p)
     return p ? p->n : 1;
 }
 
+/* Posts a job and wakes the sleepers; returns its generation. */
+static unsigned post(struct pool *p, pool_fn fn, void *ctx, bool dynamic)
+{
+    p->fn = fn;
+    p->ctx = ctx;
+    p->dynamic = dynamic;
+    if (!dynamic)
+        atomic_store(&p->pending, p->n - 1);
+    unsigned g = atomic_fetch_add(&p->gen, 1) + 1;
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->m);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->m);
+    }
+    return g;
+}
+
+static void wait_zero(atomic_int *v)
+{
+    for (int spins = 0; atomic_load(v) > 0; spins++) {
+        if (spins < PAUSE_ITERS)
+            _mm_pause();
+        else
+            sched_yield();
+    }
+}
+
 void pool_run(struct pool *p, pool_fn fn, void *ctx)
 {
     if (!p || p->n == 1) {
         fn(ctx, 0, 1);
         return;
     }
-    p->fn = fn;
-    p->ctx = ctx;
-    atomic_store(&p->pending, p->n - 1);
-    atomic_fetch_add(&p->gen, 1);
-    if (atomic_load(&p->sleepers) > 0) {
-        pthread_mutex_lock(&p->m);
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->m);
-    }
+    post(p, fn, ctx, false);
     fn(ctx, 0, p->n);
-    for (int spins = 0; atomic_load(&p->pending) > 0; spins++) {
-        if (spins < PAUSE_ITERS)
-            _mm_pause();
-        else
-            sched_yield();
+    wait_zero(&p->pending);
+}
+
+void pool_run_dynamic(struct pool *p, pool_fn fn, void *ctx)
+{
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
     }
+    unsigned g = post(p, fn, ctx, true);
+    fn(ctx, 0, p->n);
+    atomic_store(&p->closed, g);
+    wait_zero(&p->joined);
 }

@@ -335,11 +335,14 @@ static void multi_job(void *ctx, int ith, int nth)
 {
     struct mm_multi *mm = ctx;
     (void)nth;
+    (void)ith;
     /* Units are handed out in increasing order, so a thread's product index
-     * only moves forward. Thread ith starts with unit ith. */
+     * only moves forward. All come from the counter: a thread that never
+     * gets to run (pool_run_dynamic) leaves nothing undone. */
     int i = 0;
     int64_t base = 0;
-    for (int64_t u = ith; u < mm->n_units; u = atomic_fetch_add_explicit(&mm->next, 1, memory_order_relaxed)) {
+    for (int64_t u = atomic_fetch_add_explicit(&mm->next, 1, memory_order_relaxed); u < mm->n_units;
+         u = atomic_fetch_add_explicit(&mm->next, 1, memory_order_relaxed)) {
         while (u >= base + mm->jobs[i].n_units) {
             base += mm->jobs[i].n_units;
             i++;
@@ -420,13 +423,13 @@ void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64
         struct mm_multi all = {.jobs = jobs, .n = m, .n_units = 0};
         for (int i = 0; i < m; i++)
             all.n_units += jobs[i].n_units;
-        atomic_init(&all.next, nth);
+        atomic_init(&all.next, 0);
         if (all.n_units == 0)
             continue;
         if (nth == 1 || all.n_units == 1)
             multi_job(&all, 0, 1);
         else
-            pool_run(pool, multi_job, &all);
+            pool_run_dynamic(pool, multi_job, &all);
     }
 }
 

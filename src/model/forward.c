@@ -44,6 +44,18 @@ static void run(struct model *m, pool_fn fn, struct fwd *f, int64_t n_items)
         pool_run(m->pool, fn, f);
 }
 
+/* run() for a step that takes its items from f->next_item (reset here):
+ * threads the machine has not scheduled by the time the caller is done are
+ * not waited for (pool_run_dynamic). */
+static void run_items(struct model *m, pool_fn fn, struct fwd *f, int64_t n_items)
+{
+    atomic_store_explicit(&f->next_item, 0, memory_order_relaxed);
+    if (!m->pool || n_items < 2)
+        fn(f, 0, 1);
+    else
+        pool_run_dynamic(m->pool, fn, f);
+}
+
 /* x += xn (if add); xn = rmsnorm(x) * w, for this thread's rows. */
 static void step_norm(void *ctx, int ith, int nth)
 {
@@ -131,8 +143,10 @@ static void step_attn(void *ctx, int ith, int nth)
     int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
     int64_t QD = (int64_t)nh * hd, n_items = (int64_t)f->b->n_tokens * nkv;
     size_t stride = (size_t)kv->n_head_kv * kv->block_size * kv->head_dim;
-    for (int64_t item = ith; item < n_items;
-         item = nth + atomic_fetch_add_explicit(&f->next_item, 1, memory_order_relaxed)) {
+    (void)ith;
+    (void)nth;
+    for (int64_t item = atomic_fetch_add_explicit(&f->next_item, 1, memory_order_relaxed); item < n_items;
+         item = atomic_fetch_add_explicit(&f->next_item, 1, memory_order_relaxed)) {
         int64_t i = item / nkv;
         int hk = (int)(item % nkv);
         const struct batch_token *t = &f->b->tokens[i];
@@ -370,8 +384,7 @@ static int forward(struct model *m, struct kv_cache *kv, const struct batch *b, 
                                        mm_of(&ly->wv, m->xn, n, m->v, KD)};
         matmul_multi(m, qkv, 3, E);
         run(m, step_qkv, &f, n);
-        atomic_store_explicit(&f.next_item, 0, memory_order_relaxed);
-        run(m, step_attn, &f, (int64_t)n * hp->n_head_kv);
+        run_items(m, step_attn, &f, (int64_t)n * hp->n_head_kv);
         if (il == hp->n_layer - 1) {
             /* Past the last attention only the rows whose logits are
              * wanted matter: move them to the front and drop the rest. */

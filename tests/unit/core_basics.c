@@ -222,6 +222,61 @@ TEST(test_pool_runs_every_slice)
     pool_free(NULL);
 }
 
+/* A dynamic job: units from a counter, each marked once; each thread that
+ * runs the job marks its slot, which must not already be marked. */
+struct djob {
+    atomic_int next;
+    int n_units;
+    atomic_int unit_hits[64];
+    atomic_int thread_runs[8];
+    int bad_ith;
+};
+
+static void djob_fn(void *ctx, int ith, int nth)
+{
+    struct djob *j = ctx;
+    if (ith < 0 || ith >= nth || atomic_fetch_add(&j->thread_runs[ith], 1) != 0)
+        j->bad_ith = 1;
+    for (int u = atomic_fetch_add(&j->next, 1); u < j->n_units; u = atomic_fetch_add(&j->next, 1))
+        atomic_fetch_add(&j->unit_hits[u], 1);
+}
+
+/* pool_run_dynamic, interleaved with static jobs: every unit exactly once,
+ * every thread at most once per job and thread 0 always, static jobs still
+ * on every thread; also with a worker kept busy by the static job before
+ * (so that it reaches the dynamic job late or never). */
+TEST(test_pool_dynamic)
+{
+    for (int nt = 1; nt <= 4; nt++) {
+        struct pool *p = pool_new(nt);
+        CHECK(p != NULL);
+        struct job sj;
+        memset(&sj, 0, sizeof sj);
+        int bad_units = 0, bad_threads = 0, missing_owner = 0, runs = 0;
+        for (int it = 0; it < 3000; it++) {
+            struct djob dj;
+            memset(&dj, 0, sizeof dj);
+            dj.n_units = 1 + it % 64;
+            pool_run_dynamic(p, djob_fn, &dj);
+            for (int u = 0; u < 64; u++)
+                bad_units += atomic_load(&dj.unit_hits[u]) != (u < dj.n_units);
+            bad_threads += dj.bad_ith;
+            missing_owner += atomic_load(&dj.thread_runs[0]) != 1;
+            for (int i = 0; i < nt; i++)
+                runs += atomic_load(&dj.thread_runs[i]);
+            if (it % 3 == 0)
+                pool_run(p, job_fn, &sj);
+        }
+        CHECKF(bad_units == 0 && bad_threads == 0 && missing_owner == 0,
+               "%d threads: %d units not run exactly once, %d double or bad runs, %d without the owner", nt,
+               bad_units, bad_threads, missing_owner);
+        CHECK(runs >= 3000 && runs <= 3000 * nt);
+        for (int i = 0; i < nt; i++)
+            CHECK(atomic_load(&sj.hits[i]) == 1000);
+        pool_free(p);
+    }
+}
+
 int main(void)
 {
     RUN(test_err_prefix);
@@ -233,5 +288,6 @@ int main(void)
     RUN(test_rng_reproducible);
     RUN(test_split_range);
     RUN(test_pool_runs_every_slice);
+    RUN(test_pool_dynamic);
     TEST_END();
 }
