@@ -49,6 +49,7 @@
 #define KC 4096            /* values of k staged per pass (a multiple of 32) */
 #define NBC (KC / 32)
 
+
 _Static_assert(KERN_PACK_BLOCK == 8 * 64 + G * 4, "a packed block is 8 rows of 64 bytes and 16 scales");
 
 /* ---- tile configuration ---- */
@@ -174,9 +175,20 @@ static inline __attribute__((always_inline)) void tile_amx(enum fam f, int64_t n
     for (int64_t b0 = 0; b0 < nb; b0 += NBC) {
         const int64_t nbc = nb - b0 < NBC ? nb - b0 : NBC;
         /* the pass's weight scales and (unless read in place) values */
-        for (int r = 0; r < MR; r++)
-            for (int64_t b = 0; b < nbc; b++)
-                stage_d[b * MR + r] = r < nr ? avx2_h2f(*(const ggml_half *)(w + r * ldw + (b0 + b) * bs)) : 0.0f;
+        if (nr == MR) { /* one gather of the 16 rows' fp16 scales per block */
+            const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                                                      14, 15),
+                                                    _mm512_set1_epi32((int)ldw));
+            for (int64_t b = 0; b < nbc; b++) {
+                const __m512i h = _mm512_i32gather_epi32(rows, (const int *)(w + (b0 + b) * bs), 1);
+                _mm512_store_ps(stage_d + b * MR, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
+            }
+        } else {
+            for (int r = 0; r < MR; r++)
+                for (int64_t b = 0; b < nbc; b++)
+                    stage_d[b * MR + r] = r < nr ? avx2_h2f(*(const ggml_half *)(w + r * ldw + (b0 + b) * bs))
+                                                 : 0.0f;
+        }
         if (!direct)
             for (int r = 0; r < MR; r++)
                 for (int64_t b = 0; b < nbc; b++)
