@@ -45,7 +45,9 @@
 /* Bytes of activations per token chunk that should stay in L2. */
 #define ACT_CHUNK_BYTES (192 * 1024)
 /* Bytes of weights per decode work unit. */
+#ifndef DECODE_UNIT_BYTES
 #define DECODE_UNIT_BYTES (48 * 1024)
+#endif
 /* The f32 path: from F32_MIN_TOK tokens on (more for the types whose integer
  * tiles are already fast, see f32_min_tok); elements of k per panel pass (a
  * multiple of every block size, 256). */
