@@ -312,12 +312,15 @@ static inline __attribute__((always_inline)) int kq_pass(enum kq k)
     return k == KQ_Q6_K ? KC / 512 : KC / QK_K;
 }
 
-/* Stages super-block i of weight row r (NULL: a zero row) as the pass's
- * super-block s: its values into stage_q + r * KC + s * (256 or 512), its
- * sub-block scales into stage_d[(s * 8 + j) * MR + r] (q4_K/q5_K: d * sc_j;
- * q6_K: d * sc_g at 2 s * 8 + g for its 16 sub-blocks of 16) and the mins
- * into stage_m (dmin * m_j). */
+/* Per thread: q4_K's and q5_K's min scales dmin * m_j of a pass, as
+ * stage_d holds d * sc_j. */
 static __thread float stage_m[NBC * MR] __attribute__((aligned(64)));
+
+/* Stages the super-block at blk of weight row r (NULL: a zero row) as the
+ * pass's super-block s: its values into stage_q + r * KC + s * (256 or
+ * 512), its sub-block scales into stage_d[(s * 8 + j) * MR + r] (q4_K/q5_K:
+ * d * sc_j; q6_K: d * sc_g at (s * 16 + g) * MR + r for its 16 sub-blocks of
+ * 16) and the mins into stage_m (dmin * m_j). */
 
 static inline __attribute__((always_inline)) void kq_stage(enum kq k, const char *blk, int r, int s)
 {
