@@ -16,19 +16,30 @@ struct kern_tile {
     int mr, nc_max;  /* largest tile: weight rows x activation rows */
     bool over_f32;   /* faster than the f32 path (ftile) at every token count */
     /* NULL, or the tile reads its activations packed (gemm_amx.c): groups of
-     * KERN_PACK_TOKENS q8_0 rows, each group KERN_PACK_BLOCK bytes per block
-     * of 32 values; pack(rows, lda, n_rows <= KERN_PACK_TOKENS, n, dst)
-     * writes one group (tokens past n_rows zero). kern_matmul packs every
-     * group once per product and then calls fn with a = the group of its
-     * first token (always a multiple of KERN_PACK_TOKENS) and lda = the
-     * group's size. */
+     * KERN_PACK_TOKENS activation rows of the type's vec_dot type, q8_0
+     * (KERN_PACK_BLOCK bytes per block of 32 values) or q8_K
+     * (KERN_PACK_SUPER bytes per super-block of 256); pack(rows, lda,
+     * n_rows <= KERN_PACK_TOKENS, n, dst) writes one group (tokens past
+     * n_rows zero), in the format of the weight type's tile.
+     * kern_matmul packs every group once per product and then calls fn with
+     * a = the group of its first token (always a multiple of
+     * KERN_PACK_TOKENS) and lda = the group's size, KERN_PACK_SIZE(n,
+     * KERN_PACK_TOKENS). */
     void (*pack)(const void *act, size_t lda, int n_rows, int64_t n, void *dst);
 };
 #define KERN_PACK_TOKENS 16
+/* q8_0: the block's 32 bytes of 16 tokens, then their 16 scales */
 #define KERN_PACK_BLOCK (8 * 64 + KERN_PACK_TOKENS * 4)
-/* Bytes of the packed activations of n_tok rows of n values. */
+/* q8_K: the 8 blocks of 32 of 16 tokens, their 16 scales, then the 8 x 16
+ * block sums as floats */
+#define KERN_PACK_SUPER (8 * (8 * 64) + KERN_PACK_TOKENS * 4 + 8 * KERN_PACK_TOKENS * 4)
+/* Bytes per 32 values that bound both formats (584 against 576). */
+#define KERN_PACK_PER32 (KERN_PACK_SUPER / 8 > KERN_PACK_BLOCK ? KERN_PACK_SUPER / 8 : KERN_PACK_BLOCK)
+_Static_assert(KERN_PACK_SUPER % 8 == 0, "KERN_PACK_PER32 bounds the q8_K format exactly");
+/* Bytes of the packed activations of n_tok rows of n values, either format
+ * (kern_matmul_wsize counts them whatever the ISA in use). */
 #define KERN_PACK_SIZE(n, n_tok) \
-    ((size_t)(((n_tok) + KERN_PACK_TOKENS - 1) / KERN_PACK_TOKENS) * (size_t)((n) / 32) * KERN_PACK_BLOCK)
+    ((size_t)(((n_tok) + KERN_PACK_TOKENS - 1) / KERN_PACK_TOKENS) * (size_t)((n) / 32) * KERN_PACK_PER32)
 struct kern_tile kern_avx2_tile(enum ggml_type t);   /* gemm_avx2.c */
 struct kern_tile kern_avx512_tile(enum ggml_type t); /* gemm_avx512.c */
 struct kern_tile kern_avxvnni_tile(enum ggml_type t); /* gemm_avxvnni.c */
@@ -149,8 +160,8 @@ void kern_register_avxvnni(struct kern_table *tab);
 void kern_register_avxvnni_probes(struct kern_table *tab); /* probe_avxvnni.c */
 void kern_register_avx512_kquants(struct kern_table *tab); /* kquant_avx512.c: q2_K..q6_K vec_dot */
 /* The AMX variant (AMX-TILE and AMX-INT8 on top of AVX-512 VNNI;
- * gemm_amx.c): the AVX-512 table with the q8_0 family's tiles done by the
- * tile unit from a few tokens on. kern_cpu_amx: the CPU has it, the OS
+ * gemm_amx.c): the AVX-512 table with the tiles of the q8_0 family and of
+ * q4_K, q5_K and q6_K done by the tile unit from a few tokens on. kern_cpu_amx: the CPU has it, the OS
  * lets this process use it, and a trial run gives the right answer. */
 void kern_register_amx(struct kern_table *tab);
 bool kern_cpu_amx(void);

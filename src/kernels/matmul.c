@@ -107,11 +107,10 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
     /* Room for the decode kernels' prepared activation and for the tiles'
      * packed activations, whatever the ISA in use, so that a buffer stays
      * valid when the table changes. */
-    if (o->vec_dot_type == GGML_TYPE_Q8_0) {
+    if (o->vec_dot_type == GGML_TYPE_Q8_0)
         s += KERN_GEMV_ACT_SIZE(n_in);
-        if (n_tok > 1)
-            s += KERN_PACK_SIZE(n_in, n_tok) + 64;
-    }
+    if ((o->vec_dot_type == GGML_TYPE_Q8_0 || o->vec_dot_type == GGML_TYPE_Q8_K) && n_tok > 1)
+        s += KERN_PACK_SIZE(n_in, n_tok) + 64;
     return s;
 }
 
@@ -266,8 +265,9 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
             j->gact = (const void *)(((uintptr_t)end + 31) & ~(uintptr_t)31);
             end = (char *)j->gact + KERN_GEMV_ACT_SIZE(n_in);
         }
-        if (j->tile.fn && j->tile.pack) {
-            MAAS_ASSERT(o->vec_dot_type == GGML_TYPE_Q8_0 && j->tile.nc_max % KERN_PACK_TOKENS == 0);
+        if (j->tile.fn && j->tile.pack && !j->ftile) { /* packed only for a tile that runs */
+            MAAS_ASSERT((o->vec_dot_type == GGML_TYPE_Q8_0 || o->vec_dot_type == GGML_TYPE_Q8_K) &&
+                        j->tile.nc_max % KERN_PACK_TOKENS == 0);
             j->apack = (char *)(((uintptr_t)end + 63) & ~(uintptr_t)63);
             j->pack_lda = KERN_PACK_SIZE(n_in, KERN_PACK_TOKENS);
             end = j->apack + KERN_PACK_SIZE(n_in, n_tok);
@@ -374,8 +374,10 @@ size_t kern_matmul_wsize_bound(enum ggml_type wt, int64_t n_in, int64_t total_to
         return 0;
     size_t per_tok = act_row_size(o, n_in) + (size_t)n_in * sizeof(float);
     size_t per_product = 32 + KERN_GEMV_ACT_SIZE(n_in) + PRODUCT_SLACK;
-    if (o->vec_dot_type == GGML_TYPE_Q8_0) { /* packed groups: one partial group per product at most */
-        per_tok += (size_t)(n_in / 32) * KERN_PACK_BLOCK / KERN_PACK_TOKENS;
+    if (o->vec_dot_type == GGML_TYPE_Q8_0 || o->vec_dot_type == GGML_TYPE_Q8_K) {
+        /* packed groups: one partial group per product at most (per token
+         * rounded up: KERN_PACK_PER32 / KERN_PACK_TOKENS need not be whole) */
+        per_tok += ((size_t)(n_in / 32) * KERN_PACK_PER32 + KERN_PACK_TOKENS - 1) / KERN_PACK_TOKENS;
         per_product += KERN_PACK_SIZE(n_in, KERN_PACK_TOKENS) + 64;
     }
     return per_tok * (size_t)total_tok + per_product * (size_t)n_products;

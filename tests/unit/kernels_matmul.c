@@ -360,11 +360,13 @@ TEST(test_gemv_avxvnni_is_avx512)
 }
 
 /* The amx variant's tiles (gemm_amx.c), against the reference: k longer
- * than one staged pass (4,096 values) and short; weight rows in whole
- * groups of 16 and a remainder; token counts below, at and past one packed
- * group; q8_0 weights of raw random bytes (-128 included) as well as
- * quantized ones; outputs pre-filled with NaN, ldy > n_out (the gap must
- * stay NaN). */
+ * than one staged pass (4,096 values of the q8_0 family, q4_K and q5_K;
+ * 2,048 of q6_K) and short; weight rows in whole groups of 16 and a
+ * remainder; token counts below (4: the k-quants' 9; q6_K's tile starts
+ * at 8), at and past one packed group; weights of
+ * raw random bytes (q8_0: -128 included; k-quants: any scales, mins and
+ * codes under small finite super-block scales) as well as quantized ones;
+ * outputs pre-filled with NaN, ldy > n_out (the gap must stay NaN). */
 TEST(test_matmul_amx)
 {
     int va = supported_variant("amx");
@@ -372,32 +374,36 @@ TEST(test_matmul_amx)
         SKIP("CPU lacks AMX-INT8 (or the OS does not let this process use it)");
     use_variant(va);
     CHECK(kern_tab.tile(GGML_TYPE_Q8_0, 16).pack != NULL && kern_tab.tile(GGML_TYPE_Q4_0, 64).pack != NULL);
-    static const enum ggml_type ts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL};
-    static const int64_t n_ins[] = {4096 + 5 * 32, 96};
-    static const int64_t amx_toks[] = {4, 16, 17, 77};
-    const int64_t n_out = 35, ldy = n_out + 5, max_tok = 77;
+    CHECK(kern_tab.tile(GGML_TYPE_Q4_K, 9).pack != NULL && kern_tab.tile(GGML_TYPE_Q6_K, 9).pack != NULL &&
+          kern_tab.tile(GGML_TYPE_Q5_K, 4).pack != NULL);
+    static const enum ggml_type ts[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_IQ4_NL,
+                                        GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    static const int64_t n_ins[] = {4096 + 5 * 32, 96}, k_ins[] = {4096 + 3 * 256, 256};
+    static const int64_t amx_toks[] = {4, 9, 16, 17, 77};
+    const int64_t n_out = 35, ldy = n_out + 5, max_tok = 77, max_in = k_ins[0];
     struct pool *pool = pool_new(2);
     MAAS_ASSERT(pool);
     struct rng r;
     rng_seed(&r, 4242);
-    float *w = malloc((size_t)(n_out * n_ins[0]) * sizeof *w), *x = malloc((size_t)(max_tok * n_ins[0]) * sizeof *x);
+    float *w = malloc((size_t)(n_out * max_in) * sizeof *w), *x = malloc((size_t)(max_tok * max_in) * sizeof *x);
     float *y0 = malloc((size_t)(max_tok * ldy) * sizeof *y0), *y1 = malloc((size_t)(max_tok * ldy) * sizeof *y1);
     MAAS_ASSERT(w && x && y0 && y1);
-    for (int64_t i = 0; i < n_out * n_ins[0]; i++)
+    for (int64_t i = 0; i < n_out * max_in; i++)
         w[i] = (float)rng_normal(&r);
-    for (int64_t i = 0; i < max_tok * n_ins[0]; i++)
+    for (int64_t i = 0; i < max_tok * max_in; i++)
         x[i] = (float)(rng_normal(&r) * (i % 11 == 4 ? 7.0 : 1.0));
-    for (size_t k = 0; k < sizeof ts / sizeof *ts; k++)
-        for (int raw = 0; raw <= (ts[k] == GGML_TYPE_Q8_0); raw++)
-            for (size_t ni = 0; ni < sizeof n_ins / sizeof *n_ins; ni++) {
-                const enum ggml_type t = ts[k];
-                const int64_t n_in = n_ins[ni];
-                const size_t wrow = ggml_row_size(t, n_in);
+    for (size_t k = 0; k < sizeof ts / sizeof *ts; k++) {
+        const enum ggml_type t = ts[k];
+        const bool kq = ggml_blck_size(t) == QK_K;
+        for (int raw = 0; raw <= (t == GGML_TYPE_Q8_0 || kq); raw++)
+            for (size_t ni = 0; ni < 2; ni++) {
+                const int64_t n_in = kq ? k_ins[ni] : n_ins[ni];
+                const size_t wrow = ggml_row_size(t, n_in), bsz = ggml_row_size(t, ggml_blck_size(t));
                 char *wq = malloc(wrow * (size_t)n_out);
                 void *wb = malloc(kern_matmul_wsize(t, n_in, max_tok) + 1);
                 MAAS_ASSERT(wq && wb);
                 kern_quantize(t, w, wq, n_out, n_in);
-                if (raw) /* every byte value as a weight, scales kept small */
+                if (raw && !kq) /* every byte value as a weight, scales kept small */
                     for (int64_t o_ = 0; o_ < n_out; o_++)
                         for (int64_t b = 0; b < n_in / 32; b++) {
                             block_q8_0 *blk = (block_q8_0 *)(wq + (size_t)o_ * wrow) + b;
@@ -406,6 +412,21 @@ TEST(test_matmul_amx)
                                 blk->qs[i] = (int8_t)((uint32_t)rng_u64(&r) & 0xff);
                             if (b == 0)
                                 blk->qs[0] = -128;
+                        }
+                if (raw && kq) /* every byte random, then d (and dmin) small and finite */
+                    for (int64_t o_ = 0; o_ < n_out; o_++)
+                        for (int64_t b = 0; b < n_in / QK_K; b++) {
+                            char *blk = wq + (size_t)o_ * wrow + (size_t)b * bsz;
+                            for (size_t i = 0; i < bsz; i++)
+                                blk[i] = (char)(rng_u64(&r) & 0xff);
+                            const ggml_half d = fp32_to_fp16(0.001f * (float)(1 + (uint32_t)rng_u64(&r) % 8));
+                            const ggml_half dm = fp32_to_fp16(0.001f * (float)(1 + (uint32_t)rng_u64(&r) % 8));
+                            if (t == GGML_TYPE_Q6_K) {
+                                ((block_q6_K *)blk)->d = d;
+                            } else { /* q4_K and q5_K: d and dmin first */
+                                ((block_q4_K *)blk)->d = d;
+                                ((block_q4_K *)blk)->dmin = dm;
+                            }
                         }
                 for (size_t ti = 0; ti < sizeof amx_toks / sizeof *amx_toks; ti++) {
                     const int64_t n_tok = amx_toks[ti];
@@ -430,6 +451,7 @@ TEST(test_matmul_amx)
                 free(wq);
                 free(wb);
             }
+    }
     use_best_variant();
     free(w);
     free(x);
