@@ -67,19 +67,18 @@ static void amx_load_config(const struct amx_cfg *c)
     _tile_loadconfig(c);
 }
 
-static __thread bool amx_thread_configured;
+__thread int kern_amx_config; /* kernels_int.h */
 
 /* After a tile release (the probes): the next tile kernel loads the
  * configuration again. */
 static void amx_reconfigure_thread(void)
 {
-    amx_thread_configured = false;
+    kern_amx_config = KERN_AMX_CFG_NONE;
 }
 
 static void amx_configure(void)
 {
-    bool *done = &amx_thread_configured;
-    if (*done)
+    if (kern_amx_config == KERN_AMX_CFG_I8)
         return;
     struct amx_cfg c;
     memset(&c, 0, sizeof c);
@@ -93,7 +92,7 @@ static void amx_configure(void)
         c.colsb[3 * s + 2] = 64;
     }
     amx_load_config(&c);
-    *done = true;
+    kern_amx_config = KERN_AMX_CFG_I8;
 }
 
 /* ---- packing the activations ---- */
@@ -261,6 +260,8 @@ AMX_TILE_FN(amx_iq4_nl, FAM_IQ4_NL)
 static struct kern_tile amx_tile(enum ggml_type t, int64_t n_tok)
 {
     kern_tile_fn fn = NULL;
+    if (t == GGML_TYPE_BF16)
+        return kern_amx_bf16_tile(n_tok);
     switch (t) {
     case GGML_TYPE_Q8_0:
         fn = amx_q8_0;
