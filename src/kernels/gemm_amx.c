@@ -28,12 +28,13 @@
  * The integer sums are exact for every byte (including -128); only the
  * float accumulation order differs from the other variants.
  *
- * The tile configuration is per thread: each thread loads it once, before
- * its first tile instruction. The variant exists only when the CPU says it
- * has AMX, the kernel grants this process the tile data state
- * (arch_prctl ARCH_REQ_XCOMP_PERM) and one tdpbssd, run under a SIGILL
- * handler, gives the right answer: some virtual machines advertise AMX and
- * trap it.
+ * The tile configuration is per thread: each thread loads it before its
+ * first tile instruction, and again after bf16_amx.c's tiles (bf16
+ * weights, AMX-BF16), whose tile shapes differ (kern_amx_config). The
+ * variant exists only when the CPU says it has AMX, the kernel grants this
+ * process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM) and one
+ * tdpbssd, run under a SIGILL handler, gives the right answer: some virtual
+ * machines advertise AMX and trap it.
  */
 #include "kernels/avx2_int.h"
 

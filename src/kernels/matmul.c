@@ -5,7 +5,8 @@
  * 1. The activation rows are converted once into the weight type's vec_dot
  *    type (q8_0, q8_1 or q8_K) in the caller's wbuf; for one row the calling
  *    thread does it, for more the pool's threads share the rows. f32, f16 and
- *    bf16 weights dot directly with the f32 input.
+ *    bf16 weights dot directly with the f32 input, but for a tile that packs
+ *    it (the amx variant's bf16 tile: rounded to bf16, in wbuf).
  * 2. The output is cut into work units of (a chunk of weight rows) x (a chunk
  *    of tokens) that threads take from a shared atomic counter, so a thread
  *    slowed by another process does not hold the others up and every shape

@@ -452,10 +452,10 @@ TEST(test_matmul_amx)
  * of its magnitude, hence 2^-8 + 1e-4 of sum |w_i * a_i| there. k of one
  * block, of several with a partial last one (37, 4,263) and a multiple of
  * 32; weight rows in whole groups of 16 and a remainder (35) and fewer
- * than 16 (7); token
- * counts 2, 4, 16, 17 and 77 (below, at and past one packed group, past
- * the tile's 64 tokens); outputs pre-filled with NaN, ldy > n_out (the gap
- * must stay NaN). */
+ * than 16 (7); token counts 2, 4, 16, 17 and 77 (below, at and past one
+ * packed group, past the tile's 64 tokens); outputs pre-filled with NaN,
+ * ldy > n_out (the gap must stay NaN). Then kern_matmul_multi of products
+ * sharing their packed activations. */
 TEST(test_matmul_amx_bf16)
 {
     int va = supported_variant("amx");
@@ -525,6 +525,40 @@ TEST(test_matmul_amx_bf16)
             }
             free(wb);
         }
+    /* kern_matmul_multi: three products of one input (packed once, like
+     * forward.c's q, k and v) and one of another token count, in a wbuf of
+     * kern_matmul_wsize_bound's size: bit for bit one kern_matmul each */
+    use_variant(va);
+    const int64_t mn_in = 96, mt[4] = {17, 17, 17, 5}, mo[4] = {35, 7, 16, 20};
+    struct kern_mm mm[4];
+    float *ym[4], *ys[4];
+    size_t bound = 0;
+    for (int i = 0; i < 4; i++) {
+        const size_t ny = (size_t)(mt[i] * (mo[i] + 2));
+        uint16_t *wi = wq + i * max_out * mn_in;
+        kern_quantize(GGML_TYPE_BF16, w + i * max_out * mn_in, wi, mo[i], mn_in);
+        ym[i] = malloc(ny * sizeof(float));
+        ys[i] = malloc(ny * sizeof(float));
+        MAAS_ASSERT(ym[i] && ys[i]);
+        for (size_t k = 0; k < ny; k++)
+            ym[i][k] = ys[i][k] = NAN;
+        mm[i] = (struct kern_mm){.wt = GGML_TYPE_BF16, .W = wi, .n_out = mo[i], .x = x, .n_tok = mt[i], .y = ym[i],
+                                 .ldy = mo[i] + 2};
+        bound += kern_matmul_wsize_bound(GGML_TYPE_BF16, mn_in, mt[i], 1);
+    }
+    CHECK(kern_matmul_multi_wsize(mm, 4, mn_in) <= bound);
+    void *wbm = malloc(bound + 1), *wb1 = malloc(kern_matmul_wsize(GGML_TYPE_BF16, mn_in, 17) + 1);
+    MAAS_ASSERT(wbm && wb1);
+    kern_matmul_multi(pool, mm, 4, mn_in, wbm);
+    for (int i = 0; i < 4; i++) {
+        kern_matmul(pool, GGML_TYPE_BF16, mm[i].W, mo[i], mn_in, x, mt[i], ys[i], mm[i].ldy, wb1);
+        CHECKF(memcmp(ym[i], ys[i], (size_t)(mt[i] * mm[i].ldy) * sizeof(float)) == 0,
+               "amx bf16 kern_matmul_multi product %d differs from kern_matmul", i);
+        free(ym[i]);
+        free(ys[i]);
+    }
+    free(wbm);
+    free(wb1);
     use_best_variant();
     free(w);
     free(x);
