@@ -38,7 +38,7 @@ FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame
 AVX2_FLAGS   := -mavx2 -mfma -mf16c -mbmi2
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c -mbmi2
 AVXVNNI_FLAGS := -mavx2 -mfma -mf16c -mbmi2 -mavxvnni
-AMX_FLAGS := $(AVX512_FLAGS) -mamx-tile -mamx-int8
+AMX_FLAGS := $(AVX512_FLAGS) -mamx-tile -mamx-int8 -mamx-bf16
 
 # By the end of the file's name only (gemm_avx512.c, not any path holding "_avx").
 isa_flags = $(if $(filter %_amx.c,$(notdir $(1))),$(AMX_FLAGS),$(if $(filter %_avx512.c,$(notdir $(1))),$(AVX512_FLAGS),\

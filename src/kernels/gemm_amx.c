@@ -46,12 +46,13 @@
  * the tile unit computes the next super-block's while the vector units
  * scale this one's.
  *
- * The tile configuration is per thread: each thread loads it once, before
- * its first tile instruction. The variant exists only when the CPU says it
- * has AMX, the kernel grants this process the tile data state
- * (arch_prctl ARCH_REQ_XCOMP_PERM) and one tdpbssd, run under a SIGILL
- * handler, gives the right answer: some virtual machines advertise AMX and
- * trap it.
+ * The tile configuration is per thread: each thread loads it before its
+ * first tile instruction, and again after bf16_amx.c's tiles (bf16
+ * weights, AMX-BF16), whose tile shapes differ (kern_amx_config). The
+ * variant exists only when the CPU says it has AMX, the kernel grants this
+ * process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM) and one
+ * tdpbssd, run under a SIGILL handler, gives the right answer: some virtual
+ * machines advertise AMX and trap it.
  */
 #include "kernels/avx2_int.h"
 
@@ -85,19 +86,18 @@ static void amx_load_config(const struct amx_cfg *c)
     _tile_loadconfig(c);
 }
 
-static __thread bool amx_thread_configured;
+__thread int kern_amx_config; /* kernels_int.h */
 
 /* After a tile release (the probes): the next tile kernel loads the
  * configuration again. */
 static void amx_reconfigure_thread(void)
 {
-    amx_thread_configured = false;
+    kern_amx_config = KERN_AMX_CFG_NONE;
 }
 
 static void amx_configure(void)
 {
-    bool *done = &amx_thread_configured;
-    if (*done)
+    if (kern_amx_config == KERN_AMX_CFG_I8)
         return;
     struct amx_cfg c;
     memset(&c, 0, sizeof c);
@@ -111,7 +111,7 @@ static void amx_configure(void)
         c.colsb[3 * s + 2] = 64;
     }
     amx_load_config(&c);
-    *done = true;
+    kern_amx_config = KERN_AMX_CFG_I8;
 }
 
 /* ---- packing the activations ---- */
@@ -550,6 +550,8 @@ static int64_t kq_min_tok(enum ggml_type t)
 static struct kern_tile amx_tile(enum ggml_type t, int64_t n_tok)
 {
     kern_tile_fn fn = NULL;
+    if (t == GGML_TYPE_BF16)
+        return kern_amx_bf16_tile(n_tok);
     switch (t) {
     case GGML_TYPE_Q8_0:
         fn = amx_q8_0;

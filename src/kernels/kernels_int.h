@@ -20,7 +20,8 @@ struct kern_tile {
      * (KERN_PACK_BLOCK bytes per block of 32 values) or q8_K
      * (KERN_PACK_SUPER bytes per super-block of 256); pack(rows, lda,
      * n_rows <= KERN_PACK_TOKENS, n, dst) writes one group (tokens past
-     * n_rows zero), in the format of the weight type's tile.
+     * n_rows zero), in the format of the weight type's tile (bf16:
+     * below).
      * kern_matmul packs every group once per product and then calls fn with
      * a = the group of its first token (always a multiple of
      * KERN_PACK_TOKENS) and lda = the group's size, KERN_PACK_SIZE(n,
@@ -40,6 +41,14 @@ _Static_assert(KERN_PACK_SUPER % 8 == 0, "KERN_PACK_PER32 bounds the q8_K format
  * (kern_matmul_wsize counts them whatever the ISA in use). */
 #define KERN_PACK_SIZE(n, n_tok) \
     ((size_t)(((n_tok) + KERN_PACK_TOKENS - 1) / KERN_PACK_TOKENS) * (size_t)((n) / 32) * KERN_PACK_PER32)
+/* bf16 weights (bf16_amx.c) pack their f32 activations the same way (act
+ * and lda are then the f32 rows): groups of KERN_PACK_TOKENS tokens, each
+ * KERN_PACK_BF16_BLOCK bytes per 32 values of k (16 pairs x 16 tokens of
+ * bf16), the last block of a row whose length is not a multiple of 32
+ * padded with zeros. */
+#define KERN_PACK_BF16_BLOCK (16 * 64)
+#define KERN_PACK_BF16_SIZE(n, n_tok) \
+    ((size_t)(((n_tok) + KERN_PACK_TOKENS - 1) / KERN_PACK_TOKENS) * (size_t)(((n) + 31) / 32) * KERN_PACK_BF16_BLOCK)
 struct kern_tile kern_avx2_tile(enum ggml_type t);   /* gemm_avx2.c */
 struct kern_tile kern_avx512_tile(enum ggml_type t); /* gemm_avx512.c */
 struct kern_tile kern_avxvnni_tile(enum ggml_type t); /* gemm_avxvnni.c */
@@ -165,6 +174,16 @@ void kern_register_avx512_kquants(struct kern_table *tab); /* kquant_avx512.c: q
  * lets this process use it, and a trial run gives the right answer. */
 void kern_register_amx(struct kern_table *tab);
 bool kern_cpu_amx(void);
+/* The amx variant's bf16 tile (bf16_amx.c; AMX-BF16 tdpbf16ps on packed
+ * bf16-rounded activations), or the AVX-512 variant's when the CPU lacks
+ * AMX-BF16. */
+struct kern_tile kern_amx_bf16_tile(int64_t n_tok);
+/* The tile configuration this thread has loaded: the tile kernels of
+ * gemm_amx.c and bf16_amx.c use different tile shapes, and each loads its
+ * own when this names another (the probes set KERN_AMX_CFG_NONE after they
+ * release the tiles). */
+enum { KERN_AMX_CFG_NONE, KERN_AMX_CFG_I8, KERN_AMX_CFG_BF16 };
+extern __thread int kern_amx_config;
 
 /* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
  * &sink) runs iters iterations of a register-only loop and stores its MACs

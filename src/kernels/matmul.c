@@ -5,7 +5,8 @@
  * 1. The activation rows are converted once into the weight type's vec_dot
  *    type (q8_0, q8_1 or q8_K) in the caller's wbuf; for one row the calling
  *    thread does it, for more the pool's threads share the rows. f32, f16 and
- *    bf16 weights dot directly with the f32 input.
+ *    bf16 weights dot directly with the f32 input, but for a tile that packs
+ *    it (the amx variant's bf16 tile: rounded to bf16, in wbuf).
  * 2. The output is cut into work units of (a chunk of weight rows) x (a chunk
  *    of tokens) that threads take from a shared atomic counter, so a thread
  *    slowed by another process does not hold the others up and every shape
@@ -94,12 +95,25 @@ static size_t act_row_size(const struct kern_type_ops *o, int64_t n_in)
     return ggml_row_size(o->vec_dot_type, n_in);
 }
 
+/* Whether the weight type's f32 activations may be packed for a tile
+ * (bf16 weights: bf16_amx.c), so that wbuf needs room for them. */
+static bool packs_f32(enum ggml_type wt)
+{
+    return wt == GGML_TYPE_BF16;
+}
+
+/* Bytes of one product's packed activations. */
+static size_t pack_size(const struct kern_type_ops *o, int64_t n_in, int64_t n_tok)
+{
+    return o->vec_dot_type == GGML_TYPE_F32 ? KERN_PACK_BF16_SIZE(n_in, n_tok) : KERN_PACK_SIZE(n_in, n_tok);
+}
+
 size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
 {
     const struct kern_type_ops *o = kern_ops(wt);
     MAAS_ASSERT(o && o->vec_dot);
-    if (o->vec_dot_type == GGML_TYPE_F32)
-        return 0;
+    if (o->vec_dot_type == GGML_TYPE_F32) /* used as they are, or (from 2 tokens on) packed */
+        return packs_f32(wt) && n_tok > 1 ? KERN_PACK_BF16_SIZE(n_in, n_tok) + 64 : 0;
     size_t s = act_row_size(o, n_in) * (size_t)n_tok;
     /* The f32 path's rounded activations, 32-byte aligned. */
     if (n_tok >= F32_MIN_TOK)
@@ -116,6 +130,8 @@ size_t kern_matmul_wsize(enum ggml_type wt, int64_t n_in, int64_t n_tok)
 
 static void convert_rows(struct mm_job *j, int64_t lo, int64_t hi)
 {
+    if (j->o->vec_dot_type == GGML_TYPE_F32) /* only packed */
+        return;
     for (int64_t t = lo; t < hi; t++) {
         char *row = j->act + (size_t)t * j->lda;
         j->o->from_float_act(j->x + t * j->n_in, row, j->n_in);
@@ -251,6 +267,12 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
         j->act = (char *)p->x;
         j->lda = (size_t)n_in * sizeof(float);
         j->actf = p->x;
+        if (j->tile.fn && j->tile.pack) {
+            MAAS_ASSERT(*wcur && packs_f32(p->wt) && j->tile.nc_max % KERN_PACK_TOKENS == 0);
+            j->apack = (char *)(((uintptr_t)*wcur + 63) & ~(uintptr_t)63);
+            j->pack_lda = pack_size(o, n_in, KERN_PACK_TOKENS);
+            *wcur = j->apack + pack_size(o, n_in, n_tok);
+        }
     } else {
         MAAS_ASSERT(*wcur && o->from_float_act);
         j->act = *wcur;
@@ -269,8 +291,8 @@ static void job_init(struct mm_job *j, const struct kern_mm *p, int64_t n_in, ch
             MAAS_ASSERT((o->vec_dot_type == GGML_TYPE_Q8_0 || o->vec_dot_type == GGML_TYPE_Q8_K) &&
                         j->tile.nc_max % KERN_PACK_TOKENS == 0);
             j->apack = (char *)(((uintptr_t)end + 63) & ~(uintptr_t)63);
-            j->pack_lda = KERN_PACK_SIZE(n_in, KERN_PACK_TOKENS);
-            end = j->apack + KERN_PACK_SIZE(n_in, n_tok);
+            j->pack_lda = pack_size(o, n_in, KERN_PACK_TOKENS);
+            end = j->apack + pack_size(o, n_in, n_tok);
         }
         *wcur = end;
     }
@@ -317,6 +339,13 @@ static bool same_activations(const struct mm_job *a, const struct mm_job *b)
     return a->x == b->x && a->n_tok == b->n_tok && a->o->vec_dot_type == b->o->vec_dot_type &&
            (a->actf_buf != NULL) == (b->actf_buf != NULL) && (a->gact != NULL) == (b->gact != NULL) &&
            (a->apack != NULL) == (b->apack != NULL);
+}
+
+/* True when the job's activations are converted or packed into wbuf
+ * (else the weight type dots with the f32 rows as they are). */
+static bool converts(const struct mm_job *j)
+{
+    return j->o->vec_dot_type != GGML_TYPE_F32 || j->apack;
 }
 
 static void prepare_gemv(struct mm_job *j)
@@ -370,8 +399,12 @@ size_t kern_matmul_wsize_bound(enum ggml_type wt, int64_t n_in, int64_t total_to
      * split of total_tok tokens into n_products products. */
     const struct kern_type_ops *o = kern_ops(wt);
     MAAS_ASSERT(o && o->vec_dot);
-    if (o->vec_dot_type == GGML_TYPE_F32)
-        return 0;
+    if (o->vec_dot_type == GGML_TYPE_F32) /* the packed groups: one partial group per product at most */
+        return packs_f32(wt) ? (size_t)((n_in + 31) / 32) * KERN_PACK_BF16_BLOCK / KERN_PACK_TOKENS *
+                                       (size_t)total_tok +
+                                   (KERN_PACK_BF16_SIZE(n_in, KERN_PACK_TOKENS) + 64 + PRODUCT_SLACK) *
+                                       (size_t)n_products
+                             : 0;
     size_t per_tok = act_row_size(o, n_in) + (size_t)n_in * sizeof(float);
     size_t per_product = 32 + KERN_GEMV_ACT_SIZE(n_in) + PRODUCT_SLACK;
     if (o->vec_dot_type == GGML_TYPE_Q8_0 || o->vec_dot_type == GGML_TYPE_Q8_K) {
@@ -404,11 +437,11 @@ void kern_matmul_multi(struct pool *pool, const struct kern_mm *mm, int n, int64
          * thread for single tokens, by the pool's threads for batches */
         for (int i = 0; i < m; i++) {
             struct mm_job *j = &jobs[i];
-            if (j->o->vec_dot_type == GGML_TYPE_F32)
+            if (!converts(j))
                 continue;
             int from = -1;
             for (int k = 0; k < i && from < 0; k++)
-                if (jobs[k].o->vec_dot_type != GGML_TYPE_F32 && same_activations(&jobs[k], j))
+                if (converts(&jobs[k]) && same_activations(&jobs[k], j))
                     from = k;
             if (from >= 0) {
                 j->act = jobs[from].act;

@@ -66,6 +66,10 @@ static void check_shape(enum ggml_type t, int64_t n_out, int64_t n_in, struct po
         }
         free(aq);
     }
+    /* bf16 weights on the amx variant's tile (bf16_amx.c) dot with the
+     * activations rounded to bf16: each product is off by up to 2^-8 of
+     * its magnitude */
+    const double act_err = t == GGML_TYPE_BF16 && kern_tab.tile && kern_tab.tile(t, 2).pack ? 0x1p-8 : 0.0;
     for (int64_t i = 0; i < max_tok; i++)
         for (int64_t o_ = 0; o_ < n_out; o_++) {
             double s = 0, sa = 0;
@@ -77,7 +81,7 @@ static void check_shape(enum ggml_type t, int64_t n_out, int64_t n_in, struct po
             want[i * n_out + o_] = s;
             /* q8_1 carries d * sum(q) rounded to fp16 (relative error up
              * to 2^-11), which the dequantized activations do not see */
-            tol[i * n_out + o_] = (at == GGML_TYPE_Q8_1 ? 2e-3 : 1e-4) * sa + 1e-6;
+            tol[i * n_out + o_] = ((at == GGML_TYPE_Q8_1 ? 2e-3 : 1e-4) + act_err) * sa + 1e-6;
         }
 
     for (int p = 0; p < n_pools; p++)
@@ -460,6 +464,134 @@ TEST(test_matmul_amx)
     pool_free(pool);
 }
 
+/* The amx variant's bf16 tile (bf16_amx.c), against the reference
+ * variant and against the exact product of the weights with the
+ * activations rounded to bf16 (fp32_to_bf16), in double. The tile's
+ * products are exactly those of the bf16-rounded values, so the second
+ * comparison is tight: 1e-4 of sum |w_i * bf16(a_i)| (f32 accumulation).
+ * The reference dots the weights with the f32 activations: rounding each
+ * activation to bf16 (8 significant bits) moves each product by up to 2^-8
+ * of its magnitude, hence 2^-8 + 1e-4 of sum |w_i * a_i| there. k of one
+ * block, of several with a partial last one (37, 4,263) and a multiple of
+ * 32; weight rows in whole groups of 16 and a remainder (35) and fewer
+ * than 16 (7); token counts 2, 4, 16, 17 and 77 (below, at and past one
+ * packed group, past the tile's 64 tokens); outputs pre-filled with NaN,
+ * ldy > n_out (the gap must stay NaN). Then kern_matmul_multi of products
+ * sharing their packed activations. */
+TEST(test_matmul_amx_bf16)
+{
+    int va = supported_variant("amx");
+    if (va < 0)
+        SKIP("CPU lacks AMX-INT8 (or the OS does not let this process use it)");
+    use_variant(va);
+    const bool tiled = kern_tab.tile(GGML_TYPE_BF16, 16).pack != NULL;
+    use_best_variant();
+    if (!tiled)
+        SKIP("CPU lacks AMX-BF16");
+    static const int64_t n_ins[] = {4263, 96, 37};
+    static const int64_t n_outs_b[] = {35, 7};
+    static const int64_t toks[] = {2, 4, 16, 17, 77};
+    const int64_t max_out = 35, max_in = 4263, max_tok = 77, ldy = max_out + 5;
+    struct pool *pool = pool_new(2);
+    MAAS_ASSERT(pool);
+    struct rng r;
+    rng_seed(&r, 1616);
+    float *w = malloc((size_t)(max_out * max_in) * sizeof *w), *x = malloc((size_t)(max_tok * max_in) * sizeof *x);
+    float *xr = malloc((size_t)(max_tok * max_in) * sizeof *xr), *wd = malloc((size_t)max_in * sizeof *wd);
+    float *y0 = malloc((size_t)(max_tok * ldy) * sizeof *y0), *y1 = malloc((size_t)(max_tok * ldy) * sizeof *y1);
+    uint16_t *wq = malloc((size_t)(max_out * max_in) * sizeof *wq);
+    MAAS_ASSERT(w && x && xr && wd && y0 && y1 && wq);
+    for (int64_t i = 0; i < max_out * max_in; i++)
+        w[i] = (float)rng_normal(&r);
+    for (int64_t i = 0; i < max_tok * max_in; i++) {
+        x[i] = (float)(rng_normal(&r) * (i % 11 == 4 ? 7.0 : 1.0));
+        xr[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+    }
+    for (size_t ni = 0; ni < sizeof n_ins / sizeof *n_ins; ni++)
+        for (size_t oi = 0; oi < sizeof n_outs_b / sizeof *n_outs_b; oi++) {
+            const int64_t n_in = n_ins[ni], n_out = n_outs_b[oi];
+            void *wb = malloc(kern_matmul_wsize(GGML_TYPE_BF16, n_in, max_tok) + 1);
+            MAAS_ASSERT(wb);
+            kern_quantize(GGML_TYPE_BF16, w, wq, n_out, n_in);
+            for (size_t ti = 0; ti < sizeof toks / sizeof *toks; ti++) {
+                const int64_t n_tok = toks[ti];
+                for (int64_t i = 0; i < max_tok * ldy; i++)
+                    y0[i] = y1[i] = NAN;
+                use_variant(0);
+                kern_matmul(NULL, GGML_TYPE_BF16, wq, n_out, n_in, x, n_tok, y0, ldy, wb);
+                use_variant(va);
+                kern_matmul(pool, GGML_TYPE_BF16, wq, n_out, n_in, x, n_tok, y1, ldy, wb);
+                int bad_ref = 0, bad_exact = 0, gap = 0;
+                for (int64_t o_ = 0; o_ < n_out; o_++) {
+                    for (int64_t k = 0; k < n_in; k++)
+                        wd[k] = bf16_to_fp32(wq[o_ * n_in + k]);
+                    for (int64_t tk = 0; tk < n_tok; tk++) {
+                        double s = 0, sa = 0, sar = 0;
+                        for (int64_t k = 0; k < n_in; k++) {
+                            s += (double)wd[k] * xr[tk * n_in + k];
+                            sa += fabs((double)wd[k] * x[tk * n_in + k]);
+                            sar += fabs((double)wd[k] * xr[tk * n_in + k]);
+                        }
+                        const float a = y0[tk * ldy + o_], b = y1[tk * ldy + o_];
+                        bad_ref += !(fabs((double)a - b) <= (0x1p-8 + 1e-4) * sa + 1e-6);
+                        bad_exact += !(fabs(b - s) <= 1e-4 * sar + 1e-6);
+                    }
+                }
+                for (int64_t tk = 0; tk < n_tok; tk++)
+                    for (int64_t o_ = n_out; o_ < ldy; o_++)
+                        gap += !isnan(y1[tk * ldy + o_]);
+                CHECKF(bad_ref == 0 && bad_exact == 0 && gap == 0,
+                       "amx bf16 n_out %lld n_in %lld n_tok %lld: %d off the reference, %d off the exact bf16 "
+                       "product, %d written past n_out",
+                       (long long)n_out, (long long)n_in, (long long)n_tok, bad_ref, bad_exact, gap);
+            }
+            free(wb);
+        }
+    /* kern_matmul_multi: three products of one input (packed once, like
+     * forward.c's q, k and v) and one of another token count, in a wbuf of
+     * kern_matmul_wsize_bound's size: bit for bit one kern_matmul each */
+    use_variant(va);
+    const int64_t mn_in = 96, mt[4] = {17, 17, 17, 5}, mo[4] = {35, 7, 16, 20};
+    struct kern_mm mm[4];
+    float *ym[4], *ys[4];
+    size_t bound = 0;
+    for (int i = 0; i < 4; i++) {
+        const size_t ny = (size_t)(mt[i] * (mo[i] + 2));
+        uint16_t *wi = wq + i * max_out * mn_in;
+        kern_quantize(GGML_TYPE_BF16, w + i * max_out * mn_in, wi, mo[i], mn_in);
+        ym[i] = malloc(ny * sizeof(float));
+        ys[i] = malloc(ny * sizeof(float));
+        MAAS_ASSERT(ym[i] && ys[i]);
+        for (size_t k = 0; k < ny; k++)
+            ym[i][k] = ys[i][k] = NAN;
+        mm[i] = (struct kern_mm){.wt = GGML_TYPE_BF16, .W = wi, .n_out = mo[i], .x = x, .n_tok = mt[i], .y = ym[i],
+                                 .ldy = mo[i] + 2};
+        bound += kern_matmul_wsize_bound(GGML_TYPE_BF16, mn_in, mt[i], 1);
+    }
+    CHECK(kern_matmul_multi_wsize(mm, 4, mn_in) <= bound);
+    void *wbm = malloc(bound + 1), *wb1 = malloc(kern_matmul_wsize(GGML_TYPE_BF16, mn_in, 17) + 1);
+    MAAS_ASSERT(wbm && wb1);
+    kern_matmul_multi(pool, mm, 4, mn_in, wbm);
+    for (int i = 0; i < 4; i++) {
+        kern_matmul(pool, GGML_TYPE_BF16, mm[i].W, mo[i], mn_in, x, mt[i], ys[i], mm[i].ldy, wb1);
+        CHECKF(memcmp(ym[i], ys[i], (size_t)(mt[i] * mm[i].ldy) * sizeof(float)) == 0,
+               "amx bf16 kern_matmul_multi product %d differs from kern_matmul", i);
+        free(ym[i]);
+        free(ys[i]);
+    }
+    free(wbm);
+    free(wb1);
+    use_best_variant();
+    free(w);
+    free(x);
+    free(xr);
+    free(wd);
+    free(y0);
+    free(y1);
+    free(wq);
+    pool_free(pool);
+}
+
 /* Decode (one token) of the k-quants, every variant: kern_matmul's output
  * is, bit for bit, the type's vec_dot of each row with the converted
  * activation, whichever kernel ran (the per-row vec_dot, or the table's
@@ -539,6 +671,7 @@ int main(void)
     RUN(test_matmul_large_vs_ref);
     RUN(test_gemv_avxvnni_is_avx512);
     RUN(test_matmul_amx);
+    RUN(test_matmul_amx_bf16);
     RUN(test_matmul_decode_vs_vec_dot);
     TEST_END();
 }
