@@ -116,9 +116,13 @@ def concurrent(port, texts):
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         mport, lport = free_port(), free_port()
+        # The same KV room for both: llama-server's -c is the total over its
+        # -np slots; maas counts blocks of 16 positions (its default, 4
+        # contexts, would hold only 4 of the 16 sequences' worth).
         maas = start([a.bin, "serve", "--no-auth", "--model", "m=" + a.model, "--host", "127.0.0.1", "--port",
                       str(mport), "--threads", str(a.threads), "--ctx", str(CTX), "--max-running", str(a.clients),
-                      "--timeout", "600"], mport, os.path.join(tmp, "maas.log"))
+                      "--kv-blocks", str(CTX * a.clients // 16), "--timeout", "600"], mport,
+                     os.path.join(tmp, "maas.log"))
         llama = start([a.llama_server, "-m", a.model, "--host", "127.0.0.1", "--port", str(lport), "-t",
                        str(a.threads), "-tb", str(a.threads), "-np", str(a.clients), "-c", str(CTX * a.clients)],
                       lport, os.path.join(tmp, "llama.log"))
