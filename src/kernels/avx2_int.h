@@ -215,4 +215,20 @@ static inline __attribute__((always_inline)) size_t fam_block_size(enum fam f)
     return 0;
 }
 
+/* The 32 values of a weight block as signed bytes. */
+static inline __attribute__((always_inline)) __m256i fam_sbytes(enum fam f, const char *blk, __m256i table)
+{
+    switch (f) {
+    case FAM_Q8_0:
+        return avx2_q8_0_bytes((const block_q8_0 *)blk);
+    case FAM_Q4_0:
+        return avx2_q4_0_bytes((const block_q4_0 *)blk);
+    case FAM_Q5_0:
+        return avx2_q5_0_bytes((const block_q5_0 *)blk);
+    case FAM_IQ4_NL:
+        return avx2_iq4_nl_bytes((const block_iq4_nl *)blk, table);
+    }
+    return _mm256_setzero_si256();
+}
+
 #endif

@@ -147,21 +147,6 @@ static void amx_pack(const void *act, size_t lda, int n_rows, int64_t n, void *d
 
 /* ---- the tile kernel ---- */
 
-/* The 32 values of a weight block as signed bytes. */
-static inline __attribute__((always_inline)) __m256i fam_sbytes(enum fam f, const char *blk, __m256i table)
-{
-    switch (f) {
-    case FAM_Q8_0:
-        return avx2_q8_0_bytes((const block_q8_0 *)blk);
-    case FAM_Q4_0:
-        return avx2_q4_0_bytes((const block_q4_0 *)blk);
-    case FAM_Q5_0:
-        return avx2_q5_0_bytes((const block_q5_0 *)blk);
-    case FAM_IQ4_NL:
-        return avx2_iq4_nl_bytes((const block_iq4_nl *)blk, table);
-    }
-    return _mm256_setzero_si256();
-}
 
 /* Per thread: the weight values of a pass (16 rows x KC) and their scales
  * (16 per block, row-minor; q6_K: per sub-block of 16, twice as many). */
@@ -176,6 +161,18 @@ static inline __attribute__((always_inline)) void scale_rows(const int32_t *cbuf
     for (int r = 0; r < MR; r++) {
         const __m512 c = _mm512_cvtepi32_ps(_mm512_load_si512(cbuf + r * 16));
         acc[r] = _mm512_fmadd_ps(c, _mm512_mul_ps(da, _mm512_set1_ps(ds[r])), acc[r]);
+    }
+}
+
+/* y (token-major, ldy apart) from the accumulators of a call:
+ * accbuf[g][r][t] is row r of token 16 g + t, for r < nr, tokens < nc. */
+static void store_acc(float accbuf[NC_MAX / G][MR][16], int nr, int nc, float *y, int64_t ldy)
+{
+    for (int g = 0; g * G < nc; g++) {
+        const int tn = nc - g * G < G ? nc - g * G : G;
+        for (int t = 0; t < tn; t++)
+            for (int r = 0; r < nr; r++)
+                y[(int64_t)(g * G + t) * ldy + r] = accbuf[g][r][t];
     }
 }
 
@@ -252,13 +249,7 @@ static inline __attribute__((always_inline)) void tile_amx(enum fam f, int64_t n
                 _mm512_store_ps(accbuf[g][r], acc[r]);
         }
     }
-    /* accbuf[g][r][t] is y for token 16 g + t, row r */
-    for (int g = 0; g < ng; g++) {
-        const int tn = nc - g * G < G ? nc - g * G : G;
-        for (int t = 0; t < tn; t++)
-            for (int r = 0; r < nr; r++)
-                y[(int64_t)(g * G + t) * ldy + r] = accbuf[g][r][t];
-    }
+    store_acc(accbuf, nr, nc, y, ldy);
 }
 
 #define AMX_TILE_FN(name, f)                                                                                  \
@@ -513,12 +504,7 @@ static inline __attribute__((always_inline)) void tile_amx_k(enum kq k, int64_t 
                 _mm512_store_ps(accbuf[g][r], acc[r]);
         }
     }
-    for (int g = 0; g < ng; g++) {
-        const int tn = nc - g * G < G ? nc - g * G : G;
-        for (int t = 0; t < tn; t++)
-            for (int r = 0; r < nr; r++)
-                y[(int64_t)(g * G + t) * ldy + r] = accbuf[g][r][t];
-    }
+    store_acc(accbuf, nr, nc, y, ldy);
 }
 
 #define AMX_KTILE_FN(name, k)                                                                                 \

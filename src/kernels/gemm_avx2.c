@@ -20,20 +20,6 @@
 #define MR 4
 #define NR 3
 
-static inline __attribute__((always_inline)) __m256i fam_bytes(enum fam f, const char *blk, __m256i table)
-{
-    switch (f) {
-    case FAM_Q8_0:
-        return avx2_q8_0_bytes((const block_q8_0 *)blk);
-    case FAM_Q4_0:
-        return avx2_q4_0_bytes((const block_q4_0 *)blk);
-    case FAM_Q5_0:
-        return avx2_q5_0_bytes((const block_q5_0 *)blk);
-    case FAM_IQ4_NL:
-        return avx2_iq4_nl_bytes((const block_iq4_nl *)blk, table);
-    }
-    return _mm256_setzero_si256();
-}
 
 /* The tile body; f, RM and RN are constants at every call site. */
 static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, const int RM, const int RN, int64_t n,
@@ -61,7 +47,7 @@ static inline __attribute__((always_inline)) void tile_q8_family(enum fam f, con
 #pragma GCC unroll 4
         for (int r = 0; r < RM; r++) {
             const char *blk = w + r * ldw + b * bs;
-            const __m256i wb = fam_bytes(f, blk, table);
+            const __m256i wb = fam_sbytes(f, blk, table);
             const __m256i wabs = _mm256_sign_epi8(wb, wb);
             float sc[4] __attribute__((aligned(16)));
             _mm_store_ps(sc, _mm_mul_ps(_mm_set1_ps(avx2_h2f(*(const ggml_half *)blk)), da));
