@@ -540,7 +540,7 @@ struct gguf_file *gguf_open_mem(const void *data, size_t size, const char *name,
     return f;
 }
 
-struct gguf_file *gguf_open(const char *path, struct err *e)
+static struct gguf_file *open_file(const char *path, bool copy, struct err *e)
 {
     struct gguf_file *f = file_new(path, e);
     if (!f)
@@ -567,7 +567,27 @@ struct gguf_file *gguf_open(const char *path, struct err *e)
         err_set(e, ERR_CORRUPT, "%s: file of %jd bytes is too large to map", path, (intmax_t)st.st_size);
         goto fail;
     }
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const size_t size = (size_t)st.st_size;
+    void *m = copy ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+    if (m != MAP_FAILED) { /* read it in, then make it read-only like the mapping */
+        madvise(m, size, MADV_HUGEPAGE);
+        for (size_t got = 0; got < size;) {
+            ssize_t r = pread(fd, (char *)m + got, size - got, (off_t)got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                err_set(e, ERR_IO, "%s: cannot read byte %zu of %zu: %s", path, got, size,
+                        r < 0 ? strerror(errno) : "the file got shorter");
+                munmap(m, size);
+                goto fail;
+            }
+            got += (size_t)r;
+        }
+        mprotect(m, size, PROT_READ);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    } else {
+        m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    }
     if (m == MAP_FAILED) {
         err_set(e, ERR_IO, "%s: cannot map %jd bytes: %s", path, (intmax_t)st.st_size, strerror(errno));
         goto fail;
@@ -585,6 +605,16 @@ fail:
         close(fd);
     gguf_close(f);
     return NULL;
+}
+
+struct gguf_file *gguf_open(const char *path, struct err *e)
+{
+    return open_file(path, false, e);
+}
+
+struct gguf_file *gguf_open_copy(const char *path, struct err *e)
+{
+    return open_file(path, true, e);
 }
 
 /* ---- accessors ---- */

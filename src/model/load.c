@@ -494,7 +494,10 @@ fail:
 
 struct model *model_load(const char *path, struct err *e)
 {
-    struct gguf_file *f = gguf_open(path, e);
+    /* MAAS_WEIGHTS=map keeps the file mapped (shared with other processes
+     * through the page cache) instead of a huge-page copy. */
+    const char *how = getenv("MAAS_WEIGHTS");
+    struct gguf_file *f = how && !strcmp(how, "map") ? gguf_open(path, e) : gguf_open_copy(path, e);
     if (!f)
         return NULL;
     return load_gguf(f, e);

@@ -422,6 +422,16 @@ TEST(large_tensor_round_trip)
         CHECK(gguf_size(f) == gguf_data_offset(f) + t->offset + 32);
         gguf_close(f);
     }
+    /* the huge-page copy (gguf_open_copy) reads the same bytes */
+    f = gguf_open_copy(tmp_path("big.gguf"), &e);
+    CHECKF(f != NULL, "%s", e.msg);
+    if (f) {
+        const struct gguf_tensor *t = gguf_find_tensor(f, "big");
+        CHECK(t && t->nbytes == N * sizeof *big && !memcmp(t->data, big, N * sizeof *big));
+        t = gguf_find_tensor(f, "s1");
+        CHECK(t && !memcmp(t->data, small, sizeof small));
+        gguf_close(f);
+    }
     free(big);
 }
 
@@ -449,6 +459,10 @@ TEST(open_errors)
         fclose(fp);
     CHECK(gguf_open(tmp_path("empty.gguf"), &e) == NULL);
     CHECKF(strstr(e.msg, "empty.gguf") && strstr(e.msg, "empty"), "%s", e.msg);
+    CHECK(gguf_open_copy(tmp_path("empty.gguf"), &e) == NULL);
+    CHECKF(strstr(e.msg, "empty.gguf") && strstr(e.msg, "empty"), "%s", e.msg);
+    CHECK(gguf_open_copy(tmp_path("does-not-exist.gguf"), &e) == NULL);
+    CHECKF(strstr(e.msg, "No such file"), "%s", e.msg);
     CHECK(gguf_open_mem(NULL, 0, "nothing", &e) == NULL);
     CHECKF(strstr(e.msg, "nothing:"), "%s", e.msg);
 }
