@@ -41,27 +41,11 @@
 
 _Static_assert(KERN_PACK_BF16_BLOCK == 16 * 64, "a packed bf16 block is 16 rows of 16 token pairs");
 
-struct bf16_cfg {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-};
-
 static void bf16_configure(void)
 {
     if (kern_amx_config == KERN_AMX_CFG_BF16)
         return;
-    struct bf16_cfg c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        c.rows[t] = 16;
-        c.colsb[t] = 64;
-    }
-    /* the barrier: GCC does not see that ldtilecfg reads the whole struct
-     * and would drop the stores (as in gemm_amx.c) */
-    __asm__ volatile("" : : "r"(&c) : "memory");
-    _tile_loadconfig(&c);
+    kern_amx_load_uniform(8); /* every tile 16 rows x 64 bytes */
     kern_amx_config = KERN_AMX_CFG_BF16;
 }
 

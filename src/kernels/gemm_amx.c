@@ -86,6 +86,18 @@ static void amx_load_config(const struct amx_cfg *c)
     _tile_loadconfig(c);
 }
 
+void kern_amx_load_uniform(int n_tiles)
+{
+    struct amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < n_tiles; t++) {
+        c.rows[t] = 16;
+        c.colsb[t] = 64;
+    }
+    amx_load_config(&c);
+}
+
 __thread int kern_amx_config; /* kernels_int.h */
 
 /* After a tile release (the probes): the next tile kernel loads the
@@ -584,16 +596,9 @@ static struct kern_tile amx_tile(enum ggml_type t, int64_t n_tok)
 static void run_amx(enum kern_mac_kind kind, long iters, double *macs_per_s, int *sink)
 {
     (void)kind;
-    struct amx_cfg c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        c.rows[t] = 16;
-        c.colsb[t] = 64;
-    }
     static const int8_t ones[16 * 64] __attribute__((aligned(64))) = {1};
     int32_t out[16 * 16] __attribute__((aligned(64)));
-    amx_load_config(&c);
+    kern_amx_load_uniform(8);
     const double t0 = kern_thread_cpu_s();
     _tile_loadd(0, ones, 64);
     _tile_loadd(1, ones, 64);
@@ -660,14 +665,7 @@ static bool amx_runs(void)
             A[i] = (int8_t)(i % 7 - 3);
             B[i] = (int8_t)(i % 5 - 2);
         }
-        struct amx_cfg c;
-        memset(&c, 0, sizeof c);
-        c.palette = 1;
-        for (int i = 0; i < 3; i++) {
-            c.rows[i] = 16;
-            c.colsb[i] = 64;
-        }
-        amx_load_config(&c);
+        kern_amx_load_uniform(3);
         _tile_loadd(1, A, 64);
         _tile_loadd(2, B, 64);
         _tile_zero(0);

@@ -184,6 +184,9 @@ struct kern_tile kern_amx_bf16_tile(int64_t n_tok);
  * release the tiles). */
 enum { KERN_AMX_CFG_NONE, KERN_AMX_CFG_I8, KERN_AMX_CFG_BF16 };
 extern __thread int kern_amx_config;
+/* Loads, in this thread, a tile configuration (palette 1) of tiles 0 ..
+ * n_tiles - 1 each 16 rows x 64 bytes (gemm_amx.c; AMX CPUs only). */
+void kern_amx_load_uniform(int n_tiles);
 
 /* The multiply-add probes' driver (probe_avx2.c): loop(kind, iters, &rate,
  * &sink) runs iters iterations of a register-only loop and stores its MACs
